@@ -1,1 +1,36 @@
+//! ScaiVault's cryptography, in one small crate with a narrow API.
+//!
+//! Key hierarchy: passphrase → Argon2id → key-encryption key (KEK) that wraps a random root key;
+//! the root key derives (HKDF-SHA256) the key that seals the keyring, the key that blinds table
+//! keys and the key that hashes tokens. The keyring holds data keys; every record is sealed with
+//! XChaCha20-Poly1305 under the newest data key, with an AAD the caller binds to the record's
+//! place. Every key type zeroizes on drop and prints as `[redacted]`.
 
+#![forbid(unsafe_code)]
+
+mod aead;
+mod error;
+mod kdf;
+mod keys;
+mod mac;
+
+pub use aead::{SEAL_OVERHEAD, open_with, seal_with};
+pub use error::CryptoError;
+pub use kdf::{KdfParams, derive_kek};
+pub use keys::{Blinder, DataKeyId, Kek, Key32, Keyring, RootKey, SecretBytes, TokenHasher};
+pub use mac::{constant_time_eq, hmac_sha256, sha256};
+
+/// Fills a fresh buffer from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use rand::RngCore;
+    let mut out = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut out);
+    out
+}
+
+/// A random token body: 256 bits, base64url without padding (43 characters).
+pub fn random_token_body() -> String {
+    use base64::Engine;
+    let bytes = zeroize::Zeroizing::new(random_bytes::<32>());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(*bytes)
+}
