@@ -1,1 +1,25 @@
+//! The single encrypted vault file.
+//!
+//! Layers, bottom up: a [`Backend`] is a dumb key-value store of opaque bytes with atomic,
+//! durable batches (redb is the one we ship; the trait is narrow so that another, such as
+//! PostgreSQL, can be added without touching anything above); the [`pipeline`] batches
+//! concurrent writes into one durable commit (group commit); the [`Vault`] blinds every table
+//! key with a keyed hash and seals every value with XChaCha20-Poly1305 under an AAD naming the
+//! table and the blinded key, so nothing readable reaches the file.
 
+#![forbid(unsafe_code)]
+
+mod backend;
+mod error;
+mod header;
+mod pipeline;
+mod redb_backend;
+mod table;
+mod vault;
+
+pub use backend::{Backend, Mutation};
+pub use error::StoreError;
+pub use header::{FORMAT_VERSION, Header};
+pub use redb_backend::RedbBackend;
+pub use table::Table;
+pub use vault::{Unlock, Vault, VaultStats, WriteTx};

@@ -1,0 +1,124 @@
+//! The commit pipeline: one writer thread that drains every queued write job into a single
+//! durable transaction (group commit) and answers each job only after that transaction is
+//! durable. With a ~1 ms fsync, this is what turns 64 concurrent writers into one commit
+//! instead of 64.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use crate::backend::{Backend, Mutation};
+use crate::error::StoreError;
+use crate::table::Table;
+
+/// Called once the job's batch is durable (`Ok`) or failed (`Err`).
+pub(crate) type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+pub(crate) type Job = Box<dyn FnOnce(&mut RawTx<'_>) -> Completion + Send>;
+
+/// Jobs per batch at most; bounds the transaction size and the latency of the first job.
+const MAX_BATCH: usize = 1024;
+
+/// The raw view a job writes through: the committed state, overlaid with the earlier jobs of
+/// this batch, overlaid with this job's own writes. A job that fails leaves no trace.
+pub struct RawTx<'a> {
+    backend: &'a dyn Backend,
+    batch: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    job: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl<'a> RawTx<'a> {
+    fn new(backend: &'a dyn Backend) -> Self {
+        RawTx { backend, batch: BTreeMap::new(), job: BTreeMap::new() }
+    }
+
+    pub(crate) fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let k = (table, key.to_vec());
+        if let Some(v) = self.job.get(&k).or_else(|| self.batch.get(&k)) {
+            return Ok(v.clone());
+        }
+        self.backend.get(table, key)
+    }
+
+    pub(crate) fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.job.insert((table, key), Some(value));
+    }
+
+    pub(crate) fn delete(&mut self, table: Table, key: Vec<u8>) {
+        self.job.insert((table, key), None);
+    }
+
+    /// Ends the current job: its writes join the batch, or vanish.
+    pub(crate) fn end_job(&mut self, keep: bool) {
+        let job = std::mem::take(&mut self.job);
+        if keep {
+            self.batch.extend(job);
+        }
+    }
+
+    fn mutations(&mut self) -> Vec<Mutation> {
+        std::mem::take(&mut self.batch)
+            .into_iter()
+            .map(|((table, key), v)| match v {
+                Some(value) => Mutation::Put { table, key, value },
+                None => Mutation::Delete { table, key },
+            })
+            .collect()
+    }
+}
+
+/// The handle the vault submits jobs through.
+pub(crate) struct Pipeline {
+    tx: mpsc::Sender<Job>,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl Pipeline {
+    pub(crate) fn start(backend: Arc<dyn Backend>) -> Pipeline {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer = std::thread::Builder::new()
+            .name("scaivault-writer".into())
+            .spawn(move || writer_loop(&*backend, rx))
+            .expect("spawning the writer thread");
+        Pipeline { tx, writer }
+    }
+
+    /// Finishes the queued jobs, then stops the writer and releases its handle on the file.
+    pub(crate) fn stop(self) {
+        drop(self.tx);
+        let _ = self.writer.join();
+    }
+
+    pub(crate) fn submit(&self, job: Job) -> Result<(), StoreError> {
+        self.tx.send(job).map_err(|_| StoreError::Closed)
+    }
+}
+
+fn writer_loop(backend: &dyn Backend, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut raw = RawTx::new(backend);
+        let mut completions = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            // A panicking job loses its own writes and its reply (the caller sees the channel
+            // close), never the batch or the writer thread.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut raw))) {
+                Ok(done) => completions.push(done),
+                Err(_) => raw.end_job(false),
+            }
+        }
+        let batch = raw.mutations();
+        let result = if batch.is_empty() { Ok(()) } else { backend.commit(&batch) };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, jobs = completions.len(), "durable commit failed; batch rejected");
+        }
+        for done in completions {
+            done(result.clone());
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The embedded backend: one redb file.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use redb::{
+    Database, Durability, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition,
+    TableError,
+};
+
+use crate::backend::{Backend, Mutation};
+use crate::error::{StoreError, io_error};
+use crate::table::Table;
+
+type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+fn def(t: Table) -> Def {
+    TableDefinition::new(t.name())
+}
+
+/// Read-write or read-only: a vault is opened read-only until it is unsealed, so a wrong
+/// passphrase leaves the file byte-for-byte as it was.
+enum Db {
+    ReadWrite(Database),
+    ReadOnly(ReadOnlyDatabase),
+}
+
+pub struct RedbBackend {
+    db: Db,
+    /// redb allows one write transaction at a time; the pipeline is the only writer, but
+    /// `copy_to` and tests may also write, so serialise explicitly.
+    write_lock: Mutex<()>,
+}
+
+fn storage(e: impl std::fmt::Display) -> StoreError {
+    let s = e.to_string();
+    if s.contains("No space left") || s.contains("os error 28") {
+        return StoreError::StorageFull;
+    }
+    StoreError::Io(s)
+}
+
+fn db_error(e: redb::DatabaseError) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            use std::io::ErrorKind::*;
+            match io.kind() {
+                UnexpectedEof => StoreError::Corrupt("file is truncated".into()),
+                InvalidData | InvalidInput => StoreError::Corrupt(io.to_string()),
+                _ => io_error(&io),
+            }
+        }
+        other => StoreError::Corrupt(other.to_string()),
+    }
+}
+
+/// redb may panic on a structurally damaged file; a damaged file must give a clean error.
+fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Corrupt(format!("{what}: the file structure is damaged"))),
+    }
+}
+
+impl RedbBackend {
+    fn builder() -> redb::Builder {
+        let mut b = Database::builder();
+        // A modest cache: the OS page cache does the heavy lifting, and RSS is a target.
+        b.set_cache_size(64 * 1024 * 1024);
+        b
+    }
+
+    /// Creates a new file; fails if one exists.
+    pub fn create(path: &Path) -> Result<RedbBackend, StoreError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => StoreError::AlreadyExists(path.display().to_string()),
+                _ => io_error(&e),
+            })?;
+        drop(file);
+        let db = guard("create", || Self::builder().create(path).map_err(db_error))?;
+        let backend = RedbBackend { db: Db::ReadWrite(db), write_lock: Mutex::new(()) };
+        backend.with_write(|txn| {
+            for t in Table::ALL {
+                txn.open_table(def(*t)).map_err(storage)?;
+            }
+            Ok(())
+        })?;
+        Ok(backend)
+    }
+
+    pub fn open(path: &Path) -> Result<RedbBackend, StoreError> {
+        Self::check_exists(path)?;
+        let db = guard("open", || Self::builder().open(path).map_err(db_error))?;
+        Ok(RedbBackend { db: Db::ReadWrite(db), write_lock: Mutex::new(()) })
+    }
+
+    /// Opens without ever writing to the file.
+    pub fn open_read_only(path: &Path) -> Result<RedbBackend, StoreError> {
+        Self::check_exists(path)?;
+        let db = guard("open", || Self::builder().open_read_only(path).map_err(db_error))?;
+        Ok(RedbBackend { db: Db::ReadOnly(db), write_lock: Mutex::new(()) })
+    }
+
+    fn check_exists(path: &Path) -> Result<(), StoreError> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.len() == 0 => Err(StoreError::Corrupt("file is empty".into())),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound(path.display().to_string()))
+            }
+            Err(e) => Err(io_error(&e)),
+        }
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        match &self.db {
+            Db::ReadWrite(db) => db.begin_read(),
+            Db::ReadOnly(db) => db.begin_read(),
+        }
+        .map_err(storage)
+    }
+
+    fn with_write<T>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let Db::ReadWrite(db) = &self.db else {
+            return Err(StoreError::Sealed);
+        };
+        let _lock = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        guard("write", || {
+            let mut txn = db.begin_write().map_err(storage)?;
+            txn.set_durability(Durability::Immediate).map_err(storage)?;
+            txn.set_quick_repair(true);
+            let out = f(&txn)?;
+            txn.commit().map_err(storage)?;
+            Ok(out)
+        })
+    }
+}
+
+impl Backend for RedbBackend {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        guard("read", || {
+            let txn = self.begin_read()?;
+            let t = match txn.open_table(def(table)) {
+                Ok(t) => t,
+                Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(storage(e)),
+            };
+            Ok(t.get(key).map_err(storage)?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    fn scan(&self, table: Table, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
+        guard("scan", || scan_in(&self.begin_read()?, table, visit))
+    }
+
+    fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError> {
+        self.with_write(|txn| {
+            for m in batch {
+                match m {
+                    Mutation::Put { table, key, value } => {
+                        let mut t = txn.open_table(def(*table)).map_err(storage)?;
+                        t.insert(key.as_slice(), value.as_slice()).map_err(storage)?;
+                    }
+                    Mutation::Delete { table, key } => {
+                        let mut t = txn.open_table(def(*table)).map_err(storage)?;
+                        t.remove(key.as_slice()).map_err(storage)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn copy_to(&self, out: &Path) -> Result<(), StoreError> {
+        // One read transaction for every table: the copy is a consistent snapshot.
+        let mut batch = Vec::new();
+        guard("copy", || {
+            let txn = self.begin_read()?;
+            for t in Table::ALL {
+                scan_in(&txn, *t, &mut |k, v| {
+                    batch.push(Mutation::Put { table: *t, key: k.to_vec(), value: v.to_vec() });
+                    true
+                })?;
+            }
+            Ok(())
+        })?;
+        RedbBackend::create(out)?.commit(&batch)
+    }
+}
+
+fn scan_in(
+    txn: &redb::ReadTransaction,
+    table: Table,
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) -> Result<(), StoreError> {
+    let t = match txn.open_table(def(table)) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(storage(e)),
+    };
+    for item in t.iter().map_err(storage)? {
+        let (k, v) = item.map_err(storage)?;
+        if !visit(k.value(), v.value()) {
+            break;
+        }
+    }
+    Ok(())
+}

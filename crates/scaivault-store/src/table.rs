@@ -1,0 +1,40 @@
+/// The tables of a vault file. Each is a map from a blinded key to a sealed record; only the
+/// meta table holds plaintext, and only the file header (KDF parameters, salt, wrapped keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Table {
+    Meta,
+    /// Path index: one small record per secret path, decrypted at unseal to serve listings.
+    Paths,
+    /// Secret heads: type, metadata, version list, deletion state.
+    Secrets,
+    /// Secret versions: the data of one version, keyed by path and version number.
+    Versions,
+    Identities,
+    Tokens,
+    Policies,
+}
+
+impl Table {
+    pub const ALL: &'static [Table] = &[
+        Table::Meta,
+        Table::Paths,
+        Table::Secrets,
+        Table::Versions,
+        Table::Identities,
+        Table::Tokens,
+        Table::Policies,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Meta => "meta",
+            Table::Paths => "paths",
+            Table::Secrets => "secrets",
+            Table::Versions => "versions",
+            Table::Identities => "identities",
+            Table::Tokens => "tokens",
+            Table::Policies => "policies",
+        }
+    }
+}
