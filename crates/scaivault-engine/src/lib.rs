@@ -1,1 +1,137 @@
+//! The use cases of ScaiVault, written once: the HTTP handlers and the CLI's local mode both
+//! call this engine, so every rule (validation, authorization, versioning, deletion) has one
+//! home.
+//!
+//! State kept in memory after unseal, each rebuilt from the file and updated only after the
+//! batch that changed it is durable: the path index (listings without decrypting every
+//! record), compiled policies, identities with group membership, and token hashes.
 
+#![forbid(unsafe_code)]
+
+mod caller;
+mod clock;
+mod cursor;
+mod identities;
+mod policies;
+mod records;
+mod secrets;
+mod tokens;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, RwLock};
+
+pub use caller::Caller;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use identities::{CreateIdentity, IdentityView};
+pub use policies::{BindingRequest, PolicyRequest, PolicyTestRequest};
+pub use records::{IdentityRecord, SecretHead, TokenRecord};
+pub use scaivault_core::{Error, ErrorCode, Result};
+pub use secrets::{BatchReadRequest, ListPage, SecretView, WriteOutcome, WriteRequest};
+pub use tokens::{CreateToken, IssuedToken};
+
+use scaivault_core::policy::CompiledPolicy;
+use scaivault_store::{StoreError, Table, Vault};
+
+/// What the path index knows of a secret without decrypting it.
+#[derive(Debug)]
+pub(crate) struct PathEntry {
+    deleted: bool,
+    /// Microseconds; kept in memory and written with the secret's next change or flush, so
+    /// reads do not each cost a durable write.
+    last_accessed: AtomicI64,
+}
+
+pub struct Engine {
+    vault: Arc<Vault>,
+    clock: Arc<dyn Clock>,
+    paths: Arc<RwLock<BTreeMap<String, PathEntry>>>,
+    policies: Arc<RwLock<Arc<Vec<CompiledPolicy>>>>,
+    identities: Arc<RwLock<HashMap<String, IdentityRecord>>>,
+    tokens: Arc<RwLock<HashMap<[u8; 32], TokenRecord>>>,
+}
+
+/// Limits that are part of the API contract.
+pub mod limits {
+    /// Serialized `data` of one version.
+    pub const MAX_DATA_BYTES: usize = 64 * 1024;
+    /// Serialized `metadata` of a secret.
+    pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+    pub const DEFAULT_MAX_VERSIONS: u32 = 10;
+    pub const MAX_MAX_VERSIONS: u32 = 1000;
+    pub const MAX_LIST_LIMIT: usize = 1000;
+    pub const DEFAULT_LIST_LIMIT: usize = 100;
+    pub const MAX_BATCH_PATHS: usize = 100;
+    /// How long a soft-deleted secret stays restorable.
+    pub const SOFT_DELETE_RETENTION_SECS: u64 = 30 * 86_400;
+}
+
+pub(crate) fn store_err(e: StoreError) -> Error {
+    Error::from(e)
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(table: Table, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|_| {
+        Error::new(ErrorCode::IntegrityError, format!("a record in table '{}' does not decode", table.name()))
+    })
+}
+
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialize")
+}
+
+impl Engine {
+    /// Loads the in-memory indexes from an unsealed vault.
+    pub fn load(vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Result<Engine> {
+        let mut paths = BTreeMap::new();
+        let mut failure = None;
+        vault
+            .scan(Table::Paths, &mut |plain| match decode::<records::PathRecord>(Table::Paths, plain.as_bytes()) {
+                Ok(r) => {
+                    paths.insert(r.path, PathEntry { deleted: r.deleted, last_accessed: AtomicI64::new(0) });
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            })
+            .map_err(store_err)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let engine = Engine {
+            vault,
+            clock,
+            paths: Arc::new(RwLock::new(paths)),
+            policies: Arc::default(),
+            identities: Arc::default(),
+            tokens: Arc::default(),
+        };
+        engine.reload_policies()?;
+        engine.reload_identities()?;
+        engine.reload_tokens()?;
+        Ok(engine)
+    }
+
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    pub fn now(&self) -> scaivault_core::time::Timestamp {
+        self.clock.now()
+    }
+
+    /// Number of live (not deleted) secrets, for metrics.
+    pub fn secrets_total(&self) -> usize {
+        read(&self.paths).values().filter(|e| !e.deleted).count()
+    }
+}
+
+pub(crate) fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,226 @@
+//! The local identity registry: users, service accounts and groups with membership. It
+//! replaces the external identity provider of the hosted product.
+
+use scaivault_core::identity::{IdentityId, IdentityType};
+use scaivault_core::scope::{Scope, ScopeSet};
+use scaivault_core::{Error, ErrorCode, Result};
+use scaivault_store::Table;
+use serde::{Deserialize, Serialize};
+
+use crate::caller::ROOT_IDENTITY;
+use crate::records::{ClientCredential, IdentityRecord, new_id};
+use crate::{Caller, Engine, decode, encode, read, store_err, write};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIdentity {
+    pub identity_id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// An identity as the API shows it (never a credential hash).
+#[derive(Debug, Serialize)]
+pub struct IdentityView {
+    pub identity_id: IdentityId,
+    pub identity_type: IdentityType,
+    pub display_name: String,
+    pub created_at: scaivault_core::time::Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<IdentityId>>,
+    pub groups: Vec<IdentityId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Vec<serde_json::Value>>,
+}
+
+pub(crate) fn identity_not_found(id: &str) -> Error {
+    Error::new(ErrorCode::IdentityNotFound, format!("no identity {id}"))
+        .with("identity_id", id)
+        .with("hint", "create it with `scaivault identity create` or POST /v1/identities")
+}
+
+impl Engine {
+    pub(crate) fn reload_identities(&self) -> Result<()> {
+        let mut all = std::collections::HashMap::new();
+        let mut failure = None;
+        self.vault
+            .scan(Table::Identities, &mut |plain| match decode::<IdentityRecord>(Table::Identities, plain.as_bytes()) {
+                Ok(r) => {
+                    all.insert(r.id.to_string(), r);
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            })
+            .map_err(store_err)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        *write(&self.identities) = all;
+        Ok(())
+    }
+
+    /// The groups `id` is a direct member of.
+    pub fn groups_of(&self, id: &IdentityId) -> Vec<IdentityId> {
+        let mut groups: Vec<IdentityId> = read(&self.identities)
+            .values()
+            .filter(|r| r.identity_type == IdentityType::Group && r.members.contains(id))
+            .map(|r| r.id.clone())
+            .collect();
+        groups.sort();
+        groups
+    }
+
+    pub(crate) fn identity(&self, id: &str) -> Option<IdentityRecord> {
+        read(&self.identities).get(id).cloned()
+    }
+
+    fn view(&self, r: &IdentityRecord) -> IdentityView {
+        IdentityView {
+            identity_id: r.id.clone(),
+            identity_type: r.identity_type,
+            display_name: r.display_name.clone(),
+            created_at: r.created_at,
+            members: (r.identity_type == IdentityType::Group).then(|| r.members.clone()),
+            groups: self.groups_of(&r.id),
+            credentials: (r.identity_type == IdentityType::ServiceAccount).then(|| {
+                r.credentials
+                    .iter()
+                    .map(|c| serde_json::json!({"id": c.id, "scopes": c.scopes, "created_at": c.created_at}))
+                    .collect()
+            }),
+        }
+    }
+
+    async fn save_identity(&self, record: IdentityRecord) -> Result<IdentityRecord> {
+        let cache = self.identities.clone();
+        self.vault
+            .write(move |tx| {
+                tx.put(Table::Identities, record.id.as_str().as_bytes(), &encode(&record));
+                let r = record.clone();
+                tx.on_commit(move || {
+                    write(&cache).insert(r.id.to_string(), r);
+                });
+                Ok::<_, Error>(record)
+            })
+            .await
+    }
+
+    pub async fn create_identity(&self, caller: &Caller, req: CreateIdentity) -> Result<IdentityView> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let id = IdentityId::parse(&req.identity_id)?;
+        if id.as_str() == ROOT_IDENTITY {
+            return Err(Error::new(ErrorCode::InvalidIdentity, "user:root is reserved for the root token"));
+        }
+        if self.identity(id.as_str()).is_some() {
+            return Err(Error::new(ErrorCode::IdentityExists, format!("{id} exists")).with("identity_id", id.as_str()));
+        }
+        let record = IdentityRecord {
+            identity_type: id.identity_type(),
+            display_name: req.display_name.unwrap_or_else(|| id.as_str().split_once(':').map(|x| x.1).unwrap_or("").to_owned()),
+            created_at: self.now(),
+            members: Vec::new(),
+            credentials: Vec::new(),
+            id,
+        };
+        let r = self.save_identity(record).await?;
+        Ok(self.view(&r))
+    }
+
+    pub fn list_identities(&self, caller: &Caller, kind: Option<IdentityType>) -> Result<Vec<IdentityView>> {
+        self.authorize(caller, Scope::IdentityRead, None)?;
+        let mut all: Vec<IdentityRecord> =
+            read(&self.identities).values().filter(|r| kind.is_none_or(|k| r.identity_type == k)).cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(all.iter().map(|r| self.view(r)).collect())
+    }
+
+    pub fn get_identity(&self, caller: &Caller, id: &str) -> Result<IdentityView> {
+        self.authorize(caller, Scope::IdentityRead, None)?;
+        let r = self.identity(id).ok_or_else(|| identity_not_found(id))?;
+        Ok(self.view(&r))
+    }
+
+    /// Deletes an identity, revokes its tokens, and removes it from groups and bindings.
+    pub async fn delete_identity(&self, caller: &Caller, id: &str) -> Result<()> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let r = self.identity(id).ok_or_else(|| identity_not_found(id))?;
+        self.revoke_tokens_of(&r.id).await?;
+        let groups: Vec<IdentityRecord> =
+            read(&self.identities).values().filter(|g| g.members.contains(&r.id)).cloned().collect();
+        for mut g in groups {
+            g.members.retain(|m| m != &r.id);
+            self.save_identity(g).await?;
+        }
+        self.unbind_everywhere(&r.id).await?;
+        let cache = self.identities.clone();
+        let key = r.id.to_string();
+        self.vault
+            .write(move |tx| {
+                tx.delete(Table::Identities, key.as_bytes());
+                tx.on_commit(move || {
+                    write(&cache).remove(&key);
+                });
+                Ok::<_, Error>(())
+            })
+            .await
+    }
+
+    pub async fn set_membership(&self, caller: &Caller, group: &str, member: &str, add: bool) -> Result<IdentityView> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let mut g = self.identity(group).ok_or_else(|| identity_not_found(group))?;
+        if g.identity_type != IdentityType::Group {
+            return Err(Error::new(ErrorCode::InvalidIdentity, format!("{group} is not a group")));
+        }
+        let m = IdentityId::parse(member)?;
+        if m.identity_type() == IdentityType::Group {
+            return Err(Error::new(ErrorCode::InvalidIdentity, "groups cannot contain groups"));
+        }
+        if self.identity(m.as_str()).is_none() {
+            return Err(identity_not_found(m.as_str()));
+        }
+        if add {
+            if !g.members.contains(&m) {
+                g.members.push(m);
+                g.members.sort();
+            }
+        } else {
+            let before = g.members.len();
+            g.members.retain(|x| x != &m);
+            if before == g.members.len() {
+                return Err(Error::new(ErrorCode::IdentityNotFound, format!("{m} is not a member of {group}")));
+            }
+        }
+        let g = self.save_identity(g).await?;
+        Ok(self.view(&g))
+    }
+
+    /// Issues a client credential for a service account; the secret is shown once.
+    pub async fn create_client_credential(
+        &self,
+        caller: &Caller,
+        sa: &str,
+        scopes: ScopeSet,
+    ) -> Result<serde_json::Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let mut r = self.identity(sa).ok_or_else(|| identity_not_found(sa))?;
+        if r.identity_type != IdentityType::ServiceAccount {
+            return Err(Error::new(ErrorCode::InvalidIdentity, "client credentials are for service accounts"));
+        }
+        let secret = zeroize::Zeroizing::new(format!("scs_{}", scaivault_crypto::random_token_body()));
+        let cred = ClientCredential {
+            id: new_id("cred"),
+            secret_hash: self.vault.token_hasher().hash(&secret),
+            scopes: scopes.clone(),
+            created_at: self.now(),
+        };
+        let cred_id = cred.id.clone();
+        r.credentials.push(cred);
+        self.save_identity(r).await?;
+        Ok(serde_json::json!({
+            "client_id": sa, "client_secret": secret.as_str(), "credential_id": cred_id, "scopes": scopes,
+        }))
+    }
+}

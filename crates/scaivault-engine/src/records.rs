@@ -1,0 +1,189 @@
+//! The records sealed into the vault file, one per table. Their JSON form is private to the
+//! file format; API shapes are built from them in the use-case modules.
+
+use std::fmt;
+
+use scaivault_core::identity::{IdentityId, IdentityType};
+use scaivault_core::scope::ScopeSet;
+use scaivault_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+/// Table `paths`: what the listing index needs.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PathRecord {
+    pub path: String,
+    pub deleted: bool,
+}
+
+/// One version's place in a secret's history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub created_by: String,
+}
+
+/// Table `secrets`: everything about a secret except its values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretHead {
+    pub path: String,
+    pub secret_type: String,
+    pub metadata: Map<String, Value>,
+    pub current_version: u64,
+    /// Retained versions, oldest first.
+    pub versions: Vec<VersionInfo>,
+    pub max_versions: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_accessed_at: Option<Timestamp>,
+    pub deleted_at: Option<Timestamp>,
+    pub recoverable_until: Option<Timestamp>,
+    pub rotation_policy_id: Option<String>,
+    pub secret_policy_id: Option<String>,
+}
+
+/// The JSON text of a secret's `data` object, wiped from memory on drop and never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretData(Zeroizing<String>);
+
+impl SecretData {
+    pub fn from_json_text(text: String) -> SecretData {
+        SecretData(Zeroizing::new(text))
+    }
+
+    pub fn as_json_text(&self) -> &str {
+        &self.0
+    }
+
+    /// Parses the data (a transient copy, for callers that need fields).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+impl fmt::Debug for SecretData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretData([redacted])")
+    }
+}
+
+impl Serialize for SecretData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Borrowed raw JSON: serialized without an intermediate copy of the values.
+        let raw: &serde_json::value::RawValue = serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretData {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw: Box<serde_json::value::RawValue> = Deserialize::deserialize(d)?;
+        let text: Box<str> = raw.into();
+        Ok(SecretData(Zeroizing::new(String::from(text))))
+    }
+}
+
+/// Table `versions`: the data of one version.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct VersionRecord {
+    pub data: SecretData,
+}
+
+/// A service account's client credential (for the client-credentials grant).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientCredential {
+    pub id: String,
+    #[serde(with = "hex_bytes")]
+    pub secret_hash: [u8; 32],
+    pub scopes: ScopeSet,
+    pub created_at: Timestamp,
+}
+
+/// Table `identities`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    pub id: IdentityId,
+    pub identity_type: IdentityType,
+    pub display_name: String,
+    pub created_at: Timestamp,
+    /// Groups only: the member identity ids.
+    #[serde(default)]
+    pub members: Vec<IdentityId>,
+    /// Service accounts only.
+    #[serde(default)]
+    pub credentials: Vec<ClientCredential>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Root,
+    Personal,
+    ClientCredentials,
+}
+
+/// Table `tokens`: never the token itself, only its keyed hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    #[serde(with = "hex_bytes")]
+    pub hash: [u8; 32],
+    pub kind: TokenKind,
+    pub name: Option<String>,
+    pub identity_id: IdentityId,
+    pub identity_type: IdentityType,
+    pub scopes: ScopeSet,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub created_by: String,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex_encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        let bytes: Vec<u8> = (0..s.len())
+            .step_by(2)
+            .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| serde::de::Error::custom("bad hex"))?;
+        bytes.try_into().map_err(|_| serde::de::Error::custom("bad length"))
+    }
+
+    fn hex_encode(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+}
+
+/// A short random id with a prefix, e.g. `pol_3f9a1c…`.
+pub(crate) fn new_id(prefix: &str) -> String {
+    let bytes: [u8; 8] = scaivault_crypto::random_bytes();
+    let mut s = String::with_capacity(prefix.len() + 17);
+    s.push_str(prefix);
+    s.push('_');
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_data_never_prints() {
+        let d = SecretData::from_json_text(r#"{"password":"hunter2"}"#.into());
+        assert!(!format!("{d:?}").contains("hunter2"));
+        assert_eq!(serde_json::to_string(&d).unwrap(), r#"{"password":"hunter2"}"#);
+    }
+}

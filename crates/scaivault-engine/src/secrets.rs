@@ -1,0 +1,674 @@
+//! Secrets: versioned writes, reads, listing, metadata, soft and hard delete, restore, batch.
+//!
+//! Decisions where the spec is silent (documented in the README):
+//! - an expired secret (`expires_at` passed) answers reads with 410 `secret_expired`; its
+//!   metadata stays readable and writing a new version revives it;
+//! - default `max_versions` is 10; the oldest versions are pruned beyond it;
+//! - soft-deleted secrets stay restorable for 30 days; writing to one answers `secret_exists`;
+//! - `cas` is the version the writer expects to be current (`0`: the secret must not exist).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use scaivault_core::duration::parse_duration;
+use scaivault_core::path::{SecretPath, validate_prefix};
+use scaivault_core::scope::{Permission, Scope};
+use scaivault_core::time::Timestamp;
+use scaivault_core::{Error, ErrorCode, Result};
+use scaivault_store::Table;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::records::{PathRecord, SecretData, SecretHead, VersionInfo, VersionRecord};
+use crate::{Caller, Engine, PathEntry, cursor, decode, encode, limits, read, store_err, write};
+
+pub const SECRET_TYPES: &[&str] = &["kv", "json", "certificate", "ssh_key", "api_key"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteOptions {
+    #[serde(default)]
+    pub max_versions: Option<u32>,
+    #[serde(default)]
+    pub expires_in: Option<String>,
+    #[serde(default)]
+    pub rotation_policy_id: Option<String>,
+    #[serde(default)]
+    pub cas: Option<u64>,
+}
+
+/// The body of `PUT /v1/secrets/{path}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteRequest {
+    pub data: SecretData,
+    #[serde(default)]
+    pub secret_type: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub options: WriteOptions,
+    /// Accepted at the top level too, for clients that send it there.
+    #[serde(default)]
+    pub cas: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WriteOutcome {
+    pub path: String,
+    pub version: u64,
+    pub secret_type: String,
+    pub created: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A secret as read: the value and what describes it.
+#[derive(Debug, Serialize)]
+pub struct SecretView {
+    pub path: String,
+    pub secret_type: String,
+    pub version: u64,
+    pub data: SecretData,
+    pub metadata: Map<String, Value>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub version_created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_accessed_at: Option<Timestamp>,
+    pub rotation_policy_id: Option<String>,
+    pub secret_policy_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SecretSummary {
+    pub path: String,
+    pub secret_type: String,
+    pub version: u64,
+    pub version_count: usize,
+    pub metadata: Map<String, Value>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_accessed_at: Option<Timestamp>,
+    pub rotation_policy_id: Option<String>,
+    pub deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recoverable_until: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Vec<VersionInfo>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListPage {
+    pub secrets: Vec<SecretSummary>,
+    pub cursor: Option<String>,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchReadRequest {
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub options: BatchOptions,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchOptions {
+    #[serde(default)]
+    pub include_metadata: bool,
+    #[serde(default)]
+    pub fail_fast: bool,
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+fn not_found(path: &str) -> Error {
+    Error::new(ErrorCode::SecretNotFound, format!("no secret at {path}")).with("path", path)
+}
+
+fn version_key(path: &str, version: u64) -> Vec<u8> {
+    let mut k = path.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn validation(field: &str, problem: impl Into<String>) -> Error {
+    let problem = problem.into();
+    Error::new(ErrorCode::ValidationError, format!("{field}: {problem}"))
+        .with("fields", serde_json::json!({ field: problem }))
+}
+
+fn check_secret_type(t: &str) -> Result<()> {
+    if SECRET_TYPES.contains(&t) {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorCode::InvalidSecretType, format!("unknown secret_type {t:?}"))
+            .with("allowed", SECRET_TYPES.to_vec()))
+    }
+}
+
+/// Checks `data` for its type. Plugins replace this per type; what stays here is the shape
+/// every type shares.
+fn check_data(secret_type: &str, data: &SecretData) -> Result<()> {
+    let text = data.as_json_text();
+    if text.len() > limits::MAX_DATA_BYTES {
+        return Err(Error::new(
+            ErrorCode::ValidationError,
+            format!("data is {} bytes; the limit is {} bytes", text.len(), limits::MAX_DATA_BYTES),
+        )
+        .with("fields", serde_json::json!({ "data": "too large" }))
+        .with("limit", limits::MAX_DATA_BYTES));
+    }
+    let value = data.to_value();
+    let Value::Object(map) = &value else {
+        return Err(validation("data", "must be a JSON object"));
+    };
+    if map.is_empty() {
+        return Err(validation("data", "must have at least one field"));
+    }
+    if secret_type == "kv" {
+        let nested: Vec<&String> = map.iter().filter(|(_, v)| v.is_object() || v.is_array()).map(|(k, _)| k).collect();
+        if !nested.is_empty() {
+            let fields: Map<String, Value> = nested
+                .iter()
+                .map(|k| (format!("data.{k}"), Value::from("kv values must be strings, numbers or booleans; use secret_type json for nesting")))
+                .collect();
+            return Err(Error::new(ErrorCode::ValidationError, "kv secrets hold a flat map of values")
+                .with("fields", Value::Object(fields)));
+        }
+    }
+    Ok(())
+}
+
+fn check_metadata(meta: &Map<String, Value>) -> Result<()> {
+    let size = serde_json::to_vec(meta).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > limits::MAX_METADATA_BYTES {
+        return Err(validation("metadata", format!("larger than {} bytes", limits::MAX_METADATA_BYTES)));
+    }
+    if let Some(tags) = meta.get("tags") {
+        let ok = tags.as_array().is_some_and(|a| a.iter().all(|t| t.as_str().is_some_and(|s| !s.is_empty() && s.len() <= 128)));
+        if !ok {
+            return Err(validation("metadata.tags", "must be an array of non-empty strings of at most 128 characters"));
+        }
+    }
+    for key in ["description", "owner"] {
+        if meta.get(key).is_some_and(|v| !v.is_string()) {
+            return Err(validation(&format!("metadata.{key}"), "must be a string"));
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    fn load_head(&self, path: &str) -> Result<Option<SecretHead>> {
+        match self.vault.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
+            Some(p) => decode(Table::Secrets, p.as_bytes()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The head of a live secret; purges nothing, but treats an expired soft delete as gone.
+    fn live_head(&self, path: &str) -> Result<SecretHead> {
+        let head = self.load_head(path)?.ok_or_else(|| not_found(path))?;
+        if head.deleted_at.is_some() {
+            return Err(not_found(path).with("deleted", true).with(
+                "hint",
+                "the secret is soft-deleted; restore it to read it",
+            ));
+        }
+        Ok(head)
+    }
+
+    fn touch(&self, path: &str, now: Timestamp) {
+        if let Some(e) = read(&self.paths).get(path) {
+            e.last_accessed.store(now.0, Ordering::Relaxed);
+        }
+    }
+
+    fn last_accessed(&self, head: &SecretHead) -> Option<Timestamp> {
+        let mem = read(&self.paths).get(&head.path).map(|e| e.last_accessed.load(Ordering::Relaxed)).unwrap_or(0);
+        match (mem, head.last_accessed_at) {
+            (0, stored) => stored,
+            (m, Some(s)) if s.0 > m => Some(s),
+            (m, _) => Some(Timestamp(m)),
+        }
+    }
+
+    pub fn read_secret(&self, caller: &Caller, path: &str, version: Option<u64>) -> Result<SecretView> {
+        let path = SecretPath::parse(path)?;
+        self.authorize(caller, Scope::SecretsRead, Some((path.as_str(), Permission::Read)))?;
+        self.read_authorized(path.as_str(), version)
+    }
+
+    fn read_authorized(&self, path: &str, version: Option<u64>) -> Result<SecretView> {
+        let head = self.live_head(path)?;
+        let now = self.now();
+        if let Some(exp) = head.expires_at.filter(|e| *e <= now) {
+            return Err(Error::new(ErrorCode::SecretExpired, format!("the secret at {path} expired"))
+                .with("path", path)
+                .with("expires_at", exp.to_rfc3339()));
+        }
+        let v = version.unwrap_or(head.current_version);
+        let info = head.versions.iter().find(|i| i.version == v).ok_or_else(|| {
+            Error::new(ErrorCode::VersionNotFound, format!("version {v} of {path} does not exist or was pruned"))
+                .with("path", path)
+                .with("version", v)
+        })?;
+        let plain = self
+            .vault
+            .get(Table::Versions, &version_key(path, v))
+            .map_err(store_err)?
+            .ok_or_else(|| Error::new(ErrorCode::IntegrityError, format!("version {v} of {path} is missing from the file")))?;
+        let record: VersionRecord = decode(Table::Versions, plain.as_bytes())?;
+        self.touch(path, now);
+        Ok(SecretView {
+            path: path.to_owned(),
+            secret_type: head.secret_type.clone(),
+            version: v,
+            data: record.data,
+            metadata: head.metadata.clone(),
+            created_at: head.created_at,
+            updated_at: head.updated_at,
+            version_created_at: info.created_at,
+            expires_at: head.expires_at,
+            last_accessed_at: Some(now),
+            rotation_policy_id: head.rotation_policy_id.clone(),
+            secret_policy_id: head.secret_policy_id.clone(),
+        })
+    }
+
+    pub async fn write_secret(&self, caller: &Caller, path: &str, req: WriteRequest) -> Result<WriteOutcome> {
+        let path = SecretPath::parse(path)?;
+        self.authorize(caller, Scope::SecretsWrite, Some((path.as_str(), Permission::Write)))?;
+        let secret_type = req.secret_type.clone();
+        if let Some(t) = &secret_type {
+            check_secret_type(t)?;
+        }
+        check_data(secret_type.as_deref().unwrap_or("kv"), &req.data)?;
+        if let Some(m) = &req.metadata {
+            check_metadata(m)?;
+        }
+        let expires_at = match &req.options.expires_in {
+            Some(d) => Some(self.now().plus(parse_duration(d)?)),
+            None => None,
+        };
+        if let Some(n) = req.options.max_versions {
+            if n == 0 || n > limits::MAX_MAX_VERSIONS {
+                return Err(validation("options.max_versions", format!("must be between 1 and {}", limits::MAX_MAX_VERSIONS)));
+            }
+        }
+        let cas = req.options.cas.or(req.cas);
+        let now = self.now();
+        let actor = caller.identity_id.to_string();
+        let path = path.as_str().to_owned();
+        let paths = self.paths.clone();
+        let accessed = self.last_accessed_hint(&path);
+        self.vault
+            .write(move |tx| {
+                let existing: Option<SecretHead> = match tx.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
+                    Some(p) => Some(decode(Table::Secrets, p.as_bytes())?),
+                    None => None,
+                };
+                let mut existing = existing;
+                // A soft delete past its retention is purged by the write that reuses the path.
+                if let Some(h) = &existing {
+                    if let Some(until) = h.recoverable_until.filter(|_| h.deleted_at.is_some()) {
+                        if until > now {
+                            return Err(Error::new(
+                                ErrorCode::SecretExists,
+                                format!("{path} is soft-deleted; restore it or delete it permanently before writing"),
+                            )
+                            .with("path", path.as_str())
+                            .with("recoverable_until", until.to_rfc3339()));
+                        }
+                        for v in &h.versions {
+                            tx.delete(Table::Versions, &version_key(&path, v.version));
+                        }
+                        existing = None;
+                    }
+                }
+                let current = existing.as_ref().map_or(0, |h| h.current_version);
+                if let Some(expected) = cas {
+                    if expected != current {
+                        return Err(Error::new(
+                            ErrorCode::VersionConflict,
+                            format!("check-and-set failed: expected version {expected}, current is {current}"),
+                        )
+                        .with("path", path.as_str())
+                        .with("expected_version", expected)
+                        .with("current_version", current));
+                    }
+                }
+                let created = existing.is_none();
+                let mut head = existing.unwrap_or_else(|| SecretHead {
+                    path: path.clone(),
+                    secret_type: "kv".into(),
+                    metadata: Map::new(),
+                    current_version: 0,
+                    versions: Vec::new(),
+                    max_versions: limits::DEFAULT_MAX_VERSIONS,
+                    created_at: now,
+                    updated_at: now,
+                    expires_at: None,
+                    last_accessed_at: None,
+                    deleted_at: None,
+                    recoverable_until: None,
+                    rotation_policy_id: None,
+                    secret_policy_id: None,
+                });
+                let version = head.versions.last().map_or(0, |v| v.version).max(head.current_version) + 1;
+                if let Some(t) = secret_type {
+                    head.secret_type = t;
+                }
+                if let Some(m) = req.metadata {
+                    head.metadata = m;
+                }
+                if let Some(n) = req.options.max_versions {
+                    head.max_versions = n;
+                }
+                if req.options.rotation_policy_id.is_some() {
+                    head.rotation_policy_id = req.options.rotation_policy_id;
+                }
+                head.expires_at = expires_at;
+                head.current_version = version;
+                head.updated_at = now;
+                head.last_accessed_at = accessed.or(head.last_accessed_at);
+                head.versions.push(VersionInfo { version, created_at: now, created_by: actor });
+                while head.versions.len() > head.max_versions as usize {
+                    let old = head.versions.remove(0);
+                    tx.delete(Table::Versions, &version_key(&path, old.version));
+                }
+                tx.put(Table::Versions, &version_key(&path, version), &encode(&VersionRecord { data: req.data }));
+                tx.put(Table::Secrets, path.as_bytes(), &encode(&head));
+                if created {
+                    tx.put(Table::Paths, path.as_bytes(), &encode(&PathRecord { path: path.clone(), deleted: false }));
+                    let p = path.clone();
+                    tx.on_commit(move || {
+                        write(&paths).insert(p, PathEntry { deleted: false, last_accessed: AtomicI64::new(0) });
+                    });
+                }
+                Ok(WriteOutcome {
+                    path,
+                    version,
+                    secret_type: head.secret_type,
+                    created,
+                    created_at: head.created_at,
+                    updated_at: now,
+                    expires_at: head.expires_at,
+                })
+            })
+            .await
+    }
+
+    fn last_accessed_hint(&self, path: &str) -> Option<Timestamp> {
+        let m = read(&self.paths).get(path).map(|e| e.last_accessed.load(Ordering::Relaxed)).unwrap_or(0);
+        (m != 0).then_some(Timestamp(m))
+    }
+
+    pub fn list_secrets(
+        &self,
+        caller: &Caller,
+        prefix: &str,
+        limit: Option<usize>,
+        cursor_in: Option<&str>,
+    ) -> Result<ListPage> {
+        self.authorize(caller, Scope::SecretsList, None)?;
+        validate_prefix(prefix)?;
+        let limit = limit.unwrap_or(limits::DEFAULT_LIST_LIMIT);
+        if limit == 0 || limit > limits::MAX_LIST_LIMIT {
+            return Err(Error::invalid_request(format!("limit must be between 1 and {}", limits::MAX_LIST_LIMIT)));
+        }
+        let after = cursor_in.map(cursor::decode).transpose()?;
+        let mut page = Vec::with_capacity(limit);
+        let mut has_more = false;
+        {
+            let paths = read(&self.paths);
+            let start = after.as_deref().unwrap_or(prefix);
+            let range = paths.range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded));
+            for (p, entry) in range {
+                if !p.starts_with(prefix) {
+                    break;
+                }
+                if after.as_deref() == Some(p.as_str()) || entry.deleted {
+                    continue;
+                }
+                if !caller.root && !self.allowed(caller, p, Permission::List) {
+                    continue;
+                }
+                if page.len() == limit {
+                    has_more = true;
+                    break;
+                }
+                page.push(p.clone());
+            }
+        }
+        let mut secrets = Vec::with_capacity(page.len());
+        for p in &page {
+            if let Some(head) = self.load_head(p)? {
+                secrets.push(self.summary(&head, false));
+            }
+        }
+        let cursor = if has_more { page.last().map(|p| cursor::encode(p)) } else { None };
+        Ok(ListPage { secrets, cursor, has_more })
+    }
+
+    fn summary(&self, head: &SecretHead, with_versions: bool) -> SecretSummary {
+        SecretSummary {
+            path: head.path.clone(),
+            secret_type: head.secret_type.clone(),
+            version: head.current_version,
+            version_count: head.versions.len(),
+            metadata: head.metadata.clone(),
+            created_at: head.created_at,
+            updated_at: head.updated_at,
+            expires_at: head.expires_at,
+            last_accessed_at: self.last_accessed(head),
+            rotation_policy_id: head.rotation_policy_id.clone(),
+            deleted: head.deleted_at.is_some(),
+            recoverable_until: head.recoverable_until.filter(|_| head.deleted_at.is_some()),
+            versions: with_versions.then(|| head.versions.clone()),
+        }
+    }
+
+    /// Metadata without the value; needs only `secrets:list` / `list`.
+    pub fn secret_metadata(&self, caller: &Caller, path: &str) -> Result<SecretSummary> {
+        let path = SecretPath::parse(path)?;
+        self.authorize(caller, Scope::SecretsList, Some((path.as_str(), Permission::List)))?;
+        let head = self.load_head(path.as_str())?.ok_or_else(|| not_found(path.as_str()))?;
+        Ok(self.summary(&head, true))
+    }
+
+    pub fn secret_versions(&self, caller: &Caller, path: &str) -> Result<Vec<VersionInfo>> {
+        Ok(self.secret_metadata(caller, path)?.versions.unwrap_or_default())
+    }
+
+    /// Merges `patch` into the metadata (a `null` value removes a key); no new version.
+    pub async fn update_metadata(&self, caller: &Caller, path: &str, patch: Map<String, Value>) -> Result<SecretSummary> {
+        let path = SecretPath::parse(path)?;
+        self.authorize(caller, Scope::SecretsWrite, Some((path.as_str(), Permission::Write)))?;
+        let now = self.now();
+        let p = path.as_str().to_owned();
+        let head = self
+            .vault
+            .write(move |tx| {
+                let mut head: SecretHead = match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
+                    Some(b) => decode(Table::Secrets, b.as_bytes())?,
+                    None => return Err(not_found(&p)),
+                };
+                if head.deleted_at.is_some() {
+                    return Err(not_found(&p).with("deleted", true));
+                }
+                for (k, v) in patch {
+                    if v.is_null() {
+                        head.metadata.remove(&k);
+                    } else {
+                        head.metadata.insert(k, v);
+                    }
+                }
+                check_metadata(&head.metadata)?;
+                head.updated_at = now;
+                tx.put(Table::Secrets, p.as_bytes(), &encode(&head));
+                Ok(head)
+            })
+            .await?;
+        Ok(self.summary(&head, false))
+    }
+
+    /// Soft delete (restorable for 30 days) or, with `permanent`, destroy every version.
+    pub async fn delete_secret(&self, caller: &Caller, path: &str, permanent: bool) -> Result<SecretSummary> {
+        let path = SecretPath::parse(path)?;
+        self.authorize(caller, Scope::SecretsDelete, Some((path.as_str(), Permission::Delete)))?;
+        let now = self.now();
+        let p = path.as_str().to_owned();
+        let paths = self.paths.clone();
+        let head = self
+            .vault
+            .write(move |tx| {
+                let mut head: SecretHead = match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
+                    Some(b) => decode(Table::Secrets, b.as_bytes())?,
+                    None => return Err(not_found(&p)),
+                };
+                if permanent {
+                    for v in &head.versions {
+                        tx.delete(Table::Versions, &version_key(&p, v.version));
+                    }
+                    tx.delete(Table::Secrets, p.as_bytes());
+                    tx.delete(Table::Paths, p.as_bytes());
+                    let key = p.clone();
+                    tx.on_commit(move || {
+                        write(&paths).remove(&key);
+                    });
+                } else {
+                    if head.deleted_at.is_some() {
+                        return Err(not_found(&p).with("deleted", true));
+                    }
+                    head.deleted_at = Some(now);
+                    head.recoverable_until = Some(now.plus(Duration::from_secs(limits::SOFT_DELETE_RETENTION_SECS)));
+                    tx.put(Table::Secrets, p.as_bytes(), &encode(&head));
+                    tx.put(Table::Paths, p.as_bytes(), &encode(&PathRecord { path: p.clone(), deleted: true }));
+                    let key = p.clone();
+                    tx.on_commit(move || {
+                        if let Some(e) = write(&paths).get_mut(&key) {
+                            e.deleted = true;
+                        }
+                    });
+                }
+                Ok(head)
+            })
+            .await?;
+        let mut s = self.summary(&head, false);
+        s.deleted = true;
+        if permanent {
+            s.recoverable_until = None;
+        }
+        Ok(s)
+    }
+
+    pub async fn restore_secret(&self, caller: &Caller, path: &str) -> Result<SecretSummary> {
+        let path = SecretPath::parse(path)?;
+        // Restoring undoes a delete, so it takes the delete permission.
+        self.authorize(caller, Scope::SecretsDelete, Some((path.as_str(), Permission::Delete)))?;
+        let now = self.now();
+        let p = path.as_str().to_owned();
+        let paths = self.paths.clone();
+        let head = self
+            .vault
+            .write(move |tx| {
+                let mut head: SecretHead = match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
+                    Some(b) => decode(Table::Secrets, b.as_bytes())?,
+                    None => return Err(not_found(&p)),
+                };
+                match head.recoverable_until {
+                    _ if head.deleted_at.is_none() => {
+                        return Err(Error::invalid_request(format!("{p} is not deleted")).with("path", p.as_str()));
+                    }
+                    Some(until) if until <= now => {
+                        return Err(not_found(&p).with("reason", "the restore window has passed"));
+                    }
+                    _ => {}
+                }
+                head.deleted_at = None;
+                head.recoverable_until = None;
+                head.updated_at = now;
+                tx.put(Table::Secrets, p.as_bytes(), &encode(&head));
+                tx.put(Table::Paths, p.as_bytes(), &encode(&PathRecord { path: p.clone(), deleted: false }));
+                let key = p.clone();
+                tx.on_commit(move || {
+                    if let Some(e) = write(&paths).get_mut(&key) {
+                        e.deleted = false;
+                    }
+                });
+                Ok(head)
+            })
+            .await?;
+        Ok(self.summary(&head, false))
+    }
+
+    /// Reads up to 100 paths; each is authorized on its own and failures go to `errors`.
+    pub fn batch_read(&self, caller: &Caller, req: BatchReadRequest) -> Result<Value> {
+        self.authorize(caller, Scope::SecretsRead, None)?;
+        if req.paths.is_empty() || req.paths.len() > limits::MAX_BATCH_PATHS {
+            return Err(validation("paths", format!("must hold 1 to {} paths", limits::MAX_BATCH_PATHS)));
+        }
+        let mut secrets = Map::new();
+        let mut errors = Map::new();
+        for p in &req.paths {
+            let result = SecretPath::parse(p)
+                .and_then(|sp| self.authorize(caller, Scope::SecretsRead, Some((sp.as_str(), Permission::Read))).map(|_| sp))
+                .and_then(|sp| self.read_authorized(sp.as_str(), req.options.version));
+            match result {
+                Ok(view) => {
+                    let mut item = serde_json::json!({
+                        "data": serde_json::to_value(&view.data).unwrap_or(Value::Null),
+                        "version": view.version,
+                        "secret_type": view.secret_type,
+                    });
+                    if req.options.include_metadata {
+                        item["metadata"] = Value::Object(view.metadata);
+                    }
+                    secrets.insert(p.clone(), item);
+                }
+                Err(e) if req.options.fail_fast => return Err(e.with("failed_path", p.as_str())),
+                Err(e) => {
+                    errors.insert(p.clone(), serde_json::json!({ "code": e.code.as_str(), "message": e.message }));
+                }
+            }
+        }
+        Ok(serde_json::json!({ "secrets": secrets, "errors": errors }))
+    }
+
+    /// Writes remembered last-access times into the heads (one batch); called periodically
+    /// and at shutdown.
+    pub async fn flush_access_times(&self) -> Result<usize> {
+        let dirty: Vec<(String, i64)> = read(&self.paths)
+            .iter()
+            .filter_map(|(p, e)| {
+                let t = e.last_accessed.load(Ordering::Relaxed);
+                (t != 0).then(|| (p.clone(), t))
+            })
+            .collect();
+        if dirty.is_empty() {
+            return Ok(0);
+        }
+        self.vault
+            .write(move |tx| {
+                let mut n = 0;
+                for (p, t) in dirty {
+                    let Some(b) = tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? else { continue };
+                    let mut head: SecretHead = decode(Table::Secrets, b.as_bytes())?;
+                    if head.last_accessed_at.is_none_or(|s| s.0 < t) {
+                        head.last_accessed_at = Some(Timestamp(t));
+                        tx.put(Table::Secrets, p.as_bytes(), &encode(&head));
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })
+            .await
+    }
+}

@@ -1,0 +1,306 @@
+//! API tokens: `skt_` + 256 random bits, shown once, stored only as a keyed hash.
+
+use std::time::Duration;
+
+use scaivault_core::duration::parse_duration;
+use scaivault_core::identity::{IdentityId, IdentityType};
+use scaivault_core::scope::{Scope, ScopeSet};
+use scaivault_core::time::Timestamp;
+use scaivault_core::{Error, ErrorCode, Result};
+use scaivault_crypto::{constant_time_eq, random_token_body};
+use scaivault_store::Table;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::caller::ROOT_IDENTITY;
+use crate::identities::identity_not_found;
+use crate::records::{TokenKind, TokenRecord, new_id};
+use crate::{Caller, Engine, decode, encode, read, store_err, write};
+
+pub const TOKEN_PREFIX: &str = "skt_";
+const DEFAULT_TTL: Duration = Duration::from_secs(90 * 86_400);
+const CLIENT_CREDENTIALS_TTL: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub identity_id: String,
+    pub scopes: Vec<String>,
+    /// Duration such as `90d`; `"never"` for no expiry (not recommended).
+    #[serde(default)]
+    pub ttl: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A token just created: the only time its value exists outside the caller.
+#[derive(Serialize)]
+pub struct IssuedToken {
+    pub token: String,
+    pub token_id: String,
+    pub identity_id: IdentityId,
+    pub identity_type: IdentityType,
+    pub scopes: ScopeSet,
+    pub expires_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IssuedToken {{ token_id: {}, identity_id: {}, token: [redacted] }}", self.token_id, self.identity_id)
+    }
+}
+
+impl Drop for IssuedToken {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.token);
+    }
+}
+
+fn auth_error(code: ErrorCode, msg: &str) -> Error {
+    Error::new(code, msg)
+}
+
+fn view(t: &TokenRecord) -> Value {
+    json!({
+        "token_id": t.id, "name": t.name, "kind": t.kind, "identity_id": t.identity_id,
+        "identity_type": t.identity_type, "scopes": t.scopes, "created_at": t.created_at,
+        "expires_at": t.expires_at, "revoked_at": t.revoked_at, "created_by": t.created_by,
+    })
+}
+
+impl Engine {
+    pub(crate) fn reload_tokens(&self) -> Result<()> {
+        let mut all = std::collections::HashMap::new();
+        let mut failure = None;
+        self.vault
+            .scan(Table::Tokens, &mut |plain| match decode::<TokenRecord>(Table::Tokens, plain.as_bytes()) {
+                Ok(r) => {
+                    all.insert(r.hash, r);
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            })
+            .map_err(store_err)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        *write(&self.tokens) = all;
+        Ok(())
+    }
+
+    async fn store_token(&self, record: TokenRecord) -> Result<()> {
+        let cache = self.tokens.clone();
+        self.vault
+            .write(move |tx| {
+                tx.put(Table::Tokens, record.id.as_bytes(), &encode(&record));
+                tx.on_commit(move || {
+                    write(&cache).insert(record.hash, record);
+                });
+                Ok::<_, Error>(())
+            })
+            .await
+    }
+
+    async fn mint(
+        &self,
+        kind: TokenKind,
+        identity_id: IdentityId,
+        scopes: ScopeSet,
+        ttl: Option<Duration>,
+        name: Option<String>,
+        created_by: String,
+    ) -> Result<IssuedToken> {
+        let token = format!("{TOKEN_PREFIX}{}", Zeroizing::new(random_token_body()).as_str());
+        let now = self.now();
+        let record = TokenRecord {
+            id: new_id("tok"),
+            hash: self.vault.token_hasher().hash(&token),
+            kind,
+            name,
+            identity_type: identity_id.identity_type(),
+            identity_id: identity_id.clone(),
+            scopes: scopes.clone(),
+            created_at: now,
+            expires_at: ttl.map(|d| now.plus(d)),
+            revoked_at: None,
+            created_by,
+        };
+        let issued = IssuedToken {
+            token,
+            token_id: record.id.clone(),
+            identity_type: record.identity_type,
+            identity_id,
+            scopes,
+            expires_at: record.expires_at,
+        };
+        self.store_token(record).await?;
+        Ok(issued)
+    }
+
+    /// The bootstrap root token (scope `admin`, no policy check), from `init` and `dev`.
+    pub async fn create_root_token(&self, ttl: Option<Duration>) -> Result<IssuedToken> {
+        let id = IdentityId::parse(ROOT_IDENTITY).expect("valid");
+        self.mint(TokenKind::Root, id, ScopeSet::new(vec![Scope::Admin]), ttl, Some("root".into()), "system:init".into())
+            .await
+    }
+
+    pub async fn create_token(&self, caller: &Caller, req: CreateToken) -> Result<IssuedToken> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let id = IdentityId::parse(&req.identity_id)?;
+        if id.identity_type() == IdentityType::Group {
+            return Err(Error::new(ErrorCode::InvalidIdentity, "tokens are issued to users and service accounts, not groups"));
+        }
+        if self.identity(id.as_str()).is_none() {
+            return Err(identity_not_found(id.as_str()));
+        }
+        let scopes = ScopeSet::parse_list(&req.scopes)?;
+        if scopes.iter().next().is_none() {
+            return Err(Error::invalid_request("a token needs at least one scope"));
+        }
+        let ttl = match req.ttl.as_deref() {
+            None => Some(DEFAULT_TTL),
+            Some("never") => None,
+            Some(d) => Some(parse_duration(d)?),
+        };
+        self.mint(TokenKind::Personal, id, scopes, ttl, req.name, caller.identity_id.to_string()).await
+    }
+
+    /// Resolves a bearer token to a caller, or answers with the spec's 401 codes.
+    pub fn authenticate(&self, token: &str, source_ip: Option<std::net::IpAddr>) -> Result<Caller> {
+        if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
+            return Err(auth_error(ErrorCode::TokenInvalid, "the token is not a ScaiVault token"));
+        }
+        let hash = self.vault.token_hasher().hash(token);
+        let record = {
+            let tokens = read(&self.tokens);
+            // The map is keyed by a keyed hash the caller cannot compute, so the lookup leaks
+            // nothing useful; the final comparison is constant-time all the same.
+            match tokens.get(&hash) {
+                Some(r) if constant_time_eq(&r.hash, &hash) => r.clone(),
+                _ => return Err(auth_error(ErrorCode::TokenInvalid, "the token is not valid")),
+            }
+        };
+        if record.revoked_at.is_some() {
+            return Err(auth_error(ErrorCode::TokenRevoked, "the token has been revoked"));
+        }
+        if record.expires_at.is_some_and(|e| e <= self.now()) {
+            return Err(auth_error(ErrorCode::TokenExpired, "the token has expired"));
+        }
+        let root = record.kind == TokenKind::Root;
+        if !root && self.identity(record.identity_id.as_str()).is_none() {
+            return Err(auth_error(ErrorCode::TokenRevoked, "the token's identity no longer exists"));
+        }
+        Ok(Caller {
+            groups: self.groups_of(&record.identity_id),
+            identity_id: record.identity_id,
+            identity_type: record.identity_type,
+            scopes: record.scopes,
+            root,
+            token_id: Some(record.id),
+            token_expires_at: record.expires_at,
+            source_ip,
+        })
+    }
+
+    pub fn whoami(&self, caller: &Caller) -> Value {
+        let display = self
+            .identity(caller.identity_id.as_str())
+            .map(|r| r.display_name)
+            .unwrap_or_else(|| "root".to_owned());
+        json!({
+            "identity_id": caller.identity_id, "identity_type": caller.identity_type,
+            "display_name": display, "tenant_id": "tnt_local", "partner_id": "ptn_local",
+            "scopes": caller.scopes, "groups": caller.groups,
+            "roles": if caller.root { vec!["super_admin"] } else { Vec::new() },
+            "mfa_verified_at": null, "token_expires_at": caller.token_expires_at,
+            "token_id": caller.token_id,
+        })
+    }
+
+    pub fn introspect(&self, caller: &Caller, token: &str) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        Ok(match self.authenticate(token, None) {
+            Ok(c) => {
+                let issued = read(&self.tokens).get(&self.vault.token_hasher().hash(token)).map(|r| r.created_at);
+                json!({
+                    "active": true, "identity_id": c.identity_id, "identity_type": c.identity_type,
+                    "tenant_id": "tnt_local", "scopes": c.scopes, "expires_at": c.token_expires_at,
+                    "issued_at": issued, "token_id": c.token_id,
+                })
+            }
+            Err(_) => json!({ "active": false }),
+        })
+    }
+
+    pub fn list_tokens(&self, caller: &Caller, identity: Option<&str>) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let mut all: Vec<TokenRecord> = read(&self.tokens)
+            .values()
+            .filter(|t| identity.is_none_or(|i| t.identity_id.as_str() == i))
+            .cloned()
+            .collect();
+        all.sort_by_key(|t| t.created_at);
+        Ok(json!({ "tokens": all.iter().map(view).collect::<Vec<_>>() }))
+    }
+
+    /// Revokes a token by id; takes effect for the next request.
+    pub async fn revoke_token(&self, caller: &Caller, token_id: &str) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let mut record = read(&self.tokens)
+            .values()
+            .find(|t| t.id == token_id)
+            .cloned()
+            .ok_or_else(|| Error::new(ErrorCode::TokenNotFound, format!("no token {token_id}")))?;
+        if record.revoked_at.is_none() {
+            record.revoked_at = Some(self.now());
+            self.store_token(record.clone()).await?;
+        }
+        Ok(view(&record))
+    }
+
+    pub(crate) async fn revoke_tokens_of(&self, identity: &IdentityId) -> Result<()> {
+        let now = self.now();
+        let mine: Vec<TokenRecord> = read(&self.tokens)
+            .values()
+            .filter(|t| &t.identity_id == identity && t.revoked_at.is_none())
+            .cloned()
+            .collect();
+        for mut t in mine {
+            t.revoked_at = Some(now);
+            self.store_token(t).await?;
+        }
+        Ok(())
+    }
+
+    /// The client-credentials grant: a service account's id and secret → a 1-hour token.
+    pub async fn client_credentials(&self, client_id: &str, client_secret: &str) -> Result<Value> {
+        let bad = || Error::new(ErrorCode::InvalidCredentials, "invalid client_id or client_secret");
+        let r = self.identity(client_id).ok_or_else(bad)?;
+        let presented = self.vault.token_hasher().hash(client_secret);
+        let cred = r
+            .credentials
+            .iter()
+            .find(|c| constant_time_eq(&c.secret_hash, &presented))
+            .ok_or_else(bad)?
+            .clone();
+        let issued = self
+            .mint(
+                TokenKind::ClientCredentials,
+                r.id.clone(),
+                cred.scopes.clone(),
+                Some(CLIENT_CREDENTIALS_TTL),
+                Some(format!("client-credentials {}", cred.id)),
+                r.id.to_string(),
+            )
+            .await?;
+        Ok(json!({
+            "access_token": issued.token, "token_type": "Bearer",
+            "expires_in": CLIENT_CREDENTIALS_TTL.as_secs(), "scope": issued.scopes.names().join(" "),
+            "token_id": issued.token_id,
+        }))
+    }
+}
