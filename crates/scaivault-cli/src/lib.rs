@@ -1,1 +1,97 @@
+//! The `scaivault` command line: argument parsing, output, and the HTTP client. Business
+//! rules live in the engine; local (`--vault FILE`) mode calls it directly.
 
+#![forbid(unsafe_code)]
+
+mod admin;
+mod args;
+mod bench;
+mod config;
+mod output;
+mod passphrase;
+mod secrets;
+mod serve;
+mod target;
+
+use clap::Parser;
+use scaivault_core::{Error, ErrorCode};
+
+use crate::args::{Cli, Command, ConfigCmd, Global};
+use crate::output::Out;
+use crate::target::{CliError, CliResult, Remote, Target};
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => ErrorCode::InvalidRequest.exit_code(),
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let serving = matches!(cli.command, Command::Dev(_) | Command::Server(_));
+    let filter = std::env::var("SCAIVAULT_LOG").unwrap_or_else(|_| {
+        if std::env::var("SCAIVAULT_DEBUG").as_deref() == Ok("1") { "debug".into() } else if serving { "info".into() } else { "warn".into() }
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => 0,
+        Err(CliError { error, request_id }) => {
+            match request_id {
+                Some(rid) => eprintln!("error: {}: {} (request {rid})", error.code, error.message),
+                None => eprintln!("error: {}: {}", error.code, error.message),
+            }
+            if let Some(fields) = error.details.get("fields").and_then(|f| f.as_object()) {
+                for (k, v) in fields {
+                    eprintln!("  {k}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
+                }
+            }
+            error.code.exit_code()
+        }
+    }
+}
+
+fn target(g: &Global) -> CliResult<Target> {
+    if g.vault.is_some() {
+        return Ok(Target::Local(serve::open_local(g)?));
+    }
+    let url = g.url.clone().or_else(|| config::get("base_url")).unwrap_or_else(|| "http://127.0.0.1:8200".into());
+    let token = g.token.clone().or_else(|| config::get("token"));
+    Ok(Target::Remote(Remote::new(url, token)))
+}
+
+async fn run(cli: Cli) -> CliResult<()> {
+    let g = cli.global;
+    let out = Out { json: g.json };
+    match cli.command {
+        Command::Init(a) => serve::init(&g, a, &out).await,
+        Command::Dev(a) => serve::dev(&g, a, &out).await,
+        Command::Server(a) => serve::server(&g, a).await,
+        Command::Secrets(c) => secrets::run(&target(&g)?, c, &out).await,
+        Command::Auth(c) => admin::auth(&target(&g)?, c, &out).await,
+        Command::Config(ConfigCmd::Set { key, value }) => {
+            config::set(&key, &value).map_err(|m| Error::new(ErrorCode::InvalidRequest, m))?;
+            println!("Saved {key} in {}", config::path().display());
+            Ok(())
+        }
+        Command::Identity(c) => admin::identity(&target(&g)?, c, &out).await,
+        Command::Tokens(c) => admin::tokens(&target(&g)?, c, &out).await,
+        Command::Policies(c) => admin::policies(&target(&g)?, c, &out).await,
+        Command::Operator(c) => serve::operator(&g, || target(&g), c, &out).await,
+        Command::Bench(c) => bench::run(c, &out).await,
+    }
+}

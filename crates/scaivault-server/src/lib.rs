@@ -1,1 +1,19 @@
+//! The HTTP transport: the axum router, authentication, the one error → HTTP mapping, rate
+//! limits and metrics. Handlers are short and call the engine; no business rule lives here.
 
+#![forbid(unsafe_code)]
+
+mod context;
+mod error;
+mod json;
+mod metrics;
+mod ratelimit;
+mod routes;
+mod serve;
+mod state;
+
+pub use error::ApiError;
+pub use ratelimit::RateLimits;
+pub use routes::router;
+pub use serve::{Listen, serve};
+pub use state::{AppState, ServerConfig};

@@ -1,0 +1,344 @@
+//! The command line, as clap definitions. Every command works against a server
+//! (`SCAIVAULT_URL` + `SCAIVAULT_TOKEN`, or `~/.scaivault/config.json`) or, with
+//! `--vault FILE`, directly on a vault file (laptop mode).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "scaivault", version, about = "One binary, one encrypted file: a secrets vault.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Work directly on this vault file instead of talking to a server.
+    #[arg(long, global = true, env = "SCAIVAULT_VAULT")]
+    pub vault: Option<PathBuf>,
+    /// Read the passphrase from this file (else SCAIVAULT_PASSPHRASE, else a prompt).
+    #[arg(long, global = true)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Server URL (overrides the config file).
+    #[arg(long, global = true, env = "SCAIVAULT_URL")]
+    pub url: Option<String>,
+    /// API token (overrides the config file).
+    #[arg(long, global = true, env = "SCAIVAULT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new vault file and print its root token (once).
+    Init(InitArgs),
+    /// Start a development server: loopback, unsealed, prints the URL and a root token.
+    Dev(DevArgs),
+    /// Serve an existing vault file over HTTP(S).
+    Server(ServerArgs),
+    /// Read, write, list and delete secrets.
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
+    /// Log in and see who you are.
+    #[command(subcommand)]
+    Auth(AuthCmd),
+    /// Persist CLI settings in ~/.scaivault/config.json.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Users, service accounts and groups.
+    #[command(subcommand)]
+    Identity(IdentityCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Tokens(TokensCmd),
+    /// Access policies and their bindings.
+    #[command(subcommand)]
+    Policies(PoliciesCmd),
+    /// Seal state, keys and passphrase.
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+    /// Benchmarks whose figures are reported in docs/PERFORMANCE.md.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Argon2id memory in MiB (floor 19).
+    #[arg(long, default_value_t = 64)]
+    pub kdf_memory_mib: u32,
+    /// Argon2id passes (floor 2).
+    #[arg(long, default_value_t = 3)]
+    pub kdf_passes: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    #[arg(long, default_value = "127.0.0.1:8200")]
+    pub listen: SocketAddr,
+    /// Keep the vault in this file (created if missing) instead of a temporary one.
+    #[arg(long = "dev-vault")]
+    pub dev_vault: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LimitArgs {
+    /// Largest accepted request body in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Scale every rate limit (dev mode defaults to 100).
+    #[arg(long)]
+    pub rate_limit_multiplier: Option<f64>,
+    /// Turn rate limiting off (benchmarks).
+    #[arg(long)]
+    pub no_rate_limit: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[arg(long, default_value = "127.0.0.1:8200")]
+    pub listen: SocketAddr,
+    /// Unseal with a key file set up by `operator key-file`.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Start sealed; unseal later with `scaivault operator unseal`.
+    #[arg(long)]
+    pub sealed: bool,
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address.
+    #[arg(long)]
+    pub insecure_listen: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCmd {
+    /// Write a new version: `k=v` pairs (`k=@file`, `k=-` for stdin) or --json-file.
+    Write(WriteArgs),
+    /// Read the current (or a given) version.
+    Read {
+        path: String,
+        #[arg(long)]
+        version: Option<u64>,
+        /// Print one data field, raw.
+        #[arg(long)]
+        field: Option<String>,
+    },
+    /// List secrets under a prefix (every page).
+    List {
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Page size.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Soft-delete (restorable for 30 days), or destroy with --hard.
+    Delete {
+        path: String,
+        #[arg(long)]
+        hard: bool,
+    },
+    /// Undo a soft delete.
+    Restore { path: String },
+    /// Version history.
+    Versions { path: String },
+    /// Show metadata, or change it with --set k=v (k= removes k). No new version.
+    Metadata {
+        path: String,
+        #[arg(long = "set")]
+        set: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    pub path: String,
+    /// key=value pairs.
+    pub pairs: Vec<String>,
+    #[arg(long = "type")]
+    pub secret_type: Option<String>,
+    /// Tags, comma-separated; repeatable.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    #[arg(long)]
+    pub owner: Option<String>,
+    #[arg(long)]
+    pub expires_in: Option<String>,
+    #[arg(long)]
+    pub max_versions: Option<u32>,
+    /// Expected current version (0: must not exist).
+    #[arg(long)]
+    pub cas: Option<u64>,
+    /// Read the data object from a JSON file, or `-` for stdin.
+    #[arg(long)]
+    pub json_file: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCmd {
+    /// Save a token in ~/.scaivault/config.json.
+    Login {
+        #[arg(long)]
+        token: String,
+    },
+    Whoami,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Set a key (base_url).
+    Set { key: String, value: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCmd {
+    /// Create `user:…`, `sa:…` or `group:…`.
+    Create {
+        id: String,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    List,
+    Delete { id: String },
+    AddMember { group: String, id: String },
+    RemoveMember { group: String, id: String },
+    /// Issue a client credential (client_id + client_secret) for a service account.
+    Credentials {
+        id: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCmd {
+    /// Create a token (printed once).
+    Create {
+        #[arg(long)]
+        identity: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+        /// Lifetime, e.g. 90d (default), or `never`.
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        identity: Option<String>,
+    },
+    Revoke { token_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoliciesCmd {
+    /// Create from --rule 'PATTERN:perm,perm' (repeatable) or --file policy.json.
+    Create {
+        name: Option<String>,
+        #[arg(long = "rule")]
+        rules: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    List,
+    Get { id: String },
+    Delete {
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
+    Bind {
+        id: String,
+        #[arg(long)]
+        identity_id: String,
+        #[arg(long)]
+        identity_type: Option<String>,
+        /// RFC 3339 time after which the binding stops applying.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    Unbind { id: String, binding: String },
+    /// Would IDENTITY get PERMISSION on PATH? Explains which rule decided.
+    Test {
+        path: String,
+        permission: String,
+        #[arg(long)]
+        identity: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCmd {
+    /// Unseal a running server (passphrase from --passphrase-file, env or prompt).
+    Unseal,
+    /// Seal a running server.
+    Seal,
+    /// Seal state and file facts.
+    Status,
+    /// Change the passphrase (re-wraps the root key only). Local mode.
+    Passphrase {
+        /// File holding the new passphrase (else SCAIVAULT_NEW_PASSPHRASE, else a prompt).
+        #[arg(long)]
+        new_passphrase_file: Option<PathBuf>,
+    },
+    /// Add a data key; new writes use it, old records stay readable.
+    RotateKey,
+    /// Let a key file (32 random bytes are written to PATH) unseal the vault. Local mode.
+    KeyFile { out: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Store benchmarks: durable writes (1 and N writers), reads, unseal and RSS.
+    Store {
+        /// Where to put the benchmark vault (a temp dir if not given).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Secrets for the unseal/RSS measurement.
+        #[arg(long, default_value_t = 100_000)]
+        secrets: usize,
+        #[arg(long, default_value_t = 64)]
+        writers: usize,
+        /// Seconds per write measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Reopens a vault and reports unseal time (KDF excluded) and RSS; run by `bench store`.
+    #[command(hide = true)]
+    Unseal {
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// HTTP load: N keep-alive connections against a running server, reads or writes.
+    Http {
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// health | read | write
+        #[arg(long, default_value = "read")]
+        mode: String,
+        #[arg(long, default_value = "bench/secret-0")]
+        path: String,
+    },
+}

@@ -1,0 +1,120 @@
+//! Where a command goes: a server over HTTP, or a vault file opened in this process. Both
+//! answer with the same JSON shapes, so output code is written once.
+
+use std::sync::Arc;
+
+use scaivault_core::{Error, ErrorCode};
+use scaivault_engine::{Caller, Engine};
+use serde_json::Value;
+
+pub enum Target {
+    Remote(Remote),
+    Local(Arc<Engine>),
+}
+
+pub struct Remote {
+    pub base_url: String,
+    token: Option<zeroize::Zeroizing<String>>,
+    http: reqwest::Client,
+}
+
+/// An error from the server or the engine, with the request id when there was one.
+#[derive(Debug)]
+pub struct CliError {
+    pub error: Error,
+    pub request_id: Option<String>,
+}
+
+impl From<Error> for CliError {
+    fn from(error: Error) -> Self {
+        CliError { error, request_id: None }
+    }
+}
+
+pub type CliResult<T> = Result<T, CliError>;
+
+impl Remote {
+    pub fn new(base_url: String, token: Option<String>) -> Remote {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("scaivault-cli/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("HTTP client builds");
+        Remote { base_url: base_url.trim_end_matches('/').to_owned(), token: token.map(zeroize::Zeroizing::new), http }
+    }
+
+    /// Sends one request; non-2xx answers become the server's error with its code.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> CliResult<Value> {
+        let url = format!("{}{}", self.base_url, path);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t.as_str());
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            let why = if e.is_connect() {
+                "connection refused"
+            } else if e.is_timeout() {
+                "timed out"
+            } else {
+                "request failed"
+            };
+            CliError::from(Error::new(
+                ErrorCode::ServiceUnavailable,
+                format!("cannot reach the vault at {} ({why}); is it running? (set SCAIVAULT_URL)", self.base_url),
+            ))
+        })?;
+        let status = resp.status();
+        let request_id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let text = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            if text.is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text)
+                .map_err(|_| CliError::from(Error::internal("the server answered with invalid JSON")));
+        }
+        let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let e = &parsed["error"];
+        let code = e["code"].as_str().and_then(ErrorCode::parse).unwrap_or(match status.as_u16() {
+            401 => ErrorCode::AuthenticationRequired,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::RouteNotFound,
+            429 => ErrorCode::RateLimited,
+            503 => ErrorCode::ServiceUnavailable,
+            _ => ErrorCode::InternalError,
+        });
+        let mut error = Error::new(code, e["message"].as_str().unwrap_or("request failed").to_owned());
+        error.details = e["details"].clone();
+        Err(CliError { error, request_id: e["request_id"].as_str().map(str::to_owned).or(request_id) })
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn q(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn local_caller() -> Caller {
+    Caller::local_operator()
+}
+
+pub fn to_value<T: serde::Serialize>(v: T) -> CliResult<Value> {
+    serde_json::to_value(v).map_err(|_| CliError::from(Error::internal("serialization failed")))
+}
+
+impl From<scaivault_store::StoreError> for CliError {
+    fn from(e: scaivault_store::StoreError) -> Self {
+        CliError::from(Error::from(e))
+    }
+}

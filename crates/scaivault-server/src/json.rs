@@ -1,0 +1,97 @@
+//! A JSON extractor whose rejections carry our error codes and never echo a value.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use scaivault_core::{Error, ErrorCode};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(ApiError(map_rejection(rejection))),
+        }
+    }
+}
+
+fn map_rejection(r: JsonRejection) -> Error {
+    match r {
+        JsonRejection::MissingJsonContentType(_) => {
+            Error::new(ErrorCode::UnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
+        }
+        JsonRejection::JsonSyntaxError(_) => Error::new(ErrorCode::InvalidRequest, "the request body is not valid JSON"),
+        JsonRejection::JsonDataError(e) => Error::new(
+            ErrorCode::InvalidRequest,
+            format!("the request body has the wrong shape: {}", redact_values(&e.body_text())),
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Error::new(ErrorCode::PayloadTooLarge, "the request body is larger than the server accepts")
+        }
+        other => Error::new(ErrorCode::InvalidRequest, format!("unreadable request body: {}", other.status())),
+    }
+}
+
+/// serde quotes offending string values in its messages (`invalid type: string "…"`); a
+/// value may be a secret, so everything between double quotes is dropped. Field names, which
+/// serde puts in backticks, stay.
+pub(crate) fn redact_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut in_quotes = false;
+    for c in msg.chars() {
+        match (c, in_quotes) {
+            ('"', false) => {
+                in_quotes = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                in_quotes = false;
+                out.push('"');
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_are_redacted_names_kept() {
+        let m = super::redact_values("data.cas: invalid type: string \"hunter2\", expected u64 at `cas`");
+        assert!(!m.contains("hunter2"));
+        assert!(m.contains("`cas`"));
+    }
+}
+
+/// Query strings, with rejections as `invalid_request`.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => Err(ApiError(Error::new(
+                ErrorCode::InvalidRequest,
+                format!("invalid query string: {}", redact_values(&e.body_text())),
+            ))),
+        }
+    }
+}

@@ -1,0 +1,69 @@
+use axum::Json;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use scaivault_core::Error;
+use scaivault_engine::CreateToken;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::context::Auth;
+use crate::error::ApiError;
+use crate::json::{ApiJson, ApiQuery};
+
+pub async fn whoami(auth: Auth) -> Json<Value> {
+    Json(auth.engine.whoami(&auth.caller))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectRequest {
+    token: Zeroizing<String>,
+}
+
+pub async fn introspect(auth: Auth, ApiJson(req): ApiJson<IntrospectRequest>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(auth.engine.introspect(&auth.caller, &req.token)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCredentialsRequest {
+    #[serde(default)]
+    grant_type: Option<String>,
+    client_id: String,
+    client_secret: Zeroizing<String>,
+}
+
+/// The client-credentials grant for service accounts; no bearer token needed.
+pub async fn client_credentials(
+    state: axum::extract::State<std::sync::Arc<crate::state::AppState>>,
+    ApiJson(req): ApiJson<ClientCredentialsRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if req.grant_type.as_deref().is_some_and(|g| g != "client_credentials") {
+        return Err(Error::invalid_request("grant_type must be client_credentials").into());
+    }
+    let engine = state.engine()?;
+    Ok(Json(engine.client_credentials(&req.client_id, &req.client_secret).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenListQuery {
+    #[serde(default)]
+    identity_id: Option<String>,
+}
+
+pub async fn list_tokens(auth: Auth, ApiQuery(q): ApiQuery<TokenListQuery>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(auth.engine.list_tokens(&auth.caller, q.identity_id.as_deref())?))
+}
+
+pub async fn create_token(auth: Auth, ApiJson(req): ApiJson<CreateToken>) -> Result<Response, ApiError> {
+    let issued = auth.engine.create_token(&auth.caller, req).await?;
+    Ok((StatusCode::CREATED, Json(&issued)).into_response())
+}
+
+pub async fn revoke_token(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let t = auth.engine.revoke_token(&auth.caller, &id).await?;
+    Ok(Json(json!({ "revoked": true, "token": t })))
+}

@@ -1,0 +1,65 @@
+use axum::Json;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use scaivault_core::identity::IdentityType;
+use scaivault_core::scope::ScopeSet;
+use scaivault_engine::CreateIdentity;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::context::Auth;
+use crate::error::ApiError;
+use crate::json::{ApiJson, ApiQuery};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    identity_type: Option<String>,
+}
+
+pub async fn list(auth: Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
+    let kind = q.identity_type.as_deref().map(IdentityType::parse).transpose()?;
+    Ok(Json(json!({ "identities": auth.engine.list_identities(&auth.caller, kind)? })))
+}
+
+pub async fn create(auth: Auth, ApiJson(req): ApiJson<CreateIdentity>) -> Result<Response, ApiError> {
+    let v = auth.engine.create_identity(&auth.caller, req).await?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+pub async fn get(auth: Auth, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(auth.engine.get_identity(&auth.caller, &id)?).into_response())
+}
+
+pub async fn delete(auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    auth.engine.delete_identity(&auth.caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRequest {
+    member_id: String,
+}
+
+pub async fn add_member(auth: Auth, Path(id): Path<String>, ApiJson(req): ApiJson<MemberRequest>) -> Result<Response, ApiError> {
+    Ok(Json(auth.engine.set_membership(&auth.caller, &id, &req.member_id, true).await?).into_response())
+}
+
+pub async fn remove_member(auth: Auth, Path((id, member)): Path<(String, String)>) -> Result<Response, ApiError> {
+    Ok(Json(auth.engine.set_membership(&auth.caller, &id, &member, false).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRequest {
+    scopes: Vec<String>,
+}
+
+pub async fn create_credential(auth: Auth, Path(id): Path<String>, ApiJson(req): ApiJson<CredentialRequest>) -> Result<Response, ApiError> {
+    let scopes = ScopeSet::parse_list(&req.scopes)?;
+    let out = auth.engine.create_client_credential(&auth.caller, &id, scopes).await?;
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}

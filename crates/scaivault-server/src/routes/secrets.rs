@@ -1,0 +1,129 @@
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use scaivault_core::{Error, ErrorCode};
+use scaivault_engine::{BatchReadRequest, WriteRequest};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::raw_tail;
+use crate::context::Auth;
+use crate::error::ApiError;
+use crate::json::{ApiJson, ApiQuery};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+pub async fn list(auth: Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
+    let page = auth.engine.list_secrets(&auth.caller, q.prefix.as_deref().unwrap_or(""), q.limit, q.cursor.as_deref())?;
+    Ok(Json(serde_json::to_value(page).map_err(|_| Error::internal("serialization failed"))?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    #[serde(default)]
+    version: Option<u64>,
+}
+
+pub async fn read(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    uri: Uri,
+    ApiQuery(q): ApiQuery<ReadQuery>,
+) -> Result<Response, ApiError> {
+    let view = auth.engine.read_secret(&auth.caller, raw_tail(&uri, "/v1/secrets/"), q.version)?;
+    state.metrics.secret_reads.fetch_add(1, Ordering::Relaxed);
+    Ok(Json(view).into_response())
+}
+
+pub async fn write(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    uri: Uri,
+    ApiJson(req): ApiJson<WriteRequest>,
+) -> Result<Response, ApiError> {
+    let out = auth.engine.write_secret(&auth.caller, raw_tail(&uri, "/v1/secrets/"), req).await?;
+    state.metrics.secret_writes.fetch_add(1, Ordering::Relaxed);
+    let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(out)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    permanent: Option<bool>,
+    /// The CLI's word for the same thing.
+    #[serde(default)]
+    hard: Option<bool>,
+}
+
+pub async fn delete(auth: Auth, uri: Uri, ApiQuery(q): ApiQuery<DeleteQuery>) -> Result<Json<Value>, ApiError> {
+    let permanent = q.permanent.or(q.hard).unwrap_or(false);
+    let s = auth.engine.delete_secret(&auth.caller, raw_tail(&uri, "/v1/secrets/"), permanent).await?;
+    Ok(Json(json!({
+        "path": s.path, "deleted": true, "permanent": permanent,
+        "version_count": s.version_count, "recoverable_until": s.recoverable_until,
+    })))
+}
+
+/// `POST /v1/secrets/batch`: batch read. POST on any other secret path is not an operation.
+pub async fn post(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    uri: Uri,
+    body: Result<ApiJson<BatchReadRequest>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    match raw_tail(&uri, "/v1/secrets/") {
+        "batch" => {
+            let ApiJson(req) = body?;
+            let out = auth.engine.batch_read(&auth.caller, req)?;
+            let n = out["secrets"].as_object().map_or(0, |m| m.len()) as u64;
+            state.metrics.secret_reads.fetch_add(n, Ordering::Relaxed);
+            Ok(Json(out))
+        }
+        "batch/metadata" => Err(Error::new(ErrorCode::NotImplemented, "batch metadata is not built yet").into()),
+        _ => Err(ErrorCode::MethodNotAllowed.into()),
+    }
+}
+
+pub async fn metadata(auth: Auth, uri: Uri) -> Result<Json<Value>, ApiError> {
+    let s = auth.engine.secret_metadata(&auth.caller, raw_tail(&uri, "/v1/metadata/"))?;
+    Ok(Json(serde_json::to_value(s).map_err(|_| Error::internal("serialization failed"))?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataPatch {
+    metadata: Map<String, Value>,
+}
+
+pub async fn update_metadata(auth: Auth, uri: Uri, ApiJson(req): ApiJson<MetadataPatch>) -> Result<Json<Value>, ApiError> {
+    let s = auth.engine.update_metadata(&auth.caller, raw_tail(&uri, "/v1/metadata/"), req.metadata).await?;
+    Ok(Json(serde_json::to_value(s).map_err(|_| Error::internal("serialization failed"))?))
+}
+
+pub async fn versions(auth: Auth, uri: Uri) -> Result<Json<Value>, ApiError> {
+    let path = raw_tail(&uri, "/v1/versions/");
+    let s = auth.engine.secret_metadata(&auth.caller, path)?;
+    Ok(Json(json!({ "path": s.path, "current_version": s.version, "versions": s.versions })))
+}
+
+pub async fn restore(auth: Auth, uri: Uri) -> Result<Json<Value>, ApiError> {
+    let s = auth.engine.restore_secret(&auth.caller, raw_tail(&uri, "/v1/restore/")).await?;
+    Ok(Json(serde_json::to_value(s).map_err(|_| Error::internal("serialization failed"))?))
+}

@@ -1,0 +1,94 @@
+//! Binding and serving, with TLS (rustls) when a certificate is given and a graceful shutdown
+//! on SIGTERM / Ctrl-C: in-flight requests finish, then the vault file is closed cleanly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::routes::router;
+use crate::state::AppState;
+
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Allows a non-loopback address without TLS.
+    pub insecure: bool,
+}
+
+/// Serves until a shutdown signal. `ready` receives the bound address (port 0 resolves).
+pub async fn serve(
+    state: Arc<AppState>,
+    listen: Listen,
+    ready: impl FnOnce(SocketAddr) + Send,
+) -> std::io::Result<()> {
+    if !listen.addr.ip().is_loopback() && listen.tls.is_none() && !listen.insecure {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "refusing to serve plain HTTP on non-loopback address {}; give --tls-cert/--tls-key, or --insecure-listen",
+                listen.addr
+            ),
+        ));
+    }
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    let listener = std::net::TcpListener::bind(listen.addr)?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+
+    let flusher = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                if let Ok(engine) = state.engine() {
+                    if let Err(e) = engine.flush_access_times().await {
+                        tracing::warn!(error = %e, "could not persist last-access times");
+                    }
+                }
+            }
+        })
+    };
+    {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            handle.graceful_shutdown(Some(Duration::from_secs(30)));
+        });
+    }
+    ready(bound);
+    let result = match listen.tls {
+        Some((cert, key)) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+            axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(app).await
+        }
+        None => axum_server::from_tcp(listener)?.handle(handle).serve(app).await,
+    };
+    flusher.abort();
+    state.close().await;
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

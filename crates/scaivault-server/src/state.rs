@@ -1,0 +1,76 @@
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use scaivault_core::{Error, ErrorCode};
+use scaivault_engine::{Clock, Engine};
+
+use crate::metrics::Metrics;
+use crate::ratelimit::{RateLimiter, RateLimits};
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Request bodies above this answer 413 `payload_too_large`.
+    pub max_body_bytes: usize,
+    pub rate_limits: RateLimits,
+    /// `/v1/metrics` without a token (it reveals counts, never paths or values).
+    pub public_metrics: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { max_body_bytes: 1024 * 1024, rate_limits: RateLimits::default(), public_metrics: true }
+    }
+}
+
+/// Everything a request handler can reach. The engine is `None` while the vault is sealed.
+pub struct AppState {
+    pub vault_path: PathBuf,
+    pub(crate) engine: RwLock<Option<Arc<Engine>>>,
+    pub clock: Arc<dyn Clock>,
+    pub config: ServerConfig,
+    pub(crate) metrics: Metrics,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) started: Instant,
+}
+
+impl AppState {
+    pub fn new(vault_path: PathBuf, engine: Option<Engine>, clock: Arc<dyn Clock>, config: ServerConfig) -> Arc<AppState> {
+        Arc::new(AppState {
+            vault_path,
+            engine: RwLock::new(engine.map(Arc::new)),
+            clock,
+            limiter: RateLimiter::new(config.rate_limits.clone()),
+            config,
+            metrics: Metrics::default(),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn engine(&self) -> Result<Arc<Engine>, Error> {
+        self.engine
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| Error::new(ErrorCode::VaultSealed, "the vault is sealed; unseal it with POST /v1/sys/unseal"))
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.engine.read().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    pub(crate) fn set_engine(&self, engine: Option<Arc<Engine>>) {
+        *self.engine.write().unwrap_or_else(|p| p.into_inner()) = engine;
+    }
+
+    /// Flushes in-memory state and closes the file; used at shutdown and on seal.
+    pub async fn close(&self) {
+        let engine = self.engine.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(engine) = engine {
+            if let Err(e) = engine.flush_access_times().await {
+                tracing::warn!(error = %e, "could not persist last-access times at shutdown");
+            }
+            engine.vault().shutdown();
+        }
+    }
+}
