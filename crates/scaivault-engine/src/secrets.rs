@@ -164,7 +164,10 @@ fn check_data(secret_type: &str, data: &SecretData) -> Result<()> {
         .with("fields", serde_json::json!({ "data": "too large" }))
         .with("limit", limits::MAX_DATA_BYTES));
     }
-    let value = data.to_value();
+    // The raw value was not parsed when the request was read; serde_json's recursion limit
+    // (128 levels) applies here.
+    let value: Value = serde_json::from_str(text)
+        .map_err(|_| Error::invalid_request("data is not valid JSON or is nested more than 128 levels deep"))?;
     let Value::Object(map) = &value else {
         return Err(validation("data", "must be a JSON object"));
     };
