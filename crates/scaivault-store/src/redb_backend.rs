@@ -100,10 +100,24 @@ impl RedbBackend {
         Ok(RedbBackend { db: Db::ReadWrite(db), write_lock: Mutex::new(()) })
     }
 
-    /// Opens without ever writing to the file.
+    /// Opens without writing to the file — except after a crash: a file that needs
+    /// recovery is repaired first (what any later open would do), then opened read-only.
     pub fn open_read_only(path: &Path) -> Result<RedbBackend, StoreError> {
         Self::check_exists(path)?;
-        let db = guard("open", || Self::builder().open_read_only(path).map_err(db_error))?;
+        let first = guard("open", || match Self::builder().open_read_only(path) {
+            Ok(db) => Ok(Some(db)),
+            Err(redb::DatabaseError::RepairAborted) => Ok(None),
+            Err(e) => Err(db_error(e)),
+        })?;
+        let db = match first {
+            Some(db) => db,
+            None => {
+                tracing::warn!("the vault file was not closed cleanly; recovering it");
+                let rw = guard("recover", || Self::builder().open(path).map_err(db_error))?;
+                drop(rw);
+                guard("open", || Self::builder().open_read_only(path).map_err(db_error))?
+            }
+        };
         Ok(RedbBackend { db: Db::ReadOnly(db), write_lock: Mutex::new(()) })
     }
 
