@@ -11,66 +11,197 @@ fn documented_commands_against_dev() {
     let dev = Dev::start();
     let key = "sk_live_51HxyzCLItest";
     let out = cli_env(
-        &["secrets", "write", &format!("{BILLING}/stripe"), &format!("secret_key={key}"), "--type", "api_key", "--tag", "billing,stripe,production"],
-        &[("SCAIVAULT_URL", &dev.url), ("SCAIVAULT_TOKEN", &dev.token), ("STRIPE_SECRET_KEY", key)],
+        &[
+            "secrets",
+            "write",
+            &format!("{BILLING}/stripe"),
+            &format!("secret_key={key}"),
+            "--type",
+            "api_key",
+            "--tag",
+            "billing,stripe,production",
+        ],
+        &[
+            ("SCAIVAULT_URL", &dev.url),
+            ("SCAIVAULT_TOKEN", &dev.token),
+            ("STRIPE_SECRET_KEY", key),
+        ],
         None,
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let (_, b) = dev.get(&format!("/v1/secrets/{BILLING}/stripe"), &dev.token);
     assert_eq!(b["data"]["secret_key"], key);
     assert_eq!(b["secret_type"], "api_key");
-    assert_eq!(b["metadata"]["tags"], serde_json::json!(["billing", "stripe", "production"]));
+    assert_eq!(
+        b["metadata"]["tags"],
+        serde_json::json!(["billing", "stripe", "production"])
+    );
 
     let heredoc = r#"{"host": "db.internal", "port": 5432, "password": "pg-secret"}"#;
-    let out = dev.cli_as(&dev.token, &["secrets", "write", &format!("{BILLING}/database"), "--type", "json", "--json-file", "-"], Some(heredoc));
+    let out = dev.cli_as(
+        &dev.token,
+        &[
+            "secrets",
+            "write",
+            &format!("{BILLING}/database"),
+            "--type",
+            "json",
+            "--json-file",
+            "-",
+        ],
+        Some(heredoc),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let (_, b) = dev.get(&format!("/v1/secrets/{BILLING}/database"), &dev.token);
     assert_eq!(b["data"]["port"], 5432);
 
-    let out = dev.cli(&["secrets", "list", "--prefix", &format!("{BILLING}/"), "--json"]);
+    let out = dev.cli(&[
+        "secrets",
+        "list",
+        "--prefix",
+        &format!("{BILLING}/"),
+        "--json",
+    ]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let paths: Vec<&str> = v["secrets"].as_array().unwrap().iter().map(|s| s["path"].as_str().unwrap()).collect();
-    assert_eq!(paths, vec![format!("{BILLING}/database"), format!("{BILLING}/stripe")]);
+    let paths: Vec<&str> = v["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        vec![format!("{BILLING}/database"), format!("{BILLING}/stripe")]
+    );
     let human = stdout(&dev.cli(&["secrets", "list", "--prefix", &format!("{BILLING}/")]));
-    assert!(human.contains(&format!("{BILLING}/stripe")) && human.contains("api_key"), "{human}");
+    assert!(
+        human.contains(&format!("{BILLING}/stripe")) && human.contains("api_key"),
+        "{human}"
+    );
 
-    let out = dev.cli(&["secrets", "read", &format!("{BILLING}/stripe"), "--field", "secret_key"]);
+    let out = dev.cli(&[
+        "secrets",
+        "read",
+        &format!("{BILLING}/stripe"),
+        "--field",
+        "secret_key",
+    ]);
     assert_eq!(stdout(&out).trim(), key);
 
     // Identity, policy, binding, token — then `policies test` explains.
-    assert!(dev.cli(&["identity", "create", "sa:billing-prod"]).status.success());
-    let out = dev.cli(&["policies", "create", "billing-prod-reader", "--rule", &format!("{BILLING}/**:read")]);
+    assert!(
+        dev.cli(&["identity", "create", "sa:billing-prod"])
+            .status
+            .success()
+    );
+    let out = dev.cli(&[
+        "policies",
+        "create",
+        "billing-prod-reader",
+        "--rule",
+        &format!("{BILLING}/**:read"),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = dev.cli(&["policies", "bind", "billing-prod-reader", "--identity-id", "sa:billing-prod", "--identity-type", "service_account"]);
+    let out = dev.cli(&[
+        "policies",
+        "bind",
+        "billing-prod-reader",
+        "--identity-id",
+        "sa:billing-prod",
+        "--identity-type",
+        "service_account",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = dev.cli(&["policies", "test", &format!("{BILLING}/stripe"), "read", "--identity", "sa:billing-prod"]);
+    let out = dev.cli(&[
+        "policies",
+        "test",
+        &format!("{BILLING}/stripe"),
+        "read",
+        "--identity",
+        "sa:billing-prod",
+    ]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert!(text.starts_with("allowed") && text.contains("billing-prod-reader"), "{text}");
-    let out = dev.cli(&["policies", "test", "environments/production/reporting/db", "read", "--identity", "sa:billing-prod"]);
-    assert!(stdout(&out).starts_with("denied (access_denied)"), "{}", stdout(&out));
+    assert!(
+        text.starts_with("allowed") && text.contains("billing-prod-reader"),
+        "{text}"
+    );
+    let out = dev.cli(&[
+        "policies",
+        "test",
+        "environments/production/reporting/db",
+        "read",
+        "--identity",
+        "sa:billing-prod",
+    ]);
+    assert!(
+        stdout(&out).starts_with("denied (access_denied)"),
+        "{}",
+        stdout(&out)
+    );
 
-    let out = dev.cli(&["tokens", "create", "--identity", "sa:billing-prod", "--scope", "secrets:read,secrets:list", "--ttl", "1h"]);
+    let out = dev.cli(&[
+        "tokens",
+        "create",
+        "--identity",
+        "sa:billing-prod",
+        "--scope",
+        "secrets:read,secrets:list",
+        "--ttl",
+        "1h",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let sa_token = stdout(&out).trim().to_owned();
     assert!(sa_token.starts_with("skt_"));
     let out = dev.cli_as(&sa_token, &["auth", "whoami"], None);
     assert!(out.status.success());
-    assert!(stdout(&out).contains("sa:billing-prod (service_account)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("sa:billing-prod (service_account)"),
+        "{}",
+        stdout(&out)
+    );
     let out = dev.cli_as(&sa_token, &["auth", "whoami", "--json"], None);
     let who: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(who["scopes"], serde_json::json!(["secrets:read", "secrets:list"]));
+    assert_eq!(
+        who["scopes"],
+        serde_json::json!(["secrets:read", "secrets:list"])
+    );
 
     // Exit codes: 3 denied, 4 not found, 2 bad token.
-    let out = dev.cli_as(&sa_token, &["secrets", "read", "environments/production/reporting/db"], None);
+    let out = dev.cli_as(
+        &sa_token,
+        &["secrets", "read", "environments/production/reporting/db"],
+        None,
+    );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("access_denied") && stderr(&out).contains("request req_"));
-    assert_eq!(dev.cli(&["secrets", "read", "no/such/secret"]).status.code(), Some(4));
-    assert_eq!(dev.cli_as("skt_invalid", &["secrets", "read", "a/b"], None).status.code(), Some(2));
-    let out = dev.cli(&["tokens", "create", "--identity", "sa:ghost", "--scope", "secrets:read"]);
+    assert_eq!(
+        dev.cli(&["secrets", "read", "no/such/secret"])
+            .status
+            .code(),
+        Some(4)
+    );
+    assert_eq!(
+        dev.cli_as("skt_invalid", &["secrets", "read", "a/b"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    let out = dev.cli(&[
+        "tokens",
+        "create",
+        "--identity",
+        "sa:ghost",
+        "--scope",
+        "secrets:read",
+    ]);
     assert_eq!(out.status.code(), Some(4));
-    assert!(stderr(&out).contains("scaivault identity create sa:ghost"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("scaivault identity create sa:ghost"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -87,10 +218,20 @@ fn usage_errors_exit_5_and_a_down_server_exits_1() {
         let out = dev.cli_as(&dev.token, &args, Some("{not json"));
         assert_eq!(out.status.code(), Some(5), "{args:?}: {}", stderr(&out));
     }
-    let out = cli_env(&["secrets", "list"], &[("SCAIVAULT_URL", "http://127.0.0.1:9"), ("SCAIVAULT_TOKEN", "skt_x")], None);
+    let out = cli_env(
+        &["secrets", "list"],
+        &[
+            ("SCAIVAULT_URL", "http://127.0.0.1:9"),
+            ("SCAIVAULT_TOKEN", "skt_x"),
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("cannot reach the vault") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("cannot reach the vault") && !err.contains("panicked"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -104,33 +245,120 @@ fn local_mode_without_a_server() {
         all.extend(["--vault", v]);
         cli_env(&all, &env, None)
     };
-    let out = cli_env(&["init", "--vault", v, "--kdf-memory-mib", "19", "--kdf-passes", "2"], &env, None);
+    let out = cli_env(
+        &[
+            "init",
+            "--vault",
+            v,
+            "--kdf-memory-mib",
+            "19",
+            "--kdf-passes",
+            "2",
+        ],
+        &env,
+        None,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("Root token: skt_"));
-    assert_eq!(cli_env(&["init", "--vault", v], &env, None).status.code(), Some(1), "init refuses to overwrite");
+    assert_eq!(
+        cli_env(&["init", "--vault", v], &env, None).status.code(),
+        Some(1),
+        "init refuses to overwrite"
+    );
 
-    assert!(run(&["secrets", "write", "app/db", "password=one", "--tag", "db"]).status.success());
-    assert!(run(&["secrets", "write", "app/db", "password=two"]).status.success());
-    assert_eq!(stdout(&run(&["secrets", "read", "app/db", "--field", "password"])).trim(), "two");
-    assert_eq!(stdout(&run(&["secrets", "read", "app/db", "--version", "1", "--field", "password"])).trim(), "one");
-    let list: serde_json::Value = serde_json::from_slice(&run(&["secrets", "list", "--json"]).stdout).unwrap();
+    assert!(
+        run(&["secrets", "write", "app/db", "password=one", "--tag", "db"])
+            .status
+            .success()
+    );
+    assert!(
+        run(&["secrets", "write", "app/db", "password=two"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        stdout(&run(&["secrets", "read", "app/db", "--field", "password"])).trim(),
+        "two"
+    );
+    assert_eq!(
+        stdout(&run(&[
+            "secrets",
+            "read",
+            "app/db",
+            "--version",
+            "1",
+            "--field",
+            "password"
+        ]))
+        .trim(),
+        "one"
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&run(&["secrets", "list", "--json"]).stdout).unwrap();
     assert_eq!(list["secrets"][0]["path"], "app/db");
     assert!(stdout(&run(&["secrets", "versions", "app/db"])).contains("current"));
     assert!(run(&["secrets", "delete", "app/db"]).status.success());
     assert_eq!(run(&["secrets", "read", "app/db"]).status.code(), Some(4));
     assert!(run(&["secrets", "restore", "app/db"]).status.success());
     assert!(run(&["operator", "rotate-key"]).status.success());
-    assert!(run(&["secrets", "write", "app/db", "password=three"]).status.success());
+    assert!(
+        run(&["secrets", "write", "app/db", "password=three"])
+            .status
+            .success()
+    );
 
     let new_pass = dir.path().join("new-pass");
     std::fs::write(&new_pass, "a brand new passphrase\n").unwrap();
-    let out = run(&["operator", "passphrase", "--new-passphrase-file", new_pass.to_str().unwrap()]);
+    let out = run(&[
+        "operator",
+        "passphrase",
+        "--new-passphrase-file",
+        new_pass.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = run(&["secrets", "read", "app/db"]);
-    assert_eq!(out.status.code(), Some(2), "the old passphrase no longer opens the vault");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the old passphrase no longer opens the vault"
+    );
     assert!(stderr(&out).contains("invalid_passphrase"));
-    let out = cli_env(&["secrets", "read", "app/db", "--field", "password", "--vault", v, "--passphrase-file", new_pass.to_str().unwrap()], &[], None);
+    let out = cli_env(
+        &[
+            "secrets",
+            "read",
+            "app/db",
+            "--field",
+            "password",
+            "--vault",
+            v,
+            "--passphrase-file",
+            new_pass.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
     assert_eq!(stdout(&out).trim(), "three", "{}", stderr(&out));
-    let out = cli_env(&["secrets", "read", "app/db", "--version", "1", "--field", "password", "--vault", v, "--passphrase-file", new_pass.to_str().unwrap()], &[], None);
-    assert_eq!(stdout(&out).trim(), "one", "records sealed under the first data key still open");
+    let out = cli_env(
+        &[
+            "secrets",
+            "read",
+            "app/db",
+            "--version",
+            "1",
+            "--field",
+            "password",
+            "--vault",
+            v,
+            "--passphrase-file",
+            new_pass.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(
+        stdout(&out).trim(),
+        "one",
+        "records sealed under the first data key still open"
+    );
 }

@@ -12,8 +12,14 @@ const BILLING: &str = "environments/production/billing";
 fn migration_story_over_http() {
     let dev = Dev::start();
     for (name, data) in [
-        ("stripe", json!({"secret_key": "sk_live_51Habc", "publishable_key": "pk_live_51Habc"})),
-        ("database", json!({"url": "postgres://billing:pw@db:5432/billing"})),
+        (
+            "stripe",
+            json!({"secret_key": "sk_live_51Habc", "publishable_key": "pk_live_51Habc"}),
+        ),
+        (
+            "database",
+            json!({"url": "postgres://billing:pw@db:5432/billing"}),
+        ),
         ("sendgrid", json!({"api_key": "SG.xyz"})),
     ] {
         let (s, b) = dev.put(
@@ -24,35 +30,77 @@ fn migration_story_over_http() {
         assert_eq!(s, 201, "{b}");
         assert_eq!(b["version"], 1);
     }
-    let (s, _) = dev.put("/v1/secrets/environments/production/reporting/database", &dev.token, json!({"data": {"url": "x"}}));
+    let (s, _) = dev.put(
+        "/v1/secrets/environments/production/reporting/database",
+        &dev.token,
+        json!({"data": {"url": "x"}}),
+    );
     assert_eq!(s, 201);
-    let (s, b) = dev.put(&format!("/v1/secrets/{BILLING}/stripe"), &dev.token, json!({"data": {"secret_key": "sk_live_rotated"}}));
+    let (s, b) = dev.put(
+        &format!("/v1/secrets/{BILLING}/stripe"),
+        &dev.token,
+        json!({"data": {"secret_key": "sk_live_rotated"}}),
+    );
     assert_eq!((s, b["version"].as_u64()), (200, Some(2)));
 
     let (s, list) = dev.get(&format!("/v1/secrets?prefix={BILLING}/"), &dev.token);
     assert_eq!(s, 200);
-    let paths: Vec<&str> = list["secrets"].as_array().unwrap().iter().map(|x| x["path"].as_str().unwrap()).collect();
-    assert_eq!(paths, vec![
-        "environments/production/billing/database",
-        "environments/production/billing/sendgrid",
-        "environments/production/billing/stripe"
-    ]);
+    let paths: Vec<&str> = list["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            "environments/production/billing/database",
+            "environments/production/billing/sendgrid",
+            "environments/production/billing/stripe"
+        ]
+    );
     assert_eq!(list["has_more"], false);
 
-    let reader = service_account(&dev, "sa:billing-prod", "billing-prod-reader", &format!("{BILLING}/**"), &["read"], &[
-        "secrets:read",
-        "secrets:write",
-    ]);
+    let reader = service_account(
+        &dev,
+        "sa:billing-prod",
+        "billing-prod-reader",
+        &format!("{BILLING}/**"),
+        &["read"],
+        &["secrets:read", "secrets:write"],
+    );
     let (s, b) = dev.get(&format!("/v1/secrets/{BILLING}/stripe"), &reader);
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["data"]["secret_key"], "sk_live_rotated");
     let (s, b) = dev.get(&format!("/v1/secrets/{BILLING}/stripe?version=1"), &reader);
-    assert_eq!((s, b["data"]["secret_key"].as_str()), (200, Some("sk_live_51Habc")));
-    let (s, b) = dev.get("/v1/secrets/environments/production/reporting/database", &reader);
-    assert_eq!((s, b["error"]["code"].as_str()), (403, Some("access_denied")));
-    assert!(b["error"]["request_id"].as_str().unwrap().starts_with("req_"));
-    let (s, b) = dev.put(&format!("/v1/secrets/{BILLING}/stripe"), &reader, json!({"data": {"secret_key": "evil"}}));
-    assert_eq!((s, b["error"]["code"].as_str()), (403, Some("access_denied")), "write needs the write permission");
+    assert_eq!(
+        (s, b["data"]["secret_key"].as_str()),
+        (200, Some("sk_live_51Habc"))
+    );
+    let (s, b) = dev.get(
+        "/v1/secrets/environments/production/reporting/database",
+        &reader,
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("access_denied"))
+    );
+    assert!(
+        b["error"]["request_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("req_")
+    );
+    let (s, b) = dev.put(
+        &format!("/v1/secrets/{BILLING}/stripe"),
+        &reader,
+        json!({"data": {"secret_key": "evil"}}),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("access_denied")),
+        "write needs the write permission"
+    );
 
     // whoami of the service account.
     let (s, who) = dev.get("/v1/auth/whoami", &reader);
@@ -78,7 +126,13 @@ fn migration_story_over_http() {
     );
     assert_eq!(deny["allowed"], false);
     assert_eq!(deny["code"], "access_denied");
-    assert!(deny["reason"].as_str().unwrap().contains("none of the 1 policies"), "{deny}");
+    assert!(
+        deny["reason"]
+            .as_str()
+            .unwrap()
+            .contains("none of the 1 policies"),
+        "{deny}"
+    );
 
     // Batch read: partial results.
     let (s, batch) = dev.post(
@@ -88,26 +142,55 @@ fn migration_story_over_http() {
     );
     assert_eq!(s, 200, "{batch}");
     assert_eq!(batch["secrets"][format!("{BILLING}/stripe")]["version"], 2);
-    assert_eq!(batch["errors"][format!("{BILLING}/missing")]["code"], "secret_not_found");
-    assert_eq!(batch["errors"]["environments/production/reporting/database"]["code"], "access_denied");
+    assert_eq!(
+        batch["errors"][format!("{BILLING}/missing")]["code"],
+        "secret_not_found"
+    );
+    assert_eq!(
+        batch["errors"]["environments/production/reporting/database"]["code"],
+        "access_denied"
+    );
 }
 
 #[test]
 fn scopes_tokens_and_revocation() {
     let dev = Dev::start();
-    dev.put(&format!("/v1/secrets/{BILLING}/stripe"), &dev.token, json!({"data": {"k": "v"}}));
-    let read_only = service_account(&dev, "sa:ro", "ro", &format!("{BILLING}/**"), &["read", "write"], &["secrets:read"]);
-    let (s, b) = dev.put(&format!("/v1/secrets/{BILLING}/stripe"), &read_only, json!({"data": {"k": "x"}}));
-    assert_eq!((s, b["error"]["code"].as_str()), (403, Some("insufficient_scope")));
+    dev.put(
+        &format!("/v1/secrets/{BILLING}/stripe"),
+        &dev.token,
+        json!({"data": {"k": "v"}}),
+    );
+    let read_only = service_account(
+        &dev,
+        "sa:ro",
+        "ro",
+        &format!("{BILLING}/**"),
+        &["read", "write"],
+        &["secrets:read"],
+    );
+    let (s, b) = dev.put(
+        &format!("/v1/secrets/{BILLING}/stripe"),
+        &read_only,
+        json!({"data": {"k": "x"}}),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
 
     for (header, code) in [
         (None, "authentication_required"),
         (Some("Basic abc"), "authentication_required"),
         (Some("Bearer "), "authentication_required"),
         (Some("Bearer not-a-token"), "token_invalid"),
-        (Some("Bearer skt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), "token_invalid"),
+        (
+            Some("Bearer skt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            "token_invalid",
+        ),
     ] {
-        let mut r = dev.http.get(format!("{}/v1/secrets/{BILLING}/stripe", dev.url));
+        let mut r = dev
+            .http
+            .get(format!("{}/v1/secrets/{BILLING}/stripe", dev.url));
         if let Some(h) = header {
             r = r.header("authorization", h);
         }
@@ -120,20 +203,43 @@ fn scopes_tokens_and_revocation() {
     // Revocation is effective at once.
     let (_, tokens) = dev.get("/v1/auth/tokens?identity_id=sa:ro", &dev.token);
     let id = tokens["tokens"][0]["token_id"].as_str().unwrap().to_owned();
-    assert!(tokens.to_string().find("skt_").is_none(), "token listings never show token values");
-    let (s, _) = dev.req(Method::DELETE, &format!("/v1/auth/tokens/{id}"), Some(&dev.token), None);
+    assert!(
+        tokens.to_string().find("skt_").is_none(),
+        "token listings never show token values"
+    );
+    let (s, _) = dev.req(
+        Method::DELETE,
+        &format!("/v1/auth/tokens/{id}"),
+        Some(&dev.token),
+        None,
+    );
     assert_eq!(s, 200);
     let (s, b) = dev.get(&format!("/v1/secrets/{BILLING}/stripe"), &read_only);
-    assert_eq!((s, b["error"]["code"].as_str()), (401, Some("token_revoked")));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (401, Some("token_revoked"))
+    );
 
     // Introspection: active and inactive.
-    let (s, b) = dev.post("/v1/auth/introspect", &dev.token, json!({"token": dev.token}));
+    let (s, b) = dev.post(
+        "/v1/auth/introspect",
+        &dev.token,
+        json!({"token": dev.token}),
+    );
     assert_eq!((s, b["active"].as_bool()), (200, Some(true)));
-    let (_, b) = dev.post("/v1/auth/introspect", &dev.token, json!({"token": read_only}));
+    let (_, b) = dev.post(
+        "/v1/auth/introspect",
+        &dev.token,
+        json!({"token": read_only}),
+    );
     assert_eq!(b["active"], false);
 
     // Client credentials for a service account: a 1-hour token.
-    let (s, cred) = dev.post("/v1/identities/sa:ro/credentials", &dev.token, json!({"scopes": ["secrets:read"]}));
+    let (s, cred) = dev.post(
+        "/v1/identities/sa:ro/credentials",
+        &dev.token,
+        json!({"scopes": ["secrets:read"]}),
+    );
     assert_eq!(s, 201, "{cred}");
     let (s, tok) = dev.req(
         Method::POST,
@@ -143,15 +249,31 @@ fn scopes_tokens_and_revocation() {
     );
     assert_eq!(s, 200, "{tok}");
     assert_eq!(tok["expires_in"], 3600);
-    let (s, b) = dev.get(&format!("/v1/secrets/{BILLING}/stripe"), tok["access_token"].as_str().unwrap());
+    let (s, b) = dev.get(
+        &format!("/v1/secrets/{BILLING}/stripe"),
+        tok["access_token"].as_str().unwrap(),
+    );
     assert_eq!(s, 200, "{b}");
-    let (s, b) = dev.req(Method::POST, "/v1/auth/token", None, Some(json!({"client_id": "sa:ro", "client_secret": "scs_wrong"})));
-    assert_eq!((s, b["error"]["code"].as_str()), (401, Some("invalid_credentials")));
+    let (s, b) = dev.req(
+        Method::POST,
+        "/v1/auth/token",
+        None,
+        Some(json!({"client_id": "sa:ro", "client_secret": "scs_wrong"})),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
 
     // The root token can be revoked too.
     let (_, all) = dev.get("/v1/auth/tokens?identity_id=user:root", &dev.token);
     let root_id = all["tokens"][0]["token_id"].as_str().unwrap().to_owned();
-    dev.req(Method::DELETE, &format!("/v1/auth/tokens/{root_id}"), Some(&dev.token), None);
+    dev.req(
+        Method::DELETE,
+        &format!("/v1/auth/tokens/{root_id}"),
+        Some(&dev.token),
+        None,
+    );
     let (s, _) = dev.get("/v1/auth/whoami", &dev.token);
     assert_eq!(s, 401);
 }
@@ -159,60 +281,168 @@ fn scopes_tokens_and_revocation() {
 #[test]
 fn policy_crud_and_bindings() {
     let dev = Dev::start();
-    dev.post("/v1/identities", &dev.token, json!({"identity_id": "group:sre"}));
-    let (s, p) = dev.post("/v1/policies", &dev.token, json!({"name": "sre", "rules": [{"path_pattern": "infra/**", "permissions": ["admin"]}]}));
+    dev.post(
+        "/v1/identities",
+        &dev.token,
+        json!({"identity_id": "group:sre"}),
+    );
+    let (s, p) = dev.post(
+        "/v1/policies",
+        &dev.token,
+        json!({"name": "sre", "rules": [{"path_pattern": "infra/**", "permissions": ["admin"]}]}),
+    );
     assert_eq!(s, 201);
     let id = p["id"].as_str().unwrap();
     assert!(id.starts_with("pol_"));
-    let (s, b) = dev.post("/v1/policies", &dev.token, json!({"name": "sre", "rules": [{"path_pattern": "x", "permissions": ["read"]}]}));
-    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("policy_exists")));
-    let (s, bnd) = dev.post(&format!("/v1/policies/{id}/bindings"), &dev.token, json!({"identity_type": "group", "identity_id": "group:sre"}));
+    let (s, b) = dev.post(
+        "/v1/policies",
+        &dev.token,
+        json!({"name": "sre", "rules": [{"path_pattern": "x", "permissions": ["read"]}]}),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("policy_exists"))
+    );
+    let (s, bnd) = dev.post(
+        &format!("/v1/policies/{id}/bindings"),
+        &dev.token,
+        json!({"identity_type": "group", "identity_id": "group:sre"}),
+    );
     assert_eq!(s, 201);
-    let (s, b) = dev.req(Method::DELETE, &format!("/v1/policies/{id}"), Some(&dev.token), None);
-    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("policy_in_use")));
-    let (s, b) = dev.req(Method::PATCH, &format!("/v1/policies/{id}"), Some(&dev.token), Some(json!({"description": "on-call"})));
-    assert_eq!((s, b["description"].as_str(), b["bindings"].as_array().map(|a| a.len())), (200, Some("on-call"), Some(1)));
-    let (s, _) = dev.req(Method::DELETE, &format!("/v1/policies/{id}/bindings/{}", bnd["id"].as_str().unwrap()), Some(&dev.token), None);
+    let (s, b) = dev.req(
+        Method::DELETE,
+        &format!("/v1/policies/{id}"),
+        Some(&dev.token),
+        None,
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("policy_in_use"))
+    );
+    let (s, b) = dev.req(
+        Method::PATCH,
+        &format!("/v1/policies/{id}"),
+        Some(&dev.token),
+        Some(json!({"description": "on-call"})),
+    );
+    assert_eq!(
+        (
+            s,
+            b["description"].as_str(),
+            b["bindings"].as_array().map(|a| a.len())
+        ),
+        (200, Some("on-call"), Some(1))
+    );
+    let (s, _) = dev.req(
+        Method::DELETE,
+        &format!("/v1/policies/{id}/bindings/{}", bnd["id"].as_str().unwrap()),
+        Some(&dev.token),
+        None,
+    );
     assert_eq!(s, 204);
-    let (s, _) = dev.req(Method::DELETE, &format!("/v1/policies/{id}"), Some(&dev.token), None);
+    let (s, _) = dev.req(
+        Method::DELETE,
+        &format!("/v1/policies/{id}"),
+        Some(&dev.token),
+        None,
+    );
     assert_eq!(s, 204);
     let (s, b) = dev.get(&format!("/v1/policies/{id}"), &dev.token);
-    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("policy_not_found")));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (404, Some("policy_not_found"))
+    );
 }
 
 #[test]
 fn secret_lifecycle_endpoints() {
     let dev = Dev::start();
     let p = "shared/smtp/password";
-    dev.put(&format!("/v1/secrets/{p}"), &dev.token, json!({"data": {"password": "one"}, "metadata": {"owner": "team:mail"}}));
-    dev.put(&format!("/v1/secrets/{p}"), &dev.token, json!({"data": {"password": "two"}}));
+    dev.put(
+        &format!("/v1/secrets/{p}"),
+        &dev.token,
+        json!({"data": {"password": "one"}, "metadata": {"owner": "team:mail"}}),
+    );
+    dev.put(
+        &format!("/v1/secrets/{p}"),
+        &dev.token,
+        json!({"data": {"password": "two"}}),
+    );
     let (s, m) = dev.get(&format!("/v1/metadata/{p}"), &dev.token);
-    assert_eq!((s, m["version"].as_u64(), m["version_count"].as_u64()), (200, Some(2), Some(2)));
+    assert_eq!(
+        (s, m["version"].as_u64(), m["version_count"].as_u64()),
+        (200, Some(2), Some(2))
+    );
     assert!(m.get("data").is_none(), "metadata never carries the value");
-    let (s, m) = dev.req(Method::PATCH, &format!("/v1/metadata/{p}"), Some(&dev.token), Some(json!({"metadata": {"tags": ["mail"]}})));
+    let (s, m) = dev.req(
+        Method::PATCH,
+        &format!("/v1/metadata/{p}"),
+        Some(&dev.token),
+        Some(json!({"metadata": {"tags": ["mail"]}})),
+    );
     assert_eq!((s, m["version"].as_u64()), (200, Some(2)));
     assert_eq!(m["metadata"]["owner"], "team:mail");
     let (s, v) = dev.get(&format!("/v1/versions/{p}"), &dev.token);
     assert_eq!((s, v["versions"].as_array().unwrap().len()), (200, 2));
-    let (s, b) = dev.put(&format!("/v1/secrets/{p}"), &dev.token, json!({"data": {"password": "x"}, "options": {"cas": 1}}));
-    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("version_conflict")));
-    let (s, d) = dev.req(Method::DELETE, &format!("/v1/secrets/{p}"), Some(&dev.token), None);
+    let (s, b) = dev.put(
+        &format!("/v1/secrets/{p}"),
+        &dev.token,
+        json!({"data": {"password": "x"}, "options": {"cas": 1}}),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("version_conflict"))
+    );
+    let (s, d) = dev.req(
+        Method::DELETE,
+        &format!("/v1/secrets/{p}"),
+        Some(&dev.token),
+        None,
+    );
     assert_eq!(s, 200);
     assert!(d["recoverable_until"].is_string());
     let (s, b) = dev.get(&format!("/v1/secrets/{p}"), &dev.token);
-    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("secret_not_found")));
-    let (s, b) = dev.put(&format!("/v1/secrets/{p}"), &dev.token, json!({"data": {"password": "x"}}));
-    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("secret_exists")));
-    let (s, _) = dev.req(Method::POST, &format!("/v1/restore/{p}"), Some(&dev.token), None);
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (404, Some("secret_not_found"))
+    );
+    let (s, b) = dev.put(
+        &format!("/v1/secrets/{p}"),
+        &dev.token,
+        json!({"data": {"password": "x"}}),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("secret_exists"))
+    );
+    let (s, _) = dev.req(
+        Method::POST,
+        &format!("/v1/restore/{p}"),
+        Some(&dev.token),
+        None,
+    );
     assert_eq!(s, 200);
     let (_, b) = dev.get(&format!("/v1/secrets/{p}"), &dev.token);
     assert_eq!(b["data"]["password"], "two");
-    let (s, _) = dev.req(Method::DELETE, &format!("/v1/secrets/{p}?permanent=true"), Some(&dev.token), None);
+    let (s, _) = dev.req(
+        Method::DELETE,
+        &format!("/v1/secrets/{p}?permanent=true"),
+        Some(&dev.token),
+        None,
+    );
     assert_eq!(s, 200);
-    let (s, _) = dev.req(Method::POST, &format!("/v1/restore/{p}"), Some(&dev.token), None);
+    let (s, _) = dev.req(
+        Method::POST,
+        &format!("/v1/restore/{p}"),
+        Some(&dev.token),
+        None,
+    );
     assert_eq!(s, 404);
     let (s, b) = dev.get(&format!("/v1/secrets/{p}?version=1"), &dev.token);
-    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("secret_not_found")));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (404, Some("secret_not_found"))
+    );
 }
 
 #[test]
@@ -223,16 +453,34 @@ fn system_endpoints() {
     let (s, r) = dev.req(Method::GET, "/v1/health/ready", None, None);
     assert_eq!((s, r["checks"]["encryption"].as_str()), (200, Some("ok")));
     let (s, v) = dev.req(Method::GET, "/v1/version", None, None);
-    assert_eq!((s, v["version"].as_str()), (200, Some(env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        (s, v["version"].as_str()),
+        (200, Some(env!("CARGO_PKG_VERSION")))
+    );
     dev.put("/v1/secrets/a/b", &dev.token, json!({"data": {"k": "v"}}));
     dev.get("/v1/secrets/a/b", &dev.token);
-    let resp = dev.http.get(format!("{}/v1/metrics", dev.url)).send().unwrap();
+    let resp = dev
+        .http
+        .get(format!("{}/v1/metrics", dev.url))
+        .send()
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let text = resp.text().unwrap();
-    for series in ["scaivault_requests_total{", "scaivault_request_duration_seconds_bucket", "scaivault_secrets_total{tenant=\"local\"} 1", "scaivault_secret_reads_total{tenant=\"local\"} 1", "scaivault_secret_writes_total{tenant=\"local\"} 1"] {
+    for series in [
+        "scaivault_requests_total{",
+        "scaivault_request_duration_seconds_bucket",
+        "scaivault_secrets_total{tenant=\"local\"} 1",
+        "scaivault_secret_reads_total{tenant=\"local\"} 1",
+        "scaivault_secret_writes_total{tenant=\"local\"} 1",
+    ] {
         assert!(text.contains(series), "metrics lack {series}:\n{text}");
     }
-    let resp = dev.http.get(format!("{}/v1/health", dev.url)).header("x-request-id", "trace-123").send().unwrap();
+    let resp = dev
+        .http
+        .get(format!("{}/v1/health", dev.url))
+        .header("x-request-id", "trace-123")
+        .send()
+        .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-123");
 }
 
@@ -242,9 +490,18 @@ fn rate_limits_answer_429_with_retry_after() {
     let dev = Dev::start_with(&["--rate-limit-multiplier", "0.02"]);
     let (s, _) = dev.get("/v1/policies", &dev.token);
     assert_eq!(s, 200);
-    let resp = dev.http.get(format!("{}/v1/policies", dev.url)).bearer_auth(&dev.token).send().unwrap();
+    let resp = dev
+        .http
+        .get(format!("{}/v1/policies", dev.url))
+        .bearer_auth(&dev.token)
+        .send()
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 429);
-    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry >= 1);
     assert!(resp.headers().contains_key("x-ratelimit-reset"));
     let b: serde_json::Value = resp.json().unwrap();
@@ -255,68 +512,266 @@ fn rate_limits_answer_429_with_retry_after() {
 #[test]
 fn bad_input_is_rejected_and_changes_nothing() {
     let dev = Dev::start_with(&["--max-body-bytes", "4096"]);
-    let (s, _) = dev.put("/v1/secrets/app/db", &dev.token, json!({"data": {"password": "original"}}));
+    let (s, _) = dev.put(
+        "/v1/secrets/app/db",
+        &dev.token,
+        json!({"data": {"password": "original"}}),
+    );
     assert_eq!(s, 201);
-    let _ = service_account(&dev, "sa:app", "app", "app/**", &["read", "write"], &["secrets:read", "secrets:write"]);
+    let _ = service_account(
+        &dev,
+        "sa:app",
+        "app",
+        "app/**",
+        &["read", "write"],
+        &["secrets:read", "secrets:write"],
+    );
     let before = file_bytes(&dev.vault);
     let t = dev.token.clone();
 
-    let raw = |method: Method, path: &str, body: Option<(&str, &str)>| -> (u16, serde_json::Value) {
-        let mut r = dev.http.request(method, format!("{}{}", dev.url, path)).bearer_auth(&t);
-        if let Some((ct, b)) = body {
-            r = r.header("content-type", ct).body(b.to_owned());
-        }
-        let resp = r.send().unwrap();
-        let s = resp.status().as_u16();
-        (s, resp.json().unwrap_or(serde_json::Value::Null))
-    };
+    let raw =
+        |method: Method, path: &str, body: Option<(&str, &str)>| -> (u16, serde_json::Value) {
+            let mut r = dev
+                .http
+                .request(method, format!("{}{}", dev.url, path))
+                .bearer_auth(&t);
+            if let Some((ct, b)) = body {
+                r = r.header("content-type", ct).body(b.to_owned());
+            }
+            let resp = r.send().unwrap();
+            let s = resp.status().as_u16();
+            (s, resp.json().unwrap_or(serde_json::Value::Null))
+        };
     let good = r#"{"data":{"password":"changed"}}"#;
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
     let deep_body = format!(r#"{{"data":{{"k":{deep}}}}}"#);
     let huge = format!(r#"{{"data":{{"k":"{}"}}}}"#, "x".repeat(5000));
     // HTTP clients normalise `..` and `%2e%2e` away, so these go over a raw socket.
-    for target in ["/v1/secrets/app/../db", "/v1/secrets/app/%2e%2e/db", "/v1/secrets/%2E%2E/app/db", "/v1/secrets/app/./db"] {
+    for target in [
+        "/v1/secrets/app/../db",
+        "/v1/secrets/app/%2e%2e/db",
+        "/v1/secrets/%2E%2E/app/db",
+        "/v1/secrets/app/./db",
+    ] {
         let (s, b) = raw_http(&dev.url, "PUT", target, &t, good);
-        assert_eq!((s, b["error"]["code"].as_str()), (400, Some("invalid_path")), "{target}: {b}");
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (400, Some("invalid_path")),
+            "{target}: {b}"
+        );
     }
-    let cases: Vec<(Method, String, Option<(&str, &str)>, u16, &str)> = vec![
-        (Method::PUT, "/v1/secrets/app%2Fdb".into(), Some(("application/json", good)), 400, "invalid_path"),
-        (Method::PUT, "/v1/secrets/App/DB".into(), Some(("application/json", good)), 400, "invalid_path"),
-        (Method::PUT, "/v1/secrets/app//db".into(), Some(("application/json", good)), 400, "invalid_path"),
-        (Method::PUT, "/v1/secrets/app/db/".into(), Some(("application/json", good)), 400, "invalid_path"),
-        (Method::GET, "/v1/secrets?prefix=../".into(), None, 400, "invalid_path"),
-        (Method::PUT, "/v1/secrets/app/db".into(), Some(("application/json", "{not json")), 400, "invalid_request"),
-        (Method::PUT, "/v1/secrets/app/db".into(), Some(("application/json", r#"{"data":{"password":"x"},"cas":"hunter2"}"#)), 400, "invalid_request"),
-        (Method::PUT, "/v1/secrets/app/db".into(), Some(("application/json", r#"{"dta":{}}"#)), 400, "invalid_request"),
-        (Method::PUT, "/v1/secrets/app/db".into(), Some(("text/plain", good)), 415, "unsupported_media_type"),
-        (Method::PUT, "/v1/secrets/app/db".into(), Some(("application/json", &huge)), 413, "payload_too_large"),
-        (Method::PUT, "/v1/secrets/app/db".into(), Some(("application/json", &deep_body)), 400, "invalid_request"),
-        (Method::PUT, "/v1/secrets/app/db".into(), Some(("application/json", r#"{"data":{"k":"v"},"secret_type":"pgp"}"#)), 400, "invalid_secret_type"),
-        (Method::PUT, "/v1/secrets/app/db".into(), Some(("application/json", r#"{"data":{"k":"v"},"options":{"expires_in":"forever"}}"#)), 400, "invalid_duration"),
-        (Method::PUT, "/v1/secrets/app/db".into(), Some(("application/json", r#"{"data":"just a string"}"#)), 422, "validation_error"),
-        (Method::POST, "/v1/policies".into(), Some(("application/json", r#"{"name":"p","rules":[{"path_pattern":"app/**x","permissions":["read"]}]}"#)), 400, "invalid_glob"),
-        (Method::POST, "/v1/policies".into(), Some(("application/json", r#"{"name":"p","rules":[{"path_pattern":"/app","permissions":["read"]}]}"#)), 400, "invalid_glob"),
-        (Method::POST, "/v1/policies".into(), Some(("application/json", r#"{"name":"p","rules":[]}"#)), 400, "invalid_policy"),
-        (Method::GET, "/v1/secrets?cursor=bogus".into(), None, 400, "invalid_cursor"),
-        (Method::GET, "/v1/secrets/app/db?version=abc".into(), None, 400, "invalid_request"),
-        (Method::GET, "/v1/no/such/route".into(), None, 404, "not_found"),
-        (Method::DELETE, "/v1/policies".into(), None, 405, "method_not_allowed"),
-        (Method::POST, "/v1/auth/tokens".into(), Some(("application/json", r#"{"identity_id":"sa:ghost","scopes":["secrets:read"]}"#)), 404, "identity_not_found"),
-        (Method::POST, "/v1/secrets/batch".into(), Some(("application/json", r#"{"paths":[]}"#)), 422, "validation_error"),
+    type Case<'a> = (Method, String, Option<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            Method::PUT,
+            "/v1/secrets/app%2Fdb".into(),
+            Some(("application/json", good)),
+            400,
+            "invalid_path",
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/App/DB".into(),
+            Some(("application/json", good)),
+            400,
+            "invalid_path",
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/app//db".into(),
+            Some(("application/json", good)),
+            400,
+            "invalid_path",
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/app/db/".into(),
+            Some(("application/json", good)),
+            400,
+            "invalid_path",
+        ),
+        (
+            Method::GET,
+            "/v1/secrets?prefix=../".into(),
+            None,
+            400,
+            "invalid_path",
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/app/db".into(),
+            Some(("application/json", "{not json")),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/app/db".into(),
+            Some((
+                "application/json",
+                r#"{"data":{"password":"x"},"cas":"hunter2"}"#,
+            )),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/app/db".into(),
+            Some(("application/json", r#"{"dta":{}}"#)),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/app/db".into(),
+            Some(("text/plain", good)),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/app/db".into(),
+            Some(("application/json", &huge)),
+            413,
+            "payload_too_large",
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/app/db".into(),
+            Some(("application/json", &deep_body)),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/app/db".into(),
+            Some((
+                "application/json",
+                r#"{"data":{"k":"v"},"secret_type":"pgp"}"#,
+            )),
+            400,
+            "invalid_secret_type",
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/app/db".into(),
+            Some((
+                "application/json",
+                r#"{"data":{"k":"v"},"options":{"expires_in":"forever"}}"#,
+            )),
+            400,
+            "invalid_duration",
+        ),
+        (
+            Method::PUT,
+            "/v1/secrets/app/db".into(),
+            Some(("application/json", r#"{"data":"just a string"}"#)),
+            422,
+            "validation_error",
+        ),
+        (
+            Method::POST,
+            "/v1/policies".into(),
+            Some((
+                "application/json",
+                r#"{"name":"p","rules":[{"path_pattern":"app/**x","permissions":["read"]}]}"#,
+            )),
+            400,
+            "invalid_glob",
+        ),
+        (
+            Method::POST,
+            "/v1/policies".into(),
+            Some((
+                "application/json",
+                r#"{"name":"p","rules":[{"path_pattern":"/app","permissions":["read"]}]}"#,
+            )),
+            400,
+            "invalid_glob",
+        ),
+        (
+            Method::POST,
+            "/v1/policies".into(),
+            Some(("application/json", r#"{"name":"p","rules":[]}"#)),
+            400,
+            "invalid_policy",
+        ),
+        (
+            Method::GET,
+            "/v1/secrets?cursor=bogus".into(),
+            None,
+            400,
+            "invalid_cursor",
+        ),
+        (
+            Method::GET,
+            "/v1/secrets/app/db?version=abc".into(),
+            None,
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/v1/no/such/route".into(),
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            Method::DELETE,
+            "/v1/policies".into(),
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            Method::POST,
+            "/v1/auth/tokens".into(),
+            Some((
+                "application/json",
+                r#"{"identity_id":"sa:ghost","scopes":["secrets:read"]}"#,
+            )),
+            404,
+            "identity_not_found",
+        ),
+        (
+            Method::POST,
+            "/v1/secrets/batch".into(),
+            Some(("application/json", r#"{"paths":[]}"#)),
+            422,
+            "validation_error",
+        ),
     ];
     for (method, path, body, status, code) in cases {
         let (s, b) = raw(method.clone(), &path, body);
-        assert_eq!((s, b["error"]["code"].as_str()), (status, Some(code)), "{method} {path}: {b}");
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{method} {path}: {b}"
+        );
         assert!(b["error"]["request_id"].is_string());
-        assert!(!b.to_string().contains("hunter2"), "an error echoed a value: {b}");
+        assert!(
+            !b.to_string().contains("hunter2"),
+            "an error echoed a value: {b}"
+        );
     }
-    assert_eq!(file_bytes(&dev.vault), before, "a rejected request changed the vault file");
+    assert_eq!(
+        file_bytes(&dev.vault),
+        before,
+        "a rejected request changed the vault file"
+    );
     let (_, b) = dev.get("/v1/secrets/app/db", &dev.token);
     assert_eq!(b["data"]["password"], "original");
 }
 
 /// One HTTP/1.1 request written byte for byte, for request targets clients would rewrite.
-fn raw_http(url: &str, method: &str, target: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
+fn raw_http(
+    url: &str,
+    method: &str,
+    target: &str,
+    token: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -330,5 +785,8 @@ fn raw_http(url: &str, method: &str, target: &str, token: &str, body: &str) -> (
     s.read_to_string(&mut resp).unwrap();
     let status: u16 = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
     let json = resp.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
+    )
 }

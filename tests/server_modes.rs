@@ -17,7 +17,16 @@ const PASS: &str = "correct horse battery staple";
 fn init(dir: &Path) -> (std::path::PathBuf, String) {
     let vault = dir.join("vault.db");
     let out = cli_env(
-        &["init", "--vault", vault.to_str().unwrap(), "--json", "--kdf-memory-mib", "19", "--kdf-passes", "2"],
+        &[
+            "init",
+            "--vault",
+            vault.to_str().unwrap(),
+            "--json",
+            "--kdf-memory-mib",
+            "19",
+            "--kdf-passes",
+            "2",
+        ],
         &[("SCAIVAULT_PASSPHRASE", PASS)],
         None,
     );
@@ -29,26 +38,42 @@ fn init(dir: &Path) -> (std::path::PathBuf, String) {
 /// Starts `scaivault server` and returns it with its URL (read from its start-up line).
 fn server(vault: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     let mut cmd = Command::new(bin());
-    cmd.args(["server", "--vault", vault.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .args(args)
-        .env_remove("SCAIVAULT_PASSPHRASE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "server",
+        "--vault",
+        vault.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .args(args)
+    .env_remove("SCAIVAULT_PASSPHRASE")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
     let mut reader = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    loop {
+    let url = loop {
         line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "server exited before listening");
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break None;
+        }
         if let Some(rest) = line.split("listening on ").nth(1) {
-            let url = rest.split_whitespace().next().unwrap().to_owned();
+            break Some(rest.split_whitespace().next().unwrap().to_owned());
+        }
+    };
+    match url {
+        Some(url) => {
             // Keep draining stderr so the server never blocks on a full pipe.
             std::thread::spawn(move || for _ in reader.lines() {});
-            return (child, url);
+            (child, url)
+        }
+        None => {
+            let status = child.wait();
+            panic!("server exited before listening: {status:?}");
         }
     }
 }
@@ -64,26 +89,55 @@ fn sealed_server_unseals_and_wrong_passphrase_changes_nothing() {
     let before = file_bytes(&vault);
     let (mut child, url) = server(&vault, &["--sealed"], &[]);
     let c = http();
-    let r = c.get(format!("{url}/v1/secrets/a/b")).bearer_auth(&root).send().unwrap();
+    let r = c
+        .get(format!("{url}/v1/secrets/a/b"))
+        .bearer_auth(&root)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 503);
-    assert_eq!(r.json::<serde_json::Value>().unwrap()["error"]["code"], "vault_sealed");
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["error"]["code"],
+        "vault_sealed"
+    );
     let r = c.get(format!("{url}/v1/health")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let r = c.get(format!("{url}/v1/health/ready")).send().unwrap();
     assert_eq!(r.status().as_u16(), 503);
-    let s: serde_json::Value = c.get(format!("{url}/v1/sys/status")).send().unwrap().json().unwrap();
+    let s: serde_json::Value = c
+        .get(format!("{url}/v1/sys/status"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(s["sealed"], true);
 
-    let r = c.post(format!("{url}/v1/sys/unseal")).json(&json!({"passphrase": "wrong"})).send().unwrap();
+    let r = c
+        .post(format!("{url}/v1/sys/unseal"))
+        .json(&json!({"passphrase": "wrong"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     let body: serde_json::Value = r.json().unwrap();
     assert_eq!(body["error"]["code"], "invalid_passphrase");
-    assert_eq!(file_bytes(&vault), before, "a wrong passphrase changed the file");
+    assert_eq!(
+        file_bytes(&vault),
+        before,
+        "a wrong passphrase changed the file"
+    );
 
     // `scaivault operator unseal` with the right one.
-    let out = cli_env(&["operator", "unseal"], &[("SCAIVAULT_URL", &url), ("SCAIVAULT_PASSPHRASE", PASS)], None);
+    let out = cli_env(
+        &["operator", "unseal"],
+        &[("SCAIVAULT_URL", &url), ("SCAIVAULT_PASSPHRASE", PASS)],
+        None,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    let r = c.put(format!("{url}/v1/secrets/a/b")).bearer_auth(&root).json(&json!({"data": {"k": "v"}})).send().unwrap();
+    let r = c
+        .put(format!("{url}/v1/secrets/a/b"))
+        .bearer_auth(&root)
+        .json(&json!({"data": {"k": "v"}}))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 201);
     let _ = child.kill();
     let _ = child.wait();
@@ -96,15 +150,32 @@ fn sigterm_finishes_and_closes_cleanly() {
     let (child, url) = server(&vault, &[], &[("SCAIVAULT_PASSPHRASE", PASS)]);
     let c = http();
     for i in 0..20 {
-        let r = c.put(format!("{url}/v1/secrets/svc/s{i}")).bearer_auth(&root).json(&json!({"data": {"i": i}})).send().unwrap();
+        let r = c
+            .put(format!("{url}/v1/secrets/svc/s{i}"))
+            .bearer_auth(&root)
+            .json(&json!({"data": {"i": i}}))
+            .send()
+            .unwrap();
         assert_eq!(r.status().as_u16(), 201);
     }
     unsafe_free_kill(child.id(), "TERM");
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "server did not exit cleanly: {:?}", out.status);
+    assert!(
+        out.status.success(),
+        "server did not exit cleanly: {:?}",
+        out.status
+    );
     // The file is closed: local mode opens it (it would be locked otherwise) and sees every write.
     let out = cli_env(
-        &["secrets", "list", "--prefix", "svc/", "--json", "--vault", vault.to_str().unwrap()],
+        &[
+            "secrets",
+            "list",
+            "--prefix",
+            "svc/",
+            "--json",
+            "--vault",
+            vault.to_str().unwrap(),
+        ],
         &[("SCAIVAULT_PASSPHRASE", PASS)],
         None,
     );
@@ -115,7 +186,10 @@ fn sigterm_finishes_and_closes_cleanly() {
 
 /// Sends a signal with the `kill` command (no unsafe code in tests).
 fn unsafe_free_kill(pid: u32, sig: &str) {
-    let st = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
@@ -123,7 +197,11 @@ fn unsafe_free_kill(pid: u32, sig: &str) {
 fn sigkill_mid_stream_keeps_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let (vault, root) = init(dir.path());
-    let (mut child, url) = server(&vault, &["--no-rate-limit"], &[("SCAIVAULT_PASSPHRASE", PASS)]);
+    let (mut child, url) = server(
+        &vault,
+        &["--no-rate-limit"],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
+    );
     let acked = Arc::new(std::sync::Mutex::new(Vec::<(String, u64)>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
@@ -134,11 +212,18 @@ fn sigkill_mid_stream_keeps_every_acknowledged_write() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let path = format!("stream/w{w}/s{}", i % 5);
-                let r = c.put(format!("{url}/v1/secrets/{path}")).bearer_auth(&root).json(&json!({"data": {"n": i}})).send();
+                let r = c
+                    .put(format!("{url}/v1/secrets/{path}"))
+                    .bearer_auth(&root)
+                    .json(&json!({"data": {"n": i}}))
+                    .send();
                 match r {
                     Ok(r) if r.status().is_success() => {
                         let v: serde_json::Value = r.json().unwrap();
-                        acked.lock().unwrap().push((path, v["version"].as_u64().unwrap()));
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push((path, v["version"].as_u64().unwrap()));
                     }
                     _ => break,
                 }
@@ -154,7 +239,11 @@ fn sigkill_mid_stream_keeps_every_acknowledged_write() {
         w.join().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "too few writes before the kill: {}", acked.len());
+    assert!(
+        acked.len() > 50,
+        "too few writes before the kill: {}",
+        acked.len()
+    );
     // Reopen (redb recovers) and check that each acknowledged version is readable.
     let (mut child, url) = server(&vault, &[], &[("SCAIVAULT_PASSPHRASE", PASS)]);
     let c = http();
@@ -164,9 +253,18 @@ fn sigkill_mid_stream_keeps_every_acknowledged_write() {
         *e = (*e).max(*v);
     }
     for (p, v) in &latest {
-        let r: serde_json::Value = c.get(format!("{url}/v1/versions/{p}")).bearer_auth(&root).send().unwrap().json().unwrap();
+        let r: serde_json::Value = c
+            .get(format!("{url}/v1/versions/{p}"))
+            .bearer_auth(&root)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
         let current = r["current_version"].as_u64().unwrap_or(0);
-        assert!(current >= *v, "{p}: acknowledged version {v}, found {current}");
+        assert!(
+            current >= *v,
+            "{p}: acknowledged version {v}, found {current}"
+        );
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -177,10 +275,21 @@ fn non_loopback_without_tls_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (vault, _) = init(dir.path());
     let out = cli_env(
-        &["server", "--vault", vault.to_str().unwrap(), "--listen", "0.0.0.0:0", "--sealed"],
+        &[
+            "server",
+            "--vault",
+            vault.to_str().unwrap(),
+            "--listen",
+            "0.0.0.0:0",
+            "--sealed",
+        ],
         &[],
         None,
     );
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("--insecure-listen"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--insecure-listen"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -37,18 +37,30 @@ impl Dev {
             .spawn()
             .expect("start scaivault dev");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("dev prints its address");
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("unexpected dev output {line:?}"));
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("dev prints its address");
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("unexpected dev output {line:?}"));
         Dev {
             url: v["url"].as_str().unwrap().to_owned(),
             token: v["root_token"].as_str().unwrap().to_owned(),
             vault: PathBuf::from(v["vault"].as_str().unwrap()),
             child,
-            http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
         }
     }
 
-    pub fn req(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut r = self.http.request(method, format!("{}{}", self.url, path));
         if let Some(t) = token {
             r = r.bearer_auth(t);
@@ -80,7 +92,11 @@ impl Dev {
     }
 
     pub fn cli_as(&self, token: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-        cli_env(args, &[("SCAIVAULT_URL", &self.url), ("SCAIVAULT_TOKEN", token)], stdin)
+        cli_env(
+            args,
+            &[("SCAIVAULT_URL", &self.url), ("SCAIVAULT_TOKEN", token)],
+            stdin,
+        )
     }
 }
 
@@ -128,9 +144,23 @@ pub fn stderr(o: &std::process::Output) -> String {
 
 /// Creates an identity, a policy over `pattern` with `perms`, binds it, and returns a token
 /// with `scopes`.
-pub fn service_account(dev: &Dev, id: &str, policy: &str, pattern: &str, perms: &[&str], scopes: &[&str]) -> String {
-    let (s, b) = dev.post("/v1/identities", &dev.token, serde_json::json!({ "identity_id": id }));
-    assert!(s == 201 || b["error"]["code"] == "identity_exists", "{s} {b}");
+pub fn service_account(
+    dev: &Dev,
+    id: &str,
+    policy: &str,
+    pattern: &str,
+    perms: &[&str],
+    scopes: &[&str],
+) -> String {
+    let (s, b) = dev.post(
+        "/v1/identities",
+        &dev.token,
+        serde_json::json!({ "identity_id": id }),
+    );
+    assert!(
+        s == 201 || b["error"]["code"] == "identity_exists",
+        "{s} {b}"
+    );
     let (s, p) = dev.post(
         "/v1/policies",
         &dev.token,
@@ -143,7 +173,11 @@ pub fn service_account(dev: &Dev, id: &str, policy: &str, pattern: &str, perms: 
         serde_json::json!({ "identity_type": "service_account", "identity_id": id }),
     );
     assert_eq!(s, 201);
-    let (s, t) = dev.post("/v1/auth/tokens", &dev.token, serde_json::json!({ "identity_id": id, "scopes": scopes, "ttl": "1h" }));
+    let (s, t) = dev.post(
+        "/v1/auth/tokens",
+        &dev.token,
+        serde_json::json!({ "identity_id": id, "scopes": scopes, "ttl": "1h" }),
+    );
     assert_eq!(s, 201, "{t}");
     t["token"].as_str().unwrap().to_owned()
 }

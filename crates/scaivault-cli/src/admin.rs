@@ -3,7 +3,9 @@
 use reqwest::Method;
 use scaivault_core::scope::{Permission, ScopeSet};
 use scaivault_core::{Error, ErrorCode};
-use scaivault_engine::{BindingRequest, CreateIdentity, CreateToken, PolicyRequest, PolicyTestRequest};
+use scaivault_engine::{
+    BindingRequest, CreateIdentity, CreateToken, PolicyRequest, PolicyTestRequest,
+};
 use serde_json::{Value, json};
 
 use crate::args::{AuthCmd, IdentityCmd, PoliciesCmd, TokensCmd};
@@ -15,7 +17,13 @@ fn usage(msg: impl Into<String>) -> Error {
 }
 
 fn s(v: &Value) -> String {
-    v.as_str().map(str::to_owned).unwrap_or_else(|| if v.is_null() { String::new() } else { v.to_string() })
+    v.as_str().map(str::to_owned).unwrap_or_else(|| {
+        if v.is_null() {
+            String::new()
+        } else {
+            v.to_string()
+        }
+    })
 }
 
 pub async fn auth(target: &Target, cmd: AuthCmd, out: &Out) -> CliResult<()> {
@@ -30,10 +38,33 @@ pub async fn auth(target: &Target, cmd: AuthCmd, out: &Out) -> CliResult<()> {
                 Target::Local(e) => e.whoami(&local_caller()),
             };
             out.emit(&res, || {
-                println!("identity:  {} ({})", s(&res["identity_id"]), s(&res["identity_type"]));
-                println!("scopes:    {}", res["scopes"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(", ")).unwrap_or_default());
-                println!("groups:    {}", res["groups"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(", ")).unwrap_or_default());
-                println!("expires:   {}", if res["token_expires_at"].is_null() { "never".into() } else { s(&res["token_expires_at"]) });
+                println!(
+                    "identity:  {} ({})",
+                    s(&res["identity_id"]),
+                    s(&res["identity_type"])
+                );
+                println!(
+                    "scopes:    {}",
+                    res["scopes"]
+                        .as_array()
+                        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default()
+                );
+                println!(
+                    "groups:    {}",
+                    res["groups"]
+                        .as_array()
+                        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default()
+                );
+                println!(
+                    "expires:   {}",
+                    if res["token_expires_at"].is_null() {
+                        "never".into()
+                    } else {
+                        s(&res["token_expires_at"])
+                    }
+                );
             });
         }
     }
@@ -44,31 +75,70 @@ pub async fn identity(target: &Target, cmd: IdentityCmd, out: &Out) -> CliResult
     let c = local_caller();
     let res = match (&cmd, target) {
         (IdentityCmd::Create { id, display_name }, Target::Remote(r)) => {
-            r.call(Method::POST, "/v1/identities", Some(&json!({"identity_id": id, "display_name": display_name}))).await?
+            r.call(
+                Method::POST,
+                "/v1/identities",
+                Some(&json!({"identity_id": id, "display_name": display_name})),
+            )
+            .await?
         }
-        (IdentityCmd::Create { id, display_name }, Target::Local(e)) => {
-            to_value(e.create_identity(&c, CreateIdentity { identity_id: id.clone(), display_name: display_name.clone() }).await?)?
+        (IdentityCmd::Create { id, display_name }, Target::Local(e)) => to_value(
+            e.create_identity(
+                &c,
+                CreateIdentity {
+                    identity_id: id.clone(),
+                    display_name: display_name.clone(),
+                },
+            )
+            .await?,
+        )?,
+        (IdentityCmd::List, Target::Remote(r)) => {
+            r.call(Method::GET, "/v1/identities", None).await?
         }
-        (IdentityCmd::List, Target::Remote(r)) => r.call(Method::GET, "/v1/identities", None).await?,
-        (IdentityCmd::List, Target::Local(e)) => json!({ "identities": to_value(e.list_identities(&c, None)?)? }),
-        (IdentityCmd::Delete { id }, Target::Remote(r)) => r.call(Method::DELETE, &format!("/v1/identities/{}", q(id)), None).await?,
+        (IdentityCmd::List, Target::Local(e)) => {
+            json!({ "identities": to_value(e.list_identities(&c, None)?)? })
+        }
+        (IdentityCmd::Delete { id }, Target::Remote(r)) => {
+            r.call(Method::DELETE, &format!("/v1/identities/{}", q(id)), None)
+                .await?
+        }
         (IdentityCmd::Delete { id }, Target::Local(e)) => {
             e.delete_identity(&c, id).await?;
             Value::Null
         }
         (IdentityCmd::AddMember { group, id }, Target::Remote(r)) => {
-            r.call(Method::POST, &format!("/v1/identities/{}/members", q(group)), Some(&json!({"member_id": id}))).await?
+            r.call(
+                Method::POST,
+                &format!("/v1/identities/{}/members", q(group)),
+                Some(&json!({"member_id": id})),
+            )
+            .await?
         }
-        (IdentityCmd::AddMember { group, id }, Target::Local(e)) => to_value(e.set_membership(&c, group, id, true).await?)?,
+        (IdentityCmd::AddMember { group, id }, Target::Local(e)) => {
+            to_value(e.set_membership(&c, group, id, true).await?)?
+        }
         (IdentityCmd::RemoveMember { group, id }, Target::Remote(r)) => {
-            r.call(Method::DELETE, &format!("/v1/identities/{}/members/{}", q(group), q(id)), None).await?
+            r.call(
+                Method::DELETE,
+                &format!("/v1/identities/{}/members/{}", q(group), q(id)),
+                None,
+            )
+            .await?
         }
-        (IdentityCmd::RemoveMember { group, id }, Target::Local(e)) => to_value(e.set_membership(&c, group, id, false).await?)?,
+        (IdentityCmd::RemoveMember { group, id }, Target::Local(e)) => {
+            to_value(e.set_membership(&c, group, id, false).await?)?
+        }
         (IdentityCmd::Credentials { id, scope }, Target::Remote(r)) => {
-            r.call(Method::POST, &format!("/v1/identities/{}/credentials", q(id)), Some(&json!({"scopes": scope}))).await?
+            r.call(
+                Method::POST,
+                &format!("/v1/identities/{}/credentials", q(id)),
+                Some(&json!({"scopes": scope})),
+            )
+            .await?
         }
         (IdentityCmd::Credentials { id, scope }, Target::Local(e)) => {
-            e.create_client_credential(&c, id, ScopeSet::parse_list(scope)?).await?
+            e.create_client_credential(&c, id, ScopeSet::parse_list(scope)?)
+                .await?
         }
     };
     out.emit(&res, || match &cmd {
@@ -87,7 +157,14 @@ pub async fn identity(target: &Target, cmd: IdentityCmd, out: &Out) -> CliResult
                 .cloned()
                 .unwrap_or_default()
                 .iter()
-                .map(|i| vec![s(&i["identity_id"]), s(&i["identity_type"]), s(&i["display_name"]), s(&i["created_at"])])
+                .map(|i| {
+                    vec![
+                        s(&i["identity_id"]),
+                        s(&i["identity_type"]),
+                        s(&i["display_name"]),
+                        s(&i["created_at"]),
+                    ]
+                })
                 .collect();
             print_table(&["IDENTITY", "TYPE", "NAME", "CREATED"], rows);
         }
@@ -98,12 +175,26 @@ pub async fn identity(target: &Target, cmd: IdentityCmd, out: &Out) -> CliResult
 pub async fn tokens(target: &Target, cmd: TokensCmd, out: &Out) -> CliResult<()> {
     let c = local_caller();
     match cmd {
-        TokensCmd::Create { identity, scope, ttl, name } => {
-            let req = CreateToken { identity_id: identity.clone(), scopes: scope, ttl, name };
+        TokensCmd::Create {
+            identity,
+            scope,
+            ttl,
+            name,
+        } => {
+            let req = CreateToken {
+                identity_id: identity.clone(),
+                scopes: scope,
+                ttl,
+                name,
+            };
             let body = json!({"identity_id": req.identity_id, "scopes": req.scopes, "ttl": req.ttl, "name": req.name});
             let res = match target {
                 Target::Remote(r) => r.call(Method::POST, "/v1/auth/tokens", Some(&body)).await,
-                Target::Local(e) => e.create_token(&c, req).await.map_err(Into::into).and_then(to_value),
+                Target::Local(e) => e
+                    .create_token(&c, req)
+                    .await
+                    .map_err(Into::into)
+                    .and_then(to_value),
             };
             let res = res.map_err(|mut e| {
                 if e.error.code == ErrorCode::IdentityNotFound {
@@ -117,16 +208,26 @@ pub async fn tokens(target: &Target, cmd: TokensCmd, out: &Out) -> CliResult<()>
                     "Token {} for {} (scopes {}; expires {}). It is shown only now.",
                     s(&res["token_id"]),
                     s(&res["identity_id"]),
-                    res["scopes"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(",")).unwrap_or_default(),
-                    if res["expires_at"].is_null() { "never".into() } else { s(&res["expires_at"]) }
+                    res["scopes"]
+                        .as_array()
+                        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+                        .unwrap_or_default(),
+                    if res["expires_at"].is_null() {
+                        "never".into()
+                    } else {
+                        s(&res["expires_at"])
+                    }
                 );
             });
         }
         TokensCmd::List { identity } => {
             let res = match target {
                 Target::Remote(r) => {
-                    let f = identity.map(|i| format!("?identity_id={}", q(&i))).unwrap_or_default();
-                    r.call(Method::GET, &format!("/v1/auth/tokens{f}"), None).await?
+                    let f = identity
+                        .map(|i| format!("?identity_id={}", q(&i)))
+                        .unwrap_or_default();
+                    r.call(Method::GET, &format!("/v1/auth/tokens{f}"), None)
+                        .await?
                 }
                 Target::Local(e) => e.list_tokens(&c, identity.as_deref())?,
             };
@@ -140,18 +241,35 @@ pub async fn tokens(target: &Target, cmd: TokensCmd, out: &Out) -> CliResult<()>
                         vec![
                             s(&t["token_id"]),
                             s(&t["identity_id"]),
-                            t["scopes"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+                            t["scopes"]
+                                .as_array()
+                                .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+                                .unwrap_or_default(),
                             s(&t["expires_at"]),
-                            if t["revoked_at"].is_null() { "active".into() } else { "revoked".into() },
+                            if t["revoked_at"].is_null() {
+                                "active".into()
+                            } else {
+                                "revoked".into()
+                            },
                         ]
                     })
                     .collect();
-                print_table(&["TOKEN ID", "IDENTITY", "SCOPES", "EXPIRES", "STATE"], rows);
+                print_table(
+                    &["TOKEN ID", "IDENTITY", "SCOPES", "EXPIRES", "STATE"],
+                    rows,
+                );
             });
         }
         TokensCmd::Revoke { token_id } => {
             let res = match target {
-                Target::Remote(r) => r.call(Method::DELETE, &format!("/v1/auth/tokens/{}", q(&token_id)), None).await?,
+                Target::Remote(r) => {
+                    r.call(
+                        Method::DELETE,
+                        &format!("/v1/auth/tokens/{}", q(&token_id)),
+                        None,
+                    )
+                    .await?
+                }
                 Target::Local(e) => e.revoke_token(&c, &token_id).await?,
             };
             out.emit(&res, || println!("Revoked {token_id}"));
@@ -162,9 +280,14 @@ pub async fn tokens(target: &Target, cmd: TokensCmd, out: &Out) -> CliResult<()>
 
 /// `PATTERN:perm,perm` → a rule. The pattern cannot contain ':', so the last ':' splits.
 fn parse_rule(raw: &str) -> Result<Value, Error> {
-    let (pattern, perms) =
-        raw.rsplit_once(':').ok_or_else(|| usage(format!("--rule expects PATTERN:perm,perm, got '{raw}'")))?;
-    let perms: Vec<&str> = perms.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    let (pattern, perms) = raw
+        .rsplit_once(':')
+        .ok_or_else(|| usage(format!("--rule expects PATTERN:perm,perm, got '{raw}'")))?;
+    let perms: Vec<&str> = perms
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
     for p in &perms {
         Permission::parse(p)?;
     }
@@ -174,12 +297,23 @@ fn parse_rule(raw: &str) -> Result<Value, Error> {
 pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult<()> {
     let c = local_caller();
     match cmd {
-        PoliciesCmd::Create { name, rules, description, file } => {
+        PoliciesCmd::Create {
+            name,
+            rules,
+            description,
+            file,
+        } => {
             let mut body = match file {
                 Some(f) => {
-                    let text = std::fs::read_to_string(&f).map_err(|e| usage(format!("cannot read {}: {e}", f.display())))?;
-                    serde_json::from_str::<Value>(&text)
-                        .map_err(|e| usage(format!("{} is not valid JSON (line {})", f.display(), e.line())))?
+                    let text = std::fs::read_to_string(&f)
+                        .map_err(|e| usage(format!("cannot read {}: {e}", f.display())))?;
+                    serde_json::from_str::<Value>(&text).map_err(|e| {
+                        usage(format!(
+                            "{} is not valid JSON (line {})",
+                            f.display(),
+                            e.line()
+                        ))
+                    })?
                 }
                 None => json!({}),
             };
@@ -190,21 +324,31 @@ pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult
                 body["description"] = json!(d);
             }
             if !rules.is_empty() {
-                body["rules"] = Value::Array(rules.iter().map(|r| parse_rule(r)).collect::<Result<_, _>>()?);
+                body["rules"] = Value::Array(
+                    rules
+                        .iter()
+                        .map(|r| parse_rule(r))
+                        .collect::<Result<_, _>>()?,
+                );
             }
             let res = match target {
                 Target::Remote(r) => r.call(Method::POST, "/v1/policies", Some(&body)).await?,
                 Target::Local(e) => {
-                    let req: PolicyRequest =
-                        serde_json::from_value(body).map_err(|err| usage(format!("invalid policy: {err}")))?;
+                    let req: PolicyRequest = serde_json::from_value(body)
+                        .map_err(|err| usage(format!("invalid policy: {err}")))?;
                     to_value(e.create_policy(&c, req).await?)?
                 }
             };
-            out.emit(&res, || println!("Created policy {} ({})", s(&res["name"]), s(&res["id"])));
+            out.emit(&res, || {
+                println!("Created policy {} ({})", s(&res["name"]), s(&res["id"]))
+            });
         }
         PoliciesCmd::List => {
             let res = match target {
-                Target::Remote(r) => r.call(Method::GET, "/v1/policies?include_inactive=true", None).await?,
+                Target::Remote(r) => {
+                    r.call(Method::GET, "/v1/policies?include_inactive=true", None)
+                        .await?
+                }
                 Target::Local(e) => e.list_policies(&c, true)?,
             };
             out.emit(&res, || {
@@ -213,18 +357,38 @@ pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult
                     .cloned()
                     .unwrap_or_default()
                     .iter()
-                    .map(|p| vec![s(&p["id"]), s(&p["name"]), s(&p["rule_count"]), s(&p["binding_count"]), s(&p["is_active"])])
+                    .map(|p| {
+                        vec![
+                            s(&p["id"]),
+                            s(&p["name"]),
+                            s(&p["rule_count"]),
+                            s(&p["binding_count"]),
+                            s(&p["is_active"]),
+                        ]
+                    })
                     .collect();
                 print_table(&["ID", "NAME", "RULES", "BINDINGS", "ACTIVE"], rows);
             });
         }
         PoliciesCmd::Get { id } => {
             let res = match target {
-                Target::Remote(r) => r.call(Method::GET, &format!("/v1/policies/{}", q(&id)), None).await?,
+                Target::Remote(r) => {
+                    r.call(Method::GET, &format!("/v1/policies/{}", q(&id)), None)
+                        .await?
+                }
                 Target::Local(e) => to_value(e.get_policy(&c, &id)?)?,
             };
             out.emit(&res, || {
-                println!("{} ({}){}", s(&res["name"]), s(&res["id"]), if res["is_active"] == json!(false) { " [inactive]" } else { "" });
+                println!(
+                    "{} ({}){}",
+                    s(&res["name"]),
+                    s(&res["id"]),
+                    if res["is_active"] == json!(false) {
+                        " [inactive]"
+                    } else {
+                        ""
+                    }
+                );
                 let rules = res["rules"]
                     .as_array()
                     .cloned()
@@ -232,7 +396,14 @@ pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult
                     .iter()
                     .enumerate()
                     .map(|(i, r)| {
-                        vec![i.to_string(), s(&r["path_pattern"]), r["permissions"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(",")).unwrap_or_default()]
+                        vec![
+                            i.to_string(),
+                            s(&r["path_pattern"]),
+                            r["permissions"]
+                                .as_array()
+                                .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+                                .unwrap_or_default(),
+                        ]
                     })
                     .collect();
                 print_table(&["RULE", "PATH PATTERN", "PERMISSIONS"], rules);
@@ -249,47 +420,99 @@ pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult
         PoliciesCmd::Delete { id, force } => {
             match target {
                 Target::Remote(r) => {
-                    r.call(Method::DELETE, &format!("/v1/policies/{}{}", q(&id), if force { "?force=true" } else { "" }), None).await?;
+                    r.call(
+                        Method::DELETE,
+                        &format!(
+                            "/v1/policies/{}{}",
+                            q(&id),
+                            if force { "?force=true" } else { "" }
+                        ),
+                        None,
+                    )
+                    .await?;
                 }
                 Target::Local(e) => e.delete_policy(&c, &id, force).await?,
             }
             out.emit(&json!({"deleted": id}), || println!("Deleted policy {id}"));
         }
-        PoliciesCmd::Bind { id, identity_id, identity_type, expires_at } => {
+        PoliciesCmd::Bind {
+            id,
+            identity_id,
+            identity_type,
+            expires_at,
+        } => {
             let body = json!({"identity_id": identity_id, "identity_type": identity_type, "expires_at": expires_at});
             let res = match target {
-                Target::Remote(r) => r.call(Method::POST, &format!("/v1/policies/{}/bindings", q(&id)), Some(&body)).await?,
+                Target::Remote(r) => {
+                    r.call(
+                        Method::POST,
+                        &format!("/v1/policies/{}/bindings", q(&id)),
+                        Some(&body),
+                    )
+                    .await?
+                }
                 Target::Local(e) => {
-                    let req: BindingRequest = serde_json::from_value(body).map_err(|err| usage(format!("invalid binding: {err}")))?;
+                    let req: BindingRequest = serde_json::from_value(body)
+                        .map_err(|err| usage(format!("invalid binding: {err}")))?;
                     to_value(e.create_binding(&c, &id, req).await?)?
                 }
             };
-            out.emit(&res, || println!("Bound {} to {id} ({})", s(&res["identity_id"]), s(&res["id"])));
+            out.emit(&res, || {
+                println!(
+                    "Bound {} to {id} ({})",
+                    s(&res["identity_id"]),
+                    s(&res["id"])
+                )
+            });
         }
         PoliciesCmd::Unbind { id, binding } => {
             match target {
                 Target::Remote(r) => {
-                    r.call(Method::DELETE, &format!("/v1/policies/{}/bindings/{}", q(&id), q(&binding)), None).await?;
+                    r.call(
+                        Method::DELETE,
+                        &format!("/v1/policies/{}/bindings/{}", q(&id), q(&binding)),
+                        None,
+                    )
+                    .await?;
                 }
                 Target::Local(e) => e.delete_binding(&c, &id, &binding).await?,
             }
-            out.emit(&json!({"unbound": binding}), || println!("Removed binding {binding} from {id}"));
+            out.emit(&json!({"unbound": binding}), || {
+                println!("Removed binding {binding} from {id}")
+            });
         }
-        PoliciesCmd::Test { path, permission, identity } => {
+        PoliciesCmd::Test {
+            path,
+            permission,
+            identity,
+        } => {
             let body = json!({"identity_id": identity, "path": path, "permission": permission});
             let res = match target {
-                Target::Remote(r) => r.call(Method::POST, "/v1/policies/test", Some(&body)).await?,
+                Target::Remote(r) => {
+                    r.call(Method::POST, "/v1/policies/test", Some(&body))
+                        .await?
+                }
                 Target::Local(e) => {
-                    let req: PolicyTestRequest = serde_json::from_value(body).map_err(|err| usage(format!("{err}")))?;
+                    let req: PolicyTestRequest =
+                        serde_json::from_value(body).map_err(|err| usage(format!("{err}")))?;
                     to_value(e.test_policy(&c, req)?)?
                 }
             };
             out.emit(&res, || {
                 if res["allowed"] == json!(true) {
                     println!("allowed: {identity} may {permission} {path}");
-                    println!("  policy: {} ({}), rule {}: {}", s(&res["policy_name"]), s(&res["policy_id"]), s(&res["rule_index"]), s(&res["path_pattern"]));
+                    println!(
+                        "  policy: {} ({}), rule {}: {}",
+                        s(&res["policy_name"]),
+                        s(&res["policy_id"]),
+                        s(&res["rule_index"]),
+                        s(&res["path_pattern"])
+                    );
                 } else {
-                    println!("denied ({}): {identity} may not {permission} {path}", s(&res["code"]));
+                    println!(
+                        "denied ({}): {identity} may not {permission} {path}",
+                        s(&res["code"])
+                    );
                     println!("  reason: {}", s(&res["reason"]));
                 }
             });

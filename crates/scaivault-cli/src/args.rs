@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "scaivault", version, about = "One binary, one encrypted file: a secrets vault.")]
+#[command(
+    name = "scaivault",
+    version,
+    about = "One binary, one encrypted file: a secrets vault."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -214,9 +218,17 @@ pub enum IdentityCmd {
         display_name: Option<String>,
     },
     List,
-    Delete { id: String },
-    AddMember { group: String, id: String },
-    RemoveMember { group: String, id: String },
+    Delete {
+        id: String,
+    },
+    AddMember {
+        group: String,
+        id: String,
+    },
+    RemoveMember {
+        group: String,
+        id: String,
+    },
     /// Issue a client credential (client_id + client_secret) for a service account.
     Credentials {
         id: String,
@@ -243,7 +255,9 @@ pub enum TokensCmd {
         #[arg(long)]
         identity: Option<String>,
     },
-    Revoke { token_id: String },
+    Revoke {
+        token_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,7 +273,9 @@ pub enum PoliciesCmd {
         file: Option<PathBuf>,
     },
     List,
-    Get { id: String },
+    Get {
+        id: String,
+    },
     Delete {
         id: String,
         #[arg(long)]
@@ -275,7 +291,10 @@ pub enum PoliciesCmd {
         #[arg(long)]
         expires_at: Option<String>,
     },
-    Unbind { id: String, binding: String },
+    Unbind {
+        id: String,
+        binding: String,
+    },
     /// Would IDENTITY get PERMISSION on PATH? Explains which rule decided.
     Test {
         path: String,

@@ -19,14 +19,23 @@ const PASS: &[u8] = b"benchmark passphrase";
 
 fn value_1k(i: usize) -> WriteRequest {
     let filler = "x".repeat(1000);
-    serde_json::from_value(json!({ "data": { "value": format!("{i:08}{filler}") } })).expect("valid request")
+    serde_json::from_value(json!({ "data": { "value": format!("{i:08}{filler}") } }))
+        .expect("valid request")
 }
 
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|k| k.parse::<f64>().ok())
+        })
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
 }
@@ -38,13 +47,17 @@ async fn write_rate(engine: &Arc<Engine>, writers: usize, secs: u64, tag: &str) 
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..writers {
-        let (engine, stop, done, tag) = (engine.clone(), stop.clone(), done.clone(), tag.to_owned());
+        let (engine, stop, done, tag) =
+            (engine.clone(), stop.clone(), done.clone(), tag.to_owned());
         tasks.push(tokio::spawn(async move {
             let caller = Caller::local_operator();
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 let path = format!("bench/{tag}/w{w}/s{}", i % 100);
-                engine.write_secret(&caller, &path, value_1k(i)).await.expect("benchmark write");
+                engine
+                    .write_secret(&caller, &path, value_1k(i))
+                    .await
+                    .expect("benchmark write");
                 done.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
@@ -71,8 +84,13 @@ async fn fill(engine: &Arc<Engine>, n: usize) {
                     break;
                 }
                 let path = format!("fill/{}/{}/secret-{i}", i % 97, i % 13);
-                let req: WriteRequest = serde_json::from_value(json!({"data": {"value": format!("v-{i}")}})).expect("valid");
-                engine.write_secret(&caller, &path, req).await.expect("fill write");
+                let req: WriteRequest =
+                    serde_json::from_value(json!({"data": {"value": format!("v-{i}")}}))
+                        .expect("valid");
+                engine
+                    .write_secret(&caller, &path, req)
+                    .await
+                    .expect("fill write");
             }
         }));
     }
@@ -106,7 +124,12 @@ pub async fn run(cmd: BenchCmd, out: &Out) -> CliResult<()> {
             println!("{r}");
             Ok(())
         }
-        BenchCmd::Store { dir, secrets, writers, seconds } => {
+        BenchCmd::Store {
+            dir,
+            secrets,
+            writers,
+            seconds,
+        } => {
             let tmp = tempfile::tempdir().map_err(|e| Error::internal(e.to_string()))?;
             let dir = dir.unwrap_or_else(|| tmp.path().to_owned());
             std::fs::create_dir_all(&dir).map_err(|e| Error::internal(e.to_string()))?;
@@ -120,7 +143,9 @@ pub async fn run(cmd: BenchCmd, out: &Out) -> CliResult<()> {
 
             let caller = Caller::local_operator();
             for i in 0..1000 {
-                engine.write_secret(&caller, &format!("bench/read/s{i}"), value_1k(i)).await?;
+                engine
+                    .write_secret(&caller, &format!("bench/read/s{i}"), value_1k(i))
+                    .await?;
             }
             let reads = {
                 let engine = engine.clone();
@@ -130,7 +155,9 @@ pub async fn run(cmd: BenchCmd, out: &Out) -> CliResult<()> {
                     let mut n = 0u64;
                     while start.elapsed() < Duration::from_secs(seconds) {
                         for _ in 0..1000 {
-                            let v = engine.read_secret(&caller, &format!("bench/read/s{}", n % 1000), None).expect("read");
+                            let v = engine
+                                .read_secret(&caller, &format!("bench/read/s{}", n % 1000), None)
+                                .expect("read");
                             std::hint::black_box(serde_json::to_vec(&v).expect("json"));
                             n += 1;
                         }
@@ -154,7 +181,8 @@ pub async fn run(cmd: BenchCmd, out: &Out) -> CliResult<()> {
                 .arg(&file)
                 .output()
                 .map_err(|e| Error::internal(e.to_string()))?;
-            let unseal: serde_json::Value = serde_json::from_slice(&child.stdout).unwrap_or(json!({"error": String::from_utf8_lossy(&child.stderr)}));
+            let unseal: serde_json::Value = serde_json::from_slice(&child.stdout)
+                .unwrap_or(json!({"error": String::from_utf8_lossy(&child.stderr)}));
             let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
             let res = json!({
                 "durable_writes_per_sec": { "1_writer": single, format!("{writers}_writers"): many, "ratio": many / single },
@@ -164,13 +192,23 @@ pub async fn run(cmd: BenchCmd, out: &Out) -> CliResult<()> {
                 "file_bytes": size,
             });
             let _ = std::fs::remove_file(&file);
-            out.emit(&res, || println!("{}", serde_json::to_string_pretty(&res).unwrap_or_default()));
+            out.emit(&res, || {
+                println!("{}", serde_json::to_string_pretty(&res).unwrap_or_default())
+            });
             Ok(())
         }
-        BenchCmd::Http { target, connections, seconds, mode, path } => {
+        BenchCmd::Http {
+            target,
+            connections,
+            seconds,
+            mode,
+            path,
+        } => {
             let token = std::env::var("SCAIVAULT_TOKEN").unwrap_or_default();
             let res = http_load(&target, &token, connections, seconds, &mode, &path).await?;
-            out.emit(&res, || println!("{}", serde_json::to_string_pretty(&res).unwrap_or_default()));
+            out.emit(&res, || {
+                println!("{}", serde_json::to_string_pretty(&res).unwrap_or_default())
+            });
             Ok(())
         }
     }
@@ -178,16 +216,32 @@ pub async fn run(cmd: BenchCmd, out: &Out) -> CliResult<()> {
 
 /// A closed-loop load generator: each connection sends its next request when the last one
 /// answered. Reports throughput and latency percentiles.
-async fn http_load(base: &str, token: &str, conns: usize, secs: u64, mode: &str, path: &str) -> CliResult<serde_json::Value> {
+async fn http_load(
+    base: &str,
+    token: &str,
+    conns: usize,
+    secs: u64,
+    mode: &str,
+    path: &str,
+) -> CliResult<serde_json::Value> {
     let base = base.trim_end_matches('/').to_owned();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let body = json!({ "data": { "value": "x".repeat(1000) } });
     for c in 0..conns {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().map_err(|e| Error::internal(e.to_string()))?;
-        let (base, token, mode, path, errors, body) =
-            (base.clone(), token.to_owned(), mode.to_owned(), path.to_owned(), errors.clone(), body.clone());
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let (base, token, mode, path, errors, body) = (
+            base.clone(),
+            token.to_owned(),
+            mode.to_owned(),
+            path.to_owned(),
+            errors.clone(),
+            body.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(100_000);
             let mut i = 0u64;
@@ -195,8 +249,13 @@ async fn http_load(base: &str, token: &str, conns: usize, secs: u64, mode: &str,
                 let t = Instant::now();
                 let req = match mode.as_str() {
                     "health" => client.get(format!("{base}/v1/health")),
-                    "write" => client.put(format!("{base}/v1/secrets/{path}-c{c}-{}", i % 50)).bearer_auth(&token).json(&body),
-                    _ => client.get(format!("{base}/v1/secrets/{path}")).bearer_auth(&token),
+                    "write" => client
+                        .put(format!("{base}/v1/secrets/{path}-c{c}-{}", i % 50))
+                        .bearer_auth(&token)
+                        .json(&body),
+                    _ => client
+                        .get(format!("{base}/v1/secrets/{path}"))
+                        .bearer_auth(&token),
                 };
                 match req.send().await {
                     Ok(r) if r.status().is_success() => {
@@ -223,7 +282,12 @@ async fn http_load(base: &str, token: &str, conns: usize, secs: u64, mode: &str,
     }
     let elapsed = start.elapsed().as_secs_f64().max(secs as f64);
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
     Ok(json!({
         "mode": mode, "connections": conns, "seconds": secs,
         "requests": all.len(), "errors": errors.load(Ordering::Relaxed),

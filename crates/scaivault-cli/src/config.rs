@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 pub fn path() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".scaivault").join("config.json")
 }
 
@@ -29,7 +31,8 @@ pub fn set(key: &str, value: &str) -> Result<(), String> {
     cfg.insert(key.to_owned(), Value::String(value.to_owned()));
     let p = path();
     if let Some(dir) = p.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let text = serde_json::to_string_pretty(&Value::Object(cfg)).expect("serializes");
     write_private(&p, text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", p.display()))

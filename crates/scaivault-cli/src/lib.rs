@@ -35,13 +35,22 @@ pub fn main() -> i32 {
     };
     let serving = matches!(cli.command, Command::Dev(_) | Command::Server(_));
     let filter = std::env::var("SCAIVAULT_LOG").unwrap_or_else(|_| {
-        if std::env::var("SCAIVAULT_DEBUG").as_deref() == Ok("1") { "debug".into() } else if serving { "info".into() } else { "warn".into() }
+        if std::env::var("SCAIVAULT_DEBUG").as_deref() == Ok("1") {
+            "debug".into()
+        } else if serving {
+            "info".into()
+        } else {
+            "warn".into()
+        }
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .try_init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -57,7 +66,12 @@ pub fn main() -> i32 {
             }
             if let Some(fields) = error.details.get("fields").and_then(|f| f.as_object()) {
                 for (k, v) in fields {
-                    eprintln!("  {k}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
+                    eprintln!(
+                        "  {k}: {}",
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string())
+                    );
                 }
             }
             error.code.exit_code()
@@ -69,7 +83,11 @@ fn target(g: &Global) -> CliResult<Target> {
     if g.vault.is_some() {
         return Ok(Target::Local(serve::open_local(g)?));
     }
-    let url = g.url.clone().or_else(|| config::get("base_url")).unwrap_or_else(|| "http://127.0.0.1:8200".into());
+    let url = g
+        .url
+        .clone()
+        .or_else(|| config::get("base_url"))
+        .unwrap_or_else(|| "http://127.0.0.1:8200".into());
     let token = g.token.clone().or_else(|| config::get("token"));
     Ok(Target::Remote(Remote::new(url, token)))
 }

@@ -10,7 +10,10 @@ pub struct Out {
 impl Out {
     pub fn emit(&self, value: &Value, human: impl FnOnce()) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
         } else {
             human();
         }
@@ -23,7 +26,9 @@ pub fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
         return;
     }
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic).set_header(headers.to_vec());
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(headers.to_vec());
     for r in rows {
         t.add_row(r);
     }

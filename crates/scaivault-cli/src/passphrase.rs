@@ -6,9 +6,12 @@ use scaivault_core::{Error, ErrorCode};
 use zeroize::Zeroizing;
 
 fn from_file(p: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let raw = Zeroizing::new(
-        std::fs::read(p).map_err(|e| Error::new(ErrorCode::InvalidRequest, format!("cannot read {}: {e}", p.display())))?,
-    );
+    let raw = Zeroizing::new(std::fs::read(p).map_err(|e| {
+        Error::new(
+            ErrorCode::InvalidRequest,
+            format!("cannot read {}: {e}", p.display()),
+        )
+    })?);
     let mut end = raw.len();
     while end > 0 && (raw[end - 1] == b'\n' || raw[end - 1] == b'\r') {
         end -= 1;
@@ -17,7 +20,12 @@ fn from_file(p: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
 }
 
 /// The passphrase from `--passphrase-file`, `env_var`, or a prompt; `None` if none can be had.
-pub fn obtain(file: Option<&Path>, env_var: &str, prompt: &str, confirm: bool) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+pub fn obtain(
+    file: Option<&Path>,
+    env_var: &str,
+    prompt: &str,
+    confirm: bool,
+) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
     if let Some(f) = file {
         return Ok(Some(from_file(f)?));
     }
@@ -29,15 +37,25 @@ pub fn obtain(file: Option<&Path>, env_var: &str, prompt: &str, confirm: bool) -
         Err(_) => return Ok(None),
     };
     if confirm {
-        let again = Zeroizing::new(rpassword::prompt_password("Repeat the passphrase: ").unwrap_or_default());
+        let again = Zeroizing::new(
+            rpassword::prompt_password("Repeat the passphrase: ").unwrap_or_default(),
+        );
         if *again != *p {
-            return Err(Error::new(ErrorCode::InvalidRequest, "the passphrases do not match"));
+            return Err(Error::new(
+                ErrorCode::InvalidRequest,
+                "the passphrases do not match",
+            ));
         }
     }
     Ok(Some(Zeroizing::new(p.as_bytes().to_vec())))
 }
 
-pub fn require(file: Option<&Path>, env_var: &str, prompt: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>, Error> {
+pub fn require(
+    file: Option<&Path>,
+    env_var: &str,
+    prompt: &str,
+    confirm: bool,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
     let p = obtain(file, env_var, prompt, confirm)?.ok_or_else(|| {
         Error::new(
             ErrorCode::InvalidRequest,
@@ -45,7 +63,10 @@ pub fn require(file: Option<&Path>, env_var: &str, prompt: &str, confirm: bool) 
         )
     })?;
     if p.is_empty() {
-        return Err(Error::new(ErrorCode::InvalidRequest, "the passphrase is empty"));
+        return Err(Error::new(
+            ErrorCode::InvalidRequest,
+            "the passphrase is empty",
+        ));
     }
     Ok(p)
 }

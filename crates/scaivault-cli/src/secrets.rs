@@ -17,7 +17,9 @@ fn usage(msg: impl Into<String>) -> Error {
 
 fn read_stdin() -> Result<String, Error> {
     let mut s = String::new();
-    std::io::stdin().read_to_string(&mut s).map_err(|e| usage(format!("cannot read stdin: {e}")))?;
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| usage(format!("cannot read stdin: {e}")))?;
     Ok(s)
 }
 
@@ -25,7 +27,9 @@ fn read_stdin() -> Result<String, Error> {
 fn data_from(args: &WriteArgs) -> Result<Value, Error> {
     if let Some(src) = &args.json_file {
         if !args.pairs.is_empty() {
-            return Err(usage("give either key=value pairs or --json-file, not both"));
+            return Err(usage(
+                "give either key=value pairs or --json-file, not both",
+            ));
         }
         let text = if src == "-" {
             read_stdin()?
@@ -33,7 +37,12 @@ fn data_from(args: &WriteArgs) -> Result<Value, Error> {
             std::fs::read_to_string(src).map_err(|e| usage(format!("cannot read {src}: {e}")))?
         };
         let v: Value = serde_json::from_str(&text).map_err(|e| {
-            usage(format!("{} is not valid JSON (line {}, column {})", if src == "-" { "stdin" } else { src }, e.line(), e.column()))
+            usage(format!(
+                "{} is not valid JSON (line {}, column {})",
+                if src == "-" { "stdin" } else { src },
+                e.line(),
+                e.column()
+            ))
         })?;
         if !v.is_object() {
             return Err(usage("the JSON data must be an object"));
@@ -41,14 +50,24 @@ fn data_from(args: &WriteArgs) -> Result<Value, Error> {
         return Ok(v);
     }
     if args.pairs.is_empty() {
-        return Err(usage("nothing to write: give key=value pairs or --json-file"));
+        return Err(usage(
+            "nothing to write: give key=value pairs or --json-file",
+        ));
     }
     let mut map = Map::new();
     let mut stdin_used = false;
     for pair in &args.pairs {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| usage(format!("'{}' is not key=value", pair.chars().take(40).collect::<String>().split('=').next().unwrap_or(""))))?;
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            usage(format!(
+                "'{}' is not key=value",
+                pair.chars()
+                    .take(40)
+                    .collect::<String>()
+                    .split('=')
+                    .next()
+                    .unwrap_or("")
+            ))
+        })?;
         if k.is_empty() {
             return Err(usage("a key=value pair has an empty key"));
         }
@@ -59,7 +78,8 @@ fn data_from(args: &WriteArgs) -> Result<Value, Error> {
             stdin_used = true;
             read_stdin()?
         } else if let Some(file) = v.strip_prefix('@') {
-            std::fs::read_to_string(file).map_err(|e| usage(format!("cannot read {file} for {k}: {e}")))?
+            std::fs::read_to_string(file)
+                .map_err(|e| usage(format!("cannot read {file} for {k}: {e}")))?
         } else {
             v.to_owned()
         };
@@ -75,8 +95,14 @@ fn write_body(args: &WriteArgs) -> Result<Value, Error> {
     if let Some(t) = &args.secret_type {
         body["secret_type"] = json!(t);
     }
-    let tags: Vec<String> =
-        args.tags.iter().flat_map(|t| t.split(',')).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+    let tags: Vec<String> = args
+        .tags
+        .iter()
+        .flat_map(|t| t.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
     if !tags.is_empty() || args.description.is_some() || args.owner.is_some() {
         let mut m = Map::new();
         if !tags.is_empty() {
@@ -111,27 +137,49 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
         SecretsCmd::Write(args) => {
             let body = write_body(&args)?;
             let res = match target {
-                Target::Remote(r) => r.call(Method::PUT, &format!("/v1/secrets/{}", args.path), Some(&body)).await?,
+                Target::Remote(r) => {
+                    r.call(
+                        Method::PUT,
+                        &format!("/v1/secrets/{}", args.path),
+                        Some(&body),
+                    )
+                    .await?
+                }
                 Target::Local(e) => {
-                    let req: WriteRequest = serde_json::from_value(body).map_err(|_| usage("invalid write request"))?;
+                    let req: WriteRequest =
+                        serde_json::from_value(body).map_err(|_| usage("invalid write request"))?;
                     to_value(e.write_secret(&local_caller(), &args.path, req).await?)?
                 }
             };
             out.emit(&res, || {
-                println!("Wrote {} version {} ({})", res["path"].as_str().unwrap_or(""), res["version"], res["secret_type"].as_str().unwrap_or(""));
+                println!(
+                    "Wrote {} version {} ({})",
+                    res["path"].as_str().unwrap_or(""),
+                    res["version"],
+                    res["secret_type"].as_str().unwrap_or("")
+                );
             });
         }
-        SecretsCmd::Read { path, version, field } => {
+        SecretsCmd::Read {
+            path,
+            version,
+            field,
+        } => {
             let res = match target {
                 Target::Remote(r) => {
                     let v = version.map(|v| format!("?version={v}")).unwrap_or_default();
-                    r.call(Method::GET, &format!("/v1/secrets/{path}{v}"), None).await?
+                    r.call(Method::GET, &format!("/v1/secrets/{path}{v}"), None)
+                        .await?
                 }
                 Target::Local(e) => to_value(e.read_secret(&local_caller(), &path, version)?)?,
             };
             if let Some(f) = field {
                 let v = res["data"].get(&f).ok_or_else(|| {
-                    Error::new(ErrorCode::ValidationError, format!("{path} has no field {f}")).with("field", f.as_str())
+                    Error::new(
+                        ErrorCode::ValidationError,
+                        format!("{path} has no field {f}"),
+                    )
+                    .with("field", f.as_str())
                 })?;
                 match v {
                     Value::String(s) => println!("{s}"),
@@ -150,7 +198,14 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
                 if let Value::Object(data) = &res["data"] {
                     let rows: Vec<Vec<String>> = data
                         .iter()
-                        .map(|(k, v)| vec![k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())])
+                        .map(|(k, v)| {
+                            vec![
+                                k.clone(),
+                                v.as_str()
+                                    .map(str::to_owned)
+                                    .unwrap_or_else(|| v.to_string()),
+                            ]
+                        })
                         .collect();
                     print_table(&["KEY", "VALUE"], rows);
                 }
@@ -171,7 +226,12 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
                         }
                         r.call(Method::GET, &url, None).await?
                     }
-                    Target::Local(e) => to_value(e.list_secrets(&local_caller(), &prefix, limit, cursor.as_deref())?)?,
+                    Target::Local(e) => to_value(e.list_secrets(
+                        &local_caller(),
+                        &prefix,
+                        limit,
+                        cursor.as_deref(),
+                    )?)?,
                 };
                 all.extend(page["secrets"].as_array().cloned().unwrap_or_default());
                 cursor = page["cursor"].as_str().map(str::to_owned);
@@ -184,8 +244,10 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
                 let rows = all
                     .iter()
                     .map(|s| {
-                        let tags: Vec<&str> =
-                            s["metadata"]["tags"].as_array().map(|a| a.iter().filter_map(|t| t.as_str()).collect()).unwrap_or_default();
+                        let tags: Vec<&str> = s["metadata"]["tags"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
+                            .unwrap_or_default();
                         vec![
                             s["path"].as_str().unwrap_or("").to_owned(),
                             s["secret_type"].as_str().unwrap_or("").to_owned(),
@@ -201,7 +263,15 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
         SecretsCmd::Delete { path, hard } => {
             let res = match target {
                 Target::Remote(r) => {
-                    r.call(Method::DELETE, &format!("/v1/secrets/{path}{}", if hard { "?permanent=true" } else { "" }), None).await?
+                    r.call(
+                        Method::DELETE,
+                        &format!(
+                            "/v1/secrets/{path}{}",
+                            if hard { "?permanent=true" } else { "" }
+                        ),
+                        None,
+                    )
+                    .await?
                 }
                 Target::Local(e) => {
                     let s = e.delete_secret(&local_caller(), &path, hard).await?;
@@ -209,20 +279,30 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
                 }
             };
             out.emit(&res, || match res["recoverable_until"].as_str() {
-                Some(until) if !hard => println!("Deleted {path}; restorable until {until} (scaivault secrets restore {path})"),
+                Some(until) if !hard => println!(
+                    "Deleted {path}; restorable until {until} (scaivault secrets restore {path})"
+                ),
                 _ => println!("Destroyed {path} and every version"),
             });
         }
         SecretsCmd::Restore { path } => {
             let res = match target {
-                Target::Remote(r) => r.call(Method::POST, &format!("/v1/restore/{path}"), None).await?,
+                Target::Remote(r) => {
+                    r.call(Method::POST, &format!("/v1/restore/{path}"), None)
+                        .await?
+                }
                 Target::Local(e) => to_value(e.restore_secret(&local_caller(), &path).await?)?,
             };
-            out.emit(&res, || println!("Restored {path} at version {}", res["version"]));
+            out.emit(&res, || {
+                println!("Restored {path} at version {}", res["version"])
+            });
         }
         SecretsCmd::Versions { path } => {
             let res = match target {
-                Target::Remote(r) => r.call(Method::GET, &format!("/v1/versions/{path}"), None).await?,
+                Target::Remote(r) => {
+                    r.call(Method::GET, &format!("/v1/versions/{path}"), None)
+                        .await?
+                }
                 Target::Local(e) => {
                     let m = e.secret_metadata(&local_caller(), &path)?;
                     json!({"path": m.path, "current_version": m.version, "versions": m.versions})
@@ -240,7 +320,11 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
                             v["version"].to_string(),
                             v["created_at"].as_str().unwrap_or("").to_owned(),
                             v["created_by"].as_str().unwrap_or("").to_owned(),
-                            if v["version"].as_u64() == cur { "current".into() } else { String::new() },
+                            if v["version"].as_u64() == cur {
+                                "current".into()
+                            } else {
+                                String::new()
+                            },
                         ]
                     })
                     .collect();
@@ -250,33 +334,56 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
         SecretsCmd::Metadata { path, set } => {
             let res = if set.is_empty() {
                 match target {
-                    Target::Remote(r) => r.call(Method::GET, &format!("/v1/metadata/{path}"), None).await?,
+                    Target::Remote(r) => {
+                        r.call(Method::GET, &format!("/v1/metadata/{path}"), None)
+                            .await?
+                    }
                     Target::Local(e) => to_value(e.secret_metadata(&local_caller(), &path)?)?,
                 }
             } else {
                 let mut patch = Map::new();
                 for kv in &set {
-                    let (k, v) = kv.split_once('=').ok_or_else(|| usage(format!("--set expects key=value, got '{kv}'")))?;
+                    let (k, v) = kv
+                        .split_once('=')
+                        .ok_or_else(|| usage(format!("--set expects key=value, got '{kv}'")))?;
                     let value = match (k, v) {
                         (_, "") => Value::Null,
-                        ("tags", v) => json!(v.split(',').map(str::trim).filter(|t| !t.is_empty()).collect::<Vec<_>>()),
+                        ("tags", v) => json!(
+                            v.split(',')
+                                .map(str::trim)
+                                .filter(|t| !t.is_empty())
+                                .collect::<Vec<_>>()
+                        ),
                         (_, v) => json!(v),
                     };
                     patch.insert(k.to_owned(), value);
                 }
                 match target {
                     Target::Remote(r) => {
-                        r.call(Method::PATCH, &format!("/v1/metadata/{path}"), Some(&json!({ "metadata": patch }))).await?
+                        r.call(
+                            Method::PATCH,
+                            &format!("/v1/metadata/{path}"),
+                            Some(&json!({ "metadata": patch })),
+                        )
+                        .await?
                     }
-                    Target::Local(e) => to_value(e.update_metadata(&local_caller(), &path, patch).await?)?,
+                    Target::Local(e) => {
+                        to_value(e.update_metadata(&local_caller(), &path, patch).await?)?
+                    }
                 }
             };
             out.emit(&res, || {
                 println!("path:      {}", res["path"].as_str().unwrap_or(""));
                 println!("type:      {}", res["secret_type"].as_str().unwrap_or(""));
-                println!("version:   {} ({} kept)", res["version"], res["version_count"]);
+                println!(
+                    "version:   {} ({} kept)",
+                    res["version"], res["version_count"]
+                );
                 println!("updated:   {}", res["updated_at"].as_str().unwrap_or(""));
-                println!("expires:   {}", res["expires_at"].as_str().unwrap_or("never"));
+                println!(
+                    "expires:   {}",
+                    res["expires_at"].as_str().unwrap_or("never")
+                );
                 println!("metadata:  {}", res["metadata"]);
             });
         }

@@ -27,7 +27,10 @@ pub struct CliError {
 
 impl From<Error> for CliError {
     fn from(error: Error) -> Self {
-        CliError { error, request_id: None }
+        CliError {
+            error,
+            request_id: None,
+        }
     }
 }
 
@@ -40,11 +43,20 @@ impl Remote {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .expect("HTTP client builds");
-        Remote { base_url: base_url.trim_end_matches('/').to_owned(), token: token.map(zeroize::Zeroizing::new), http }
+        Remote {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: token.map(zeroize::Zeroizing::new),
+            http,
+        }
     }
 
     /// Sends one request; non-2xx answers become the server's error with its code.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> CliResult<Value> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> CliResult<Value> {
         let url = format!("{}{}", self.base_url, path);
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
@@ -63,32 +75,49 @@ impl Remote {
             };
             CliError::from(Error::new(
                 ErrorCode::ServiceUnavailable,
-                format!("cannot reach the vault at {} ({why}); is it running? (set SCAIVAULT_URL)", self.base_url),
+                format!(
+                    "cannot reach the vault at {} ({why}); is it running? (set SCAIVAULT_URL)",
+                    self.base_url
+                ),
             ))
         })?;
         let status = resp.status();
-        let request_id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let request_id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let text = resp.text().await.unwrap_or_default();
         if status.is_success() {
             if text.is_empty() {
                 return Ok(Value::Null);
             }
-            return serde_json::from_str(&text)
-                .map_err(|_| CliError::from(Error::internal("the server answered with invalid JSON")));
+            return serde_json::from_str(&text).map_err(|_| {
+                CliError::from(Error::internal("the server answered with invalid JSON"))
+            });
         }
         let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let e = &parsed["error"];
-        let code = e["code"].as_str().and_then(ErrorCode::parse).unwrap_or(match status.as_u16() {
-            401 => ErrorCode::AuthenticationRequired,
-            403 => ErrorCode::Forbidden,
-            404 => ErrorCode::RouteNotFound,
-            429 => ErrorCode::RateLimited,
-            503 => ErrorCode::ServiceUnavailable,
-            _ => ErrorCode::InternalError,
-        });
-        let mut error = Error::new(code, e["message"].as_str().unwrap_or("request failed").to_owned());
+        let code = e["code"]
+            .as_str()
+            .and_then(ErrorCode::parse)
+            .unwrap_or(match status.as_u16() {
+                401 => ErrorCode::AuthenticationRequired,
+                403 => ErrorCode::Forbidden,
+                404 => ErrorCode::RouteNotFound,
+                429 => ErrorCode::RateLimited,
+                503 => ErrorCode::ServiceUnavailable,
+                _ => ErrorCode::InternalError,
+            });
+        let mut error = Error::new(
+            code,
+            e["message"].as_str().unwrap_or("request failed").to_owned(),
+        );
         error.details = e["details"].clone();
-        Err(CliError { error, request_id: e["request_id"].as_str().map(str::to_owned).or(request_id) })
+        Err(CliError {
+            error,
+            request_id: e["request_id"].as_str().map(str::to_owned).or(request_id),
+        })
     }
 }
 

@@ -11,11 +11,16 @@ const MAX_SECONDS: u64 = 100 * 365 * 86_400;
 
 pub fn parse_duration(raw: &str) -> Result<Duration, Error> {
     let bad = |why: &str| {
-        Error::new(ErrorCode::InvalidDuration, format!("invalid duration {raw:?}: {why}"))
-            .with("value", raw.chars().take(40).collect::<String>())
+        Error::new(
+            ErrorCode::InvalidDuration,
+            format!("invalid duration {raw:?}: {why}"),
+        )
+        .with("value", raw.chars().take(40).collect::<String>())
     };
     let s = raw.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| bad("missing unit (s, m, h or d)"))?;
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| bad("missing unit (s, m, h or d)"))?;
     let (num, unit) = s.split_at(split);
     if num.is_empty() {
         return Err(bad("missing number"));
@@ -28,7 +33,10 @@ pub fn parse_duration(raw: &str) -> Result<Duration, Error> {
         "d" => 86_400,
         _ => return Err(bad("unit must be one of s, m, h, d")),
     };
-    let secs = n.checked_mul(scale).filter(|s| *s <= MAX_SECONDS).ok_or_else(|| bad("too long"))?;
+    let secs = n
+        .checked_mul(scale)
+        .filter(|s| *s <= MAX_SECONDS)
+        .ok_or_else(|| bad("too long"))?;
     if secs == 0 {
         return Err(bad("must be greater than zero"));
     }
@@ -44,7 +52,7 @@ pub fn parse_duration_list(raw: &str) -> Result<Vec<Duration>, Error> {
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
     for (unit, scale) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s >= scale && s % scale == 0 {
+        if s >= scale && s.is_multiple_of(scale) {
             return format!("{}{unit}", s / scale);
         }
     }
@@ -65,15 +73,33 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        for bad in ["", "d", "10", "10x", "1h30m", "-5m", "0s", "1.5h", "99999999999999999999d", "40000d"] {
-            assert_eq!(parse_duration(bad).unwrap_err().code, ErrorCode::InvalidDuration, "{bad:?}");
+        for bad in [
+            "",
+            "d",
+            "10",
+            "10x",
+            "1h30m",
+            "-5m",
+            "0s",
+            "1.5h",
+            "99999999999999999999d",
+            "40000d",
+        ] {
+            assert_eq!(
+                parse_duration(bad).unwrap_err().code,
+                ErrorCode::InvalidDuration,
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn lists_and_formatting() {
         let l = parse_duration_list("7d,1d").unwrap();
-        assert_eq!(l.iter().map(|d| d.as_secs()).collect::<Vec<_>>(), vec![604_800, 86_400]);
+        assert_eq!(
+            l.iter().map(|d| d.as_secs()).collect::<Vec<_>>(),
+            vec![604_800, 86_400]
+        );
         assert!(parse_duration_list("7d,,1d").is_err());
         assert_eq!(format_duration(Duration::from_secs(172_800)), "2d");
         assert_eq!(format_duration(Duration::from_secs(90)), "90s");

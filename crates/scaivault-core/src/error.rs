@@ -173,10 +173,14 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            AuthenticationRequired | TokenExpired | TokenInvalid | TokenRevoked
-            | InvalidCredentials | InvalidPassphrase => 401,
-            AccessDenied | InsufficientScope | MfaRequired | IpNotAllowed
-            | TimeWindowViolation | Forbidden => 403,
+            AuthenticationRequired
+            | TokenExpired
+            | TokenInvalid
+            | TokenRevoked
+            | InvalidCredentials
+            | InvalidPassphrase => 401,
+            AccessDenied | InsufficientScope | MfaRequired | IpNotAllowed | TimeWindowViolation
+            | Forbidden => 403,
             InvalidRequest | InvalidPath | InvalidSecretType | InvalidDuration | InvalidCursor
             | InvalidPolicy | InvalidGlob | InvalidIdentity | InvalidConfig => 400,
             ValidationError => 422,
@@ -230,7 +234,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Error { code, message: message.into(), details: Value::Object(Default::default()) }
+        Error {
+            code,
+            message: message.into(),
+            details: Value::Object(Default::default()),
+        }
     }
 
     /// Adds one `details` entry.

@@ -50,9 +50,12 @@ impl fmt::Debug for Glob {
 
 fn invalid(raw: &str, why: &str) -> Error {
     let shown: String = raw.chars().take(80).collect();
-    Error::new(ErrorCode::InvalidGlob, format!("invalid path pattern: {why}"))
-        .with("path_pattern", shown)
-        .with("reason", why)
+    Error::new(
+        ErrorCode::InvalidGlob,
+        format!("invalid path pattern: {why}"),
+    )
+    .with("path_pattern", shown)
+    .with("reason", why)
 }
 
 impl Glob {
@@ -98,7 +101,10 @@ impl Glob {
         if segments.len() > MAX_SEGMENTS {
             return Err(invalid(raw, "pattern has more than 10 segments"));
         }
-        Ok(Glob { source: raw.to_owned(), segments })
+        Ok(Glob {
+            source: raw.to_owned(),
+            segments,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -125,7 +131,9 @@ fn match_segments(pat: &[Segment], path: &[&str]) -> bool {
             (1..=path.len()).any(|take| match_segments(rest, &path[take..]))
         }
         Some((Segment::Part(tokens), rest)) => match path.split_first() {
-            Some((first, tail)) => match_tokens(tokens, first.as_bytes()) && match_segments(rest, tail),
+            Some((first, tail)) => {
+                match_tokens(tokens, first.as_bytes()) && match_segments(rest, tail)
+            }
             None => false,
         },
     }
@@ -219,14 +227,26 @@ mod tests {
         assert!(m("db-?", "db-1"));
         assert!(!m("db-?", "db-12"));
         assert!(!m("a?b", "a/b"));
-        assert!(m("environments/*/billing/**", "environments/production/billing/stripe"));
-        assert!(!m("environments/*/billing/**", "environments/production/reporting/db"));
+        assert!(m(
+            "environments/*/billing/**",
+            "environments/production/billing/stripe"
+        ));
+        assert!(!m(
+            "environments/*/billing/**",
+            "environments/production/reporting/db"
+        ));
     }
 
     #[test]
     fn invalid_globs() {
-        for bad in ["", "/a", "a/", "a//b", "a/**b", "***", "a/**/**", "A/b", "a/[b]", "a b", "a/%2e"] {
-            assert_eq!(Glob::parse(bad).unwrap_err().code, ErrorCode::InvalidGlob, "{bad:?}");
+        for bad in [
+            "", "/a", "a/", "a//b", "a/**b", "***", "a/**/**", "A/b", "a/[b]", "a b", "a/%2e",
+        ] {
+            assert_eq!(
+                Glob::parse(bad).unwrap_err().code,
+                ErrorCode::InvalidGlob,
+                "{bad:?}"
+            );
         }
     }
 
@@ -258,10 +278,7 @@ mod tests {
     }
 
     fn seg_pattern() -> impl Strategy<Value = String> {
-        prop_oneof![
-            Just("**".to_owned()),
-            "[ab*?]{1,3}",
-        ]
+        prop_oneof![Just("**".to_owned()), "[ab*?]{1,3}",]
     }
 
     proptest! {

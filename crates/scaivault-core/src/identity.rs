@@ -61,8 +61,11 @@ const MAX_ID_LEN: usize = 256;
 impl IdentityId {
     pub fn parse(raw: &str) -> Result<IdentityId, Error> {
         let bad = |why: &str| {
-            Error::new(ErrorCode::InvalidIdentity, format!("invalid identity id: {why}"))
-                .with("identity_id", raw.chars().take(80).collect::<String>())
+            Error::new(
+                ErrorCode::InvalidIdentity,
+                format!("invalid identity id: {why}"),
+            )
+            .with("identity_id", raw.chars().take(80).collect::<String>())
         };
         if raw.len() > MAX_ID_LEN {
             return Err(bad("longer than 256 characters"));
@@ -84,7 +87,11 @@ impl IdentityId {
     }
 
     pub fn identity_type(&self) -> IdentityType {
-        for t in [IdentityType::User, IdentityType::ServiceAccount, IdentityType::Group] {
+        for t in [
+            IdentityType::User,
+            IdentityType::ServiceAccount,
+            IdentityType::Group,
+        ] {
             if self.0.starts_with(t.prefix()) {
                 return t;
             }
@@ -122,15 +129,40 @@ mod tests {
 
     #[test]
     fn parses_the_three_kinds() {
-        assert_eq!(IdentityId::parse("user:alice@acme.example").unwrap().identity_type(), IdentityType::User);
-        assert_eq!(IdentityId::parse("sa:billing-prod").unwrap().identity_type(), IdentityType::ServiceAccount);
-        assert_eq!(IdentityId::parse("group:sre").unwrap().identity_type(), IdentityType::Group);
+        assert_eq!(
+            IdentityId::parse("user:alice@acme.example")
+                .unwrap()
+                .identity_type(),
+            IdentityType::User
+        );
+        assert_eq!(
+            IdentityId::parse("sa:billing-prod")
+                .unwrap()
+                .identity_type(),
+            IdentityType::ServiceAccount
+        );
+        assert_eq!(
+            IdentityId::parse("group:sre").unwrap().identity_type(),
+            IdentityType::Group
+        );
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "alice", "root:x", "sa:", "sa:a b", "sa:a/b", "user:<script>"] {
-            assert_eq!(IdentityId::parse(bad).unwrap_err().code, ErrorCode::InvalidIdentity, "{bad:?}");
+        for bad in [
+            "",
+            "alice",
+            "root:x",
+            "sa:",
+            "sa:a b",
+            "sa:a/b",
+            "user:<script>",
+        ] {
+            assert_eq!(
+                IdentityId::parse(bad).unwrap_err().code,
+                ErrorCode::InvalidIdentity,
+                "{bad:?}"
+            );
         }
     }
 }

@@ -33,9 +33,12 @@ impl fmt::Display for SecretPath {
 fn invalid(raw: &str, why: &str) -> Error {
     // The path is echoed in details, truncated: it is not secret, but it may be huge.
     let shown: String = raw.chars().take(80).collect();
-    Error::new(ErrorCode::InvalidPath, format!("invalid secret path: {why}"))
-        .with("path", shown)
-        .with("reason", why)
+    Error::new(
+        ErrorCode::InvalidPath,
+        format!("invalid secret path: {why}"),
+    )
+    .with("path", shown)
+    .with("reason", why)
 }
 
 fn validate(raw: &str) -> Result<(), Error> {
@@ -96,7 +99,13 @@ mod tests {
 
     #[test]
     fn accepts_spec_examples() {
-        for ok in ["app/db", "environments/production/billing/stripe", "a", "a-b_c/0-9", "x/y/z"] {
+        for ok in [
+            "app/db",
+            "environments/production/billing/stripe",
+            "a",
+            "a-b_c/0-9",
+            "x/y/z",
+        ] {
             assert!(SecretPath::parse(ok).is_ok(), "{ok}");
         }
     }

@@ -85,19 +85,25 @@ pub fn validate_rules(rules: &[Rule]) -> Result<(), Error> {
         return Err(invalid_policy("a policy needs at least one rule"));
     }
     if rules.len() > MAX_RULES {
-        return Err(invalid_policy(format!("a policy holds at most {MAX_RULES} rules")));
+        return Err(invalid_policy(format!(
+            "a policy holds at most {MAX_RULES} rules"
+        )));
     }
     for (i, rule) in rules.iter().enumerate() {
         Glob::parse(&rule.path_pattern).map_err(|e| e.with("rule_index", i))?;
         if rule.permissions.is_empty() {
-            return Err(invalid_policy(format!("rule {i} grants no permission")).with("rule_index", i));
+            return Err(
+                invalid_policy(format!("rule {i} grants no permission")).with("rule_index", i)
+            );
         }
         if let Some(c) = &rule.conditions {
             for r in c.ip_ranges.iter().flatten() {
                 Cidr::parse(r).map_err(|e| e.with("rule_index", i))?;
             }
             if let Some(w) = &c.time_window {
-                parse_clock(&w.start).and(parse_clock(&w.end)).map_err(|e| e.with("rule_index", i))?;
+                parse_clock(&w.start)
+                    .and(parse_clock(&w.end))
+                    .map_err(|e| e.with("rule_index", i))?;
             }
         }
     }
@@ -108,8 +114,16 @@ pub fn validate_rules(rules: &[Rule]) -> Result<(), Error> {
 pub fn validate_name(name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok { Ok(()) } else { Err(invalid_policy("policy name must be 1-128 of a-z A-Z 0-9 - _ .")) }
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid_policy(
+            "policy name must be 1-128 of a-z A-Z 0-9 - _ .",
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +174,11 @@ fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
 }
 
 fn parse_clock(raw: &str) -> Result<u32, Error> {
-    let bad = || invalid_policy(format!("invalid time {raw:?} in time_window (expected HH:MM)"));
+    let bad = || {
+        invalid_policy(format!(
+            "invalid time {raw:?} in time_window (expected HH:MM)"
+        ))
+    };
     let (h, m) = raw.split_once(':').ok_or_else(bad)?;
     let h: u32 = h.parse().ok().filter(|h| *h < 24).ok_or_else(bad)?;
     let m: u32 = m.parse().ok().filter(|m| *m < 60).ok_or_else(bad)?;
@@ -176,7 +194,11 @@ pub struct CompiledPolicy {
 
 impl CompiledPolicy {
     pub fn compile(policy: Policy) -> Result<CompiledPolicy, Error> {
-        let globs = policy.rules.iter().map(|r| Glob::parse(&r.path_pattern)).collect::<Result<_, _>>()?;
+        let globs = policy
+            .rules
+            .iter()
+            .map(|r| Glob::parse(&r.path_pattern))
+            .collect::<Result<_, _>>()?;
         Ok(CompiledPolicy { policy, globs })
     }
 
@@ -256,16 +278,23 @@ pub fn evaluate(
                         reason: format!(
                             "rule {i} ({} → {}) of policy {} grants {permission}",
                             rule.path_pattern,
-                            rule.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","),
+                            rule.permissions
+                                .iter()
+                                .map(|p| p.as_str())
+                                .collect::<Vec<_>>()
+                                .join(","),
                             cp.policy.name
                         ),
                     };
                 }
                 Err(failure) => {
-                    condition_failure.get_or_insert((failure.0, format!(
-                        "rule {i} of policy {} matches, but {}",
-                        cp.policy.name, failure.1
-                    )));
+                    condition_failure.get_or_insert((
+                        failure.0,
+                        format!(
+                            "rule {i} of policy {} matches, but {}",
+                            cp.policy.name, failure.1
+                        ),
+                    ));
                 }
             }
         }
@@ -296,10 +325,16 @@ fn check_conditions(c: Option<&Conditions>, ctx: &Context) -> Result<(), (ErrorC
     let Some(c) = c else { return Ok(()) };
     if let Some(ranges) = &c.ip_ranges {
         let ok = ctx.source_ip.is_some_and(|ip| {
-            ranges.iter().filter_map(|r| Cidr::parse(r).ok()).any(|cidr| cidr.contains(ip))
+            ranges
+                .iter()
+                .filter_map(|r| Cidr::parse(r).ok())
+                .any(|cidr| cidr.contains(ip))
         });
         if !ok {
-            return Err((ErrorCode::IpNotAllowed, "the caller's address is outside its ip_ranges".into()));
+            return Err((
+                ErrorCode::IpNotAllowed,
+                "the caller's address is outside its ip_ranges".into(),
+            ));
         }
     }
     if c.require_mfa == Some(true) && !ctx.mfa_verified {
@@ -307,14 +342,24 @@ fn check_conditions(c: Option<&Conditions>, ctx: &Context) -> Result<(), (ErrorC
     }
     if let Some(w) = &c.time_window {
         let (Ok(start), Ok(end)) = (parse_clock(&w.start), parse_clock(&w.end)) else {
-            return Err((ErrorCode::TimeWindowViolation, "its time window is invalid".into()));
+            return Err((
+                ErrorCode::TimeWindowViolation,
+                "its time window is invalid".into(),
+            ));
         };
         let t = ctx.now.seconds_of_day();
-        let inside = if start <= end { t >= start && t < end } else { t >= start || t < end };
+        let inside = if start <= end {
+            t >= start && t < end
+        } else {
+            t >= start || t < end
+        };
         if !inside {
             return Err((
                 ErrorCode::TimeWindowViolation,
-                format!("the request is outside its time window {}-{} UTC", w.start, w.end),
+                format!(
+                    "the request is outside its time window {}-{} UTC",
+                    w.start, w.end
+                ),
             ));
         }
     }
@@ -356,48 +401,115 @@ mod tests {
     }
 
     fn rule(p: &str, perms: &[Permission]) -> Rule {
-        Rule { path_pattern: p.into(), permissions: perms.to_vec(), conditions: None }
+        Rule {
+            path_pattern: p.into(),
+            permissions: perms.to_vec(),
+            conditions: None,
+        }
     }
 
     fn ctx() -> Context {
-        Context { source_ip: Some("127.0.0.1".parse().unwrap()), mfa_verified: false, now: Timestamp(1_000_000) }
+        Context {
+            source_ip: Some("127.0.0.1".parse().unwrap()),
+            mfa_verified: false,
+            now: Timestamp(1_000_000),
+        }
     }
 
     fn subject(s: &str, groups: &[&str]) -> Subject {
-        Subject { identity_id: id(s), groups: groups.iter().map(|g| id(g)).collect() }
+        Subject {
+            identity_id: id(s),
+            groups: groups.iter().map(|g| id(g)).collect(),
+        }
     }
 
     #[test]
     fn billing_reader_story() {
-        let p = vec![policy("billing-prod-reader", vec![rule("environments/production/billing/**", &[Permission::Read])], &["sa:billing-prod"])];
+        let p = vec![policy(
+            "billing-prod-reader",
+            vec![rule(
+                "environments/production/billing/**",
+                &[Permission::Read],
+            )],
+            &["sa:billing-prod"],
+        )];
         let s = subject("sa:billing-prod", &[]);
-        let d = evaluate(&p, &s, "environments/production/billing/stripe", Permission::Read, &ctx());
+        let d = evaluate(
+            &p,
+            &s,
+            "environments/production/billing/stripe",
+            Permission::Read,
+            &ctx(),
+        );
         assert!(d.allowed);
         assert_eq!(d.policy_name.as_deref(), Some("billing-prod-reader"));
         assert_eq!(d.rule_index, Some(0));
-        let d = evaluate(&p, &s, "environments/production/reporting/database", Permission::Read, &ctx());
+        let d = evaluate(
+            &p,
+            &s,
+            "environments/production/reporting/database",
+            Permission::Read,
+            &ctx(),
+        );
         assert!(!d.allowed);
         assert_eq!(d.code, Some("access_denied"));
-        assert!(!evaluate(&p, &s, "environments/production/billing/stripe", Permission::Write, &ctx()).allowed);
+        assert!(
+            !evaluate(
+                &p,
+                &s,
+                "environments/production/billing/stripe",
+                Permission::Write,
+                &ctx()
+            )
+            .allowed
+        );
         let other = subject("sa:reporting", &[]);
-        let d = evaluate(&p, &other, "environments/production/billing/stripe", Permission::Read, &ctx());
+        let d = evaluate(
+            &p,
+            &other,
+            "environments/production/billing/stripe",
+            Permission::Read,
+            &ctx(),
+        );
         assert!(!d.allowed);
         assert!(d.reason.contains("no active policy"));
     }
 
     #[test]
     fn groups_expand_and_admin_grants_all() {
-        let p = vec![policy("sre", vec![rule("infra/**", &[Permission::Admin])], &["group:sre"])];
+        let p = vec![policy(
+            "sre",
+            vec![rule("infra/**", &[Permission::Admin])],
+            &["group:sre"],
+        )];
         let s = subject("user:bob@x", &["group:sre"]);
         assert!(evaluate(&p, &s, "infra/dns/key", Permission::Delete, &ctx()).allowed);
-        assert!(!evaluate(&p, &subject("user:bob@x", &[]), "infra/dns/key", Permission::Read, &ctx()).allowed);
+        assert!(
+            !evaluate(
+                &p,
+                &subject("user:bob@x", &[]),
+                "infra/dns/key",
+                Permission::Read,
+                &ctx()
+            )
+            .allowed
+        );
     }
 
     #[test]
     fn inactive_policies_and_expired_bindings_do_not_apply() {
         let mut p = policy("p", vec![rule("a/**", &[Permission::Read])], &["sa:x"]);
         p.policy.is_active = false;
-        assert!(!evaluate(&[p.clone()], &subject("sa:x", &[]), "a/b", Permission::Read, &ctx()).allowed);
+        assert!(
+            !evaluate(
+                &[p.clone()],
+                &subject("sa:x", &[]),
+                "a/b",
+                Permission::Read,
+                &ctx()
+            )
+            .allowed
+        );
         p.policy.is_active = true;
         p.policy.bindings[0].expires_at = Some(Timestamp(10));
         assert!(!evaluate(&[p], &subject("sa:x", &[]), "a/b", Permission::Read, &ctx()).allowed);
@@ -406,7 +518,10 @@ mod tests {
     #[test]
     fn conditions_give_their_own_codes() {
         let mut r = rule("a/**", &[Permission::Read]);
-        r.conditions = Some(Conditions { ip_ranges: Some(vec!["10.0.0.0/8".into()]), ..Default::default() });
+        r.conditions = Some(Conditions {
+            ip_ranges: Some(vec!["10.0.0.0/8".into()]),
+            ..Default::default()
+        });
         let p = vec![policy("p", vec![r], &["sa:x"])];
         let d = evaluate(&p, &subject("sa:x", &[]), "a/b", Permission::Read, &ctx());
         assert_eq!(d.code, Some("ip_not_allowed"));
@@ -415,19 +530,31 @@ mod tests {
         assert!(evaluate(&p, &subject("sa:x", &[]), "a/b", Permission::Read, &c).allowed);
 
         let mut r = rule("a/**", &[Permission::Read]);
-        r.conditions = Some(Conditions { require_mfa: Some(true), ..Default::default() });
+        r.conditions = Some(Conditions {
+            require_mfa: Some(true),
+            ..Default::default()
+        });
         let p = vec![policy("p", vec![r], &["sa:x"])];
-        assert_eq!(evaluate(&p, &subject("sa:x", &[]), "a/b", Permission::Read, &ctx()).code, Some("mfa_required"));
+        assert_eq!(
+            evaluate(&p, &subject("sa:x", &[]), "a/b", Permission::Read, &ctx()).code,
+            Some("mfa_required")
+        );
 
         let mut r = rule("a/**", &[Permission::Read]);
         r.conditions = Some(Conditions {
-            time_window: Some(TimeWindow { start: "09:00".into(), end: "17:00".into() }),
+            time_window: Some(TimeWindow {
+                start: "09:00".into(),
+                end: "17:00".into(),
+            }),
             ..Default::default()
         });
         let p = vec![policy("p", vec![r], &["sa:x"])];
         let mut c = ctx();
         c.now = Timestamp::from_unix_seconds(3 * 3600);
-        assert_eq!(evaluate(&p, &subject("sa:x", &[]), "a/b", Permission::Read, &c).code, Some("time_window_violation"));
+        assert_eq!(
+            evaluate(&p, &subject("sa:x", &[]), "a/b", Permission::Read, &c).code,
+            Some("time_window_violation")
+        );
         c.now = Timestamp::from_unix_seconds(10 * 3600);
         assert!(evaluate(&p, &subject("sa:x", &[]), "a/b", Permission::Read, &c).allowed);
     }
@@ -435,11 +562,25 @@ mod tests {
     #[test]
     fn validation() {
         assert!(validate_rules(&[]).is_err());
-        assert_eq!(validate_rules(&[rule("a//b", &[Permission::Read])]).unwrap_err().code, ErrorCode::InvalidGlob);
-        assert_eq!(validate_rules(&[rule("a/b", &[])]).unwrap_err().code, ErrorCode::InvalidPolicy);
+        assert_eq!(
+            validate_rules(&[rule("a//b", &[Permission::Read])])
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidGlob
+        );
+        assert_eq!(
+            validate_rules(&[rule("a/b", &[])]).unwrap_err().code,
+            ErrorCode::InvalidPolicy
+        );
         let mut r = rule("a", &[Permission::Read]);
-        r.conditions = Some(Conditions { ip_ranges: Some(vec!["10.0.0.0/33".into()]), ..Default::default() });
-        assert_eq!(validate_rules(&[r]).unwrap_err().code, ErrorCode::InvalidPolicy);
+        r.conditions = Some(Conditions {
+            ip_ranges: Some(vec!["10.0.0.0/33".into()]),
+            ..Default::default()
+        });
+        assert_eq!(
+            validate_rules(&[r]).unwrap_err().code,
+            ErrorCode::InvalidPolicy
+        );
         assert!(validate_name("billing-prod-reader").is_ok());
         assert!(validate_name("bad name").is_err());
     }
@@ -450,7 +591,15 @@ mod tests {
         assert!(c.contains("192.168.1.77".parse().unwrap()));
         assert!(!c.contains("192.168.2.1".parse().unwrap()));
         assert!(c.contains("::ffff:192.168.1.5".parse().unwrap()));
-        assert!(Cidr::parse("::1/128").unwrap().contains("::1".parse().unwrap()));
-        assert!(Cidr::parse("10.0.0.0/7").unwrap().contains("11.255.0.1".parse().unwrap()));
+        assert!(
+            Cidr::parse("::1/128")
+                .unwrap()
+                .contains("::1".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("10.0.0.0/7")
+                .unwrap()
+                .contains("11.255.0.1".parse().unwrap())
+        );
     }
 }

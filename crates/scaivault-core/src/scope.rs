@@ -57,10 +57,16 @@ impl Scope {
     }
 
     pub fn parse(s: &str) -> Result<Scope, Error> {
-        Scope::ALL.iter().copied().find(|c| c.as_str() == s).ok_or_else(|| {
-            Error::new(ErrorCode::InvalidRequest, format!("unknown scope {s:?}"))
-                .with("known", Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>())
-        })
+        Scope::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                Error::new(ErrorCode::InvalidRequest, format!("unknown scope {s:?}")).with(
+                    "known",
+                    Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                )
+            })
     }
 }
 
@@ -96,7 +102,10 @@ impl ScopeSet {
     }
 
     pub fn parse_list<S: AsRef<str>>(items: &[S]) -> Result<ScopeSet, Error> {
-        let scopes = items.iter().map(|s| Scope::parse(s.as_ref().trim())).collect::<Result<_, _>>()?;
+        let scopes = items
+            .iter()
+            .map(|s| Scope::parse(s.as_ref().trim()))
+            .collect::<Result<_, _>>()?;
         Ok(ScopeSet::new(scopes))
     }
 

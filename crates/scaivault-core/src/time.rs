@@ -27,11 +27,17 @@ impl Timestamp {
     }
 
     pub fn plus(self, d: std::time::Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(d.as_micros().min(i64::MAX as u128) as i64))
+        Timestamp(
+            self.0
+                .saturating_add(d.as_micros().min(i64::MAX as u128) as i64),
+        )
     }
 
     pub fn minus(self, d: std::time::Duration) -> Timestamp {
-        Timestamp(self.0.saturating_sub(d.as_micros().min(i64::MAX as u128) as i64))
+        Timestamp(
+            self.0
+                .saturating_sub(d.as_micros().min(i64::MAX as u128) as i64),
+        )
     }
 
     /// RFC 3339 with microseconds, e.g. `2026-11-28T18:00:00.123456Z`.
@@ -52,7 +58,10 @@ impl Timestamp {
 
     pub fn parse_rfc3339(raw: &str) -> Result<Timestamp, Error> {
         let dt = OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
-            Error::new(ErrorCode::InvalidRequest, format!("invalid timestamp {raw:?}: expected RFC 3339"))
+            Error::new(
+                ErrorCode::InvalidRequest,
+                format!("invalid timestamp {raw:?}: expected RFC 3339"),
+            )
         })?;
         Ok(Timestamp((dt.unix_timestamp_nanos() / 1000) as i64))
     }

@@ -18,7 +18,13 @@ pub fn seal_with(key: &Key32, key_id: u32, aad: &[u8], plaintext: &[u8]) -> Vec<
     seal_with_nonce(key, key_id, &crate::random_bytes::<24>(), aad, plaintext)
 }
 
-pub(crate) fn seal_with_nonce(key: &Key32, key_id: u32, nonce: &[u8; 24], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+pub(crate) fn seal_with_nonce(
+    key: &Key32,
+    key_id: u32,
+    nonce: &[u8; 24],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Vec<u8> {
     let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
     let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
     out.push(FORMAT);
@@ -26,7 +32,13 @@ pub(crate) fn seal_with_nonce(key: &Key32, key_id: u32, nonce: &[u8; 24], aad: &
     out.extend_from_slice(nonce);
     let header = out.clone();
     let ct = cipher
-        .encrypt(XNonce::from_slice(nonce), Payload { msg: plaintext, aad: &full_aad(&header, aad) })
+        .encrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: plaintext,
+                aad: &full_aad(&header, aad),
+            },
+        )
         .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
     out.extend_from_slice(&ct);
     out
@@ -37,7 +49,9 @@ pub(crate) fn key_id_of(blob: &[u8]) -> Result<u32, CryptoError> {
     if blob.len() < SEAL_OVERHEAD || blob[0] != FORMAT {
         return Err(CryptoError::Malformed);
     }
-    Ok(u32::from_be_bytes(blob[1..5].try_into().expect("length checked")))
+    Ok(u32::from_be_bytes(
+        blob[1..5].try_into().expect("length checked"),
+    ))
 }
 
 /// Opens a blob sealed by [`seal_with`] with the same key and AAD.
@@ -47,7 +61,13 @@ pub fn open_with(key: &Key32, aad: &[u8], blob: &[u8]) -> Result<SecretBytes, Cr
     let (header, ct) = blob.split_at(HEADER);
     let nonce = XNonce::from_slice(&header[5..]);
     cipher
-        .decrypt(nonce, Payload { msg: ct, aad: &full_aad(header, aad) })
+        .decrypt(
+            nonce,
+            Payload {
+                msg: ct,
+                aad: &full_aad(header, aad),
+            },
+        )
         .map(SecretBytes::from_vec)
         .map_err(|_| CryptoError::Authentication)
 }
@@ -69,16 +89,31 @@ mod tests {
         let key = Key32::from_bytes([7u8; 32]);
         let blob = seal_with(&key, 3, b"table/key", b"hunter2");
         assert_eq!(blob.len(), 7 + SEAL_OVERHEAD);
-        assert_eq!(open_with(&key, b"table/key", &blob).unwrap().as_bytes(), b"hunter2");
-        assert_eq!(open_with(&key, b"table/other", &blob).unwrap_err(), CryptoError::Authentication);
+        assert_eq!(
+            open_with(&key, b"table/key", &blob).unwrap().as_bytes(),
+            b"hunter2"
+        );
+        assert_eq!(
+            open_with(&key, b"table/other", &blob).unwrap_err(),
+            CryptoError::Authentication
+        );
         for i in 0..blob.len() {
             let mut bad = blob.clone();
             bad[i] ^= 0x40;
-            assert!(open_with(&key, b"table/key", &bad).is_err(), "flip at {i} undetected");
+            assert!(
+                open_with(&key, b"table/key", &bad).is_err(),
+                "flip at {i} undetected"
+            );
         }
-        assert_eq!(open_with(&key, b"x", &blob[..10]).unwrap_err(), CryptoError::Malformed);
+        assert_eq!(
+            open_with(&key, b"x", &blob[..10]).unwrap_err(),
+            CryptoError::Malformed
+        );
         let other = Key32::from_bytes([8u8; 32]);
-        assert_eq!(open_with(&other, b"table/key", &blob).unwrap_err(), CryptoError::Authentication);
+        assert_eq!(
+            open_with(&other, b"table/key", &blob).unwrap_err(),
+            CryptoError::Authentication
+        );
     }
 
     /// A checked-in vector: the on-disk record format must not change by accident.

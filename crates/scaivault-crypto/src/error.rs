@@ -18,10 +18,14 @@ pub enum CryptoError {
 impl fmt::Display for CryptoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CryptoError::Authentication => f.write_str("authentication failed (wrong key or tampered data)"),
+            CryptoError::Authentication => {
+                f.write_str("authentication failed (wrong key or tampered data)")
+            }
             CryptoError::Malformed => f.write_str("malformed sealed record"),
             CryptoError::UnknownKey(id) => write!(f, "record sealed with unknown data key {id}"),
-            CryptoError::WeakParameters => f.write_str("key-derivation parameters are below the floor"),
+            CryptoError::WeakParameters => {
+                f.write_str("key-derivation parameters are below the floor")
+            }
         }
     }
 }

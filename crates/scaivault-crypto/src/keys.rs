@@ -31,7 +31,8 @@ impl Key32 {
     fn derive(&self, label: &[u8]) -> Key32 {
         let hk = Hkdf::<Sha256>::new(Some(b"scaivault/v1"), &self.0);
         let mut out = [0u8; 32];
-        hk.expand(label, &mut out).expect("32 bytes is a valid HKDF-SHA256 output length");
+        hk.expand(label, &mut out)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
         Key32(out)
     }
 }
@@ -89,7 +90,10 @@ impl Kek {
     /// Fails with [`CryptoError::Authentication`] for a wrong passphrase.
     pub fn unwrap_root(&self, blob: &[u8]) -> Result<RootKey, CryptoError> {
         let plain = open_with(&self.0, ROOT_AAD, blob)?;
-        let bytes: [u8; 32] = plain.as_bytes().try_into().map_err(|_| CryptoError::Malformed)?;
+        let bytes: [u8; 32] = plain
+            .as_bytes()
+            .try_into()
+            .map_err(|_| CryptoError::Malformed)?;
         Ok(RootKey(Key32(bytes)))
     }
 }
@@ -161,13 +165,21 @@ pub struct Keyring {
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Keyring {{ keys: {}, active: {} }}", self.keys.len(), self.active)
+        write!(
+            f,
+            "Keyring {{ keys: {}, active: {} }}",
+            self.keys.len(),
+            self.active
+        )
     }
 }
 
 impl Keyring {
     pub fn new() -> Keyring {
-        Keyring { keys: vec![(1, Key32::generate())], active: 1 }
+        Keyring {
+            keys: vec![(1, Key32::generate())],
+            active: 1,
+        }
     }
 
     pub fn active_id(&self) -> DataKeyId {
@@ -191,7 +203,9 @@ impl Keyring {
     }
 
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let key = self.key(self.active).expect("the active key is always in the ring");
+        let key = self
+            .key(self.active)
+            .expect("the active key is always in the ring");
         seal_with(key, self.active, aad, plaintext)
     }
 
@@ -264,8 +278,15 @@ mod tests {
     #[test]
     fn debug_never_prints_key_material() {
         let k = Key32::from_bytes([0xAB; 32]);
-        let s = format!("{k:?} {:?} {:?}", SecretBytes::from_vec(b"hunter2".to_vec()), RootKey::generate());
-        assert!(!s.contains("ab") && !s.contains("171") && !s.contains("hunter2"), "{s}");
+        let s = format!(
+            "{k:?} {:?} {:?}",
+            SecretBytes::from_vec(b"hunter2".to_vec()),
+            RootKey::generate()
+        );
+        assert!(
+            !s.contains("ab") && !s.contains("171") && !s.contains("hunter2"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -276,7 +297,10 @@ mod tests {
         let back = kek.unwrap_root(&blob).unwrap();
         assert_eq!(back.0.as_bytes(), root.0.as_bytes());
         let wrong = Kek::from_key_material(b"other");
-        assert_eq!(wrong.unwrap_root(&blob).unwrap_err(), CryptoError::Authentication);
+        assert_eq!(
+            wrong.unwrap_root(&blob).unwrap_err(),
+            CryptoError::Authentication
+        );
     }
 
     #[test]

@@ -36,7 +36,10 @@ pub struct IdentityView {
 pub(crate) fn identity_not_found(id: &str) -> Error {
     Error::new(ErrorCode::IdentityNotFound, format!("no identity {id}"))
         .with("identity_id", id)
-        .with("hint", "create it with `scaivault identity create` or POST /v1/identities")
+        .with(
+            "hint",
+            "create it with `scaivault identity create` or POST /v1/identities",
+        )
 }
 
 impl Engine {
@@ -44,16 +47,19 @@ impl Engine {
         let mut all = std::collections::HashMap::new();
         let mut failure = None;
         self.vault
-            .scan(Table::Identities, &mut |plain| match decode::<IdentityRecord>(Table::Identities, plain.as_bytes()) {
-                Ok(r) => {
-                    all.insert(r.id.to_string(), r);
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            })
+            .scan(
+                Table::Identities,
+                &mut |plain| match decode::<IdentityRecord>(Table::Identities, plain.as_bytes()) {
+                    Ok(r) => {
+                        all.insert(r.id.to_string(), r);
+                        true
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                },
+            )
             .map_err(store_err)?;
         if let Some(e) = failure {
             return Err(e);
@@ -98,7 +104,11 @@ impl Engine {
         let cache = self.identities.clone();
         self.vault
             .write(move |tx| {
-                tx.put(Table::Identities, record.id.as_str().as_bytes(), &encode(&record));
+                tx.put(
+                    Table::Identities,
+                    record.id.as_str().as_bytes(),
+                    &encode(&record),
+                );
                 let r = record.clone();
                 tx.on_commit(move || {
                     write(&cache).insert(r.id.to_string(), r);
@@ -108,18 +118,34 @@ impl Engine {
             .await
     }
 
-    pub async fn create_identity(&self, caller: &Caller, req: CreateIdentity) -> Result<IdentityView> {
+    pub async fn create_identity(
+        &self,
+        caller: &Caller,
+        req: CreateIdentity,
+    ) -> Result<IdentityView> {
         self.authorize(caller, Scope::Admin, None)?;
         let id = IdentityId::parse(&req.identity_id)?;
         if id.as_str() == ROOT_IDENTITY {
-            return Err(Error::new(ErrorCode::InvalidIdentity, "user:root is reserved for the root token"));
+            return Err(Error::new(
+                ErrorCode::InvalidIdentity,
+                "user:root is reserved for the root token",
+            ));
         }
         if self.identity(id.as_str()).is_some() {
-            return Err(Error::new(ErrorCode::IdentityExists, format!("{id} exists")).with("identity_id", id.as_str()));
+            return Err(
+                Error::new(ErrorCode::IdentityExists, format!("{id} exists"))
+                    .with("identity_id", id.as_str()),
+            );
         }
         let record = IdentityRecord {
             identity_type: id.identity_type(),
-            display_name: req.display_name.unwrap_or_else(|| id.as_str().split_once(':').map(|x| x.1).unwrap_or("").to_owned()),
+            display_name: req.display_name.unwrap_or_else(|| {
+                id.as_str()
+                    .split_once(':')
+                    .map(|x| x.1)
+                    .unwrap_or("")
+                    .to_owned()
+            }),
             created_at: self.now(),
             members: Vec::new(),
             credentials: Vec::new(),
@@ -129,10 +155,17 @@ impl Engine {
         Ok(self.view(&r))
     }
 
-    pub fn list_identities(&self, caller: &Caller, kind: Option<IdentityType>) -> Result<Vec<IdentityView>> {
+    pub fn list_identities(
+        &self,
+        caller: &Caller,
+        kind: Option<IdentityType>,
+    ) -> Result<Vec<IdentityView>> {
         self.authorize(caller, Scope::IdentityRead, None)?;
-        let mut all: Vec<IdentityRecord> =
-            read(&self.identities).values().filter(|r| kind.is_none_or(|k| r.identity_type == k)).cloned().collect();
+        let mut all: Vec<IdentityRecord> = read(&self.identities)
+            .values()
+            .filter(|r| kind.is_none_or(|k| r.identity_type == k))
+            .cloned()
+            .collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(all.iter().map(|r| self.view(r)).collect())
     }
@@ -148,8 +181,11 @@ impl Engine {
         self.authorize(caller, Scope::Admin, None)?;
         let r = self.identity(id).ok_or_else(|| identity_not_found(id))?;
         self.revoke_tokens_of(&r.id).await?;
-        let groups: Vec<IdentityRecord> =
-            read(&self.identities).values().filter(|g| g.members.contains(&r.id)).cloned().collect();
+        let groups: Vec<IdentityRecord> = read(&self.identities)
+            .values()
+            .filter(|g| g.members.contains(&r.id))
+            .cloned()
+            .collect();
         for mut g in groups {
             g.members.retain(|m| m != &r.id);
             self.save_identity(g).await?;
@@ -168,15 +204,29 @@ impl Engine {
             .await
     }
 
-    pub async fn set_membership(&self, caller: &Caller, group: &str, member: &str, add: bool) -> Result<IdentityView> {
+    pub async fn set_membership(
+        &self,
+        caller: &Caller,
+        group: &str,
+        member: &str,
+        add: bool,
+    ) -> Result<IdentityView> {
         self.authorize(caller, Scope::Admin, None)?;
-        let mut g = self.identity(group).ok_or_else(|| identity_not_found(group))?;
+        let mut g = self
+            .identity(group)
+            .ok_or_else(|| identity_not_found(group))?;
         if g.identity_type != IdentityType::Group {
-            return Err(Error::new(ErrorCode::InvalidIdentity, format!("{group} is not a group")));
+            return Err(Error::new(
+                ErrorCode::InvalidIdentity,
+                format!("{group} is not a group"),
+            ));
         }
         let m = IdentityId::parse(member)?;
         if m.identity_type() == IdentityType::Group {
-            return Err(Error::new(ErrorCode::InvalidIdentity, "groups cannot contain groups"));
+            return Err(Error::new(
+                ErrorCode::InvalidIdentity,
+                "groups cannot contain groups",
+            ));
         }
         if self.identity(m.as_str()).is_none() {
             return Err(identity_not_found(m.as_str()));
@@ -190,7 +240,10 @@ impl Engine {
             let before = g.members.len();
             g.members.retain(|x| x != &m);
             if before == g.members.len() {
-                return Err(Error::new(ErrorCode::IdentityNotFound, format!("{m} is not a member of {group}")));
+                return Err(Error::new(
+                    ErrorCode::IdentityNotFound,
+                    format!("{m} is not a member of {group}"),
+                ));
             }
         }
         let g = self.save_identity(g).await?;
@@ -207,9 +260,13 @@ impl Engine {
         self.authorize(caller, Scope::Admin, None)?;
         let mut r = self.identity(sa).ok_or_else(|| identity_not_found(sa))?;
         if r.identity_type != IdentityType::ServiceAccount {
-            return Err(Error::new(ErrorCode::InvalidIdentity, "client credentials are for service accounts"));
+            return Err(Error::new(
+                ErrorCode::InvalidIdentity,
+                "client credentials are for service accounts",
+            ));
         }
-        let secret = zeroize::Zeroizing::new(format!("scs_{}", scaivault_crypto::random_token_body()));
+        let secret =
+            zeroize::Zeroizing::new(format!("scs_{}", scaivault_crypto::random_token_body()));
         let cred = ClientCredential {
             id: new_id("cred"),
             secret_hash: self.vault.token_hasher().hash(&secret),

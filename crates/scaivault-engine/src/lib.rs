@@ -72,7 +72,10 @@ pub(crate) fn store_err(e: StoreError) -> Error {
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(table: Table, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|_| {
-        Error::new(ErrorCode::IntegrityError, format!("a record in table '{}' does not decode", table.name()))
+        Error::new(
+            ErrorCode::IntegrityError,
+            format!("a record in table '{}' does not decode", table.name()),
+        )
     })
 }
 
@@ -86,16 +89,25 @@ impl Engine {
         let mut paths = BTreeMap::new();
         let mut failure = None;
         vault
-            .scan(Table::Paths, &mut |plain| match decode::<records::PathRecord>(Table::Paths, plain.as_bytes()) {
-                Ok(r) => {
-                    paths.insert(r.path, PathEntry { deleted: r.deleted, last_accessed: AtomicI64::new(0) });
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            })
+            .scan(
+                Table::Paths,
+                &mut |plain| match decode::<records::PathRecord>(Table::Paths, plain.as_bytes()) {
+                    Ok(r) => {
+                        paths.insert(
+                            r.path,
+                            PathEntry {
+                                deleted: r.deleted,
+                                last_accessed: AtomicI64::new(0),
+                            },
+                        );
+                        true
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                },
+            )
             .map_err(store_err)?;
         if let Some(e) = failure {
             return Err(e);

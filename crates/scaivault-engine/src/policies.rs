@@ -5,7 +5,8 @@ use std::sync::Arc;
 use scaivault_core::identity::{IdentityId, IdentityType};
 use scaivault_core::path::SecretPath;
 use scaivault_core::policy::{
-    Binding, CompiledPolicy, Context, Decision, Policy, Rule, Subject, evaluate, validate_name, validate_rules,
+    Binding, CompiledPolicy, Context, Decision, Policy, Rule, Subject, evaluate, validate_name,
+    validate_rules,
 };
 use scaivault_core::scope::{Permission, Scope};
 use scaivault_core::time::Timestamp;
@@ -70,8 +71,14 @@ fn policy_not_found(id: &str) -> Error {
 fn check_scope_field(scope: &str) -> Result<()> {
     match scope {
         "tenant" => Ok(()),
-        "partner" => Err(Error::new(ErrorCode::InvalidPolicy, "partner-scoped policies do not exist in a single-node vault")),
-        other => Err(Error::new(ErrorCode::InvalidPolicy, format!("unknown policy scope {other:?}"))),
+        "partner" => Err(Error::new(
+            ErrorCode::InvalidPolicy,
+            "partner-scoped policies do not exist in a single-node vault",
+        )),
+        other => Err(Error::new(
+            ErrorCode::InvalidPolicy,
+            format!("unknown policy scope {other:?}"),
+        )),
     }
 }
 
@@ -80,8 +87,11 @@ impl Engine {
         let mut all = Vec::new();
         let mut failure = None;
         self.vault
-            .scan(Table::Policies, &mut |plain| match decode::<Policy>(Table::Policies, plain.as_bytes())
-                .and_then(CompiledPolicy::compile)
+            .scan(Table::Policies, &mut |plain| match decode::<Policy>(
+                Table::Policies,
+                plain.as_bytes(),
+            )
+            .and_then(CompiledPolicy::compile)
             {
                 Ok(p) => {
                     all.push(p);
@@ -102,37 +112,61 @@ impl Engine {
     }
 
     fn subject(&self, caller: &Caller) -> Subject {
-        Subject { identity_id: caller.identity_id.clone(), groups: caller.groups.clone() }
+        Subject {
+            identity_id: caller.identity_id.clone(),
+            groups: caller.groups.clone(),
+        }
     }
 
     pub(crate) fn allowed(&self, caller: &Caller, path: &str, permission: Permission) -> bool {
         let policies = read(&self.policies).clone();
-        let ctx = Context { source_ip: caller.source_ip, mfa_verified: false, now: self.now() };
+        let ctx = Context {
+            source_ip: caller.source_ip,
+            mfa_verified: false,
+            now: self.now(),
+        };
         evaluate(&policies, &self.subject(caller), path, permission, &ctx).allowed
     }
 
     /// Token scope first (`insufficient_scope`), then, for path operations, a policy rule
     /// (`access_denied` or a condition's code). The root identity skips the policy check.
-    pub fn authorize(&self, caller: &Caller, scope: Scope, target: Option<(&str, Permission)>) -> Result<()> {
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        target: Option<(&str, Permission)>,
+    ) -> Result<()> {
         if !caller.scopes.allows(scope) {
-            return Err(Error::new(ErrorCode::InsufficientScope, format!("the token lacks the scope {scope}"))
-                .with("required_scope", scope.as_str())
-                .with("token_scopes", caller.scopes.names()));
+            return Err(Error::new(
+                ErrorCode::InsufficientScope,
+                format!("the token lacks the scope {scope}"),
+            )
+            .with("required_scope", scope.as_str())
+            .with("token_scopes", caller.scopes.names()));
         }
-        let Some((path, permission)) = target else { return Ok(()) };
+        let Some((path, permission)) = target else {
+            return Ok(());
+        };
         if caller.root {
             return Ok(());
         }
         let policies = read(&self.policies).clone();
-        let ctx = Context { source_ip: caller.source_ip, mfa_verified: false, now: self.now() };
+        let ctx = Context {
+            source_ip: caller.source_ip,
+            mfa_verified: false,
+            now: self.now(),
+        };
         let d = evaluate(&policies, &self.subject(caller), path, permission, &ctx);
         if d.allowed {
             return Ok(());
         }
         let code = d.error_code().unwrap_or(ErrorCode::AccessDenied);
-        Err(Error::new(code, format!("{} may not {permission} {path}", caller.identity_id))
-            .with("path", path)
-            .with("permission", permission.as_str()))
+        Err(Error::new(
+            code,
+            format!("{} may not {permission} {path}", caller.identity_id),
+        )
+        .with("path", path)
+        .with("permission", permission.as_str()))
     }
 
     pub fn list_policies(&self, caller: &Caller, include_inactive: bool) -> Result<Value> {
@@ -169,14 +203,22 @@ impl Engine {
 
     pub async fn create_policy(&self, caller: &Caller, req: PolicyRequest) -> Result<Policy> {
         self.authorize(caller, Scope::PoliciesWrite, None)?;
-        let name = req.name.ok_or_else(|| Error::new(ErrorCode::InvalidPolicy, "name is required"))?;
+        let name = req
+            .name
+            .ok_or_else(|| Error::new(ErrorCode::InvalidPolicy, "name is required"))?;
         validate_name(&name)?;
-        let rules = req.rules.ok_or_else(|| Error::new(ErrorCode::InvalidPolicy, "rules are required"))?;
+        let rules = req
+            .rules
+            .ok_or_else(|| Error::new(ErrorCode::InvalidPolicy, "rules are required"))?;
         validate_rules(&rules)?;
         let scope = req.scope.unwrap_or_else(|| "tenant".into());
         check_scope_field(&scope)?;
         if read(&self.policies).iter().any(|p| p.policy.name == name) {
-            return Err(Error::new(ErrorCode::PolicyExists, format!("a policy named {name} exists")).with("name", name));
+            return Err(Error::new(
+                ErrorCode::PolicyExists,
+                format!("a policy named {name} exists"),
+            )
+            .with("name", name));
         }
         let now = self.now();
         let policy = Policy {
@@ -200,13 +242,19 @@ impl Engine {
         self.vault
             .write(move |tx| {
                 if must_be_new_name && read(&cache).iter().any(|p| p.policy.name == policy.name) {
-                    return Err(Error::new(ErrorCode::PolicyExists, format!("a policy named {} exists", policy.name)));
+                    return Err(Error::new(
+                        ErrorCode::PolicyExists,
+                        format!("a policy named {} exists", policy.name),
+                    ));
                 }
                 tx.put(Table::Policies, policy.id.as_bytes(), &encode(&policy));
                 tx.on_commit(move || {
                     let mut guard = write(&cache);
-                    let mut next: Vec<CompiledPolicy> =
-                        guard.iter().filter(|p| p.policy.id != compiled.policy.id).cloned().collect();
+                    let mut next: Vec<CompiledPolicy> = guard
+                        .iter()
+                        .filter(|p| p.policy.id != compiled.policy.id)
+                        .cloned()
+                        .collect();
                     next.push(compiled);
                     next.sort_by(|a, b| a.policy.name.cmp(&b.policy.name));
                     *guard = Arc::new(next);
@@ -217,16 +265,28 @@ impl Engine {
     }
 
     /// PUT (replace rules and metadata, keep bindings) or PATCH (any subset).
-    pub async fn update_policy(&self, caller: &Caller, id: &str, req: PolicyRequest, replace: bool) -> Result<Policy> {
+    pub async fn update_policy(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: PolicyRequest,
+        replace: bool,
+    ) -> Result<Policy> {
         self.authorize(caller, Scope::PoliciesWrite, None)?;
         let mut p = self.find_policy(id)?;
         if replace && (req.name.is_none() || req.rules.is_none()) {
-            return Err(Error::new(ErrorCode::InvalidPolicy, "PUT replaces the policy: name and rules are required"));
+            return Err(Error::new(
+                ErrorCode::InvalidPolicy,
+                "PUT replaces the policy: name and rules are required",
+            ));
         }
         if let Some(name) = req.name {
             validate_name(&name)?;
             if name != p.name && read(&self.policies).iter().any(|o| o.policy.name == name) {
-                return Err(Error::new(ErrorCode::PolicyExists, format!("a policy named {name} exists")));
+                return Err(Error::new(
+                    ErrorCode::PolicyExists,
+                    format!("a policy named {name} exists"),
+                ));
             }
             p.name = name;
         }
@@ -259,7 +319,11 @@ impl Engine {
         if !p.bindings.is_empty() && !force {
             return Err(Error::new(
                 ErrorCode::PolicyInUse,
-                format!("policy {} has {} binding(s); pass force=true to delete them too", p.name, p.bindings.len()),
+                format!(
+                    "policy {} has {} binding(s); pass force=true to delete them too",
+                    p.name,
+                    p.bindings.len()
+                ),
             )
             .with("binding_count", p.bindings.len()));
         }
@@ -270,7 +334,13 @@ impl Engine {
                 tx.delete(Table::Policies, pid.as_bytes());
                 tx.on_commit(move || {
                     let mut guard = write(&cache);
-                    *guard = Arc::new(guard.iter().filter(|c| c.policy.id != pid).cloned().collect());
+                    *guard = Arc::new(
+                        guard
+                            .iter()
+                            .filter(|c| c.policy.id != pid)
+                            .cloned()
+                            .collect(),
+                    );
                 });
                 Ok::<_, Error>(())
             })
@@ -282,7 +352,12 @@ impl Engine {
         Ok(self.find_policy(id)?.bindings)
     }
 
-    pub async fn create_binding(&self, caller: &Caller, id: &str, req: BindingRequest) -> Result<Binding> {
+    pub async fn create_binding(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: BindingRequest,
+    ) -> Result<Binding> {
         self.authorize(caller, Scope::PoliciesWrite, None)?;
         let identity_id = IdentityId::parse(&req.identity_id)?;
         let identity_type = match req.identity_type.as_deref() {
@@ -297,13 +372,22 @@ impl Engine {
         }
         let now = self.now();
         if req.expires_at.is_some_and(|e| e <= now) {
-            return Err(Error::new(ErrorCode::InvalidPolicy, "expires_at is in the past"));
+            return Err(Error::new(
+                ErrorCode::InvalidPolicy,
+                "expires_at is in the past",
+            ));
         }
         let mut p = self.find_policy(id)?;
         if let Some(existing) = p.bindings.iter().find(|b| b.identity_id == identity_id) {
             return Ok(existing.clone());
         }
-        let binding = Binding { id: new_id("bnd"), identity_type, identity_id, expires_at: req.expires_at, created_at: now };
+        let binding = Binding {
+            id: new_id("bnd"),
+            identity_type,
+            identity_id,
+            expires_at: req.expires_at,
+            created_at: now,
+        };
         p.bindings.push(binding.clone());
         p.updated_at = now;
         self.save_policy(p, false).await?;
@@ -315,9 +399,13 @@ impl Engine {
         let mut p = self.find_policy(id)?;
         let before = p.bindings.len();
         // A binding can be named by its id or by the identity it binds.
-        p.bindings.retain(|b| b.id != binding && b.identity_id.as_str() != binding);
+        p.bindings
+            .retain(|b| b.id != binding && b.identity_id.as_str() != binding);
         if p.bindings.len() == before {
-            return Err(Error::new(ErrorCode::BindingNotFound, format!("policy {} has no binding {binding}", p.name)));
+            return Err(Error::new(
+                ErrorCode::BindingNotFound,
+                format!("policy {} has no binding {binding}", p.name),
+            ));
         }
         p.updated_at = self.now();
         self.save_policy(p, false).await.map(|_| ())
@@ -330,7 +418,9 @@ impl Engine {
         let path = SecretPath::parse(&req.path)?;
         let permission = Permission::parse(&req.permission)?;
         let source_ip = match req.context.source_ip {
-            Some(ip) => Some(ip.parse().map_err(|_| Error::invalid_request(format!("invalid context.source_ip {ip:?}")))?),
+            Some(ip) => Some(ip.parse().map_err(|_| {
+                Error::invalid_request(format!("invalid context.source_ip {ip:?}"))
+            })?),
             None => None,
         };
         let ctx = Context {
@@ -338,9 +428,18 @@ impl Engine {
             mfa_verified: req.context.mfa_verified.unwrap_or(false),
             now: req.context.timestamp.unwrap_or_else(|| self.now()),
         };
-        let subject = Subject { groups: self.groups_of(&identity_id), identity_id };
+        let subject = Subject {
+            groups: self.groups_of(&identity_id),
+            identity_id,
+        };
         let policies = read(&self.policies).clone();
-        Ok(evaluate(&policies, &subject, path.as_str(), permission, &ctx))
+        Ok(evaluate(
+            &policies,
+            &subject,
+            path.as_str(),
+            permission,
+            &ctx,
+        ))
     }
 
     /// Removes every binding naming `identity` (when the identity is deleted).

@@ -73,7 +73,8 @@ impl fmt::Debug for SecretData {
 impl Serialize for SecretData {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // Borrowed raw JSON: serialized without an intermediate copy of the values.
-        let raw: &serde_json::value::RawValue = serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
         raw.serialize(s)
     }
 }
@@ -156,7 +157,9 @@ mod hex_bytes {
             .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
             .collect::<Option<_>>()
             .ok_or_else(|| serde::de::Error::custom("bad hex"))?;
-        bytes.try_into().map_err(|_| serde::de::Error::custom("bad length"))
+        bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("bad length"))
     }
 
     fn hex_encode(b: &[u8]) -> String {
@@ -184,6 +187,9 @@ mod tests {
     fn secret_data_never_prints() {
         let d = SecretData::from_json_text(r#"{"password":"hunter2"}"#.into());
         assert!(!format!("{d:?}").contains("hunter2"));
-        assert_eq!(serde_json::to_string(&d).unwrap(), r#"{"password":"hunter2"}"#);
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"password":"hunter2"}"#
+        );
     }
 }

@@ -147,8 +147,11 @@ fn check_secret_type(t: &str) -> Result<()> {
     if SECRET_TYPES.contains(&t) {
         Ok(())
     } else {
-        Err(Error::new(ErrorCode::InvalidSecretType, format!("unknown secret_type {t:?}"))
-            .with("allowed", SECRET_TYPES.to_vec()))
+        Err(Error::new(
+            ErrorCode::InvalidSecretType,
+            format!("unknown secret_type {t:?}"),
+        )
+        .with("allowed", SECRET_TYPES.to_vec()))
     }
 }
 
@@ -159,15 +162,20 @@ fn check_data(secret_type: &str, data: &SecretData) -> Result<()> {
     if text.len() > limits::MAX_DATA_BYTES {
         return Err(Error::new(
             ErrorCode::ValidationError,
-            format!("data is {} bytes; the limit is {} bytes", text.len(), limits::MAX_DATA_BYTES),
+            format!(
+                "data is {} bytes; the limit is {} bytes",
+                text.len(),
+                limits::MAX_DATA_BYTES
+            ),
         )
         .with("fields", serde_json::json!({ "data": "too large" }))
         .with("limit", limits::MAX_DATA_BYTES));
     }
     // The raw value was not parsed when the request was read; serde_json's recursion limit
     // (128 levels) applies here.
-    let value: Value = serde_json::from_str(text)
-        .map_err(|_| Error::invalid_request("data is not valid JSON or is nested more than 128 levels deep"))?;
+    let value: Value = serde_json::from_str(text).map_err(|_| {
+        Error::invalid_request("data is not valid JSON or is nested more than 128 levels deep")
+    })?;
     let Value::Object(map) = &value else {
         return Err(validation("data", "must be a JSON object"));
     };
@@ -175,28 +183,46 @@ fn check_data(secret_type: &str, data: &SecretData) -> Result<()> {
         return Err(validation("data", "must have at least one field"));
     }
     if secret_type == "kv" {
-        let nested: Vec<&String> = map.iter().filter(|(_, v)| v.is_object() || v.is_array()).map(|(k, _)| k).collect();
+        let nested: Vec<&String> = map
+            .iter()
+            .filter(|(_, v)| v.is_object() || v.is_array())
+            .map(|(k, _)| k)
+            .collect();
         if !nested.is_empty() {
             let fields: Map<String, Value> = nested
                 .iter()
                 .map(|k| (format!("data.{k}"), Value::from("kv values must be strings, numbers or booleans; use secret_type json for nesting")))
                 .collect();
-            return Err(Error::new(ErrorCode::ValidationError, "kv secrets hold a flat map of values")
-                .with("fields", Value::Object(fields)));
+            return Err(Error::new(
+                ErrorCode::ValidationError,
+                "kv secrets hold a flat map of values",
+            )
+            .with("fields", Value::Object(fields)));
         }
     }
     Ok(())
 }
 
 fn check_metadata(meta: &Map<String, Value>) -> Result<()> {
-    let size = serde_json::to_vec(meta).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(meta)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > limits::MAX_METADATA_BYTES {
-        return Err(validation("metadata", format!("larger than {} bytes", limits::MAX_METADATA_BYTES)));
+        return Err(validation(
+            "metadata",
+            format!("larger than {} bytes", limits::MAX_METADATA_BYTES),
+        ));
     }
     if let Some(tags) = meta.get("tags") {
-        let ok = tags.as_array().is_some_and(|a| a.iter().all(|t| t.as_str().is_some_and(|s| !s.is_empty() && s.len() <= 128)));
+        let ok = tags.as_array().is_some_and(|a| {
+            a.iter()
+                .all(|t| t.as_str().is_some_and(|s| !s.is_empty() && s.len() <= 128))
+        });
         if !ok {
-            return Err(validation("metadata.tags", "must be an array of non-empty strings of at most 128 characters"));
+            return Err(validation(
+                "metadata.tags",
+                "must be an array of non-empty strings of at most 128 characters",
+            ));
         }
     }
     for key in ["description", "owner"] {
@@ -209,7 +235,11 @@ fn check_metadata(meta: &Map<String, Value>) -> Result<()> {
 
 impl Engine {
     fn load_head(&self, path: &str) -> Result<Option<SecretHead>> {
-        match self.vault.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
+        match self
+            .vault
+            .get(Table::Secrets, path.as_bytes())
+            .map_err(store_err)?
+        {
             Some(p) => decode(Table::Secrets, p.as_bytes()).map(Some),
             None => Ok(None),
         }
@@ -219,10 +249,9 @@ impl Engine {
     fn live_head(&self, path: &str) -> Result<SecretHead> {
         let head = self.load_head(path)?.ok_or_else(|| not_found(path))?;
         if head.deleted_at.is_some() {
-            return Err(not_found(path).with("deleted", true).with(
-                "hint",
-                "the secret is soft-deleted; restore it to read it",
-            ));
+            return Err(not_found(path)
+                .with("deleted", true)
+                .with("hint", "the secret is soft-deleted; restore it to read it"));
         }
         Ok(head)
     }
@@ -234,7 +263,10 @@ impl Engine {
     }
 
     fn last_accessed(&self, head: &SecretHead) -> Option<Timestamp> {
-        let mem = read(&self.paths).get(&head.path).map(|e| e.last_accessed.load(Ordering::Relaxed)).unwrap_or(0);
+        let mem = read(&self.paths)
+            .get(&head.path)
+            .map(|e| e.last_accessed.load(Ordering::Relaxed))
+            .unwrap_or(0);
         match (mem, head.last_accessed_at) {
             (0, stored) => stored,
             (m, Some(s)) if s.0 > m => Some(s),
@@ -242,9 +274,18 @@ impl Engine {
         }
     }
 
-    pub fn read_secret(&self, caller: &Caller, path: &str, version: Option<u64>) -> Result<SecretView> {
+    pub fn read_secret(
+        &self,
+        caller: &Caller,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<SecretView> {
         let path = SecretPath::parse(path)?;
-        self.authorize(caller, Scope::SecretsRead, Some((path.as_str(), Permission::Read)))?;
+        self.authorize(
+            caller,
+            Scope::SecretsRead,
+            Some((path.as_str(), Permission::Read)),
+        )?;
         self.read_authorized(path.as_str(), version)
     }
 
@@ -252,21 +293,36 @@ impl Engine {
         let head = self.live_head(path)?;
         let now = self.now();
         if let Some(exp) = head.expires_at.filter(|e| *e <= now) {
-            return Err(Error::new(ErrorCode::SecretExpired, format!("the secret at {path} expired"))
-                .with("path", path)
-                .with("expires_at", exp.to_rfc3339()));
+            return Err(Error::new(
+                ErrorCode::SecretExpired,
+                format!("the secret at {path} expired"),
+            )
+            .with("path", path)
+            .with("expires_at", exp.to_rfc3339()));
         }
         let v = version.unwrap_or(head.current_version);
-        let info = head.versions.iter().find(|i| i.version == v).ok_or_else(|| {
-            Error::new(ErrorCode::VersionNotFound, format!("version {v} of {path} does not exist or was pruned"))
+        let info = head
+            .versions
+            .iter()
+            .find(|i| i.version == v)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::VersionNotFound,
+                    format!("version {v} of {path} does not exist or was pruned"),
+                )
                 .with("path", path)
                 .with("version", v)
-        })?;
+            })?;
         let plain = self
             .vault
             .get(Table::Versions, &version_key(path, v))
             .map_err(store_err)?
-            .ok_or_else(|| Error::new(ErrorCode::IntegrityError, format!("version {v} of {path} is missing from the file")))?;
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::IntegrityError,
+                    format!("version {v} of {path} is missing from the file"),
+                )
+            })?;
         let record: VersionRecord = decode(Table::Versions, plain.as_bytes())?;
         self.touch(path, now);
         Ok(SecretView {
@@ -285,9 +341,18 @@ impl Engine {
         })
     }
 
-    pub async fn write_secret(&self, caller: &Caller, path: &str, req: WriteRequest) -> Result<WriteOutcome> {
+    pub async fn write_secret(
+        &self,
+        caller: &Caller,
+        path: &str,
+        req: WriteRequest,
+    ) -> Result<WriteOutcome> {
         let path = SecretPath::parse(path)?;
-        self.authorize(caller, Scope::SecretsWrite, Some((path.as_str(), Permission::Write)))?;
+        self.authorize(
+            caller,
+            Scope::SecretsWrite,
+            Some((path.as_str(), Permission::Write)),
+        )?;
         let secret_type = req.secret_type.clone();
         if let Some(t) = &secret_type {
             check_secret_type(t)?;
@@ -300,10 +365,13 @@ impl Engine {
             Some(d) => Some(self.now().plus(parse_duration(d)?)),
             None => None,
         };
-        if let Some(n) = req.options.max_versions {
-            if n == 0 || n > limits::MAX_MAX_VERSIONS {
-                return Err(validation("options.max_versions", format!("must be between 1 and {}", limits::MAX_MAX_VERSIONS)));
-            }
+        if let Some(n) = req.options.max_versions
+            && (n == 0 || n > limits::MAX_MAX_VERSIONS)
+        {
+            return Err(validation(
+                "options.max_versions",
+                format!("must be between 1 and {}", limits::MAX_MAX_VERSIONS),
+            ));
         }
         let cas = req.options.cas.or(req.cas);
         let now = self.now();
@@ -319,33 +387,33 @@ impl Engine {
                 };
                 let mut existing = existing;
                 // A soft delete past its retention is purged by the write that reuses the path.
-                if let Some(h) = &existing {
-                    if let Some(until) = h.recoverable_until.filter(|_| h.deleted_at.is_some()) {
-                        if until > now {
-                            return Err(Error::new(
-                                ErrorCode::SecretExists,
-                                format!("{path} is soft-deleted; restore it or delete it permanently before writing"),
-                            )
-                            .with("path", path.as_str())
-                            .with("recoverable_until", until.to_rfc3339()));
-                        }
-                        for v in &h.versions {
-                            tx.delete(Table::Versions, &version_key(&path, v.version));
-                        }
-                        existing = None;
-                    }
-                }
-                let current = existing.as_ref().map_or(0, |h| h.current_version);
-                if let Some(expected) = cas {
-                    if expected != current {
+                if let Some(h) = &existing
+                    && let Some(until) = h.recoverable_until.filter(|_| h.deleted_at.is_some())
+                {
+                    if until > now {
                         return Err(Error::new(
-                            ErrorCode::VersionConflict,
-                            format!("check-and-set failed: expected version {expected}, current is {current}"),
+                            ErrorCode::SecretExists,
+                            format!("{path} is soft-deleted; restore it or delete it permanently before writing"),
                         )
                         .with("path", path.as_str())
-                        .with("expected_version", expected)
-                        .with("current_version", current));
+                        .with("recoverable_until", until.to_rfc3339()));
                     }
+                    for v in &h.versions {
+                        tx.delete(Table::Versions, &version_key(&path, v.version));
+                    }
+                    existing = None;
+                }
+                let current = existing.as_ref().map_or(0, |h| h.current_version);
+                if let Some(expected) = cas
+                    && expected != current
+                {
+                    return Err(Error::new(
+                        ErrorCode::VersionConflict,
+                        format!("check-and-set failed: expected version {expected}, current is {current}"),
+                    )
+                    .with("path", path.as_str())
+                    .with("expected_version", expected)
+                    .with("current_version", current));
                 }
                 let created = existing.is_none();
                 let mut head = existing.unwrap_or_else(|| SecretHead {
@@ -409,7 +477,10 @@ impl Engine {
     }
 
     fn last_accessed_hint(&self, path: &str) -> Option<Timestamp> {
-        let m = read(&self.paths).get(path).map(|e| e.last_accessed.load(Ordering::Relaxed)).unwrap_or(0);
+        let m = read(&self.paths)
+            .get(path)
+            .map(|e| e.last_accessed.load(Ordering::Relaxed))
+            .unwrap_or(0);
         (m != 0).then_some(Timestamp(m))
     }
 
@@ -424,7 +495,10 @@ impl Engine {
         validate_prefix(prefix)?;
         let limit = limit.unwrap_or(limits::DEFAULT_LIST_LIMIT);
         if limit == 0 || limit > limits::MAX_LIST_LIMIT {
-            return Err(Error::invalid_request(format!("limit must be between 1 and {}", limits::MAX_LIST_LIMIT)));
+            return Err(Error::invalid_request(format!(
+                "limit must be between 1 and {}",
+                limits::MAX_LIST_LIMIT
+            )));
         }
         let after = cursor_in.map(cursor::decode).transpose()?;
         let mut page = Vec::with_capacity(limit);
@@ -432,7 +506,8 @@ impl Engine {
         {
             let paths = read(&self.paths);
             let start = after.as_deref().unwrap_or(prefix);
-            let range = paths.range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded));
+            let range = paths
+                .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded));
             for (p, entry) in range {
                 if !p.starts_with(prefix) {
                     break;
@@ -456,8 +531,16 @@ impl Engine {
                 secrets.push(self.summary(&head, false));
             }
         }
-        let cursor = if has_more { page.last().map(|p| cursor::encode(p)) } else { None };
-        Ok(ListPage { secrets, cursor, has_more })
+        let cursor = if has_more {
+            page.last().map(|p| cursor::encode(p))
+        } else {
+            None
+        };
+        Ok(ListPage {
+            secrets,
+            cursor,
+            has_more,
+        })
     }
 
     fn summary(&self, head: &SecretHead, with_versions: bool) -> SecretSummary {
@@ -481,28 +564,47 @@ impl Engine {
     /// Metadata without the value; needs only `secrets:list` / `list`.
     pub fn secret_metadata(&self, caller: &Caller, path: &str) -> Result<SecretSummary> {
         let path = SecretPath::parse(path)?;
-        self.authorize(caller, Scope::SecretsList, Some((path.as_str(), Permission::List)))?;
-        let head = self.load_head(path.as_str())?.ok_or_else(|| not_found(path.as_str()))?;
+        self.authorize(
+            caller,
+            Scope::SecretsList,
+            Some((path.as_str(), Permission::List)),
+        )?;
+        let head = self
+            .load_head(path.as_str())?
+            .ok_or_else(|| not_found(path.as_str()))?;
         Ok(self.summary(&head, true))
     }
 
     pub fn secret_versions(&self, caller: &Caller, path: &str) -> Result<Vec<VersionInfo>> {
-        Ok(self.secret_metadata(caller, path)?.versions.unwrap_or_default())
+        Ok(self
+            .secret_metadata(caller, path)?
+            .versions
+            .unwrap_or_default())
     }
 
     /// Merges `patch` into the metadata (a `null` value removes a key); no new version.
-    pub async fn update_metadata(&self, caller: &Caller, path: &str, patch: Map<String, Value>) -> Result<SecretSummary> {
+    pub async fn update_metadata(
+        &self,
+        caller: &Caller,
+        path: &str,
+        patch: Map<String, Value>,
+    ) -> Result<SecretSummary> {
         let path = SecretPath::parse(path)?;
-        self.authorize(caller, Scope::SecretsWrite, Some((path.as_str(), Permission::Write)))?;
+        self.authorize(
+            caller,
+            Scope::SecretsWrite,
+            Some((path.as_str(), Permission::Write)),
+        )?;
         let now = self.now();
         let p = path.as_str().to_owned();
         let head = self
             .vault
             .write(move |tx| {
-                let mut head: SecretHead = match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
-                    Some(b) => decode(Table::Secrets, b.as_bytes())?,
-                    None => return Err(not_found(&p)),
-                };
+                let mut head: SecretHead =
+                    match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
+                        Some(b) => decode(Table::Secrets, b.as_bytes())?,
+                        None => return Err(not_found(&p)),
+                    };
                 if head.deleted_at.is_some() {
                     return Err(not_found(&p).with("deleted", true));
                 }
@@ -523,19 +625,29 @@ impl Engine {
     }
 
     /// Soft delete (restorable for 30 days) or, with `permanent`, destroy every version.
-    pub async fn delete_secret(&self, caller: &Caller, path: &str, permanent: bool) -> Result<SecretSummary> {
+    pub async fn delete_secret(
+        &self,
+        caller: &Caller,
+        path: &str,
+        permanent: bool,
+    ) -> Result<SecretSummary> {
         let path = SecretPath::parse(path)?;
-        self.authorize(caller, Scope::SecretsDelete, Some((path.as_str(), Permission::Delete)))?;
+        self.authorize(
+            caller,
+            Scope::SecretsDelete,
+            Some((path.as_str(), Permission::Delete)),
+        )?;
         let now = self.now();
         let p = path.as_str().to_owned();
         let paths = self.paths.clone();
         let head = self
             .vault
             .write(move |tx| {
-                let mut head: SecretHead = match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
-                    Some(b) => decode(Table::Secrets, b.as_bytes())?,
-                    None => return Err(not_found(&p)),
-                };
+                let mut head: SecretHead =
+                    match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
+                        Some(b) => decode(Table::Secrets, b.as_bytes())?,
+                        None => return Err(not_found(&p)),
+                    };
                 if permanent {
                     for v in &head.versions {
                         tx.delete(Table::Versions, &version_key(&p, v.version));
@@ -551,9 +663,17 @@ impl Engine {
                         return Err(not_found(&p).with("deleted", true));
                     }
                     head.deleted_at = Some(now);
-                    head.recoverable_until = Some(now.plus(Duration::from_secs(limits::SOFT_DELETE_RETENTION_SECS)));
+                    head.recoverable_until =
+                        Some(now.plus(Duration::from_secs(limits::SOFT_DELETE_RETENTION_SECS)));
                     tx.put(Table::Secrets, p.as_bytes(), &encode(&head));
-                    tx.put(Table::Paths, p.as_bytes(), &encode(&PathRecord { path: p.clone(), deleted: true }));
+                    tx.put(
+                        Table::Paths,
+                        p.as_bytes(),
+                        &encode(&PathRecord {
+                            path: p.clone(),
+                            deleted: true,
+                        }),
+                    );
                     let key = p.clone();
                     tx.on_commit(move || {
                         if let Some(e) = write(&paths).get_mut(&key) {
@@ -575,20 +695,26 @@ impl Engine {
     pub async fn restore_secret(&self, caller: &Caller, path: &str) -> Result<SecretSummary> {
         let path = SecretPath::parse(path)?;
         // Restoring undoes a delete, so it takes the delete permission.
-        self.authorize(caller, Scope::SecretsDelete, Some((path.as_str(), Permission::Delete)))?;
+        self.authorize(
+            caller,
+            Scope::SecretsDelete,
+            Some((path.as_str(), Permission::Delete)),
+        )?;
         let now = self.now();
         let p = path.as_str().to_owned();
         let paths = self.paths.clone();
         let head = self
             .vault
             .write(move |tx| {
-                let mut head: SecretHead = match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
-                    Some(b) => decode(Table::Secrets, b.as_bytes())?,
-                    None => return Err(not_found(&p)),
-                };
+                let mut head: SecretHead =
+                    match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
+                        Some(b) => decode(Table::Secrets, b.as_bytes())?,
+                        None => return Err(not_found(&p)),
+                    };
                 match head.recoverable_until {
                     _ if head.deleted_at.is_none() => {
-                        return Err(Error::invalid_request(format!("{p} is not deleted")).with("path", p.as_str()));
+                        return Err(Error::invalid_request(format!("{p} is not deleted"))
+                            .with("path", p.as_str()));
                     }
                     Some(until) if until <= now => {
                         return Err(not_found(&p).with("reason", "the restore window has passed"));
@@ -599,7 +725,14 @@ impl Engine {
                 head.recoverable_until = None;
                 head.updated_at = now;
                 tx.put(Table::Secrets, p.as_bytes(), &encode(&head));
-                tx.put(Table::Paths, p.as_bytes(), &encode(&PathRecord { path: p.clone(), deleted: false }));
+                tx.put(
+                    Table::Paths,
+                    p.as_bytes(),
+                    &encode(&PathRecord {
+                        path: p.clone(),
+                        deleted: false,
+                    }),
+                );
                 let key = p.clone();
                 tx.on_commit(move || {
                     if let Some(e) = write(&paths).get_mut(&key) {
@@ -616,13 +749,23 @@ impl Engine {
     pub fn batch_read(&self, caller: &Caller, req: BatchReadRequest) -> Result<Value> {
         self.authorize(caller, Scope::SecretsRead, None)?;
         if req.paths.is_empty() || req.paths.len() > limits::MAX_BATCH_PATHS {
-            return Err(validation("paths", format!("must hold 1 to {} paths", limits::MAX_BATCH_PATHS)));
+            return Err(validation(
+                "paths",
+                format!("must hold 1 to {} paths", limits::MAX_BATCH_PATHS),
+            ));
         }
         let mut secrets = Map::new();
         let mut errors = Map::new();
         for p in &req.paths {
             let result = SecretPath::parse(p)
-                .and_then(|sp| self.authorize(caller, Scope::SecretsRead, Some((sp.as_str(), Permission::Read))).map(|_| sp))
+                .and_then(|sp| {
+                    self.authorize(
+                        caller,
+                        Scope::SecretsRead,
+                        Some((sp.as_str(), Permission::Read)),
+                    )
+                    .map(|_| sp)
+                })
                 .and_then(|sp| self.read_authorized(sp.as_str(), req.options.version));
             match result {
                 Ok(view) => {
@@ -638,7 +781,10 @@ impl Engine {
                 }
                 Err(e) if req.options.fail_fast => return Err(e.with("failed_path", p.as_str())),
                 Err(e) => {
-                    errors.insert(p.clone(), serde_json::json!({ "code": e.code.as_str(), "message": e.message }));
+                    errors.insert(
+                        p.clone(),
+                        serde_json::json!({ "code": e.code.as_str(), "message": e.message }),
+                    );
                 }
             }
         }
@@ -662,7 +808,9 @@ impl Engine {
             .write(move |tx| {
                 let mut n = 0;
                 for (p, t) in dirty {
-                    let Some(b) = tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? else { continue };
+                    let Some(b) = tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? else {
+                        continue;
+                    };
                     let mut head: SecretHead = decode(Table::Secrets, b.as_bytes())?;
                     if head.last_accessed_at.is_none_or(|s| s.0 < t) {
                         head.last_accessed_at = Some(Timestamp(t));

@@ -47,7 +47,11 @@ pub struct IssuedToken {
 
 impl std::fmt::Debug for IssuedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "IssuedToken {{ token_id: {}, identity_id: {}, token: [redacted] }}", self.token_id, self.identity_id)
+        write!(
+            f,
+            "IssuedToken {{ token_id: {}, identity_id: {}, token: [redacted] }}",
+            self.token_id, self.identity_id
+        )
     }
 }
 
@@ -74,7 +78,10 @@ impl Engine {
         let mut all = std::collections::HashMap::new();
         let mut failure = None;
         self.vault
-            .scan(Table::Tokens, &mut |plain| match decode::<TokenRecord>(Table::Tokens, plain.as_bytes()) {
+            .scan(Table::Tokens, &mut |plain| match decode::<TokenRecord>(
+                Table::Tokens,
+                plain.as_bytes(),
+            ) {
                 Ok(r) => {
                     all.insert(r.hash, r);
                     true
@@ -114,7 +121,10 @@ impl Engine {
         name: Option<String>,
         created_by: String,
     ) -> Result<IssuedToken> {
-        let token = format!("{TOKEN_PREFIX}{}", Zeroizing::new(random_token_body()).as_str());
+        let token = format!(
+            "{TOKEN_PREFIX}{}",
+            Zeroizing::new(random_token_body()).as_str()
+        );
         let now = self.now();
         let record = TokenRecord {
             id: new_id("tok"),
@@ -144,15 +154,25 @@ impl Engine {
     /// The bootstrap root token (scope `admin`, no policy check), from `init` and `dev`.
     pub async fn create_root_token(&self, ttl: Option<Duration>) -> Result<IssuedToken> {
         let id = IdentityId::parse(ROOT_IDENTITY).expect("valid");
-        self.mint(TokenKind::Root, id, ScopeSet::new(vec![Scope::Admin]), ttl, Some("root".into()), "system:init".into())
-            .await
+        self.mint(
+            TokenKind::Root,
+            id,
+            ScopeSet::new(vec![Scope::Admin]),
+            ttl,
+            Some("root".into()),
+            "system:init".into(),
+        )
+        .await
     }
 
     pub async fn create_token(&self, caller: &Caller, req: CreateToken) -> Result<IssuedToken> {
         self.authorize(caller, Scope::Admin, None)?;
         let id = IdentityId::parse(&req.identity_id)?;
         if id.identity_type() == IdentityType::Group {
-            return Err(Error::new(ErrorCode::InvalidIdentity, "tokens are issued to users and service accounts, not groups"));
+            return Err(Error::new(
+                ErrorCode::InvalidIdentity,
+                "tokens are issued to users and service accounts, not groups",
+            ));
         }
         if self.identity(id.as_str()).is_none() {
             return Err(identity_not_found(id.as_str()));
@@ -166,13 +186,24 @@ impl Engine {
             Some("never") => None,
             Some(d) => Some(parse_duration(d)?),
         };
-        self.mint(TokenKind::Personal, id, scopes, ttl, req.name, caller.identity_id.to_string()).await
+        self.mint(
+            TokenKind::Personal,
+            id,
+            scopes,
+            ttl,
+            req.name,
+            caller.identity_id.to_string(),
+        )
+        .await
     }
 
     /// Resolves a bearer token to a caller, or answers with the spec's 401 codes.
     pub fn authenticate(&self, token: &str, source_ip: Option<std::net::IpAddr>) -> Result<Caller> {
         if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
-            return Err(auth_error(ErrorCode::TokenInvalid, "the token is not a ScaiVault token"));
+            return Err(auth_error(
+                ErrorCode::TokenInvalid,
+                "the token is not a ScaiVault token",
+            ));
         }
         let hash = self.vault.token_hasher().hash(token);
         let record = {
@@ -181,18 +212,29 @@ impl Engine {
             // nothing useful; the final comparison is constant-time all the same.
             match tokens.get(&hash) {
                 Some(r) if constant_time_eq(&r.hash, &hash) => r.clone(),
-                _ => return Err(auth_error(ErrorCode::TokenInvalid, "the token is not valid")),
+                _ => {
+                    return Err(auth_error(
+                        ErrorCode::TokenInvalid,
+                        "the token is not valid",
+                    ));
+                }
             }
         };
         if record.revoked_at.is_some() {
-            return Err(auth_error(ErrorCode::TokenRevoked, "the token has been revoked"));
+            return Err(auth_error(
+                ErrorCode::TokenRevoked,
+                "the token has been revoked",
+            ));
         }
         if record.expires_at.is_some_and(|e| e <= self.now()) {
             return Err(auth_error(ErrorCode::TokenExpired, "the token has expired"));
         }
         let root = record.kind == TokenKind::Root;
         if !root && self.identity(record.identity_id.as_str()).is_none() {
-            return Err(auth_error(ErrorCode::TokenRevoked, "the token's identity no longer exists"));
+            return Err(auth_error(
+                ErrorCode::TokenRevoked,
+                "the token's identity no longer exists",
+            ));
         }
         Ok(Caller {
             groups: self.groups_of(&record.identity_id),
@@ -225,7 +267,9 @@ impl Engine {
         self.authorize(caller, Scope::Admin, None)?;
         Ok(match self.authenticate(token, None) {
             Ok(c) => {
-                let issued = read(&self.tokens).get(&self.vault.token_hasher().hash(token)).map(|r| r.created_at);
+                let issued = read(&self.tokens)
+                    .get(&self.vault.token_hasher().hash(token))
+                    .map(|r| r.created_at);
                 json!({
                     "active": true, "identity_id": c.identity_id, "identity_type": c.identity_type,
                     "tenant_id": "tnt_local", "scopes": c.scopes, "expires_at": c.token_expires_at,
@@ -278,7 +322,12 @@ impl Engine {
 
     /// The client-credentials grant: a service account's id and secret → a 1-hour token.
     pub async fn client_credentials(&self, client_id: &str, client_secret: &str) -> Result<Value> {
-        let bad = || Error::new(ErrorCode::InvalidCredentials, "invalid client_id or client_secret");
+        let bad = || {
+            Error::new(
+                ErrorCode::InvalidCredentials,
+                "invalid client_id or client_secret",
+            )
+        };
         let r = self.identity(client_id).ok_or_else(bad)?;
         let presented = self.vault.token_hasher().hash(client_secret);
         let cred = r

@@ -7,8 +7,8 @@ use scaivault_core::ErrorCode;
 use scaivault_core::time::Timestamp;
 use scaivault_crypto::KdfParams;
 use scaivault_engine::{
-    BindingRequest, Caller, CreateIdentity, CreateToken, Engine, ManualClock, PolicyRequest, PolicyTestRequest,
-    WriteRequest,
+    BindingRequest, Caller, CreateIdentity, CreateToken, Engine, ManualClock, PolicyRequest,
+    PolicyTestRequest, WriteRequest,
 };
 use scaivault_store::{Unlock, Vault};
 
@@ -28,7 +28,13 @@ fn fixture() -> Fixture {
     let vault = Arc::new(Vault::create(&path, PASS, KdfParams::FLOOR).unwrap());
     let clock = Arc::new(ManualClock::new(Timestamp::now()));
     let engine = Engine::load(vault, clock.clone()).unwrap();
-    Fixture { _dir: dir, path, engine, clock, root: Caller::local_operator() }
+    Fixture {
+        _dir: dir,
+        path,
+        engine,
+        clock,
+        root: Caller::local_operator(),
+    }
 }
 
 fn req(json: serde_json::Value) -> WriteRequest {
@@ -36,7 +42,11 @@ fn req(json: serde_json::Value) -> WriteRequest {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -92,13 +102,29 @@ fn max_versions_prunes_the_oldest() {
     rt().block_on(async {
         for i in 1..=5 {
             f.engine
-                .write_secret(&f.root, "a/b", req(serde_json::json!({"data": {"v": i}, "options": {"max_versions": 3}})))
+                .write_secret(
+                    &f.root,
+                    "a/b",
+                    req(serde_json::json!({"data": {"v": i}, "options": {"max_versions": 3}})),
+                )
                 .await
                 .unwrap();
         }
-        let versions: Vec<u64> = f.engine.secret_versions(&f.root, "a/b").unwrap().iter().map(|v| v.version).collect();
+        let versions: Vec<u64> = f
+            .engine
+            .secret_versions(&f.root, "a/b")
+            .unwrap()
+            .iter()
+            .map(|v| v.version)
+            .collect();
         assert_eq!(versions, vec![3, 4, 5]);
-        assert_eq!(f.engine.read_secret(&f.root, "a/b", Some(2)).unwrap_err().code, ErrorCode::VersionNotFound);
+        assert_eq!(
+            f.engine
+                .read_secret(&f.root, "a/b", Some(2))
+                .unwrap_err()
+                .code,
+            ErrorCode::VersionNotFound
+        );
     });
 }
 
@@ -108,28 +134,76 @@ fn expiry_soft_delete_restore_and_hard_delete() {
     rt().block_on(async {
         let e = &f.engine;
         let w = e
-            .write_secret(&f.root, "t/exp", req(serde_json::json!({"data": {"k": "v"}, "options": {"expires_in": "1h"}})))
+            .write_secret(
+                &f.root,
+                "t/exp",
+                req(serde_json::json!({"data": {"k": "v"}, "options": {"expires_in": "1h"}})),
+            )
             .await
             .unwrap();
         assert!(w.expires_at.is_some());
         assert!(e.read_secret(&f.root, "t/exp", None).is_ok());
         f.clock.advance(Duration::from_secs(3601));
-        assert_eq!(e.read_secret(&f.root, "t/exp", None).unwrap_err().code, ErrorCode::SecretExpired);
-        assert!(e.secret_metadata(&f.root, "t/exp").is_ok(), "metadata of an expired secret stays readable");
+        assert_eq!(
+            e.read_secret(&f.root, "t/exp", None).unwrap_err().code,
+            ErrorCode::SecretExpired
+        );
+        assert!(
+            e.secret_metadata(&f.root, "t/exp").is_ok(),
+            "metadata of an expired secret stays readable"
+        );
 
-        e.write_secret(&f.root, "t/del", req(serde_json::json!({"data": {"k": "v"}}))).await.unwrap();
+        e.write_secret(
+            &f.root,
+            "t/del",
+            req(serde_json::json!({"data": {"k": "v"}})),
+        )
+        .await
+        .unwrap();
         let s = e.delete_secret(&f.root, "t/del", false).await.unwrap();
         assert!(s.recoverable_until.is_some());
-        assert_eq!(e.read_secret(&f.root, "t/del", None).unwrap_err().code, ErrorCode::SecretNotFound);
-        assert!(e.list_secrets(&f.root, "t/", None, None).unwrap().secrets.iter().all(|s| s.path != "t/del"));
-        let err = e.write_secret(&f.root, "t/del", req(serde_json::json!({"data": {"k": "w"}}))).await.unwrap_err();
+        assert_eq!(
+            e.read_secret(&f.root, "t/del", None).unwrap_err().code,
+            ErrorCode::SecretNotFound
+        );
+        assert!(
+            e.list_secrets(&f.root, "t/", None, None)
+                .unwrap()
+                .secrets
+                .iter()
+                .all(|s| s.path != "t/del")
+        );
+        let err = e
+            .write_secret(
+                &f.root,
+                "t/del",
+                req(serde_json::json!({"data": {"k": "w"}})),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::SecretExists);
         e.restore_secret(&f.root, "t/del").await.unwrap();
-        assert_eq!(e.read_secret(&f.root, "t/del", None).unwrap().data.to_value()["k"], "v");
+        assert_eq!(
+            e.read_secret(&f.root, "t/del", None)
+                .unwrap()
+                .data
+                .to_value()["k"],
+            "v"
+        );
 
         e.delete_secret(&f.root, "t/del", true).await.unwrap();
-        assert_eq!(e.restore_secret(&f.root, "t/del").await.unwrap_err().code, ErrorCode::SecretNotFound);
-        let w = e.write_secret(&f.root, "t/del", req(serde_json::json!({"data": {"k": "fresh"}}))).await.unwrap();
+        assert_eq!(
+            e.restore_secret(&f.root, "t/del").await.unwrap_err().code,
+            ErrorCode::SecretNotFound
+        );
+        let w = e
+            .write_secret(
+                &f.root,
+                "t/del",
+                req(serde_json::json!({"data": {"k": "fresh"}})),
+            )
+            .await
+            .unwrap();
         assert_eq!((w.version, w.created), (1, true));
     });
 }
@@ -140,15 +214,29 @@ fn listing_paginates_by_prefix() {
     rt().block_on(async {
         for i in 0..25 {
             f.engine
-                .write_secret(&f.root, &format!("env/prod/svc-{i:02}"), req(serde_json::json!({"data": {"k": "v"}})))
+                .write_secret(
+                    &f.root,
+                    &format!("env/prod/svc-{i:02}"),
+                    req(serde_json::json!({"data": {"k": "v"}})),
+                )
                 .await
                 .unwrap();
         }
-        f.engine.write_secret(&f.root, "env/staging/x", req(serde_json::json!({"data": {"k": "v"}}))).await.unwrap();
+        f.engine
+            .write_secret(
+                &f.root,
+                "env/staging/x",
+                req(serde_json::json!({"data": {"k": "v"}})),
+            )
+            .await
+            .unwrap();
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let page = f.engine.list_secrets(&f.root, "env/prod/", Some(10), cursor.as_deref()).unwrap();
+            let page = f
+                .engine
+                .list_secrets(&f.root, "env/prod/", Some(10), cursor.as_deref())
+                .unwrap();
             seen.extend(page.secrets.iter().map(|s| s.path.clone()));
             if !page.has_more {
                 assert!(page.cursor.is_none());
@@ -159,10 +247,19 @@ fn listing_paginates_by_prefix() {
         assert_eq!(seen.len(), 25);
         assert!(seen.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(
-            f.engine.list_secrets(&f.root, "env/", None, Some("garbage")).unwrap_err().code,
+            f.engine
+                .list_secrets(&f.root, "env/", None, Some("garbage"))
+                .unwrap_err()
+                .code,
             ErrorCode::InvalidCursor
         );
-        assert_eq!(f.engine.list_secrets(&f.root, "/env", None, None).unwrap_err().code, ErrorCode::InvalidPath);
+        assert_eq!(
+            f.engine
+                .list_secrets(&f.root, "/env", None, None)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidPath
+        );
     });
 }
 
@@ -172,29 +269,91 @@ fn bad_input_is_rejected_with_codes() {
     rt().block_on(async {
         let e = &f.engine;
         let cases = [
-            ("Upper/case", serde_json::json!({"data": {"k": "v"}}), ErrorCode::InvalidPath),
-            ("a/b", serde_json::json!({"data": {"k": "v"}, "secret_type": "password"}), ErrorCode::InvalidSecretType),
-            ("a/b", serde_json::json!({"data": ["x"]}), ErrorCode::ValidationError),
-            ("a/b", serde_json::json!({"data": {}}), ErrorCode::ValidationError),
-            ("a/b", serde_json::json!({"data": {"k": {"nested": 1}}}), ErrorCode::ValidationError),
-            ("a/b", serde_json::json!({"data": {"k": "v"}, "options": {"expires_in": "soon"}}), ErrorCode::InvalidDuration),
-            ("a/b", serde_json::json!({"data": {"k": "v"}, "options": {"max_versions": 0}}), ErrorCode::ValidationError),
-            ("a/b", serde_json::json!({"data": {"k": "v"}, "metadata": {"tags": "x"}}), ErrorCode::ValidationError),
+            (
+                "Upper/case",
+                serde_json::json!({"data": {"k": "v"}}),
+                ErrorCode::InvalidPath,
+            ),
+            (
+                "a/b",
+                serde_json::json!({"data": {"k": "v"}, "secret_type": "password"}),
+                ErrorCode::InvalidSecretType,
+            ),
+            (
+                "a/b",
+                serde_json::json!({"data": ["x"]}),
+                ErrorCode::ValidationError,
+            ),
+            (
+                "a/b",
+                serde_json::json!({"data": {}}),
+                ErrorCode::ValidationError,
+            ),
+            (
+                "a/b",
+                serde_json::json!({"data": {"k": {"nested": 1}}}),
+                ErrorCode::ValidationError,
+            ),
+            (
+                "a/b",
+                serde_json::json!({"data": {"k": "v"}, "options": {"expires_in": "soon"}}),
+                ErrorCode::InvalidDuration,
+            ),
+            (
+                "a/b",
+                serde_json::json!({"data": {"k": "v"}, "options": {"max_versions": 0}}),
+                ErrorCode::ValidationError,
+            ),
+            (
+                "a/b",
+                serde_json::json!({"data": {"k": "v"}, "metadata": {"tags": "x"}}),
+                ErrorCode::ValidationError,
+            ),
         ];
         for (path, body, code) in cases {
-            assert_eq!(e.write_secret(&f.root, path, req(body.clone())).await.unwrap_err().code, code, "{body}");
+            assert_eq!(
+                e.write_secret(&f.root, path, req(body.clone()))
+                    .await
+                    .unwrap_err()
+                    .code,
+                code,
+                "{body}"
+            );
         }
         // Value size at the limit and one past it: the JSON text is what counts.
         let overhead = r#"{"k":""}"#.len();
         let at = "x".repeat(scaivault_engine::limits::MAX_DATA_BYTES - overhead);
-        e.write_secret(&f.root, "a/big", req(serde_json::json!({"data": {"k": at}}))).await.unwrap();
+        e.write_secret(
+            &f.root,
+            "a/big",
+            req(serde_json::json!({"data": {"k": at}})),
+        )
+        .await
+        .unwrap();
         let below = "x".repeat(scaivault_engine::limits::MAX_DATA_BYTES - overhead - 1);
-        e.write_secret(&f.root, "a/big", req(serde_json::json!({"data": {"k": below}}))).await.unwrap();
+        e.write_secret(
+            &f.root,
+            "a/big",
+            req(serde_json::json!({"data": {"k": below}})),
+        )
+        .await
+        .unwrap();
         let over = "x".repeat(scaivault_engine::limits::MAX_DATA_BYTES - overhead + 1);
-        let err = e.write_secret(&f.root, "a/big", req(serde_json::json!({"data": {"k": over}}))).await.unwrap_err();
+        let err = e
+            .write_secret(
+                &f.root,
+                "a/big",
+                req(serde_json::json!({"data": {"k": over}})),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::ValidationError);
         assert!(!err.message.contains("xxxx"), "error echoes the value");
-        assert_eq!(e.secret_versions(&f.root, "a/big").unwrap().len(), 2, "the rejected write added nothing");
+        assert_eq!(
+            e.secret_versions(&f.root, "a/big").unwrap().len(),
+            2,
+            "the rejected write added nothing"
+        );
     });
 }
 
@@ -276,26 +435,65 @@ fn group_membership_grants_through_bindings() {
     let f = fixture();
     rt().block_on(async {
         let e = &f.engine;
-        e.write_secret(&f.root, "infra/dns/key", req(serde_json::json!({"data": {"k": "v"}}))).await.unwrap();
+        e.write_secret(
+            &f.root,
+            "infra/dns/key",
+            req(serde_json::json!({"data": {"k": "v"}})),
+        )
+        .await
+        .unwrap();
         for id in ["group:sre", "user:bob@acme.example"] {
-            e.create_identity(&f.root, CreateIdentity { identity_id: id.into(), display_name: None }).await.unwrap();
+            e.create_identity(
+                &f.root,
+                CreateIdentity {
+                    identity_id: id.into(),
+                    display_name: None,
+                },
+            )
+            .await
+            .unwrap();
         }
         let pol = e
-            .create_policy(&f.root, serde_json::from_value(serde_json::json!({
-                "name": "sre", "rules": [{"path_pattern": "infra/**", "permissions": ["admin"]}]
-            })).unwrap())
+            .create_policy(
+                &f.root,
+                serde_json::from_value(serde_json::json!({
+                    "name": "sre", "rules": [{"path_pattern": "infra/**", "permissions": ["admin"]}]
+                }))
+                .unwrap(),
+            )
             .await
             .unwrap();
-        e.create_binding(&f.root, &pol.id, BindingRequest { identity_type: Some("group".into()), identity_id: "group:sre".into(), expires_at: None })
-            .await
-            .unwrap();
+        e.create_binding(
+            &f.root,
+            &pol.id,
+            BindingRequest {
+                identity_type: Some("group".into()),
+                identity_id: "group:sre".into(),
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
         let t = e
-            .create_token(&f.root, CreateToken { identity_id: "user:bob@acme.example".into(), scopes: vec!["secrets:read".into()], ttl: None, name: None })
+            .create_token(
+                &f.root,
+                CreateToken {
+                    identity_id: "user:bob@acme.example".into(),
+                    scopes: vec!["secrets:read".into()],
+                    ttl: None,
+                    name: None,
+                },
+            )
             .await
             .unwrap();
         let bob = e.authenticate(&t.token, None).unwrap();
-        assert_eq!(e.read_secret(&bob, "infra/dns/key", None).unwrap_err().code, ErrorCode::AccessDenied);
-        e.set_membership(&f.root, "group:sre", "user:bob@acme.example", true).await.unwrap();
+        assert_eq!(
+            e.read_secret(&bob, "infra/dns/key", None).unwrap_err().code,
+            ErrorCode::AccessDenied
+        );
+        e.set_membership(&f.root, "group:sre", "user:bob@acme.example", true)
+            .await
+            .unwrap();
         let bob = e.authenticate(&t.token, None).unwrap();
         assert!(e.read_secret(&bob, "infra/dns/key", None).is_ok());
     });
@@ -335,10 +533,19 @@ fn the_file_reveals_nothing() {
     drop(f.engine);
     let bytes = std::fs::read(&path).unwrap();
     for n in needles {
-        assert!(bytes.windows(n.len()).all(|w| w != n.as_bytes()), "{n} found in the vault file");
+        assert!(
+            bytes.windows(n.len()).all(|w| w != n.as_bytes()),
+            "{n} found in the vault file"
+        );
     }
     // And the vault reopens with everything in it.
     let vault = Arc::new(Vault::open(&path, Unlock::Passphrase(PASS)).unwrap());
     let e = Engine::load(vault, Arc::new(scaivault_engine::SystemClock)).unwrap();
-    assert_eq!(e.list_secrets(&Caller::local_operator(), "environments/", None, None).unwrap().secrets.len(), 20);
+    assert_eq!(
+        e.list_secrets(&Caller::local_operator(), "environments/", None, None)
+            .unwrap()
+            .secrets
+            .len(),
+        20
+    );
 }

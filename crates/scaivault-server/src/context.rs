@@ -29,11 +29,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Auth>()
-            .cloned()
-            .ok_or_else(|| ApiError(Error::new(ErrorCode::AuthenticationRequired, "this endpoint needs a token")))
+        parts.extensions.get::<Auth>().cloned().ok_or_else(|| {
+            ApiError(Error::new(
+                ErrorCode::AuthenticationRequired,
+                "this endpoint needs a token",
+            ))
+        })
     }
 }
 
@@ -41,11 +42,19 @@ fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| {
             let b: [u8; 12] = scaivault_crypto::random_bytes();
-            format!("req_{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+            format!(
+                "req_{}",
+                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+            )
         })
 }
 
@@ -53,7 +62,8 @@ fn request_id(headers: &HeaderMap) -> String {
 pub(crate) fn category(method: &Method, path: &str, public_metrics: bool) -> Category {
     let p = path.trim_end_matches('/');
     match p {
-        "/v1/health" | "/v1/health/ready" | "/v1/version" | "/v1/sys/status" | "/v1/sys/unseal" | "/v1/auth/token" => {
+        "/v1/health" | "/v1/health/ready" | "/v1/version" | "/v1/sys/status" | "/v1/sys/unseal"
+        | "/v1/auth/token" => {
             return Category::Public;
         }
         "/v1/metrics" if public_metrics => return Category::Public,
@@ -71,7 +81,11 @@ pub(crate) fn category(method: &Method, path: &str, public_metrics: bool) -> Cat
         };
     }
     if p.starts_with("/v1/metadata/") || p.starts_with("/v1/versions/") {
-        return if method == Method::PATCH { Category::Write } else { Category::List };
+        return if method == Method::PATCH {
+            Category::Write
+        } else {
+            Category::List
+        };
     }
     if p.starts_with("/v1/restore/") {
         return Category::Delete;
@@ -83,8 +97,17 @@ pub(crate) fn category(method: &Method, path: &str, public_metrics: bool) -> Cat
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
-    let missing = || Error::new(ErrorCode::AuthenticationRequired, "send Authorization: Bearer <token>");
-    let v = headers.get("authorization").ok_or_else(missing)?.to_str().map_err(|_| missing())?;
+    let missing = || {
+        Error::new(
+            ErrorCode::AuthenticationRequired,
+            "send Authorization: Bearer <token>",
+        )
+    };
+    let v = headers
+        .get("authorization")
+        .ok_or_else(missing)?
+        .to_str()
+        .map_err(|_| missing())?;
     let (scheme, token) = v.split_once(' ').ok_or_else(missing)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(missing());
@@ -92,14 +115,21 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
     Ok(token.trim())
 }
 
-pub(crate) async fn request_context(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn request_context(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     state.metrics.begin();
     let rid = request_id(req.headers());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let cat = category(&method, &path, state.config.public_metrics);
-    let source_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let source_ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
 
     let mut limit_headers = None;
     let mut identity = None;
@@ -113,9 +143,12 @@ pub(crate) async fn request_context(State(state): State<Arc<AppState>>, mut req:
                 limit_headers = Some(v);
                 if !allowed {
                     state.metrics.rate_limited(cat.name());
-                    return Err(Error::new(ErrorCode::RateLimited, format!("too many {} requests; retry in {retry}s", cat.name()))
-                        .with("category", cat.name())
-                        .with("retry_after", retry));
+                    return Err(Error::new(
+                        ErrorCode::RateLimited,
+                        format!("too many {} requests; retry in {retry}s", cat.name()),
+                    )
+                    .with("category", cat.name())
+                    .with("retry_after", retry));
                 }
             }
             req.extensions_mut().insert(Auth { engine, caller });
@@ -135,7 +168,9 @@ pub(crate) async fn request_context(State(state): State<Arc<AppState>>, mut req:
         let body = envelope(&e, &rid);
         let mut rendered = (status, axum::Json(body)).into_response();
         std::mem::swap(rendered.headers_mut(), resp.headers_mut());
-        rendered.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+        rendered
+            .headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
         resp = rendered;
     }
     let headers = resp.headers_mut();
@@ -153,7 +188,12 @@ pub(crate) async fn request_context(State(state): State<Arc<AppState>>, mut req:
     }
     let status = resp.status();
     let elapsed = started.elapsed();
-    state.metrics.end(method.as_str(), cat.name(), status.as_u16(), elapsed.as_secs_f64());
+    state.metrics.end(
+        method.as_str(),
+        cat.name(),
+        status.as_u16(),
+        elapsed.as_secs_f64(),
+    );
     // The audit log records here. Until it exists, an access line without any value.
     tracing::debug!(
         target: "scaivault::access",

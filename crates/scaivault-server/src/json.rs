@@ -27,18 +27,31 @@ where
 
 fn map_rejection(r: JsonRejection) -> Error {
     match r {
-        JsonRejection::MissingJsonContentType(_) => {
-            Error::new(ErrorCode::UnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
-        }
-        JsonRejection::JsonSyntaxError(_) => Error::new(ErrorCode::InvalidRequest, "the request body is not valid JSON"),
+        JsonRejection::MissingJsonContentType(_) => Error::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        JsonRejection::JsonSyntaxError(_) => Error::new(
+            ErrorCode::InvalidRequest,
+            "the request body is not valid JSON",
+        ),
         JsonRejection::JsonDataError(e) => Error::new(
             ErrorCode::InvalidRequest,
-            format!("the request body has the wrong shape: {}", redact_values(&e.body_text())),
+            format!(
+                "the request body has the wrong shape: {}",
+                redact_values(&e.body_text())
+            ),
         ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Error::new(ErrorCode::PayloadTooLarge, "the request body is larger than the server accepts")
+            Error::new(
+                ErrorCode::PayloadTooLarge,
+                "the request body is larger than the server accepts",
+            )
         }
-        other => Error::new(ErrorCode::InvalidRequest, format!("unreadable request body: {}", other.status())),
+        other => Error::new(
+            ErrorCode::InvalidRequest,
+            format!("unreadable request body: {}", other.status()),
+        ),
     }
 }
 
@@ -65,16 +78,6 @@ pub(crate) fn redact_values(msg: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn values_are_redacted_names_kept() {
-        let m = super::redact_values("data.cas: invalid type: string \"hunter2\", expected u64 at `cas`");
-        assert!(!m.contains("hunter2"));
-        assert!(m.contains("`cas`"));
-    }
-}
-
 /// Query strings, with rejections as `invalid_request`.
 pub struct ApiQuery<T>(pub T);
 
@@ -85,7 +88,10 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
             Err(e) => Err(ApiError(Error::new(
@@ -93,5 +99,17 @@ where
                 format!("invalid query string: {}", redact_values(&e.body_text())),
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_are_redacted_names_kept() {
+        let m = super::redact_values(
+            "data.cas: invalid type: string \"hunter2\", expected u64 at `cas`",
+        );
+        assert!(!m.contains("hunter2"));
+        assert!(m.contains("`cas`"));
     }
 }

@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
 
 #[derive(Default)]
 pub(crate) struct Metrics {
@@ -26,50 +28,102 @@ impl Metrics {
 
     pub fn end(&self, method: &str, category: &'static str, status: u16, seconds: f64) {
         self.active.fetch_sub(1, Ordering::Relaxed);
-        *self.requests.lock().unwrap_or_else(|p| p.into_inner()).entry((method.to_owned(), category, status)).or_default() += 1;
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((method.to_owned(), category, status))
+            .or_default() += 1;
         for (i, b) in BUCKETS.iter().enumerate() {
             if seconds <= *b {
                 self.buckets[i].fetch_add(1, Ordering::Relaxed);
             }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
 
     pub fn rate_limited(&self, category: &'static str) {
-        *self.rate_limited.lock().unwrap_or_else(|p| p.into_inner()).entry(category).or_default() += 1;
+        *self
+            .rate_limited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(category)
+            .or_default() += 1;
     }
 
     pub fn render(&self, secrets_total: Option<usize>) -> String {
         let mut out = String::new();
-        out.push_str("# HELP scaivault_requests_total HTTP requests by method, path category and status.\n");
+        out.push_str(
+            "# HELP scaivault_requests_total HTTP requests by method, path category and status.\n",
+        );
         out.push_str("# TYPE scaivault_requests_total counter\n");
-        for ((m, c, s), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "scaivault_requests_total{{method=\"{m}\",path_category=\"{c}\",status=\"{s}\"}} {n}");
+        for ((m, c, s), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "scaivault_requests_total{{method=\"{m}\",path_category=\"{c}\",status=\"{s}\"}} {n}"
+            );
         }
         out.push_str("# HELP scaivault_request_duration_seconds HTTP request latency.\n");
         out.push_str("# TYPE scaivault_request_duration_seconds histogram\n");
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "scaivault_request_duration_seconds_bucket{{le=\"{b}\"}} {}", self.buckets[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "scaivault_request_duration_seconds_bucket{{le=\"{b}\"}} {}",
+                self.buckets[i].load(Ordering::Relaxed)
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "scaivault_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "scaivault_request_duration_seconds_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "scaivault_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "scaivault_request_duration_seconds_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "scaivault_request_duration_seconds_count {count}");
         out.push_str("# TYPE scaivault_active_requests gauge\n");
-        let _ = writeln!(out, "scaivault_active_requests {}", self.active.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "scaivault_active_requests {}",
+            self.active.load(Ordering::Relaxed)
+        );
         out.push_str("# TYPE scaivault_rate_limit_hits_total counter\n");
-        for (c, n) in self.rate_limited.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "scaivault_rate_limit_hits_total{{category=\"{c}\"}} {n}");
+        for (c, n) in self
+            .rate_limited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "scaivault_rate_limit_hits_total{{category=\"{c}\"}} {n}"
+            );
         }
         if let Some(n) = secrets_total {
             out.push_str("# TYPE scaivault_secrets_total gauge\n");
             let _ = writeln!(out, "scaivault_secrets_total{{tenant=\"local\"}} {n}");
         }
         out.push_str("# TYPE scaivault_secret_reads_total counter\n");
-        let _ = writeln!(out, "scaivault_secret_reads_total{{tenant=\"local\"}} {}", self.secret_reads.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "scaivault_secret_reads_total{{tenant=\"local\"}} {}",
+            self.secret_reads.load(Ordering::Relaxed)
+        );
         out.push_str("# TYPE scaivault_secret_writes_total counter\n");
-        let _ = writeln!(out, "scaivault_secret_writes_total{{tenant=\"local\"}} {}", self.secret_writes.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "scaivault_secret_writes_total{{tenant=\"local\"}} {}",
+            self.secret_writes.load(Ordering::Relaxed)
+        );
         out
     }
 }

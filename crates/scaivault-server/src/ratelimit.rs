@@ -14,7 +14,10 @@ pub struct RateLimits {
 
 impl Default for RateLimits {
     fn default() -> Self {
-        RateLimits { enabled: true, multiplier: 1.0 }
+        RateLimits {
+            enabled: true,
+            multiplier: 1.0,
+        }
     }
 }
 
@@ -52,7 +55,11 @@ impl Category {
     fn per_minute(self) -> f64 {
         match self {
             Category::Read => 1000.0,
-            Category::Write | Category::Delete | Category::List | Category::Batch | Category::Admin => 100.0,
+            Category::Write
+            | Category::Delete
+            | Category::List
+            | Category::Batch
+            | Category::Admin => 100.0,
             Category::Policy => 50.0,
             Category::PolicyTest => 200.0,
             Category::Auth => 300.0,
@@ -82,7 +89,10 @@ pub(crate) struct Verdict {
 
 impl RateLimiter {
     pub fn new(limits: RateLimits) -> RateLimiter {
-        RateLimiter { limits, buckets: Mutex::new(HashMap::new()) }
+        RateLimiter {
+            limits,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn check(&self, identity: &str, category: Category) -> Option<Verdict> {
@@ -93,7 +103,12 @@ impl RateLimiter {
         let per_sec = capacity / 60.0;
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let b = buckets.entry((identity.to_owned(), category)).or_insert(Bucket { tokens: capacity, last: now });
+        let b = buckets
+            .entry((identity.to_owned(), category))
+            .or_insert(Bucket {
+                tokens: capacity,
+                last: now,
+            });
         b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * per_sec).min(capacity);
         b.last = now;
         let allowed = b.tokens >= 1.0;
@@ -104,7 +119,11 @@ impl RateLimiter {
             allowed,
             limit: capacity as u64,
             remaining: b.tokens.max(0.0) as u64,
-            retry_after: if allowed { 0 } else { ((1.0 - b.tokens) / per_sec).ceil().max(1.0) as u64 },
+            retry_after: if allowed {
+                0
+            } else {
+                ((1.0 - b.tokens) / per_sec).ceil().max(1.0) as u64
+            },
             reset_in: ((capacity - b.tokens) / per_sec).ceil() as u64,
         })
     }
@@ -116,13 +135,26 @@ mod tests {
 
     #[test]
     fn bucket_empties_and_says_when_to_retry() {
-        let l = RateLimiter::new(RateLimits { enabled: true, multiplier: 0.01 });
+        let l = RateLimiter::new(RateLimits {
+            enabled: true,
+            multiplier: 0.01,
+        });
         // 50/min × 0.01 → capacity 1 (floored at 1): one allowed, then refused.
         assert!(l.check("sa:x", Category::Policy).unwrap().allowed);
         let v = l.check("sa:x", Category::Policy).unwrap();
         assert!(!v.allowed);
         assert!(v.retry_after >= 1);
-        assert!(l.check("sa:y", Category::Policy).unwrap().allowed, "buckets are per identity");
-        assert!(RateLimiter::new(RateLimits { enabled: false, multiplier: 1.0 }).check("a", Category::Read).is_none());
+        assert!(
+            l.check("sa:y", Category::Policy).unwrap().allowed,
+            "buckets are per identity"
+        );
+        assert!(
+            RateLimiter::new(RateLimits {
+                enabled: false,
+                multiplier: 1.0
+            })
+            .check("a", Category::Read)
+            .is_none()
+        );
     }
 }

@@ -43,10 +43,10 @@ pub async fn serve(
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             loop {
                 tick.tick().await;
-                if let Ok(engine) = state.engine() {
-                    if let Err(e) = engine.flush_access_times().await {
-                        tracing::warn!(error = %e, "could not persist last-access times");
-                    }
+                if let Ok(engine) = state.engine()
+                    && let Err(e) = engine.flush_access_times().await
+                {
+                    tracing::warn!(error = %e, "could not persist last-access times");
                 }
             }
         })
@@ -63,9 +63,17 @@ pub async fn serve(
     let result = match listen.tls {
         Some((cert, key)) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
-            axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(app).await
+            axum_server::from_tcp_rustls(listener, config)?
+                .handle(handle)
+                .serve(app)
+                .await
         }
-        None => axum_server::from_tcp(listener)?.handle(handle).serve(app).await,
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(app)
+                .await
+        }
     };
     flusher.abort();
     state.close().await;

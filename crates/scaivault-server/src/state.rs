@@ -19,7 +19,11 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_body_bytes: 1024 * 1024, rate_limits: RateLimits::default(), public_metrics: true }
+        ServerConfig {
+            max_body_bytes: 1024 * 1024,
+            rate_limits: RateLimits::default(),
+            public_metrics: true,
+        }
     }
 }
 
@@ -35,7 +39,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(vault_path: PathBuf, engine: Option<Engine>, clock: Arc<dyn Clock>, config: ServerConfig) -> Arc<AppState> {
+    pub fn new(
+        vault_path: PathBuf,
+        engine: Option<Engine>,
+        clock: Arc<dyn Clock>,
+        config: ServerConfig,
+    ) -> Arc<AppState> {
         Arc::new(AppState {
             vault_path,
             engine: RwLock::new(engine.map(Arc::new)),
@@ -52,11 +61,19 @@ impl AppState {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .ok_or_else(|| Error::new(ErrorCode::VaultSealed, "the vault is sealed; unseal it with POST /v1/sys/unseal"))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::VaultSealed,
+                    "the vault is sealed; unseal it with POST /v1/sys/unseal",
+                )
+            })
     }
 
     pub fn is_sealed(&self) -> bool {
-        self.engine.read().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.engine
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 
     pub(crate) fn set_engine(&self, engine: Option<Arc<Engine>>) {
@@ -65,7 +82,11 @@ impl AppState {
 
     /// Flushes in-memory state and closes the file; used at shutdown and on seal.
     pub async fn close(&self) {
-        let engine = self.engine.write().unwrap_or_else(|p| p.into_inner()).take();
+        let engine = self
+            .engine
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(engine) = engine {
             if let Err(e) = engine.flush_access_times().await {
                 tracing::warn!(error = %e, "could not persist last-access times at shutdown");

@@ -4,8 +4,15 @@ use crate::table::Table;
 /// One change in a durable batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutation {
-    Put { table: Table, key: Vec<u8>, value: Vec<u8> },
-    Delete { table: Table, key: Vec<u8> },
+    Put {
+        table: Table,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        table: Table,
+        key: Vec<u8>,
+    },
 }
 
 /// The storage a vault needs: opaque keys and values in named tables, point reads, ordered
@@ -15,7 +22,11 @@ pub trait Backend: Send + Sync + 'static {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Visits every record of `table` in key order until `visit` returns `false`.
-    fn scan(&self, table: Table, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError>;
+    fn scan(
+        &self,
+        table: Table,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
 
     /// Applies every mutation atomically; returns only when the batch is durable.
     fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError>;

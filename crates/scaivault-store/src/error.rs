@@ -11,7 +11,10 @@ pub enum StoreError {
     /// The passphrase or key did not open the root key. Deliberately says nothing more.
     WrongPassphrase,
     /// A record failed to authenticate: tampered, moved, or sealed with another key.
-    Integrity { table: &'static str, detail: String },
+    Integrity {
+        table: &'static str,
+        detail: String,
+    },
     /// The file is not a readable vault (truncated, not redb, damaged structure).
     Corrupt(String),
     UnsupportedFormat(u32),
@@ -30,11 +33,15 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Sealed => f.write_str("the vault is sealed"),
-            StoreError::WrongPassphrase => f.write_str("the passphrase or key does not open this vault"),
+            StoreError::WrongPassphrase => {
+                f.write_str("the passphrase or key does not open this vault")
+            }
             StoreError::Integrity { table, detail } => {
                 write!(f, "integrity check failed in table '{table}': {detail}")
             }
-            StoreError::Corrupt(d) => write!(f, "the vault file is damaged or not a vault file: {d}"),
+            StoreError::Corrupt(d) => {
+                write!(f, "the vault file is damaged or not a vault file: {d}")
+            }
             StoreError::UnsupportedFormat(v) => write!(
                 f,
                 "vault file format version {v} is not supported by this binary (it reads version {})",

@@ -28,7 +28,11 @@ pub struct RawTx<'a> {
 
 impl<'a> RawTx<'a> {
     fn new(backend: &'a dyn Backend) -> Self {
-        RawTx { backend, batch: BTreeMap::new(), job: BTreeMap::new() }
+        RawTx {
+            backend,
+            batch: BTreeMap::new(),
+            job: BTreeMap::new(),
+        }
     }
 
     pub(crate) fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -113,7 +117,11 @@ fn writer_loop(backend: &dyn Backend, rx: mpsc::Receiver<Job>) {
             }
         }
         let batch = raw.mutations();
-        let result = if batch.is_empty() { Ok(()) } else { backend.commit(&batch) };
+        let result = if batch.is_empty() {
+            Ok(())
+        } else {
+            backend.commit(&batch)
+        };
         if let Err(e) = &result {
             tracing::error!(error = %e, jobs = completions.len(), "durable commit failed; batch rejected");
         }

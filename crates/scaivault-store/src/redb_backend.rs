@@ -59,7 +59,9 @@ fn db_error(e: redb::DatabaseError) -> StoreError {
 fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
-        Err(_) => Err(StoreError::Corrupt(format!("{what}: the file structure is damaged"))),
+        Err(_) => Err(StoreError::Corrupt(format!(
+            "{what}: the file structure is damaged"
+        ))),
     }
 }
 
@@ -79,12 +81,17 @@ impl RedbBackend {
             .create_new(true)
             .open(path)
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => StoreError::AlreadyExists(path.display().to_string()),
+                std::io::ErrorKind::AlreadyExists => {
+                    StoreError::AlreadyExists(path.display().to_string())
+                }
                 _ => io_error(&e),
             })?;
         drop(file);
         let db = guard("create", || Self::builder().create(path).map_err(db_error))?;
-        let backend = RedbBackend { db: Db::ReadWrite(db), write_lock: Mutex::new(()) };
+        let backend = RedbBackend {
+            db: Db::ReadWrite(db),
+            write_lock: Mutex::new(()),
+        };
         backend.with_write(|txn| {
             for t in Table::ALL {
                 txn.open_table(def(*t)).map_err(storage)?;
@@ -97,7 +104,10 @@ impl RedbBackend {
     pub fn open(path: &Path) -> Result<RedbBackend, StoreError> {
         Self::check_exists(path)?;
         let db = guard("open", || Self::builder().open(path).map_err(db_error))?;
-        Ok(RedbBackend { db: Db::ReadWrite(db), write_lock: Mutex::new(()) })
+        Ok(RedbBackend {
+            db: Db::ReadWrite(db),
+            write_lock: Mutex::new(()),
+        })
     }
 
     /// Opens without writing to the file — except after a crash: a file that needs
@@ -115,10 +125,15 @@ impl RedbBackend {
                 tracing::warn!("the vault file was not closed cleanly; recovering it");
                 let rw = guard("recover", || Self::builder().open(path).map_err(db_error))?;
                 drop(rw);
-                guard("open", || Self::builder().open_read_only(path).map_err(db_error))?
+                guard("open", || {
+                    Self::builder().open_read_only(path).map_err(db_error)
+                })?
             }
         };
-        Ok(RedbBackend { db: Db::ReadOnly(db), write_lock: Mutex::new(()) })
+        Ok(RedbBackend {
+            db: Db::ReadOnly(db),
+            write_lock: Mutex::new(()),
+        })
     }
 
     fn check_exists(path: &Path) -> Result<(), StoreError> {
@@ -140,7 +155,10 @@ impl RedbBackend {
         .map_err(storage)
     }
 
-    fn with_write<T>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with_write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let Db::ReadWrite(db) = &self.db else {
             return Err(StoreError::Sealed);
         };
@@ -169,7 +187,11 @@ impl Backend for RedbBackend {
         })
     }
 
-    fn scan(&self, table: Table, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
+    fn scan(
+        &self,
+        table: Table,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
         guard("scan", || scan_in(&self.begin_read()?, table, visit))
     }
 
@@ -179,7 +201,8 @@ impl Backend for RedbBackend {
                 match m {
                     Mutation::Put { table, key, value } => {
                         let mut t = txn.open_table(def(*table)).map_err(storage)?;
-                        t.insert(key.as_slice(), value.as_slice()).map_err(storage)?;
+                        t.insert(key.as_slice(), value.as_slice())
+                            .map_err(storage)?;
                     }
                     Mutation::Delete { table, key } => {
                         let mut t = txn.open_table(def(*table)).map_err(storage)?;
@@ -198,7 +221,11 @@ impl Backend for RedbBackend {
             let txn = self.begin_read()?;
             for t in Table::ALL {
                 scan_in(&txn, *t, &mut |k, v| {
-                    batch.push(Mutation::Put { table: *t, key: k.to_vec(), value: v.to_vec() });
+                    batch.push(Mutation::Put {
+                        table: *t,
+                        key: k.to_vec(),
+                        value: v.to_vec(),
+                    });
                     true
                 })?;
             }

@@ -55,16 +55,22 @@ fn read_header(backend: &dyn Backend) -> Result<Header, StoreError> {
         .ok_or_else(|| StoreError::Corrupt("the file has no vault header".into()))?;
     let probe: serde_json::Value = serde_json::from_slice(&raw)
         .map_err(|_| StoreError::Corrupt("the vault header is unreadable".into()))?;
-    let version = probe.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+    let version = probe
+        .get("format_version")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0) as u32;
     if version != FORMAT_VERSION {
         return Err(StoreError::UnsupportedFormat(version));
     }
-    serde_json::from_value(probe).map_err(|_| StoreError::Corrupt("the vault header is unreadable".into()))
+    serde_json::from_value(probe)
+        .map_err(|_| StoreError::Corrupt("the vault header is unreadable".into()))
 }
 
 fn crypto_to_unlock(e: CryptoError) -> StoreError {
     match e {
-        CryptoError::WeakParameters => StoreError::Corrupt("the header's KDF parameters are out of range".into()),
+        CryptoError::WeakParameters => {
+            StoreError::Corrupt("the header's KDF parameters are out of range".into())
+        }
         _ => StoreError::WrongPassphrase,
     }
 }
@@ -75,11 +81,20 @@ fn kek_for(header: &Header, unlock: &Unlock<'_>) -> Result<(Kek, Vec<u8>), Store
         Unlock::Passphrase(p) => {
             let salt = header.salt_bytes().ok_or_else(bad_hex)?;
             let kek = derive_kek(p, &salt, header.kdf).map_err(crypto_to_unlock)?;
-            Ok((kek, hex::decode(&header.wrapped_root).map_err(|_| bad_hex())?))
+            Ok((
+                kek,
+                hex::decode(&header.wrapped_root).map_err(|_| bad_hex())?,
+            ))
         }
         Unlock::KeyFile(material) => {
-            let wrapped = header.wrapped_root_keyfile.as_ref().ok_or(StoreError::WrongPassphrase)?;
-            Ok((Kek::from_key_material(material), hex::decode(wrapped).map_err(|_| bad_hex())?))
+            let wrapped = header
+                .wrapped_root_keyfile
+                .as_ref()
+                .ok_or(StoreError::WrongPassphrase)?;
+            Ok((
+                Kek::from_key_material(material),
+                hex::decode(wrapped).map_err(|_| bad_hex())?,
+            ))
         }
     }
 }
@@ -87,7 +102,8 @@ fn kek_for(header: &Header, unlock: &Unlock<'_>) -> Result<(Kek, Vec<u8>), Store
 impl Vault {
     /// Creates a new vault file protected by `passphrase`.
     pub fn create(path: &Path, passphrase: &[u8], kdf: KdfParams) -> Result<Vault, StoreError> {
-        kdf.check().map_err(|_| StoreError::Io("KDF parameters are below the floor".into()))?;
+        kdf.check()
+            .map_err(|_| StoreError::Io("KDF parameters are below the floor".into()))?;
         if passphrase.is_empty() {
             return Err(StoreError::Io("the passphrase is empty".into()));
         }
@@ -106,7 +122,11 @@ impl Vault {
         };
         let backend = RedbBackend::create(path)?;
         let bytes = serde_json::to_vec(&header).expect("header serializes");
-        backend.commit(&[crate::Mutation::Put { table: Table::Meta, key: HEADER_KEY.to_vec(), value: bytes }])?;
+        backend.commit(&[crate::Mutation::Put {
+            table: Table::Meta,
+            key: HEADER_KEY.to_vec(),
+            value: bytes,
+        }])?;
         Ok(Self::start(path, Arc::new(backend), root, keyring))
     }
 
@@ -125,10 +145,12 @@ impl Vault {
             let root = kek.unwrap_root(&wrapped).map_err(crypto_to_unlock)?;
             let ring_blob = hex::decode(&header.keyring)
                 .map_err(|_| StoreError::Corrupt("the vault header is unreadable".into()))?;
-            let keyring = root.open_keyring(&ring_blob).map_err(|_| StoreError::Integrity {
-                table: "meta",
-                detail: "the keyring failed to authenticate".into(),
-            })?;
+            let keyring = root
+                .open_keyring(&ring_blob)
+                .map_err(|_| StoreError::Integrity {
+                    table: "meta",
+                    detail: "the keyring failed to authenticate".into(),
+                })?;
             (root, keyring)
         };
         let backend = RedbBackend::open(path)?;
@@ -143,7 +165,12 @@ impl Vault {
             root,
         });
         let pipeline = Pipeline::start(backend.clone());
-        Vault { path: path.to_owned(), backend, keys, pipeline: Mutex::new(Some(pipeline)) }
+        Vault {
+            path: path.to_owned(),
+            backend,
+            keys,
+            pipeline: Mutex::new(Some(pipeline)),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -164,15 +191,20 @@ impl Vault {
     }
 
     /// Decrypts every record of a table; stops early when `visit` returns `false`.
-    pub fn scan(&self, table: Table, visit: &mut dyn FnMut(SecretBytes) -> bool) -> Result<(), StoreError> {
+    pub fn scan(
+        &self,
+        table: Table,
+        visit: &mut dyn FnMut(SecretBytes) -> bool,
+    ) -> Result<(), StoreError> {
         let mut failure = None;
-        self.backend.scan(table, &mut |k, v| match self.keys.open(table, k, v) {
-            Ok(plain) => visit(plain),
-            Err(e) => {
-                failure = Some(e);
-                false
-            }
-        })?;
+        self.backend
+            .scan(table, &mut |k, v| match self.keys.open(table, k, v) {
+                Ok(plain) => visit(plain),
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            })?;
         failure.map_or(Ok(()), Err)
     }
 
@@ -189,7 +221,8 @@ impl Vault {
     {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.submit_job(f, reply)?;
-        rx.await.unwrap_or_else(|_| Err(E::from(StoreError::Io("the write job failed".into()))))
+        rx.await
+            .unwrap_or_else(|_| Err(E::from(StoreError::Io("the write job failed".into()))))
     }
 
     /// The blocking form of [`Vault::write`], for callers outside an async runtime.
@@ -203,7 +236,8 @@ impl Vault {
     {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.submit_job(f, reply)?;
-        rx.blocking_recv().unwrap_or_else(|_| Err(E::from(StoreError::Io("the write job failed".into()))))
+        rx.blocking_recv()
+            .unwrap_or_else(|_| Err(E::from(StoreError::Io("the write job failed".into()))))
     }
 
     fn submit_job<R, E>(
@@ -217,7 +251,11 @@ impl Vault {
     {
         let keys = self.keys.clone();
         let job: Job = Box::new(move |raw: &mut RawTx<'_>| -> Completion {
-            let mut tx = WriteTx { raw, keys: &keys, hooks: Vec::new() };
+            let mut tx = WriteTx {
+                raw,
+                keys: &keys,
+                hooks: Vec::new(),
+            };
             let result = f(&mut tx);
             let hooks = std::mem::take(&mut tx.hooks);
             raw.end_job(result.is_ok());
@@ -239,8 +277,13 @@ impl Vault {
     }
 
     /// Changes the passphrase: re-wraps the root key only, O(1) whatever the vault holds.
-    pub async fn change_passphrase(&self, new: Zeroizing<Vec<u8>>, kdf: KdfParams) -> Result<(), StoreError> {
-        kdf.check().map_err(|_| StoreError::Io("KDF parameters are below the floor".into()))?;
+    pub async fn change_passphrase(
+        &self,
+        new: Zeroizing<Vec<u8>>,
+        kdf: KdfParams,
+    ) -> Result<(), StoreError> {
+        kdf.check()
+            .map_err(|_| StoreError::Io("KDF parameters are below the floor".into()))?;
         let salt: [u8; 16] = random_bytes();
         let kek = derive_kek(&new, &salt, kdf).map_err(crypto_to_unlock)?;
         let wrapped = hex::encode(kek.wrap(&self.keys.root));
@@ -255,7 +298,8 @@ impl Vault {
     /// Lets a key file (any high-entropy bytes) unseal the vault, besides the passphrase.
     pub async fn set_key_file(&self, material: Zeroizing<Vec<u8>>) -> Result<(), StoreError> {
         let wrapped = hex::encode(Kek::from_key_material(&material).wrap(&self.keys.root));
-        self.update_header(move |h| h.wrapped_root_keyfile = Some(wrapped)).await
+        self.update_header(move |h| h.wrapped_root_keyfile = Some(wrapped))
+            .await
     }
 
     /// Adds a data key online; every write from now on is sealed with it, older records keep
@@ -273,13 +317,23 @@ impl Vault {
         Ok(new_id)
     }
 
-    async fn update_header(&self, change: impl FnOnce(&mut Header) + Send + 'static) -> Result<(), StoreError> {
+    async fn update_header(
+        &self,
+        change: impl FnOnce(&mut Header) + Send + 'static,
+    ) -> Result<(), StoreError> {
         self.write(move |tx| {
-            let raw = tx.raw.get(Table::Meta, HEADER_KEY)?.ok_or_else(|| StoreError::Corrupt("no header".into()))?;
-            let mut header: Header =
-                serde_json::from_slice(&raw).map_err(|_| StoreError::Corrupt("the vault header is unreadable".into()))?;
+            let raw = tx
+                .raw
+                .get(Table::Meta, HEADER_KEY)?
+                .ok_or_else(|| StoreError::Corrupt("no header".into()))?;
+            let mut header: Header = serde_json::from_slice(&raw)
+                .map_err(|_| StoreError::Corrupt("the vault header is unreadable".into()))?;
             change(&mut header);
-            tx.raw.put(Table::Meta, HEADER_KEY.to_vec(), serde_json::to_vec(&header).expect("serializes"));
+            tx.raw.put(
+                Table::Meta,
+                HEADER_KEY.to_vec(),
+                serde_json::to_vec(&header).expect("serializes"),
+            );
             Ok::<_, StoreError>(())
         })
         .await
@@ -296,7 +350,12 @@ impl Vault {
             records.insert(t.name(), n);
         }
         let ring = self.keys.keyring.read().unwrap_or_else(|p| p.into_inner());
-        Ok(VaultStats { format_version: FORMAT_VERSION, data_keys: ring.len(), active_data_key: ring.active_id(), records })
+        Ok(VaultStats {
+            format_version: FORMAT_VERSION,
+            data_keys: ring.len(),
+            active_data_key: ring.active_id(),
+            records,
+        })
     }
 
     /// Writes a consistent, still-encrypted copy of the vault file.
@@ -306,7 +365,11 @@ impl Vault {
 
     /// Stops the writer after the jobs already queued; later writes fail with `Closed`.
     pub fn shutdown(&self) {
-        let pipeline = self.pipeline.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let pipeline = self
+            .pipeline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(p) = pipeline {
             p.stop();
         }
@@ -347,14 +410,19 @@ impl Keys {
 
     fn open(&self, table: Table, blinded: &[u8], blob: &[u8]) -> Result<SecretBytes, StoreError> {
         let ring = self.keyring.read().unwrap_or_else(|p| p.into_inner());
-        ring.open(&Self::aad(table, blinded), blob).map_err(|e| StoreError::Integrity {
-            table: table.name(),
-            detail: match e {
-                CryptoError::UnknownKey(id) => format!("a record names data key {id}, which the keyring does not hold"),
-                CryptoError::Malformed => "a record is malformed (truncated or overwritten)".into(),
-                _ => "a record failed to authenticate (tampered, moved or replaced)".into(),
-            },
-        })
+        ring.open(&Self::aad(table, blinded), blob)
+            .map_err(|e| StoreError::Integrity {
+                table: table.name(),
+                detail: match e {
+                    CryptoError::UnknownKey(id) => {
+                        format!("a record names data key {id}, which the keyring does not hold")
+                    }
+                    CryptoError::Malformed => {
+                        "a record is malformed (truncated or overwritten)".into()
+                    }
+                    _ => "a record failed to authenticate (tampered, moved or replaced)".into(),
+                },
+            })
     }
 }
 
@@ -375,7 +443,10 @@ impl WriteTx<'_, '_> {
     }
 
     pub fn put(&mut self, table: Table, key: &[u8], plaintext: &[u8]) {
-        debug_assert!(table != Table::Meta, "the meta table holds only the plaintext header");
+        debug_assert!(
+            table != Table::Meta,
+            "the meta table holds only the plaintext header"
+        );
         let blinded = self.keys.blind(table, key);
         let sealed = self.keys.seal(table, &blinded, plaintext);
         self.raw.put(table, blinded, sealed);

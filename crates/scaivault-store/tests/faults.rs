@@ -9,7 +9,10 @@ use scaivault_store::{StoreError, Table, Unlock, Vault};
 const PASS: &[u8] = b"correct horse battery staple";
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn put(vault: &Vault, table: Table, key: &[u8], value: &[u8]) {
@@ -39,7 +42,10 @@ fn round_trip_across_reopen() {
     put(&v, Table::Secrets, b"a/b", b"value-1");
     drop(v);
     let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
-    assert_eq!(v.get(Table::Secrets, b"a/b").unwrap().unwrap().as_bytes(), b"value-1");
+    assert_eq!(
+        v.get(Table::Secrets, b"a/b").unwrap().unwrap().as_bytes(),
+        b"value-1"
+    );
     assert!(v.get(Table::Secrets, b"a/c").unwrap().is_none());
 }
 
@@ -51,10 +57,18 @@ fn wrong_passphrase_is_generic_and_leaves_the_file_unchanged() {
     v.shutdown();
     drop(v);
     let before = std::fs::read(&path).unwrap();
-    let err = Vault::open(&path, Unlock::Passphrase(b"wrong")).err().unwrap();
+    let err = Vault::open(&path, Unlock::Passphrase(b"wrong"))
+        .err()
+        .unwrap();
     assert_eq!(err, StoreError::WrongPassphrase);
-    assert_eq!(std::fs::read(&path).unwrap(), before, "a failed unseal changed the file");
-    let err = Vault::open(&path, Unlock::KeyFile(b"no key file was set")).err().unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "a failed unseal changed the file"
+    );
+    let err = Vault::open(&path, Unlock::KeyFile(b"no key file was set"))
+        .err()
+        .unwrap();
     assert_eq!(err, StoreError::WrongPassphrase);
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
@@ -73,13 +87,14 @@ fn truncated_and_garbage_files_fail_cleanly() {
         std::fs::write(&p, &bytes[..cut]).unwrap();
         let r = Vault::open(&p, Unlock::Passphrase(PASS));
         match r {
-            Err(StoreError::Corrupt(_)) | Err(StoreError::Io(_)) | Err(StoreError::Integrity { .. }) => {}
+            Err(StoreError::Corrupt(_))
+            | Err(StoreError::Io(_))
+            | Err(StoreError::Integrity { .. }) => {}
             Ok(v) => {
                 // A cut past the live data may still open; then every read must authenticate.
                 for i in 0..50u32 {
-                    match v.get(Table::Secrets, format!("k{i}").as_bytes()) {
-                        Ok(Some(p)) => assert_eq!(p.as_bytes(), &[7u8; 300]),
-                        Ok(None) | Err(_) => {}
+                    if let Ok(Some(p)) = v.get(Table::Secrets, format!("k{i}").as_bytes()) {
+                        assert_eq!(p.as_bytes(), &[7u8; 300]);
                     }
                 }
             }
@@ -91,7 +106,10 @@ fn truncated_and_garbage_files_fail_cleanly() {
     let r = Vault::open(&p, Unlock::Passphrase(PASS));
     assert!(matches!(r, Err(StoreError::Corrupt(_))), "{:?}", r.err());
     let missing = dir.path().join("missing.db");
-    assert!(matches!(Vault::open(&missing, Unlock::Passphrase(PASS)), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        Vault::open(&missing, Unlock::Passphrase(PASS)),
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[test]
@@ -126,8 +144,14 @@ fn a_record_copied_over_another_is_detected() {
     bytes[at..at + a.len()].copy_from_slice(&a);
     std::fs::write(&path, &bytes).unwrap();
     let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
-    assert!(matches!(v.get(Table::Secrets, b"bravo"), Err(StoreError::Integrity { .. })));
-    assert_eq!(v.get(Table::Secrets, b"alpha").unwrap().unwrap().as_bytes(), &[1u8; 120]);
+    assert!(matches!(
+        v.get(Table::Secrets, b"bravo"),
+        Err(StoreError::Integrity { .. })
+    ));
+    assert_eq!(
+        v.get(Table::Secrets, b"alpha").unwrap().unwrap().as_bytes(),
+        &[1u8; 120]
+    );
 }
 
 #[test]
@@ -142,7 +166,11 @@ fn failed_jobs_leave_no_trace_and_batches_are_isolated() {
             tasks.push(tokio::spawn(async move {
                 v.write(move |tx| {
                     tx.put(Table::Secrets, format!("k{i}").as_bytes(), b"x");
-                    if i % 2 == 1 { Err(StoreError::Io("refused".into())) } else { Ok(()) }
+                    if i % 2 == 1 {
+                        Err(StoreError::Io("refused".into()))
+                    } else {
+                        Ok(())
+                    }
                 })
                 .await
             }));
@@ -152,7 +180,13 @@ fn failed_jobs_leave_no_trace_and_batches_are_isolated() {
         }
     });
     for i in 0..64u32 {
-        assert_eq!(v.get(Table::Secrets, format!("k{i}").as_bytes()).unwrap().is_some(), i % 2 == 0, "k{i}");
+        assert_eq!(
+            v.get(Table::Secrets, format!("k{i}").as_bytes())
+                .unwrap()
+                .is_some(),
+            i % 2 == 0,
+            "k{i}"
+        );
     }
 }
 
@@ -162,16 +196,30 @@ fn passphrase_change_and_key_rotation() {
     let (path, v) = new_vault(dir.path());
     put(&v, Table::Secrets, b"old", b"sealed with key 1");
     rt().block_on(async {
-        v.change_passphrase(zeroize::Zeroizing::new(b"new passphrase".to_vec()), KdfParams::FLOOR).await.unwrap();
+        v.change_passphrase(
+            zeroize::Zeroizing::new(b"new passphrase".to_vec()),
+            KdfParams::FLOOR,
+        )
+        .await
+        .unwrap();
         assert_eq!(v.rotate_data_key().await.unwrap(), 2);
     });
     put(&v, Table::Secrets, b"new", b"sealed with key 2");
     let sealed = v.raw_record(Table::Secrets, b"new").unwrap().unwrap();
     assert_eq!(scaivault_crypto::Keyring::key_id_of(&sealed).unwrap(), 2);
     drop(v);
-    assert_eq!(Vault::open(&path, Unlock::Passphrase(PASS)).err(), Some(StoreError::WrongPassphrase));
+    assert_eq!(
+        Vault::open(&path, Unlock::Passphrase(PASS)).err(),
+        Some(StoreError::WrongPassphrase)
+    );
     let v = Vault::open(&path, Unlock::Passphrase(b"new passphrase")).unwrap();
-    assert_eq!(v.get(Table::Secrets, b"old").unwrap().unwrap().as_bytes(), b"sealed with key 1");
-    assert_eq!(v.get(Table::Secrets, b"new").unwrap().unwrap().as_bytes(), b"sealed with key 2");
+    assert_eq!(
+        v.get(Table::Secrets, b"old").unwrap().unwrap().as_bytes(),
+        b"sealed with key 1"
+    );
+    assert_eq!(
+        v.get(Table::Secrets, b"new").unwrap().unwrap().as_bytes(),
+        b"sealed with key 2"
+    );
     assert_eq!(v.stats().unwrap().data_keys, 2);
 }

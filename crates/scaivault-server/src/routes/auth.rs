@@ -22,7 +22,10 @@ pub struct IntrospectRequest {
     token: Zeroizing<String>,
 }
 
-pub async fn introspect(auth: Auth, ApiJson(req): ApiJson<IntrospectRequest>) -> Result<Json<Value>, ApiError> {
+pub async fn introspect(
+    auth: Auth,
+    ApiJson(req): ApiJson<IntrospectRequest>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(auth.engine.introspect(&auth.caller, &req.token)?))
 }
 
@@ -40,11 +43,19 @@ pub async fn client_credentials(
     state: axum::extract::State<std::sync::Arc<crate::state::AppState>>,
     ApiJson(req): ApiJson<ClientCredentialsRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    if req.grant_type.as_deref().is_some_and(|g| g != "client_credentials") {
+    if req
+        .grant_type
+        .as_deref()
+        .is_some_and(|g| g != "client_credentials")
+    {
         return Err(Error::invalid_request("grant_type must be client_credentials").into());
     }
     let engine = state.engine()?;
-    Ok(Json(engine.client_credentials(&req.client_id, &req.client_secret).await?))
+    Ok(Json(
+        engine
+            .client_credentials(&req.client_id, &req.client_secret)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -54,11 +65,20 @@ pub struct TokenListQuery {
     identity_id: Option<String>,
 }
 
-pub async fn list_tokens(auth: Auth, ApiQuery(q): ApiQuery<TokenListQuery>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(auth.engine.list_tokens(&auth.caller, q.identity_id.as_deref())?))
+pub async fn list_tokens(
+    auth: Auth,
+    ApiQuery(q): ApiQuery<TokenListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        auth.engine
+            .list_tokens(&auth.caller, q.identity_id.as_deref())?,
+    ))
 }
 
-pub async fn create_token(auth: Auth, ApiJson(req): ApiJson<CreateToken>) -> Result<Response, ApiError> {
+pub async fn create_token(
+    auth: Auth,
+    ApiJson(req): ApiJson<CreateToken>,
+) -> Result<Response, ApiError> {
     let issued = auth.engine.create_token(&auth.caller, req).await?;
     Ok((StatusCode::CREATED, Json(&issued)).into_response())
 }

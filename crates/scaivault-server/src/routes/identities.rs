@@ -20,11 +20,20 @@ pub struct ListQuery {
 }
 
 pub async fn list(auth: Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
-    let kind = q.identity_type.as_deref().map(IdentityType::parse).transpose()?;
-    Ok(Json(json!({ "identities": auth.engine.list_identities(&auth.caller, kind)? })))
+    let kind = q
+        .identity_type
+        .as_deref()
+        .map(IdentityType::parse)
+        .transpose()?;
+    Ok(Json(
+        json!({ "identities": auth.engine.list_identities(&auth.caller, kind)? }),
+    ))
 }
 
-pub async fn create(auth: Auth, ApiJson(req): ApiJson<CreateIdentity>) -> Result<Response, ApiError> {
+pub async fn create(
+    auth: Auth,
+    ApiJson(req): ApiJson<CreateIdentity>,
+) -> Result<Response, ApiError> {
     let v = auth.engine.create_identity(&auth.caller, req).await?;
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
@@ -44,12 +53,29 @@ pub struct MemberRequest {
     member_id: String,
 }
 
-pub async fn add_member(auth: Auth, Path(id): Path<String>, ApiJson(req): ApiJson<MemberRequest>) -> Result<Response, ApiError> {
-    Ok(Json(auth.engine.set_membership(&auth.caller, &id, &req.member_id, true).await?).into_response())
+pub async fn add_member(
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<MemberRequest>,
+) -> Result<Response, ApiError> {
+    Ok(Json(
+        auth.engine
+            .set_membership(&auth.caller, &id, &req.member_id, true)
+            .await?,
+    )
+    .into_response())
 }
 
-pub async fn remove_member(auth: Auth, Path((id, member)): Path<(String, String)>) -> Result<Response, ApiError> {
-    Ok(Json(auth.engine.set_membership(&auth.caller, &id, &member, false).await?).into_response())
+pub async fn remove_member(
+    auth: Auth,
+    Path((id, member)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(Json(
+        auth.engine
+            .set_membership(&auth.caller, &id, &member, false)
+            .await?,
+    )
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -58,8 +84,15 @@ pub struct CredentialRequest {
     scopes: Vec<String>,
 }
 
-pub async fn create_credential(auth: Auth, Path(id): Path<String>, ApiJson(req): ApiJson<CredentialRequest>) -> Result<Response, ApiError> {
+pub async fn create_credential(
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CredentialRequest>,
+) -> Result<Response, ApiError> {
     let scopes = ScopeSet::parse_list(&req.scopes)?;
-    let out = auth.engine.create_client_credential(&auth.caller, &id, scopes).await?;
+    let out = auth
+        .engine
+        .create_client_credential(&auth.caller, &id, scopes)
+        .await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }

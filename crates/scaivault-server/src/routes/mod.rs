@@ -30,33 +30,66 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/secrets", get(secrets::list))
         .route(
             "/v1/secrets/{*path}",
-            get(secrets::read).put(secrets::write).delete(secrets::delete).post(secrets::post),
+            get(secrets::read)
+                .put(secrets::write)
+                .delete(secrets::delete)
+                .post(secrets::post),
         )
-        .route("/v1/metadata/{*path}", get(secrets::metadata).patch(secrets::update_metadata))
+        .route(
+            "/v1/metadata/{*path}",
+            get(secrets::metadata).patch(secrets::update_metadata),
+        )
         .route("/v1/versions/{*path}", get(secrets::versions))
         .route("/v1/restore/{*path}", post(secrets::restore))
         .route("/v1/policies", get(policies::list).post(policies::create))
         .route("/v1/policies/test", post(policies::test))
         .route(
             "/v1/policies/{id}",
-            get(policies::get).put(policies::replace).patch(policies::patch).delete(policies::delete),
+            get(policies::get)
+                .put(policies::replace)
+                .patch(policies::patch)
+                .delete(policies::delete),
         )
-        .route("/v1/policies/{id}/bindings", get(policies::bindings).post(policies::bind))
-        .route("/v1/policies/{id}/bindings/{binding}", delete(policies::unbind))
+        .route(
+            "/v1/policies/{id}/bindings",
+            get(policies::bindings).post(policies::bind),
+        )
+        .route(
+            "/v1/policies/{id}/bindings/{binding}",
+            delete(policies::unbind),
+        )
         .route("/v1/auth/whoami", get(auth::whoami))
         .route("/v1/auth/introspect", post(auth::introspect))
         .route("/v1/auth/token", post(auth::client_credentials))
-        .route("/v1/auth/tokens", get(auth::list_tokens).post(auth::create_token))
+        .route(
+            "/v1/auth/tokens",
+            get(auth::list_tokens).post(auth::create_token),
+        )
         .route("/v1/auth/tokens/{id}", delete(auth::revoke_token))
-        .route("/v1/identities", get(identities::list).post(identities::create))
-        .route("/v1/identities/{id}", get(identities::get).delete(identities::delete))
+        .route(
+            "/v1/identities",
+            get(identities::list).post(identities::create),
+        )
+        .route(
+            "/v1/identities/{id}",
+            get(identities::get).delete(identities::delete),
+        )
         .route("/v1/identities/{id}/members", post(identities::add_member))
-        .route("/v1/identities/{id}/members/{member}", delete(identities::remove_member))
-        .route("/v1/identities/{id}/credentials", post(identities::create_credential))
+        .route(
+            "/v1/identities/{id}/members/{member}",
+            delete(identities::remove_member),
+        )
+        .route(
+            "/v1/identities/{id}/credentials",
+            post(identities::create_credential),
+        )
         .fallback(|| async { ApiError::from(ErrorCode::RouteNotFound) })
         .method_not_allowed_fallback(|| async { ApiError::from(ErrorCode::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), request_context))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
+        ))
         .with_state(state)
 }
 

@@ -25,10 +25,16 @@ pub struct ListQuery {
 
 pub async fn list(auth: Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
     let _ = (&q.scope, q.limit, &q.cursor); // one page holds every policy of a single-node vault
-    Ok(Json(auth.engine.list_policies(&auth.caller, q.include_inactive.unwrap_or(false))?))
+    Ok(Json(auth.engine.list_policies(
+        &auth.caller,
+        q.include_inactive.unwrap_or(false),
+    )?))
 }
 
-pub async fn create(auth: Auth, ApiJson(req): ApiJson<PolicyRequest>) -> Result<Response, ApiError> {
+pub async fn create(
+    auth: Auth,
+    ApiJson(req): ApiJson<PolicyRequest>,
+) -> Result<Response, ApiError> {
     let p = auth.engine.create_policy(&auth.caller, req).await?;
     Ok((StatusCode::CREATED, Json(p)).into_response())
 }
@@ -37,12 +43,30 @@ pub async fn get(auth: Auth, Path(id): Path<String>) -> Result<Response, ApiErro
     Ok(Json(auth.engine.get_policy(&auth.caller, &id)?).into_response())
 }
 
-pub async fn replace(auth: Auth, Path(id): Path<String>, ApiJson(req): ApiJson<PolicyRequest>) -> Result<Response, ApiError> {
-    Ok(Json(auth.engine.update_policy(&auth.caller, &id, req, true).await?).into_response())
+pub async fn replace(
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PolicyRequest>,
+) -> Result<Response, ApiError> {
+    Ok(Json(
+        auth.engine
+            .update_policy(&auth.caller, &id, req, true)
+            .await?,
+    )
+    .into_response())
 }
 
-pub async fn patch(auth: Auth, Path(id): Path<String>, ApiJson(req): ApiJson<PolicyRequest>) -> Result<Response, ApiError> {
-    Ok(Json(auth.engine.update_policy(&auth.caller, &id, req, false).await?).into_response())
+pub async fn patch(
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PolicyRequest>,
+) -> Result<Response, ApiError> {
+    Ok(Json(
+        auth.engine
+            .update_policy(&auth.caller, &id, req, false)
+            .await?,
+    )
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -52,26 +76,46 @@ pub struct DeleteQuery {
     force: Option<bool>,
 }
 
-pub async fn delete(auth: Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<DeleteQuery>) -> Result<StatusCode, ApiError> {
-    auth.engine.delete_policy(&auth.caller, &id, q.force.unwrap_or(false)).await?;
+pub async fn delete(
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> Result<StatusCode, ApiError> {
+    auth.engine
+        .delete_policy(&auth.caller, &id, q.force.unwrap_or(false))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn bindings(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "bindings": auth.engine.list_bindings(&auth.caller, &id)? })))
+    Ok(Json(
+        json!({ "bindings": auth.engine.list_bindings(&auth.caller, &id)? }),
+    ))
 }
 
-pub async fn bind(auth: Auth, Path(id): Path<String>, ApiJson(req): ApiJson<BindingRequest>) -> Result<Response, ApiError> {
+pub async fn bind(
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<BindingRequest>,
+) -> Result<Response, ApiError> {
     let b = auth.engine.create_binding(&auth.caller, &id, req).await?;
     Ok((StatusCode::CREATED, Json(b)).into_response())
 }
 
-pub async fn unbind(auth: Auth, Path((id, binding)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
-    auth.engine.delete_binding(&auth.caller, &id, &binding).await?;
+pub async fn unbind(
+    auth: Auth,
+    Path((id, binding)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    auth.engine
+        .delete_binding(&auth.caller, &id, &binding)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Dry run; not audited (spec §1.8).
-pub async fn test(auth: Auth, ApiJson(req): ApiJson<PolicyTestRequest>) -> Result<Response, ApiError> {
+pub async fn test(
+    auth: Auth,
+    ApiJson(req): ApiJson<PolicyTestRequest>,
+) -> Result<Response, ApiError> {
     Ok(Json(auth.engine.test_policy(&auth.caller, req)?).into_response())
 }

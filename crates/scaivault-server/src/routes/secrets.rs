@@ -28,8 +28,15 @@ pub struct ListQuery {
 }
 
 pub async fn list(auth: Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
-    let page = auth.engine.list_secrets(&auth.caller, q.prefix.as_deref().unwrap_or(""), q.limit, q.cursor.as_deref())?;
-    Ok(Json(serde_json::to_value(page).map_err(|_| Error::internal("serialization failed"))?))
+    let page = auth.engine.list_secrets(
+        &auth.caller,
+        q.prefix.as_deref().unwrap_or(""),
+        q.limit,
+        q.cursor.as_deref(),
+    )?;
+    Ok(Json(
+        serde_json::to_value(page).map_err(|_| Error::internal("serialization failed"))?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -45,7 +52,9 @@ pub async fn read(
     uri: Uri,
     ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<Response, ApiError> {
-    let view = auth.engine.read_secret(&auth.caller, raw_tail(&uri, "/v1/secrets/"), q.version)?;
+    let view = auth
+        .engine
+        .read_secret(&auth.caller, raw_tail(&uri, "/v1/secrets/"), q.version)?;
     state.metrics.secret_reads.fetch_add(1, Ordering::Relaxed);
     Ok(Json(view).into_response())
 }
@@ -56,9 +65,16 @@ pub async fn write(
     uri: Uri,
     ApiJson(req): ApiJson<WriteRequest>,
 ) -> Result<Response, ApiError> {
-    let out = auth.engine.write_secret(&auth.caller, raw_tail(&uri, "/v1/secrets/"), req).await?;
+    let out = auth
+        .engine
+        .write_secret(&auth.caller, raw_tail(&uri, "/v1/secrets/"), req)
+        .await?;
     state.metrics.secret_writes.fetch_add(1, Ordering::Relaxed);
-    let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if out.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(out)).into_response())
 }
 
@@ -72,9 +88,16 @@ pub struct DeleteQuery {
     hard: Option<bool>,
 }
 
-pub async fn delete(auth: Auth, uri: Uri, ApiQuery(q): ApiQuery<DeleteQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn delete(
+    auth: Auth,
+    uri: Uri,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> Result<Json<Value>, ApiError> {
     let permanent = q.permanent.or(q.hard).unwrap_or(false);
-    let s = auth.engine.delete_secret(&auth.caller, raw_tail(&uri, "/v1/secrets/"), permanent).await?;
+    let s = auth
+        .engine
+        .delete_secret(&auth.caller, raw_tail(&uri, "/v1/secrets/"), permanent)
+        .await?;
     Ok(Json(json!({
         "path": s.path, "deleted": true, "permanent": permanent,
         "version_count": s.version_count, "recoverable_until": s.recoverable_until,
@@ -96,14 +119,20 @@ pub async fn post(
             state.metrics.secret_reads.fetch_add(n, Ordering::Relaxed);
             Ok(Json(out))
         }
-        "batch/metadata" => Err(Error::new(ErrorCode::NotImplemented, "batch metadata is not built yet").into()),
+        "batch/metadata" => {
+            Err(Error::new(ErrorCode::NotImplemented, "batch metadata is not built yet").into())
+        }
         _ => Err(ErrorCode::MethodNotAllowed.into()),
     }
 }
 
 pub async fn metadata(auth: Auth, uri: Uri) -> Result<Json<Value>, ApiError> {
-    let s = auth.engine.secret_metadata(&auth.caller, raw_tail(&uri, "/v1/metadata/"))?;
-    Ok(Json(serde_json::to_value(s).map_err(|_| Error::internal("serialization failed"))?))
+    let s = auth
+        .engine
+        .secret_metadata(&auth.caller, raw_tail(&uri, "/v1/metadata/"))?;
+    Ok(Json(
+        serde_json::to_value(s).map_err(|_| Error::internal("serialization failed"))?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -112,18 +141,34 @@ pub struct MetadataPatch {
     metadata: Map<String, Value>,
 }
 
-pub async fn update_metadata(auth: Auth, uri: Uri, ApiJson(req): ApiJson<MetadataPatch>) -> Result<Json<Value>, ApiError> {
-    let s = auth.engine.update_metadata(&auth.caller, raw_tail(&uri, "/v1/metadata/"), req.metadata).await?;
-    Ok(Json(serde_json::to_value(s).map_err(|_| Error::internal("serialization failed"))?))
+pub async fn update_metadata(
+    auth: Auth,
+    uri: Uri,
+    ApiJson(req): ApiJson<MetadataPatch>,
+) -> Result<Json<Value>, ApiError> {
+    let s = auth
+        .engine
+        .update_metadata(&auth.caller, raw_tail(&uri, "/v1/metadata/"), req.metadata)
+        .await?;
+    Ok(Json(
+        serde_json::to_value(s).map_err(|_| Error::internal("serialization failed"))?,
+    ))
 }
 
 pub async fn versions(auth: Auth, uri: Uri) -> Result<Json<Value>, ApiError> {
     let path = raw_tail(&uri, "/v1/versions/");
     let s = auth.engine.secret_metadata(&auth.caller, path)?;
-    Ok(Json(json!({ "path": s.path, "current_version": s.version, "versions": s.versions })))
+    Ok(Json(
+        json!({ "path": s.path, "current_version": s.version, "versions": s.versions }),
+    ))
 }
 
 pub async fn restore(auth: Auth, uri: Uri) -> Result<Json<Value>, ApiError> {
-    let s = auth.engine.restore_secret(&auth.caller, raw_tail(&uri, "/v1/restore/")).await?;
-    Ok(Json(serde_json::to_value(s).map_err(|_| Error::internal("serialization failed"))?))
+    let s = auth
+        .engine
+        .restore_secret(&auth.caller, raw_tail(&uri, "/v1/restore/"))
+        .await?;
+    Ok(Json(
+        serde_json::to_value(s).map_err(|_| Error::internal("serialization failed"))?,
+    ))
 }

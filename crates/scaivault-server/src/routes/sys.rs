@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use scaivault_core::scope::Scope;
 use scaivault_core::Error;
+use scaivault_core::scope::Scope;
 use scaivault_engine::Engine;
 use scaivault_store::{Unlock, Vault};
 use serde::Deserialize;
@@ -30,7 +30,8 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
         });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
-    Json(json!({ "status": "ready", "checks": { "database": "ok", "encryption": "ok" } })).into_response()
+    Json(json!({ "status": "ready", "checks": { "database": "ok", "encryption": "ok" } }))
+        .into_response()
 }
 
 pub async fn version() -> Json<serde_json::Value> {
@@ -41,13 +42,20 @@ pub async fn version() -> Json<serde_json::Value> {
     }))
 }
 
-pub async fn metrics(State(state): State<Arc<AppState>>, auth: Result<Auth, ApiError>) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    auth: Result<Auth, ApiError>,
+) -> Result<Response, ApiError> {
     if !state.config.public_metrics {
         let auth = auth?;
         auth.engine.authorize(&auth.caller, Scope::Admin, None)?;
     }
     let total = state.engine().ok().map(|e| e.secrets_total());
-    Ok(([("content-type", "text/plain; version=0.0.4")], state.metrics.render(total)).into_response())
+    Ok((
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(total),
+    )
+        .into_response())
 }
 
 pub async fn status(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
@@ -70,7 +78,10 @@ pub struct UnsealRequest {
     key: Option<Zeroizing<String>>,
 }
 
-pub async fn unseal(State(state): State<Arc<AppState>>, ApiJson(req): ApiJson<UnsealRequest>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn unseal(
+    State(state): State<Arc<AppState>>,
+    ApiJson(req): ApiJson<UnsealRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     if !state.is_sealed() {
         return Ok(Json(json!({ "sealed": false })));
     }
@@ -78,9 +89,11 @@ pub async fn unseal(State(state): State<Arc<AppState>>, ApiJson(req): ApiJson<Un
         (Some(p), None) => Zeroizing::new(p.as_bytes().to_vec()),
         (None, Some(k)) => {
             use base64::Engine as _;
-            Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(k.as_bytes()).map_err(|_| {
-                Error::invalid_request("key must be base64")
-            })?)
+            Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(k.as_bytes())
+                    .map_err(|_| Error::invalid_request("key must be base64"))?,
+            )
         }
         _ => return Err(Error::invalid_request("send exactly one of passphrase or key").into()),
     };
@@ -89,7 +102,11 @@ pub async fn unseal(State(state): State<Arc<AppState>>, ApiJson(req): ApiJson<Un
     let clock = state.clock.clone();
     // Argon2id takes a quarter of a second by design: keep it off the async workers.
     let engine = tokio::task::spawn_blocking(move || -> Result<Engine, Error> {
-        let unlock = if is_key { Unlock::KeyFile(&material) } else { Unlock::Passphrase(&material) };
+        let unlock = if is_key {
+            Unlock::KeyFile(&material)
+        } else {
+            Unlock::Passphrase(&material)
+        };
         let vault = Vault::open(&path, unlock)?;
         Engine::load(Arc::new(vault), clock)
     })
@@ -102,7 +119,10 @@ pub async fn unseal(State(state): State<Arc<AppState>>, ApiJson(req): ApiJson<Un
     Ok(Json(json!({ "sealed": false })))
 }
 
-pub async fn seal(State(state): State<Arc<AppState>>, auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn seal(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+) -> Result<Json<serde_json::Value>, ApiError> {
     auth.engine.authorize(&auth.caller, Scope::Admin, None)?;
     drop(auth);
     state.close().await;
@@ -112,6 +132,11 @@ pub async fn seal(State(state): State<Arc<AppState>>, auth: Auth) -> Result<Json
 
 pub async fn rotate_key(auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {
     auth.engine.authorize(&auth.caller, Scope::Admin, None)?;
-    let id = auth.engine.vault().rotate_data_key().await.map_err(Error::from)?;
+    let id = auth
+        .engine
+        .vault()
+        .rotate_data_key()
+        .await
+        .map_err(Error::from)?;
     Ok(Json(json!({ "active_data_key": id })))
 }
