@@ -83,6 +83,17 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records serialize")
 }
 
+/// The compact binary form of the hot records (paths, secret heads, versions).
+pub(crate) fn pack<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("records serialize")
+}
+
+pub(crate) fn unpack<T: serde::de::DeserializeOwned>(table: Table, bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|_| {
+        Error::new(ErrorCode::IntegrityError, format!("a record in table '{}' does not decode", table.name()))
+    })
+}
+
 impl Engine {
     /// Loads the in-memory indexes from an unsealed vault.
     pub fn load(vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Result<Engine> {
@@ -91,7 +102,7 @@ impl Engine {
         vault
             .scan(
                 Table::Paths,
-                &mut |plain| match decode::<records::PathRecord>(Table::Paths, plain.as_bytes()) {
+                &mut |plain| match unpack::<records::PathRecord>(Table::Paths, plain.as_bytes()) {
                     Ok(r) => {
                         paths.insert(
                             r.path,

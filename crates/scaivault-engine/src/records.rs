@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-/// Table `paths`: what the listing index needs.
+/// Table `paths`: what the listing index needs. Like the secret heads and versions (the
+/// records on the hot path and the ones unseal decodes by the million) it is stored with
+/// postcard; identities, tokens and policies, read once at unseal, are JSON.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct PathRecord {
     pub path: String,
@@ -30,6 +32,7 @@ pub struct VersionInfo {
 pub struct SecretHead {
     pub path: String,
     pub secret_type: String,
+    #[serde(with = "json_text")]
     pub metadata: Map<String, Value>,
     pub current_version: u64,
     /// Retained versions, oldest first.
@@ -72,6 +75,9 @@ impl fmt::Debug for SecretData {
 
 impl Serialize for SecretData {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return s.serialize_str(&self.0);
+        }
         // Borrowed raw JSON: serialized without an intermediate copy of the values.
         let raw: &serde_json::value::RawValue =
             serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
@@ -81,9 +87,36 @@ impl Serialize for SecretData {
 
 impl<'de> Deserialize<'de> for SecretData {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            return String::deserialize(d).map(|s| SecretData(Zeroizing::new(s)));
+        }
         let raw: Box<serde_json::value::RawValue> = Deserialize::deserialize(d)?;
         let text: Box<str> = raw.into();
         Ok(SecretData(Zeroizing::new(String::from(text))))
+    }
+}
+
+/// Metadata is free-form JSON; binary record formats cannot hold `serde_json::Value`
+/// (it needs a self-describing format), so there it travels as JSON text.
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::{Map, Value};
+
+    pub fn serialize<S: Serializer>(m: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            m.serialize(s)
+        } else {
+            s.serialize_str(&serde_json::to_string(m).map_err(serde::ser::Error::custom)?)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
+        if d.is_human_readable() {
+            Map::deserialize(d)
+        } else {
+            let text = String::deserialize(d)?;
+            serde_json::from_str(&text).map_err(serde::de::Error::custom)
+        }
     }
 }
 
@@ -182,6 +215,33 @@ pub(crate) fn new_id(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hot_records_round_trip_in_postcard() {
+        let head = SecretHead {
+            path: "a/b".into(),
+            secret_type: "kv".into(),
+            metadata: serde_json::from_str(r#"{"tags":["x"],"nested":{"k":1}}"#).unwrap(),
+            current_version: 2,
+            versions: vec![VersionInfo { version: 2, created_at: Timestamp(7), created_by: "user:root".into() }],
+            max_versions: 10,
+            created_at: Timestamp(1),
+            updated_at: Timestamp(2),
+            expires_at: None,
+            last_accessed_at: Some(Timestamp(3)),
+            deleted_at: None,
+            recoverable_until: None,
+            rotation_policy_id: None,
+            secret_policy_id: None,
+        };
+        let bytes = postcard::to_allocvec(&head).unwrap();
+        let back: SecretHead = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.metadata, head.metadata);
+        assert_eq!(back.versions[0].created_at, Timestamp(7));
+        let v = VersionRecord { data: SecretData::from_json_text(r#"{"password":"p"}"#.into()) };
+        let back: VersionRecord = postcard::from_bytes(&postcard::to_allocvec(&v).unwrap()).unwrap();
+        assert_eq!(back.data.as_json_text(), r#"{"password":"p"}"#);
+    }
 
     #[test]
     fn secret_data_never_prints() {

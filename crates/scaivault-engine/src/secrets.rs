@@ -15,12 +15,12 @@ use scaivault_core::path::{SecretPath, validate_prefix};
 use scaivault_core::scope::{Permission, Scope};
 use scaivault_core::time::Timestamp;
 use scaivault_core::{Error, ErrorCode, Result};
-use scaivault_store::Table;
+use scaivault_store::{ReadView, Table};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::records::{PathRecord, SecretData, SecretHead, VersionInfo, VersionRecord};
-use crate::{Caller, Engine, PathEntry, cursor, decode, encode, limits, read, store_err, write};
+use crate::{Caller, Engine, PathEntry, cursor, limits, pack, read, store_err, unpack, write};
 
 pub const SECRET_TYPES: &[&str] = &["kv", "json", "certificate", "ssh_key", "api_key"];
 
@@ -240,14 +240,17 @@ impl Engine {
             .get(Table::Secrets, path.as_bytes())
             .map_err(store_err)?
         {
-            Some(p) => decode(Table::Secrets, p.as_bytes()).map(Some),
+            Some(p) => unpack(Table::Secrets, p.as_bytes()).map(Some),
             None => Ok(None),
         }
     }
 
-    /// The head of a live secret; purges nothing, but treats an expired soft delete as gone.
-    fn live_head(&self, path: &str) -> Result<SecretHead> {
-        let head = self.load_head(path)?.ok_or_else(|| not_found(path))?;
+    /// The head of a live (not soft-deleted) secret, from `view`.
+    fn live_head(&self, view: &ReadView<'_>, path: &str) -> Result<SecretHead> {
+        let head: SecretHead = match view.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
+            Some(p) => unpack(Table::Secrets, p.as_bytes())?,
+            None => return Err(not_found(path)),
+        };
         if head.deleted_at.is_some() {
             return Err(not_found(path)
                 .with("deleted", true)
@@ -290,7 +293,9 @@ impl Engine {
     }
 
     fn read_authorized(&self, path: &str, version: Option<u64>) -> Result<SecretView> {
-        let head = self.live_head(path)?;
+        // Head and version from one snapshot, so a concurrent write cannot pair them wrongly.
+        let view = self.vault.read_view().map_err(store_err)?;
+        let head = self.live_head(&view, path)?;
         let now = self.now();
         if let Some(exp) = head.expires_at.filter(|e| *e <= now) {
             return Err(Error::new(
@@ -313,8 +318,7 @@ impl Engine {
                 .with("path", path)
                 .with("version", v)
             })?;
-        let plain = self
-            .vault
+        let plain = view
             .get(Table::Versions, &version_key(path, v))
             .map_err(store_err)?
             .ok_or_else(|| {
@@ -323,7 +327,7 @@ impl Engine {
                     format!("version {v} of {path} is missing from the file"),
                 )
             })?;
-        let record: VersionRecord = decode(Table::Versions, plain.as_bytes())?;
+        let record: VersionRecord = unpack(Table::Versions, plain.as_bytes())?;
         self.touch(path, now);
         Ok(SecretView {
             path: path.to_owned(),
@@ -382,7 +386,7 @@ impl Engine {
         self.vault
             .write(move |tx| {
                 let existing: Option<SecretHead> = match tx.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
-                    Some(p) => Some(decode(Table::Secrets, p.as_bytes())?),
+                    Some(p) => Some(unpack(Table::Secrets, p.as_bytes())?),
                     None => None,
                 };
                 let mut existing = existing;
@@ -454,10 +458,10 @@ impl Engine {
                     let old = head.versions.remove(0);
                     tx.delete(Table::Versions, &version_key(&path, old.version));
                 }
-                tx.put(Table::Versions, &version_key(&path, version), &encode(&VersionRecord { data: req.data }));
-                tx.put(Table::Secrets, path.as_bytes(), &encode(&head));
+                tx.put(Table::Versions, &version_key(&path, version), &pack(&VersionRecord { data: req.data }));
+                tx.put(Table::Secrets, path.as_bytes(), &pack(&head));
                 if created {
-                    tx.put(Table::Paths, path.as_bytes(), &encode(&PathRecord { path: path.clone(), deleted: false }));
+                    tx.put(Table::Paths, path.as_bytes(), &pack(&PathRecord { path: path.clone(), deleted: false }));
                     let p = path.clone();
                     tx.on_commit(move || {
                         write(&paths).insert(p, PathEntry { deleted: false, last_accessed: AtomicI64::new(0) });
@@ -602,7 +606,7 @@ impl Engine {
             .write(move |tx| {
                 let mut head: SecretHead =
                     match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
-                        Some(b) => decode(Table::Secrets, b.as_bytes())?,
+                        Some(b) => unpack(Table::Secrets, b.as_bytes())?,
                         None => return Err(not_found(&p)),
                     };
                 if head.deleted_at.is_some() {
@@ -617,7 +621,7 @@ impl Engine {
                 }
                 check_metadata(&head.metadata)?;
                 head.updated_at = now;
-                tx.put(Table::Secrets, p.as_bytes(), &encode(&head));
+                tx.put(Table::Secrets, p.as_bytes(), &pack(&head));
                 Ok(head)
             })
             .await?;
@@ -645,7 +649,7 @@ impl Engine {
             .write(move |tx| {
                 let mut head: SecretHead =
                     match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
-                        Some(b) => decode(Table::Secrets, b.as_bytes())?,
+                        Some(b) => unpack(Table::Secrets, b.as_bytes())?,
                         None => return Err(not_found(&p)),
                     };
                 if permanent {
@@ -665,11 +669,11 @@ impl Engine {
                     head.deleted_at = Some(now);
                     head.recoverable_until =
                         Some(now.plus(Duration::from_secs(limits::SOFT_DELETE_RETENTION_SECS)));
-                    tx.put(Table::Secrets, p.as_bytes(), &encode(&head));
+                    tx.put(Table::Secrets, p.as_bytes(), &pack(&head));
                     tx.put(
                         Table::Paths,
                         p.as_bytes(),
-                        &encode(&PathRecord {
+                        &pack(&PathRecord {
                             path: p.clone(),
                             deleted: true,
                         }),
@@ -708,7 +712,7 @@ impl Engine {
             .write(move |tx| {
                 let mut head: SecretHead =
                     match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
-                        Some(b) => decode(Table::Secrets, b.as_bytes())?,
+                        Some(b) => unpack(Table::Secrets, b.as_bytes())?,
                         None => return Err(not_found(&p)),
                     };
                 match head.recoverable_until {
@@ -724,11 +728,11 @@ impl Engine {
                 head.deleted_at = None;
                 head.recoverable_until = None;
                 head.updated_at = now;
-                tx.put(Table::Secrets, p.as_bytes(), &encode(&head));
+                tx.put(Table::Secrets, p.as_bytes(), &pack(&head));
                 tx.put(
                     Table::Paths,
                     p.as_bytes(),
-                    &encode(&PathRecord {
+                    &pack(&PathRecord {
                         path: p.clone(),
                         deleted: false,
                     }),
@@ -811,10 +815,10 @@ impl Engine {
                     let Some(b) = tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? else {
                         continue;
                     };
-                    let mut head: SecretHead = decode(Table::Secrets, b.as_bytes())?;
+                    let mut head: SecretHead = unpack(Table::Secrets, b.as_bytes())?;
                     if head.last_accessed_at.is_none_or(|s| s.0 < t) {
                         head.last_accessed_at = Some(Timestamp(t));
-                        tx.put(Table::Secrets, p.as_bytes(), &encode(&head));
+                        tx.put(Table::Secrets, p.as_bytes(), &pack(&head));
                         n += 1;
                     }
                 }

@@ -21,6 +21,10 @@ pub enum Mutation {
 pub trait Backend: Send + Sync + 'static {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// A consistent read view: several reads that must agree (a secret's head and its
+    /// version) see the same commit.
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, StoreError>;
+
     /// Visits every record of `table` in key order until `visit` returns `false`.
     fn scan(
         &self,
@@ -33,4 +37,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Writes a consistent copy of the whole store to `out` (used by backups and tests).
     fn copy_to(&self, out: &std::path::Path) -> Result<(), StoreError>;
+}
+
+/// Point reads from one consistent view of the store.
+pub trait Snapshot {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 }

@@ -17,9 +17,9 @@ mod redb_backend;
 mod table;
 mod vault;
 
-pub use backend::{Backend, Mutation};
+pub use backend::{Backend, Mutation, Snapshot};
 pub use error::StoreError;
 pub use header::{FORMAT_VERSION, Header};
 pub use redb_backend::RedbBackend;
 pub use table::Table;
-pub use vault::{Unlock, Vault, VaultStats, WriteTx};
+pub use vault::{ReadView, Unlock, Vault, VaultStats, WriteTx};

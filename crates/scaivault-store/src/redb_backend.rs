@@ -8,7 +8,7 @@ use redb::{
     TableError,
 };
 
-use crate::backend::{Backend, Mutation};
+use crate::backend::{Backend, Mutation, Snapshot};
 use crate::error::{StoreError, io_error};
 use crate::table::Table;
 
@@ -174,17 +174,30 @@ impl RedbBackend {
     }
 }
 
+struct RedbSnapshot(redb::ReadTransaction);
+
+impl Snapshot for RedbSnapshot {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        guard("read", || get_in(&self.0, table, key))
+    }
+}
+
+fn get_in(txn: &redb::ReadTransaction, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    let t = match txn.open_table(def(table)) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(storage(e)),
+    };
+    Ok(t.get(key).map_err(storage)?.map(|v| v.value().to_vec()))
+}
+
 impl Backend for RedbBackend {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        guard("read", || {
-            let txn = self.begin_read()?;
-            let t = match txn.open_table(def(table)) {
-                Ok(t) => t,
-                Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(storage(e)),
-            };
-            Ok(t.get(key).map_err(storage)?.map(|v| v.value().to_vec()))
-        })
+        guard("read", || get_in(&self.begin_read()?, table, key))
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, StoreError> {
+        Ok(Box::new(RedbSnapshot(guard("read", || self.begin_read())?)))
     }
 
     fn scan(

@@ -190,6 +190,11 @@ impl Vault {
         }
     }
 
+    /// A consistent view for several reads that must agree.
+    pub fn read_view(&self) -> Result<ReadView<'_>, StoreError> {
+        Ok(ReadView { snapshot: self.backend.snapshot()?, keys: &self.keys })
+    }
+
     /// Decrypts every record of a table; stops early when `visit` returns `false`.
     pub fn scan(
         &self,
@@ -423,6 +428,22 @@ impl Keys {
                     _ => "a record failed to authenticate (tampered, moved or replaced)".into(),
                 },
             })
+    }
+}
+
+/// Reads from one commit, with the same blinding and opening as [`Vault::get`].
+pub struct ReadView<'v> {
+    snapshot: Box<dyn crate::backend::Snapshot + 'v>,
+    keys: &'v Keys,
+}
+
+impl ReadView<'_> {
+    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<SecretBytes>, StoreError> {
+        let blinded = self.keys.blind(table, key);
+        match self.snapshot.get(table, &blinded)? {
+            Some(blob) => self.keys.open(table, &blinded, &blob).map(Some),
+            None => Ok(None),
+        }
     }
 }
 
