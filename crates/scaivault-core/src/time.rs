@@ -42,18 +42,35 @@ impl Timestamp {
 
     /// RFC 3339 with microseconds, e.g. `2026-11-28T18:00:00.123456Z`.
     pub fn to_rfc3339(self) -> String {
-        let dt = OffsetDateTime::from_unix_timestamp_nanos(self.0 as i128 * 1000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            dt.year(),
-            dt.month() as u8,
-            dt.day(),
-            dt.hour(),
-            dt.minute(),
-            dt.second(),
-            dt.microsecond()
-        )
+        // Every API response carries several timestamps: format by hand (Howard Hinnant's
+        // civil-from-days) rather than through a general formatter.
+        let micros = self.0.rem_euclid(1_000_000);
+        let secs = self.0.div_euclid(1_000_000);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        let mut b = [0u8; 27];
+        let mut put = |at: usize, width: usize, mut v: i64| {
+            for k in (0..width).rev() {
+                b[at + k] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y.clamp(0, 9999));
+        put(5, 2, m);
+        put(8, 2, d);
+        put(11, 2, sod / 3600);
+        put(14, 2, sod / 60 % 60);
+        put(17, 2, sod % 60);
+        put(20, 6, micros);
+        b[4] = b'-';
+        b[7] = b'-';
+        b[10] = b'T';
+        b[13] = b':';
+        b[16] = b':';
+        b[19] = b'.';
+        b[26] = b'Z';
+        String::from_utf8(b.to_vec()).expect("ASCII")
     }
 
     pub fn parse_rfc3339(raw: &str) -> Result<Timestamp, Error> {
@@ -95,6 +112,20 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +137,20 @@ mod tests {
         assert_eq!(s, "2025-11-28T18:00:00.123456Z");
         assert_eq!(Timestamp::parse_rfc3339(&s).unwrap(), t);
         assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+    }
+
+    proptest::proptest! {
+        /// The hand-written formatter agrees with the `time` crate on every instant.
+        #[test]
+        fn formatting_matches_the_time_crate(micros in 0i64..253_402_300_799_999_999) {
+            let t = Timestamp(micros);
+            let dt = OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1000).unwrap();
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                dt.year(), dt.month() as u8, dt.day(), dt.hour(), dt.minute(), dt.second(), dt.microsecond()
+            );
+            proptest::prop_assert_eq!(t.to_rfc3339(), expected);
+            proptest::prop_assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()).unwrap(), t);
+        }
     }
 }

@@ -240,7 +240,10 @@ struct Keyed(Hmac<Sha256>);
 
 impl Keyed {
     fn new(key: &Key32) -> Keyed {
-        Keyed(<Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length"))
+        Keyed(
+            <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
+                .expect("HMAC accepts any key length"),
+        )
     }
 
     fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {

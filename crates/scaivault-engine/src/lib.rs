@@ -49,6 +49,48 @@ pub struct Engine {
     policies: Arc<RwLock<Arc<Vec<CompiledPolicy>>>>,
     identities: Arc<RwLock<HashMap<String, IdentityRecord>>>,
     tokens: Arc<RwLock<HashMap<[u8; 32], TokenRecord>>>,
+    heads: Arc<HeadCache>,
+}
+
+/// Decrypted secret heads (metadata, never values) of recently read secrets, so a read
+/// decrypts one record instead of two. Bounded; emptied when full.
+///
+/// Readers insert only if no head changed since they took their snapshot (`seq`), so a
+/// reader racing a write can never cache the head that write replaced.
+#[derive(Default)]
+pub(crate) struct HeadCache {
+    seq: std::sync::atomic::AtomicU64,
+    map: RwLock<HashMap<String, Arc<SecretHead>>>,
+}
+
+impl HeadCache {
+    const CAPACITY: usize = 16_384;
+
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn get(&self, path: &str) -> Option<Arc<SecretHead>> {
+        read(&self.map).get(path).cloned()
+    }
+
+    pub(crate) fn insert_if_unchanged(&self, seq: u64, path: &str, head: Arc<SecretHead>) {
+        let mut map = write(&self.map);
+        if self.seq() != seq {
+            return;
+        }
+        if map.len() >= Self::CAPACITY {
+            map.clear();
+        }
+        map.insert(path.to_owned(), head);
+    }
+
+    /// Called after a durable commit that changed `path`'s head.
+    pub(crate) fn invalidate(&self, path: &str) {
+        let mut map = write(&self.map);
+        self.seq.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        map.remove(path);
+    }
 }
 
 /// Limits that are part of the API contract.
@@ -90,7 +132,10 @@ pub(crate) fn pack<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 pub(crate) fn unpack<T: serde::de::DeserializeOwned>(table: Table, bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(|_| {
-        Error::new(ErrorCode::IntegrityError, format!("a record in table '{}' does not decode", table.name()))
+        Error::new(
+            ErrorCode::IntegrityError,
+            format!("a record in table '{}' does not decode", table.name()),
+        )
     })
 }
 
@@ -130,6 +175,7 @@ impl Engine {
             policies: Arc::default(),
             identities: Arc::default(),
             tokens: Arc::default(),
+            heads: Arc::default(),
         };
         engine.reload_policies()?;
         engine.reload_identities()?;

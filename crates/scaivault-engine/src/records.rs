@@ -223,7 +223,11 @@ mod tests {
             secret_type: "kv".into(),
             metadata: serde_json::from_str(r#"{"tags":["x"],"nested":{"k":1}}"#).unwrap(),
             current_version: 2,
-            versions: vec![VersionInfo { version: 2, created_at: Timestamp(7), created_by: "user:root".into() }],
+            versions: vec![VersionInfo {
+                version: 2,
+                created_at: Timestamp(7),
+                created_by: "user:root".into(),
+            }],
             max_versions: 10,
             created_at: Timestamp(1),
             updated_at: Timestamp(2),
@@ -238,8 +242,11 @@ mod tests {
         let back: SecretHead = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back.metadata, head.metadata);
         assert_eq!(back.versions[0].created_at, Timestamp(7));
-        let v = VersionRecord { data: SecretData::from_json_text(r#"{"password":"p"}"#.into()) };
-        let back: VersionRecord = postcard::from_bytes(&postcard::to_allocvec(&v).unwrap()).unwrap();
+        let v = VersionRecord {
+            data: SecretData::from_json_text(r#"{"password":"p"}"#.into()),
+        };
+        let back: VersionRecord =
+            postcard::from_bytes(&postcard::to_allocvec(&v).unwrap()).unwrap();
         assert_eq!(back.data.as_json_text(), r#"{"password":"p"}"#);
     }
 

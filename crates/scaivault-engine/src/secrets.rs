@@ -15,12 +15,16 @@ use scaivault_core::path::{SecretPath, validate_prefix};
 use scaivault_core::scope::{Permission, Scope};
 use scaivault_core::time::Timestamp;
 use scaivault_core::{Error, ErrorCode, Result};
-use scaivault_store::{ReadView, Table};
+use std::sync::Arc;
+
+use scaivault_store::{ReadView, Table, WriteTx};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::records::{PathRecord, SecretData, SecretHead, VersionInfo, VersionRecord};
-use crate::{Caller, Engine, PathEntry, cursor, limits, pack, read, store_err, unpack, write};
+use crate::{
+    Caller, Engine, HeadCache, PathEntry, cursor, limits, pack, read, store_err, unpack, write,
+};
 
 pub const SECRET_TYPES: &[&str] = &["kv", "json", "certificate", "ssh_key", "api_key"];
 
@@ -124,6 +128,13 @@ pub struct BatchOptions {
     pub fail_fast: bool,
     #[serde(default)]
     pub version: Option<u64>,
+}
+
+/// Writes a head and drops any cached copy once the batch is durable.
+fn put_head(tx: &mut WriteTx<'_, '_>, heads: &Arc<HeadCache>, head: &SecretHead) {
+    tx.put(Table::Secrets, head.path.as_bytes(), &pack(head));
+    let (c, key) = (heads.clone(), head.path.clone());
+    tx.on_commit(move || c.invalidate(&key));
 }
 
 fn not_found(path: &str) -> Error {
@@ -245,11 +256,23 @@ impl Engine {
         }
     }
 
-    /// The head of a live (not soft-deleted) secret, from `view`.
-    fn live_head(&self, view: &ReadView<'_>, path: &str) -> Result<SecretHead> {
-        let head: SecretHead = match view.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
-            Some(p) => unpack(Table::Secrets, p.as_bytes())?,
-            None => return Err(not_found(path)),
+    /// The head of a live (not soft-deleted) secret: from the cache, or from `view` (and then
+    /// cached, unless a head changed while it was being read).
+    fn live_head(&self, view: &ReadView<'_>, path: &str) -> Result<Arc<SecretHead>> {
+        let head = match self.heads.get(path) {
+            Some(h) => h,
+            None => {
+                let seq = self.heads.seq();
+                let head: Arc<SecretHead> = match view
+                    .get(Table::Secrets, path.as_bytes())
+                    .map_err(store_err)?
+                {
+                    Some(p) => Arc::new(unpack(Table::Secrets, p.as_bytes())?),
+                    None => return Err(not_found(path)),
+                };
+                self.heads.insert_if_unchanged(seq, path, head.clone());
+                head
+            }
         };
         if head.deleted_at.is_some() {
             return Err(not_found(path)
@@ -318,14 +341,17 @@ impl Engine {
                 .with("path", path)
                 .with("version", v)
             })?;
+        // A cached head may name a version that a write pruned a moment ago.
         let plain = view
             .get(Table::Versions, &version_key(path, v))
             .map_err(store_err)?
             .ok_or_else(|| {
                 Error::new(
-                    ErrorCode::IntegrityError,
-                    format!("version {v} of {path} is missing from the file"),
+                    ErrorCode::VersionNotFound,
+                    format!("version {v} of {path} does not exist or was pruned"),
                 )
+                .with("path", path)
+                .with("version", v)
             })?;
         let record: VersionRecord = unpack(Table::Versions, plain.as_bytes())?;
         self.touch(path, now);
@@ -383,6 +409,7 @@ impl Engine {
         let path = path.as_str().to_owned();
         let paths = self.paths.clone();
         let accessed = self.last_accessed_hint(&path);
+        let heads = self.heads.clone();
         self.vault
             .write(move |tx| {
                 let existing: Option<SecretHead> = match tx.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
@@ -459,7 +486,7 @@ impl Engine {
                     tx.delete(Table::Versions, &version_key(&path, old.version));
                 }
                 tx.put(Table::Versions, &version_key(&path, version), &pack(&VersionRecord { data: req.data }));
-                tx.put(Table::Secrets, path.as_bytes(), &pack(&head));
+                put_head(tx, &heads, &head);
                 if created {
                     tx.put(Table::Paths, path.as_bytes(), &pack(&PathRecord { path: path.clone(), deleted: false }));
                     let p = path.clone();
@@ -601,6 +628,7 @@ impl Engine {
         )?;
         let now = self.now();
         let p = path.as_str().to_owned();
+        let heads = self.heads.clone();
         let head = self
             .vault
             .write(move |tx| {
@@ -621,7 +649,7 @@ impl Engine {
                 }
                 check_metadata(&head.metadata)?;
                 head.updated_at = now;
-                tx.put(Table::Secrets, p.as_bytes(), &pack(&head));
+                put_head(tx, &heads, &head);
                 Ok(head)
             })
             .await?;
@@ -644,6 +672,7 @@ impl Engine {
         let now = self.now();
         let p = path.as_str().to_owned();
         let paths = self.paths.clone();
+        let heads = self.heads.clone();
         let head = self
             .vault
             .write(move |tx| {
@@ -657,6 +686,8 @@ impl Engine {
                         tx.delete(Table::Versions, &version_key(&p, v.version));
                     }
                     tx.delete(Table::Secrets, p.as_bytes());
+                    let (c, key) = (heads.clone(), p.clone());
+                    tx.on_commit(move || c.invalidate(&key));
                     tx.delete(Table::Paths, p.as_bytes());
                     let key = p.clone();
                     tx.on_commit(move || {
@@ -669,7 +700,7 @@ impl Engine {
                     head.deleted_at = Some(now);
                     head.recoverable_until =
                         Some(now.plus(Duration::from_secs(limits::SOFT_DELETE_RETENTION_SECS)));
-                    tx.put(Table::Secrets, p.as_bytes(), &pack(&head));
+                    put_head(tx, &heads, &head);
                     tx.put(
                         Table::Paths,
                         p.as_bytes(),
@@ -707,6 +738,7 @@ impl Engine {
         let now = self.now();
         let p = path.as_str().to_owned();
         let paths = self.paths.clone();
+        let heads = self.heads.clone();
         let head = self
             .vault
             .write(move |tx| {
@@ -728,7 +760,7 @@ impl Engine {
                 head.deleted_at = None;
                 head.recoverable_until = None;
                 head.updated_at = now;
-                tx.put(Table::Secrets, p.as_bytes(), &pack(&head));
+                put_head(tx, &heads, &head);
                 tx.put(
                     Table::Paths,
                     p.as_bytes(),
@@ -801,13 +833,15 @@ impl Engine {
         let dirty: Vec<(String, i64)> = read(&self.paths)
             .iter()
             .filter_map(|(p, e)| {
-                let t = e.last_accessed.load(Ordering::Relaxed);
+                // Taken, not copied: a path is flushed once per access burst, not every tick.
+                let t = e.last_accessed.swap(0, Ordering::Relaxed);
                 (t != 0).then(|| (p.clone(), t))
             })
             .collect();
         if dirty.is_empty() {
             return Ok(0);
         }
+        let heads = self.heads.clone();
         self.vault
             .write(move |tx| {
                 let mut n = 0;
@@ -818,7 +852,7 @@ impl Engine {
                     let mut head: SecretHead = unpack(Table::Secrets, b.as_bytes())?;
                     if head.last_accessed_at.is_none_or(|s| s.0 < t) {
                         head.last_accessed_at = Some(Timestamp(t));
-                        tx.put(Table::Secrets, p.as_bytes(), &pack(&head));
+                        put_head(tx, &heads, &head);
                         n += 1;
                     }
                 }

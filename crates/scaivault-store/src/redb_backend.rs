@@ -182,7 +182,11 @@ impl Snapshot for RedbSnapshot {
     }
 }
 
-fn get_in(txn: &redb::ReadTransaction, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+fn get_in(
+    txn: &redb::ReadTransaction,
+    table: Table,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
     let t = match txn.open_table(def(table)) {
         Ok(t) => t,
         Err(TableError::TableDoesNotExist(_)) => return Ok(None),

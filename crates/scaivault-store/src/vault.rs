@@ -192,7 +192,10 @@ impl Vault {
 
     /// A consistent view for several reads that must agree.
     pub fn read_view(&self) -> Result<ReadView<'_>, StoreError> {
-        Ok(ReadView { snapshot: self.backend.snapshot()?, keys: &self.keys })
+        Ok(ReadView {
+            snapshot: self.backend.snapshot()?,
+            keys: &self.keys,
+        })
     }
 
     /// Decrypts every record of a table; stops early when `visit` returns `false`.
