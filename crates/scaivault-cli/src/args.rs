@@ -65,6 +65,9 @@ pub enum Command {
     /// Access policies and their bindings.
     #[command(subcommand)]
     Policies(PoliciesCmd),
+    /// Query, summarise, export and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Seal state, keys and passphrase.
     #[command(subcommand)]
     Operator(OperatorCmd),
@@ -301,6 +304,57 @@ pub enum PoliciesCmd {
         permission: String,
         #[arg(long)]
         identity: String,
+    },
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct AuditFilter {
+    #[arg(long)]
+    pub identity_id: Option<String>,
+    #[arg(long)]
+    pub action: Option<String>,
+    #[arg(long)]
+    pub path_prefix: Option<String>,
+    /// RFC 3339, or "1 hour ago", "2 days ago", yesterday, today.
+    #[arg(long)]
+    pub start: Option<String>,
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Only successes (true) or failures (false).
+    #[arg(long)]
+    pub success: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Entries, newest first (`--json` prints {"logs": [...]}).
+    Query {
+        #[command(flatten)]
+        filter: AuditFilter,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Counts by action and identity.
+    Summary {
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+    },
+    /// Walk the hash chain; names the first broken entry.
+    Verify {
+        /// Start from the last checkpoint instead of the first entry.
+        #[arg(long)]
+        fast: bool,
+    },
+    /// Write matching entries to a JSON-lines or CSV file.
+    Export {
+        #[command(flatten)]
+        filter: AuditFilter,
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 

@@ -5,6 +5,7 @@
 
 mod admin;
 mod args;
+mod audit;
 mod bench;
 mod config;
 mod output;
@@ -99,17 +100,77 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Init(a) => serve::init(&g, a, &out).await,
         Command::Dev(a) => serve::dev(&g, a, &out).await,
         Command::Server(a) => serve::server(&g, a).await,
-        Command::Secrets(c) => secrets::run(&target(&g)?, c, &out).await,
+        Command::Secrets(c) => {
+            let (action, path) = secrets::describe(&c);
+            let t = target(&g)?;
+            let result = secrets::run(&t, c, &out).await;
+            audit_local(&t, action.into(), path, &result).await?;
+            result
+        }
         Command::Auth(c) => admin::auth(&target(&g)?, c, &out).await,
         Command::Config(ConfigCmd::Set { key, value }) => {
             config::set(&key, &value).map_err(|m| Error::new(ErrorCode::InvalidRequest, m))?;
             println!("Saved {key} in {}", config::path().display());
             Ok(())
         }
-        Command::Identity(c) => admin::identity(&target(&g)?, c, &out).await,
-        Command::Tokens(c) => admin::tokens(&target(&g)?, c, &out).await,
-        Command::Policies(c) => admin::policies(&target(&g)?, c, &out).await,
+        Command::Identity(c) => {
+            let action = format!("identity_{}", variant(&c));
+            let t = target(&g)?;
+            let result = admin::identity(&t, c, &out).await;
+            audit_local(&t, action, None, &result).await?;
+            result
+        }
+        Command::Tokens(c) => {
+            let action = format!("tokens_{}", variant(&c));
+            let t = target(&g)?;
+            let result = admin::tokens(&t, c, &out).await;
+            audit_local(&t, action, None, &result).await?;
+            result
+        }
+        Command::Policies(c) => {
+            let action = format!("policies_{}", variant(&c));
+            let t = target(&g)?;
+            let result = admin::policies(&t, c, &out).await;
+            audit_local(&t, action, None, &result).await?;
+            result
+        }
+        Command::Audit(c) => audit::run(&target(&g)?, c, &out).await,
         Command::Operator(c) => serve::operator(&g, || target(&g), c, &out).await,
         Command::Bench(c) => bench::run(c, &out).await,
     }
+}
+
+/// The lower-case name of a subcommand (`Create { .. }` → `create`), for audit actions.
+fn variant(c: &impl std::fmt::Debug) -> String {
+    let d = format!("{c:?}");
+    d.split(|ch: char| !ch.is_alphanumeric())
+        .next()
+        .unwrap_or("")
+        .to_lowercase()
+}
+
+/// Local mode is audited like the API: one entry per command, made durable before the
+/// command reports success; a command whose entry cannot be written fails.
+async fn audit_local(
+    t: &Target,
+    action: String,
+    path: Option<String>,
+    result: &CliResult<()>,
+) -> CliResult<()> {
+    let Target::Local(engine) = t else {
+        return Ok(());
+    };
+    let caller = target::local_caller();
+    let rid = format!("local_{}", std::process::id());
+    let mut input = scaivault_engine::input_for(Some(&caller), &action, path.as_deref(), &rid);
+    input.user_agent =
+        Some(concat!("scaivault-cli/", env!("CARGO_PKG_VERSION"), " (local)").to_owned());
+    input.success = result.is_ok();
+    if let Err(e) = result {
+        input
+            .extra_data
+            .insert("error_code".into(), e.error.code.as_str().into());
+    }
+    engine.record_audit(input).await?;
+    Ok(())
 }

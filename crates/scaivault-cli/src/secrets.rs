@@ -132,6 +132,26 @@ fn write_body(args: &WriteArgs) -> Result<Value, Error> {
     Ok(body)
 }
 
+/// The audit action and path of a command (local mode records them like the API does).
+pub fn describe(cmd: &SecretsCmd) -> (&'static str, Option<String>) {
+    match cmd {
+        SecretsCmd::Write(a) => ("write", Some(a.path.clone())),
+        SecretsCmd::Read { path, .. } => ("read", Some(path.clone())),
+        SecretsCmd::List { .. } => ("list", None),
+        SecretsCmd::Delete { path, .. } => ("delete", Some(path.clone())),
+        SecretsCmd::Restore { path } => ("restore", Some(path.clone())),
+        SecretsCmd::Versions { path } => ("versions", Some(path.clone())),
+        SecretsCmd::Metadata { path, set } => (
+            if set.is_empty() {
+                "metadata_read"
+            } else {
+                "metadata_update"
+            },
+            Some(path.clone()),
+        ),
+    }
+}
+
 pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
     match cmd {
         SecretsCmd::Write(args) => {

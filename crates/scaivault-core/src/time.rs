@@ -112,6 +112,53 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+impl Timestamp {
+    /// A time as people type it on a command line: RFC 3339, `now`, `today`, `yesterday`, or
+    /// `N <unit>[s] ago` with seconds, minutes, hours, days or weeks.
+    pub fn parse_human(raw: &str, now: Timestamp) -> Result<Timestamp, Error> {
+        let s = raw.trim().to_ascii_lowercase();
+        let bad = || {
+            Error::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "cannot read the time {raw:?}: use RFC 3339, 'now', 'today', 'yesterday' or 'N hours ago'"
+                ),
+            )
+        };
+        let midnight = Timestamp::from_unix_seconds(
+            now.unix_seconds() - now.unix_seconds().rem_euclid(86_400),
+        );
+        match s.as_str() {
+            "now" => return Ok(now),
+            "today" => return Ok(midnight),
+            "yesterday" => return Ok(midnight.minus(std::time::Duration::from_secs(86_400))),
+            _ => {}
+        }
+        if let Some(rest) = s.strip_suffix(" ago") {
+            let mut parts = rest.split_whitespace();
+            let n: u64 = parts.next().and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+            let unit = parts.next().ok_or_else(bad)?;
+            if parts.next().is_some() {
+                return Err(bad());
+            }
+            let scale = match unit.trim_end_matches('s') {
+                "second" | "sec" => 1,
+                "minute" | "min" => 60,
+                "hour" => 3600,
+                "day" => 86_400,
+                "week" => 7 * 86_400,
+                _ => return Err(bad()),
+            };
+            let secs = n
+                .checked_mul(scale)
+                .filter(|s| *s < 100 * 365 * 86_400)
+                .ok_or_else(bad)?;
+            return Ok(now.minus(std::time::Duration::from_secs(secs)));
+        }
+        Timestamp::parse_rfc3339(raw.trim()).map_err(|_| bad())
+    }
+}
+
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
@@ -137,6 +184,31 @@ mod tests {
         assert_eq!(s, "2025-11-28T18:00:00.123456Z");
         assert_eq!(Timestamp::parse_rfc3339(&s).unwrap(), t);
         assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn human_times() {
+        let now = Timestamp::parse_rfc3339("2026-11-28T18:30:00Z").unwrap();
+        let p = |s: &str| Timestamp::parse_human(s, now).map(|t| t.to_rfc3339());
+        assert_eq!(p("1 hour ago").unwrap(), "2026-11-28T17:30:00.000000Z");
+        assert_eq!(p("2 days ago").unwrap(), "2026-11-26T18:30:00.000000Z");
+        assert_eq!(p("30 minutes ago").unwrap(), "2026-11-28T18:00:00.000000Z");
+        assert_eq!(p("yesterday").unwrap(), "2026-11-27T00:00:00.000000Z");
+        assert_eq!(p("today").unwrap(), "2026-11-28T00:00:00.000000Z");
+        assert_eq!(
+            p("2026-01-02T03:04:05Z").unwrap(),
+            "2026-01-02T03:04:05.000000Z"
+        );
+        for bad in [
+            "",
+            "soon",
+            "1 fortnight ago",
+            "x hours ago",
+            "1 hour ago please",
+            "-1 hours ago",
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
     }
 
     proptest::proptest! {

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod caller;
 mod clock;
 mod cursor;
@@ -21,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, RwLock};
 
+pub use audit::{AuditEntry, AuditInput, AuditQuery, VerifyReport, input_for};
 pub use caller::Caller;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use identities::{CreateIdentity, IdentityView};

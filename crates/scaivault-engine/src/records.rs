@@ -98,7 +98,7 @@ impl<'de> Deserialize<'de> for SecretData {
 
 /// Metadata is free-form JSON; binary record formats cannot hold `serde_json::Value`
 /// (it needs a self-describing format), so there it travels as JSON text.
-mod json_text {
+pub(crate) mod json_text {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use serde_json::{Map, Value};
 

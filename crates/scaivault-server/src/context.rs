@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use scaivault_core::{Error, ErrorCode};
-use scaivault_engine::{Caller, Engine};
+use scaivault_engine::{AuditInput, Caller, Engine};
 
 use crate::error::{ApiError, PendingError, envelope};
 use crate::ratelimit::Category;
@@ -93,7 +93,91 @@ pub(crate) fn category(method: &Method, path: &str, public_metrics: bool) -> Cat
     if p.starts_with("/v1/policies") {
         return Category::Policy;
     }
+    if p.starts_with("/v1/audit") {
+        return Category::Audit;
+    }
     Category::Admin
+}
+
+/// Extra facts a handler adds to its request's audit entry (the version read, …).
+#[derive(Clone, Default)]
+pub(crate) struct AuditNote(pub serde_json::Map<String, serde_json::Value>);
+
+/// The audit action for a request, and the secret path it names; `None` for requests that
+/// are not audited (health, version, metrics, status and policy dry-runs).
+pub(crate) fn audit_action(method: &Method, path: &str) -> Option<(&'static str, Option<String>)> {
+    let p = path.trim_end_matches('/');
+    let tail = |prefix: &str| {
+        p.strip_prefix(prefix)
+            .map(|t| t.chars().take(512).collect::<String>())
+    };
+    if let Some(t) = tail("/v1/secrets/") {
+        if method == Method::POST && (t == "batch" || t == "batch/metadata") {
+            return Some(("read", None));
+        }
+        let action = match *method {
+            Method::GET | Method::HEAD => "read",
+            Method::DELETE => "delete",
+            _ => "write",
+        };
+        return Some((action, Some(t)));
+    }
+    if let Some(t) = tail("/v1/metadata/") {
+        return Some((
+            if method == Method::PATCH {
+                "metadata_update"
+            } else {
+                "metadata_read"
+            },
+            Some(t),
+        ));
+    }
+    if let Some(t) = tail("/v1/versions/") {
+        return Some(("versions", Some(t)));
+    }
+    if let Some(t) = tail("/v1/restore/") {
+        return Some(("restore", Some(t)));
+    }
+    let action = match (method.as_str(), p) {
+        (
+            _,
+            "/v1/health" | "/v1/health/ready" | "/v1/version" | "/v1/metrics" | "/v1/sys/status",
+        ) => return None,
+        (_, "/v1/policies/test") => return None,
+        ("GET", "/v1/secrets") => "list",
+        ("POST", "/v1/policies") => "policy_create",
+        ("PUT" | "PATCH", p) if p.starts_with("/v1/policies/") => "policy_update",
+        ("POST", p) if p.starts_with("/v1/policies/") && p.ends_with("/bindings") => "policy_bind",
+        ("DELETE", p) if p.starts_with("/v1/policies/") && p.contains("/bindings/") => {
+            "policy_unbind"
+        }
+        ("DELETE", p) if p.starts_with("/v1/policies/") => "policy_delete",
+        ("GET", p) if p.starts_with("/v1/policies") => "policy_read",
+        ("GET", p) if p.starts_with("/v1/audit") => "audit_query",
+        ("POST", "/v1/auth/token") => "token_issue",
+        ("POST", "/v1/auth/tokens") => "token_create",
+        ("DELETE", p) if p.starts_with("/v1/auth/tokens/") => "token_revoke",
+        ("GET", "/v1/auth/tokens") => "token_list",
+        ("GET", "/v1/auth/whoami") => "whoami",
+        ("POST", "/v1/auth/introspect") => "introspect",
+        ("POST", "/v1/identities") => "identity_create",
+        ("DELETE", p) if p.starts_with("/v1/identities/") && p.contains("/members/") => {
+            "identity_member_remove"
+        }
+        ("POST", p) if p.starts_with("/v1/identities/") && p.ends_with("/members") => {
+            "identity_member_add"
+        }
+        ("POST", p) if p.starts_with("/v1/identities/") && p.ends_with("/credentials") => {
+            "credential_create"
+        }
+        ("DELETE", p) if p.starts_with("/v1/identities/") => "identity_delete",
+        ("GET", p) if p.starts_with("/v1/identities") => "identity_read",
+        ("POST", "/v1/sys/unseal") => "unseal",
+        ("POST", "/v1/sys/seal") => "seal",
+        ("POST", "/v1/sys/rotate-key") => "key_rotate",
+        _ => "request",
+    };
+    Some((action, None))
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
@@ -131,8 +215,14 @@ pub(crate) async fn request_context(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
 
+    let user_agent = req
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let mut limit_headers = None;
     let mut identity = None;
+    let mut caller_seen: Option<Caller> = None;
     let outcome: Result<Response, Error> = async {
         if cat != Category::Public {
             let engine = state.engine()?;
@@ -151,6 +241,7 @@ pub(crate) async fn request_context(
                     .with("retry_after", retry));
                 }
             }
+            caller_seen = Some(caller.clone());
             req.extensions_mut().insert(Auth { engine, caller });
         }
         Ok(next.run(req).await)
@@ -161,6 +252,45 @@ pub(crate) async fn request_context(
         Ok(r) => r,
         Err(e) => ApiError(e).into_response(),
     };
+    // Fail closed: a request whose audit entry cannot be made durable returns nothing.
+    if let Some((action, secret_path)) = audit_action(&method, &path)
+        && let Ok(engine) = state.engine()
+    {
+        let mut extra = resp
+            .extensions_mut()
+            .remove::<AuditNote>()
+            .unwrap_or_default()
+            .0;
+        if let Some(PendingError(e)) = resp.extensions().get::<PendingError>() {
+            extra.insert("error_code".into(), e.code.as_str().into());
+        }
+        extra.insert("status".into(), resp.status().as_u16().into());
+        let input = AuditInput {
+            action: action.to_owned(),
+            identity_type: caller_seen.as_ref().map(|c| c.identity_type),
+            identity_id: caller_seen.as_ref().map(|c| c.identity_id.to_string()),
+            secret_path,
+            source_ip: source_ip.map(|ip| ip.to_string()),
+            user_agent,
+            success: resp.status().as_u16() < 400,
+            duration_ms: started.elapsed().as_millis() as u64,
+            request_id: rid.clone(),
+            extra_data: extra,
+        };
+        if let Err(e) = engine.record_audit(input).await {
+            tracing::error!(request_id = %rid, code = e.code.as_str(), "audit entry could not be made durable; request failed");
+            let code = if e.code == ErrorCode::StorageFull {
+                ErrorCode::StorageFull
+            } else {
+                ErrorCode::InternalError
+            };
+            resp = ApiError(Error::new(
+                code,
+                "the request could not be recorded in the audit log, so it returns nothing",
+            ))
+            .into_response();
+        }
+    }
     let mut error_code = None;
     if let Some(PendingError(e)) = resp.extensions_mut().remove::<PendingError>() {
         error_code = Some(e.code);
@@ -194,7 +324,7 @@ pub(crate) async fn request_context(
         status.as_u16(),
         elapsed.as_secs_f64(),
     );
-    // The audit log records here. Until it exists, an access line without any value.
+    // An access line without any value; the audit entry above is the record.
     tracing::debug!(
         target: "scaivault::access",
         request_id = %rid, method = %method, category = cat.name(), status = status.as_u16(),

@@ -31,6 +31,7 @@ pub(crate) enum Category {
     Policy,
     PolicyTest,
     Auth,
+    Audit,
     Admin,
     Public,
 }
@@ -46,6 +47,7 @@ impl Category {
             Category::Policy => "policy",
             Category::PolicyTest => "policy_test",
             Category::Auth => "auth",
+            Category::Audit => "audit",
             Category::Admin => "admin",
             Category::Public => "public",
         }
@@ -60,7 +62,7 @@ impl Category {
             | Category::List
             | Category::Batch
             | Category::Admin => 100.0,
-            Category::Policy => 50.0,
+            Category::Policy | Category::Audit => 50.0,
             Category::PolicyTest => 200.0,
             Category::Auth => 300.0,
             Category::Public => f64::INFINITY,

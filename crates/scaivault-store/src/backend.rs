@@ -32,6 +32,14 @@ pub trait Backend: Send + Sync + 'static {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
 
+    /// Visits records in descending key order, starting below `before` (or at the end).
+    fn scan_rev(
+        &self,
+        table: Table,
+        before: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
+
     /// Applies every mutation atomically; returns only when the batch is durable.
     fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError>;
 

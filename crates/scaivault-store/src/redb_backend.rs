@@ -212,6 +212,33 @@ impl Backend for RedbBackend {
         guard("scan", || scan_in(&self.begin_read()?, table, visit))
     }
 
+    fn scan_rev(
+        &self,
+        table: Table,
+        before: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        guard("scan", || {
+            let txn = self.begin_read()?;
+            let t = match txn.open_table(def(table)) {
+                Ok(t) => t,
+                Err(TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(e) => return Err(storage(e)),
+            };
+            let range = match before {
+                Some(b) => t.range::<&[u8]>(..b).map_err(storage)?,
+                None => t.iter().map_err(storage)?,
+            };
+            for item in range.rev() {
+                let (k, v) = item.map_err(storage)?;
+                if !visit(k.value(), v.value()) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError> {
         self.with_write(|txn| {
             for m in batch {

@@ -13,6 +13,10 @@ pub enum Table {
     Identities,
     Tokens,
     Policies,
+    /// Audit entries, keyed by their sequence number (not blinded: it reveals only a count).
+    Audit,
+    /// The audit chain's head and periodic checkpoints.
+    AuditState,
 }
 
 impl Table {
@@ -24,6 +28,8 @@ impl Table {
         Table::Identities,
         Table::Tokens,
         Table::Policies,
+        Table::Audit,
+        Table::AuditState,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +41,8 @@ impl Table {
             Table::Identities => "identities",
             Table::Tokens => "tokens",
             Table::Policies => "policies",
+            Table::Audit => "audit",
+            Table::AuditState => "audit_state",
         }
     }
 }

@@ -102,6 +102,17 @@ fn kek_for(header: &Header, unlock: &Unlock<'_>) -> Result<(Kek, Vec<u8>), Store
 impl Vault {
     /// Creates a new vault file protected by `passphrase`.
     pub fn create(path: &Path, passphrase: &[u8], kdf: KdfParams) -> Result<Vault, StoreError> {
+        let backend = RedbBackend::create(path)?;
+        Self::create_with_backend(path, Arc::new(backend), passphrase, kdf)
+    }
+
+    /// Creates a vault in an empty store of any backend (`path` only names it).
+    pub fn create_with_backend(
+        path: &Path,
+        backend: Arc<dyn Backend>,
+        passphrase: &[u8],
+        kdf: KdfParams,
+    ) -> Result<Vault, StoreError> {
         kdf.check()
             .map_err(|_| StoreError::Io("KDF parameters are below the floor".into()))?;
         if passphrase.is_empty() {
@@ -120,14 +131,13 @@ impl Vault {
             keyring: hex::encode(root.seal_keyring(&keyring)),
             created_at: scaivault_core::time::Timestamp::now().unix_seconds(),
         };
-        let backend = RedbBackend::create(path)?;
         let bytes = serde_json::to_vec(&header).expect("header serializes");
         backend.commit(&[crate::Mutation::Put {
             table: Table::Meta,
             key: HEADER_KEY.to_vec(),
             value: bytes,
         }])?;
-        Ok(Self::start(path, Arc::new(backend), root, keyring))
+        Ok(Self::start(path, backend, root, keyring))
     }
 
     /// Reads the header without writing anything (for status while sealed).
@@ -188,6 +198,59 @@ impl Vault {
             Some(blob) => self.keys.open(table, &blinded, &blob).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Reads a record of an ordered table (keys are sequence numbers, not blinded).
+    pub fn get_ordered(&self, table: Table, seq: u64) -> Result<Option<SecretBytes>, StoreError> {
+        let key = seq.to_be_bytes();
+        match self.backend.get(table, &key)? {
+            Some(blob) => self.keys.open(table, &key, &blob).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Visits an ordered table newest first, below `before` if given. Each record is
+    /// authenticated; a record that fails ends the scan with its error.
+    pub fn scan_ordered_rev(
+        &self,
+        table: Table,
+        before: Option<u64>,
+        visit: &mut dyn FnMut(u64, SecretBytes) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut failure = None;
+        let bound = before.map(u64::to_be_bytes);
+        self.backend
+            .scan_rev(table, bound.as_ref().map(|b| b.as_slice()), &mut |k, v| {
+                let Ok(seq) = <[u8; 8]>::try_from(k).map(u64::from_be_bytes) else {
+                    failure = Some(StoreError::Integrity {
+                        table: table.name(),
+                        detail: "a key is not a sequence number".into(),
+                    });
+                    return false;
+                };
+                match self.keys.open(table, k, v) {
+                    Ok(plain) => visit(seq, plain),
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                }
+            })?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Visits an ordered table oldest first (keys in ascending order).
+    pub fn scan_ordered(
+        &self,
+        table: Table,
+        visit: &mut dyn FnMut(u64, Result<SecretBytes, StoreError>) -> bool,
+    ) -> Result<(), StoreError> {
+        self.backend.scan(table, &mut |k, v| {
+            let seq = <[u8; 8]>::try_from(k)
+                .map(u64::from_be_bytes)
+                .unwrap_or(u64::MAX);
+            visit(seq, self.keys.open(table, k, v))
+        })
     }
 
     /// A consistent view for several reads that must agree.
@@ -474,6 +537,17 @@ impl WriteTx<'_, '_> {
         let blinded = self.keys.blind(table, key);
         let sealed = self.keys.seal(table, &blinded, plaintext);
         self.raw.put(table, blinded, sealed);
+    }
+
+    /// Writes a record under a sequence number: ordered tables keep their order in the file.
+    pub fn put_ordered(&mut self, table: Table, seq: u64, plaintext: &[u8]) {
+        let key = seq.to_be_bytes().to_vec();
+        let sealed = self.keys.seal(table, &key, plaintext);
+        self.raw.put(table, key, sealed);
+    }
+
+    pub fn delete_ordered(&mut self, table: Table, seq: u64) {
+        self.raw.delete(table, seq.to_be_bytes().to_vec());
     }
 
     pub fn delete(&mut self, table: Table, key: &[u8]) {

@@ -1,5 +1,6 @@
 //! The `/v1` router. Every endpoint is listed here, so one grep finds it.
 
+mod audit;
 mod auth;
 mod identities;
 mod policies;
@@ -58,6 +59,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/policies/{id}/bindings/{binding}",
             delete(policies::unbind),
         )
+        .route("/v1/audit/logs", get(audit::logs))
+        .route("/v1/audit/secrets/{*path}", get(audit::for_secret))
+        .route("/v1/audit/identities/{id}", get(audit::for_identity))
+        .route("/v1/audit/summary", get(audit::summary))
+        .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/auth/whoami", get(auth::whoami))
         .route("/v1/auth/introspect", post(auth::introspect))
         .route("/v1/auth/token", post(auth::client_credentials))

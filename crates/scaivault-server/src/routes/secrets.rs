@@ -11,10 +11,19 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::raw_tail;
-use crate::context::Auth;
+use crate::context::{AuditNote, Auth};
 use crate::error::ApiError;
 use crate::json::{ApiJson, ApiQuery};
 use crate::state::AppState;
+
+fn note(items: &[(&str, Value)]) -> AuditNote {
+    AuditNote(
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    )
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +65,10 @@ pub async fn read(
         .engine
         .read_secret(&auth.caller, raw_tail(&uri, "/v1/secrets/"), q.version)?;
     state.metrics.secret_reads.fetch_add(1, Ordering::Relaxed);
-    Ok(Json(view).into_response())
+    let note = note(&[("version", view.version.into())]);
+    let mut resp = Json(view).into_response();
+    resp.extensions_mut().insert(note);
+    Ok(resp)
 }
 
 pub async fn write(
@@ -75,7 +87,13 @@ pub async fn write(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(out)).into_response())
+    let note = note(&[
+        ("version", out.version.into()),
+        ("created", out.created.into()),
+    ]);
+    let mut resp = (status, Json(out)).into_response();
+    resp.extensions_mut().insert(note);
+    Ok(resp)
 }
 
 #[derive(Deserialize)]

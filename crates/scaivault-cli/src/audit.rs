@@ -1,0 +1,225 @@
+//! `scaivault audit …`
+
+use std::io::Write as _;
+
+use reqwest::Method;
+use scaivault_core::time::Timestamp;
+use scaivault_core::{Error, ErrorCode};
+use scaivault_engine::AuditQuery;
+use serde_json::{Value, json};
+
+use crate::args::{AuditCmd, AuditFilter};
+use crate::output::{Out, print_table};
+use crate::target::{CliResult, Target, local_caller, q, to_value};
+
+fn time(raw: &Option<String>) -> Result<Option<Timestamp>, Error> {
+    raw.as_deref()
+        .map(|r| Timestamp::parse_human(r, Timestamp::now()))
+        .transpose()
+}
+
+fn query_of(f: &AuditFilter, limit: usize, cursor: Option<String>) -> Result<AuditQuery, Error> {
+    Ok(AuditQuery {
+        from: time(&f.start)?,
+        to: time(&f.end)?,
+        action: f.action.clone(),
+        identity_id: f.identity_id.clone(),
+        path_prefix: f.path_prefix.clone(),
+        success: f.success,
+        limit: Some(limit),
+        cursor,
+        ..Default::default()
+    })
+}
+
+fn query_string(aq: &AuditQuery) -> String {
+    let mut parts = Vec::new();
+    let mut add = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            parts.push(format!("{k}={}", q(&v)));
+        }
+    };
+    add("from", aq.from.map(|t| t.to_rfc3339()));
+    add("to", aq.to.map(|t| t.to_rfc3339()));
+    add("action", aq.action.clone());
+    add("identity_id", aq.identity_id.clone());
+    add("path_prefix", aq.path_prefix.clone());
+    add("success", aq.success.map(|s| s.to_string()));
+    add("limit", aq.limit.map(|l| l.to_string()));
+    add("cursor", aq.cursor.clone());
+    parts.join("&")
+}
+
+async fn page(target: &Target, aq: &AuditQuery) -> CliResult<Value> {
+    match target {
+        Target::Remote(r) => {
+            r.call(
+                Method::GET,
+                &format!("/v1/audit/logs?{}", query_string(aq)),
+                None,
+            )
+            .await
+        }
+        Target::Local(e) => Ok(e.query_audit(&local_caller(), aq)?),
+    }
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().map(str::to_owned).unwrap_or_else(|| {
+        if v.is_null() {
+            String::new()
+        } else {
+            v.to_string()
+        }
+    })
+}
+
+pub async fn run(target: &Target, cmd: AuditCmd, out: &Out) -> CliResult<()> {
+    match cmd {
+        AuditCmd::Query { filter, limit } => {
+            let res = page(target, &query_of(&filter, limit.clamp(1, 1000), None)?).await?;
+            out.emit(&json!({ "logs": res["logs"] }), || {
+                let rows = res["logs"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            s(&e["timestamp"]),
+                            s(&e["identity_id"]),
+                            s(&e["action"]),
+                            s(&e["secret_path"]),
+                            if e["success"] == json!(true) {
+                                "ok".into()
+                            } else {
+                                s(&e["extra_data"]["error_code"])
+                            },
+                        ]
+                    })
+                    .collect();
+                print_table(&["TIME", "IDENTITY", "ACTION", "PATH", "RESULT"], rows);
+            });
+        }
+        AuditCmd::Summary { start, end } => {
+            let (from, to) = (time(&start)?, time(&end)?);
+            let res = match target {
+                Target::Remote(r) => {
+                    let aq = AuditQuery {
+                        from,
+                        to,
+                        ..Default::default()
+                    };
+                    r.call(
+                        Method::GET,
+                        &format!("/v1/audit/summary?{}", query_string(&aq)),
+                        None,
+                    )
+                    .await?
+                }
+                Target::Local(e) => e.audit_summary(&local_caller(), from, to)?,
+            };
+            out.emit(&res, || {
+                println!("{}", serde_json::to_string_pretty(&res).unwrap_or_default())
+            });
+        }
+        AuditCmd::Verify { fast } => {
+            let res = match target {
+                Target::Remote(r) => {
+                    r.call(Method::GET, &format!("/v1/audit/verify?fast={fast}"), None)
+                        .await?
+                }
+                Target::Local(e) => to_value(e.verify_audit(&local_caller(), fast)?)?,
+            };
+            out.emit(&res, || {
+                if res["ok"] == json!(true) {
+                    println!(
+                        "ok: {} entries verified from {}; head {} ({})",
+                        res["verified"],
+                        res["from_seq"],
+                        res["head_seq"],
+                        s(&res["head_hash"])
+                    );
+                } else {
+                    println!(
+                        "BROKEN at entry {}: {}",
+                        res["broken_at"],
+                        s(&res["problem"])
+                    );
+                }
+            });
+            if res["ok"] != json!(true) {
+                return Err(Error::new(
+                    ErrorCode::IntegrityError,
+                    format!("the audit chain is broken at entry {}", res["broken_at"]),
+                )
+                .into());
+            }
+        }
+        AuditCmd::Export {
+            filter,
+            format,
+            out: file,
+        } => {
+            if !matches!(format.as_str(), "jsonl" | "csv") {
+                return Err(
+                    Error::new(ErrorCode::InvalidRequest, "--format is jsonl or csv").into(),
+                );
+            }
+            let mut w =
+                std::io::BufWriter::new(std::fs::File::create(&file).map_err(|e| {
+                    Error::internal(format!("cannot create {}: {e}", file.display()))
+                })?);
+            let io = |e: std::io::Error| {
+                Error::internal(format!("cannot write {}: {e}", file.display()))
+            };
+            const COLS: [&str; 11] = [
+                "id",
+                "timestamp",
+                "action",
+                "identity_type",
+                "identity_id",
+                "secret_path",
+                "source_ip",
+                "user_agent",
+                "success",
+                "duration_ms",
+                "request_id",
+            ];
+            if format == "csv" {
+                writeln!(w, "{}", COLS.join(",")).map_err(io)?;
+            }
+            let mut cursor = None;
+            let mut n = 0usize;
+            loop {
+                let res = page(target, &query_of(&filter, 1000, cursor)?).await?;
+                for e in res["logs"].as_array().cloned().unwrap_or_default() {
+                    if format == "jsonl" {
+                        writeln!(w, "{e}").map_err(io)?;
+                    } else {
+                        let row: Vec<String> = COLS.iter().map(|c| csv_field(&s(&e[*c]))).collect();
+                        writeln!(w, "{}", row.join(",")).map_err(io)?;
+                    }
+                    n += 1;
+                }
+                cursor = res["cursor"].as_str().map(str::to_owned);
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            w.flush().map_err(io)?;
+            out.emit(&json!({ "exported": n, "file": file }), || {
+                println!("Exported {n} entries to {}", file.display())
+            });
+        }
+    }
+    Ok(())
+}
+
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_owned()
+    }
+}

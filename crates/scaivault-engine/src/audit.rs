@@ -1,0 +1,499 @@
+//! The audit log: one entry per request, in the vault file, hash-chained.
+//!
+//! Each entry carries the SHA-256 of its predecessor and its own hash over everything it says,
+//! so changing, removing or reordering an entry breaks the chain at that entry. The chain's
+//! head (last sequence number and hash) is a sealed record updated in the same batch as the
+//! entries, so cutting the tail off is detected too; a checkpoint every 1024 entries lets a
+//! verifier start from the last one. Entries go through the commit pipeline like every write:
+//! a request is answered only once its entry is durable, and fails if it cannot be made so.
+
+use scaivault_core::identity::IdentityType;
+use scaivault_core::scope::Scope;
+use scaivault_core::time::Timestamp;
+use scaivault_core::{Error, ErrorCode, Result};
+use scaivault_crypto::sha256;
+use scaivault_store::{StoreError, Table, WriteTx};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::{Caller, Engine, pack, store_err, unpack};
+
+const HEAD_KEY: &[u8] = b"head";
+pub const CHECKPOINT_EVERY: u64 = 1024;
+pub const DEFAULT_QUERY_LIMIT: usize = 100;
+pub const MAX_QUERY_LIMIT: usize = 1000;
+
+/// A SHA-256 digest: hex in JSON, raw bytes in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Hash32(pub [u8; 32]);
+
+impl Hash32 {
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl Serialize for Hash32 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.hex())
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash32 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            let bytes: Vec<u8> = (0..s.len())
+                .step_by(2)
+                .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .collect::<Option<_>>()
+                .ok_or_else(|| serde::de::Error::custom("bad hex"))?;
+            bytes
+                .try_into()
+                .map(Hash32)
+                .map_err(|_| serde::de::Error::custom("bad length"))
+        } else {
+            <[u8; 32]>::deserialize(d).map(Hash32)
+        }
+    }
+}
+
+/// One audit entry, with the spec's fields (§1.8). Never a secret value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: String,
+    pub seq: u64,
+    pub timestamp: Timestamp,
+    pub action: String,
+    pub identity_type: Option<IdentityType>,
+    pub identity_id: Option<String>,
+    pub secret_path: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub success: bool,
+    pub duration_ms: u64,
+    pub request_id: String,
+    #[serde(with = "crate::records::json_text")]
+    pub extra_data: Map<String, Value>,
+    pub prev_hash: Hash32,
+    pub hash: Hash32,
+}
+
+/// What a transport knows about a finished request.
+#[derive(Debug, Clone, Default)]
+pub struct AuditInput {
+    pub action: String,
+    pub identity_type: Option<IdentityType>,
+    pub identity_id: Option<String>,
+    pub secret_path: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub success: bool,
+    pub duration_ms: u64,
+    pub request_id: String,
+    pub extra_data: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct ChainHead {
+    seq: u64,
+    hash: Hash32,
+}
+
+fn checkpoint_key(seq: u64) -> Vec<u8> {
+    let mut k = b"checkpoint/".to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The entry's hash: SHA-256 over its postcard form with the hash field zeroed (the
+/// predecessor's hash is inside it, which is what chains them).
+fn entry_hash(e: &AuditEntry) -> Hash32 {
+    let mut copy = e.clone();
+    copy.hash = Hash32::default();
+    Hash32(sha256(&pack(&copy)))
+}
+
+/// Filters of `GET /v1/audit/logs` (spec §2.7).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    #[serde(default)]
+    pub from: Option<Timestamp>,
+    #[serde(default)]
+    pub to: Option<Timestamp>,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub identity_id: Option<String>,
+    #[serde(default)]
+    pub identity_type: Option<String>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Exactly this path (for `GET /v1/audit/secrets/{path}`).
+    #[serde(default)]
+    pub secret_path: Option<String>,
+    #[serde(default)]
+    pub success: Option<bool>,
+    #[serde(default)]
+    pub source_ip: Option<String>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+impl AuditQuery {
+    fn matches(&self, e: &AuditEntry) -> bool {
+        self.from.is_none_or(|f| e.timestamp >= f)
+            && self.to.is_none_or(|t| e.timestamp <= t)
+            && self.action.as_ref().is_none_or(|a| &e.action == a)
+            && self
+                .identity_id
+                .as_ref()
+                .is_none_or(|i| e.identity_id.as_ref() == Some(i))
+            && self
+                .identity_type
+                .as_ref()
+                .is_none_or(|t| e.identity_type.map(|x| x.as_str()) == Some(t.as_str()))
+            && self.path_prefix.as_ref().is_none_or(|p| {
+                e.secret_path
+                    .as_ref()
+                    .is_some_and(|s| s.starts_with(p.as_str()))
+            })
+            && self
+                .secret_path
+                .as_ref()
+                .is_none_or(|p| e.secret_path.as_ref() == Some(p))
+            && self.success.is_none_or(|s| e.success == s)
+            && self
+                .source_ip
+                .as_ref()
+                .is_none_or(|ip| e.source_ip.as_ref() == Some(ip))
+            && self.request_id.as_ref().is_none_or(|r| &e.request_id == r)
+    }
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub verified: u64,
+    pub from_seq: u64,
+    pub head_seq: u64,
+    pub head_hash: String,
+    /// The first entry where the chain breaks, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+fn append(
+    tx: &mut WriteTx<'_, '_>,
+    input: AuditInput,
+    now: Timestamp,
+) -> std::result::Result<AuditEntry, Error> {
+    let head: ChainHead = match tx.get(Table::AuditState, HEAD_KEY).map_err(store_err)? {
+        Some(p) => unpack(Table::AuditState, p.as_bytes())?,
+        None => ChainHead::default(),
+    };
+    let seq = head.seq + 1;
+    let mut entry = AuditEntry {
+        id: format!("log_{seq:012}"),
+        seq,
+        timestamp: now,
+        action: input.action,
+        identity_type: input.identity_type,
+        identity_id: input.identity_id,
+        secret_path: input.secret_path,
+        source_ip: input.source_ip,
+        user_agent: input.user_agent.map(|u| u.chars().take(256).collect()),
+        success: input.success,
+        duration_ms: input.duration_ms,
+        request_id: input.request_id,
+        extra_data: input.extra_data,
+        prev_hash: head.hash,
+        hash: Hash32::default(),
+    };
+    entry.hash = entry_hash(&entry);
+    tx.put_ordered(Table::Audit, seq, &pack(&entry));
+    let new_head = ChainHead {
+        seq,
+        hash: entry.hash,
+    };
+    tx.put(Table::AuditState, HEAD_KEY, &pack(&new_head));
+    if seq.is_multiple_of(CHECKPOINT_EVERY) {
+        tx.put(Table::AuditState, &checkpoint_key(seq), &pack(&new_head));
+    }
+    Ok(entry)
+}
+
+impl Engine {
+    /// Appends one entry; returns once it is durable. Fails closed.
+    pub async fn record_audit(&self, input: AuditInput) -> Result<AuditEntry> {
+        let now = self.now();
+        self.vault.write(move |tx| append(tx, input, now)).await
+    }
+
+    fn audit_head(&self) -> Result<ChainHead> {
+        match self
+            .vault
+            .get(Table::AuditState, HEAD_KEY)
+            .map_err(store_err)?
+        {
+            Some(p) => unpack(Table::AuditState, p.as_bytes()),
+            None => Ok(ChainHead::default()),
+        }
+    }
+
+    /// Newest first, filtered, paginated by sequence number.
+    pub fn query_audit(&self, caller: &Caller, q: &AuditQuery) -> Result<Value> {
+        self.authorize(caller, Scope::AuditRead, None)?;
+        let limit = q.limit.unwrap_or(DEFAULT_QUERY_LIMIT);
+        if limit == 0 || limit > MAX_QUERY_LIMIT {
+            return Err(Error::invalid_request(format!(
+                "limit must be between 1 and {MAX_QUERY_LIMIT}"
+            )));
+        }
+        let before = match &q.cursor {
+            Some(c) => Some(
+                c.strip_prefix("seq_")
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorCode::InvalidCursor,
+                            "the cursor is malformed; start again without one",
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let mut logs = Vec::with_capacity(limit.min(256));
+        let mut has_more = false;
+        let mut failure = None;
+        self.vault
+            .scan_ordered_rev(Table::Audit, before, &mut |_, plain| {
+                let e: AuditEntry = match unpack(Table::Audit, plain.as_bytes()) {
+                    Ok(e) => e,
+                    Err(err) => {
+                        failure = Some(err);
+                        return false;
+                    }
+                };
+                if q.to.is_some_and(|t| e.timestamp > t) {
+                    return true;
+                }
+                // Entries are in time order: past `from`, nothing older can match.
+                if q.from.is_some_and(|f| e.timestamp < f) {
+                    return false;
+                }
+                if !q.matches(&e) {
+                    return true;
+                }
+                if logs.len() == limit {
+                    has_more = true;
+                    return false;
+                }
+                logs.push(e);
+                true
+            })
+            .map_err(store_err)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let cursor = if has_more {
+            logs.last().map(|e: &AuditEntry| format!("seq_{}", e.seq))
+        } else {
+            None
+        };
+        Ok(json!({ "logs": logs, "cursor": cursor, "has_more": has_more }))
+    }
+
+    /// Counts by action, identity and outcome over a time range.
+    pub fn audit_summary(
+        &self,
+        caller: &Caller,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<Value> {
+        self.authorize(caller, Scope::AuditRead, None)?;
+        let mut by_action: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut by_identity: std::collections::BTreeMap<String, u64> = Default::default();
+        let (mut total, mut failures) = (0u64, 0u64);
+        let mut failure = None;
+        self.vault
+            .scan_ordered_rev(Table::Audit, None, &mut |_, plain| {
+                let e: AuditEntry = match unpack(Table::Audit, plain.as_bytes()) {
+                    Ok(e) => e,
+                    Err(err) => {
+                        failure = Some(err);
+                        return false;
+                    }
+                };
+                if to.is_some_and(|t| e.timestamp > t) {
+                    return true;
+                }
+                if from.is_some_and(|f| e.timestamp < f) {
+                    return false;
+                }
+                total += 1;
+                failures += u64::from(!e.success);
+                *by_action.entry(e.action).or_default() += 1;
+                *by_identity
+                    .entry(e.identity_id.unwrap_or_else(|| "-".into()))
+                    .or_default() += 1;
+                true
+            })
+            .map_err(store_err)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok(
+            json!({ "total": total, "failures": failures, "by_action": by_action, "by_identity": by_identity, "from": from, "to": to }),
+        )
+    }
+
+    /// Walks the chain (from the first entry, or with `fast` from the last checkpoint) and
+    /// reports the first entry where it breaks, or the count verified and the head hash.
+    pub fn verify_audit(&self, caller: &Caller, fast: bool) -> Result<VerifyReport> {
+        self.authorize(caller, Scope::AuditRead, None)?;
+        let head = self.audit_head()?;
+        let start = if fast && head.seq >= CHECKPOINT_EVERY {
+            let cp_seq = head.seq - head.seq % CHECKPOINT_EVERY;
+            match self
+                .vault
+                .get(Table::AuditState, &checkpoint_key(cp_seq))
+                .map_err(store_err)?
+            {
+                Some(p) => Some(unpack::<ChainHead>(Table::AuditState, p.as_bytes())?),
+                None => None,
+            }
+        } else {
+            None
+        };
+        let mut report = VerifyReport {
+            ok: true,
+            verified: 0,
+            from_seq: start.map_or(1, |c| c.seq + 1),
+            head_seq: head.seq,
+            head_hash: head.hash.hex(),
+            broken_at: None,
+            problem: None,
+        };
+        let mut prev = start.unwrap_or_default();
+        let mut expected_seq = report.from_seq;
+        let mut problem: Option<(u64, String)> = None;
+        let from_seq = report.from_seq;
+        self.vault
+            .scan_ordered(Table::Audit, &mut |seq, plain| {
+                if seq < from_seq {
+                    return true;
+                }
+                let fail = |why: String| Some((seq, why));
+                let plain = match plain {
+                    Ok(p) => p,
+                    Err(e) => {
+                        problem = fail(format!("entry {seq} does not authenticate: {e}"));
+                        return false;
+                    }
+                };
+                let e: AuditEntry = match unpack(Table::Audit, plain.as_bytes()) {
+                    Ok(e) => e,
+                    Err(_) => {
+                        problem = fail(format!("entry {seq} does not decode"));
+                        return false;
+                    }
+                };
+                if seq != expected_seq || e.seq != seq {
+                    problem = Some((
+                        expected_seq,
+                        format!("entry {expected_seq} is missing (found {seq} next)"),
+                    ));
+                    return false;
+                }
+                if e.prev_hash != prev.hash {
+                    problem = fail(format!("entry {seq} does not chain to entry {}", seq - 1));
+                    return false;
+                }
+                if entry_hash(&e) != e.hash {
+                    problem = fail(format!(
+                        "entry {seq} was altered: its hash does not match its contents"
+                    ));
+                    return false;
+                }
+                prev = ChainHead { seq, hash: e.hash };
+                expected_seq += 1;
+                report.verified += 1;
+                true
+            })
+            .map_err(store_err)?;
+        if problem.is_none() && (prev.seq != head.seq || prev.hash != head.hash) {
+            problem = Some((
+                prev.seq + 1,
+                format!(
+                    "the log ends at entry {} but its head says {}: entries were removed from the end",
+                    prev.seq, head.seq
+                ),
+            ));
+        }
+        if let Some((at, why)) = problem {
+            report.ok = false;
+            report.broken_at = Some(at);
+            report.problem = Some(why);
+        }
+        Ok(report)
+    }
+
+    /// Test support: rewrites or removes entries with the vault's key, the way only someone
+    /// holding the key could, so that tests can prove `verify_audit` notices.
+    #[doc(hidden)]
+    pub async fn tamper_audit_for_tests(&self, seq: u64, remove: bool) -> Result<()> {
+        let entry: Option<AuditEntry> = match self
+            .vault
+            .get_ordered(Table::Audit, seq)
+            .map_err(store_err)?
+        {
+            Some(p) => Some(unpack(Table::Audit, p.as_bytes())?),
+            None => None,
+        };
+        let mut entry =
+            entry.ok_or_else(|| Error::invalid_request(format!("no audit entry {seq}")))?;
+        self.vault
+            .write(move |tx| {
+                if remove {
+                    tx.delete_ordered(Table::Audit, seq);
+                } else {
+                    entry.success = !entry.success;
+                    tx.put_ordered(Table::Audit, seq, &pack(&entry));
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .map_err(store_err)
+    }
+}
+
+/// Builds the audit input for an engine call made by a caller (HTTP or local mode).
+pub fn input_for(
+    caller: Option<&Caller>,
+    action: &str,
+    path: Option<&str>,
+    request_id: &str,
+) -> AuditInput {
+    AuditInput {
+        action: action.to_owned(),
+        identity_type: caller.map(|c| c.identity_type),
+        identity_id: caller.map(|c| c.identity_id.to_string()),
+        secret_path: path.map(str::to_owned),
+        source_ip: caller.and_then(|c| c.source_ip).map(|ip| ip.to_string()),
+        request_id: request_id.to_owned(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,157 @@
+//! The audit chain: appends, queries, and detection of altered and removed entries.
+
+use std::sync::Arc;
+
+use scaivault_core::time::Timestamp;
+use scaivault_crypto::KdfParams;
+use scaivault_engine::{AuditInput, AuditQuery, Caller, Engine, ManualClock};
+use scaivault_store::Vault;
+
+fn engine() -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let vault =
+        Arc::new(Vault::create(&dir.path().join("v.db"), b"pw-audit", KdfParams::FLOOR).unwrap());
+    let e = Engine::load(vault, Arc::new(ManualClock::new(Timestamp::now()))).unwrap();
+    (dir, e)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn entry(i: usize, who: &str, ok: bool) -> AuditInput {
+    AuditInput {
+        action: "read".into(),
+        identity_id: Some(who.into()),
+        secret_path: Some(format!("app/s{i}")),
+        success: ok,
+        request_id: format!("req_{i}"),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn chain_verifies_and_queries_filter() {
+    let (_d, e) = engine();
+    let root = Caller::local_operator();
+    rt().block_on(async {
+        for i in 0..30 {
+            e.record_audit(entry(
+                i,
+                if i % 3 == 0 { "sa:a" } else { "sa:b" },
+                i % 5 != 0,
+            ))
+            .await
+            .unwrap();
+        }
+    });
+    let r = e.verify_audit(&root, false).unwrap();
+    assert!(r.ok, "{r:?}");
+    assert_eq!((r.verified, r.head_seq), (30, 30));
+
+    let q = AuditQuery {
+        identity_id: Some("sa:a".into()),
+        limit: Some(4),
+        ..Default::default()
+    };
+    let page = e.query_audit(&root, &q).unwrap();
+    let logs = page["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 4);
+    assert_eq!(logs[0]["secret_path"], "app/s27", "newest first");
+    assert!(logs.iter().all(|l| l["identity_id"] == "sa:a"));
+    assert_eq!(page["has_more"], true);
+    let q2 = AuditQuery {
+        cursor: page["cursor"].as_str().map(str::to_owned),
+        ..q
+    };
+    let rest = e.query_audit(&root, &q2).unwrap();
+    assert_eq!(rest["logs"].as_array().unwrap().len(), 4);
+    assert_eq!(rest["logs"][0]["secret_path"], "app/s15");
+    let fails = e
+        .query_audit(
+            &root,
+            &AuditQuery {
+                success: Some(false),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(fails["logs"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn an_altered_entry_is_named() {
+    let (_d, e) = engine();
+    let root = Caller::local_operator();
+    rt().block_on(async {
+        for i in 0..10 {
+            e.record_audit(entry(i, "sa:a", true)).await.unwrap();
+        }
+        e.tamper_audit_for_tests(6, false).await.unwrap();
+    });
+    let r = e.verify_audit(&root, false).unwrap();
+    assert!(!r.ok);
+    assert_eq!(r.broken_at, Some(6));
+    assert!(r.problem.as_deref().unwrap().contains("altered"), "{r:?}");
+}
+
+#[test]
+fn removed_entries_are_detected_in_the_middle_and_at_the_end() {
+    let (_d, e) = engine();
+    let root = Caller::local_operator();
+    rt().block_on(async {
+        for i in 0..10 {
+            e.record_audit(entry(i, "sa:a", true)).await.unwrap();
+        }
+        e.tamper_audit_for_tests(10, true).await.unwrap();
+        e.tamper_audit_for_tests(9, true).await.unwrap();
+    });
+    let r = e.verify_audit(&root, false).unwrap();
+    assert!(!r.ok);
+    assert_eq!(r.verified, 8);
+    assert!(
+        r.problem
+            .as_deref()
+            .unwrap()
+            .contains("removed from the end"),
+        "{r:?}"
+    );
+
+    let (_d, e) = engine();
+    rt().block_on(async {
+        for i in 0..10 {
+            e.record_audit(entry(i, "sa:a", true)).await.unwrap();
+        }
+        e.tamper_audit_for_tests(4, true).await.unwrap();
+    });
+    let r = e.verify_audit(&root, false).unwrap();
+    assert_eq!(r.broken_at, Some(4));
+    assert!(r.problem.as_deref().unwrap().contains("missing"), "{r:?}");
+}
+
+#[test]
+fn checkpoints_make_fast_verification_start_late() {
+    let (_d, e) = engine();
+    let root = Caller::local_operator();
+    rt().block_on(async {
+        let mut tasks = Vec::new();
+        let e = Arc::new(e);
+        for i in 0..1100 {
+            let e = e.clone();
+            tasks.push(tokio::spawn(async move {
+                e.record_audit(entry(i, "sa:a", true)).await.unwrap()
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let full = e.verify_audit(&root, false).unwrap();
+        assert!(full.ok && full.verified == 1100, "{full:?}");
+        let fast = e.verify_audit(&root, true).unwrap();
+        assert!(fast.ok, "{fast:?}");
+        assert_eq!((fast.from_seq, fast.verified), (1025, 76));
+    });
+}

@@ -1,0 +1,71 @@
+use axum::Json;
+use axum::extract::Path;
+use axum::http::Uri;
+use scaivault_core::time::Timestamp;
+use scaivault_engine::AuditQuery;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::raw_tail;
+use crate::context::Auth;
+use crate::error::ApiError;
+use crate::json::ApiQuery;
+
+pub async fn logs(auth: Auth, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(auth.engine.query_audit(&auth.caller, &q)?))
+}
+
+pub async fn for_secret(
+    auth: Auth,
+    uri: Uri,
+    ApiQuery(mut q): ApiQuery<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    q.secret_path = Some(raw_tail(&uri, "/v1/audit/secrets/").to_owned());
+    Ok(Json(auth.engine.query_audit(&auth.caller, &q)?))
+}
+
+pub async fn for_identity(
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiQuery(mut q): ApiQuery<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    q.identity_id = Some(id);
+    Ok(Json(auth.engine.query_audit(&auth.caller, &q)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryQuery {
+    #[serde(default)]
+    from: Option<Timestamp>,
+    #[serde(default)]
+    to: Option<Timestamp>,
+}
+
+pub async fn summary(
+    auth: Auth,
+    ApiQuery(q): ApiQuery<SummaryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(auth.engine.audit_summary(
+        &auth.caller,
+        q.from,
+        q.to,
+    )?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyQuery {
+    #[serde(default)]
+    fast: Option<bool>,
+}
+
+pub async fn verify(
+    auth: Auth,
+    ApiQuery(q): ApiQuery<VerifyQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let report = auth
+        .engine
+        .verify_audit(&auth.caller, q.fast.unwrap_or(false))?;
+    Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The HTTP benchmark of docs/PERFORMANCE.md: one `scaivault dev` (release build, rate limits
+# off), a 1 KiB secret, a service-account token whose policy allows reading it, then wrk with
+# 64 keep-alive connections against /v1/health (baseline), authenticated reads, and writes.
+# Needs: wrk (apt-get install wrk). Usage: bash docs/bench-http.sh [seconds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+cargo build --release -q
+bin=target/release/scaivault
+port=18399
+url=http://127.0.0.1:$port
+out=$(mktemp)
+$bin dev --listen 127.0.0.1:$port --no-rate-limit --json >"$out" 2>/dev/null &
+pid=$!
+trap 'kill $pid 2>/dev/null' EXIT
+for _ in $(seq 50); do [ -s "$out" ] && break; sleep 0.1; done
+root=$(python3 -c "import json,sys;print(json.load(open('$out'))['root_token'])")
+export SCAIVAULT_URL=$url SCAIVAULT_TOKEN=$root
+value=$(head -c 1000 /dev/zero | tr '\0' x)
+$bin secrets write bench/secret-0 "value=$value" >/dev/null
+$bin identity create sa:bench >/dev/null
+$bin policies create bench-reader --rule 'bench/**:read,write' >/dev/null
+$bin policies bind bench-reader --identity-id sa:bench >/dev/null
+token=$($bin tokens create --identity sa:bench --scope secrets:read,secrets:write --ttl 1h 2>/dev/null)
+lua=$(mktemp --suffix .lua)
+cat >"$lua" <<LUA
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"data":{"value":"$value"}}'
+  return wrk.format("PUT", "/v1/secrets/bench/w-" .. (counter % 64), {["Authorization"] = "Bearer $token", ["Content-Type"] = "application/json"}, body)
+end
+LUA
+echo "== health (baseline)"
+wrk -t2 -c64 -d"${secs}s" --latency "$url/v1/health" | grep -E "Requests/sec|  50%|  99%|Non-2xx"
+echo "== authenticated reads of a 1 KiB secret (sa:bench, policy checked)"
+wrk -t2 -c64 -d"${secs}s" --latency -H "Authorization: Bearer $token" "$url/v1/secrets/bench/secret-0" | grep -E "Requests/sec|  50%|  99%|Non-2xx"
+echo "== durable writes of 1 KiB (64 connections)"
+wrk -t2 -c64 -d"${secs}s" --latency -s "$lua" "$url" | grep -E "Requests/sec|  50%|  99%|Non-2xx"

@@ -1,0 +1,183 @@
+//! The audit log through the real binary: who read what, when; denials; verification.
+
+mod common;
+
+use common::*;
+
+const BILLING: &str = "environments/production/billing";
+
+#[test]
+fn a_service_accounts_reads_show_in_the_audit_log() {
+    let dev = Dev::start();
+    for name in ["stripe", "database", "sendgrid"] {
+        let (s, _) = dev.put(
+            &format!("/v1/secrets/{BILLING}/{name}"),
+            &dev.token,
+            serde_json::json!({"data": {"k": "v"}}),
+        );
+        assert_eq!(s, 201);
+    }
+    let sa = service_account(
+        &dev,
+        "sa:billing-prod",
+        "billing-prod-reader",
+        &format!("{BILLING}/**"),
+        &["read"],
+        &["secrets:read"],
+    );
+    for name in ["stripe", "database", "sendgrid"] {
+        let (s, _) = dev.get(&format!("/v1/secrets/{BILLING}/{name}"), &sa);
+        assert_eq!(s, 200);
+    }
+    let (s, _) = dev.get(
+        "/v1/secrets/environments/production/reporting/database",
+        &sa,
+    );
+    assert_eq!(s, 403);
+
+    let out = dev.cli(&[
+        "audit",
+        "query",
+        "--identity-id",
+        "sa:billing-prod",
+        "--start",
+        "1 hour ago",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let logs = v["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 4, "{v:#}");
+    let ok: Vec<&str> = logs
+        .iter()
+        .filter(|e| e["success"] == true)
+        .map(|e| e["secret_path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ok,
+        vec![
+            format!("{BILLING}/sendgrid"),
+            format!("{BILLING}/database"),
+            format!("{BILLING}/stripe")
+        ],
+        "newest first"
+    );
+    for e in logs {
+        assert_eq!(e["action"], "read");
+        assert_eq!(e["identity_type"], "service_account");
+        assert!(e["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert!(e["request_id"].as_str().unwrap().starts_with("req_"));
+    }
+    let denied = &logs[0];
+    assert_eq!(denied["success"], false);
+    assert_eq!(
+        denied["secret_path"],
+        "environments/production/reporting/database"
+    );
+    assert_eq!(denied["extra_data"]["error_code"], "access_denied");
+    assert_eq!(logs[1]["extra_data"]["version"], 1);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("\"k\": \"v\""),
+        "a value reached the audit log"
+    );
+
+    // Nothing older than the window, and nothing for a time in the future.
+    let out = dev.cli(&[
+        "audit",
+        "query",
+        "--identity-id",
+        "sa:billing-prod",
+        "--start",
+        "2099-01-01T00:00:00Z",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["logs"].as_array().unwrap().len(), 0);
+
+    let out = dev.cli(&["audit", "verify"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).starts_with("ok:"));
+    let out = dev.cli(&["audit", "query", "--start", "yesterday"]);
+    assert!(stdout(&out).contains("sa:billing-prod"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("audit.csv");
+    let out = dev.cli(&[
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--identity-id",
+        "sa:billing-prod",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(text.starts_with("id,timestamp,action"));
+
+    // The service account may not read the audit log itself.
+    let (s, b) = dev.get("/v1/audit/logs", &sa);
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    // Policy dry-runs are not audited.
+    dev.post("/v1/policies/test", &dev.token, serde_json::json!({"identity_id": "sa:billing-prod", "path": format!("{BILLING}/stripe"), "permission": "read"}));
+    let (_, b) = dev.get("/v1/audit/logs?action=request", &dev.token);
+    assert_eq!(b["logs"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn local_mode_is_audited_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("v.db");
+    let v = v.to_str().unwrap();
+    let env = [("SCAIVAULT_PASSPHRASE", "pw for local audit")];
+    assert!(
+        cli_env(
+            &[
+                "init",
+                "--vault",
+                v,
+                "--kdf-memory-mib",
+                "19",
+                "--kdf-passes",
+                "2"
+            ],
+            &env,
+            None
+        )
+        .status
+        .success()
+    );
+    assert!(
+        cli_env(
+            &["secrets", "write", "a/b", "k=v", "--vault", v],
+            &env,
+            None
+        )
+        .status
+        .success()
+    );
+    assert_eq!(
+        cli_env(&["secrets", "read", "a/missing", "--vault", v], &env, None)
+            .status
+            .code(),
+        Some(4)
+    );
+    let out = cli_env(&["audit", "query", "--json", "--vault", v], &env, None);
+    let logs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let logs = logs["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert_eq!(
+        (logs[0]["action"].as_str(), logs[0]["success"].as_bool()),
+        (Some("read"), Some(false))
+    );
+    assert_eq!(
+        (logs[1]["action"].as_str(), logs[1]["secret_path"].as_str()),
+        (Some("write"), Some("a/b"))
+    );
+    assert_eq!(logs[1]["identity_id"], "user:root");
+}
