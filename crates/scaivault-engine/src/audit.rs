@@ -222,8 +222,15 @@ fn append(
         prev_hash: head.hash,
         hash: Hash32::default(),
     };
-    entry.hash = entry_hash(&entry);
-    tx.put_ordered(Table::Audit, seq, &pack(&entry));
+    // The hash is the last field and postcard writes [u8; 32] as 32 raw bytes, so the entry
+    // is packed once: hashed with a zero hash, which is then overwritten in place.
+    let mut bytes = pack(&entry);
+    let n = bytes.len();
+    let hash = sha256(&bytes);
+    bytes[n - 32..].copy_from_slice(&hash);
+    entry.hash = Hash32(hash);
+    debug_assert_eq!(entry_hash(&entry), entry.hash);
+    tx.put_ordered(Table::Audit, seq, &bytes);
     let new_head = ChainHead {
         seq,
         hash: entry.hash,
