@@ -8,6 +8,7 @@ mod args;
 mod audit;
 mod bench;
 mod config;
+pub mod dotenv;
 mod output;
 mod passphrase;
 mod secrets;

@@ -137,6 +137,157 @@ fn put_head(tx: &mut WriteTx<'_, '_>, heads: &Arc<HeadCache>, head: &SecretHead)
     tx.on_commit(move || c.invalidate(&key));
 }
 
+/// A write that passed validation and authorization.
+struct PreparedWrite {
+    path: String,
+    req: WriteRequest,
+    secret_type: Option<String>,
+    expires_at: Option<Timestamp>,
+    cas: Option<u64>,
+    now: Timestamp,
+    actor: String,
+    accessed: Option<Timestamp>,
+    paths: Arc<std::sync::RwLock<std::collections::BTreeMap<String, PathEntry>>>,
+    heads: Arc<HeadCache>,
+}
+
+/// The writer-thread half of a write: check-and-set, versioning, pruning, index updates.
+fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcome> {
+    let PreparedWrite {
+        path,
+        req,
+        secret_type,
+        expires_at,
+        cas,
+        now,
+        actor,
+        accessed,
+        paths,
+        heads,
+    } = w;
+
+    let existing: Option<SecretHead> =
+        match tx.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
+            Some(p) => Some(unpack(Table::Secrets, p.as_bytes())?),
+            None => None,
+        };
+    let mut existing = existing;
+    // A soft delete past its retention is purged by the write that reuses the path.
+    if let Some(h) = &existing
+        && let Some(until) = h.recoverable_until.filter(|_| h.deleted_at.is_some())
+    {
+        if until > now {
+            return Err(Error::new(
+                ErrorCode::SecretExists,
+                format!(
+                    "{path} is soft-deleted; restore it or delete it permanently before writing"
+                ),
+            )
+            .with("path", path.as_str())
+            .with("recoverable_until", until.to_rfc3339()));
+        }
+        for v in &h.versions {
+            tx.delete(Table::Versions, &version_key(&path, v.version));
+        }
+        existing = None;
+    }
+    let current = existing.as_ref().map_or(0, |h| h.current_version);
+    if let Some(expected) = cas
+        && expected != current
+    {
+        return Err(Error::new(
+            ErrorCode::VersionConflict,
+            format!("check-and-set failed: expected version {expected}, current is {current}"),
+        )
+        .with("path", path.as_str())
+        .with("expected_version", expected)
+        .with("current_version", current));
+    }
+    let created = existing.is_none();
+    let mut head = existing.unwrap_or_else(|| SecretHead {
+        path: path.clone(),
+        secret_type: "kv".into(),
+        metadata: Map::new(),
+        current_version: 0,
+        versions: Vec::new(),
+        max_versions: limits::DEFAULT_MAX_VERSIONS,
+        created_at: now,
+        updated_at: now,
+        expires_at: None,
+        last_accessed_at: None,
+        deleted_at: None,
+        recoverable_until: None,
+        rotation_policy_id: None,
+        secret_policy_id: None,
+    });
+    let version = head
+        .versions
+        .last()
+        .map_or(0, |v| v.version)
+        .max(head.current_version)
+        + 1;
+    if let Some(t) = secret_type {
+        head.secret_type = t;
+    }
+    if let Some(m) = req.metadata {
+        head.metadata = m;
+    }
+    if let Some(n) = req.options.max_versions {
+        head.max_versions = n;
+    }
+    if req.options.rotation_policy_id.is_some() {
+        head.rotation_policy_id = req.options.rotation_policy_id;
+    }
+    head.expires_at = expires_at;
+    head.current_version = version;
+    head.updated_at = now;
+    head.last_accessed_at = accessed.or(head.last_accessed_at);
+    head.versions.push(VersionInfo {
+        version,
+        created_at: now,
+        created_by: actor,
+    });
+    while head.versions.len() > head.max_versions as usize {
+        let old = head.versions.remove(0);
+        tx.delete(Table::Versions, &version_key(&path, old.version));
+    }
+    tx.put(
+        Table::Versions,
+        &version_key(&path, version),
+        &pack(&VersionRecord { data: req.data }),
+    );
+    put_head(tx, &heads, &head);
+    if created {
+        tx.put(
+            Table::Paths,
+            path.as_bytes(),
+            &pack(&PathRecord {
+                path: path.clone(),
+                deleted: false,
+            }),
+        );
+        let p = path.clone();
+        tx.on_commit(move || {
+            write(&paths).insert(
+                p,
+                PathEntry {
+                    deleted: false,
+                    last_accessed: AtomicI64::new(0),
+                },
+            );
+        });
+    }
+    Ok(WriteOutcome {
+        path,
+        version,
+        secret_type: head.secret_type,
+        created,
+        created_at: head.created_at,
+        updated_at: now,
+        expires_at: head.expires_at,
+    })
+}
+
 fn not_found(path: &str) -> Error {
     Error::new(ErrorCode::SecretNotFound, format!("no secret at {path}")).with("path", path)
 }
@@ -371,12 +522,14 @@ impl Engine {
         })
     }
 
-    pub async fn write_secret(
+    /// Validates and authorizes a write outside the writer thread; what is left is the
+    /// read-modify-write against the current head, done in the commit pipeline.
+    fn prepare_write(
         &self,
         caller: &Caller,
         path: &str,
         req: WriteRequest,
-    ) -> Result<WriteOutcome> {
+    ) -> Result<PreparedWrite> {
         let path = SecretPath::parse(path)?;
         self.authorize(
             caller,
@@ -404,105 +557,50 @@ impl Engine {
             ));
         }
         let cas = req.options.cas.or(req.cas);
-        let now = self.now();
-        let actor = caller.identity_id.to_string();
         let path = path.as_str().to_owned();
-        let paths = self.paths.clone();
-        let accessed = self.last_accessed_hint(&path);
-        let heads = self.heads.clone();
+        Ok(PreparedWrite {
+            accessed: self.last_accessed_hint(&path),
+            path,
+            req,
+            secret_type,
+            expires_at,
+            cas,
+            now: self.now(),
+            actor: caller.identity_id.to_string(),
+            paths: self.paths.clone(),
+            heads: self.heads.clone(),
+        })
+    }
+
+    pub async fn write_secret(
+        &self,
+        caller: &Caller,
+        path: &str,
+        req: WriteRequest,
+    ) -> Result<WriteOutcome> {
+        let w = self.prepare_write(caller, path, req)?;
+        self.vault.write(move |tx| apply_write(tx, w)).await
+    }
+
+    /// Writes several secrets in one atomic, durable transaction (bulk imports): all or none.
+    pub async fn write_secrets(
+        &self,
+        caller: &Caller,
+        writes: Vec<(String, WriteRequest)>,
+    ) -> Result<Vec<WriteOutcome>> {
+        let prepared = writes
+            .into_iter()
+            .map(|(p, r)| {
+                self.prepare_write(caller, &p, r)
+                    .map_err(|e| e.with("path", p.as_str()))
+            })
+            .collect::<Result<Vec<_>>>()?;
         self.vault
             .write(move |tx| {
-                let existing: Option<SecretHead> = match tx.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
-                    Some(p) => Some(unpack(Table::Secrets, p.as_bytes())?),
-                    None => None,
-                };
-                let mut existing = existing;
-                // A soft delete past its retention is purged by the write that reuses the path.
-                if let Some(h) = &existing
-                    && let Some(until) = h.recoverable_until.filter(|_| h.deleted_at.is_some())
-                {
-                    if until > now {
-                        return Err(Error::new(
-                            ErrorCode::SecretExists,
-                            format!("{path} is soft-deleted; restore it or delete it permanently before writing"),
-                        )
-                        .with("path", path.as_str())
-                        .with("recoverable_until", until.to_rfc3339()));
-                    }
-                    for v in &h.versions {
-                        tx.delete(Table::Versions, &version_key(&path, v.version));
-                    }
-                    existing = None;
-                }
-                let current = existing.as_ref().map_or(0, |h| h.current_version);
-                if let Some(expected) = cas
-                    && expected != current
-                {
-                    return Err(Error::new(
-                        ErrorCode::VersionConflict,
-                        format!("check-and-set failed: expected version {expected}, current is {current}"),
-                    )
-                    .with("path", path.as_str())
-                    .with("expected_version", expected)
-                    .with("current_version", current));
-                }
-                let created = existing.is_none();
-                let mut head = existing.unwrap_or_else(|| SecretHead {
-                    path: path.clone(),
-                    secret_type: "kv".into(),
-                    metadata: Map::new(),
-                    current_version: 0,
-                    versions: Vec::new(),
-                    max_versions: limits::DEFAULT_MAX_VERSIONS,
-                    created_at: now,
-                    updated_at: now,
-                    expires_at: None,
-                    last_accessed_at: None,
-                    deleted_at: None,
-                    recoverable_until: None,
-                    rotation_policy_id: None,
-                    secret_policy_id: None,
-                });
-                let version = head.versions.last().map_or(0, |v| v.version).max(head.current_version) + 1;
-                if let Some(t) = secret_type {
-                    head.secret_type = t;
-                }
-                if let Some(m) = req.metadata {
-                    head.metadata = m;
-                }
-                if let Some(n) = req.options.max_versions {
-                    head.max_versions = n;
-                }
-                if req.options.rotation_policy_id.is_some() {
-                    head.rotation_policy_id = req.options.rotation_policy_id;
-                }
-                head.expires_at = expires_at;
-                head.current_version = version;
-                head.updated_at = now;
-                head.last_accessed_at = accessed.or(head.last_accessed_at);
-                head.versions.push(VersionInfo { version, created_at: now, created_by: actor });
-                while head.versions.len() > head.max_versions as usize {
-                    let old = head.versions.remove(0);
-                    tx.delete(Table::Versions, &version_key(&path, old.version));
-                }
-                tx.put(Table::Versions, &version_key(&path, version), &pack(&VersionRecord { data: req.data }));
-                put_head(tx, &heads, &head);
-                if created {
-                    tx.put(Table::Paths, path.as_bytes(), &pack(&PathRecord { path: path.clone(), deleted: false }));
-                    let p = path.clone();
-                    tx.on_commit(move || {
-                        write(&paths).insert(p, PathEntry { deleted: false, last_accessed: AtomicI64::new(0) });
-                    });
-                }
-                Ok(WriteOutcome {
-                    path,
-                    version,
-                    secret_type: head.secret_type,
-                    created,
-                    created_at: head.created_at,
-                    updated_at: now,
-                    expires_at: head.expires_at,
-                })
+                prepared
+                    .into_iter()
+                    .map(|w| apply_write(tx, w))
+                    .collect::<Result<Vec<_>>>()
             })
             .await
     }
