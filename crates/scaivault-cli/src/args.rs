@@ -65,6 +65,14 @@ pub enum Command {
     /// Access policies and their bindings.
     #[command(subcommand)]
     Policies(PoliciesCmd),
+    /// Import variables from .env files.
+    #[command(subcommand)]
+    Import(ImportCmd),
+    /// Export secrets as a .env file.
+    #[command(subcommand)]
+    Export(ExportCmd),
+    /// Run a command with secrets injected as environment variables.
+    Run(RunArgs),
     /// Query, summarise, export and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -305,6 +313,73 @@ pub enum PoliciesCmd {
         #[arg(long)]
         identity: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCmd {
+    /// Import a .env file (or, with --fleet, every DIR/<service>/.env.<env>).
+    Dotenv(ImportDotenvArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportDotenvArgs {
+    /// The .env file (not with --fleet).
+    pub file: Option<PathBuf>,
+    /// Where the secrets go, e.g. environments/production/billing. With --fleet: the base
+    /// (default `environments`), under which <env>/<service> is added.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// JSON file grouping variables into secrets and naming the ones to skip.
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Print the plan and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// secret_type of the imported secrets (default kv).
+    #[arg(long = "type")]
+    pub secret_type: Option<String>,
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Import DIR/<service>/.env.<env> for every service and environment.
+    #[arg(long)]
+    pub fleet: Option<PathBuf>,
+    /// Parallel requests against a server.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCmd {
+    /// Write the secrets under a prefix as a .env file (stdout unless --out).
+    Dotenv {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Inject every secret under this prefix.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// A file of VAR=path#field references to inject.
+    #[arg(long)]
+    pub env_file: Option<PathBuf>,
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Replace secret values in the child's output with ******.
+    #[arg(long)]
+    pub mask: bool,
+    /// If the vault cannot be reached, run with the environment as it is (and say so).
+    #[arg(long)]
+    pub fallback_env: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

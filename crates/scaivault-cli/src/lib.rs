@@ -9,8 +9,10 @@ mod audit;
 mod bench;
 mod config;
 pub mod dotenv;
+mod migrate;
 mod output;
 mod passphrase;
+mod run;
 mod secrets;
 mod serve;
 mod target;
@@ -136,6 +138,14 @@ async fn run(cli: Cli) -> CliResult<()> {
             result
         }
         Command::Audit(c) => audit::run(&target(&g)?, c, &out).await,
+        Command::Import(args::ImportCmd::Dotenv(a)) => {
+            let t = target(&g)?;
+            let result = migrate::import(&t, a, &out).await;
+            audit_local(&t, "import_dotenv".into(), None, &result).await?;
+            result
+        }
+        Command::Export(c) => migrate::export(&target(&g)?, c).await,
+        Command::Run(a) => run::run(&g, a, || target(&g)).await,
         Command::Operator(c) => serve::operator(&g, || target(&g), c, &out).await,
         Command::Bench(c) => bench::run(c, &out).await,
     }

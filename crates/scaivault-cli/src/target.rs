@@ -12,6 +12,7 @@ pub enum Target {
     Local(Arc<Engine>),
 }
 
+#[derive(Clone)]
 pub struct Remote {
     pub base_url: String,
     token: Option<zeroize::Zeroizing<String>>,

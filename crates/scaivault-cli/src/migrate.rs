@@ -1,0 +1,589 @@
+//! `.env` migration: `import dotenv`, `export dotenv`, and the variable ↔ secret mapping that
+//! `run` shares.
+//!
+//! Without a mapping each variable becomes its own secret, `<prefix>/<variable in lower case>`
+//! holding `{"value": …}`; a mapping file groups variables into one secret with named fields
+//! and lists the non-sensitive ones to leave in the environment:
+//!
+//! ```json
+//! { "secrets": { "salesforce": { "SALESFORCE_CLIENT_ID": "client_id",
+//!                                "SALESFORCE_CLIENT_SECRET": "client_secret" } },
+//!   "skip": ["LOG_LEVEL", "PUBLIC_URL"] }
+//! ```
+//!
+//! Each imported secret records where its values came from in `metadata.dotenv`
+//! (`{"vars": [{"var", "field", "index"}]}`), so `export` rebuilds the file — names, order and
+//! values byte for byte — without needing the mapping again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use reqwest::Method;
+use scaivault_core::path::SecretPath;
+use scaivault_core::{Error, ErrorCode};
+use scaivault_engine::WriteRequest;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::args::{ExportCmd, ImportDotenvArgs};
+use crate::dotenv;
+use crate::output::{Out, print_table};
+use crate::target::{CliError, CliResult, Target, local_caller, q, to_value};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    #[serde(default)]
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    pub skip: Vec<String>,
+}
+
+fn usage(m: impl Into<String>) -> Error {
+    Error::new(ErrorCode::InvalidRequest, m)
+}
+
+pub fn load_mapping(p: Option<&Path>) -> Result<Mapping, Error> {
+    let Some(p) = p else {
+        return Ok(Mapping::default());
+    };
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
+    let m: Mapping = serde_json::from_str(&text).map_err(|e| {
+        usage(format!(
+            "{}: invalid mapping (line {}): {e}",
+            p.display(),
+            e.line()
+        ))
+    })?;
+    let mut owner: HashMap<&str, &str> = HashMap::new();
+    for (secret, vars) in &m.secrets {
+        for var in vars.keys() {
+            if let Some(other) = owner.insert(var, secret) {
+                return Err(usage(format!(
+                    "mapping: {var} is in both {other} and {secret}"
+                )));
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// One secret to write: its path, data and the variables it came from.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub path: String,
+    pub data: Map<String, Value>,
+    pub vars: Vec<Value>,
+}
+
+fn default_name(var: &str) -> String {
+    var.to_ascii_lowercase().replace('.', "_")
+}
+
+/// Turns parsed variables into secrets under `prefix`.
+pub fn plan_secrets(
+    entries: &[dotenv::Entry],
+    mapping: &Mapping,
+    prefix: &str,
+) -> Result<(Vec<Planned>, Vec<String>), Error> {
+    let prefix = prefix.trim_end_matches('/');
+    let mut by_path: BTreeMap<String, Planned> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut skipped = Vec::new();
+    for (index, e) in entries.iter().enumerate() {
+        if mapping.skip.contains(&e.key) {
+            skipped.push(e.key.clone());
+            continue;
+        }
+        let grouped = mapping
+            .secrets
+            .iter()
+            .find_map(|(name, vars)| vars.get(&e.key).map(|field| (name.clone(), field.clone())));
+        let (name, field) = grouped.unwrap_or_else(|| (default_name(&e.key), "value".to_owned()));
+        let path = format!("{prefix}/{name}");
+        SecretPath::parse(&path).map_err(|err| {
+            Error::new(
+                ErrorCode::InvalidPath,
+                format!(
+                    "variable {} (line {}) maps to an invalid path {path}: {}",
+                    e.key, e.line, err.message
+                ),
+            )
+        })?;
+        let p = by_path.entry(path.clone()).or_insert_with(|| {
+            order.push(path.clone());
+            Planned {
+                path: path.clone(),
+                data: Map::new(),
+                vars: Vec::new(),
+            }
+        });
+        if p.data.contains_key(&field) {
+            return Err(usage(format!(
+                "variables {} and another both map to {path} field {field}",
+                e.key
+            )));
+        }
+        p.data.insert(field.clone(), Value::String(e.value.clone()));
+        p.vars
+            .push(json!({ "var": e.key, "field": field, "index": index }));
+    }
+    Ok((
+        order
+            .into_iter()
+            .filter_map(|p| by_path.remove(&p))
+            .collect(),
+        skipped,
+    ))
+}
+
+/// The current version of a secret, or `None` if there is none.
+pub async fn fetch(target: &Target, path: &str) -> CliResult<Option<Value>> {
+    let r = match target {
+        Target::Remote(r) => {
+            r.call(Method::GET, &format!("/v1/secrets/{path}"), None)
+                .await
+        }
+        Target::Local(e) => e
+            .read_secret(&local_caller(), path, None)
+            .map_err(CliError::from)
+            .and_then(to_value),
+    };
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e)
+            if e.error.code == ErrorCode::SecretNotFound
+                && e.error.details.get("deleted").is_none() =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Create,
+    Update,
+    Unchanged,
+}
+
+struct Step {
+    action: Action,
+    planned: Planned,
+    body: Value,
+}
+
+async fn build_steps(
+    target: &Target,
+    planned: Vec<Planned>,
+    args: &ImportDotenvArgs,
+) -> CliResult<Vec<Step>> {
+    let secret_type = args.secret_type.clone().unwrap_or_else(|| "kv".into());
+    let tags: Vec<String> = args
+        .tags
+        .iter()
+        .flat_map(|t| t.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut steps = Vec::with_capacity(planned.len());
+    for p in planned {
+        let current = fetch(target, &p.path).await?;
+        let mut metadata = current
+            .as_ref()
+            .and_then(|c| c["metadata"].as_object().cloned())
+            .unwrap_or_default();
+        metadata.insert("dotenv".into(), json!({ "vars": p.vars }));
+        if !tags.is_empty() {
+            metadata.insert("tags".into(), json!(tags));
+        }
+        let action = match &current {
+            None => Action::Create,
+            Some(c)
+                if c["data"] == Value::Object(p.data.clone())
+                    && c["secret_type"] == json!(secret_type)
+                    && c["metadata"] == Value::Object(metadata.clone()) =>
+            {
+                Action::Unchanged
+            }
+            Some(_) => Action::Update,
+        };
+        let body = json!({ "data": p.data, "secret_type": secret_type, "metadata": metadata });
+        steps.push(Step {
+            action,
+            planned: p,
+            body,
+        });
+    }
+    Ok(steps)
+}
+
+async fn apply(
+    target: &Target,
+    steps: &[Step],
+    concurrency: usize,
+    progress: bool,
+) -> CliResult<usize> {
+    let changes: Vec<&Step> = steps
+        .iter()
+        .filter(|s| s.action != Action::Unchanged)
+        .collect();
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    match target {
+        Target::Local(engine) => {
+            // One atomic transaction: the whole import lands, or none of it.
+            let writes = changes
+                .iter()
+                .map(|s| {
+                    let req: WriteRequest = serde_json::from_value(s.body.clone())
+                        .map_err(|e| usage(format!("bad write: {e}")))?;
+                    Ok((s.planned.path.clone(), req))
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            engine.write_secrets(&local_caller(), writes).await?;
+        }
+        Target::Remote(r) => {
+            let bar = if progress {
+                let b = indicatif::ProgressBar::new(changes.len() as u64);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:40} {pos}/{len} secrets written ({per_sec})",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                b
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+            let mut tasks = Vec::with_capacity(changes.len());
+            for s in &changes {
+                let permit = sem
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::internal("semaphore closed"))?;
+                let (r, path, body, bar) = (
+                    r.clone(),
+                    s.planned.path.clone(),
+                    s.body.clone(),
+                    bar.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    let res = r
+                        .call(Method::PUT, &format!("/v1/secrets/{path}"), Some(&body))
+                        .await;
+                    drop(permit);
+                    bar.inc(1);
+                    res.map_err(|mut e| {
+                        e.error.message = format!("{path}: {}", e.error.message);
+                        e
+                    })
+                }));
+            }
+            let mut first_err = None;
+            for t in tasks {
+                if let Err(e) = t
+                    .await
+                    .map_err(|_| CliError::from(Error::internal("import task failed")))?
+                {
+                    first_err.get_or_insert(e);
+                }
+            }
+            bar.finish_and_clear();
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+        }
+    }
+    Ok(changes.len())
+}
+
+fn read_env_file(p: &Path) -> Result<dotenv::Parsed, Error> {
+    let bytes = std::fs::read(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| usage(format!("{} is not UTF-8", p.display())))?;
+    dotenv::parse(&text).map_err(|e| usage(format!("{}: {e}", p.display())))
+}
+
+/// `(file, prefix)` pairs for a fleet: DIR/<service>/.env.<env> → <base>/<env>/<service>.
+fn fleet_files(dir: &Path, base: &str) -> Result<Vec<(std::path::PathBuf, String)>, Error> {
+    let mut out = Vec::new();
+    let mut services: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| usage(format!("cannot read {}: {e}", dir.display())))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .collect();
+    services.sort_by_key(|e| e.file_name());
+    for svc in services {
+        let service = svc.file_name().to_string_lossy().to_ascii_lowercase();
+        let mut files: Vec<_> = std::fs::read_dir(svc.path())
+            .map_err(|e| usage(format!("cannot read {}: {e}", svc.path().display())))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".env."))
+            .collect();
+        files.sort_by_key(|e| e.file_name());
+        for f in files {
+            let env = f.file_name().to_string_lossy()[5..].to_ascii_lowercase();
+            out.push((
+                f.path(),
+                format!("{}/{env}/{service}", base.trim_end_matches('/')),
+            ));
+        }
+    }
+    if out.is_empty() {
+        return Err(usage(format!(
+            "no <service>/.env.<env> files under {}",
+            dir.display()
+        )));
+    }
+    Ok(out)
+}
+
+pub async fn import(target: &Target, args: ImportDotenvArgs, out: &Out) -> CliResult<()> {
+    let mapping = load_mapping(args.mapping.as_deref())?;
+    let sources: Vec<(std::path::PathBuf, String)> = match (&args.fleet, &args.file) {
+        (Some(dir), None) => fleet_files(dir, args.prefix.as_deref().unwrap_or("environments"))?,
+        (None, Some(f)) => {
+            let prefix = args
+                .prefix
+                .clone()
+                .ok_or_else(|| usage("give --prefix, e.g. environments/production/billing"))?;
+            vec![(f.clone(), prefix)]
+        }
+        _ => return Err(usage("give a .env file or --fleet DIR (not both)").into()),
+    };
+    // Parse everything before writing anything: one bad file stops the whole import.
+    let mut planned = Vec::new();
+    let mut skipped = Vec::new();
+    let mut warnings = Vec::new();
+    for (file, prefix) in &sources {
+        let parsed = read_env_file(file)?;
+        for (k, first, again) in &parsed.duplicates {
+            warnings.push(format!(
+                "{}: {k} is set on line {first} and again on line {again}; the last value is used",
+                file.display()
+            ));
+        }
+        let (p, s) = plan_secrets(&parsed.entries, &mapping, prefix)?;
+        planned.extend(p);
+        skipped.extend(s.into_iter().map(|v| format!("{}:{v}", file.display())));
+    }
+    let steps = build_steps(target, planned, &args).await?;
+    let count = |a| steps.iter().filter(|s| s.action == a).count();
+    let (create, update, same) = (
+        count(Action::Create),
+        count(Action::Update),
+        count(Action::Unchanged),
+    );
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let written = if args.dry_run {
+        0
+    } else {
+        apply(
+            target,
+            &steps,
+            args.concurrency,
+            !out.json && args.fleet.is_some(),
+        )
+        .await?
+    };
+    let plan: Vec<Value> = steps
+        .iter()
+        .map(|s| {
+            let vars: Vec<&str> = s.planned.vars.iter().filter_map(|v| v["var"].as_str()).collect();
+            json!({ "action": match s.action { Action::Create => "create", Action::Update => "new_version", Action::Unchanged => "unchanged" },
+                    "path": s.planned.path, "variables": vars })
+        })
+        .collect();
+    let res = json!({
+        "plan": plan, "create": create, "new_version": update, "unchanged": same,
+        "skipped": skipped, "warnings": warnings, "written": written, "dry_run": args.dry_run,
+    });
+    out.emit(&res, || {
+        let rows = plan
+            .iter()
+            .map(|p| vec![p["action"].as_str().unwrap_or("").to_owned(), p["path"].as_str().unwrap_or("").to_owned(), p["variables"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default()])
+            .collect();
+        print_table(&["PLAN", "PATH", "VARIABLES"], rows);
+        println!("{create} to create, {update} new versions, {same} unchanged, {} skipped as non-sensitive", skipped.len());
+        if args.dry_run {
+            println!("Dry run: nothing was written.");
+        } else {
+            println!("Wrote {written} secrets.");
+        }
+    });
+    Ok(())
+}
+
+/// Every secret under `prefix`, read (values included).
+pub async fn read_all(target: &Target, prefix: &str) -> CliResult<Vec<Value>> {
+    let mut paths = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = match target {
+            Target::Remote(r) => {
+                let mut url = format!("/v1/secrets?prefix={}&limit=1000", q(prefix));
+                if let Some(c) = &cursor {
+                    url.push_str(&format!("&cursor={}", q(c)));
+                }
+                r.call(Method::GET, &url, None).await?
+            }
+            Target::Local(e) => {
+                to_value(e.list_secrets(&local_caller(), prefix, Some(1000), cursor.as_deref())?)?
+            }
+        };
+        paths.extend(
+            page["secrets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| s["path"].as_str().map(str::to_owned)),
+        );
+        cursor = page["cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(paths.len());
+    for chunk in paths.chunks(100) {
+        match target {
+            Target::Remote(r) => {
+                let res = r
+                    .call(Method::POST, "/v1/secrets/batch", Some(&json!({"paths": chunk, "options": {"include_metadata": true, "fail_fast": true}})))
+                    .await?;
+                for p in chunk {
+                    let mut s = res["secrets"][p].clone();
+                    s["path"] = json!(p);
+                    out.push(s);
+                }
+            }
+            Target::Local(e) => {
+                for p in chunk {
+                    out.push(to_value(e.read_secret(&local_caller(), p, None)?)?);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Secrets → `(VARIABLE, value)` in the original order where it is known.
+pub fn to_vars(secrets: &[Value], mapping: &Mapping) -> Result<Vec<(String, String)>, Error> {
+    let mut vars: Vec<(u64, String, String, String)> = Vec::new(); // (order, path, var, value)
+    let reverse: HashMap<(&str, &str), &str> = mapping
+        .secrets
+        .iter()
+        .flat_map(|(name, m)| {
+            m.iter()
+                .map(move |(var, field)| ((name.as_str(), field.as_str()), var.as_str()))
+        })
+        .collect();
+    for s in secrets {
+        let path = s["path"].as_str().unwrap_or("");
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let data = s["data"].as_object().cloned().unwrap_or_default();
+        let text = |v: &Value| {
+            v.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string())
+        };
+        if let Some(recorded) = s["metadata"]["dotenv"]["vars"].as_array() {
+            for r in recorded {
+                let (Some(var), Some(field)) = (r["var"].as_str(), r["field"].as_str()) else {
+                    continue;
+                };
+                if let Some(v) = data.get(field) {
+                    vars.push((
+                        r["index"].as_u64().unwrap_or(u64::MAX),
+                        path.to_owned(),
+                        var.to_owned(),
+                        text(v),
+                    ));
+                }
+            }
+            continue;
+        }
+        for (field, v) in &data {
+            let var = match reverse.get(&(name, field.as_str())) {
+                Some(var) => (*var).to_owned(),
+                None if field == "value" => name.to_ascii_uppercase().replace('-', "_"),
+                None => format!("{name}_{field}")
+                    .to_ascii_uppercase()
+                    .replace('-', "_"),
+            };
+            vars.push((u64::MAX, path.to_owned(), var, text(v)));
+        }
+    }
+    vars.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let mut seen = std::collections::HashSet::new();
+    for (_, path, var, _) in &vars {
+        if !seen.insert(var.clone()) {
+            return Err(usage(format!(
+                "two secrets give the variable {var} (one is {path}); use a mapping"
+            )));
+        }
+    }
+    Ok(vars.into_iter().map(|(_, _, k, v)| (k, v)).collect())
+}
+
+pub async fn export(target: &Target, cmd: ExportCmd) -> CliResult<()> {
+    let ExportCmd::Dotenv {
+        prefix,
+        mapping,
+        out,
+    } = cmd;
+    let mapping = load_mapping(mapping.as_deref())?;
+    let secrets = read_all(target, &prefix).await?;
+    let text = dotenv::render(&to_vars(&secrets, &mapping)?);
+    match out {
+        Some(p) => crate::config::write_private(&p, text.as_bytes())
+            .map_err(|e| Error::internal(format!("cannot write {}: {e}", p.display())))?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_and_grouped_plans() {
+        let parsed = dotenv::parse("STRIPE_KEY=sk\nSALESFORCE_CLIENT_ID=id\nSALESFORCE_CLIENT_SECRET=sec\nLOG_LEVEL=info\n").unwrap();
+        let mapping: Mapping = serde_json::from_str(
+            r#"{"secrets":{"salesforce":{"SALESFORCE_CLIENT_ID":"client_id","SALESFORCE_CLIENT_SECRET":"client_secret"}},"skip":["LOG_LEVEL"]}"#,
+        )
+        .unwrap();
+        let (plan, skipped) = plan_secrets(
+            &parsed.entries,
+            &mapping,
+            "environments/production/billing/",
+        )
+        .unwrap();
+        assert_eq!(skipped, vec!["LOG_LEVEL"]);
+        assert_eq!(plan.len(), 2);
+        assert_eq!(plan[0].path, "environments/production/billing/stripe_key");
+        assert_eq!(plan[0].data["value"], "sk");
+        assert_eq!(plan[1].path, "environments/production/billing/salesforce");
+        assert_eq!(plan[1].data["client_secret"], "sec");
+    }
+
+    #[test]
+    fn invalid_names_are_reported_with_their_line() {
+        let parsed = dotenv::parse("A=1\nb.c-D=2\n").unwrap();
+        assert!(plan_secrets(&parsed.entries, &Mapping::default(), "x").is_ok());
+        let err = plan_secrets(&parsed.entries, &Mapping::default(), "Bad Prefix").unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidPath);
+        assert!(err.message.contains("line 1"));
+    }
+}

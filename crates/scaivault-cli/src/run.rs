@@ -1,0 +1,215 @@
+//! `scaivault run -- CMD`: start a command with secrets in its environment.
+//!
+//! Signals the runner receives (INT, TERM, HUP, QUIT) are passed on to the child, and the
+//! child's exit status becomes the runner's (128 + signal when it was killed by one). With
+//! `--mask`, every secret value of four or more characters is replaced by `******` in the
+//! child's output, line by line.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use scaivault_core::{Error, ErrorCode};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use crate::args::{Global, RunArgs};
+use crate::dotenv;
+use crate::migrate::{self, load_mapping};
+use crate::target::{CliError, CliResult, Target};
+
+fn usage(m: impl Into<String>) -> Error {
+    Error::new(ErrorCode::InvalidRequest, m)
+}
+
+/// `VAR=path#field` references; the field defaults to `value`.
+async fn from_refs(target: &Target, file: &std::path::Path) -> CliResult<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
+    let parsed = dotenv::parse(&text).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+    let mut out = Vec::new();
+    for e in parsed.entries {
+        let (path, field) = e
+            .value
+            .split_once('#')
+            .unwrap_or((e.value.as_str(), "value"));
+        let secret = migrate::fetch(target, path).await?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::SecretNotFound,
+                format!(
+                    "{}: {} (line {}) names {path}, which does not exist",
+                    file.display(),
+                    e.key,
+                    e.line
+                ),
+            )
+        })?;
+        let v = secret["data"].get(field).ok_or_else(|| {
+            Error::new(
+                ErrorCode::ValidationError,
+                format!(
+                    "{}: {path} has no field {field} (line {})",
+                    file.display(),
+                    e.line
+                ),
+            )
+        })?;
+        out.push((
+            e.key,
+            v.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string()),
+        ));
+    }
+    Ok(out)
+}
+
+async fn collect(
+    g: &Global,
+    args: &RunArgs,
+    target: impl FnOnce() -> CliResult<Target>,
+) -> CliResult<Vec<(String, String)>> {
+    let _ = g;
+    let target = target()?;
+    let mapping = load_mapping(args.mapping.as_deref())?;
+    let mut vars = Vec::new();
+    if let Some(prefix) = &args.prefix {
+        let secrets: Vec<Value> = migrate::read_all(&target, prefix).await?;
+        vars.extend(migrate::to_vars(&secrets, &mapping)?);
+    }
+    if let Some(f) = &args.env_file {
+        vars.extend(from_refs(&target, f).await?);
+    }
+    if args.prefix.is_none() && args.env_file.is_none() {
+        return Err(usage("give --prefix or --env-file").into());
+    }
+    Ok(vars)
+}
+
+fn is_unreachable(e: &CliError) -> bool {
+    e.error.code == ErrorCode::ServiceUnavailable
+        && e.error.message.starts_with("cannot reach the vault")
+}
+
+pub async fn run(
+    g: &Global,
+    args: RunArgs,
+    target: impl FnOnce() -> CliResult<Target>,
+) -> CliResult<()> {
+    let vars = match collect(g, &args, target).await {
+        Ok(v) => v,
+        Err(e) if args.fallback_env && is_unreachable(&e) => {
+            eprintln!(
+                "scaivault run: the vault is unreachable ({}); running with the environment as it is (--fallback-env)",
+                e.error.message
+            );
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| usage("give the command after --"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(rest);
+    for (k, v) in &vars {
+        cmd.env(k, v);
+    }
+    let masks: Vec<Zeroizing<String>> = if args.mask {
+        let mut m: Vec<Zeroizing<String>> = vars
+            .iter()
+            .filter(|(_, v)| v.len() >= 4)
+            .map(|(_, v)| Zeroizing::new(v.clone()))
+            .collect();
+        // Longest first, so a value containing another is masked whole.
+        m.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        m
+    } else {
+        Vec::new()
+    };
+    drop(vars);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| usage(format!("cannot start {program}: {e}")))?;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut pumps = Vec::new();
+    if args.mask {
+        let masks = std::sync::Arc::new(masks);
+        if let Some(out) = child.stdout.take() {
+            let m = masks.clone();
+            pumps.push(std::thread::spawn(move || pump(out, std::io::stdout(), &m)));
+        }
+        if let Some(err) = child.stderr.take() {
+            let m = masks.clone();
+            pumps.push(std::thread::spawn(move || pump(err, std::io::stderr(), &m)));
+        }
+    }
+    let forward = tokio::spawn(forward_signals(pid));
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .map_err(|_| Error::internal("waiting for the child failed"))?
+        .map_err(|e| Error::internal(format!("waiting for {program}: {e}")))?;
+    forward.abort();
+    for p in pumps {
+        let _ = p.join();
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}
+
+fn pump(from: impl std::io::Read, mut to: impl Write, masks: &[Zeroizing<String>]) {
+    let mut r = BufReader::new(from);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let mut text = String::from_utf8_lossy(&line).into_owned();
+                for m in masks {
+                    if text.contains(m.as_str()) {
+                        text = text.replace(m.as_str(), "******");
+                    }
+                }
+                let _ = to.write_all(text.as_bytes());
+                let _ = to.flush();
+            }
+        }
+    }
+}
+
+async fn forward_signals(pid: nix::unistd::Pid) {
+    use nix::sys::signal::{Signal, kill};
+    use tokio::signal::unix::{SignalKind, signal};
+    let kinds = [
+        (SignalKind::interrupt(), Signal::SIGINT),
+        (SignalKind::terminate(), Signal::SIGTERM),
+        (SignalKind::hangup(), Signal::SIGHUP),
+        (SignalKind::quit(), Signal::SIGQUIT),
+    ];
+    let mut streams = Vec::new();
+    for (kind, sig) in kinds {
+        if let Ok(s) = signal(kind) {
+            streams.push((s, sig));
+        }
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for (mut s, sig) in streams {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                if tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    while let Some(sig) = rx.recv().await {
+        let _ = kill(pid, sig);
+    }
+}

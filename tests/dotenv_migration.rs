@@ -1,0 +1,359 @@
+//! `.env` import, export and `scaivault run` against the real binary.
+
+mod common;
+
+use common::*;
+use scaivault_cli::dotenv;
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn vars(text: &str) -> Vec<(String, String)> {
+    dotenv::parse(text)
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| (e.key, e.value))
+        .collect()
+}
+
+#[test]
+fn golden_files_import_and_export_back_identical() {
+    let dev = Dev::start();
+    for name in ["basic.env", "multiline.env", "crlf-duplicates.env"] {
+        let prefix = format!("golden/{}", name.trim_end_matches(".env").replace('-', "_"));
+        let file = fixture(&format!("dotenv/{name}"));
+        let out = dev.cli(&["import", "dotenv", &file, "--prefix", &prefix, "--json"]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(plan["new_version"], 0);
+        assert!(plan["create"].as_u64().unwrap() > 0);
+
+        let out = dev.cli(&["export", "dotenv", "--prefix", &prefix]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let original = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            vars(&stdout(&out)),
+            vars(&original),
+            "{name}: export differs from the original"
+        );
+
+        // Re-running an unchanged import writes nothing.
+        let out = dev.cli(&["import", "dotenv", &file, "--prefix", &prefix, "--json"]);
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (
+                plan["create"].as_u64(),
+                plan["new_version"].as_u64(),
+                plan["written"].as_u64()
+            ),
+            (Some(0), Some(0), Some(0)),
+            "{plan}"
+        );
+    }
+    // Duplicates were reported.
+    let out = dev.cli(&[
+        "import",
+        "dotenv",
+        &fixture("dotenv/crlf-duplicates.env"),
+        "--prefix",
+        "dup",
+        "--dry-run",
+    ]);
+    assert!(
+        stderr(&out).contains("A is set on line 1 and again on line 6"),
+        "{}",
+        stderr(&out)
+    );
+    let (s, _) = dev.get("/v1/secrets/dup/a", &dev.token);
+    assert_eq!(s, 404, "a dry run wrote something");
+}
+
+#[test]
+fn a_changed_variable_becomes_a_new_version_and_bad_files_write_nothing() {
+    let dev = Dev::start();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join(".env");
+    std::fs::write(&f, "API_KEY=one\nOTHER=same\n").unwrap();
+    assert!(
+        dev.cli(&["import", "dotenv", f.to_str().unwrap(), "--prefix", "svc"])
+            .status
+            .success()
+    );
+    std::fs::write(&f, "API_KEY=two\nOTHER=same\n").unwrap();
+    let out = dev.cli(&[
+        "import",
+        "dotenv",
+        f.to_str().unwrap(),
+        "--prefix",
+        "svc",
+        "--json",
+    ]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (plan["new_version"].as_u64(), plan["unchanged"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let (_, b) = dev.get("/v1/secrets/svc/api_key", &dev.token);
+    assert_eq!(
+        (b["version"].as_u64(), b["data"]["value"].as_str()),
+        (Some(2), Some("two"))
+    );
+
+    std::fs::write(&f, "GOOD=1\nBROKEN=\"never closed\nMORE=2\n").unwrap();
+    let out = dev.cli(&["import", "dotenv", f.to_str().unwrap(), "--prefix", "bad"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+    let (s, _) = dev.get("/v1/secrets/bad/good", &dev.token);
+    assert_eq!(s, 404, "a file with a syntax error wrote something");
+}
+
+#[test]
+fn a_fleet_imports_with_a_mapping() {
+    let dev = Dev::start();
+    let out = dev.cli(&[
+        "import",
+        "dotenv",
+        "--fleet",
+        &fixture("fleet"),
+        "--mapping",
+        &fixture("fleet/mapping.json"),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["create"], 4, "{plan:#}");
+    assert_eq!(
+        plan["skipped"].as_array().unwrap().len(),
+        3,
+        "LOG_LEVEL stays in the environment"
+    );
+    let (_, sf) = dev.get(
+        "/v1/secrets/environments/production/billing/salesforce",
+        &dev.token,
+    );
+    assert_eq!(sf["data"]["client_id"], "sf-client-123");
+    assert_eq!(sf["data"]["client_secret"], "sf-secret-456");
+    let (_, st) = dev.get(
+        "/v1/secrets/environments/staging/billing/stripe_secret_key",
+        &dev.token,
+    );
+    assert_eq!(st["data"]["value"], "sk_test_fleet");
+    let (s, _) = dev.get(
+        "/v1/secrets/environments/production/billing/log_level",
+        &dev.token,
+    );
+    assert_eq!(s, 404);
+    let out = dev.cli(&[
+        "export",
+        "dotenv",
+        "--prefix",
+        "environments/production/billing/",
+    ]);
+    assert_eq!(
+        vars(&stdout(&out)),
+        vec![
+            ("STRIPE_SECRET_KEY".into(), "sk_live_fleet".into()),
+            ("SALESFORCE_CLIENT_ID".into(), "sf-client-123".into()),
+            ("SALESFORCE_CLIENT_SECRET".into(), "sf-secret-456".into()),
+        ]
+    );
+}
+
+#[test]
+fn local_mode_import_is_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("v.db");
+    let v = v.to_str().unwrap();
+    let env = [("SCAIVAULT_PASSPHRASE", "local import pw")];
+    assert!(
+        cli_env(
+            &[
+                "init",
+                "--vault",
+                v,
+                "--kdf-memory-mib",
+                "19",
+                "--kdf-passes",
+                "2"
+            ],
+            &env,
+            None
+        )
+        .status
+        .success()
+    );
+    let out = cli_env(
+        &[
+            "import",
+            "dotenv",
+            &fixture("dotenv/basic.env"),
+            "--prefix",
+            "local/billing",
+            "--vault",
+            v,
+        ],
+        &env,
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli_env(
+        &[
+            "export",
+            "dotenv",
+            "--prefix",
+            "local/billing",
+            "--vault",
+            v,
+        ],
+        &env,
+        None,
+    );
+    assert_eq!(
+        vars(&stdout(&out)),
+        vars(&std::fs::read_to_string(fixture("dotenv/basic.env")).unwrap())
+    );
+}
+
+#[test]
+fn run_injects_passes_the_exit_code_and_masks() {
+    let dev = Dev::start();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join(".env");
+    std::fs::write(
+        &f,
+        "STRIPE_SECRET_KEY=sk_live_runtest\nDB_PASSWORD=hunter2hunter2\n",
+    )
+    .unwrap();
+    assert!(
+        dev.cli(&[
+            "import",
+            "dotenv",
+            f.to_str().unwrap(),
+            "--prefix",
+            "run/billing"
+        ])
+        .status
+        .success()
+    );
+
+    let out = dev.cli(&[
+        "run",
+        "--prefix",
+        "run/billing",
+        "--",
+        "sh",
+        "-c",
+        "echo key=$STRIPE_SECRET_KEY; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "key=sk_live_runtest");
+
+    let out = dev.cli(&[
+        "run",
+        "--prefix",
+        "run/billing",
+        "--mask",
+        "--",
+        "sh",
+        "-c",
+        "echo pw=$DB_PASSWORD; echo err=$STRIPE_SECRET_KEY >&2",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out).trim(), "pw=******");
+    assert!(stderr(&out).contains("err=******") && !stderr(&out).contains("sk_live_runtest"));
+
+    let refs = dir.path().join("refs.env");
+    std::fs::write(
+        &refs,
+        "PAYMENTS_KEY=run/billing/stripe_secret_key#value\nPW=run/billing/db_password\n",
+    )
+    .unwrap();
+    let out = dev.cli(&[
+        "run",
+        "--env-file",
+        refs.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo $PAYMENTS_KEY $PW",
+    ]);
+    assert_eq!(stdout(&out).trim(), "sk_live_runtest hunter2hunter2");
+
+    // An unreachable vault: fail, or with --fallback-env keep the environment and say so.
+    let env = [
+        ("SCAIVAULT_URL", "http://127.0.0.1:9"),
+        ("SCAIVAULT_TOKEN", "skt_x"),
+        ("STRIPE_SECRET_KEY", "from-env"),
+    ];
+    let out = cli_env(
+        &[
+            "run",
+            "--prefix",
+            "run/billing",
+            "--",
+            "sh",
+            "-c",
+            "echo $STRIPE_SECRET_KEY",
+        ],
+        &env,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = cli_env(
+        &[
+            "run",
+            "--prefix",
+            "run/billing",
+            "--fallback-env",
+            "--",
+            "sh",
+            "-c",
+            "echo $STRIPE_SECRET_KEY",
+        ],
+        &env,
+        None,
+    );
+    assert!(out.status.success());
+    assert_eq!(stdout(&out).trim(), "from-env");
+    assert!(stderr(&out).contains("unreachable"));
+}
+
+#[test]
+fn run_forwards_signals_to_the_child() {
+    let dev = Dev::start();
+    dev.put(
+        "/v1/secrets/sig/x",
+        &dev.token,
+        serde_json::json!({"data": {"value": "v"}}),
+    );
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "run",
+            "--prefix",
+            "sig",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.05; done",
+        ])
+        .env("SCAIVAULT_URL", &dev.url)
+        .env("SCAIVAULT_TOKEN", &dev.token)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert_eq!(rest.trim(), "got-term");
+    assert_eq!(status.code(), Some(42));
+}
