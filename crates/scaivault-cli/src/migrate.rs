@@ -163,6 +163,40 @@ pub async fn fetch(target: &Target, path: &str) -> CliResult<Option<Value>> {
     }
 }
 
+/// The current versions of many secrets (absent ones are missing from the map): a batch
+/// read per 100 paths against a server, so planning a large import costs few round trips.
+pub async fn fetch_many(target: &Target, paths: Vec<String>) -> CliResult<HashMap<String, Value>> {
+    let mut out = HashMap::with_capacity(paths.len());
+    match target {
+        Target::Local(_) => {
+            for p in paths {
+                if let Some(v) = fetch(target, &p).await? {
+                    out.insert(p, v);
+                }
+            }
+        }
+        Target::Remote(r) => {
+            for chunk in paths.chunks(100) {
+                let res = r
+                    .call(Method::POST, "/v1/secrets/batch", Some(&json!({"paths": chunk, "options": {"include_metadata": true}})))
+                    .await?;
+                for p in chunk {
+                    if let Some(s) = res["secrets"].get(p) {
+                        out.insert(p.clone(), s.clone());
+                    } else if let Some(e) = res["errors"].get(p) {
+                        let code = e["code"].as_str().and_then(ErrorCode::parse).unwrap_or(ErrorCode::InternalError);
+                        // Missing secrets are new; a soft-deleted one, a denial or an expiry stops the import.
+                        if code != ErrorCode::SecretNotFound {
+                            return Err(Error::new(code, format!("{p}: {}", e["message"].as_str().unwrap_or(""))).into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     Create,
@@ -190,9 +224,10 @@ async fn build_steps(
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
         .collect();
+    let mut currents = fetch_many(target, planned.iter().map(|p| p.path.clone()).collect()).await?;
     let mut steps = Vec::with_capacity(planned.len());
     for p in planned {
-        let current = fetch(target, &p.path).await?;
+        let current = currents.remove(&p.path);
         let mut metadata = current
             .as_ref()
             .and_then(|c| c["metadata"].as_object().cloned())
