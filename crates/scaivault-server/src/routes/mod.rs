@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use scaivault_core::ErrorCode;
 
 use crate::context::request_context;
@@ -64,6 +64,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audit/identities/{id}", get(audit::for_identity))
         .route("/v1/audit/summary", get(audit::summary))
         .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/rotation", any(not_built))
+        .route("/v1/rotation/{*rest}", any(not_built))
+        .route("/v1/secret-policies", any(not_built))
+        .route("/v1/secret-policies/{*rest}", any(not_built))
+        .route("/v1/webhooks", any(not_built))
+        .route("/v1/webhooks/{*rest}", any(not_built))
+        .route("/v1/plugins", any(not_built))
+        .route("/v1/plugins/{*rest}", any(not_built))
         .route("/v1/auth/whoami", get(auth::whoami))
         .route("/v1/auth/introspect", post(auth::introspect))
         .route("/v1/auth/token", post(auth::client_credentials))
@@ -97,6 +105,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             request_context,
         ))
         .with_state(state)
+}
+
+/// Endpoints of features that are planned but not built answer this, not a bare 404.
+async fn not_built() -> ApiError {
+    ApiError(scaivault_core::Error::new(
+        ErrorCode::NotImplemented,
+        "not built yet: rotation, secret policies, webhooks and plugins are listed under \"Not yet\" in the README",
+    ))
 }
 
 /// The raw (still percent-encoded) path after `prefix`: secret paths are matched on the
