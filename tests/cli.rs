@@ -182,10 +182,23 @@ fn documented_commands_against_dev() {
             .code(),
         Some(4)
     );
-    let out = dev.cli(&["tokens", "create", "--identity", "sa:billing-prod", "--scope", "secrets:read", "--ttl", "1s"]);
+    let out = dev.cli(&[
+        "tokens",
+        "create",
+        "--identity",
+        "sa:billing-prod",
+        "--scope",
+        "secrets:read",
+        "--ttl",
+        "1s",
+    ]);
     let short = stdout(&out).trim().to_owned();
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let out = dev.cli_as(&short, &["secrets", "read", &format!("{BILLING}/stripe")], None);
+    let out = dev.cli_as(
+        &short,
+        &["secrets", "read", &format!("{BILLING}/stripe")],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2), "an expired token exits 2");
     assert!(stderr(&out).contains("token_expired"), "{}", stderr(&out));
     assert_eq!(

@@ -178,16 +178,27 @@ pub async fn fetch_many(target: &Target, paths: Vec<String>) -> CliResult<HashMa
         Target::Remote(r) => {
             for chunk in paths.chunks(100) {
                 let res = r
-                    .call(Method::POST, "/v1/secrets/batch", Some(&json!({"paths": chunk, "options": {"include_metadata": true}})))
+                    .call(
+                        Method::POST,
+                        "/v1/secrets/batch",
+                        Some(&json!({"paths": chunk, "options": {"include_metadata": true}})),
+                    )
                     .await?;
                 for p in chunk {
                     if let Some(s) = res["secrets"].get(p) {
                         out.insert(p.clone(), s.clone());
                     } else if let Some(e) = res["errors"].get(p) {
-                        let code = e["code"].as_str().and_then(ErrorCode::parse).unwrap_or(ErrorCode::InternalError);
+                        let code = e["code"]
+                            .as_str()
+                            .and_then(ErrorCode::parse)
+                            .unwrap_or(ErrorCode::InternalError);
                         // Missing secrets are new; a soft-deleted one, a denial or an expiry stops the import.
                         if code != ErrorCode::SecretNotFound {
-                            return Err(Error::new(code, format!("{p}: {}", e["message"].as_str().unwrap_or(""))).into());
+                            return Err(Error::new(
+                                code,
+                                format!("{p}: {}", e["message"].as_str().unwrap_or("")),
+                            )
+                            .into());
                         }
                     }
                 }
