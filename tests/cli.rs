@@ -381,3 +381,151 @@ fn local_mode_without_a_server() {
         "records sealed under the first data key still open"
     );
 }
+
+#[test]
+fn config_metadata_policy_files_and_membership() {
+    let dev = Dev::start();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap();
+    // `config set` and `auth login` persist what the env vars would give.
+    let run_home = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .args(args)
+            .env("HOME", h)
+            .env_remove("SCAIVAULT_URL")
+            .env_remove("SCAIVAULT_TOKEN")
+            .output()
+            .unwrap()
+    };
+    assert!(
+        run_home(&["config", "set", "base_url", &dev.url])
+            .status
+            .success()
+    );
+    assert!(
+        run_home(&["auth", "login", "--token", &dev.token])
+            .status
+            .success()
+    );
+    let out = run_home(&["auth", "whoami"]);
+    assert!(stdout(&out).contains("user:root"), "{}", stderr(&out));
+    let cfg = home.path().join(".scaivault/config.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o077,
+            0,
+            "the config holds a token: owner only"
+        );
+    }
+
+    assert!(
+        dev.cli(&[
+            "secrets",
+            "write",
+            "app/db",
+            "password=x",
+            "--description",
+            "db"
+        ])
+        .status
+        .success()
+    );
+    let out = dev.cli(&[
+        "secrets",
+        "metadata",
+        "app/db",
+        "--set",
+        "owner=team:data",
+        "--set",
+        "tags=a,b",
+        "--set",
+        "description=",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        m["metadata"],
+        serde_json::json!({"owner": "team:data", "tags": ["a", "b"]})
+    );
+    assert_eq!(m["version"], 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let pf = dir.path().join("policy.json");
+    std::fs::write(&pf, r#"{"name": "from-file", "rules": [{"path_pattern": "app/**", "permissions": ["read", "list"]}]}"#).unwrap();
+    assert!(
+        dev.cli(&["policies", "create", "--file", pf.to_str().unwrap()])
+            .status
+            .success()
+    );
+    for id in ["group:data", "user:ann@example.org"] {
+        assert!(dev.cli(&["identity", "create", id]).status.success());
+    }
+    assert!(
+        dev.cli(&[
+            "identity",
+            "add-member",
+            "group:data",
+            "user:ann@example.org"
+        ])
+        .status
+        .success()
+    );
+    let out = dev.cli(&[
+        "policies",
+        "bind",
+        "from-file",
+        "--identity-id",
+        "group:data",
+        "--json",
+    ]);
+    let binding: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = dev.cli(&[
+        "policies",
+        "test",
+        "app/db",
+        "read",
+        "--identity",
+        "user:ann@example.org",
+    ]);
+    assert!(stdout(&out).starts_with("allowed"), "{}", stdout(&out));
+    assert!(
+        dev.cli(&[
+            "identity",
+            "remove-member",
+            "group:data",
+            "user:ann@example.org"
+        ])
+        .status
+        .success()
+    );
+    let out = dev.cli(&[
+        "policies",
+        "test",
+        "app/db",
+        "read",
+        "--identity",
+        "user:ann@example.org",
+    ]);
+    assert!(stdout(&out).starts_with("denied"), "{}", stdout(&out));
+    assert!(
+        dev.cli(&[
+            "policies",
+            "unbind",
+            "from-file",
+            binding["id"].as_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        dev.cli(&["policies", "delete", "from-file"])
+            .status
+            .success()
+    );
+    let out = dev.cli(&["policies", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["policies"].as_array().unwrap().is_empty());
+}

@@ -293,3 +293,96 @@ fn non_loopback_without_tls_is_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn tls_and_key_file_unseal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, root) = init(dir.path());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is needed for the TLS test");
+    assert!(st.success());
+    // A key file, set up in local mode, unseals the server without the passphrase.
+    let kf = dir.path().join("vault.key");
+    let out = cli_env(
+        &[
+            "operator",
+            "key-file",
+            kf.to_str().unwrap(),
+            "--vault",
+            vault.to_str().unwrap(),
+        ],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (mut child, url) = server(
+        &vault,
+        &[
+            "--key-file",
+            kf.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(url.starts_with("https://"), "{url}");
+    let c = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("{url}/v1/auth/whoami"))
+        .bearer_auth(&root)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let plain = url.replace("https://", "http://");
+    assert!(
+        reqwest::blocking::get(format!("{plain}/v1/health"))
+            .map(|r| !r.status().is_success())
+            .unwrap_or(true),
+        "plain HTTP answered on the TLS port"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    // A wrong key file is refused like a wrong passphrase.
+    let bad = dir.path().join("bad.key");
+    std::fs::write(&bad, [7u8; 32]).unwrap();
+    let out = cli_env(
+        &[
+            "server",
+            "--vault",
+            vault.to_str().unwrap(),
+            "--key-file",
+            bad.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("invalid_passphrase"));
+}

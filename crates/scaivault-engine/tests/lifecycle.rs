@@ -549,3 +549,71 @@ fn the_file_reveals_nothing() {
         20
     );
 }
+
+/// Putting an older version's sealed record back in place of the current one is detected:
+/// the AAD binds the version number, so the old ciphertext does not open in the new slot.
+#[test]
+fn an_old_version_replayed_over_the_current_one_is_detected() {
+    let f = fixture();
+    rt().block_on(async {
+        f.engine
+            .write_secret(
+                &f.root,
+                "app/db",
+                req(serde_json::json!({"data": {"password": "old-0001"}})),
+            )
+            .await
+            .unwrap();
+        f.engine
+            .write_secret(
+                &f.root,
+                "app/db",
+                req(serde_json::json!({"data": {"password": "new-0002"}})),
+            )
+            .await
+            .unwrap();
+    });
+    let key = |v: u64| {
+        let mut k = b"app/db".to_vec();
+        k.push(0);
+        k.extend_from_slice(&v.to_be_bytes());
+        k
+    };
+    let v1 = f
+        .engine
+        .vault()
+        .raw_record(scaivault_store::Table::Versions, &key(1))
+        .unwrap()
+        .unwrap();
+    let v2 = f
+        .engine
+        .vault()
+        .raw_record(scaivault_store::Table::Versions, &key(2))
+        .unwrap()
+        .unwrap();
+    assert_eq!(v1.len(), v2.len());
+    let path = f.path.clone();
+    drop(f.engine);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes
+        .windows(v2.len())
+        .position(|w| w == v2.as_slice())
+        .expect("current version is in the file");
+    bytes[at..at + v1.len()].copy_from_slice(&v1);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let vault = Arc::new(Vault::open(&path, Unlock::Passphrase(PASS)).unwrap());
+    let e = Engine::load(vault, Arc::new(scaivault_engine::SystemClock)).unwrap();
+    let err = e
+        .read_secret(&Caller::local_operator(), "app/db", None)
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::IntegrityError, "{err:?}");
+    assert!(!err.message.contains("old-0001"));
+    assert_eq!(
+        e.read_secret(&Caller::local_operator(), "app/db", Some(1))
+            .unwrap()
+            .data
+            .to_value()["password"],
+        "old-0001"
+    );
+}
