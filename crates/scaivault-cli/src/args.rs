@@ -135,6 +135,9 @@ pub struct ServerArgs {
     /// Allow plain HTTP on a non-loopback address.
     #[arg(long)]
     pub insecure_listen: bool,
+    /// Prune audit entries older than this (e.g. 365d), hourly. Default: keep everything.
+    #[arg(long)]
+    pub audit_retention: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -421,6 +424,11 @@ pub enum AuditCmd {
         /// Start from the last checkpoint instead of the first entry.
         #[arg(long)]
         fast: bool,
+    },
+    /// Remove entries older than a duration (whole checkpoint spans; the rest still verifies).
+    Prune {
+        #[arg(long)]
+        older_than: String,
     },
     /// Write matching entries to a JSON-lines or CSV file.
     Export {

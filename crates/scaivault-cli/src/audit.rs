@@ -156,6 +156,29 @@ pub async fn run(target: &Target, cmd: AuditCmd, out: &Out) -> CliResult<()> {
                 .into());
             }
         }
+        AuditCmd::Prune { older_than } => {
+            let res = match target {
+                Target::Remote(r) => {
+                    r.call(
+                        Method::POST,
+                        "/v1/audit/prune",
+                        Some(&json!({ "older_than": older_than })),
+                    )
+                    .await?
+                }
+                Target::Local(e) => {
+                    let age = scaivault_core::duration::parse_duration(&older_than)?;
+                    e.prune_audit(&local_caller(), Timestamp::now().minus(age))
+                        .await?
+                }
+            };
+            out.emit(&res, || {
+                println!(
+                    "Removed {} entries; the log now starts after entry {}",
+                    res["removed"], res["pruned_through"]
+                )
+            });
+        }
         AuditCmd::Export {
             filter,
             format,

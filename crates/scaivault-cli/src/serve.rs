@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use reqwest::Method;
+use scaivault_core::duration::parse_duration;
 use scaivault_core::{Error, ErrorCode};
 use scaivault_crypto::KdfParams;
 use scaivault_engine::{Engine, SystemClock};
@@ -101,6 +102,7 @@ fn server_config(l: &LimitArgs, dev: bool) -> ServerConfig {
                 .unwrap_or(if dev { 100.0 } else { 1.0 }),
         },
         public_metrics: true,
+        audit_retention: None,
     }
 }
 
@@ -199,12 +201,13 @@ pub async fn server(g: &Global, args: ServerArgs) -> CliResult<()> {
         }
     };
     let sealed = engine.is_none();
-    let state = AppState::new(
-        path.clone(),
-        engine,
-        Arc::new(SystemClock),
-        server_config(&args.limits, false),
-    );
+    let mut config = server_config(&args.limits, false);
+    config.audit_retention = args
+        .audit_retention
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?;
+    let state = AppState::new(path.clone(), engine, Arc::new(SystemClock), config);
     let tls = args.tls_cert.zip(args.tls_key);
     let scheme = if tls.is_some() { "https" } else { "http" };
     scaivault_server::serve(

@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 use crate::{Caller, Engine, pack, store_err, unpack};
 
 const HEAD_KEY: &[u8] = b"head";
+const PRUNED_KEY: &[u8] = b"pruned-through";
 pub const CHECKPOINT_EVERY: u64 = 1024;
 pub const DEFAULT_QUERY_LIMIT: usize = 100;
 pub const MAX_QUERY_LIMIT: usize = 1000;
@@ -372,6 +373,8 @@ impl Engine {
     pub fn verify_audit(&self, caller: &Caller, fast: bool) -> Result<VerifyReport> {
         self.authorize(caller, Scope::AuditRead, None)?;
         let head = self.audit_head()?;
+        // After pruning, the chain is anchored at the checkpoint the pruning stopped at.
+        let pruned = self.pruned_through()?;
         let start = if fast && head.seq >= CHECKPOINT_EVERY {
             let cp_seq = head.seq - head.seq % CHECKPOINT_EVERY;
             match self
@@ -381,6 +384,22 @@ impl Engine {
             {
                 Some(p) => Some(unpack::<ChainHead>(Table::AuditState, p.as_bytes())?),
                 None => None,
+            }
+        } else if pruned > 0 {
+            match self
+                .vault
+                .get(Table::AuditState, &checkpoint_key(pruned))
+                .map_err(store_err)?
+            {
+                Some(p) => Some(unpack::<ChainHead>(Table::AuditState, p.as_bytes())?),
+                None => {
+                    return Err(Error::new(
+                        ErrorCode::IntegrityError,
+                        format!(
+                            "the audit log was pruned through entry {pruned} but its checkpoint is missing"
+                        ),
+                    ));
+                }
             }
         } else {
             None
@@ -456,6 +475,82 @@ impl Engine {
             report.problem = Some(why);
         }
         Ok(report)
+    }
+
+    fn pruned_through(&self) -> Result<u64> {
+        match self
+            .vault
+            .get(Table::AuditState, PRUNED_KEY)
+            .map_err(store_err)?
+        {
+            Some(p) => unpack::<u64>(Table::AuditState, p.as_bytes()),
+            None => Ok(0),
+        }
+    }
+
+    /// Removes entries older than `before`, up to the last checkpoint that is entirely older,
+    /// so the rest of the chain still verifies from that checkpoint. Returns how many went.
+    pub async fn prune_audit(&self, caller: &Caller, before: Timestamp) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let done = self.pruned_through()?;
+        // The newest checkpoint whose entry is older than the cutoff.
+        let mut cut = done;
+        let mut failure = None;
+        self.vault
+            .scan_ordered(Table::Audit, &mut |seq, plain| {
+                if seq <= done || !seq.is_multiple_of(CHECKPOINT_EVERY) {
+                    return true;
+                }
+                match plain
+                    .map_err(store_err)
+                    .and_then(|p| unpack::<AuditEntry>(Table::Audit, p.as_bytes()))
+                {
+                    Ok(e) if e.timestamp < before => {
+                        cut = seq;
+                        true
+                    }
+                    Ok(_) => false,
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                }
+            })
+            .map_err(store_err)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let mut removed = 0u64;
+        // The oldest entry still there: a prune interrupted by a crash left some behind.
+        let mut next = u64::MAX;
+        self.vault
+            .scan_ordered(Table::Audit, &mut |seq, _| {
+                next = seq;
+                false
+            })
+            .map_err(store_err)?;
+        let mut first_batch = true;
+        // Bounded transactions: a large prune never becomes one huge commit. The anchor is
+        // written with the first batch, so verification never depends on entries about to go.
+        while next <= cut {
+            let end = (next + 9_999).min(cut);
+            let anchor = std::mem::take(&mut first_batch);
+            self.vault
+                .write(move |tx| {
+                    if anchor {
+                        tx.put(Table::AuditState, PRUNED_KEY, &pack(&cut));
+                    }
+                    for seq in next..=end {
+                        tx.delete_ordered(Table::Audit, seq);
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .map_err(store_err)?;
+            removed += end - next + 1;
+            next = end + 1;
+        }
+        Ok(json!({ "removed": removed, "pruned_through": cut, "before": before }))
     }
 
     /// Test support: rewrites or removes entries with the vault's key, the way only someone

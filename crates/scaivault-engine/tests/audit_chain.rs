@@ -155,3 +155,55 @@ fn checkpoints_make_fast_verification_start_late() {
         assert_eq!((fast.from_seq, fast.verified), (1025, 76));
     });
 }
+
+#[test]
+fn pruning_keeps_the_rest_verifiable_from_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault =
+        Arc::new(Vault::create(&dir.path().join("v.db"), b"pw-audit", KdfParams::FLOOR).unwrap());
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let e = Arc::new(Engine::load(vault, clock.clone()).unwrap());
+    let root = Caller::local_operator();
+    rt().block_on(async {
+        // 2500 old entries, then a day later 100 new ones.
+        let mut tasks = Vec::new();
+        for i in 0..2500 {
+            let e = e.clone();
+            tasks.push(tokio::spawn(async move {
+                e.record_audit(entry(i, "sa:old", true)).await.unwrap()
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        clock.advance(std::time::Duration::from_secs(86_400));
+        for i in 0..100 {
+            e.record_audit(entry(i, "sa:new", true)).await.unwrap();
+        }
+        let cutoff = e.now().minus(std::time::Duration::from_secs(3600));
+        let r = e.prune_audit(&root, cutoff).await.unwrap();
+        assert_eq!(
+            (r["removed"].as_u64(), r["pruned_through"].as_u64()),
+            (Some(2048), Some(2048)),
+            "{r}"
+        );
+        let v = e.verify_audit(&root, false).unwrap();
+        assert!(v.ok, "{v:?}");
+        assert_eq!((v.from_seq, v.verified, v.head_seq), (2049, 552, 2600));
+        // Old entries past the last whole checkpoint stay until the next prune.
+        let old = e
+            .query_audit(
+                &root,
+                &AuditQuery {
+                    identity_id: Some("sa:old".into()),
+                    limit: Some(1000),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(old["logs"].as_array().unwrap().len(), 452);
+        // Truncating the tail is still detected after pruning.
+        e.tamper_audit_for_tests(2600, true).await.unwrap();
+        assert!(!e.verify_audit(&root, false).unwrap().ok);
+    });
+}

@@ -153,6 +153,7 @@ pub(crate) fn audit_action(method: &Method, path: &str) -> Option<(&'static str,
         }
         ("DELETE", p) if p.starts_with("/v1/policies/") => "policy_delete",
         ("GET", p) if p.starts_with("/v1/policies") => "policy_read",
+        ("POST", "/v1/audit/prune") => "audit_prune",
         ("GET", p) if p.starts_with("/v1/audit") => "audit_query",
         ("POST", "/v1/auth/token") => "token_issue",
         ("POST", "/v1/auth/tokens") => "token_create",

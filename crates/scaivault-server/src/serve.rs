@@ -51,6 +51,25 @@ pub async fn serve(
             }
         })
     };
+    let retention = state.config.audit_retention.map(|keep| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                if let Ok(engine) = state.engine() {
+                    let before = engine.now().minus(keep);
+                    match engine
+                        .prune_audit(&scaivault_engine::Caller::local_operator(), before)
+                        .await
+                    {
+                        Ok(r) => tracing::info!(removed = %r["removed"], "audit retention applied"),
+                        Err(e) => tracing::warn!(error = %e, "audit retention failed"),
+                    }
+                }
+            }
+        })
+    });
     {
         let handle = handle.clone();
         tokio::spawn(async move {
@@ -76,6 +95,9 @@ pub async fn serve(
         }
     };
     flusher.abort();
+    if let Some(r) = retention {
+        r.abort();
+    }
     state.close().await;
     result
 }

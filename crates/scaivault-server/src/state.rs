@@ -15,6 +15,8 @@ pub struct ServerConfig {
     pub rate_limits: RateLimits,
     /// `/v1/metrics` without a token (it reveals counts, never paths or values).
     pub public_metrics: bool,
+    /// Audit entries older than this are pruned hourly; `None` keeps everything.
+    pub audit_retention: Option<std::time::Duration>,
 }
 
 impl Default for ServerConfig {
@@ -23,6 +25,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             rate_limits: RateLimits::default(),
             public_metrics: true,
+            audit_retention: None,
         }
     }
 }

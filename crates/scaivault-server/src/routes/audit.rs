@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::raw_tail;
 use crate::context::Auth;
 use crate::error::ApiError;
-use crate::json::ApiQuery;
+use crate::json::{ApiJson, ApiQuery};
 
 pub async fn logs(auth: Auth, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Json<Value>, ApiError> {
     Ok(Json(auth.engine.query_audit(&auth.caller, &q)?))
@@ -68,4 +68,20 @@ pub async fn verify(
         .engine
         .verify_audit(&auth.caller, q.fast.unwrap_or(false))?;
     Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRequest {
+    older_than: String,
+}
+
+/// Removes entries older than `older_than` (whole checkpoint spans only).
+pub async fn prune(
+    auth: Auth,
+    ApiJson(req): ApiJson<PruneRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let age = scaivault_core::duration::parse_duration(&req.older_than)?;
+    let before = auth.engine.now().minus(age);
+    Ok(Json(auth.engine.prune_audit(&auth.caller, before).await?))
 }

@@ -64,6 +64,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audit/identities/{id}", get(audit::for_identity))
         .route("/v1/audit/summary", get(audit::summary))
         .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/audit/prune", post(audit::prune))
         .route("/v1/rotation", any(not_built))
         .route("/v1/rotation/{*rest}", any(not_built))
         .route("/v1/secret-policies", any(not_built))
