@@ -3,80 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use serde_json::json;
-
-const PASS: &str = "correct horse battery staple";
-
-fn init(dir: &Path) -> (std::path::PathBuf, String) {
-    let vault = dir.join("vault.db");
-    let out = cli_env(
-        &[
-            "init",
-            "--vault",
-            vault.to_str().unwrap(),
-            "--json",
-            "--kdf-memory-mib",
-            "19",
-            "--kdf-passes",
-            "2",
-        ],
-        &[("SCAIVAULT_PASSPHRASE", PASS)],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    (vault, v["root_token"].as_str().unwrap().to_owned())
-}
-
-/// Starts `scaivault server` and returns it with its URL (read from its start-up line).
-fn server(vault: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
-    let mut cmd = Command::new(bin());
-    cmd.args([
-        "server",
-        "--vault",
-        vault.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .args(args)
-    .env_remove("SCAIVAULT_PASSPHRASE")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let url = loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            break None;
-        }
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break Some(rest.split_whitespace().next().unwrap().to_owned());
-        }
-    };
-    match url {
-        Some(url) => {
-            // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in reader.lines() {});
-            (child, url)
-        }
-        None => {
-            let status = child.wait();
-            panic!("server exited before listening: {status:?}");
-        }
-    }
-}
 
 fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::new()

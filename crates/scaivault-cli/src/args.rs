@@ -92,6 +92,9 @@ pub struct InitArgs {
     /// Argon2id passes (floor 2).
     #[arg(long, default_value_t = 3)]
     pub kdf_passes: u32,
+    /// Write the offline recovery key to this file (created, owner-only) instead of printing it.
+    #[arg(long)]
+    pub recovery_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +128,9 @@ pub struct ServerArgs {
     /// Unseal with a key file set up by `operator key-file`.
     #[arg(long)]
     pub key_file: Option<PathBuf>,
+    /// Unseal with the offline recovery key (when the passphrase is lost).
+    #[arg(long)]
+    pub recovery_key_file: Option<PathBuf>,
     /// Start sealed; unseal later with `scaivault operator unseal`.
     #[arg(long)]
     pub sealed: bool,
@@ -459,6 +465,28 @@ pub enum OperatorCmd {
     RotateKey,
     /// Let a key file (32 random bytes are written to PATH) unseal the vault. Local mode.
     KeyFile { out: PathBuf },
+    /// Replace the offline recovery key (the old one stops working). Local mode.
+    Rekey {
+        /// Write the new key here instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a consistent, still-encrypted backup of the vault (while it serves).
+    Backup { out: PathBuf },
+    /// Restore a whole backup into a new vault file (--to), or one secret from it as a new
+    /// version (--path [--version]).
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, conflicts_with = "path")]
+        to: Option<PathBuf>,
+        #[arg(long)]
+        path: Option<String>,
+        #[arg(long, requires = "path")]
+        version: Option<u64>,
+    },
+    /// Check every record, the indexes and the audit chain; names each problem.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]

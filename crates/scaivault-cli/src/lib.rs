@@ -9,6 +9,7 @@ mod audit;
 mod bench;
 mod config;
 pub mod dotenv;
+mod harden;
 mod migrate;
 mod output;
 mod passphrase;
@@ -51,6 +52,10 @@ pub fn main() -> i32 {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .try_init();
+    let hardening = harden::apply();
+    if serving && let Some(w) = hardening {
+        tracing::warn!("{w}");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

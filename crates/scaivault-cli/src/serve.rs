@@ -18,6 +18,66 @@ use crate::output::Out;
 use crate::passphrase;
 use crate::target::{CliResult, Target};
 
+/// The offline recovery key as printed: `svrk_` and 64 hex digits.
+fn format_recovery_key(key: &[u8]) -> Zeroizing<String> {
+    Zeroizing::new(format!(
+        "svrk_{}",
+        key.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
+/// Reads a recovery key file (as written or printed by `init` / `operator rekey`).
+fn read_recovery_key(p: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let bad = || {
+        Error::new(
+            ErrorCode::InvalidRequest,
+            format!("{} does not hold a recovery key (svrk_…)", p.display()),
+        )
+    };
+    let text = Zeroizing::new(std::fs::read_to_string(p).map_err(|e| {
+        Error::new(
+            ErrorCode::InvalidRequest,
+            format!("cannot read {}: {e}", p.display()),
+        )
+    })?);
+    let hex: String = text
+        .trim()
+        .strip_prefix("svrk_")
+        .ok_or_else(bad)?
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect();
+    let hex = Zeroizing::new(hex);
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let bytes: Option<Vec<u8>> = (0..32)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    Ok(Zeroizing::new(bytes.ok_or_else(bad)?))
+}
+
+/// Makes a new recovery key, stores its wrap in the vault, and shows it once (or writes it).
+async fn new_recovery_key(
+    vault: &Vault,
+    out: Option<&Path>,
+) -> Result<Option<Zeroizing<String>>, Error> {
+    let key = Zeroizing::new(scaivault_crypto::random_bytes::<32>().to_vec());
+    let text = format_recovery_key(&key);
+    if let Some(p) = out {
+        if p.exists() {
+            return Err(Error::invalid_request(format!(
+                "{} exists; refusing to overwrite",
+                p.display()
+            )));
+        }
+        crate::config::write_private(p, format!("{}\n", text.as_str()).as_bytes())
+            .map_err(|e| Error::internal(format!("cannot write {}: {e}", p.display())))?;
+    }
+    vault.set_recovery_key(key).await?;
+    Ok(if out.is_some() { None } else { Some(text) })
+}
+
 fn need_vault(g: &Global) -> Result<&Path, Error> {
     g.vault.as_deref().ok_or_else(|| {
         Error::new(
@@ -77,11 +137,26 @@ pub async fn init(g: &Global, args: InitArgs, out: &Out) -> CliResult<()> {
         .map_err(Error::from)?;
     let engine = Engine::load(Arc::new(vault), Arc::new(SystemClock))?;
     let root = engine.create_root_token(None).await?;
+    let recovery = new_recovery_key(engine.vault(), args.recovery_key_file.as_deref()).await?;
     engine.vault().shutdown();
-    let res = json!({ "vault": path, "root_token": root.token, "token_id": root.token_id });
+    let res = json!({
+        "vault": path, "root_token": root.token, "token_id": root.token_id,
+        "recovery_key": recovery.as_ref().map(|r| r.as_str()), "recovery_key_file": args.recovery_key_file,
+    });
     out.emit(&res, || {
         println!("Created vault {}", path.display());
         println!("Root token: {}", root.token);
+        match (&recovery, &args.recovery_key_file) {
+            (Some(r), _) => println!(
+                "Recovery key: {} (unseals the vault if the passphrase is lost; keep it offline)",
+                r.as_str()
+            ),
+            (None, Some(f)) => println!(
+                "Recovery key written to {} (keep it offline, apart from the vault)",
+                f.display()
+            ),
+            _ => {}
+        }
         println!();
         println!("The root token is shown only now. Use it to create identities, policies and");
         println!(
@@ -173,6 +248,10 @@ pub async fn server(g: &Global, args: ServerArgs) -> CliResult<()> {
     Vault::read_header(&path)?;
     let engine = if args.sealed {
         None
+    } else if let Some(rk) = &args.recovery_key_file {
+        let key = read_recovery_key(rk)?;
+        let vault = Vault::open(&path, Unlock::RecoveryKey(&key))?;
+        Some(Engine::load(Arc::new(vault), Arc::new(SystemClock))?)
     } else if let Some(kf) = &args.key_file {
         let key = Zeroizing::new(std::fs::read(kf).map_err(|e| {
             Error::new(
@@ -325,6 +404,111 @@ pub async fn operator(
                     res["active_data_key"]
                 )
             });
+        }
+        OperatorCmd::Rekey { out: file } => {
+            let Target::Local(engine) = target()? else {
+                return Err(Error::invalid_request(
+                    "the recovery key is replaced on the file: give --vault FILE",
+                )
+                .into());
+            };
+            let shown = new_recovery_key(engine.vault(), file.as_deref()).await?;
+            let res = json!({ "recovery_key": shown.as_ref().map(|s| s.as_str()), "recovery_key_file": file });
+            out.emit(&res, || match &shown {
+                Some(k) => println!(
+                    "New recovery key: {} (the previous one no longer works)",
+                    k.as_str()
+                ),
+                None => println!("New recovery key written; the previous one no longer works"),
+            });
+        }
+        OperatorCmd::Backup { out: file } => {
+            let res = match target()? {
+                Target::Remote(r) => r.download("/v1/sys/backup", &file).await?,
+                Target::Local(e) => {
+                    let f = file.clone();
+                    tokio::task::spawn_blocking(move || {
+                        e.backup(&crate::target::local_caller(), &f)
+                    })
+                    .await
+                    .map_err(|_| Error::internal("backup task failed"))??
+                }
+            };
+            out.emit(&res, || {
+                println!(
+                    "Wrote backup {} ({} bytes of vault, audit head {}, sha256 {})",
+                    file.display(),
+                    res["vault_bytes"],
+                    res["audit_head_seq"],
+                    res["sha256"].as_str().unwrap_or("")
+                )
+            });
+        }
+        OperatorCmd::Restore {
+            from,
+            to,
+            path,
+            version,
+        } => {
+            let res = match (to, path) {
+                (Some(to), None) => {
+                    let t = scaivault_store::extract_backup(&from, &to)?;
+                    json!({ "restored_to": to, "backup": t })
+                }
+                (None, Some(p)) => match target()? {
+                    Target::Remote(r) => {
+                        let v = version.map(|v| format!("&version={v}")).unwrap_or_default();
+                        r.upload(
+                            &format!("/v1/sys/restore?path={}{v}", crate::target::q(&p)),
+                            &from,
+                        )
+                        .await?
+                    }
+                    Target::Local(e) => crate::target::to_value(
+                        e.restore_from_backup(&crate::target::local_caller(), &from, &p, version)
+                            .await?,
+                    )?,
+                },
+                _ => {
+                    return Err(Error::invalid_request(
+                        "give --to NEW_VAULT_FILE, or --path P [--version N]",
+                    )
+                    .into());
+                }
+            };
+            out.emit(&res, || match res.get("restored_to") {
+                Some(to) => println!(
+                    "Restored the backup into {}; open it with the vault's passphrase",
+                    to.as_str().unwrap_or("")
+                ),
+                None => println!(
+                    "Restored {} as version {}",
+                    res["path"].as_str().unwrap_or(""),
+                    res["version"]
+                ),
+            });
+        }
+        OperatorCmd::Verify => {
+            let res = match target()? {
+                Target::Remote(r) => r.call(Method::POST, "/v1/sys/verify", None).await?,
+                Target::Local(e) => e.verify_vault(&crate::target::local_caller())?,
+            };
+            out.emit(&res, || {
+                if res["ok"] == json!(true) {
+                    println!("ok: {}", res["checked"]);
+                } else {
+                    for p in res["problems"].as_array().cloned().unwrap_or_default() {
+                        println!("problem: {}", p.as_str().unwrap_or(""));
+                    }
+                }
+            });
+            if res["ok"] != json!(true) {
+                return Err(Error::new(
+                    ErrorCode::IntegrityError,
+                    "the vault has problems (listed above)",
+                )
+                .into());
+            }
         }
         OperatorCmd::KeyFile { out: file } => {
             let Target::Local(engine) = target()? else {

@@ -122,6 +122,125 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// Streams a binary answer (a backup) into `out`; returns the `X-ScaiVault-Backup` facts.
+    pub async fn download(&self, path: &str, out: &std::path::Path) -> CliResult<Value> {
+        use tokio::io::AsyncWriteExt;
+        if out.exists() {
+            return Err(Error::invalid_request(format!(
+                "{} exists; refusing to overwrite",
+                out.display()
+            ))
+            .into());
+        }
+        let mut req = self
+            .http
+            .get(format!("{}{}", self.base_url, path))
+            .timeout(std::time::Duration::from_secs(3600));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t.as_str());
+        }
+        let mut resp = req.send().await.map_err(|_| {
+            CliError::from(Error::new(
+                ErrorCode::ServiceUnavailable,
+                format!("cannot reach the vault at {}", self.base_url),
+            ))
+        })?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            let code = body["error"]["code"]
+                .as_str()
+                .and_then(ErrorCode::parse)
+                .unwrap_or(ErrorCode::InternalError);
+            let _ = status;
+            return Err(CliError {
+                error: Error::new(
+                    code,
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap_or("download failed")
+                        .to_owned(),
+                ),
+                request_id: body["error"]["request_id"].as_str().map(str::to_owned),
+            });
+        }
+        let facts: Value = resp
+            .headers()
+            .get("x-scaivault-backup")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Value::Null);
+        let tmp = out.with_extension("partial");
+        let mut f = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| Error::internal(format!("cannot write {}: {e}", tmp.display())))?;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|_| Error::new(ErrorCode::ServiceUnavailable, "the download was cut off"))?
+        {
+            f.write_all(&chunk)
+                .await
+                .map_err(|e| Error::internal(format!("cannot write {}: {e}", tmp.display())))?;
+        }
+        f.sync_all()
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?;
+        drop(f);
+        // The trailer's checksum is checked before the file takes its final name.
+        scaivault_store::inspect_backup(&tmp).map_err(Error::from)?;
+        tokio::fs::rename(&tmp, out)
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?;
+        Ok(facts)
+    }
+
+    /// Sends a file as the request body (a backup to restore from).
+    pub async fn upload(&self, path: &str, file: &std::path::Path) -> CliResult<Value> {
+        let f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| Error::invalid_request(format!("cannot read {}: {e}", file.display())))?;
+        let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
+        let mut req = self
+            .http
+            .post(format!("{}{}", self.base_url, path))
+            .header("content-type", "application/octet-stream")
+            .header("content-length", len)
+            .timeout(std::time::Duration::from_secs(3600))
+            .body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t.as_str());
+        }
+        let resp = req.send().await.map_err(|_| {
+            CliError::from(Error::new(
+                ErrorCode::ServiceUnavailable,
+                format!("cannot reach the vault at {}", self.base_url),
+            ))
+        })?;
+        let ok = resp.status().is_success();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if ok {
+            return Ok(body);
+        }
+        let code = body["error"]["code"]
+            .as_str()
+            .and_then(ErrorCode::parse)
+            .unwrap_or(ErrorCode::InternalError);
+        Err(CliError {
+            error: Error::new(
+                code,
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("upload failed")
+                    .to_owned(),
+            ),
+            request_id: body["error"]["request_id"].as_str().map(str::to_owned),
+        })
+    }
+}
+
 /// Percent-encodes a query value.
 pub fn q(v: &str) -> String {
     let mut out = String::with_capacity(v.len());

@@ -13,6 +13,7 @@ mod caller;
 mod clock;
 mod cursor;
 mod identities;
+mod operations;
 mod policies;
 mod records;
 mod secrets;

@@ -176,6 +176,9 @@ pub(crate) fn audit_action(method: &Method, path: &str) -> Option<(&'static str,
         ("POST", "/v1/sys/unseal") => "unseal",
         ("POST", "/v1/sys/seal") => "seal",
         ("POST", "/v1/sys/rotate-key") => "key_rotate",
+        ("GET", "/v1/sys/backup") => "backup",
+        ("POST", "/v1/sys/restore") => "restore_from_backup",
+        ("POST", "/v1/sys/verify") => "verify",
         _ => "request",
     };
     Some((action, None))

@@ -19,6 +19,9 @@ pub struct Header {
     /// The root key sealed under a KEK from a key file, when one was set up (hex).
     #[serde(default)]
     pub wrapped_root_keyfile: Option<String>,
+    /// The root key sealed under a KEK from the offline recovery key (hex).
+    #[serde(default)]
+    pub wrapped_root_recovery: Option<String>,
     /// The keyring sealed under a key derived from the root key (hex).
     pub keyring: String,
     /// Unix seconds; coarse on purpose.

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod backup;
 mod error;
 mod header;
 mod pipeline;
@@ -18,6 +19,7 @@ mod table;
 mod vault;
 
 pub use backend::{Backend, Mutation, Snapshot};
+pub use backup::{BackupTrailer, extract_backup, inspect_backup};
 pub use error::StoreError;
 pub use header::{FORMAT_VERSION, Header};
 pub use redb_backend::RedbBackend;

@@ -23,6 +23,8 @@ pub enum Unlock<'a> {
     Passphrase(&'a [u8]),
     /// The bytes of a key file (high-entropy; no Argon2id needed).
     KeyFile(&'a [u8]),
+    /// The offline recovery key made at `init` (32 random bytes).
+    RecoveryKey(&'a [u8]),
 }
 
 struct Keys {
@@ -86,11 +88,12 @@ fn kek_for(header: &Header, unlock: &Unlock<'_>) -> Result<(Kek, Vec<u8>), Store
                 hex::decode(&header.wrapped_root).map_err(|_| bad_hex())?,
             ))
         }
-        Unlock::KeyFile(material) => {
-            let wrapped = header
-                .wrapped_root_keyfile
-                .as_ref()
-                .ok_or(StoreError::WrongPassphrase)?;
+        Unlock::KeyFile(material) | Unlock::RecoveryKey(material) => {
+            let wrapped = match unlock {
+                Unlock::KeyFile(_) => header.wrapped_root_keyfile.as_ref(),
+                _ => header.wrapped_root_recovery.as_ref(),
+            }
+            .ok_or(StoreError::WrongPassphrase)?;
             Ok((
                 Kek::from_key_material(material),
                 hex::decode(wrapped).map_err(|_| bad_hex())?,
@@ -128,6 +131,7 @@ impl Vault {
             salt: hex::encode(salt),
             wrapped_root: hex::encode(kek.wrap(&root)),
             wrapped_root_keyfile: None,
+            wrapped_root_recovery: None,
             keyring: hex::encode(root.seal_keyring(&keyring)),
             created_at: scaivault_core::time::Timestamp::now().unix_seconds(),
         };
@@ -371,6 +375,36 @@ impl Vault {
         let wrapped = hex::encode(Kek::from_key_material(&material).wrap(&self.keys.root));
         self.update_header(move |h| h.wrapped_root_keyfile = Some(wrapped))
             .await
+    }
+
+    /// Sets (or replaces) the offline recovery key; the previous one stops working.
+    pub async fn set_recovery_key(&self, material: Zeroizing<Vec<u8>>) -> Result<(), StoreError> {
+        let wrapped = hex::encode(Kek::from_key_material(&material).wrap(&self.keys.root));
+        self.update_header(move |h| h.wrapped_root_recovery = Some(wrapped))
+            .await
+    }
+
+    /// Opens another vault file (a backup) with this vault's keys, read-only. Data keys are
+    /// only ever added, so this keyring opens every record of an older copy.
+    pub fn open_sibling(&self, path: &Path) -> Result<Vault, StoreError> {
+        let backend = RedbBackend::open_read_only(path)?;
+        Ok(Vault {
+            path: path.to_owned(),
+            backend: Arc::new(backend),
+            keys: self.keys.clone(),
+            pipeline: Mutex::new(None),
+        })
+    }
+
+    /// Visits every record of a table, each opened on its own, so a verifier can report every
+    /// record that fails instead of stopping at the first.
+    pub fn scan_checked(
+        &self,
+        table: Table,
+        visit: &mut dyn FnMut(Result<SecretBytes, StoreError>) -> bool,
+    ) -> Result<(), StoreError> {
+        self.backend
+            .scan(table, &mut |k, v| visit(self.keys.open(table, k, v)))
     }
 
     /// Adds a data key online; every write from now on is sealed with it, older records keep

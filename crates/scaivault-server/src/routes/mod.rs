@@ -28,6 +28,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sys/unseal", post(sys::unseal))
         .route("/v1/sys/seal", post(sys::seal))
         .route("/v1/sys/rotate-key", post(sys::rotate_key))
+        .route("/v1/sys/backup", get(sys::backup))
+        .route("/v1/sys/restore", post(sys::restore))
+        .route("/v1/sys/verify", post(sys::verify))
         .route("/v1/secrets", get(secrets::list))
         .route(
             "/v1/secrets/{*path}",

@@ -76,6 +76,9 @@ pub struct UnsealRequest {
     /// Base64 of a key file's bytes.
     #[serde(default)]
     key: Option<Zeroizing<String>>,
+    /// The offline recovery key, `svrk_…`.
+    #[serde(default)]
+    recovery_key: Option<Zeroizing<String>>,
 }
 
 pub async fn unseal(
@@ -86,6 +89,26 @@ pub async fn unseal(
         return Ok(Json(json!({ "sealed": false })));
     }
     let material: Zeroizing<Vec<u8>> = match (&req.passphrase, &req.key) {
+        (None, None) if req.recovery_key.is_some() => {
+            let text = req
+                .recovery_key
+                .as_ref()
+                .map(|r| r.trim().to_owned())
+                .unwrap_or_default();
+            let hex = Zeroizing::new(text.strip_prefix("svrk_").unwrap_or("").replace('-', ""));
+            let bytes: Option<Vec<u8>> = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect();
+            match bytes {
+                Some(b) if b.len() == 32 => Zeroizing::new(b),
+                _ => {
+                    return Err(Error::invalid_request(
+                        "recovery_key must be svrk_ followed by 64 hex digits",
+                    )
+                    .into());
+                }
+            }
+        }
         (Some(p), None) => Zeroizing::new(p.as_bytes().to_vec()),
         (None, Some(k)) => {
             use base64::Engine as _;
@@ -97,15 +120,35 @@ pub async fn unseal(
         }
         _ => return Err(Error::invalid_request("send exactly one of passphrase or key").into()),
     };
-    let is_key = req.key.is_some();
+    if [
+        req.passphrase.is_some(),
+        req.key.is_some(),
+        req.recovery_key.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count()
+        != 1
+    {
+        return Err(
+            Error::invalid_request("send exactly one of passphrase, key or recovery_key").into(),
+        );
+    }
+    let kind = if req.key.is_some() {
+        1
+    } else if req.recovery_key.is_some() {
+        2
+    } else {
+        0
+    };
     let path = state.vault_path.clone();
     let clock = state.clock.clone();
     // Argon2id takes a quarter of a second by design: keep it off the async workers.
     let engine = tokio::task::spawn_blocking(move || -> Result<Engine, Error> {
-        let unlock = if is_key {
-            Unlock::KeyFile(&material)
-        } else {
-            Unlock::Passphrase(&material)
+        let unlock = match kind {
+            1 => Unlock::KeyFile(&material),
+            2 => Unlock::RecoveryKey(&material),
+            _ => Unlock::Passphrase(&material),
         };
         let vault = Vault::open(&path, unlock)?;
         Engine::load(Arc::new(vault), clock)
@@ -139,4 +182,117 @@ pub async fn rotate_key(auth: Auth) -> Result<Json<serde_json::Value>, ApiError>
         .await
         .map_err(Error::from)?;
     Ok(Json(json!({ "active_data_key": id })))
+}
+
+/// Streams a fresh backup. The snapshot is taken from one read transaction while the vault
+/// keeps serving; its facts (checksum, audit head) travel in `X-ScaiVault-Backup`.
+pub async fn backup(auth: Auth) -> Result<Response, ApiError> {
+    let dir = tempfile::tempdir().map_err(|e| Error::internal(format!("no temp dir: {e}")))?;
+    let file = dir.path().join("vault.svbak");
+    let (engine, caller, f) = (auth.engine.clone(), auth.caller.clone(), file.clone());
+    let facts = tokio::task::spawn_blocking(move || engine.backup(&caller, &f))
+        .await
+        .map_err(|_| Error::internal("backup task failed"))??;
+    let handle = tokio::fs::File::open(&file)
+        .await
+        .map_err(|e| Error::internal(format!("backup unreadable: {e}")))?;
+    let len = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
+    // The open handle keeps the data; the directory may go once the stream ends.
+    let stream = tokio_util::io::ReaderStream::new(handle);
+    let body = axum::body::Body::from_stream(futures_keep(stream, dir));
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert("content-length", len.into());
+    if let Ok(v) = axum::http::HeaderValue::from_str(&facts.to_string()) {
+        h.insert("x-scaivault-backup", v);
+    }
+    Ok(resp)
+}
+
+/// Keeps `guard` alive as long as the stream is.
+fn futures_keep<S: Send + 'static, G: Send + 'static>(stream: S, guard: G) -> KeepAlive<S, G> {
+    KeepAlive {
+        stream,
+        _guard: guard,
+    }
+}
+
+struct KeepAlive<S, G> {
+    stream: S,
+    _guard: G,
+}
+
+impl<S: futures_core::Stream + Unpin, G: Unpin> futures_core::Stream for KeepAlive<S, G> {
+    type Item = S::Item;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        std::pin::Pin::new(&mut self.stream).poll_next(cx)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreQuery {
+    path: String,
+    #[serde(default)]
+    version: Option<u64>,
+}
+
+/// Per-secret point-in-time restore: the body is a backup file; the secret at `path` (and
+/// `version`) in it is written back as a new version.
+pub async fn restore(
+    auth: Auth,
+    crate::json::ApiQuery(q): crate::json::ApiQuery<RestoreQuery>,
+    body: axum::body::Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use tokio::io::AsyncWriteExt;
+    const MAX_UPLOAD: u64 = 64 * 1024 * 1024 * 1024;
+    let dir = tempfile::tempdir().map_err(|e| Error::internal(format!("no temp dir: {e}")))?;
+    let file = dir.path().join("upload.svbak");
+    let mut out = tokio::fs::File::create(&file)
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let mut stream = body.into_data_stream();
+    let mut written = 0u64;
+    use futures_core::Stream as _;
+    while let Some(chunk) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx)).await
+    {
+        let chunk = chunk.map_err(|_| Error::invalid_request("the upload was cut off"))?;
+        written += chunk.len() as u64;
+        if written > MAX_UPLOAD {
+            return Err(Error::new(
+                scaivault_core::ErrorCode::PayloadTooLarge,
+                "the backup is larger than 64 GiB",
+            )
+            .into());
+        }
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?;
+    }
+    out.flush()
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+    drop(out);
+    let w = auth
+        .engine
+        .restore_from_backup(&auth.caller, &file, &q.path, q.version)
+        .await?;
+    Ok(Json(serde_json::to_value(w).unwrap_or_default()))
+}
+
+pub async fn verify(auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {
+    let engine = auth.engine.clone();
+    let caller = auth.caller.clone();
+    let report = tokio::task::spawn_blocking(move || engine.verify_vault(&caller))
+        .await
+        .map_err(|_| Error::internal("verify task failed"))??;
+    Ok(Json(report))
 }

@@ -1,0 +1,360 @@
+//! Operations against the real binary: backup under write load, whole and per-secret restore,
+//! verification, and the recovery key.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+use serde_json::json;
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::new()
+}
+
+#[test]
+fn backup_under_load_restores_every_acknowledged_write_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, root) = init(dir.path());
+    let (mut child, url) = server(
+        &vault,
+        &["--no-rate-limit"],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
+    );
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<(String, u64)>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (url, root, acked, stop) = (url.clone(), root.clone(), acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let c = http();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let path = format!("load/w{w}/s{}", i % 7);
+                    let r = c
+                        .put(format!("{url}/v1/secrets/{path}"))
+                        .bearer_auth(&root)
+                        .json(&json!({"data": {"n": i}}))
+                        .send()
+                        .unwrap();
+                    assert!(r.status().is_success());
+                    let v: serde_json::Value = r.json().unwrap();
+                    acked
+                        .lock()
+                        .unwrap()
+                        .push((path, v["version"].as_u64().unwrap()));
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let before_snapshot = acked.lock().unwrap().clone();
+    let backup = dir.path().join("vault.svbak");
+    let out = cli_env(
+        &["operator", "backup", backup.to_str().unwrap(), "--json"],
+        &[("SCAIVAULT_URL", &url), ("SCAIVAULT_TOKEN", &root)],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let facts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(facts["audit_head_seq"].as_u64().unwrap() > 0);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        before_snapshot.len() > 20,
+        "too little load: {}",
+        before_snapshot.len()
+    );
+
+    // Whole-file restore into a new vault, which then verifies.
+    let restored = dir.path().join("restored.db");
+    let out = cli_env(
+        &[
+            "operator",
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--to",
+            restored.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = restored.to_str().unwrap();
+    let out = cli_env(
+        &["operator", "verify", "--vault", r, "--json"],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
+        None,
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report:#}");
+    let out = cli_env(
+        &[
+            "secrets", "list", "--prefix", "load/", "--json", "--vault", r,
+        ],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
+        None,
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let versions: std::collections::HashMap<String, u64> = listed["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["path"].as_str().unwrap().to_owned(),
+                s["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (path, version) in &before_snapshot {
+        assert!(
+            versions.get(path).copied().unwrap_or(0) >= *version,
+            "{path} v{version} acknowledged before the snapshot is missing"
+        );
+    }
+
+    // A damaged backup is refused before anything is restored.
+    let mut bytes = std::fs::read(&backup).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    let bad = dir.path().join("bad.svbak");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = cli_env(
+        &[
+            "operator",
+            "restore",
+            "--from",
+            bad.to_str().unwrap(),
+            "--to",
+            dir.path().join("x.db").to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("checksum"), "{}", stderr(&out));
+    assert!(!dir.path().join("x.db").exists());
+}
+
+#[test]
+fn per_secret_restore_brings_back_an_old_version_and_is_audited() {
+    let dev = Dev::start();
+    dev.put(
+        "/v1/secrets/app/db",
+        &dev.token,
+        json!({"data": {"password": "first"}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("b.svbak");
+    assert!(
+        dev.cli(&["operator", "backup", backup.to_str().unwrap()])
+            .status
+            .success()
+    );
+    dev.put(
+        "/v1/secrets/app/db",
+        &dev.token,
+        json!({"data": {"password": "second"}}),
+    );
+    dev.put(
+        "/v1/secrets/app/db",
+        &dev.token,
+        json!({"data": {"password": "third"}}),
+    );
+    let out = dev.cli(&[
+        "operator",
+        "restore",
+        "--from",
+        backup.to_str().unwrap(),
+        "--path",
+        "app/db",
+        "--version",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let w: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(w["version"], 4);
+    let (_, b) = dev.get("/v1/secrets/app/db", &dev.token);
+    assert_eq!(
+        (b["version"].as_u64(), b["data"]["password"].as_str()),
+        (Some(4), Some("first"))
+    );
+    let (_, logs) = dev.get("/v1/audit/logs?action=restore_from_backup", &dev.token);
+    assert_eq!(logs["logs"].as_array().unwrap().len(), 1, "{logs}");
+    assert_eq!(logs["logs"][0]["success"], true);
+    let (s, report) = dev.post("/v1/sys/verify", &dev.token, json!({}));
+    assert_eq!((s, report["ok"].as_bool()), (200, Some(true)), "{report}");
+}
+
+#[test]
+fn verify_names_a_damaged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _) = init(dir.path());
+    let v = vault.to_str().unwrap();
+    let env = [("SCAIVAULT_PASSPHRASE", PASS)];
+    for i in 0..5 {
+        assert!(
+            cli_env(
+                &[
+                    "secrets",
+                    "write",
+                    &format!("app/s{i}"),
+                    &format!("k=value-{i}-{}", "z".repeat(300))
+                ],
+                &[env[0], ("SCAIVAULT_VAULT", v)],
+                None
+            )
+            .status
+            .success()
+        );
+    }
+    assert!(
+        cli_env(&["operator", "verify", "--vault", v], &env, None)
+            .status
+            .success()
+    );
+    // Find the sealed record of one secret's head (with the key, as only a test can) and
+    // flip a byte in every copy of it in the file: the live one among them.
+    let sealed = {
+        let vault = scaivault_store::Vault::open(
+            &vault,
+            scaivault_store::Unlock::Passphrase(PASS.as_bytes()),
+        )
+        .unwrap();
+        vault
+            .raw_record(scaivault_store::Table::Secrets, b"app/s3")
+            .unwrap()
+            .unwrap()
+    };
+    let mut bytes = std::fs::read(&vault).unwrap();
+    let mut hits = 0;
+    let mut i = 0;
+    while let Some(at) = bytes[i..]
+        .windows(sealed.len())
+        .position(|w| w == sealed.as_slice())
+    {
+        bytes[i + at + sealed.len() / 2] ^= 0x01;
+        i += at + sealed.len();
+        hits += 1;
+    }
+    assert!(hits > 0);
+    std::fs::write(&vault, &bytes).unwrap();
+    let out = cli_env(&["operator", "verify", "--vault", v, "--json"], &env, None);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or(json!({"ok": false, "raw": stderr(&out)}));
+    assert_eq!(
+        report["ok"], false,
+        "a flipped byte went unnoticed: {report}"
+    );
+    assert!(
+        report["problems"].to_string().contains("secrets"),
+        "{report}"
+    );
+    assert!(!out.status.success());
+}
+
+#[test]
+fn the_recovery_key_unseals_without_the_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = dir.path().join("vault.db");
+    let rk = dir.path().join("recovery.key");
+    let out = cli_env(
+        &[
+            "init",
+            "--vault",
+            vault.to_str().unwrap(),
+            "--kdf-memory-mib",
+            "19",
+            "--kdf-passes",
+            "2",
+            "--recovery-key-file",
+            rk.to_str().unwrap(),
+            "--json",
+        ],
+        &[("SCAIVAULT_PASSPHRASE", "a passphrase nobody remembers")],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let init: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        init["recovery_key"].is_null(),
+        "written to the file, not printed"
+    );
+    let root = init["root_token"].as_str().unwrap().to_owned();
+    let key_text = std::fs::read_to_string(&rk).unwrap();
+    assert!(key_text.starts_with("svrk_"));
+
+    // At start-up, from the file, no passphrase anywhere.
+    let (mut child, url) = server(&vault, &["--recovery-key-file", rk.to_str().unwrap()], &[]);
+    let r = http()
+        .get(format!("{url}/v1/auth/whoami"))
+        .bearer_auth(&root)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Through the unseal endpoint of a sealed server.
+    let (mut child, url) = server(&vault, &["--sealed"], &[]);
+    let r = http()
+        .post(format!("{url}/v1/sys/unseal"))
+        .json(&json!({"recovery_key": "svrk_".to_owned() + &"0".repeat(64)}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "a wrong recovery key is refused");
+    let r = http()
+        .post(format!("{url}/v1/sys/unseal"))
+        .json(&json!({"recovery_key": key_text.trim()}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // `operator rekey` replaces it; the old one stops working.
+    let out = cli_env(
+        &[
+            "operator",
+            "rekey",
+            "--vault",
+            vault.to_str().unwrap(),
+            "--json",
+        ],
+        &[("SCAIVAULT_PASSPHRASE", "a passphrase nobody remembers")],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(new["recovery_key"].as_str().unwrap().starts_with("svrk_"));
+    let out = cli_env(
+        &[
+            "server",
+            "--vault",
+            vault.to_str().unwrap(),
+            "--recovery-key-file",
+            rk.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the replaced key still unseals: {}",
+        stderr(&out)
+    );
+}
