@@ -49,7 +49,9 @@ impl fmt::Display for StoreError {
             ),
             StoreError::AlreadyExists(p) => write!(f, "a vault file already exists at {p}"),
             StoreError::NotFound(p) => write!(f, "no vault file at {p}"),
-            StoreError::StorageFull => f.write_str("the disk is full; the write was not made"),
+            StoreError::StorageFull => f.write_str(
+                "the disk is full; the write was not made (the file is consistent: free space, then restart the server)",
+            ),
             StoreError::Locked => f.write_str("the vault file is in use by another process"),
             StoreError::Io(d) => write!(f, "I/O error: {d}"),
             StoreError::Closed => f.write_str("the vault is closed"),

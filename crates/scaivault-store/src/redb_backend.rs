@@ -30,6 +30,9 @@ pub struct RedbBackend {
     /// redb allows one write transaction at a time; the pipeline is the only writer, but
     /// `copy_to` and tests may also write, so serialise explicitly.
     write_lock: Mutex<()>,
+    /// Set once a write failed for lack of space: redb then refuses every later write with
+    /// "previous I/O error" until the file is reopened, which callers should hear as what it is.
+    disk_full: std::sync::atomic::AtomicBool,
 }
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
@@ -91,6 +94,7 @@ impl RedbBackend {
         let backend = RedbBackend {
             db: Db::ReadWrite(db),
             write_lock: Mutex::new(()),
+            disk_full: Default::default(),
         };
         backend.with_write(|txn| {
             for t in Table::ALL {
@@ -107,6 +111,7 @@ impl RedbBackend {
         Ok(RedbBackend {
             db: Db::ReadWrite(db),
             write_lock: Mutex::new(()),
+            disk_full: Default::default(),
         })
     }
 
@@ -133,6 +138,7 @@ impl RedbBackend {
         Ok(RedbBackend {
             db: Db::ReadOnly(db),
             write_lock: Mutex::new(()),
+            disk_full: Default::default(),
         })
     }
 
@@ -163,14 +169,27 @@ impl RedbBackend {
             return Err(StoreError::Sealed);
         };
         let _lock = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        guard("write", || {
+        let result = guard("write", || {
             let mut txn = db.begin_write().map_err(storage)?;
             txn.set_durability(Durability::Immediate).map_err(storage)?;
             txn.set_quick_repair(true);
             let out = f(&txn)?;
             txn.commit().map_err(storage)?;
             Ok(out)
-        })
+        });
+        use std::sync::atomic::Ordering;
+        match result {
+            Err(StoreError::StorageFull) => {
+                self.disk_full.store(true, Ordering::SeqCst);
+                Err(StoreError::StorageFull)
+            }
+            Err(StoreError::Io(m))
+                if m.contains("Previous I/O error") && self.disk_full.load(Ordering::SeqCst) =>
+            {
+                Err(StoreError::StorageFull)
+            }
+            other => other,
+        }
     }
 }
 
