@@ -222,18 +222,15 @@ pub fn init(dir: &Path) -> (std::path::PathBuf, String) {
 /// Starts `scaivault server` and returns it with its URL (read from its start-up line).
 pub fn server(vault: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     let mut cmd = Command::new(bin());
-    cmd.args([
-        "server",
-        "--vault",
-        vault.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .args(args)
-    .env_remove("SCAIVAULT_PASSPHRASE")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    cmd.args(["server", "--vault", vault.to_str().unwrap()]);
+    if !args.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    cmd.args(args)
+        .env_remove("SCAIVAULT_PASSPHRASE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
