@@ -144,6 +144,14 @@ pub struct ServerArgs {
     /// Prune audit entries older than this (e.g. 365d), hourly. Default: keep everything.
     #[arg(long)]
     pub audit_retention: Option<String>,
+    /// Write a backup into this directory every --backup-interval.
+    #[arg(long)]
+    pub backup_dir: Option<PathBuf>,
+    #[arg(long, default_value = "24h", requires = "backup_dir")]
+    pub backup_interval: String,
+    /// How many scheduled backups to keep (the oldest are removed).
+    #[arg(long, default_value_t = 7, requires = "backup_dir")]
+    pub backup_keep: usize,
     #[command(flatten)]
     pub limits: LimitArgs,
 }

@@ -178,6 +178,7 @@ fn server_config(l: &LimitArgs, dev: bool) -> ServerConfig {
         },
         public_metrics: true,
         audit_retention: None,
+        backups: None,
     }
 }
 
@@ -286,6 +287,13 @@ pub async fn server(g: &Global, args: ServerArgs) -> CliResult<()> {
         .as_deref()
         .map(parse_duration)
         .transpose()?;
+    if let Some(dir) = &args.backup_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::new(ErrorCode::InvalidConfig, format!("cannot create {}: {e}", dir.display()))
+        })?;
+        let every = parse_duration(&args.backup_interval)?;
+        config.backups = Some((dir.clone(), every, args.backup_keep.max(1)));
+    }
     let state = AppState::new(path.clone(), engine, Arc::new(SystemClock), config);
     let tls = args.tls_cert.zip(args.tls_key);
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -70,6 +70,29 @@ pub async fn serve(
             }
         })
     });
+    let backups = state.config.backups.clone().map(|(dir, every, keep)| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await; // the first tick is immediate; the first backup comes one interval in
+            loop {
+                tick.tick().await;
+                let Ok(engine) = state.engine() else { continue };
+                let (dir, name) = (dir.clone(), format!("scaivault-{}.svbak", engine.now().unix_seconds()));
+                let done = tokio::task::spawn_blocking(move || {
+                    let r = engine.backup(&scaivault_engine::Caller::local_operator(), &dir.join(&name));
+                    prune_backups(&dir, keep);
+                    r
+                })
+                .await;
+                match done {
+                    Ok(Ok(_)) => tracing::info!("scheduled backup written"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "scheduled backup failed"),
+                    Err(_) => tracing::error!("scheduled backup task failed"),
+                }
+            }
+        })
+    });
     {
         let handle = handle.clone();
         tokio::spawn(async move {
@@ -95,8 +118,8 @@ pub async fn serve(
         }
     };
     flusher.abort();
-    if let Some(r) = retention {
-        r.abort();
+    for t in [retention, backups].into_iter().flatten() {
+        t.abort();
     }
     state.close().await;
     result
@@ -120,5 +143,20 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+/// Keeps the newest `keep` scheduled backups in `dir` (names sort by time).
+fn prune_backups(dir: &std::path::Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut names: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("scaivault-") && n.to_string_lossy().ends_with(".svbak")))
+        .collect();
+    names.sort();
+    let excess = names.len().saturating_sub(keep);
+    for old in names.into_iter().take(excess) {
+        let _ = std::fs::remove_file(old);
     }
 }

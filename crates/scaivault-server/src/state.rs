@@ -17,6 +17,8 @@ pub struct ServerConfig {
     pub public_metrics: bool,
     /// Audit entries older than this are pruned hourly; `None` keeps everything.
     pub audit_retention: Option<std::time::Duration>,
+    /// Scheduled backups: directory, interval, how many to keep.
+    pub backups: Option<(std::path::PathBuf, std::time::Duration, usize)>,
 }
 
 impl Default for ServerConfig {
@@ -26,6 +28,7 @@ impl Default for ServerConfig {
             rate_limits: RateLimits::default(),
             public_metrics: true,
             audit_retention: None,
+            backups: None,
         }
     }
 }
