@@ -366,16 +366,38 @@ fn scheduled_backups_keep_the_newest() {
     let backups = dir.path().join("backups");
     let (mut child, _url) = server(
         &vault,
-        &["--backup-dir", backups.to_str().unwrap(), "--backup-interval", "1s", "--backup-keep", "2"],
+        &[
+            "--backup-dir",
+            backups.to_str().unwrap(),
+            "--backup-interval",
+            "1s",
+            "--backup-keep",
+            "2",
+        ],
         &[("SCAIVAULT_PASSPHRASE", PASS)],
     );
     std::thread::sleep(std::time::Duration::from_millis(4500));
     let _ = child.kill();
     let _ = child.wait();
-    let mut names: Vec<_> = std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "svbak")).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "svbak"))
+        .collect();
     names.sort();
     assert_eq!(names.len(), 2, "{names:?}");
     let to = dir.path().join("from-scheduled.db");
-    let out = cli_env(&["operator", "restore", "--from", names[1].to_str().unwrap(), "--to", to.to_str().unwrap()], &[], None);
+    let out = cli_env(
+        &[
+            "operator",
+            "restore",
+            "--from",
+            names[1].to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 }

@@ -8,7 +8,7 @@ mod args;
 mod audit;
 mod bench;
 mod config;
-pub mod dotenv;
+pub use scaivault_core::dotenv;
 mod harden;
 mod migrate;
 mod output;

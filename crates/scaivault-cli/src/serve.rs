@@ -289,7 +289,10 @@ pub async fn server(g: &Global, args: ServerArgs) -> CliResult<()> {
         .transpose()?;
     if let Some(dir) = &args.backup_dir {
         std::fs::create_dir_all(dir).map_err(|e| {
-            Error::new(ErrorCode::InvalidConfig, format!("cannot create {}: {e}", dir.display()))
+            Error::new(
+                ErrorCode::InvalidConfig,
+                format!("cannot create {}: {e}", dir.display()),
+            )
         })?;
         let every = parse_duration(&args.backup_interval)?;
         config.backups = Some((dir.clone(), every, args.backup_keep.max(1)));

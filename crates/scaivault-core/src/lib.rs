@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dotenv;
 pub mod duration;
 pub mod error;
 pub mod glob;

@@ -78,9 +78,15 @@ pub async fn serve(
             loop {
                 tick.tick().await;
                 let Ok(engine) = state.engine() else { continue };
-                let (dir, name) = (dir.clone(), format!("scaivault-{}.svbak", engine.now().unix_seconds()));
+                let (dir, name) = (
+                    dir.clone(),
+                    format!("scaivault-{}.svbak", engine.now().unix_seconds()),
+                );
                 let done = tokio::task::spawn_blocking(move || {
-                    let r = engine.backup(&scaivault_engine::Caller::local_operator(), &dir.join(&name));
+                    let r = engine.backup(
+                        &scaivault_engine::Caller::local_operator(),
+                        &dir.join(&name),
+                    );
                     prune_backups(&dir, keep);
                     r
                 })
@@ -148,11 +154,18 @@ async fn shutdown_signal() {
 
 /// Keeps the newest `keep` scheduled backups in `dir` (names sort by time).
 fn prune_backups(dir: &std::path::Path, keep: usize) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut names: Vec<_> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("scaivault-") && n.to_string_lossy().ends_with(".svbak")))
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy().starts_with("scaivault-")
+                    && n.to_string_lossy().ends_with(".svbak")
+            })
+        })
         .collect();
     names.sort();
     let excess = names.len().saturating_sub(keep);

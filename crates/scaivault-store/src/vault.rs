@@ -55,17 +55,7 @@ fn read_header(backend: &dyn Backend) -> Result<Header, StoreError> {
     let raw = backend
         .get(Table::Meta, HEADER_KEY)?
         .ok_or_else(|| StoreError::Corrupt("the file has no vault header".into()))?;
-    let probe: serde_json::Value = serde_json::from_slice(&raw)
-        .map_err(|_| StoreError::Corrupt("the vault header is unreadable".into()))?;
-    let version = probe
-        .get("format_version")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0) as u32;
-    if version != FORMAT_VERSION {
-        return Err(StoreError::UnsupportedFormat(version));
-    }
-    serde_json::from_value(probe)
-        .map_err(|_| StoreError::Corrupt("the vault header is unreadable".into()))
+    Header::parse(&raw)
 }
 
 fn crypto_to_unlock(e: CryptoError) -> StoreError {
