@@ -318,3 +318,72 @@ fn tls_and_key_file_unseal() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("invalid_passphrase"));
 }
+
+#[test]
+fn a_toml_config_file_sets_the_server_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, root) = init(dir.path());
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, format!("{PASS}\n")).unwrap();
+    let cfg = dir.path().join("scaivault.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "vault = {:?}\npassphrase_file = {:?}\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 2048\naudit_retention = \"365d\"\n",
+            vault.to_str().unwrap(),
+            pass.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["server", "--config", cfg.to_str().unwrap()])
+        .env_remove("SCAIVAULT_PASSPHRASE")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0,
+            "server exited"
+        );
+    }
+    let url = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = http()
+        .get(format!("{url}/v1/auth/whoami"))
+        .bearer_auth(&root)
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "unsealed from the passphrase file named in the config"
+    );
+    let big = "x".repeat(4000);
+    let r = http()
+        .put(format!("{url}/v1/secrets/a/b"))
+        .bearer_auth(&root)
+        .json(&json!({"data": {"k": big}}))
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        413,
+        "max_body_bytes from the config applies"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::write(&cfg, "vault = \"x\"\nunknown_setting = true\n").unwrap();
+    let out = cli_env(&["server", "--config", cfg.to_str().unwrap()], &[], None);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(stderr(&out).contains("unknown"), "{}", stderr(&out));
+}

@@ -50,11 +50,15 @@ fn soak_with_restarts() {
     };
     let mut child = start_server();
     let c = reqwest::blocking::Client::new();
-    c.post(format!("{url}/v1/identities"))
-        .bearer_auth(&root)
-        .json(&json!({"identity_id": "sa:soak"}))
-        .send()
-        .unwrap();
+    for n in 0..8 {
+        let r = c
+            .post(format!("{url}/v1/policies"))
+            .bearer_auth(&root)
+            .json(&json!({"name": format!("soak-{n}"), "rules": [{"path_pattern": format!("soak/c{n}/**"), "permissions": ["read"]}]}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+    }
 
     let acked: Arc<Mutex<std::collections::HashMap<String, u64>>> = Arc::default();
     let (requests, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -73,10 +77,11 @@ fn soak_with_restarts() {
                         0 | 1 => c.put(format!("{url}/v1/secrets/{path}")).bearer_auth(&root).json(&json!({"data": {"i": i}})).send(),
                         2 => c.get(format!("{url}/v1/secrets/{path}")).bearer_auth(&root).send(),
                         3 => c.get(format!("{url}/v1/secrets?prefix=soak/c{n}/")).bearer_auth(&root).send(),
+                        // Policy changes: each client keeps rewriting its own policy.
                         _ => c
-                            .post(format!("{url}/v1/policies"))
+                            .put(format!("{url}/v1/policies/soak-{n}"))
                             .bearer_auth(&root)
-                            .json(&json!({"name": format!("soak-{n}-{i}"), "rules": [{"path_pattern": format!("soak/c{n}/**"), "permissions": ["read"]}]}))
+                            .json(&json!({"name": format!("soak-{n}"), "rules": [{"path_pattern": format!("soak/c{n}/**"), "permissions": ["read", if i.is_multiple_of(2) { "list" } else { "read" }]}]}))
                             .send(),
                     };
                     requests.fetch_add(1, Ordering::Relaxed);

@@ -123,6 +123,10 @@ pub struct LimitArgs {
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
+    /// A TOML file with any of these settings (keys as the flags, with `_` for `-`, plus
+    /// `vault` and `passphrase_file`); a flag given on the command line wins.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     #[arg(long, default_value = "127.0.0.1:8200")]
     pub listen: SocketAddr,
     /// Unseal with a key file set up by `operator key-file`.

@@ -16,6 +16,7 @@ mod passphrase;
 mod run;
 mod secrets;
 mod serve;
+mod server_config;
 mod target;
 
 use clap::Parser;
@@ -107,7 +108,13 @@ async fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
         Command::Init(a) => serve::init(&g, a, &out).await,
         Command::Dev(a) => serve::dev(&g, a, &out).await,
-        Command::Server(a) => serve::server(&g, a).await,
+        Command::Server(mut a) => {
+            let mut g = g;
+            if let Some(path) = a.config.clone() {
+                server_config::apply(server_config::load(&path)?, &mut g, &mut a);
+            }
+            serve::server(&g, a).await
+        }
         Command::Secrets(c) => {
             let (action, path) = secrets::describe(&c);
             let t = target(&g)?;
