@@ -9,21 +9,11 @@ use scaivault_engine::{
 use serde_json::{Value, json};
 
 use crate::args::{AuthCmd, IdentityCmd, PoliciesCmd, TokensCmd};
-use crate::output::{Out, print_table};
+use crate::output::{Out, print_table, text as s};
 use crate::target::{CliResult, Target, local_caller, q, to_value};
 
 fn usage(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidRequest, msg)
-}
-
-fn s(v: &Value) -> String {
-    v.as_str().map(str::to_owned).unwrap_or_else(|| {
-        if v.is_null() {
-            String::new()
-        } else {
-            v.to_string()
-        }
-    })
 }
 
 pub async fn auth(target: &Target, cmd: AuthCmd, out: &Out) -> CliResult<()> {

@@ -9,7 +9,7 @@ use scaivault_engine::AuditQuery;
 use serde_json::{Value, json};
 
 use crate::args::{AuditCmd, AuditFilter};
-use crate::output::{Out, print_table};
+use crate::output::{Out, print_table, text as s};
 use crate::target::{CliResult, Target, local_caller, q, to_value};
 
 fn time(raw: &Option<String>) -> Result<Option<Timestamp>, Error> {
@@ -62,16 +62,6 @@ async fn page(target: &Target, aq: &AuditQuery) -> CliResult<Value> {
         }
         Target::Local(e) => Ok(e.query_audit(&local_caller(), aq)?),
     }
-}
-
-fn s(v: &Value) -> String {
-    v.as_str().map(str::to_owned).unwrap_or_else(|| {
-        if v.is_null() {
-            String::new()
-        } else {
-            v.to_string()
-        }
-    })
 }
 
 pub async fn run(target: &Target, cmd: AuditCmd, out: &Out) -> CliResult<()> {

@@ -227,14 +227,7 @@ async fn build_steps(
     args: &ImportDotenvArgs,
 ) -> CliResult<Vec<Step>> {
     let secret_type = args.secret_type.clone().unwrap_or_else(|| "kv".into());
-    let tags: Vec<String> = args
-        .tags
-        .iter()
-        .flat_map(|t| t.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let tags = crate::output::split_tags(&args.tags);
     let mut currents = fetch_many(target, planned.iter().map(|p| p.path.clone()).collect()).await?;
     let mut steps = Vec::with_capacity(planned.len());
     for p in planned {

@@ -20,6 +20,25 @@ impl Out {
     }
 }
 
+/// A JSON value as a table cell: strings bare, null empty, anything else as JSON.
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// `--tag a,b --tag c` → `[a, b, c]`.
+pub fn split_tags(tags: &[String]) -> Vec<String> {
+    tags.iter()
+        .flat_map(|t| t.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 pub fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
     if rows.is_empty() {
         println!("(none)");

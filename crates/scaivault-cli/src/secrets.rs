@@ -95,14 +95,7 @@ fn write_body(args: &WriteArgs) -> Result<Value, Error> {
     if let Some(t) = &args.secret_type {
         body["secret_type"] = json!(t);
     }
-    let tags: Vec<String> = args
-        .tags
-        .iter()
-        .flat_map(|t| t.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let tags = crate::output::split_tags(&args.tags);
     if !tags.is_empty() || args.description.is_some() || args.owner.is_some() {
         let mut m = Map::new();
         if !tags.is_empty() {

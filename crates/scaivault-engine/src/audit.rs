@@ -30,7 +30,7 @@ pub struct Hash32(pub [u8; 32]);
 
 impl Hash32 {
     pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 }
 
@@ -48,11 +48,7 @@ impl<'de> Deserialize<'de> for Hash32 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         if d.is_human_readable() {
             let s = String::deserialize(d)?;
-            let bytes: Vec<u8> = (0..s.len())
-                .step_by(2)
-                .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-                .collect::<Option<_>>()
-                .ok_or_else(|| serde::de::Error::custom("bad hex"))?;
+            let bytes = hex::decode(&s).map_err(|_| serde::de::Error::custom("bad hex"))?;
             bytes
                 .try_into()
                 .map(Hash32)

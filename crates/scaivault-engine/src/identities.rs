@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::caller::ROOT_IDENTITY;
 use crate::records::{ClientCredential, IdentityRecord, new_id};
-use crate::{Caller, Engine, decode, encode, read, store_err, write};
+use crate::{Caller, Engine, decode, encode, load_all, read, write};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,26 +44,12 @@ pub(crate) fn identity_not_found(id: &str) -> Error {
 
 impl Engine {
     pub(crate) fn reload_identities(&self) -> Result<()> {
-        let mut all = std::collections::HashMap::new();
-        let mut failure = None;
-        self.vault
-            .scan(
-                Table::Identities,
-                &mut |plain| match decode::<IdentityRecord>(Table::Identities, plain.as_bytes()) {
-                    Ok(r) => {
-                        all.insert(r.id.to_string(), r);
-                        true
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        false
-                    }
-                },
-            )
-            .map_err(store_err)?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        let all = load_all(&self.vault, Table::Identities, |b| {
+            decode::<IdentityRecord>(Table::Identities, b)
+        })?
+        .into_iter()
+        .map(|r| (r.id.to_string(), r))
+        .collect();
         *write(&self.identities) = all;
         Ok(())
     }

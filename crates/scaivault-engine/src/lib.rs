@@ -124,6 +124,30 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(table: Table, bytes: &[u8])
     })
 }
 
+/// Decodes every record of `table`; the first record that fails ends the load with its error
+/// (a vault that cannot load its indexes must not start half-blind).
+pub(crate) fn load_all<T>(
+    vault: &Vault,
+    table: Table,
+    decode: impl Fn(&[u8]) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    let mut failure = None;
+    vault
+        .scan(table, &mut |plain| match decode(plain.as_bytes()) {
+            Ok(v) => {
+                out.push(v);
+                true
+            }
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        })
+        .map_err(store_err)?;
+    failure.map_or(Ok(out), Err)
+}
+
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records serialize")
 }
@@ -145,32 +169,20 @@ pub(crate) fn unpack<T: serde::de::DeserializeOwned>(table: Table, bytes: &[u8])
 impl Engine {
     /// Loads the in-memory indexes from an unsealed vault.
     pub fn load(vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Result<Engine> {
-        let mut paths = BTreeMap::new();
-        let mut failure = None;
-        vault
-            .scan(
-                Table::Paths,
-                &mut |plain| match unpack::<records::PathRecord>(Table::Paths, plain.as_bytes()) {
-                    Ok(r) => {
-                        paths.insert(
-                            r.path,
-                            PathEntry {
-                                deleted: r.deleted,
-                                last_accessed: AtomicI64::new(0),
-                            },
-                        );
-                        true
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        false
-                    }
+        let paths = load_all(&vault, Table::Paths, |b| {
+            unpack::<records::PathRecord>(Table::Paths, b)
+        })?
+        .into_iter()
+        .map(|r| {
+            (
+                r.path,
+                PathEntry {
+                    deleted: r.deleted,
+                    last_accessed: AtomicI64::new(0),
                 },
             )
-            .map_err(store_err)?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        })
+        .collect::<BTreeMap<_, _>>();
         let engine = Engine {
             vault,
             clock,

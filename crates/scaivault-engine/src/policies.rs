@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::records::new_id;
-use crate::{Caller, Engine, decode, encode, read, store_err, write};
+use crate::{Caller, Engine, decode, encode, load_all, read, write};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,28 +84,9 @@ fn check_scope_field(scope: &str) -> Result<()> {
 
 impl Engine {
     pub(crate) fn reload_policies(&self) -> Result<()> {
-        let mut all = Vec::new();
-        let mut failure = None;
-        self.vault
-            .scan(Table::Policies, &mut |plain| match decode::<Policy>(
-                Table::Policies,
-                plain.as_bytes(),
-            )
-            .and_then(CompiledPolicy::compile)
-            {
-                Ok(p) => {
-                    all.push(p);
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            })
-            .map_err(store_err)?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        let mut all = load_all(&self.vault, Table::Policies, |b| {
+            decode::<Policy>(Table::Policies, b).and_then(CompiledPolicy::compile)
+        })?;
         all.sort_by(|a, b| a.policy.name.cmp(&b.policy.name));
         *write(&self.policies) = Arc::new(all);
         Ok(())

@@ -180,36 +180,22 @@ mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(b: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex_encode(b))
+        s.serialize_str(&hex::encode(b))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let s = String::deserialize(d)?;
-        let bytes: Vec<u8> = (0..s.len())
-            .step_by(2)
-            .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect::<Option<_>>()
-            .ok_or_else(|| serde::de::Error::custom("bad hex"))?;
+        let bytes = hex::decode(&s).map_err(|_| serde::de::Error::custom("bad hex"))?;
         bytes
             .try_into()
             .map_err(|_| serde::de::Error::custom("bad length"))
-    }
-
-    fn hex_encode(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
     }
 }
 
 /// A short random id with a prefix, e.g. `pol_3f9a1c…`.
 pub(crate) fn new_id(prefix: &str) -> String {
     let bytes: [u8; 8] = scaivault_crypto::random_bytes();
-    let mut s = String::with_capacity(prefix.len() + 17);
-    s.push_str(prefix);
-    s.push('_');
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("{prefix}_{}", hex::encode(bytes))
 }
 
 #[cfg(test)]

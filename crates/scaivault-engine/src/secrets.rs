@@ -130,6 +130,14 @@ pub struct BatchOptions {
     pub version: Option<u64>,
 }
 
+/// The head of `path` as this write job sees it.
+fn head_in(tx: &WriteTx<'_, '_>, path: &str) -> Result<Option<SecretHead>> {
+    match tx.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
+        Some(b) => unpack(Table::Secrets, b.as_bytes()).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Writes a head and drops any cached copy once the batch is durable.
 fn put_head(tx: &mut WriteTx<'_, '_>, heads: &Arc<HeadCache>, head: &SecretHead) {
     tx.put(Table::Secrets, head.path.as_bytes(), &pack(head));
@@ -166,12 +174,7 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
         heads,
     } = w;
 
-    let existing: Option<SecretHead> =
-        match tx.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
-            Some(p) => Some(unpack(Table::Secrets, p.as_bytes())?),
-            None => None,
-        };
-    let mut existing = existing;
+    let mut existing = head_in(tx, &path)?;
     // A soft delete past its retention is purged by the write that reuses the path.
     if let Some(h) = &existing
         && let Some(until) = h.recoverable_until.filter(|_| h.deleted_at.is_some())
@@ -730,11 +733,7 @@ impl Engine {
         let head = self
             .vault
             .write(move |tx| {
-                let mut head: SecretHead =
-                    match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
-                        Some(b) => unpack(Table::Secrets, b.as_bytes())?,
-                        None => return Err(not_found(&p)),
-                    };
+                let mut head = head_in(tx, &p)?.ok_or_else(|| not_found(&p))?;
                 if head.deleted_at.is_some() {
                     return Err(not_found(&p).with("deleted", true));
                 }
@@ -774,11 +773,7 @@ impl Engine {
         let head = self
             .vault
             .write(move |tx| {
-                let mut head: SecretHead =
-                    match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
-                        Some(b) => unpack(Table::Secrets, b.as_bytes())?,
-                        None => return Err(not_found(&p)),
-                    };
+                let mut head = head_in(tx, &p)?.ok_or_else(|| not_found(&p))?;
                 if permanent {
                     for v in &head.versions {
                         tx.delete(Table::Versions, &version_key(&p, v.version));
@@ -840,11 +835,7 @@ impl Engine {
         let head = self
             .vault
             .write(move |tx| {
-                let mut head: SecretHead =
-                    match tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? {
-                        Some(b) => unpack(Table::Secrets, b.as_bytes())?,
-                        None => return Err(not_found(&p)),
-                    };
+                let mut head = head_in(tx, &p)?.ok_or_else(|| not_found(&p))?;
                 match head.recoverable_until {
                     _ if head.deleted_at.is_none() => {
                         return Err(Error::invalid_request(format!("{p} is not deleted"))
@@ -944,10 +935,9 @@ impl Engine {
             .write(move |tx| {
                 let mut n = 0;
                 for (p, t) in dirty {
-                    let Some(b) = tx.get(Table::Secrets, p.as_bytes()).map_err(store_err)? else {
+                    let Some(mut head) = head_in(tx, &p)? else {
                         continue;
                     };
-                    let mut head: SecretHead = unpack(Table::Secrets, b.as_bytes())?;
                     if head.last_accessed_at.is_none_or(|s| s.0 < t) {
                         head.last_accessed_at = Some(Timestamp(t));
                         put_head(tx, &heads, &head);

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::caller::ROOT_IDENTITY;
 use crate::identities::identity_not_found;
 use crate::records::{TokenKind, TokenRecord, new_id};
-use crate::{Caller, Engine, decode, encode, read, store_err, write};
+use crate::{Caller, Engine, decode, encode, load_all, read, write};
 
 pub const TOKEN_PREFIX: &str = "skt_";
 const DEFAULT_TTL: Duration = Duration::from_secs(90 * 86_400);
@@ -75,26 +75,12 @@ fn view(t: &TokenRecord) -> Value {
 
 impl Engine {
     pub(crate) fn reload_tokens(&self) -> Result<()> {
-        let mut all = std::collections::HashMap::new();
-        let mut failure = None;
-        self.vault
-            .scan(Table::Tokens, &mut |plain| match decode::<TokenRecord>(
-                Table::Tokens,
-                plain.as_bytes(),
-            ) {
-                Ok(r) => {
-                    all.insert(r.hash, r);
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            })
-            .map_err(store_err)?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        let all = load_all(&self.vault, Table::Tokens, |b| {
+            decode::<TokenRecord>(Table::Tokens, b)
+        })?
+        .into_iter()
+        .map(|r| (r.hash, r))
+        .collect();
         *write(&self.tokens) = all;
         Ok(())
     }
