@@ -633,6 +633,7 @@ impl Engine {
             )));
         }
         let after = cursor_in.map(cursor::decode).transpose()?;
+        let may_list = self.checker(caller, Permission::List);
         let mut page = Vec::with_capacity(limit);
         let mut has_more = false;
         {
@@ -647,7 +648,7 @@ impl Engine {
                 if after.as_deref() == Some(p.as_str()) || entry.deleted {
                     continue;
                 }
-                if !caller.root && !self.allowed(caller, p, Permission::List) {
+                if !may_list(p) {
                     continue;
                 }
                 if page.len() == limit {
