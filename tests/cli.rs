@@ -529,3 +529,16 @@ fn config_metadata_policy_files_and_membership() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["policies"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn a_bare_value_is_never_echoed() {
+    let dev = Dev::start();
+    let out = dev.cli(&["secrets", "write", "a/b", "sk_live_typed_without_a_key"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        !stderr(&out).contains("sk_live_typed_without_a_key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("argument 1 after the path is not key=value"));
+}

@@ -56,16 +56,12 @@ fn data_from(args: &WriteArgs) -> Result<Value, Error> {
     }
     let mut map = Map::new();
     let mut stdin_used = false;
-    for pair in &args.pairs {
+    for (n, pair) in args.pairs.iter().enumerate() {
+        // The argument is not echoed: without '=' it may well be a value typed on its own.
         let (k, v) = pair.split_once('=').ok_or_else(|| {
             usage(format!(
-                "'{}' is not key=value",
-                pair.chars()
-                    .take(40)
-                    .collect::<String>()
-                    .split('=')
-                    .next()
-                    .unwrap_or("")
+                "argument {} after the path is not key=value",
+                n + 1
             ))
         })?;
         if k.is_empty() {
