@@ -452,6 +452,9 @@ fn system_endpoints() {
     assert_eq!((s, h["status"].as_str()), (200, Some("healthy")));
     let (s, r) = dev.req(Method::GET, "/v1/health/ready", None, None);
     assert_eq!((s, r["checks"]["encryption"].as_str()), (200, Some("ok")));
+    let (s, doc) = dev.req(Method::GET, "/v1/openapi.json", None, None);
+    assert_eq!((s, doc["openapi"].as_str()), (200, Some("3.1.0")));
+    assert!(doc["paths"]["/v1/secrets/{path}"]["get"].is_object());
     let (s, v) = dev.req(Method::GET, "/v1/version", None, None);
     assert_eq!(
         (s, v["version"].as_str()),

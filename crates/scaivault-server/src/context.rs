@@ -62,8 +62,8 @@ fn request_id(headers: &HeaderMap) -> String {
 pub(crate) fn category(method: &Method, path: &str, public_metrics: bool) -> Category {
     let p = path.trim_end_matches('/');
     match p {
-        "/v1/health" | "/v1/health/ready" | "/v1/version" | "/v1/sys/status" | "/v1/sys/unseal"
-        | "/v1/auth/token" => {
+        "/v1/health" | "/v1/health/ready" | "/v1/version" | "/v1/openapi.json"
+        | "/v1/sys/status" | "/v1/sys/unseal" | "/v1/auth/token" => {
             return Category::Public;
         }
         "/v1/metrics" if public_metrics => return Category::Public,
@@ -141,7 +141,8 @@ pub(crate) fn audit_action(method: &Method, path: &str) -> Option<(&'static str,
     let action = match (method.as_str(), p) {
         (
             _,
-            "/v1/health" | "/v1/health/ready" | "/v1/version" | "/v1/metrics" | "/v1/sys/status",
+            "/v1/health" | "/v1/health/ready" | "/v1/version" | "/v1/openapi.json" | "/v1/metrics"
+            | "/v1/sys/status",
         ) => return None,
         (_, "/v1/policies/test") => return None,
         ("GET", "/v1/secrets") => "list",

@@ -7,6 +7,7 @@ mod context;
 mod error;
 mod json;
 mod metrics;
+mod openapi;
 mod ratelimit;
 mod routes;
 mod serve;

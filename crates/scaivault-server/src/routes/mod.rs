@@ -24,6 +24,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/health/ready", get(sys::ready))
         .route("/v1/version", get(sys::version))
         .route("/v1/metrics", get(sys::metrics))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { axum::Json(crate::openapi::document()) }),
+        )
         .route("/v1/sys/status", get(sys::status))
         .route("/v1/sys/unseal", post(sys::unseal))
         .route("/v1/sys/seal", post(sys::seal))
