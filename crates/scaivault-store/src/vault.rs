@@ -1,7 +1,7 @@
 //! The vault file: header, unseal, and the sealed-record API the engine builds on.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use scaivault_crypto::{
     Blinder, CryptoError, KdfParams, Kek, Keyring, RootKey, SecretBytes, TokenHasher, derive_kek,
@@ -39,7 +39,8 @@ pub struct Vault {
     path: PathBuf,
     backend: Arc<dyn Backend>,
     keys: Arc<Keys>,
-    pipeline: Mutex<Option<Pipeline>>,
+    /// Read-locked by every write submission, write-locked only to stop the writer.
+    pipeline: RwLock<Option<Pipeline>>,
 }
 
 /// Record counts per table: what the file reveals anyway, useful for status and benchmarks.
@@ -173,7 +174,7 @@ impl Vault {
             path: path.to_owned(),
             backend,
             keys,
-            pipeline: Mutex::new(Some(pipeline)),
+            pipeline: RwLock::new(Some(pipeline)),
         }
     }
 
@@ -337,7 +338,7 @@ impl Vault {
                 let _ = reply.send(out);
             })
         });
-        let guard = self.pipeline.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self.pipeline.read().unwrap_or_else(|p| p.into_inner());
         guard.as_ref().ok_or(StoreError::Closed)?.submit(job)
     }
 
@@ -382,7 +383,7 @@ impl Vault {
             path: path.to_owned(),
             backend: Arc::new(backend),
             keys: self.keys.clone(),
-            pipeline: Mutex::new(None),
+            pipeline: RwLock::new(None),
         })
     }
 
@@ -462,7 +463,7 @@ impl Vault {
     pub fn shutdown(&self) {
         let pipeline = self
             .pipeline
-            .lock()
+            .write()
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(p) = pipeline {
