@@ -387,3 +387,18 @@ fn a_toml_config_file_sets_the_server_up() {
     assert_eq!(out.status.code(), Some(5));
     assert!(stderr(&out).contains("unknown"), "{}", stderr(&out));
 }
+
+#[test]
+fn dev_mode_deletes_its_temporary_vault_on_shutdown() {
+    let mut dev = Dev::start();
+    let dir = dev.vault.parent().unwrap().to_owned();
+    assert!(dev.vault.exists());
+    let st = Command::new("kill")
+        .args(["-TERM", &dev.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = dev.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!dir.exists(), "the temporary vault outlived the dev server");
+}

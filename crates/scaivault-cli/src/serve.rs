@@ -219,13 +219,18 @@ pub async fn dev(g: &Global, args: DevArgs, out: &Out) -> CliResult<()> {
     let json_out = out.json;
     let token = Zeroizing::new(root.token.clone());
     drop(root);
-    scaivault_server::serve(state, Listen { addr: args.listen, tls: None, insecure: false }, move |addr| {
+    let temporary = _tmp.is_some();
+    let shown = path.clone();
+    // `_tmp` lives until `serve` returns (after a graceful shutdown), then the temporary vault
+    // is deleted with its directory.
+    let result = scaivault_server::serve(state, Listen { addr: args.listen, tls: None, insecure: false }, move |addr| {
+        let path = shown;
         let url = format!("http://{addr}");
         if json_out {
             println!("{}", json!({ "url": url, "root_token": token.as_str(), "vault": path }));
         } else {
             println!("ScaiVault dev server listening on {url}");
-            println!("Vault file: {}{}", path.display(), if _tmp.is_some() { " (temporary)" } else { "" });
+            println!("Vault file: {}{}", path.display(), if temporary { " (temporary)" } else { "" });
             println!("Root token: {}", token.as_str());
             println!();
             println!("  export SCAIVAULT_URL={url}");
@@ -235,11 +240,10 @@ pub async fn dev(g: &Global, args: DevArgs, out: &Out) -> CliResult<()> {
         }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        // The temp dir must outlive the server: keep it alive until the process exits.
-        std::mem::forget(_tmp);
     })
-    .await
-    .map_err(|e| Error::new(ErrorCode::InvalidConfig, e.to_string()))?;
+    .await;
+    drop(_tmp);
+    result.map_err(|e| Error::new(ErrorCode::InvalidConfig, e.to_string()))?;
     Ok(())
 }
 
