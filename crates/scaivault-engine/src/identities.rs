@@ -1,6 +1,8 @@
 //! The local identity registry: users, service accounts and groups with membership. It
 //! replaces the external identity provider of the hosted product.
 
+use std::collections::HashMap;
+
 use scaivault_core::identity::{IdentityId, IdentityType};
 use scaivault_core::scope::{Scope, ScopeSet};
 use scaivault_core::{Error, ErrorCode, Result};
@@ -42,31 +44,74 @@ pub(crate) fn identity_not_found(id: &str) -> Error {
         )
 }
 
+/// Identities by id, and the groups each identity belongs to. Authentication asks for a
+/// caller's groups on every request; membership changes are rare, so the reverse map is
+/// rebuilt on each change rather than searched on each request.
+#[derive(Default)]
+pub(crate) struct IdentityIndex {
+    pub(crate) by_id: HashMap<String, IdentityRecord>,
+    groups_of: HashMap<String, Vec<IdentityId>>,
+}
+
+impl IdentityIndex {
+    fn new(all: Vec<IdentityRecord>) -> IdentityIndex {
+        let mut idx = IdentityIndex {
+            by_id: all.into_iter().map(|r| (r.id.to_string(), r)).collect(),
+            groups_of: HashMap::new(),
+        };
+        idx.rebuild();
+        idx
+    }
+
+    fn rebuild(&mut self) {
+        let mut groups_of: HashMap<String, Vec<IdentityId>> = HashMap::new();
+        for g in self
+            .by_id
+            .values()
+            .filter(|r| r.identity_type == IdentityType::Group)
+        {
+            for m in &g.members {
+                groups_of
+                    .entry(m.to_string())
+                    .or_default()
+                    .push(g.id.clone());
+            }
+        }
+        groups_of.values_mut().for_each(|v| v.sort());
+        self.groups_of = groups_of;
+    }
+
+    fn insert(&mut self, r: IdentityRecord) {
+        self.by_id.insert(r.id.to_string(), r);
+        self.rebuild();
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.by_id.remove(id);
+        self.rebuild();
+    }
+}
+
 impl Engine {
     pub(crate) fn reload_identities(&self) -> Result<()> {
         let all = load_all(&self.vault, Table::Identities, |b| {
             decode::<IdentityRecord>(Table::Identities, b)
-        })?
-        .into_iter()
-        .map(|r| (r.id.to_string(), r))
-        .collect();
-        *write(&self.identities) = all;
+        })?;
+        *write(&self.identities) = IdentityIndex::new(all);
         Ok(())
     }
 
     /// The groups `id` is a direct member of.
     pub fn groups_of(&self, id: &IdentityId) -> Vec<IdentityId> {
-        let mut groups: Vec<IdentityId> = read(&self.identities)
-            .values()
-            .filter(|r| r.identity_type == IdentityType::Group && r.members.contains(id))
-            .map(|r| r.id.clone())
-            .collect();
-        groups.sort();
-        groups
+        read(&self.identities)
+            .groups_of
+            .get(id.as_str())
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub(crate) fn identity(&self, id: &str) -> Option<IdentityRecord> {
-        read(&self.identities).get(id).cloned()
+        read(&self.identities).by_id.get(id).cloned()
     }
 
     fn view(&self, r: &IdentityRecord) -> IdentityView {
@@ -97,7 +142,7 @@ impl Engine {
                 );
                 let r = record.clone();
                 tx.on_commit(move || {
-                    write(&cache).insert(r.id.to_string(), r);
+                    write(&cache).insert(r);
                 });
                 Ok::<_, Error>(record)
             })
@@ -148,6 +193,7 @@ impl Engine {
     ) -> Result<Vec<IdentityView>> {
         self.authorize(caller, Scope::IdentityRead, None)?;
         let mut all: Vec<IdentityRecord> = read(&self.identities)
+            .by_id
             .values()
             .filter(|r| kind.is_none_or(|k| r.identity_type == k))
             .cloned()
@@ -168,6 +214,7 @@ impl Engine {
         let r = self.identity(id).ok_or_else(|| identity_not_found(id))?;
         self.revoke_tokens_of(&r.id).await?;
         let groups: Vec<IdentityRecord> = read(&self.identities)
+            .by_id
             .values()
             .filter(|g| g.members.contains(&r.id))
             .cloned()

@@ -50,7 +50,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     paths: Arc<RwLock<BTreeMap<String, PathEntry>>>,
     policies: Arc<RwLock<Arc<Vec<CompiledPolicy>>>>,
-    identities: Arc<RwLock<HashMap<String, IdentityRecord>>>,
+    identities: Arc<RwLock<identities::IdentityIndex>>,
     tokens: Arc<RwLock<HashMap<[u8; 32], TokenRecord>>>,
     heads: Arc<HeadCache>,
 }
