@@ -71,6 +71,31 @@ fn sealed_server_unseals_and_wrong_passphrase_changes_nothing() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
+    // Seal through the API, then unseal again: the file is released and reopened.
+    let r = c
+        .post(format!("{url}/v1/sys/seal"))
+        .bearer_auth(&root)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = c
+        .get(format!("{url}/v1/secrets/a/b"))
+        .bearer_auth(&root)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let out = cli_env(
+        &["operator", "unseal"],
+        &[("SCAIVAULT_URL", &url), ("SCAIVAULT_PASSPHRASE", PASS)],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = c
+        .get(format!("{url}/v1/secrets/a/b"))
+        .bearer_auth(&root)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
     let _ = child.kill();
     let _ = child.wait();
 }
