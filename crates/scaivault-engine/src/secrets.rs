@@ -130,6 +130,31 @@ pub struct BatchOptions {
     pub version: Option<u64>,
 }
 
+type PathIndex = Arc<std::sync::RwLock<std::collections::BTreeMap<String, PathEntry>>>;
+
+/// Records a path in the listing index (new, deleted or restored); the in-memory index
+/// follows once the batch is durable.
+fn set_path_state(tx: &mut WriteTx<'_, '_>, paths: &PathIndex, path: &str, deleted: bool) {
+    tx.put(
+        Table::Paths,
+        path.as_bytes(),
+        &pack(&PathRecord {
+            path: path.to_owned(),
+            deleted,
+        }),
+    );
+    let (paths, key) = (paths.clone(), path.to_owned());
+    tx.on_commit(move || {
+        write(&paths)
+            .entry(key)
+            .and_modify(|e| e.deleted = deleted)
+            .or_insert_with(|| PathEntry {
+                deleted,
+                last_accessed: AtomicI64::new(0),
+            });
+    });
+}
+
 /// The head of `path` as this write job sees it.
 fn head_in(tx: &WriteTx<'_, '_>, path: &str) -> Result<Option<SecretHead>> {
     match tx.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
@@ -155,7 +180,7 @@ struct PreparedWrite {
     now: Timestamp,
     actor: String,
     accessed: Option<Timestamp>,
-    paths: Arc<std::sync::RwLock<std::collections::BTreeMap<String, PathEntry>>>,
+    paths: PathIndex,
     heads: Arc<HeadCache>,
 }
 
@@ -261,24 +286,7 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
     );
     put_head(tx, &heads, &head);
     if created {
-        tx.put(
-            Table::Paths,
-            path.as_bytes(),
-            &pack(&PathRecord {
-                path: path.clone(),
-                deleted: false,
-            }),
-        );
-        let p = path.clone();
-        tx.on_commit(move || {
-            write(&paths).insert(
-                p,
-                PathEntry {
-                    deleted: false,
-                    last_accessed: AtomicI64::new(0),
-                },
-            );
-        });
+        set_path_state(tx, &paths, &path, false);
     }
     Ok(WriteOutcome {
         path,
@@ -795,20 +803,7 @@ impl Engine {
                     head.recoverable_until =
                         Some(now.plus(Duration::from_secs(limits::SOFT_DELETE_RETENTION_SECS)));
                     put_head(tx, &heads, &head);
-                    tx.put(
-                        Table::Paths,
-                        p.as_bytes(),
-                        &pack(&PathRecord {
-                            path: p.clone(),
-                            deleted: true,
-                        }),
-                    );
-                    let key = p.clone();
-                    tx.on_commit(move || {
-                        if let Some(e) = write(&paths).get_mut(&key) {
-                            e.deleted = true;
-                        }
-                    });
+                    set_path_state(tx, &paths, &p, true);
                 }
                 Ok(head)
             })
@@ -851,20 +846,7 @@ impl Engine {
                 head.recoverable_until = None;
                 head.updated_at = now;
                 put_head(tx, &heads, &head);
-                tx.put(
-                    Table::Paths,
-                    p.as_bytes(),
-                    &pack(&PathRecord {
-                        path: p.clone(),
-                        deleted: false,
-                    }),
-                );
-                let key = p.clone();
-                tx.on_commit(move || {
-                    if let Some(e) = write(&paths).get_mut(&key) {
-                        e.deleted = false;
-                    }
-                });
+                set_path_state(tx, &paths, &p, false);
                 Ok(head)
             })
             .await?;
