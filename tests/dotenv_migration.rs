@@ -357,3 +357,65 @@ fn run_forwards_signals_to_the_child() {
     assert_eq!(rest.trim(), "got-term");
     assert_eq!(status.code(), Some(42));
 }
+
+#[test]
+fn run_in_local_mode_is_audited_and_releases_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("v.db");
+    let v = v.to_str().unwrap();
+    let env = [("SCAIVAULT_PASSPHRASE", "run local pw")];
+    assert!(
+        cli_env(
+            &[
+                "init",
+                "--vault",
+                v,
+                "--kdf-memory-mib",
+                "19",
+                "--kdf-passes",
+                "2"
+            ],
+            &env,
+            None
+        )
+        .status
+        .success()
+    );
+    assert!(
+        cli_env(
+            &[
+                "secrets",
+                "write",
+                "svc/api_key",
+                "value=k-123",
+                "--vault",
+                v
+            ],
+            &env,
+            None
+        )
+        .status
+        .success()
+    );
+    // The child opens the same vault file: the runner must have let go of it.
+    let script = format!(
+        "echo key=$API_KEY; {} secrets list --vault {v} --json >/dev/null && echo child-opened-vault",
+        bin()
+    );
+    let out = cli_env(
+        &[
+            "run", "--vault", v, "--prefix", "svc/", "--", "sh", "-c", &script,
+        ],
+        &env,
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "key=k-123\nchild-opened-vault\n");
+    let out = cli_env(
+        &["audit", "query", "--action", "run", "--json", "--vault", v],
+        &env,
+        None,
+    );
+    let logs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(logs["logs"][0]["secret_path"], "svc/");
+}

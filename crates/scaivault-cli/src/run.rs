@@ -69,20 +69,31 @@ async fn collect(
     target: impl FnOnce() -> CliResult<Target>,
 ) -> CliResult<Vec<(String, String)>> {
     let _ = g;
-    let target = target()?;
-    let mapping = load_mapping(args.mapping.as_deref())?;
-    let mut vars = Vec::new();
-    if let Some(prefix) = &args.prefix {
-        let secrets: Vec<Value> = migrate::read_all(&target, prefix).await?;
-        vars.extend(migrate::to_vars(&secrets, &mapping)?);
-    }
-    if let Some(f) = &args.env_file {
-        vars.extend(from_refs(&target, f).await?);
-    }
     if args.prefix.is_none() && args.env_file.is_none() {
         return Err(usage("give --prefix or --env-file").into());
     }
-    Ok(vars)
+    let target = target()?;
+    let read = async {
+        let mapping = load_mapping(args.mapping.as_deref())?;
+        let mut vars = Vec::new();
+        if let Some(prefix) = &args.prefix {
+            let secrets: Vec<Value> = migrate::read_all(&target, prefix).await?;
+            vars.extend(migrate::to_vars(&secrets, &mapping)?);
+        }
+        if let Some(f) = &args.env_file {
+            vars.extend(from_refs(&target, f).await?);
+        }
+        Ok::<_, CliError>(vars)
+    }
+    .await;
+    // Local mode records the reads like the API would; the vault is closed (dropped) before
+    // the child starts, so a long-running child does not hold the file's lock.
+    let outcome = read.as_ref().map(|_| ()).map_err(|e| CliError {
+        error: e.error.clone(),
+        request_id: None,
+    });
+    crate::audit_local(&target, "run".into(), args.prefix.clone(), &outcome).await?;
+    read
 }
 
 fn is_unreachable(e: &CliError) -> bool {
