@@ -73,6 +73,9 @@ pub enum Command {
     Export(ExportCmd),
     /// Run a command with secrets injected as environment variables.
     Run(RunArgs),
+    /// Rotation policies: schedules, grace periods, auto-generated values.
+    #[command(subcommand)]
+    Rotation(RotationCmd),
     /// Query, summarise, export and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -333,6 +336,71 @@ pub enum PoliciesCmd {
         permission: String,
         #[arg(long)]
         identity: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RotationCmd {
+    /// Create a policy; prints its id (`rot_<name>`).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        interval: String,
+        #[arg(long)]
+        grace_period: Option<String>,
+        /// Let the vault generate the new value when a secret is due.
+        #[arg(long)]
+        auto_generate: bool,
+        /// Thresholds such as 7d,1d (recorded; warnings are not sent yet).
+        #[arg(long)]
+        warn_before: Option<String>,
+        /// Data fields to regenerate (repeatable; default: fields named like password, secret,
+        /// token, key, value).
+        #[arg(long = "field")]
+        fields: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Secret (generation) policy: not built yet.
+        #[arg(long)]
+        secret_policy: Option<String>,
+        /// Rotation backend plugin (webhook, postgres): not built yet.
+        #[arg(long)]
+        backend: Option<String>,
+        #[arg(long = "backend-config")]
+        backend_config: Vec<String>,
+    },
+    List,
+    Get {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+    Enable {
+        id: String,
+    },
+    Disable {
+        id: String,
+    },
+    /// Attach a secret to a policy.
+    Assign {
+        id: String,
+        path: String,
+    },
+    Unassign {
+        id: String,
+        path: String,
+    },
+    /// Rotate now (every attached secret, or --path).
+    Rotate {
+        id: String,
+        #[arg(long)]
+        path: Option<String>,
+    },
+    /// Schedules and grace periods of attached secrets.
+    Status {
+        path: Option<String>,
     },
 }
 

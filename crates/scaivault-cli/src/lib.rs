@@ -13,6 +13,7 @@ mod harden;
 mod migrate;
 mod output;
 mod passphrase;
+mod rotation;
 mod run;
 mod secrets;
 mod serve;
@@ -150,6 +151,13 @@ async fn run(cli: Cli) -> CliResult<()> {
             result
         }
         Command::Audit(c) => audit::run(&target(&g)?, c, &out).await,
+        Command::Rotation(c) => {
+            let action = format!("rotation_{}", variant(&c));
+            let t = target(&g)?;
+            let result = rotation::run(&t, c, &out).await;
+            audit_local(&t, action, None, &result).await?;
+            result
+        }
         Command::Import(args::ImportCmd::Dotenv(a)) => {
             let t = target(&g)?;
             let result = migrate::import(&t, a, &out).await;

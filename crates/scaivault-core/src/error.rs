@@ -37,6 +37,7 @@ pub enum ErrorCode {
     PolicyNotFound,
     BindingNotFound,
     IdentityNotFound,
+    RotationPolicyNotFound,
     TokenNotFound,
     RouteNotFound,
     MethodNotAllowed,
@@ -90,6 +91,7 @@ impl ErrorCode {
         Self::PolicyNotFound,
         Self::BindingNotFound,
         Self::IdentityNotFound,
+        Self::RotationPolicyNotFound,
         Self::TokenNotFound,
         Self::RouteNotFound,
         Self::MethodNotAllowed,
@@ -142,6 +144,7 @@ impl ErrorCode {
             Self::PolicyNotFound => "policy_not_found",
             Self::BindingNotFound => "binding_not_found",
             Self::IdentityNotFound => "identity_not_found",
+            Self::RotationPolicyNotFound => "rotation_policy_not_found",
             Self::TokenNotFound => "token_not_found",
             Self::RouteNotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -186,8 +189,15 @@ impl ErrorCode {
             ValidationError => 422,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
-            SecretNotFound | VersionNotFound | PolicyNotFound | BindingNotFound
-            | IdentityNotFound | TokenNotFound | RouteNotFound | VaultNotFound => 404,
+            SecretNotFound
+            | VersionNotFound
+            | PolicyNotFound
+            | BindingNotFound
+            | IdentityNotFound
+            | RotationPolicyNotFound
+            | TokenNotFound
+            | RouteNotFound
+            | VaultNotFound => 404,
             MethodNotAllowed => 405,
             PolicyInUse | PolicyExists | IdentityExists | SecretExists | VersionConflict
             | VaultExists => 409,

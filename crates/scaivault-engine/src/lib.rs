@@ -16,6 +16,7 @@ mod identities;
 mod operations;
 mod policies;
 mod records;
+mod rotation;
 mod secrets;
 mod tokens;
 
@@ -29,6 +30,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use identities::{CreateIdentity, IdentityView};
 pub use policies::{BindingRequest, PolicyRequest, PolicyTestRequest};
 pub use records::{IdentityRecord, SecretHead, TokenRecord};
+pub use rotation::{RotationPolicy, RotationPolicyRequest};
 pub use scaivault_core::{Error, ErrorCode, Result};
 pub use secrets::{BatchReadRequest, ListPage, SecretView, WriteOutcome, WriteRequest};
 pub use tokens::{CreateToken, IssuedToken};
@@ -53,6 +55,7 @@ pub struct Engine {
     identities: Arc<RwLock<identities::IdentityIndex>>,
     tokens: Arc<RwLock<HashMap<[u8; 32], TokenRecord>>>,
     heads: Arc<HeadCache>,
+    rotation: Arc<RwLock<rotation::RotationState>>,
 }
 
 /// Decrypted secret heads (metadata, never values) of recently read secrets, so a read
@@ -191,9 +194,11 @@ impl Engine {
             identities: Arc::default(),
             tokens: Arc::default(),
             heads: Arc::default(),
+            rotation: Arc::default(),
         };
         engine.reload_policies()?;
         engine.reload_identities()?;
+        engine.reload_rotation()?;
         engine.reload_tokens()?;
         Ok(engine)
     }

@@ -46,6 +46,11 @@ pub struct SecretHead {
     pub recoverable_until: Option<Timestamp>,
     pub rotation_policy_id: Option<String>,
     pub secret_policy_id: Option<String>,
+    /// Rotation: when the current value was last rotated (or written, once attached).
+    pub last_rotated_at: Option<Timestamp>,
+    /// Rotation: the version replaced by the last rotation, readable until `grace_until`.
+    pub previous_version: Option<u64>,
+    pub grace_until: Option<Timestamp>,
 }
 
 /// The JSON text of a secret's `data` object, wiped from memory on drop and never printed.
@@ -223,6 +228,9 @@ mod tests {
             recoverable_until: None,
             rotation_policy_id: None,
             secret_policy_id: None,
+            last_rotated_at: None,
+            previous_version: None,
+            grace_until: None,
         };
         let bytes = postcard::to_allocvec(&head).unwrap();
         let back: SecretHead = postcard::from_bytes(&bytes).unwrap();

@@ -156,7 +156,7 @@ fn set_path_state(tx: &mut WriteTx<'_, '_>, paths: &PathIndex, path: &str, delet
 }
 
 /// The head of `path` as this write job sees it.
-fn head_in(tx: &WriteTx<'_, '_>, path: &str) -> Result<Option<SecretHead>> {
+pub(crate) fn head_in(tx: &WriteTx<'_, '_>, path: &str) -> Result<Option<SecretHead>> {
     match tx.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
         Some(b) => unpack(Table::Secrets, b.as_bytes()).map(Some),
         None => Ok(None),
@@ -164,7 +164,7 @@ fn head_in(tx: &WriteTx<'_, '_>, path: &str) -> Result<Option<SecretHead>> {
 }
 
 /// Writes a head and drops any cached copy once the batch is durable.
-fn put_head(tx: &mut WriteTx<'_, '_>, heads: &Arc<HeadCache>, head: &SecretHead) {
+pub(crate) fn put_head(tx: &mut WriteTx<'_, '_>, heads: &Arc<HeadCache>, head: &SecretHead) {
     tx.put(Table::Secrets, head.path.as_bytes(), &pack(head));
     let (c, key) = (heads.clone(), head.path.clone());
     tx.on_commit(move || c.invalidate(&key));
@@ -182,6 +182,7 @@ struct PreparedWrite {
     accessed: Option<Timestamp>,
     paths: PathIndex,
     heads: Arc<HeadCache>,
+    rotation: Arc<std::sync::RwLock<crate::rotation::RotationState>>,
 }
 
 /// The writer-thread half of a write: check-and-set, versioning, pruning, index updates.
@@ -197,6 +198,7 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
         accessed,
         paths,
         heads,
+        rotation,
     } = w;
 
     let mut existing = head_in(tx, &path)?;
@@ -247,6 +249,9 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
         recoverable_until: None,
         rotation_policy_id: None,
         secret_policy_id: None,
+        last_rotated_at: None,
+        previous_version: None,
+        grace_until: None,
     });
     let version = head
         .versions
@@ -263,9 +268,15 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
     if let Some(n) = req.options.max_versions {
         head.max_versions = n;
     }
-    if req.options.rotation_policy_id.is_some() {
-        head.rotation_policy_id = req.options.rotation_policy_id;
+    if let Some(pid) = req.options.rotation_policy_id {
+        crate::rotation::attach_in(tx, &rotation, &mut head, &pid, &path, now)?;
     }
+    let grace = head
+        .rotation_policy_id
+        .as_ref()
+        .and_then(|id| read(&rotation).grace_for(id));
+    let replaced = head.current_version;
+    crate::rotation::on_write(&mut head, grace, replaced, now);
     head.expires_at = expires_at;
     head.current_version = version;
     head.updated_at = now;
@@ -407,7 +418,7 @@ fn check_metadata(meta: &Map<String, Value>) -> Result<()> {
 }
 
 impl Engine {
-    fn load_head(&self, path: &str) -> Result<Option<SecretHead>> {
+    pub(crate) fn load_head(&self, path: &str) -> Result<Option<SecretHead>> {
         match self
             .vault
             .get(Table::Secrets, path.as_bytes())
@@ -503,6 +514,16 @@ impl Engine {
                 .with("path", path)
                 .with("version", v)
             })?;
+        if !crate::rotation::readable(&head, v, now) {
+            return Err(Error::new(
+                ErrorCode::VersionNotFound,
+                format!(
+                    "version {v} of {path} was replaced by a rotation and its grace period is over"
+                ),
+            )
+            .with("path", path)
+            .with("version", v));
+        }
         // A cached head may name a version that a write pruned a moment ago.
         let plain = view
             .get(Table::Versions, &version_key(path, v))
@@ -580,6 +601,7 @@ impl Engine {
             actor: caller.identity_id.to_string(),
             paths: self.paths.clone(),
             heads: self.heads.clone(),
+            rotation: self.rotation.clone(),
         })
     }
 

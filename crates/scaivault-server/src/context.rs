@@ -156,6 +156,10 @@ pub(crate) fn audit_action(method: &Method, path: &str) -> Option<(&'static str,
         ("DELETE", p) if p.starts_with("/v1/policies/") => "policy_delete",
         ("GET", p) if p.starts_with("/v1/policies") => "policy_read",
         ("POST", "/v1/audit/prune") => "audit_prune",
+        ("POST", p) if p.starts_with("/v1/rotation/policies/") && p.ends_with("/rotate") => {
+            "rotate"
+        }
+        (_, p) if p.starts_with("/v1/rotation") => "rotation_policy",
         ("GET", p) if p.starts_with("/v1/audit") => "audit_query",
         ("POST", "/v1/auth/token") => "token_issue",
         ("POST", "/v1/auth/tokens") => "token_create",

@@ -202,6 +202,72 @@ pub(crate) const OPERATIONS: &[(&str, &str, &str, Option<&str>)] = &[
         "Prune entries older than a duration",
         Some("admin"),
     ),
+    (
+        "get",
+        "/v1/rotation/policies",
+        "List rotation policies (`data`)",
+        Some("admin"),
+    ),
+    (
+        "post",
+        "/v1/rotation/policies",
+        "Create a rotation policy (`rot_<name>`)",
+        Some("admin"),
+    ),
+    (
+        "get",
+        "/v1/rotation/policies/{id}",
+        "Get a rotation policy and its secrets",
+        Some("admin"),
+    ),
+    (
+        "patch",
+        "/v1/rotation/policies/{id}",
+        "Update a rotation policy",
+        Some("admin"),
+    ),
+    (
+        "delete",
+        "/v1/rotation/policies/{id}",
+        "Delete a rotation policy (detaches its secrets)",
+        Some("admin"),
+    ),
+    (
+        "post",
+        "/v1/rotation/policies/{id}/enable",
+        "Resume a paused policy",
+        Some("admin"),
+    ),
+    (
+        "post",
+        "/v1/rotation/policies/{id}/disable",
+        "Pause a policy",
+        Some("admin"),
+    ),
+    (
+        "post",
+        "/v1/rotation/policies/{id}/secrets",
+        "Attach a secret",
+        Some("admin"),
+    ),
+    (
+        "delete",
+        "/v1/rotation/policies/{id}/secrets/{path}",
+        "Detach a secret",
+        Some("admin"),
+    ),
+    (
+        "post",
+        "/v1/rotation/policies/{id}/rotate",
+        "Rotate now (all, or `secret_path`)",
+        Some("admin"),
+    ),
+    (
+        "get",
+        "/v1/rotation/status",
+        "Per-secret rotation state",
+        Some("admin"),
+    ),
     ("get", "/v1/auth/whoami", "The caller", Some("any")),
     (
         "post",
@@ -273,12 +339,7 @@ pub(crate) const OPERATIONS: &[(&str, &str, &str, Option<&str>)] = &[
 ];
 
 /// Prefixes of features not built yet: every method answers 501 `not_implemented`.
-pub(crate) const NOT_BUILT: &[&str] = &[
-    "/v1/rotation",
-    "/v1/secret-policies",
-    "/v1/webhooks",
-    "/v1/plugins",
-];
+pub(crate) const NOT_BUILT: &[&str] = &["/v1/secret-policies", "/v1/webhooks", "/v1/plugins"];
 
 pub(crate) fn document() -> Value {
     let mut paths = Map::new();

@@ -51,6 +51,25 @@ pub async fn serve(
             }
         })
     };
+    // The rotation scheduler: due secrets of auto-generating policies are rotated here.
+    let rotations = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                if let Ok(engine) = state.engine() {
+                    match engine.rotation_tick().await {
+                        Ok(done) if !done.is_empty() => {
+                            tracing::info!(rotated = done.len(), "rotation tick")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "rotation tick failed"),
+                    }
+                }
+            }
+        })
+    };
     let retention = state.config.audit_retention.map(|keep| {
         let state = state.clone();
         tokio::spawn(async move {
@@ -124,6 +143,7 @@ pub async fn serve(
         }
     };
     flusher.abort();
+    rotations.abort();
     for t in [retention, backups].into_iter().flatten() {
         t.abort();
     }

@@ -17,6 +17,8 @@ pub enum Table {
     Audit,
     /// The audit chain's head and periodic checkpoints.
     AuditState,
+    /// Rotation policies and which secret each is attached to.
+    Rotation,
 }
 
 impl Table {
@@ -30,6 +32,7 @@ impl Table {
         Table::Policies,
         Table::Audit,
         Table::AuditState,
+        Table::Rotation,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +46,7 @@ impl Table {
             Table::Policies => "policies",
             Table::Audit => "audit",
             Table::AuditState => "audit_state",
+            Table::Rotation => "rotation",
         }
     }
 }

@@ -416,8 +416,7 @@ class PoliciesAPI:
 
 
 class RotationAPI:
-    """`client.rotation`: rotation policies. The server answers `not_implemented` until
-    rotation is built; the calls are here so code written against them fails clearly."""
+    """`client.rotation`: rotation policies (`rot_<name>`), attachment, rotate-now, status."""
 
     def __init__(self, c: _Core) -> None:
         self._c = c
@@ -430,6 +429,12 @@ class RotationAPI:
 
     def rotate(self, policy_id: str, secret_path: str | None = None) -> Any:
         return self._c._dispatch(_Call("POST", f"/v1/rotation/policies/{policy_id}/rotate", json=_clean({"secret_path": secret_path})))
+
+    def assign(self, policy_id: str, secret_path: str) -> Any:
+        return self._c._dispatch(_Call("POST", f"/v1/rotation/policies/{policy_id}/secrets", json={"secret_path": secret_path}))
+
+    def status(self, path: str | None = None) -> Any:
+        return self._c._dispatch(_Call("GET", "/v1/rotation/status", params=_query({"path": path}), parse=lambda d: d["secrets"]))
 
 
 class AuditAPI:

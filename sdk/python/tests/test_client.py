@@ -115,8 +115,16 @@ async def scenario(client, dev):
     assert any(e["user_agent"].startswith("scaivault-python/") for e in logs)
     assert (await w(client.audit.verify()))["ok"] is True
     assert (await w(client.audit.summary()))["total"] > 0
-    err = await raises(ScaiVaultError, lambda: client.rotation.list_policies())
-    assert err.code == "not_implemented"
+    r = client.rotation
+    pol = await w(r.create_policy("sdk-weekly", "7d", grace_period="24h", auto_generate=True))
+    assert pol["id"] == "rot_sdk-weekly"
+    assert any(p["id"] == "rot_sdk-weekly" for p in await w(r.list_policies()))
+    await w(s.write(path="app/rotated", data={"value": "v1"}, rotation_policy_id="rot_sdk-weekly"))
+    rotated = await w(r.rotate("rot_sdk-weekly", secret_path="app/rotated"))
+    assert rotated["rotated"][0]["new_version"] == 2
+    assert (await w(s.read("app/rotated"))).data["value"] != "v1"
+    err = await raises(NotFoundError, lambda: r.rotate("rot_nope"))
+    assert err.code == "rotation_policy_not_found"
 
 
 def test_sync_client_covers_every_method(dev):

@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod identities;
 mod policies;
+mod rotation;
 mod secrets;
 mod sys;
 
@@ -72,8 +73,28 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audit/summary", get(audit::summary))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/prune", post(audit::prune))
-        .route("/v1/rotation", any(not_built))
-        .route("/v1/rotation/{*rest}", any(not_built))
+        .route(
+            "/v1/rotation/policies",
+            get(rotation::list).post(rotation::create),
+        )
+        .route(
+            "/v1/rotation/policies/{id}",
+            get(rotation::get)
+                .patch(rotation::patch)
+                .delete(rotation::delete),
+        )
+        .route("/v1/rotation/policies/{id}/enable", post(rotation::enable))
+        .route(
+            "/v1/rotation/policies/{id}/disable",
+            post(rotation::disable),
+        )
+        .route("/v1/rotation/policies/{id}/secrets", post(rotation::assign))
+        .route(
+            "/v1/rotation/policies/{id}/secrets/{*path}",
+            delete(rotation::unassign),
+        )
+        .route("/v1/rotation/policies/{id}/rotate", post(rotation::rotate))
+        .route("/v1/rotation/status", get(rotation::status))
         .route("/v1/secret-policies", any(not_built))
         .route("/v1/secret-policies/{*rest}", any(not_built))
         .route("/v1/webhooks", any(not_built))
@@ -119,7 +140,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn not_built() -> ApiError {
     ApiError(scaivault_core::Error::new(
         ErrorCode::NotImplemented,
-        "not built yet: rotation, secret policies, webhooks and plugins are listed under \"Not yet\" in the README",
+        "not built yet: secret policies, webhooks and plugins are listed under \"Not yet\" in the README",
     ))
 }
 

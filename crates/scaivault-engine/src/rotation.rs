@@ -1,0 +1,630 @@
+//! Rotation policies: per-secret schedules from the last rotation, auto-generated values, and
+//! the grace period during which the replaced version stays readable (spec §1.6).
+//!
+//! Built here: policies (`rot_<name>`), attach/detach, the scheduler tick (driven by the
+//! engine's clock, so tests move time instead of waiting), rotate-now, status. Any write to an
+//! attached secret counts as its rotation (the spec's inferred rule for a manual `PUT`): the
+//! version it replaces stays readable for the grace period, older ones do not. Not built yet:
+//! rotation backends (the four-step create/set/test/finish against an external system),
+//! secret-policy recipes, `warn_before` events and webhooks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use scaivault_core::duration::{format_duration, parse_duration, parse_duration_list};
+use scaivault_core::path::SecretPath;
+use scaivault_core::scope::Scope;
+use scaivault_core::time::Timestamp;
+use scaivault_core::{Error, ErrorCode, Result};
+use scaivault_store::Table;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{Caller, Engine, WriteRequest, decode, encode, load_all, read, write};
+
+const DEFAULT_GRACE: &str = "48h";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotationPolicy {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub interval: String,
+    pub interval_seconds: u64,
+    pub grace_period: String,
+    pub grace_period_seconds: u64,
+    #[serde(default)]
+    pub warn_before: Option<String>,
+    pub auto_generate: bool,
+    /// Data fields to regenerate; `None`: the string fields whose names say they are secret
+    /// (`password`, `secret`, `token`, `key`, `value`, … or ending so), not `user` or `host`.
+    #[serde(default)]
+    pub fields: Option<Vec<String>>,
+    pub is_active: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Table `rotation` holds both kinds of record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum RotationRecord {
+    Policy(RotationPolicy),
+    Assignment {
+        policy_id: String,
+        secret_path: String,
+    },
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RotationState {
+    policies: BTreeMap<String, RotationPolicy>,
+    /// secret path → policy id.
+    assigned: BTreeMap<String, String>,
+}
+
+impl RotationState {
+    pub(crate) fn grace_for(&self, policy_id: &str) -> Option<Duration> {
+        self.policies
+            .get(policy_id)
+            .map(|p| Duration::from_secs(p.grace_period_seconds))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationPolicyRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub grace_period: Option<String>,
+    #[serde(default)]
+    pub warn_before: Option<String>,
+    #[serde(default)]
+    pub auto_generate: Option<bool>,
+    #[serde(default)]
+    pub fields: Option<Vec<String>>,
+    #[serde(default)]
+    pub secret_policy_id: Option<String>,
+    #[serde(default)]
+    pub webhook_ids: Option<Vec<String>>,
+}
+
+fn not_found(id: &str) -> Error {
+    Error::new(
+        ErrorCode::RotationPolicyNotFound,
+        format!("no rotation policy {id}"),
+    )
+    .with("policy_id", id)
+}
+
+fn assignment_key(path: &str) -> Vec<u8> {
+    let mut k = b"assign/".to_vec();
+    k.extend_from_slice(path.as_bytes());
+    k
+}
+
+fn looks_secret(field: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "key",
+        "value",
+        "credential",
+        "pin",
+    ];
+    let f = field.to_ascii_lowercase();
+    WORDS
+        .iter()
+        .any(|w| f == *w || f.ends_with(&format!("_{w}")) || f.ends_with(&format!("-{w}")))
+}
+
+/// A strong random value: 32 characters from a 62-letter alphabet (190 bits).
+pub(crate) fn generate_value() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..32)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+impl Engine {
+    pub(crate) fn reload_rotation(&self) -> Result<()> {
+        let mut state = RotationState::default();
+        for r in load_all(&self.vault, Table::Rotation, |b| {
+            decode::<RotationRecord>(Table::Rotation, b)
+        })? {
+            match r {
+                RotationRecord::Policy(p) => {
+                    state.policies.insert(p.id.clone(), p);
+                }
+                RotationRecord::Assignment {
+                    policy_id,
+                    secret_path,
+                } => {
+                    state.assigned.insert(secret_path, policy_id);
+                }
+            }
+        }
+        *write(&self.rotation) = state;
+        Ok(())
+    }
+
+    fn policy_view(&self, p: &RotationPolicy) -> Value {
+        let count = read(&self.rotation)
+            .assigned
+            .values()
+            .filter(|id| **id == p.id)
+            .count();
+        let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+        v["secrets_count"] = json!(count);
+        v
+    }
+
+    fn find_rotation_policy(&self, id: &str) -> Result<RotationPolicy> {
+        let state = read(&self.rotation);
+        state
+            .policies
+            .get(id)
+            .or_else(|| state.policies.values().find(|p| p.name == id))
+            .cloned()
+            .ok_or_else(|| not_found(id))
+    }
+
+    async fn save_rotation_policy(&self, p: RotationPolicy) -> Result<Value> {
+        let state = self.rotation.clone();
+        let stored = p.clone();
+        self.vault
+            .write(move |tx| {
+                tx.put(
+                    Table::Rotation,
+                    stored.id.as_bytes(),
+                    &encode(&RotationRecord::Policy(stored.clone())),
+                );
+                tx.on_commit(move || {
+                    write(&state).policies.insert(stored.id.clone(), stored);
+                });
+                Ok::<_, Error>(())
+            })
+            .await?;
+        Ok(self.policy_view(&p))
+    }
+
+    pub fn list_rotation_policies(&self, caller: &Caller, active_only: bool) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let policies: Vec<RotationPolicy> = read(&self.rotation)
+            .policies
+            .values()
+            .filter(|p| !active_only || p.is_active)
+            .cloned()
+            .collect();
+        let data: Vec<Value> = policies.iter().map(|p| self.policy_view(p)).collect();
+        Ok(json!({ "data": data, "cursor": null, "has_more": false }))
+    }
+
+    pub fn get_rotation_policy(&self, caller: &Caller, id: &str) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let p = self.find_rotation_policy(id)?;
+        let mut v = self.policy_view(&p);
+        let secrets: Vec<String> = read(&self.rotation)
+            .assigned
+            .iter()
+            .filter(|(_, pid)| **pid == p.id)
+            .map(|(path, _)| path.clone())
+            .collect();
+        v["secrets"] = json!(secrets);
+        Ok(v)
+    }
+
+    fn apply_request(p: &mut RotationPolicy, req: RotationPolicyRequest) -> Result<()> {
+        if req.secret_policy_id.is_some() || req.webhook_ids.as_ref().is_some_and(|w| !w.is_empty())
+        {
+            return Err(Error::new(
+                ErrorCode::NotImplemented,
+                "secret policies and webhooks are not built yet; rotation auto-generates random values",
+            ));
+        }
+        if let Some(i) = req.interval {
+            p.interval_seconds = parse_duration(&i)?.as_secs();
+            p.interval = i;
+        }
+        if let Some(g) = req.grace_period {
+            p.grace_period_seconds = parse_duration(&g)?.as_secs();
+            p.grace_period = g;
+        }
+        if let Some(w) = req.warn_before {
+            parse_duration_list(&w)?;
+            p.warn_before = Some(w);
+        }
+        if let Some(a) = req.auto_generate {
+            p.auto_generate = a;
+        }
+        if let Some(f) = req.fields {
+            if f.is_empty() {
+                return Err(Error::new(
+                    ErrorCode::ValidationError,
+                    "fields, when given, names at least one data field",
+                ));
+            }
+            p.fields = Some(f);
+        }
+        if let Some(d) = req.description {
+            p.description = d;
+        }
+        Ok(())
+    }
+
+    pub async fn create_rotation_policy(
+        &self,
+        caller: &Caller,
+        req: RotationPolicyRequest,
+    ) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let name = req
+            .name
+            .clone()
+            .ok_or_else(|| Error::new(ErrorCode::ValidationError, "name is required"))?;
+        scaivault_core::policy::validate_name(&name)
+            .map_err(|e| Error::new(ErrorCode::ValidationError, e.message))?;
+        if req.interval.is_none() {
+            return Err(Error::new(
+                ErrorCode::ValidationError,
+                "interval is required (e.g. 90d)",
+            ));
+        }
+        let id = format!("rot_{name}");
+        if read(&self.rotation).policies.contains_key(&id) {
+            return Err(Error::new(
+                ErrorCode::PolicyExists,
+                format!("a rotation policy named {name} exists"),
+            ));
+        }
+        let now = self.now();
+        let grace = parse_duration(DEFAULT_GRACE).expect("valid default");
+        let mut p = RotationPolicy {
+            id,
+            name,
+            description: String::new(),
+            interval: String::new(),
+            interval_seconds: 0,
+            grace_period: format_duration(grace),
+            grace_period_seconds: grace.as_secs(),
+            warn_before: None,
+            auto_generate: false,
+            fields: None,
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+        };
+        Self::apply_request(&mut p, req)?;
+        self.save_rotation_policy(p).await
+    }
+
+    pub async fn update_rotation_policy(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: RotationPolicyRequest,
+    ) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let mut p = self.find_rotation_policy(id)?;
+        if req.name.as_ref().is_some_and(|n| *n != p.name) {
+            return Err(Error::new(
+                ErrorCode::ValidationError,
+                "a rotation policy's name is part of its id and cannot change",
+            ));
+        }
+        Self::apply_request(&mut p, req)?;
+        p.updated_at = self.now();
+        self.save_rotation_policy(p).await
+    }
+
+    pub async fn set_rotation_active(
+        &self,
+        caller: &Caller,
+        id: &str,
+        active: bool,
+    ) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let mut p = self.find_rotation_policy(id)?;
+        p.is_active = active;
+        p.updated_at = self.now();
+        self.save_rotation_policy(p).await
+    }
+
+    /// Deletes a policy; its secrets are detached.
+    pub async fn delete_rotation_policy(&self, caller: &Caller, id: &str) -> Result<()> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let p = self.find_rotation_policy(id)?;
+        let paths: Vec<String> = read(&self.rotation)
+            .assigned
+            .iter()
+            .filter(|(_, pid)| **pid == p.id)
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in &paths {
+            self.detach(path).await?;
+        }
+        let state = self.rotation.clone();
+        let pid = p.id.clone();
+        self.vault
+            .write(move |tx| {
+                tx.delete(Table::Rotation, pid.as_bytes());
+                tx.on_commit(move || {
+                    write(&state).policies.remove(&pid);
+                });
+                Ok::<_, Error>(())
+            })
+            .await
+    }
+
+    /// Attaches a secret: its schedule starts from its last rotation (or now).
+    pub async fn assign_rotation(&self, caller: &Caller, id: &str, path: &str) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let p = self.find_rotation_policy(id)?;
+        let path = SecretPath::parse(path)?.as_str().to_owned();
+        let now = self.now();
+        let state = self.rotation.clone();
+        let heads = self.heads.clone();
+        let (pid, sp) = (p.id.clone(), path.clone());
+        let last = self
+            .vault
+            .write(move |tx| {
+                let mut head = crate::secrets::head_in(tx, &sp)?.ok_or_else(|| {
+                    Error::new(ErrorCode::SecretNotFound, format!("no secret at {sp}"))
+                        .with("path", sp.as_str())
+                })?;
+                attach_in(tx, &state, &mut head, &pid, &sp, now)?;
+                crate::secrets::put_head(tx, &heads, &head);
+                Ok::<_, Error>(head.last_rotated_at)
+            })
+            .await?;
+        let next = last.map(|l| l.plus(Duration::from_secs(p.interval_seconds)));
+        Ok(
+            json!({ "policy_id": p.id, "secret_path": path, "last_rotated_at": last, "next_rotation_at": next }),
+        )
+    }
+
+    pub async fn unassign_rotation(&self, caller: &Caller, id: &str, path: &str) -> Result<()> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let p = self.find_rotation_policy(id)?;
+        if read(&self.rotation).assigned.get(path) != Some(&p.id) {
+            return Err(Error::new(
+                ErrorCode::SecretNotFound,
+                format!("{path} is not attached to {}", p.id),
+            ));
+        }
+        self.detach(path).await
+    }
+
+    async fn detach(&self, path: &str) -> Result<()> {
+        let state = self.rotation.clone();
+        let heads = self.heads.clone();
+        let sp = path.to_owned();
+        self.vault
+            .write(move |tx| {
+                if let Some(mut head) = crate::secrets::head_in(tx, &sp)? {
+                    head.rotation_policy_id = None;
+                    head.previous_version = None;
+                    head.grace_until = None;
+                    crate::secrets::put_head(tx, &heads, &head);
+                }
+                tx.delete(Table::Rotation, &assignment_key(&sp));
+                tx.on_commit(move || {
+                    write(&state).assigned.remove(&sp);
+                });
+                Ok::<_, Error>(())
+            })
+            .await
+    }
+
+    /// Per-secret rotation state, for one path or every attached secret.
+    pub fn rotation_status(&self, caller: &Caller, path: Option<&str>) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let assigned: Vec<(String, String)> = {
+            let s = read(&self.rotation);
+            s.assigned
+                .iter()
+                .filter(|(p, _)| path.is_none_or(|want| want == p.as_str()))
+                .map(|(p, id)| (p.clone(), id.clone()))
+                .collect()
+        };
+        let now = self.now();
+        let mut out = Vec::new();
+        for (p, pid) in assigned {
+            let Some(head) = self.load_head(&p)? else {
+                continue;
+            };
+            let policy = self.find_rotation_policy(&pid)?;
+            let last = head.last_rotated_at.unwrap_or(head.created_at);
+            let next = last.plus(Duration::from_secs(policy.interval_seconds));
+            out.push(json!({
+                "secret_path": p, "policy_id": pid, "version": head.current_version,
+                "last_rotated_at": last, "next_rotation_at": next, "due": now >= next,
+                "previous_version": head.previous_version, "grace_until": head.grace_until,
+                "auto_generate": policy.auto_generate, "is_active": policy.is_active,
+            }));
+        }
+        Ok(json!({ "secrets": out }))
+    }
+
+    /// Rotates now: one attached secret, or all of a policy's. Needs `auto_generate`.
+    pub async fn rotate_now(&self, caller: &Caller, id: &str, path: Option<&str>) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let p = self.find_rotation_policy(id)?;
+        if !p.auto_generate {
+            return Err(Error::invalid_request(format!(
+                "{} does not auto-generate values: write the new value with PUT /v1/secrets/{{path}}",
+                p.id
+            )));
+        }
+        let targets: Vec<String> = read(&self.rotation)
+            .assigned
+            .iter()
+            .filter(|(sp, pid)| **pid == p.id && path.is_none_or(|want| want == sp.as_str()))
+            .map(|(sp, _)| sp.clone())
+            .collect();
+        if let Some(want) = path
+            && targets.is_empty()
+        {
+            return Err(Error::new(
+                ErrorCode::SecretNotFound,
+                format!("{want} is not attached to {}", p.id),
+            ));
+        }
+        let mut rotated = Vec::new();
+        for sp in targets {
+            rotated.push(self.rotate_one(&p, &sp).await?);
+        }
+        Ok(json!({ "policy_id": p.id, "rotated": rotated }))
+    }
+
+    async fn rotate_one(&self, p: &RotationPolicy, path: &str) -> Result<Value> {
+        let current = self
+            .load_head(path)?
+            .ok_or_else(|| Error::new(ErrorCode::SecretNotFound, format!("no secret at {path}")))?;
+        let old = self
+            .read_secret(&Caller::local_operator(), path, None)?
+            .data
+            .to_value();
+        let mut data = old.as_object().cloned().unwrap_or_default();
+        let mut changed = 0;
+        for (k, v) in data.iter_mut() {
+            let wanted = match &p.fields {
+                Some(f) => f.contains(k),
+                None => v.is_string() && looks_secret(k),
+            };
+            if wanted {
+                *v = Value::String(generate_value());
+                changed += 1;
+            }
+        }
+        if changed == 0 {
+            return Err(Error::new(
+                ErrorCode::ValidationError,
+                format!("{path} has no field for {} to generate", p.id),
+            ));
+        }
+        let req: WriteRequest = serde_json::from_value(
+            json!({ "data": Value::Object(data), "secret_type": current.secret_type }),
+        )
+        .map_err(|_| Error::internal("could not build the rotation write"))?;
+        let mut system = Caller::local_operator();
+        system.identity_id =
+            scaivault_core::identity::IdentityId::parse("sa:rotation-scheduler").expect("valid");
+        let w = self.write_secret(&system, path, req).await?;
+        let mut extra = serde_json::Map::new();
+        extra.insert("old_version".into(), current.current_version.into());
+        extra.insert("new_version".into(), w.version.into());
+        extra.insert("rotation_policy_id".into(), p.id.clone().into());
+        self.record_audit(crate::AuditInput {
+            action: "rotate".into(),
+            identity_id: Some("system:rotation-scheduler".into()),
+            secret_path: Some(path.to_owned()),
+            success: true,
+            request_id: format!("{}:{}", p.id, w.version),
+            extra_data: extra,
+            ..Default::default()
+        })
+        .await?;
+        Ok(
+            json!({ "secret_path": path, "old_version": current.current_version, "new_version": w.version }),
+        )
+    }
+
+    /// One pass of the scheduler: rotates every due secret of every active auto-generating
+    /// policy. Returns what it rotated. Called by the server every few seconds; tests call
+    /// it after moving the clock.
+    pub async fn rotation_tick(&self) -> Result<Vec<Value>> {
+        let now = self.now();
+        let work: Vec<(RotationPolicy, String)> = {
+            let s = read(&self.rotation);
+            s.assigned
+                .iter()
+                .filter_map(|(path, pid)| {
+                    s.policies
+                        .get(pid)
+                        .filter(|p| p.is_active && p.auto_generate)
+                        .map(|p| (p.clone(), path.clone()))
+                })
+                .collect()
+        };
+        let mut done = Vec::new();
+        for (p, path) in work {
+            let Some(head) = self.load_head(&path)? else {
+                continue;
+            };
+            if head.deleted_at.is_some() {
+                continue;
+            }
+            let due = head
+                .last_rotated_at
+                .unwrap_or(head.created_at)
+                .plus(Duration::from_secs(p.interval_seconds));
+            if now >= due {
+                done.push(self.rotate_one(&p, &path).await?);
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// Attaches `head` to policy `pid` inside a write job (assign, or a write's
+/// `options.rotation_policy_id`); the in-memory state follows once the batch is durable.
+pub(crate) fn attach_in(
+    tx: &mut scaivault_store::WriteTx<'_, '_>,
+    state: &std::sync::Arc<std::sync::RwLock<RotationState>>,
+    head: &mut crate::records::SecretHead,
+    pid: &str,
+    path: &str,
+    now: Timestamp,
+) -> Result<()> {
+    if !read(state).policies.contains_key(pid) {
+        return Err(not_found(pid));
+    }
+    head.rotation_policy_id = Some(pid.to_owned());
+    head.last_rotated_at = Some(head.last_rotated_at.unwrap_or(now));
+    let record = RotationRecord::Assignment {
+        policy_id: pid.to_owned(),
+        secret_path: path.to_owned(),
+    };
+    tx.put(Table::Rotation, &assignment_key(path), &encode(&record));
+    let (state, path, pid) = (state.clone(), path.to_owned(), pid.to_owned());
+    tx.on_commit(move || {
+        write(&state).assigned.insert(path, pid);
+    });
+    Ok(())
+}
+
+/// Called by a write to an attached secret (in the write job): the version it replaces stays
+/// readable for the policy's grace period.
+pub(crate) fn on_write(
+    head: &mut crate::records::SecretHead,
+    grace: Option<Duration>,
+    replaced: u64,
+    now: Timestamp,
+) {
+    if head.rotation_policy_id.is_some() && replaced > 0 {
+        head.previous_version = Some(replaced);
+        head.grace_until = Some(now.plus(grace.unwrap_or(Duration::from_secs(48 * 3600))));
+        head.last_rotated_at = Some(now);
+    }
+}
+
+/// Whether `version` of a secret may be read: for an attached secret, only the current one
+/// and, during the grace period, the one the last rotation replaced.
+pub(crate) fn readable(head: &crate::records::SecretHead, version: u64, now: Timestamp) -> bool {
+    if head.rotation_policy_id.is_none() || version == head.current_version {
+        return true;
+    }
+    head.previous_version == Some(version) && head.grace_until.is_some_and(|g| now < g)
+}

@@ -1,0 +1,105 @@
+//! Rotation through the real binary: the documented CLI commands and the API.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn rotation_policies_from_the_cli() {
+    let dev = Dev::start();
+    let path = "environments/production/billing/database";
+    dev.put(
+        &format!("/v1/secrets/{path}"),
+        &dev.token,
+        json!({"data": {"user": "billing", "password": "pw-1"}}),
+    );
+
+    let out = dev.cli(&[
+        "rotation",
+        "create",
+        "--name",
+        "db-passwords-weekly",
+        "--interval",
+        "7d",
+        "--grace-period",
+        "24h",
+        "--auto-generate",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "rot_db-passwords-weekly");
+    let out = dev.cli(&["rotation", "assign", "rot_db-passwords-weekly", path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, p) = dev.get("/v1/rotation/policies/rot_db-passwords-weekly", &dev.token);
+    assert_eq!(p["secrets"], json!([path]));
+    assert_eq!(
+        (
+            p["interval_seconds"].as_u64(),
+            p["grace_period_seconds"].as_u64()
+        ),
+        (Some(7 * 86_400), Some(86_400))
+    );
+    let (_, list) = dev.get("/v1/rotation/policies", &dev.token);
+    assert_eq!(list["data"][0]["secrets_count"], 1);
+
+    // Rotate now: a new generated password, the old one readable during the grace period.
+    let out = dev.cli(&["rotation", "rotate", "rot_db-passwords-weekly", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, cur) = dev.get(&format!("/v1/secrets/{path}"), &dev.token);
+    assert_eq!(cur["version"], 2);
+    assert_eq!(cur["data"]["user"], "billing");
+    assert_ne!(cur["data"]["password"], "pw-1");
+    let (s, old) = dev.get(&format!("/v1/secrets/{path}?version=1"), &dev.token);
+    assert_eq!((s, old["data"]["password"].as_str()), (200, Some("pw-1")));
+    let out = dev.cli(&["rotation", "status", path, "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["secrets"][0]["previous_version"], 1);
+    assert!(st["secrets"][0]["grace_until"].is_string());
+    let (_, logs) = dev.get("/v1/audit/logs?action=rotate", &dev.token);
+    assert!(
+        logs["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["identity_id"] == "system:rotation-scheduler")
+    );
+
+    // What is not built says so.
+    let out = dev.cli(&[
+        "rotation",
+        "create",
+        "--name",
+        "pg",
+        "--interval",
+        "30d",
+        "--backend",
+        "postgres",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not_implemented"), "{}", stderr(&out));
+    let (s, b) = dev.post(
+        "/v1/rotation/policies",
+        &dev.token,
+        json!({"name": "bad", "interval": "often"}),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("invalid_duration"))
+    );
+    let (s, b) = dev.get("/v1/rotation/policies/rot_missing", &dev.token);
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (404, Some("rotation_policy_not_found"))
+    );
+
+    assert!(
+        dev.cli(&["rotation", "unassign", "rot_db-passwords-weekly", path])
+            .status
+            .success()
+    );
+    assert!(
+        dev.cli(&["rotation", "delete", "rot_db-passwords-weekly"])
+            .status
+            .success()
+    );
+}
