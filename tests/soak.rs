@@ -1,4 +1,4 @@
-//! A bounded soak: several clients mix reads, writes, lists and policy changes over loopback
+//! A bounded soak: several clients mix reads, writes, lists, policy changes and rotations over loopback
 //! while the server is killed (SIGKILL) and restarted. Afterwards every acknowledged write is
 //! present, the audit chain verifies, and memory stayed bounded.
 //!
@@ -58,6 +58,32 @@ fn soak_with_restarts() {
             .send()
             .unwrap();
         assert_eq!(r.status().as_u16(), 201);
+        // And a secret under an auto-generating rotation policy, rotated during the run.
+        let r = c
+            .put(format!("{url}/v1/secrets/soak/c{n}/rotating"))
+            .bearer_auth(&root)
+            .json(&json!({"data": {"value": "v0"}}))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success());
+        let r = c
+            .post(format!("{url}/v1/rotation/policies"))
+            .bearer_auth(&root)
+            .json(
+                &json!({"name": format!("soak-rot-{n}"), "interval": "30d", "auto_generate": true}),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let r = c
+            .post(format!(
+                "{url}/v1/rotation/policies/rot_soak-rot-{n}/secrets"
+            ))
+            .bearer_auth(&root)
+            .json(&json!({"secret_path": format!("soak/c{n}/rotating")}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
     }
 
     let acked: Arc<Mutex<std::collections::HashMap<String, u64>>> = Arc::default();
@@ -77,6 +103,8 @@ fn soak_with_restarts() {
                         0 | 1 => c.put(format!("{url}/v1/secrets/{path}")).bearer_auth(&root).json(&json!({"data": {"i": i}})).send(),
                         2 => c.get(format!("{url}/v1/secrets/{path}")).bearer_auth(&root).send(),
                         3 => c.get(format!("{url}/v1/secrets?prefix=soak/c{n}/")).bearer_auth(&root).send(),
+                        // Rotations of the client's rotating secret.
+                        _ if i % 10 == 9 => c.post(format!("{url}/v1/rotation/policies/rot_soak-rot-{n}/rotate")).bearer_auth(&root).send(),
                         // Policy changes: each client keeps rewriting its own policy.
                         _ => c
                             .put(format!("{url}/v1/policies/soak-{n}"))
