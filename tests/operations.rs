@@ -9,10 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::*;
 use serde_json::json;
 
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::new()
-}
-
 #[test]
 fn backup_under_load_restores_every_acknowledged_write_and_verifies() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,10 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::*;
 use serde_json::json;
 
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::new()
-}
-
 #[test]
 fn sealed_server_unseals_and_wrong_passphrase_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -258,3 +258,7 @@ pub fn server(vault: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, Stri
         }
     }
 }
+
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::new()
+}

@@ -429,6 +429,19 @@ impl Engine {
         }
     }
 
+    /// Validates a path and authorizes one operation on it: every secret use case starts so.
+    fn authorize_path(
+        &self,
+        caller: &Caller,
+        path: &str,
+        scope: Scope,
+        permission: Permission,
+    ) -> Result<SecretPath> {
+        let path = SecretPath::parse(path)?;
+        self.authorize(caller, scope, Some((path.as_str(), permission)))?;
+        Ok(path)
+    }
+
     /// The head of a live (not soft-deleted) secret: from the cache, or from `view` (and then
     /// cached, unless a head changed while it was being read).
     fn live_head(&self, view: &ReadView<'_>, path: &str) -> Result<Arc<SecretHead>> {
@@ -479,12 +492,7 @@ impl Engine {
         path: &str,
         version: Option<u64>,
     ) -> Result<SecretView> {
-        let path = SecretPath::parse(path)?;
-        self.authorize(
-            caller,
-            Scope::SecretsRead,
-            Some((path.as_str(), Permission::Read)),
-        )?;
+        let path = self.authorize_path(caller, path, Scope::SecretsRead, Permission::Read)?;
         self.read_authorized(path.as_str(), version)
     }
 
@@ -562,12 +570,7 @@ impl Engine {
         path: &str,
         req: WriteRequest,
     ) -> Result<PreparedWrite> {
-        let path = SecretPath::parse(path)?;
-        self.authorize(
-            caller,
-            Scope::SecretsWrite,
-            Some((path.as_str(), Permission::Write)),
-        )?;
+        let path = self.authorize_path(caller, path, Scope::SecretsWrite, Permission::Write)?;
         let secret_type = req.secret_type.clone();
         if let Some(t) = &secret_type {
             check_secret_type(t)?;
@@ -726,12 +729,7 @@ impl Engine {
 
     /// Metadata without the value; needs only `secrets:list` / `list`.
     pub fn secret_metadata(&self, caller: &Caller, path: &str) -> Result<SecretSummary> {
-        let path = SecretPath::parse(path)?;
-        self.authorize(
-            caller,
-            Scope::SecretsList,
-            Some((path.as_str(), Permission::List)),
-        )?;
+        let path = self.authorize_path(caller, path, Scope::SecretsList, Permission::List)?;
         let head = self
             .load_head(path.as_str())?
             .ok_or_else(|| not_found(path.as_str()))?;
@@ -752,12 +750,7 @@ impl Engine {
         path: &str,
         patch: Map<String, Value>,
     ) -> Result<SecretSummary> {
-        let path = SecretPath::parse(path)?;
-        self.authorize(
-            caller,
-            Scope::SecretsWrite,
-            Some((path.as_str(), Permission::Write)),
-        )?;
+        let path = self.authorize_path(caller, path, Scope::SecretsWrite, Permission::Write)?;
         let now = self.now();
         let p = path.as_str().to_owned();
         let heads = self.heads.clone();
@@ -791,12 +784,7 @@ impl Engine {
         path: &str,
         permanent: bool,
     ) -> Result<SecretSummary> {
-        let path = SecretPath::parse(path)?;
-        self.authorize(
-            caller,
-            Scope::SecretsDelete,
-            Some((path.as_str(), Permission::Delete)),
-        )?;
+        let path = self.authorize_path(caller, path, Scope::SecretsDelete, Permission::Delete)?;
         let now = self.now();
         let p = path.as_str().to_owned();
         let paths = self.paths.clone();
@@ -839,13 +827,8 @@ impl Engine {
     }
 
     pub async fn restore_secret(&self, caller: &Caller, path: &str) -> Result<SecretSummary> {
-        let path = SecretPath::parse(path)?;
         // Restoring undoes a delete, so it takes the delete permission.
-        self.authorize(
-            caller,
-            Scope::SecretsDelete,
-            Some((path.as_str(), Permission::Delete)),
-        )?;
+        let path = self.authorize_path(caller, path, Scope::SecretsDelete, Permission::Delete)?;
         let now = self.now();
         let p = path.as_str().to_owned();
         let paths = self.paths.clone();
