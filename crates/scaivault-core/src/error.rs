@@ -29,6 +29,7 @@ pub enum ErrorCode {
     InvalidGlob,
     InvalidIdentity,
     InvalidConfig,
+    InvalidPlugin,
     ValidationError,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -38,12 +39,14 @@ pub enum ErrorCode {
     BindingNotFound,
     IdentityNotFound,
     RotationPolicyNotFound,
+    PluginNotFound,
     TokenNotFound,
     RouteNotFound,
     MethodNotAllowed,
     PolicyInUse,
     PolicyExists,
     IdentityExists,
+    PluginExists,
     SecretExists,
     SecretExpired,
     VersionConflict,
@@ -56,6 +59,8 @@ pub enum ErrorCode {
     UnsupportedFormat,
     StorageFull,
     ServiceUnavailable,
+    PluginUnavailable,
+    PluginFailed,
     NotImplemented,
     InternalError,
 }
@@ -83,6 +88,7 @@ impl ErrorCode {
         Self::InvalidGlob,
         Self::InvalidIdentity,
         Self::InvalidConfig,
+        Self::InvalidPlugin,
         Self::ValidationError,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
@@ -92,12 +98,14 @@ impl ErrorCode {
         Self::BindingNotFound,
         Self::IdentityNotFound,
         Self::RotationPolicyNotFound,
+        Self::PluginNotFound,
         Self::TokenNotFound,
         Self::RouteNotFound,
         Self::MethodNotAllowed,
         Self::PolicyInUse,
         Self::PolicyExists,
         Self::IdentityExists,
+        Self::PluginExists,
         Self::SecretExists,
         Self::SecretExpired,
         Self::VersionConflict,
@@ -110,6 +118,8 @@ impl ErrorCode {
         Self::UnsupportedFormat,
         Self::StorageFull,
         Self::ServiceUnavailable,
+        Self::PluginUnavailable,
+        Self::PluginFailed,
         Self::NotImplemented,
         Self::InternalError,
     ];
@@ -136,6 +146,7 @@ impl ErrorCode {
             Self::InvalidGlob => "invalid_glob",
             Self::InvalidIdentity => "invalid_identity",
             Self::InvalidConfig => "invalid_config",
+            Self::InvalidPlugin => "invalid_plugin",
             Self::ValidationError => "validation_error",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -145,12 +156,14 @@ impl ErrorCode {
             Self::BindingNotFound => "binding_not_found",
             Self::IdentityNotFound => "identity_not_found",
             Self::RotationPolicyNotFound => "rotation_policy_not_found",
+            Self::PluginNotFound => "plugin_not_found",
             Self::TokenNotFound => "token_not_found",
             Self::RouteNotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PolicyInUse => "policy_in_use",
             Self::PolicyExists => "policy_exists",
             Self::IdentityExists => "identity_exists",
+            Self::PluginExists => "plugin_exists",
             Self::SecretExists => "secret_exists",
             Self::SecretExpired => "secret_expired",
             Self::VersionConflict => "version_conflict",
@@ -163,6 +176,8 @@ impl ErrorCode {
             Self::UnsupportedFormat => "unsupported_format",
             Self::StorageFull => "storage_full",
             Self::ServiceUnavailable => "service_unavailable",
+            Self::PluginUnavailable => "plugin_unavailable",
+            Self::PluginFailed => "plugin_failed",
             Self::NotImplemented => "not_implemented",
             Self::InternalError => "internal_error",
         }
@@ -185,7 +200,7 @@ impl ErrorCode {
             AccessDenied | InsufficientScope | MfaRequired | IpNotAllowed | TimeWindowViolation
             | Forbidden => 403,
             InvalidRequest | InvalidPath | InvalidSecretType | InvalidDuration | InvalidCursor
-            | InvalidPolicy | InvalidGlob | InvalidIdentity | InvalidConfig => 400,
+            | InvalidPolicy | InvalidGlob | InvalidIdentity | InvalidConfig | InvalidPlugin => 400,
             ValidationError => 422,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
@@ -195,18 +210,19 @@ impl ErrorCode {
             | BindingNotFound
             | IdentityNotFound
             | RotationPolicyNotFound
+            | PluginNotFound
             | TokenNotFound
             | RouteNotFound
             | VaultNotFound => 404,
             MethodNotAllowed => 405,
-            PolicyInUse | PolicyExists | IdentityExists | SecretExists | VersionConflict
-            | VaultExists => 409,
+            PolicyInUse | PolicyExists | IdentityExists | PluginExists | SecretExists
+            | VersionConflict | VaultExists => 409,
             SecretExpired => 410,
             RateLimited => 429,
-            VaultSealed | ServiceUnavailable => 503,
+            VaultSealed | ServiceUnavailable | PluginUnavailable => 503,
             StorageFull => 507,
             NotImplemented => 501,
-            IntegrityError | UnsupportedFormat | InternalError => 500,
+            IntegrityError | UnsupportedFormat | InternalError | PluginFailed => 500,
         }
     }
 

@@ -1,0 +1,395 @@
+//! The WebAssembly plugin host: ABI v1 (`plugins/ABI.md`), manifests, hash pinning, the sandbox
+//! and the built-in plugins. It knows nothing of storage: the engine keeps the catalogue of
+//! installed plugins in the vault file and hands this crate verified bytes.
+
+pub mod abi;
+mod builtin;
+mod error;
+pub mod manifest;
+mod sandbox;
+mod services;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use scaivault_core::{Error, ErrorCode, Result};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub use error::{Failure, PluginError};
+pub use manifest::{Capability, Kind, Limits, Manifest};
+pub use services::{HostCallError, HostServices, NoServices};
+
+use sandbox::{Loaded, Sandbox};
+
+/// Lowercase hex SHA-256, the form manifests pin.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Builtin,
+    External,
+}
+
+/// One plugin in the catalogue, compiled on first use.
+struct Entry {
+    manifest: Manifest,
+    origin: Origin,
+    bytes: Arc<[u8]>,
+    /// Set when the plugin cannot be used at all (its file no longer matches its pin).
+    refused: Option<String>,
+    loaded: OnceLock<std::result::Result<Arc<Loaded>, PluginError>>,
+}
+
+/// A row of `plugins list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub kind: Kind,
+    pub origin: Origin,
+    pub abi: String,
+    pub wasm_sha256: String,
+    pub capabilities: Vec<Capability>,
+    pub provides: manifest::Provides,
+    pub limits: Limits,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+pub struct PluginHost {
+    sandbox: Sandbox,
+    granted: BTreeSet<Capability>,
+    entries: RwLock<BTreeMap<String, Arc<Entry>>>,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl PluginHost {
+    /// A host with the built-in plugins. `granted` is what the operator allows external plugins
+    /// to use (built-ins get what their manifests declare).
+    pub fn new(granted: BTreeSet<Capability>) -> Result<Self> {
+        let sandbox = Sandbox::new().map_err(|e| {
+            Error::new(
+                ErrorCode::InternalError,
+                format!("cannot start the plugin sandbox: {e}"),
+            )
+        })?;
+        let mut entries = BTreeMap::new();
+        for b in builtin::BUILTINS {
+            let manifest = Manifest::parse(b.manifest.as_bytes())
+                .map_err(|e| Error::internal(format!("built-in plugin manifest: {}", e.message)))?;
+            let refused = (sha256_hex(b.wasm) != manifest.wasm_sha256)
+                .then(|| "does not match the SHA-256 in its manifest".to_string());
+            entries.insert(
+                manifest.name.clone(),
+                Arc::new(Entry {
+                    manifest,
+                    origin: Origin::Builtin,
+                    bytes: Arc::from(b.wasm),
+                    refused,
+                    loaded: OnceLock::new(),
+                }),
+            );
+        }
+        Ok(PluginHost {
+            sandbox,
+            granted,
+            entries: RwLock::new(entries),
+        })
+    }
+
+    fn grants(&self, e: &Entry) -> BTreeSet<Capability> {
+        match e.origin {
+            Origin::Builtin => e.manifest.capabilities.clone(),
+            Origin::External => self.granted.clone(),
+        }
+    }
+
+    fn loaded(&self, e: &Entry) -> std::result::Result<Arc<Loaded>, PluginError> {
+        if let Some(why) = &e.refused {
+            return Err(PluginError::Refused(why.clone()));
+        }
+        e.loaded
+            .get_or_init(|| {
+                self.sandbox
+                    .load(&e.manifest, &e.bytes, &self.grants(e))
+                    .map(Arc::new)
+            })
+            .clone()
+    }
+
+    /// Compiles every plugin not compiled yet, so the first request does not pay for it.
+    /// Returns how long each took.
+    pub fn precompile(&self) -> Vec<(String, Duration)> {
+        let entries: Vec<Arc<Entry>> = read(&self.entries).values().cloned().collect();
+        entries
+            .iter()
+            .map(|e| {
+                let t = Instant::now();
+                let _ = self.loaded(e);
+                (e.manifest.name.clone(), t.elapsed())
+            })
+            .collect()
+    }
+
+    /// Checks an external plugin's bytes against its manifest's pin and the ABI, and adds it
+    /// (or replaces an external one of the same name). Nothing is added on any failure.
+    pub fn add_external(&self, manifest: Manifest, bytes: Vec<u8>) -> Result<()> {
+        manifest.check()?;
+        let name = manifest.name.clone();
+        if let Some(existing) = read(&self.entries).get(&name)
+            && existing.origin == Origin::Builtin
+        {
+            return Err(Error::new(
+                ErrorCode::PluginExists,
+                format!("{name} is a built-in plugin's name"),
+            ));
+        }
+        self.check_conflicts(&manifest)?;
+        let actual = sha256_hex(&bytes);
+        if actual != manifest.wasm_sha256 {
+            return Err(Error::new(
+                ErrorCode::InvalidPlugin,
+                format!("the file's SHA-256 {actual} does not match the manifest's wasm_sha256"),
+            ));
+        }
+        let entry = Entry {
+            manifest,
+            origin: Origin::External,
+            bytes: Arc::from(bytes),
+            refused: None,
+            loaded: OnceLock::new(),
+        };
+        self.loaded(&entry).map_err(|e| match e {
+            PluginError::Refused(m) => Error::new(
+                ErrorCode::InvalidPlugin,
+                format!("plugin {name} is refused: it {m}"),
+            ),
+            other => other.into_error(&name),
+        })?;
+        write(&self.entries).insert(name, Arc::new(entry));
+        Ok(())
+    }
+
+    /// Records an installed plugin that cannot be loaded (its file is gone or changed), so
+    /// that `list` shows it and calls fail with the reason.
+    pub fn add_refused(&self, manifest: Manifest, why: String) {
+        let name = manifest.name.clone();
+        write(&self.entries).insert(
+            name,
+            Arc::new(Entry {
+                manifest,
+                origin: Origin::External,
+                bytes: Arc::from(Vec::new()),
+                refused: Some(why),
+                loaded: OnceLock::new(),
+            }),
+        );
+    }
+
+    fn check_conflicts(&self, m: &Manifest) -> Result<()> {
+        for e in read(&self.entries).values() {
+            if e.manifest.name == m.name {
+                continue;
+            }
+            let theirs = &e.manifest.provides;
+            let clash = m
+                .provides
+                .secret_types
+                .iter()
+                .find(|t| theirs.secret_types.contains(t))
+                .or_else(|| m.provides.generators.iter().find(|g| theirs.generators.contains(g)))
+                .or_else(|| {
+                    m.provides
+                        .rotation_backends
+                        .iter()
+                        .find(|b| theirs.rotation_backends.contains(b))
+                });
+            if let Some(n) = clash {
+                return Err(Error::new(
+                    ErrorCode::PluginExists,
+                    format!("{n:?} is already provided by plugin {}", e.manifest.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes an external plugin. Built-ins cannot be removed.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let mut entries = write(&self.entries);
+        match entries.get(name) {
+            None => Err(not_found(name)),
+            Some(e) if e.origin == Origin::Builtin => Err(Error::new(
+                ErrorCode::Forbidden,
+                format!("{name} is built in and cannot be removed"),
+            )),
+            Some(_) => {
+                entries.remove(name);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn list(&self) -> Vec<PluginInfo> {
+        let entries: Vec<Arc<Entry>> = read(&self.entries).values().cloned().collect();
+        entries.iter().map(|e| self.info(e)).collect()
+    }
+
+    pub fn get(&self, name: &str) -> Result<PluginInfo> {
+        let e = read(&self.entries).get(name).cloned().ok_or_else(|| not_found(name))?;
+        Ok(self.info(&e))
+    }
+
+    fn info(&self, e: &Entry) -> PluginInfo {
+        let problem = match (&e.refused, e.loaded.get()) {
+            (Some(why), _) => Some(why.clone()),
+            (None, Some(Err(err))) => Some(format!("{err:?}")),
+            _ => None,
+        };
+        PluginInfo {
+            name: e.manifest.name.clone(),
+            version: e.manifest.version.clone(),
+            kind: e.manifest.kind,
+            origin: e.origin.clone(),
+            abi: e.manifest.abi.clone(),
+            wasm_sha256: e.manifest.wasm_sha256.clone(),
+            capabilities: e.manifest.capabilities.iter().copied().collect(),
+            provides: e.manifest.provides.clone(),
+            limits: e.manifest.limits,
+            status: if problem.is_some() { "refused" } else { "ok" }.into(),
+            problem,
+        }
+    }
+
+    /// Which plugin provides a secret type, a generator or a rotation backend.
+    fn provider(&self, what: impl Fn(&manifest::Provides) -> bool) -> Option<Arc<Entry>> {
+        read(&self.entries)
+            .values()
+            .find(|e| what(&e.manifest.provides))
+            .cloned()
+    }
+
+    /// Every secret type some plugin provides.
+    pub fn secret_types(&self) -> Vec<String> {
+        let mut v: Vec<String> = read(&self.entries)
+            .values()
+            .flat_map(|e| e.manifest.provides.secret_types.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn has_secret_type(&self, t: &str) -> bool {
+        self.provider(|p| p.secret_types.iter().any(|x| x == t)).is_some()
+    }
+
+    /// Runs `op` of plugin `name` in a fresh sandbox.
+    pub fn call(
+        &self,
+        name: &str,
+        op: &str,
+        input: &Value,
+        services: Arc<dyn HostServices>,
+    ) -> Result<Value> {
+        let e = read(&self.entries).get(name).cloned().ok_or_else(|| not_found(name))?;
+        self.call_entry(&e, op, input, services)
+    }
+
+    fn call_entry(
+        &self,
+        e: &Entry,
+        op: &str,
+        input: &Value,
+        services: Arc<dyn HostServices>,
+    ) -> Result<Value> {
+        let name = &e.manifest.name;
+        let loaded = self.loaded(e).map_err(|err| err.into_error(name))?;
+        let bytes = zeroize::Zeroizing::new(
+            serde_json::to_vec(input).map_err(|_| Error::internal("plugin input"))?,
+        );
+        loaded
+            .call(op, &bytes, services)
+            .map_err(|err| err.into_error(name))
+    }
+
+    /// Validates `data` for `secret_type`. Returns the `expires_at` the type implies, if any
+    /// (a certificate's notAfter).
+    pub fn validate_secret(
+        &self,
+        secret_type: &str,
+        data: &Value,
+        services: Arc<dyn HostServices>,
+    ) -> Result<Option<String>> {
+        let e = self
+            .provider(|p| p.secret_types.iter().any(|x| x == secret_type))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::InvalidSecretType,
+                    format!("unknown secret_type {secret_type:?}"),
+                )
+                .with("allowed", self.secret_types())
+            })?;
+        let out = self.call_entry(
+            &e,
+            "validate",
+            &json!({ "type": secret_type, "data": data }),
+            services,
+        )?;
+        Ok(out
+            .get("expires_at")
+            .and_then(Value::as_str)
+            .map(str::to_owned))
+    }
+
+    /// Runs a generator with its config. Returns `{"value": ...}` or `{"values": {...}}`.
+    pub fn generate(
+        &self,
+        generator: &str,
+        config: &Value,
+        services: Arc<dyn HostServices>,
+    ) -> Result<Value> {
+        let e = self
+            .provider(|p| p.generators.iter().any(|x| x == generator))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::ValidationError,
+                    format!("unknown generator {generator:?}"),
+                )
+                .with("fields", json!({ "generator": "unknown generator" }))
+            })?;
+        self.call_entry(
+            &e,
+            "generate",
+            &json!({ "generator": generator, "config": config }),
+            services,
+        )
+    }
+
+    /// The plugin that provides rotation backend `backend`.
+    pub fn rotation_backend(&self, backend: &str) -> Option<String> {
+        self.provider(|p| p.rotation_backends.iter().any(|x| x == backend))
+            .map(|e| e.manifest.name.clone())
+    }
+}
+
+fn not_found(name: &str) -> Error {
+    Error::new(
+        ErrorCode::PluginNotFound,
+        format!("no plugin named {name:?} is installed"),
+    )
+    .with("plugin", name)
+}
