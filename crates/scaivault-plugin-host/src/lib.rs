@@ -46,6 +46,39 @@ struct Entry {
     loaded: OnceLock<std::result::Result<Arc<Loaded>, PluginError>>,
 }
 
+/// An external plugin that passed every check, ready to be inserted.
+pub struct Checked(Entry);
+
+impl Checked {
+    pub fn manifest(&self) -> &Manifest {
+        &self.0.manifest
+    }
+}
+
+fn sandbox() -> Result<&'static Sandbox> {
+    static SANDBOX: OnceLock<std::result::Result<Sandbox, String>> = OnceLock::new();
+    SANDBOX
+        .get_or_init(|| Sandbox::new().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::InternalError,
+                format!("cannot start the plugin sandbox: {e}"),
+            )
+        })
+}
+
+type Compiled = std::sync::Mutex<std::collections::HashMap<String, Arc<Loaded>>>;
+
+fn compiled() -> &'static Compiled {
+    static COMPILED: OnceLock<Compiled> = OnceLock::new();
+    COMPILED.get_or_init(Default::default)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A row of `plugins list`.
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginInfo {
@@ -64,7 +97,7 @@ pub struct PluginInfo {
 }
 
 pub struct PluginHost {
-    sandbox: Sandbox,
+    sandbox: &'static Sandbox,
     granted: BTreeSet<Capability>,
     entries: RwLock<BTreeMap<String, Arc<Entry>>>,
 }
@@ -81,12 +114,7 @@ impl PluginHost {
     /// A host with the built-in plugins. `granted` is what the operator allows external plugins
     /// to use (built-ins get what their manifests declare).
     pub fn new(granted: BTreeSet<Capability>) -> Result<Self> {
-        let sandbox = Sandbox::new().map_err(|e| {
-            Error::new(
-                ErrorCode::InternalError,
-                format!("cannot start the plugin sandbox: {e}"),
-            )
-        })?;
+        let sandbox = sandbox()?;
         let mut entries = BTreeMap::new();
         for b in builtin::BUILTINS {
             let manifest = Manifest::parse(b.manifest.as_bytes())
@@ -124,9 +152,21 @@ impl PluginHost {
         }
         e.loaded
             .get_or_init(|| {
-                self.sandbox
-                    .load(&e.manifest, &e.bytes, &self.grants(e))
-                    .map(Arc::new)
+                let granted = self.grants(e);
+                // Modules are compiled once per process: reloading an engine (unseal, restore)
+                // or a second vault reuses what this binary already compiled.
+                let key = format!(
+                    "{}|{}|{:?}",
+                    e.manifest.wasm_sha256,
+                    serde_json::to_string(&e.manifest).unwrap_or_default(),
+                    granted
+                );
+                if let Some(l) = lock(compiled()).get(&key) {
+                    return Ok(l.clone());
+                }
+                let l = Arc::new(self.sandbox.load(&e.manifest, &e.bytes, &granted)?);
+                lock(compiled()).insert(key, l.clone());
+                Ok(l)
             })
             .clone()
     }
@@ -148,6 +188,19 @@ impl PluginHost {
     /// Checks an external plugin's bytes against its manifest's pin and the ABI, and adds it
     /// (or replaces an external one of the same name). Nothing is added on any failure.
     pub fn add_external(&self, manifest: Manifest, bytes: Vec<u8>) -> Result<()> {
+        let checked = self.check_external(manifest, bytes)?;
+        self.insert(checked);
+        Ok(())
+    }
+
+    /// Adds a plugin [`PluginHost::check_external`] accepted.
+    pub fn insert(&self, checked: Checked) {
+        let entry = checked.0;
+        write(&self.entries).insert(entry.manifest.name.clone(), Arc::new(entry));
+    }
+
+    /// Everything `add_external` checks, without adding: so the caller can persist first.
+    pub fn check_external(&self, manifest: Manifest, bytes: Vec<u8>) -> Result<Checked> {
         manifest.check()?;
         let name = manifest.name.clone();
         if let Some(existing) = read(&self.entries).get(&name)
@@ -180,8 +233,7 @@ impl PluginHost {
             ),
             other => other.into_error(&name),
         })?;
-        write(&self.entries).insert(name, Arc::new(entry));
-        Ok(())
+        Ok(Checked(entry))
     }
 
     /// Records an installed plugin that cannot be loaded (its file is gone or changed), so
@@ -365,11 +417,22 @@ impl PluginHost {
         let e = self
             .provider(|p| p.generators.iter().any(|x| x == generator))
             .ok_or_else(|| {
+                if NOT_BUILT_GENERATORS.contains(&generator) {
+                    return Error::new(
+                        ErrorCode::NotImplemented,
+                        format!("the {generator} generator is not built yet"),
+                    );
+                }
+                let known: Vec<String> = read(&self.entries)
+                    .values()
+                    .flat_map(|e| e.manifest.provides.generators.clone())
+                    .collect();
                 Error::new(
                     ErrorCode::ValidationError,
                     format!("unknown generator {generator:?}"),
                 )
                 .with("fields", json!({ "generator": "unknown generator" }))
+                .with("allowed", known)
             })?;
         self.call_entry(
             &e,
@@ -385,6 +448,9 @@ impl PluginHost {
             .map(|e| e.manifest.name.clone())
     }
 }
+
+/// Generators the spec names (§1.7) that no built-in plugin provides yet.
+const NOT_BUILT_GENERATORS: &[&str] = &["rsa_keypair", "ec_keypair", "bcrypt_hash"];
 
 fn not_found(name: &str) -> Error {
     Error::new(

@@ -2,8 +2,6 @@
 //! in a fresh store with fuel, an epoch deadline, a memory cap and an output cap.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rand::RngCore;
@@ -24,11 +22,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// fail with a retryable error, never grow memory without bound.
 const POOL_INSTANCES: u32 = 128;
 
-/// The process-wide wasmtime engine and the thread that drives its deadline clock.
+/// The process-wide wasmtime engine and the thread that drives its deadline clock. It lives
+/// as long as the process.
 pub struct Sandbox {
     engine: Engine,
-    ticker: Option<JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
 }
 
 impl Sandbox {
@@ -39,25 +36,17 @@ impl Sandbox {
             // (a tight `ulimit -v`) still gets a working, somewhat slower sandbox.
             Err(_) => Engine::new(&config(false))?,
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker = {
-            let engine = engine.clone();
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("plugin-deadline".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
-                    }
-                })
-                .map_err(|e| wasmtime::format_err!("cannot start the deadline thread: {e}"))?
-        };
-        Ok(Sandbox {
-            engine,
-            ticker: Some(ticker),
-            stop,
-        })
+        let ticker = engine.clone();
+        std::thread::Builder::new()
+            .name("plugin-deadline".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticker.increment_epoch();
+                }
+            })
+            .map_err(|e| wasmtime::format_err!("cannot start the deadline thread: {e}"))?;
+        Ok(Sandbox { engine })
     }
 
     /// Checks a module against ABI v1 and the capabilities it may have, compiles it once and
@@ -88,14 +77,6 @@ impl Sandbox {
     }
 }
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.ticker.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 fn config(pooling: bool) -> Config {
     let mut c = Config::new();

@@ -177,28 +177,3 @@ pub fn time_rfc3339(t: &Tlv<'_>) -> Result<String, &'static str> {
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_lengths_and_truncation() {
-        let mut v = vec![0x04, 0x81, 0x80];
-        v.extend(std::iter::repeat(7u8).take(0x80));
-        let t = single(&v, OCTET_STRING, "x").unwrap();
-        assert_eq!(t.content.len(), 0x80);
-        assert!(single(&v[..50], OCTET_STRING, "x").is_err());
-        assert!(single(&[0x04, 0x80], OCTET_STRING, "x").is_err());
-        assert!(single(&[0x04, 0x85, 1, 1, 1, 1, 1], OCTET_STRING, "x").is_err());
-    }
-
-    #[test]
-    fn times() {
-        let utc = Tlv { tag: UTC_TIME, content: b"300101120000Z", raw: &[] };
-        assert_eq!(time_rfc3339(&utc).unwrap(), "2030-01-01T12:00:00Z");
-        let old = Tlv { tag: UTC_TIME, content: b"991231235959Z", raw: &[] };
-        assert_eq!(time_rfc3339(&old).unwrap(), "1999-12-31T23:59:59Z");
-        let gen = Tlv { tag: GENERALIZED_TIME, content: b"20610101000000Z", raw: &[] };
-        assert_eq!(time_rfc3339(&gen).unwrap(), "2061-01-01T00:00:00Z");
-    }
-}
