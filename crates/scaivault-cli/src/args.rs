@@ -37,6 +37,18 @@ pub struct Global {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Where installed plugin files live (default: `<vault file>.plugins/`).
+    #[arg(long, global = true, env = "SCAIVAULT_PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// Grant external plugins this capability (random and clock are granted by default;
+    /// http and postgres only when listed). Repeat or separate with commas.
+    #[arg(
+        long = "allow-plugin-capability",
+        global = true,
+        env = "SCAIVAULT_PLUGIN_CAPABILITIES",
+        value_delimiter = ','
+    )]
+    pub plugin_capabilities: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +91,9 @@ pub enum Command {
     /// Query, summarise, export and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// WebAssembly plugins: secret types, generators, rotation backends.
+    #[command(subcommand)]
+    Plugins(PluginsCmd),
     /// Seal state, keys and passphrase.
     #[command(subcommand)]
     Operator(OperatorCmd),
@@ -336,6 +351,31 @@ pub enum PoliciesCmd {
         permission: String,
         #[arg(long)]
         identity: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCmd {
+    /// List built-in and installed plugins with their pinned hashes.
+    List,
+    /// Install an external plugin; its SHA-256 (checked against the manifest) is pinned.
+    Install {
+        /// The plugin's `.wasm` file.
+        file: PathBuf,
+        /// Its manifest (JSON).
+        #[arg(long)]
+        manifest: PathBuf,
+    },
+    /// Remove an installed plugin.
+    Remove { name: String },
+    /// Check every plugin's bytes against its pinned hash; exits non-zero on a mismatch.
+    Verify,
+    /// Run a generator and print what it made (nothing is stored).
+    Generate {
+        /// random, hex, uuid, template, static, ssh_keypair
+        generator: String,
+        /// Generator settings as key=value (numbers and true/false are typed).
+        config: Vec<String>,
     },
 }
 

@@ -13,6 +13,7 @@ mod harden;
 mod migrate;
 mod output;
 mod passphrase;
+mod plugins;
 mod rotation;
 mod run;
 mod secrets;
@@ -151,6 +152,13 @@ async fn run(cli: Cli) -> CliResult<()> {
             result
         }
         Command::Audit(c) => audit::run(&target(&g)?, c, &out).await,
+        Command::Plugins(c) => {
+            let action = format!("plugins_{}", variant(&c));
+            let t = target(&g)?;
+            let result = plugins::run(&t, c, &out).await;
+            audit_local(&t, action, None, &result).await?;
+            result
+        }
         Command::Rotation(c) => {
             let action = format!("rotation_{}", variant(&c));
             let t = target(&g)?;

@@ -7,7 +7,7 @@ use reqwest::Method;
 use scaivault_core::duration::parse_duration;
 use scaivault_core::{Error, ErrorCode};
 use scaivault_crypto::KdfParams;
-use scaivault_engine::{Engine, SystemClock};
+use scaivault_engine::{Capability, Engine, PluginSettings, SystemClock};
 use scaivault_server::{AppState, Listen, RateLimits, ServerConfig};
 use scaivault_store::{Unlock, Vault};
 use serde_json::json;
@@ -97,9 +97,10 @@ pub fn open_local(g: &Global) -> Result<Arc<Engine>, Error> {
         false,
     )?;
     let vault = Vault::open(path, Unlock::Passphrase(&pass))?;
-    Ok(Arc::new(Engine::load(
+    Ok(Arc::new(Engine::load_with(
         Arc::new(vault),
         Arc::new(SystemClock),
+        plugin_settings(g)?,
     )?))
 }
 
@@ -135,7 +136,7 @@ pub async fn init(g: &Global, args: InitArgs, out: &Out) -> CliResult<()> {
         .await
         .map_err(|_| Error::internal("init task failed"))?
         .map_err(Error::from)?;
-    let engine = Engine::load(Arc::new(vault), Arc::new(SystemClock))?;
+    let engine = Engine::load_with(Arc::new(vault), Arc::new(SystemClock), plugin_settings(g)?)?;
     let root = engine.create_root_token(None).await?;
     let recovery = new_recovery_key(engine.vault(), args.recovery_key_file.as_deref()).await?;
     engine.vault().shutdown();
@@ -167,7 +168,29 @@ pub async fn init(g: &Global, args: InitArgs, out: &Out) -> CliResult<()> {
     Ok(())
 }
 
-fn server_config(l: &LimitArgs, dev: bool) -> ServerConfig {
+/// The operator's plugin settings from the global flags (or the server's TOML file).
+pub fn plugin_settings(g: &Global) -> Result<PluginSettings, Error> {
+    let mut allow = Capability::default_allowed();
+    for name in &g.plugin_capabilities {
+        let name = name.trim();
+        if name.is_empty() {
+            continue;
+        }
+        let cap = Capability::parse(name).ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidConfig,
+                format!("unknown plugin capability {name:?}; one of random, clock, http, postgres"),
+            )
+        })?;
+        allow.insert(cap);
+    }
+    Ok(PluginSettings {
+        dir: g.plugin_dir.clone(),
+        allow,
+    })
+}
+
+fn server_config(l: &LimitArgs, dev: bool, plugins: PluginSettings) -> ServerConfig {
     ServerConfig {
         max_body_bytes: l.max_body_bytes,
         rate_limits: RateLimits {
@@ -179,6 +202,7 @@ fn server_config(l: &LimitArgs, dev: bool) -> ServerConfig {
         public_metrics: true,
         audit_retention: None,
         backups: None,
+        plugins,
     }
 }
 
@@ -208,13 +232,13 @@ pub async fn dev(g: &Global, args: DevArgs, out: &Out) -> CliResult<()> {
         Vault::create(&path, &pass, KdfParams::FLOOR)
     }
     .map_err(Error::from)?;
-    let engine = Engine::load(Arc::new(vault), Arc::new(SystemClock))?;
+    let engine = Engine::load_with(Arc::new(vault), Arc::new(SystemClock), plugin_settings(g)?)?;
     let root = engine.create_root_token(None).await?;
     let state = AppState::new(
         path.clone(),
         Some(engine),
         Arc::new(SystemClock),
-        server_config(&args.limits, true),
+        server_config(&args.limits, true, plugin_settings(g)?),
     );
     let json_out = out.json;
     let token = Zeroizing::new(root.token.clone());
@@ -256,7 +280,11 @@ pub async fn server(g: &Global, args: ServerArgs) -> CliResult<()> {
     } else if let Some(rk) = &args.recovery_key_file {
         let key = read_recovery_key(rk)?;
         let vault = Vault::open(&path, Unlock::RecoveryKey(&key))?;
-        Some(Engine::load(Arc::new(vault), Arc::new(SystemClock))?)
+        Some(Engine::load_with(
+            Arc::new(vault),
+            Arc::new(SystemClock),
+            plugin_settings(g)?,
+        )?)
     } else if let Some(kf) = &args.key_file {
         let key = Zeroizing::new(std::fs::read(kf).map_err(|e| {
             Error::new(
@@ -265,7 +293,11 @@ pub async fn server(g: &Global, args: ServerArgs) -> CliResult<()> {
             )
         })?);
         let vault = Vault::open(&path, Unlock::KeyFile(&key))?;
-        Some(Engine::load(Arc::new(vault), Arc::new(SystemClock))?)
+        Some(Engine::load_with(
+            Arc::new(vault),
+            Arc::new(SystemClock),
+            plugin_settings(g)?,
+        )?)
     } else {
         match passphrase::obtain(
             g.passphrase_file.as_deref(),
@@ -279,13 +311,17 @@ pub async fn server(g: &Global, args: ServerArgs) -> CliResult<()> {
                     tokio::task::spawn_blocking(move || Vault::open(&p, Unlock::Passphrase(&pass)))
                         .await
                         .map_err(|_| Error::internal("unseal task failed"))??;
-                Some(Engine::load(Arc::new(vault), Arc::new(SystemClock))?)
+                Some(Engine::load_with(
+                    Arc::new(vault),
+                    Arc::new(SystemClock),
+                    plugin_settings(g)?,
+                )?)
             }
             None => None,
         }
     };
     let sealed = engine.is_none();
-    let mut config = server_config(&args.limits, false);
+    let mut config = server_config(&args.limits, false, plugin_settings(g)?);
     config.audit_retention = args
         .audit_retention
         .as_deref()

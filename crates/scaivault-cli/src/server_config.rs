@@ -13,6 +13,8 @@
 //! backup_dir = "/var/backups/scaivault"
 //! backup_interval = "24h"
 //! backup_keep = 14
+//! plugin_dir = "/var/lib/scaivault/plugins"
+//! plugin_capabilities = ["http"]              # random and clock are always granted
 //! ```
 //!
 //! A value from the command line wins over the file when it differs from the flag's default.
@@ -44,6 +46,8 @@ pub struct ServerFile {
     backup_dir: Option<PathBuf>,
     backup_interval: Option<String>,
     backup_keep: Option<usize>,
+    plugin_dir: Option<PathBuf>,
+    plugin_capabilities: Option<Vec<String>>,
 }
 
 pub fn load(path: &Path) -> Result<ServerFile, Error> {
@@ -70,6 +74,10 @@ pub fn apply(f: ServerFile, g: &mut Global, a: &mut ServerArgs) {
     }
     fill(&mut g.vault, f.vault);
     fill(&mut g.passphrase_file, f.passphrase_file);
+    fill(&mut g.plugin_dir, f.plugin_dir);
+    if g.plugin_capabilities.is_empty() {
+        g.plugin_capabilities = f.plugin_capabilities.unwrap_or_default();
+    }
     if let Some(l) = f.listen
         && a.listen == "127.0.0.1:8200".parse::<SocketAddr>().expect("valid")
     {

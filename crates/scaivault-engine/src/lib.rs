@@ -14,6 +14,7 @@ mod clock;
 mod cursor;
 mod identities;
 mod operations;
+mod plugins;
 mod policies;
 mod records;
 mod rotation;
@@ -28,10 +29,12 @@ pub use audit::{AuditEntry, AuditInput, AuditQuery, VerifyReport, input_for};
 pub use caller::Caller;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use identities::{CreateIdentity, IdentityView};
+pub use plugins::{PluginCheck, PluginSettings, plugins_json};
 pub use policies::{BindingRequest, PolicyRequest, PolicyTestRequest};
 pub use records::{IdentityRecord, SecretHead, TokenRecord};
 pub use rotation::{RotationPolicy, RotationPolicyRequest};
 pub use scaivault_core::{Error, ErrorCode, Result};
+pub use scaivault_plugin_host::{Capability, PluginInfo};
 pub use secrets::{BatchReadRequest, ListPage, SecretView, WriteOutcome, WriteRequest};
 pub use tokens::{CreateToken, IssuedToken};
 
@@ -56,6 +59,8 @@ pub struct Engine {
     tokens: Arc<RwLock<HashMap<[u8; 32], TokenRecord>>>,
     heads: Arc<HeadCache>,
     rotation: Arc<RwLock<rotation::RotationState>>,
+    plugins: Arc<scaivault_plugin_host::PluginHost>,
+    plugin_dir: std::path::PathBuf,
 }
 
 /// Decrypted secret heads (metadata, never values) of recently read secrets, so a read
@@ -170,8 +175,22 @@ pub(crate) fn unpack<T: serde::de::DeserializeOwned>(table: Table, bytes: &[u8])
 }
 
 impl Engine {
-    /// Loads the in-memory indexes from an unsealed vault.
+    /// Loads the in-memory indexes from an unsealed vault, with the default plugin settings.
     pub fn load(vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Result<Engine> {
+        Self::load_with(vault, clock, PluginSettings::default())
+    }
+
+    /// Loads the in-memory indexes and the plugin catalogue from an unsealed vault.
+    pub fn load_with(
+        vault: Arc<Vault>,
+        clock: Arc<dyn Clock>,
+        settings: PluginSettings,
+    ) -> Result<Engine> {
+        let plugins = Arc::new(scaivault_plugin_host::PluginHost::new(
+            settings.allow.clone(),
+        )?);
+        let plugin_dir = plugins::plugin_dir(&vault, &settings);
+        plugins::load_catalogue(&vault, &plugins, &plugin_dir)?;
         let paths = load_all(&vault, Table::Paths, |b| {
             unpack::<records::PathRecord>(Table::Paths, b)
         })?
@@ -195,6 +214,8 @@ impl Engine {
             tokens: Arc::default(),
             heads: Arc::default(),
             rotation: Arc::default(),
+            plugins,
+            plugin_dir,
         };
         engine.reload_policies()?;
         engine.reload_identities()?;

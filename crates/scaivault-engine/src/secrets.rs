@@ -26,8 +26,6 @@ use crate::{
     Caller, Engine, HeadCache, PathEntry, cursor, limits, pack, read, store_err, unpack, write,
 };
 
-pub const SECRET_TYPES: &[&str] = &["kv", "json", "certificate", "ssh_key", "api_key"];
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WriteOptions {
@@ -327,21 +325,9 @@ fn validation(field: &str, problem: impl Into<String>) -> Error {
         .with("fields", serde_json::json!({ field: problem }))
 }
 
-fn check_secret_type(t: &str) -> Result<()> {
-    if SECRET_TYPES.contains(&t) {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorCode::InvalidSecretType,
-            format!("unknown secret_type {t:?}"),
-        )
-        .with("allowed", SECRET_TYPES.to_vec()))
-    }
-}
-
-/// Checks `data` for its type. Plugins replace this per type; what stays here is the shape
-/// every type shares.
-fn check_data(secret_type: &str, data: &SecretData) -> Result<()> {
+/// Checks the shape every type shares; what each type needs on top is its plugin's
+/// `validate`, run by [`Engine::validate_types`].
+fn check_data(data: &SecretData) -> Result<()> {
     let text = data.as_json_text();
     if text.len() > limits::MAX_DATA_BYTES {
         return Err(Error::new(
@@ -365,24 +351,6 @@ fn check_data(secret_type: &str, data: &SecretData) -> Result<()> {
     };
     if map.is_empty() {
         return Err(validation("data", "must have at least one field"));
-    }
-    if secret_type == "kv" {
-        let nested: Vec<&String> = map
-            .iter()
-            .filter(|(_, v)| v.is_object() || v.is_array())
-            .map(|(k, _)| k)
-            .collect();
-        if !nested.is_empty() {
-            let fields: Map<String, Value> = nested
-                .iter()
-                .map(|k| (format!("data.{k}"), Value::from("kv values must be strings, numbers or booleans; use secret_type json for nesting")))
-                .collect();
-            return Err(Error::new(
-                ErrorCode::ValidationError,
-                "kv secrets hold a flat map of values",
-            )
-            .with("fields", Value::Object(fields)));
-        }
     }
     Ok(())
 }
@@ -572,10 +540,16 @@ impl Engine {
     ) -> Result<PreparedWrite> {
         let path = self.authorize_path(caller, path, Scope::SecretsWrite, Permission::Write)?;
         let secret_type = req.secret_type.clone();
-        if let Some(t) = &secret_type {
-            check_secret_type(t)?;
+        if let Some(t) = &secret_type
+            && !self.plugins.has_secret_type(t)
+        {
+            return Err(Error::new(
+                ErrorCode::InvalidSecretType,
+                format!("unknown secret_type {t:?}"),
+            )
+            .with("allowed", self.plugins.secret_types()));
         }
-        check_data(secret_type.as_deref().unwrap_or("kv"), &req.data)?;
+        check_data(&req.data)?;
         if let Some(m) = &req.metadata {
             check_metadata(m)?;
         }
@@ -614,7 +588,8 @@ impl Engine {
         path: &str,
         req: WriteRequest,
     ) -> Result<WriteOutcome> {
-        let w = self.prepare_write(caller, path, req)?;
+        let mut w = self.prepare_write(caller, path, req)?;
+        self.validate_prepared(std::slice::from_mut(&mut w)).await?;
         self.vault.write(move |tx| apply_write(tx, w)).await
     }
 
@@ -624,13 +599,14 @@ impl Engine {
         caller: &Caller,
         writes: Vec<(String, WriteRequest)>,
     ) -> Result<Vec<WriteOutcome>> {
-        let prepared = writes
+        let mut prepared = writes
             .into_iter()
             .map(|(p, r)| {
                 self.prepare_write(caller, &p, r)
                     .map_err(|e| e.with("path", p.as_str()))
             })
             .collect::<Result<Vec<_>>>()?;
+        self.validate_prepared(&mut prepared).await?;
         self.vault
             .write(move |tx| {
                 prepared
@@ -639,6 +615,31 @@ impl Engine {
                     .collect::<Result<Vec<_>>>()
             })
             .await
+    }
+
+    /// Runs each write's type plugin on its data; a type that implies an expiry (a
+    /// certificate's notAfter) sets `expires_at` unless the request gave one.
+    async fn validate_prepared(&self, writes: &mut [PreparedWrite]) -> Result<()> {
+        let mut items = Vec::with_capacity(writes.len());
+        for w in writes.iter() {
+            let t = match &w.secret_type {
+                Some(t) => t.clone(),
+                None => self
+                    .load_head(&w.path)?
+                    .map(|h| h.secret_type)
+                    .unwrap_or_else(|| "kv".into()),
+            };
+            let data: Value = serde_json::from_str(w.req.data.as_json_text())
+                .map_err(|_| Error::invalid_request("data is not valid JSON"))?;
+            items.push((w.path.clone(), t, data));
+        }
+        let expiries = self.validate_types(items).await?;
+        for (w, exp) in writes.iter_mut().zip(expiries) {
+            if w.expires_at.is_none() {
+                w.expires_at = exp;
+            }
+        }
+        Ok(())
     }
 
     fn last_accessed_hint(&self, path: &str) -> Option<Timestamp> {

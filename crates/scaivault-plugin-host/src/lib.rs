@@ -263,7 +263,12 @@ impl PluginHost {
                 .secret_types
                 .iter()
                 .find(|t| theirs.secret_types.contains(t))
-                .or_else(|| m.provides.generators.iter().find(|g| theirs.generators.contains(g)))
+                .or_else(|| {
+                    m.provides
+                        .generators
+                        .iter()
+                        .find(|g| theirs.generators.contains(g))
+                })
                 .or_else(|| {
                     m.provides
                         .rotation_backends
@@ -302,7 +307,10 @@ impl PluginHost {
     }
 
     pub fn get(&self, name: &str) -> Result<PluginInfo> {
-        let e = read(&self.entries).get(name).cloned().ok_or_else(|| not_found(name))?;
+        let e = read(&self.entries)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))?;
         Ok(self.info(&e))
     }
 
@@ -346,7 +354,8 @@ impl PluginHost {
     }
 
     pub fn has_secret_type(&self, t: &str) -> bool {
-        self.provider(|p| p.secret_types.iter().any(|x| x == t)).is_some()
+        self.provider(|p| p.secret_types.iter().any(|x| x == t))
+            .is_some()
     }
 
     /// Runs `op` of plugin `name` in a fresh sandbox.
@@ -357,7 +366,10 @@ impl PluginHost {
         input: &Value,
         services: Arc<dyn HostServices>,
     ) -> Result<Value> {
-        let e = read(&self.entries).get(name).cloned().ok_or_else(|| not_found(name))?;
+        let e = read(&self.entries)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))?;
         self.call_entry(&e, op, input, services)
     }
 

@@ -199,7 +199,12 @@ impl Manifest {
                     ));
                 }
             }
-            _ => return invalid(format!("manifest abi {:?} must look like \"1.0\"", self.abi)),
+            _ => {
+                return invalid(format!(
+                    "manifest abi {:?} must look like \"1.0\"",
+                    self.abi
+                ));
+            }
         }
         if self.wasm_sha256.len() != 64
             || !self
@@ -237,8 +242,7 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.as_bytes()[0].is_ascii_lowercase()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
@@ -273,7 +277,11 @@ mod tests {
             ("abi", serde_json::json!("one"), "must look like"),
             ("wasm_sha256", serde_json::json!("ABC"), "64 lowercase hex"),
             ("limits", serde_json::json!({"fuel": 0}), "limits.fuel"),
-            ("limits", serde_json::json!({"memory_bytes": 1u64 << 40}), "limits.memory_bytes"),
+            (
+                "limits",
+                serde_json::json!({"memory_bytes": 1u64 << 40}),
+                "limits.memory_bytes",
+            ),
             ("capabilities", serde_json::json!(["network"]), "not valid"),
             ("provides", serde_json::json!({}), "must list"),
             ("surprise", serde_json::json!(1), "unknown field"),

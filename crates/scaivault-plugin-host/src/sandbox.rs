@@ -58,7 +58,10 @@ impl Sandbox {
         granted: &std::collections::BTreeSet<Capability>,
     ) -> Result<Loaded, PluginError> {
         let module = Module::from_binary(&self.engine, bytes).map_err(|e| {
-            PluginError::Refused(format!("not a valid WebAssembly module: {}", root_cause(&e)))
+            PluginError::Refused(format!(
+                "not a valid WebAssembly module: {}",
+                root_cause(&e)
+            ))
         })?;
         check_exports(&module)?;
         let capabilities = check_imports(&module, manifest, granted)?;
@@ -76,7 +79,6 @@ impl Sandbox {
         Ok(loaded)
     }
 }
-
 
 fn config(pooling: bool) -> Config {
     let mut c = Config::new();
@@ -235,7 +237,11 @@ impl ResourceLimiter for CallState {
     }
 }
 
-fn guest_bytes(caller: &mut Caller<'_, CallState>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
+fn guest_bytes(
+    caller: &mut Caller<'_, CallState>,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<Vec<u8>> {
     let memory = caller
         .get_export(abi::EXPORT_MEMORY)
         .and_then(|e| e.into_memory())
@@ -277,7 +283,11 @@ fn link(linker: &mut Linker<CallState>, caps: &[Capability]) -> wasmtime::Result
     linker.func_wrap(
         m,
         "log",
-        |mut caller: Caller<'_, CallState>, level: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
+        |mut caller: Caller<'_, CallState>,
+         level: i32,
+         ptr: i32,
+         len: i32|
+         -> wasmtime::Result<()> {
             if caller.data().log_lines >= abi::MAX_LOG_LINES {
                 return Ok(());
             }
@@ -315,7 +325,10 @@ fn link(linker: &mut Linker<CallState>, caps: &[Capability]) -> wasmtime::Result
                 linker.func_wrap(
                     m,
                     "random",
-                    |mut caller: Caller<'_, CallState>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+                    |mut caller: Caller<'_, CallState>,
+                     ptr: i32,
+                     len: i32|
+                     -> wasmtime::Result<i32> {
                         if !(0..=abi::MAX_RANDOM_BYTES).contains(&len) {
                             return Ok(-1);
                         }
@@ -336,7 +349,10 @@ fn link(linker: &mut Linker<CallState>, caps: &[Capability]) -> wasmtime::Result
                 linker.func_wrap(
                     m,
                     cap.name(),
-                    move |mut caller: Caller<'_, CallState>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+                    move |mut caller: Caller<'_, CallState>,
+                          ptr: i32,
+                          len: i32|
+                          -> wasmtime::Result<i32> {
                         if !(0..=abi::MAX_HOST_REQUEST).contains(&len) {
                             return Ok(-1);
                         }
@@ -415,7 +431,9 @@ impl Loaded {
         let marker = instance
             .get_typed_func::<(), i32>(&mut store, abi::MARKER)
             .map_err(|e| PluginError::Refused(root_cause(&e)))?;
-        let minor = marker.call(&mut store, ()).map_err(|e| classify(&store, e))?;
+        let minor = marker
+            .call(&mut store, ())
+            .map_err(|e| classify(&store, e))?;
         if !(0..=abi::MINOR).contains(&minor) {
             return Err(PluginError::Refused(format!(
                 "is built for plugin ABI v1.{minor}; this host speaks up to v1.{}",
@@ -449,16 +467,25 @@ impl Loaded {
         let place = |store: &mut Store<CallState>, bytes: &[u8]| -> Result<i32, PluginError> {
             let len = i32::try_from(bytes.len())
                 .map_err(|_| PluginError::Failed(Failure::bad("input too large")))?;
-            let ptr = alloc.call(&mut *store, len).map_err(|e| classify(store, e))?;
-            memory.write(&mut *store, ptr as u32 as usize, bytes).map_err(|_| {
-                PluginError::Failed(Failure::bad("sv_alloc returned a pointer outside its memory"))
-            })?;
+            let ptr = alloc
+                .call(&mut *store, len)
+                .map_err(|e| classify(store, e))?;
+            memory
+                .write(&mut *store, ptr as u32 as usize, bytes)
+                .map_err(|_| {
+                    PluginError::Failed(Failure::bad(
+                        "sv_alloc returned a pointer outside its memory",
+                    ))
+                })?;
             Ok(ptr)
         };
         let op_ptr = place(&mut store, op.as_bytes())?;
         let in_ptr = place(&mut store, input)?;
         let status = call
-            .call(&mut store, (op_ptr, op.len() as i32, in_ptr, input.len() as i32))
+            .call(
+                &mut store,
+                (op_ptr, op.len() as i32, in_ptr, input.len() as i32),
+            )
             .map_err(|e| classify(&store, e))?;
         let Some(output) = store.data_mut().output.take() else {
             return Err(PluginError::Failed(Failure::bad(
@@ -498,10 +525,7 @@ impl Loaded {
 fn classify(store: &Store<CallState>, e: wasmtime::Error) -> PluginError {
     let state = store.data();
     if state.memory_exceeded {
-        return PluginError::Failed(Failure::new(
-            "memory_limit",
-            "exceeded its memory limit",
-        ));
+        return PluginError::Failed(Failure::new("memory_limit", "exceeded its memory limit"));
     }
     if state.output_too_large {
         return PluginError::Failed(Failure::new(

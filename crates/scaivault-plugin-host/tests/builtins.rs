@@ -14,7 +14,12 @@ fn host() -> PluginHost {
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().expect("tool runs");
-    assert!(out.status.success(), "{:?}: {}", cmd, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A self-signed certificate and its key, made by openssl with `keyargs`.
@@ -22,7 +27,15 @@ fn cert(dir: &Path, name: &str, keyargs: &[&str], days: &str) -> (String, String
     let key = dir.join(format!("{name}.key"));
     let crt = dir.join(format!("{name}.crt"));
     run(Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", days, "-subj", &format!("/CN={name}")])
+        .args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            days,
+            "-subj",
+            &format!("/CN={name}"),
+        ])
         .args(keyargs)
         .arg("-keyout")
         .arg(&key)
@@ -53,7 +66,10 @@ fn certificates_of_each_key_kind_validate_and_give_their_expiry() {
     let h = host();
     let kinds: &[(&str, &[&str])] = &[
         ("rsa", &["-newkey", "rsa:2048"]),
-        ("ec", &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+        (
+            "ec",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        ),
         ("ed", &["-newkey", "ed25519"]),
     ];
     for (name, args) in kinds {
@@ -68,7 +84,10 @@ fn certificates_of_each_key_kind_validate_and_give_their_expiry() {
             .unwrap();
         let want = String::from_utf8_lossy(&want.stdout).to_string();
         // openssl prints "notAfter=2026-12-28 10:00:00Z".
-        let want = want.trim().trim_start_matches("notAfter=").replace(' ', "T");
+        let want = want
+            .trim()
+            .trim_start_matches("notAfter=")
+            .replace(' ', "T");
         assert_eq!(expires, want, "{name}");
     }
 }
@@ -79,17 +98,55 @@ fn a_key_that_does_not_match_the_certificate_is_rejected() {
     let h = host();
     let (crt_a, _) = cert(dir.path(), "a", &["-newkey", "rsa:2048"], "30");
     let (_, key_b) = cert(dir.path(), "b", &["-newkey", "rsa:2048"], "30");
-    let (_, key_ec) = cert(dir.path(), "c", &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "30");
-    let (crt_ec, _) = cert(dir.path(), "d", &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "30");
+    let (_, key_ec) = cert(
+        dir.path(),
+        "c",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "30",
+    );
+    let (crt_ec, _) = cert(
+        dir.path(),
+        "d",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "30",
+    );
     let (_, key_ed) = cert(dir.path(), "e", &["-newkey", "ed25519"], "30");
     let (crt_ed, _) = cert(dir.path(), "f", &["-newkey", "ed25519"], "30");
-    let msg = field_error(validate(&h, "certificate", json!({"cert_pem": crt_a, "key_pem": key_b})), "key_pem");
+    let msg = field_error(
+        validate(
+            &h,
+            "certificate",
+            json!({"cert_pem": crt_a, "key_pem": key_b}),
+        ),
+        "key_pem",
+    );
     assert!(msg.contains("does not match"), "{msg}");
-    let msg = field_error(validate(&h, "certificate", json!({"cert_pem": crt_ec, "key_pem": key_ec})), "key_pem");
+    let msg = field_error(
+        validate(
+            &h,
+            "certificate",
+            json!({"cert_pem": crt_ec, "key_pem": key_ec}),
+        ),
+        "key_pem",
+    );
     assert!(msg.contains("does not match"), "{msg}");
-    let msg = field_error(validate(&h, "certificate", json!({"cert_pem": crt_ed, "key_pem": key_ed})), "key_pem");
+    let msg = field_error(
+        validate(
+            &h,
+            "certificate",
+            json!({"cert_pem": crt_ed, "key_pem": key_ed}),
+        ),
+        "key_pem",
+    );
     assert!(msg.contains("does not match"), "{msg}");
-    let msg = field_error(validate(&h, "certificate", json!({"cert_pem": crt_a, "key_pem": key_ec})), "key_pem");
+    let msg = field_error(
+        validate(
+            &h,
+            "certificate",
+            json!({"cert_pem": crt_a, "key_pem": key_ec}),
+        ),
+        "key_pem",
+    );
     assert!(msg.contains("cannot belong"), "{msg}");
 }
 
@@ -101,11 +158,31 @@ fn malformed_certificates_are_rejected_with_the_field() {
     let cases = [
         (json!({"key_pem": key}), "cert_pem", "required"),
         (json!({"cert_pem": "hello"}), "cert_pem", "no CERTIFICATE"),
-        (json!({"cert_pem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}), "cert_pem", "does not parse"),
-        (json!({"cert_pem": "-----BEGIN CERTIFICATE-----\n@@@\n-----END CERTIFICATE-----\n"}), "cert_pem", "base64"),
-        (json!({"cert_pem": crt.replace("-----END CERTIFICATE-----", "")}), "cert_pem", "not closed"),
-        (json!({"cert_pem": format!("{crt}{key}")}), "cert_pem", "PRIVATE KEY"),
-        (json!({"cert_pem": crt, "key_pem": "nothing"}), "key_pem", "no PRIVATE KEY"),
+        (
+            json!({"cert_pem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}),
+            "cert_pem",
+            "does not parse",
+        ),
+        (
+            json!({"cert_pem": "-----BEGIN CERTIFICATE-----\n@@@\n-----END CERTIFICATE-----\n"}),
+            "cert_pem",
+            "base64",
+        ),
+        (
+            json!({"cert_pem": crt.replace("-----END CERTIFICATE-----", "")}),
+            "cert_pem",
+            "not closed",
+        ),
+        (
+            json!({"cert_pem": format!("{crt}{key}")}),
+            "cert_pem",
+            "PRIVATE KEY",
+        ),
+        (
+            json!({"cert_pem": crt, "key_pem": "nothing"}),
+            "key_pem",
+            "no PRIVATE KEY",
+        ),
     ];
     for (data, field, expect) in cases {
         let msg = field_error(validate(&h, "certificate", data), field);
@@ -116,7 +193,10 @@ fn malformed_certificates_are_rejected_with_the_field() {
     for i in (0..body.len()).step_by(37) {
         let mut b = body.clone().into_bytes();
         b[i] = if b[i] == b'A' { b'B' } else { b'A' };
-        let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", String::from_utf8(b).unwrap());
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            String::from_utf8(b).unwrap()
+        );
         match validate(&h, "certificate", json!({"cert_pem": pem})) {
             Ok(_) => {}
             Err(e) => assert_eq!(e.code, ErrorCode::ValidationError, "{}", e.message),
@@ -140,7 +220,12 @@ fn an_expired_certificate_is_rejected_on_the_engine_clock() {
     let e = h
         .validate_secret("certificate", &json!({"cert_pem": crt}), Arc::new(Future))
         .unwrap_err();
-    assert!(e.details["fields"]["cert_pem"].as_str().unwrap().contains("expired"));
+    assert!(
+        e.details["fields"]["cert_pem"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
 }
 
 #[test]
@@ -149,23 +234,56 @@ fn a_chain_must_be_in_issuing_order() {
     let d = dir.path();
     let h = host();
     let (ca, _) = cert(d, "ca", &["-newkey", "rsa:2048"], "30");
-    run(Command::new("openssl").args(["req", "-new", "-nodes", "-newkey", "rsa:2048", "-subj", "/CN=leaf"])
-        .arg("-keyout").arg(d.join("leaf.key")).arg("-out").arg(d.join("leaf.csr")));
-    run(Command::new("openssl").args(["x509", "-req", "-days", "10"])
-        .arg("-in").arg(d.join("leaf.csr")).arg("-CA").arg(d.join("ca.crt")).arg("-CAkey").arg(d.join("ca.key"))
-        .arg("-CAcreateserial").arg("-out").arg(d.join("leaf.crt")));
+    run(Command::new("openssl")
+        .args([
+            "req", "-new", "-nodes", "-newkey", "rsa:2048", "-subj", "/CN=leaf",
+        ])
+        .arg("-keyout")
+        .arg(d.join("leaf.key"))
+        .arg("-out")
+        .arg(d.join("leaf.csr")));
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "10"])
+        .arg("-in")
+        .arg(d.join("leaf.csr"))
+        .arg("-CA")
+        .arg(d.join("ca.crt"))
+        .arg("-CAkey")
+        .arg(d.join("ca.key"))
+        .arg("-CAcreateserial")
+        .arg("-out")
+        .arg(d.join("leaf.crt")));
     let leaf = std::fs::read_to_string(d.join("leaf.crt")).unwrap();
     let key = std::fs::read_to_string(d.join("leaf.key")).unwrap();
-    validate(&h, "certificate", json!({"cert_pem": leaf, "key_pem": key, "chain_pem": ca})).unwrap();
-    validate(&h, "certificate", json!({"cert_pem": format!("{leaf}{ca}")})).unwrap();
+    validate(
+        &h,
+        "certificate",
+        json!({"cert_pem": leaf, "key_pem": key, "chain_pem": ca}),
+    )
+    .unwrap();
+    validate(
+        &h,
+        "certificate",
+        json!({"cert_pem": format!("{leaf}{ca}")}),
+    )
+    .unwrap();
     let (other, _) = cert(d, "other", &["-newkey", "rsa:2048"], "30");
-    let msg = field_error(validate(&h, "certificate", json!({"cert_pem": leaf, "chain_pem": other})), "chain_pem");
+    let msg = field_error(
+        validate(
+            &h,
+            "certificate",
+            json!({"cert_pem": leaf, "chain_pem": other}),
+        ),
+        "chain_pem",
+    );
     assert!(msg.contains("issuing order"), "{msg}");
 }
 
 fn ssh_keygen(dir: &Path, name: &str, kind: &str) -> (String, String) {
     let path = dir.join(name);
-    run(Command::new("ssh-keygen").args(["-q", "-t", kind, "-N", "", "-C", "test@host", "-f"]).arg(&path));
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", kind, "-N", "", "-C", "test@host", "-f"])
+        .arg(&path));
     (
         std::fs::read_to_string(&path).unwrap(),
         std::fs::read_to_string(path.with_extension("pub")).unwrap(),
@@ -178,19 +296,46 @@ fn ssh_keys_validate_and_mismatched_pairs_are_rejected() {
     let h = host();
     for kind in ["ed25519", "rsa", "ecdsa"] {
         let (private, public) = ssh_keygen(dir.path(), kind, kind);
-        validate(&h, "ssh_key", json!({"private_key": private, "public_key": public}))
-            .unwrap_or_else(|e| panic!("{kind}: {}", e.message));
+        validate(
+            &h,
+            "ssh_key",
+            json!({"private_key": private, "public_key": public}),
+        )
+        .unwrap_or_else(|e| panic!("{kind}: {}", e.message));
         validate(&h, "ssh_key", json!({"public_key": public})).unwrap();
     }
     let (private, _) = ssh_keygen(dir.path(), "one", "ed25519");
     let (_, public) = ssh_keygen(dir.path(), "two", "ed25519");
-    let msg = field_error(validate(&h, "ssh_key", json!({"private_key": private, "public_key": public})), "private_key");
+    let msg = field_error(
+        validate(
+            &h,
+            "ssh_key",
+            json!({"private_key": private, "public_key": public}),
+        ),
+        "private_key",
+    );
     assert!(msg.contains("does not belong"), "{msg}");
-    let msg = field_error(validate(&h, "ssh_key", json!({"public_key": "ssh-ed25519"})), "public_key");
+    let msg = field_error(
+        validate(&h, "ssh_key", json!({"public_key": "ssh-ed25519"})),
+        "public_key",
+    );
     assert!(msg.contains("no key"), "{msg}");
-    let msg = field_error(validate(&h, "ssh_key", json!({"public_key": "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIA=="})), "public_key");
-    assert!(msg.contains("another type") || msg.contains("truncated"), "{msg}");
-    field_error(validate(&h, "ssh_key", json!({"comment": "x"})), "private_key");
+    let msg = field_error(
+        validate(
+            &h,
+            "ssh_key",
+            json!({"public_key": "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIA=="}),
+        ),
+        "public_key",
+    );
+    assert!(
+        msg.contains("another type") || msg.contains("truncated"),
+        "{msg}"
+    );
+    field_error(
+        validate(&h, "ssh_key", json!({"comment": "x"})),
+        "private_key",
+    );
 }
 
 #[test]
@@ -200,7 +345,12 @@ fn kv_and_api_key_shapes() {
     let e = validate(&h, "kv", json!({"a": {"nested": 1}})).unwrap_err();
     assert!(e.details["fields"]["data.a"].is_string());
     validate(&h, "json", json!({"a": {"nested": [1, 2]}})).unwrap();
-    validate(&h, "api_key", json!({"key": "sk_live_123", "endpoint": "https://api"})).unwrap();
+    validate(
+        &h,
+        "api_key",
+        json!({"key": "sk_live_123", "endpoint": "https://api"}),
+    )
+    .unwrap();
     field_error(validate(&h, "api_key", json!({"endpoint": "x"})), "key");
     field_error(validate(&h, "api_key", json!({"key": "a\nb"})), "key");
     let e = validate(&h, "nonsense", json!({"a": "b"})).unwrap_err();
@@ -211,11 +361,21 @@ fn kv_and_api_key_shapes() {
 fn redact_names_the_secret_fields() {
     let h = host();
     let out = h
-        .call("types", "redact", &json!({"type": "certificate", "data": {"cert_pem": "c", "key_pem": "k"}}), Arc::new(NoServices))
+        .call(
+            "types",
+            "redact",
+            &json!({"type": "certificate", "data": {"cert_pem": "c", "key_pem": "k"}}),
+            Arc::new(NoServices),
+        )
         .unwrap();
     assert_eq!(out, json!({"secret_fields": ["key_pem"]}));
     let out = h
-        .call("types", "redact", &json!({"type": "kv", "data": {"a": "1", "b": "2"}}), Arc::new(NoServices))
+        .call(
+            "types",
+            "redact",
+            &json!({"type": "kv", "data": {"a": "1", "b": "2"}}),
+            Arc::new(NoServices),
+        )
         .unwrap();
     assert_eq!(out, json!({"secret_fields": ["a", "b"]}));
 }
@@ -228,21 +388,41 @@ fn generate(h: &PluginHost, g: &str, config: Value) -> scaivault_core::Result<Va
 fn random_generator_honours_length_charset_and_classes() {
     let h = host();
     for _ in 0..20 {
-        let v = generate(&h, "random", json!({"length": 12, "charset": "ascii", "require_upper": true,
-            "require_lower": true, "require_digit": true, "require_symbol": true})).unwrap();
+        let v = generate(
+            &h,
+            "random",
+            json!({"length": 12, "charset": "ascii", "require_upper": true,
+            "require_lower": true, "require_digit": true, "require_symbol": true}),
+        )
+        .unwrap();
         let s = v["value"].as_str().unwrap();
         assert_eq!(s.chars().count(), 12);
-        assert!(s.chars().any(|c| c.is_ascii_uppercase()) && s.chars().any(|c| c.is_ascii_lowercase()));
-        assert!(s.chars().any(|c| c.is_ascii_digit()) && s.chars().any(|c| !c.is_ascii_alphanumeric()));
+        assert!(
+            s.chars().any(|c| c.is_ascii_uppercase()) && s.chars().any(|c| c.is_ascii_lowercase())
+        );
+        assert!(
+            s.chars().any(|c| c.is_ascii_digit()) && s.chars().any(|c| !c.is_ascii_alphanumeric())
+        );
     }
     let v = generate(&h, "random", json!({"length": 64, "charset": "numeric"})).unwrap();
-    assert!(v["value"].as_str().unwrap().chars().all(|c| c.is_ascii_digit()));
+    assert!(
+        v["value"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .all(|c| c.is_ascii_digit())
+    );
     let a = generate(&h, "random", json!({})).unwrap();
     let b = generate(&h, "random", json!({})).unwrap();
     assert_eq!(a["value"].as_str().unwrap().len(), 32);
     assert_ne!(a, b);
-    for bad in [json!({"length": 0}), json!({"length": 100000}), json!({"charset": "emoji"}),
-                json!({"charset": "numeric", "require_upper": true}), json!({"length": 2, "require_upper": true, "require_lower": true, "require_digit": true})] {
+    for bad in [
+        json!({"length": 0}),
+        json!({"length": 100000}),
+        json!({"charset": "emoji"}),
+        json!({"charset": "numeric", "require_upper": true}),
+        json!({"length": 2, "require_upper": true, "require_lower": true, "require_digit": true}),
+    ] {
         let e = generate(&h, "random", bad.clone()).unwrap_err();
         assert_eq!(e.code, ErrorCode::ValidationError, "{bad}");
     }
@@ -251,16 +431,38 @@ fn random_generator_honours_length_charset_and_classes() {
 #[test]
 fn hex_uuid_template_and_static() {
     let h = host();
-    let hex = generate(&h, "hex", json!({"length": 31})).unwrap()["value"].as_str().unwrap().to_owned();
-    assert!(hex.len() == 31 && hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    let hex = generate(&h, "hex", json!({"length": 31})).unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        hex.len() == 31
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
     for (version, nibble) in [(4, '4'), (7, '7')] {
-        let u = generate(&h, "uuid", json!({"version": version})).unwrap()["value"].as_str().unwrap().to_owned();
+        let u = generate(&h, "uuid", json!({"version": version})).unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let parts: Vec<&str> = u.split('-').collect();
-        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), vec![8, 4, 4, 4, 12]);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            vec![8, 4, 4, 4, 12]
+        );
         assert_eq!(parts[2].chars().next(), Some(nibble));
-        assert!(matches!(parts[3].chars().next(), Some('8' | '9' | 'a' | 'b')));
+        assert!(matches!(
+            parts[3].chars().next(),
+            Some('8' | '9' | 'a' | 'b')
+        ));
     }
-    let t = generate(&h, "template", json!({"template": "pk_{{hex:8}}_{{random:4}}_{{uuid}}_{{timestamp}}"})).unwrap();
+    let t = generate(
+        &h,
+        "template",
+        json!({"template": "pk_{{hex:8}}_{{random:4}}_{{uuid}}_{{timestamp}}"}),
+    )
+    .unwrap();
     let s = t["value"].as_str().unwrap();
     let parts: Vec<&str> = s.split('_').collect();
     assert_eq!(parts[0], "pk");
@@ -269,11 +471,26 @@ fn hex_uuid_template_and_static() {
     assert_eq!(parts[3].len(), 36);
     assert!(parts[4].parse::<i64>().unwrap() > 1_700_000_000);
     for bad in ["{{nope}}", "{{random:x}}", "{{hex", "{{random:99999}}"] {
-        assert_eq!(generate(&h, "template", json!({"template": bad})).unwrap_err().code, ErrorCode::ValidationError, "{bad}");
+        assert_eq!(
+            generate(&h, "template", json!({"template": bad}))
+                .unwrap_err()
+                .code,
+            ErrorCode::ValidationError,
+            "{bad}"
+        );
     }
-    assert_eq!(generate(&h, "static", json!({"value": "fixed"})).unwrap()["value"], "fixed");
-    assert_eq!(generate(&h, "nope", json!({})).unwrap_err().code, ErrorCode::ValidationError);
-    assert_eq!(generate(&h, "rsa_keypair", json!({})).unwrap_err().code, ErrorCode::NotImplemented);
+    assert_eq!(
+        generate(&h, "static", json!({"value": "fixed"})).unwrap()["value"],
+        "fixed"
+    );
+    assert_eq!(
+        generate(&h, "nope", json!({})).unwrap_err().code,
+        ErrorCode::ValidationError
+    );
+    assert_eq!(
+        generate(&h, "rsa_keypair", json!({})).unwrap_err().code,
+        ErrorCode::NotImplemented
+    );
 }
 
 #[test]
@@ -286,10 +503,24 @@ fn ssh_keypair_is_a_real_openssh_key() {
     let path = dir.path().join("id");
     std::fs::write(&path, private).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let out = Command::new("ssh-keygen").arg("-y").arg("-f").arg(&path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let derived = String::from_utf8(out.stdout).unwrap();
     assert_eq!(derived.trim(), public);
     // And the type plugin accepts what the generator made.
-    validate(&h, "ssh_key", json!({"private_key": private, "public_key": public})).unwrap();
+    validate(
+        &h,
+        "ssh_key",
+        json!({"private_key": private, "public_key": public}),
+    )
+    .unwrap();
 }

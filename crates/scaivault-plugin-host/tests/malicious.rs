@@ -58,7 +58,10 @@ fn call_fails(body: &str, extra: &str, limits: serde_json::Value) -> (ErrorCode,
     let err = h
         .call("hostile", "validate", &json!({}), Arc::new(NoServices))
         .expect_err("the call must fail");
-    let reason = err.details["reason"].as_str().unwrap_or_default().to_owned();
+    let reason = err.details["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     (err.code, reason, err.message)
 }
 
@@ -66,15 +69,25 @@ fn call_fails(body: &str, extra: &str, limits: serde_json::Value) -> (ErrorCode,
 fn a_well_behaved_guest_works() {
     let h = host();
     let bytes = guest(OK_BODY, "");
-    h.add_external(manifest("fine", &bytes, json!({}), &[]), bytes).unwrap();
-    let out = h.call("fine", "validate", &json!({}), Arc::new(NoServices)).unwrap();
+    h.add_external(manifest("fine", &bytes, json!({}), &[]), bytes)
+        .unwrap();
+    let out = h
+        .call("fine", "validate", &json!({}), Arc::new(NoServices))
+        .unwrap();
     assert_eq!(out, json!({"ok": true}));
 }
 
 #[test]
 fn infinite_loop_runs_out_of_fuel() {
-    let (code, reason, _) = call_fails("(loop $l (br $l)) (i32.const 0)", "", json!({"fuel": 1_000_000}));
-    assert_eq!((code, reason.as_str()), (ErrorCode::PluginFailed, "fuel_exhausted"));
+    let (code, reason, _) = call_fails(
+        "(loop $l (br $l)) (i32.const 0)",
+        "",
+        json!({"fuel": 1_000_000}),
+    );
+    assert_eq!(
+        (code, reason.as_str()),
+        (ErrorCode::PluginFailed, "fuel_exhausted")
+    );
 }
 
 #[test]
@@ -85,7 +98,10 @@ fn infinite_loop_with_plenty_of_fuel_hits_the_deadline() {
         "",
         json!({"fuel": 10_000_000_000u64, "timeout_ms": 50}),
     );
-    assert_eq!((code, reason.as_str()), (ErrorCode::PluginFailed, "deadline_exceeded"));
+    assert_eq!(
+        (code, reason.as_str()),
+        (ErrorCode::PluginFailed, "deadline_exceeded")
+    );
     // A generous bound: the deadline is 50 ms; this only catches a deadline that never fires.
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -97,13 +113,19 @@ fn memory_bomb_is_stopped_at_the_cap() {
         "",
         json!({"memory_bytes": 4_194_304}),
     );
-    assert_eq!((code, reason.as_str()), (ErrorCode::PluginFailed, "memory_limit"));
+    assert_eq!(
+        (code, reason.as_str()),
+        (ErrorCode::PluginFailed, "memory_limit")
+    );
 }
 
 #[test]
 fn runaway_recursion_overflows_the_stack() {
     let (code, reason, _) = call_fails("(call $recurse (i32.const 0))", "", json!({}));
-    assert_eq!((code, reason.as_str()), (ErrorCode::PluginFailed, "stack_overflow"));
+    assert_eq!(
+        (code, reason.as_str()),
+        (ErrorCode::PluginFailed, "stack_overflow")
+    );
 }
 
 #[test]
@@ -120,7 +142,10 @@ fn huge_output_is_refused() {
         "",
         json!({"max_output_bytes": 65536}),
     );
-    assert_eq!((code, reason.as_str()), (ErrorCode::PluginFailed, "output_too_large"));
+    assert_eq!(
+        (code, reason.as_str()),
+        (ErrorCode::PluginFailed, "output_too_large")
+    );
 }
 
 #[test]
@@ -136,7 +161,10 @@ fn output_outside_memory_traps() {
 #[test]
 fn output_never_set_is_an_error() {
     let (code, reason, msg) = call_fails("(i32.const 0)", "", json!({}));
-    assert_eq!((code, reason.as_str()), (ErrorCode::PluginFailed, "bad_output"));
+    assert_eq!(
+        (code, reason.as_str()),
+        (ErrorCode::PluginFailed, "bad_output")
+    );
     assert!(msg.contains("without setting an output"), "{msg}");
 }
 
@@ -147,7 +175,10 @@ fn an_undefined_status_is_an_error() {
         "",
         json!({}),
     );
-    assert_eq!((code, reason.as_str()), (ErrorCode::PluginFailed, "bad_output"));
+    assert_eq!(
+        (code, reason.as_str()),
+        (ErrorCode::PluginFailed, "bad_output")
+    );
 }
 
 fn install_fails(bytes: Vec<u8>, m: Manifest, granted: BTreeSet<Capability>) -> String {
@@ -160,15 +191,24 @@ fn install_fails(bytes: Vec<u8>, m: Manifest, granted: BTreeSet<Capability>) -> 
 
 #[test]
 fn an_import_the_manifest_did_not_declare_is_refused() {
-    let bytes = guest(OK_BODY, r#"(import "scaivault" "http" (func (param i32 i32) (result i32)))"#);
+    let bytes = guest(
+        OK_BODY,
+        r#"(import "scaivault" "http" (func (param i32 i32) (result i32)))"#,
+    );
     let m = manifest("bad", &bytes, json!({}), &[]);
     let msg = install_fails(bytes, m, Capability::default_allowed());
-    assert!(msg.contains("does not declare the http capability"), "{msg}");
+    assert!(
+        msg.contains("does not declare the http capability"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn a_declared_capability_the_operator_did_not_allow_is_refused() {
-    let bytes = guest(OK_BODY, r#"(import "scaivault" "http" (func (param i32 i32) (result i32)))"#);
+    let bytes = guest(
+        OK_BODY,
+        r#"(import "scaivault" "http" (func (param i32 i32) (result i32)))"#,
+    );
     let m = manifest("bad", &bytes, json!({}), &["http"]);
     let msg = install_fails(bytes, m, Capability::default_allowed());
     assert!(msg.contains("operator has not allowed"), "{msg}");
@@ -193,12 +233,17 @@ fn a_wrong_hash_is_refused() {
     let other = guest("(i32.const 0)", "");
     let m = manifest("bad", &other, json!({}), &[]);
     let msg = install_fails(bytes, m, Capability::default_allowed());
-    assert!(msg.contains("does not match the manifest's wasm_sha256"), "{msg}");
+    assert!(
+        msg.contains("does not match the manifest's wasm_sha256"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn a_garbage_file_is_refused() {
-    let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let bytes: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let m = manifest("bad", &bytes, json!({}), &[]);
     let msg = install_fails(bytes, m, Capability::default_allowed());
     assert!(msg.contains("not a valid WebAssembly module"), "{msg}");
@@ -251,12 +296,18 @@ fn other_calls_keep_working_during_and_after_hostile_calls() {
     let h = Arc::new(host());
     let bad = guest("(loop $l (br $l)) (i32.const 0)", "");
     h.add_external(
-        manifest("spinner", &bad, json!({"fuel": 10_000_000_000u64, "timeout_ms": 1500}), &[]),
+        manifest(
+            "spinner",
+            &bad,
+            json!({"fuel": 10_000_000_000u64, "timeout_ms": 1500}),
+            &[],
+        ),
         bad,
     )
     .unwrap();
     let good = guest(OK_BODY, "");
-    h.add_external(manifest("fine", &good, json!({}), &[]), good).unwrap();
+    h.add_external(manifest("fine", &good, json!({}), &[]), good)
+        .unwrap();
 
     let spinners: Vec<_> = (0..2)
         .map(|_| {
@@ -270,15 +321,20 @@ fn other_calls_keep_working_during_and_after_hostile_calls() {
     std::thread::sleep(Duration::from_millis(100));
     let mut last_good = Instant::now();
     for _ in 0..200 {
-        h.call("fine", "validate", &json!({}), Arc::new(NoServices)).unwrap();
+        h.call("fine", "validate", &json!({}), Arc::new(NoServices))
+            .unwrap();
         last_good = Instant::now();
     }
     for s in spinners {
         let (failed, ended) = s.join().unwrap();
         assert!(failed);
-        assert!(last_good < ended, "healthy calls waited for the hostile ones");
+        assert!(
+            last_good < ended,
+            "healthy calls waited for the hostile ones"
+        );
     }
     for _ in 0..50 {
-        h.call("fine", "validate", &json!({}), Arc::new(NoServices)).unwrap();
+        h.call("fine", "validate", &json!({}), Arc::new(NoServices))
+            .unwrap();
     }
 }

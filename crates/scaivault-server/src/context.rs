@@ -185,6 +185,11 @@ pub(crate) fn audit_action(method: &Method, path: &str) -> Option<(&'static str,
         ("GET", "/v1/sys/backup") => "backup",
         ("POST", "/v1/sys/restore") => "restore_from_backup",
         ("POST", "/v1/sys/verify") => "verify",
+        ("POST", "/v1/plugins") => "plugin_install",
+        ("POST", "/v1/plugins/verify") => "plugin_verify",
+        ("DELETE", p) if p.starts_with("/v1/plugins/") => "plugin_remove",
+        ("GET", p) if p.starts_with("/v1/plugins") => "plugin_read",
+        ("POST", p) if p.starts_with("/v1/generators/") => "generate",
         _ => "request",
     };
     Some((action, None))

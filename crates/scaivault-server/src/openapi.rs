@@ -336,10 +336,36 @@ pub(crate) const OPERATIONS: &[(&str, &str, &str, Option<&str>)] = &[
         "Issue a client credential",
         Some("admin"),
     ),
+    ("get", "/v1/plugins", "List plugins", Some("admin")),
+    (
+        "post",
+        "/v1/plugins",
+        "Install an external plugin (manifest + base64 wasm); pins its SHA-256",
+        Some("admin"),
+    ),
+    (
+        "post",
+        "/v1/plugins/verify",
+        "Check every plugin's bytes against its pinned SHA-256",
+        Some("admin"),
+    ),
+    ("get", "/v1/plugins/{name}", "Get a plugin", Some("admin")),
+    (
+        "delete",
+        "/v1/plugins/{name}",
+        "Remove an external plugin",
+        Some("admin"),
+    ),
+    (
+        "post",
+        "/v1/generators/{name}/generate",
+        "Run a value generator without storing anything",
+        Some("secrets:write"),
+    ),
 ];
 
 /// Prefixes of features not built yet: every method answers 501 `not_implemented`.
-pub(crate) const NOT_BUILT: &[&str] = &["/v1/secret-policies", "/v1/webhooks", "/v1/plugins"];
+pub(crate) const NOT_BUILT: &[&str] = &["/v1/secret-policies", "/v1/webhooks"];
 
 pub(crate) fn document() -> Value {
     let mut paths = Map::new();

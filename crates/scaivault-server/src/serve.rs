@@ -37,6 +37,15 @@ pub async fn serve(
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
 
+    // Compile the plugins now, off the request path, so the first write does not pay for it.
+    if let Ok(engine) = state.engine() {
+        tokio::task::spawn_blocking(move || {
+            for (name, took) in engine.plugin_host().precompile() {
+                tracing::info!(plugin = %name, ms = took.as_millis() as u64, "plugin compiled");
+            }
+        });
+    }
+
     let flusher = {
         let state = state.clone();
         tokio::spawn(async move {

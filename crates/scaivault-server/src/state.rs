@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub audit_retention: Option<std::time::Duration>,
     /// Scheduled backups: directory, interval, how many to keep.
     pub backups: Option<(std::path::PathBuf, std::time::Duration, usize)>,
+    /// Where installed plugins live and what they may be granted (used when unsealing).
+    pub plugins: scaivault_engine::PluginSettings,
 }
 
 impl Default for ServerConfig {
@@ -29,6 +31,7 @@ impl Default for ServerConfig {
             public_metrics: true,
             audit_retention: None,
             backups: None,
+            plugins: Default::default(),
         }
     }
 }

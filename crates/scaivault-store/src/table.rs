@@ -19,6 +19,8 @@ pub enum Table {
     AuditState,
     /// Rotation policies and which secret each is attached to.
     Rotation,
+    /// The catalogue of installed external plugins: manifests and pinned hashes.
+    Plugins,
 }
 
 impl Table {
@@ -33,6 +35,7 @@ impl Table {
         Table::Audit,
         Table::AuditState,
         Table::Rotation,
+        Table::Plugins,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +50,7 @@ impl Table {
             Table::Audit => "audit",
             Table::AuditState => "audit_state",
             Table::Rotation => "rotation",
+            Table::Plugins => "plugins",
         }
     }
 }

@@ -3,6 +3,7 @@
 mod audit;
 mod auth;
 mod identities;
+mod plugins;
 mod policies;
 mod rotation;
 mod secrets;
@@ -99,8 +100,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/secret-policies/{*rest}", any(not_built))
         .route("/v1/webhooks", any(not_built))
         .route("/v1/webhooks/{*rest}", any(not_built))
-        .route("/v1/plugins", any(not_built))
-        .route("/v1/plugins/{*rest}", any(not_built))
+        .route(
+            "/v1/plugins",
+            get(plugins::list)
+                .post(plugins::install)
+                .layer(DefaultBodyLimit::max(plugins::MAX_INSTALL_BODY)),
+        )
+        .route("/v1/plugins/verify", post(plugins::verify))
+        .route(
+            "/v1/plugins/{name}",
+            get(plugins::get).delete(plugins::remove),
+        )
+        .route("/v1/generators/{name}/generate", post(plugins::generate))
         .route("/v1/auth/whoami", get(auth::whoami))
         .route("/v1/auth/introspect", post(auth::introspect))
         .route("/v1/auth/token", post(auth::client_credentials))
@@ -140,7 +151,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn not_built() -> ApiError {
     ApiError(scaivault_core::Error::new(
         ErrorCode::NotImplemented,
-        "not built yet: secret policies, webhooks and plugins are listed under \"Not yet\" in the README",
+        "not built yet: secret policies and webhooks are listed under \"Not yet\" in the README",
     ))
 }
 

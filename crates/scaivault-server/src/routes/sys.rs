@@ -143,6 +143,7 @@ pub async fn unseal(
     };
     let path = state.vault_path.clone();
     let clock = state.clock.clone();
+    let settings = state.config.plugins.clone();
     // Argon2id takes a quarter of a second by design: keep it off the async workers.
     let engine = tokio::task::spawn_blocking(move || -> Result<Engine, Error> {
         let unlock = match kind {
@@ -151,7 +152,7 @@ pub async fn unseal(
             _ => Unlock::Passphrase(&material),
         };
         let vault = Vault::open(&path, unlock)?;
-        Engine::load(Arc::new(vault), clock)
+        Engine::load_with(Arc::new(vault), clock, settings)
     })
     .await
     .map_err(|_| Error::internal("unseal task failed"))??;
