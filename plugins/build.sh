@@ -11,7 +11,7 @@ here="$PWD"
 check=0
 [ "${1:-}" = "--check" ] && check=1
 
-plugins=(types generators)
+plugins=(types generators webhook postgres)
 crate_of() { echo "scaivault_${1//-/_}"; }
 
 out=target/wasm32-unknown-unknown/release

@@ -262,3 +262,9 @@ pub fn server(vault: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, Stri
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::new()
 }
+
+/// Lowercase hex SHA-256 of a file.
+pub fn sha256_of(p: &Path) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
+}

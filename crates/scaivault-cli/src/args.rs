@@ -49,6 +49,15 @@ pub struct Global {
         value_delimiter = ','
     )]
     pub plugin_capabilities: Vec<String>,
+    /// A host (`host` or `host:port`) that plugins' HTTP and PostgreSQL calls may reach, such
+    /// as a rotation webhook or a database. Nothing is reachable unless listed.
+    #[arg(
+        long = "plugin-allow-host",
+        global = true,
+        env = "SCAIVAULT_PLUGIN_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub plugin_allow_hosts: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +131,10 @@ pub struct DevArgs {
     /// Keep the vault in this file (created if missing) instead of a temporary one.
     #[arg(long = "dev-vault")]
     pub dev_vault: Option<PathBuf>,
+    /// Tests only: the clock moves only when told (`POST /v1/sys/test/clock`), so rotation
+    /// schedules and grace periods can be exercised in seconds.
+    #[arg(long, hide = true)]
+    pub test_clock: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -404,9 +417,11 @@ pub enum RotationCmd {
         /// Secret (generation) policy: not built yet.
         #[arg(long)]
         secret_policy: Option<String>,
-        /// Rotation backend plugin (webhook, postgres): not built yet.
+        /// Rotation backend plugin that applies each new value (webhook, postgres).
         #[arg(long)]
         backend: Option<String>,
+        /// Backend settings as key=value (repeatable), e.g. url=…, signing_secret=… for
+        /// webhook; host=…, port=…, role=…, admin_secret_path=… for postgres.
         #[arg(long = "backend-config")]
         backend_config: Vec<String>,
     },
@@ -630,6 +645,12 @@ pub enum BenchCmd {
     Unseal {
         #[arg(long)]
         file: PathBuf,
+    },
+    /// Plugin sandbox: time to compile the built-ins, and the cost of one `validate` call
+    /// (fresh instance included) on a small secret.
+    Plugins {
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
     },
     /// HTTP load: N keep-alive connections against a running server, reads or writes.
     Http {

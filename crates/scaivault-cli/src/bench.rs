@@ -117,6 +117,62 @@ fn unseal_report(file: &Path) -> Result<serde_json::Value, Error> {
     }))
 }
 
+/// Compile time of the built-ins (cold, then from the process-wide cache), and per-call
+/// latency of `validate` for each built-in type on a small secret.
+fn plugin_bench(iterations: usize) -> Result<serde_json::Value, Error> {
+    use scaivault_plugin_host::{Capability, NoServices, PluginHost};
+    let start = Instant::now();
+    let host = PluginHost::new(Capability::default_allowed())?;
+    let sandbox = start.elapsed();
+    let cold: Vec<serde_json::Value> = host
+        .precompile()
+        .into_iter()
+        .map(|(name, d)| json!({ "plugin": name, "ms": d.as_secs_f64() * 1e3 }))
+        .collect();
+    let again = PluginHost::new(Capability::default_allowed())?;
+    let warm_start = Instant::now();
+    again.precompile();
+    let warm = warm_start.elapsed();
+
+    let services: Arc<dyn scaivault_plugin_host::HostServices> = Arc::new(NoServices);
+    let cases = [
+        (
+            "kv",
+            json!({ "username": "billing", "password": "s3cr3t-value-0123456789" }),
+        ),
+        (
+            "api_key",
+            json!({ "key": "sk_live_0123456789abcdef", "endpoint": "https://api.example" }),
+        ),
+    ];
+    let mut calls = Vec::new();
+    for (t, data) in cases {
+        for _ in 0..iterations.min(1000) {
+            host.validate_secret(t, &data, services.clone())?;
+        }
+        let mut times = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let s = Instant::now();
+            host.validate_secret(t, &data, services.clone())?;
+            times.push(s.elapsed());
+        }
+        times.sort();
+        let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+        calls.push(json!({
+            "type": t,
+            "iterations": iterations,
+            "median_us": pct(0.5).as_secs_f64() * 1e6,
+            "p99_us": pct(0.99).as_secs_f64() * 1e6,
+        }));
+    }
+    Ok(json!({
+        "sandbox_start_ms": sandbox.as_secs_f64() * 1e3,
+        "compile_cold": cold,
+        "compile_again_same_process_ms": warm.as_secs_f64() * 1e3,
+        "validate": calls,
+    }))
+}
+
 pub async fn run(cmd: BenchCmd, out: &Out) -> CliResult<()> {
     match cmd {
         BenchCmd::Unseal { file } => {
@@ -192,6 +248,15 @@ pub async fn run(cmd: BenchCmd, out: &Out) -> CliResult<()> {
                 "file_bytes": size,
             });
             let _ = std::fs::remove_file(&file);
+            out.emit(&res, || {
+                println!("{}", serde_json::to_string_pretty(&res).unwrap_or_default())
+            });
+            Ok(())
+        }
+        BenchCmd::Plugins { iterations } => {
+            let res = tokio::task::spawn_blocking(move || plugin_bench(iterations))
+                .await
+                .map_err(|_| Error::internal("benchmark panicked"))??;
             out.emit(&res, || {
                 println!("{}", serde_json::to_string_pretty(&res).unwrap_or_default())
             });

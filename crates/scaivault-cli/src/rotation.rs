@@ -24,15 +24,24 @@ pub async fn run(target: &Target, cmd: RotationCmd, out: &Out) -> CliResult<()> 
             backend,
             backend_config,
         } => {
-            if backend.is_some() || !backend_config.is_empty() {
-                return Err(Error::new(
-                    ErrorCode::NotImplemented,
-                    "rotation backends (webhook, postgres) are not built yet",
-                )
-                .into());
-            }
             let mut body =
                 json!({ "name": name, "interval": interval, "auto_generate": auto_generate });
+            if let Some(b) = backend {
+                body["backend"] = json!(b);
+            }
+            if !backend_config.is_empty() {
+                let mut cfg = serde_json::Map::new();
+                for pair in backend_config {
+                    let (k, v) = pair.split_once('=').ok_or_else(|| {
+                        Error::new(
+                            ErrorCode::ValidationError,
+                            format!("--backend-config {pair:?} is not key=value"),
+                        )
+                    })?;
+                    cfg.insert(k.to_owned(), json!(v));
+                }
+                body["backend_config"] = Value::Object(cfg);
+            }
             for (k, v) in [
                 ("grace_period", grace_period),
                 ("warn_before", warn_before),

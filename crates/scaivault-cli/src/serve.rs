@@ -7,8 +7,8 @@ use reqwest::Method;
 use scaivault_core::duration::parse_duration;
 use scaivault_core::{Error, ErrorCode};
 use scaivault_crypto::KdfParams;
-use scaivault_engine::{Capability, Engine, PluginSettings, SystemClock};
-use scaivault_server::{AppState, Listen, RateLimits, ServerConfig};
+use scaivault_engine::{Capability, Clock, Engine, ManualClock, PluginSettings, SystemClock};
+use scaivault_server::{AppState, Listen, RateLimits, ServerConfig, TestClock};
 use scaivault_store::{Unlock, Vault};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -187,6 +187,12 @@ pub fn plugin_settings(g: &Global) -> Result<PluginSettings, Error> {
     Ok(PluginSettings {
         dir: g.plugin_dir.clone(),
         allow,
+        allow_hosts: g
+            .plugin_allow_hosts
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect(),
     })
 }
 
@@ -203,6 +209,7 @@ fn server_config(l: &LimitArgs, dev: bool, plugins: PluginSettings) -> ServerCon
         audit_retention: None,
         backups: None,
         plugins,
+        test_clock: None,
     }
 }
 
@@ -232,14 +239,20 @@ pub async fn dev(g: &Global, args: DevArgs, out: &Out) -> CliResult<()> {
         Vault::create(&path, &pass, KdfParams::FLOOR)
     }
     .map_err(Error::from)?;
-    let engine = Engine::load_with(Arc::new(vault), Arc::new(SystemClock), plugin_settings(g)?)?;
+    // `--test-clock`: one manual clock for the engine and the server, moved by
+    // `POST /v1/sys/test/clock`, so tests can let 90 days pass.
+    let manual = args
+        .test_clock
+        .then(|| Arc::new(ManualClock::new(scaivault_core::time::Timestamp::now())));
+    let clock: Arc<dyn Clock> = match &manual {
+        Some(m) => m.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let engine = Engine::load_with(Arc::new(vault), clock.clone(), plugin_settings(g)?)?;
     let root = engine.create_root_token(None).await?;
-    let state = AppState::new(
-        path.clone(),
-        Some(engine),
-        Arc::new(SystemClock),
-        server_config(&args.limits, true, plugin_settings(g)?),
-    );
+    let mut config = server_config(&args.limits, true, plugin_settings(g)?);
+    config.test_clock = manual.map(TestClock);
+    let state = AppState::new(path.clone(), Some(engine), clock, config);
     let json_out = out.json;
     let token = Zeroizing::new(root.token.clone());
     drop(root);

@@ -192,7 +192,7 @@ pub struct VerifyReport {
     pub problem: Option<String>,
 }
 
-fn append(
+pub(crate) fn append(
     tx: &mut WriteTx<'_, '_>,
     input: AuditInput,
     now: Timestamp,

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod backends;
 mod caller;
 mod clock;
 mod cursor;
@@ -18,6 +19,7 @@ mod plugins;
 mod policies;
 mod records;
 mod rotation;
+mod rotation_job;
 mod secrets;
 mod tokens;
 
@@ -33,6 +35,7 @@ pub use plugins::{PluginCheck, PluginSettings, plugins_json};
 pub use policies::{BindingRequest, PolicyRequest, PolicyTestRequest};
 pub use records::{IdentityRecord, SecretHead, TokenRecord};
 pub use rotation::{RotationPolicy, RotationPolicyRequest};
+pub use rotation_job::{JobStatus, MAX_ATTEMPTS, RotationJob, Step};
 pub use scaivault_core::{Error, ErrorCode, Result};
 pub use scaivault_plugin_host::{Capability, PluginInfo};
 pub use secrets::{BatchReadRequest, ListPage, SecretView, WriteOutcome, WriteRequest};
@@ -61,6 +64,8 @@ pub struct Engine {
     rotation: Arc<RwLock<rotation::RotationState>>,
     plugins: Arc<scaivault_plugin_host::PluginHost>,
     plugin_dir: std::path::PathBuf,
+    /// Hosts rotation backends may reach (`host` or `host:port`).
+    allow_hosts: Arc<Vec<String>>,
 }
 
 /// Decrypted secret heads (metadata, never values) of recently read secrets, so a read
@@ -216,6 +221,7 @@ impl Engine {
             rotation: Arc::default(),
             plugins,
             plugin_dir,
+            allow_hosts: Arc::new(settings.allow_hosts.clone()),
         };
         engine.reload_policies()?;
         engine.reload_identities()?;

@@ -24,6 +24,8 @@ pub struct PluginSettings {
     pub dir: Option<PathBuf>,
     /// Capabilities external plugins may be granted.
     pub allow: BTreeSet<Capability>,
+    /// Hosts (`host` or `host:port`) that plugins' `http` and `postgres` calls may reach.
+    pub allow_hosts: Vec<String>,
 }
 
 impl Default for PluginSettings {
@@ -31,6 +33,7 @@ impl Default for PluginSettings {
         PluginSettings {
             dir: None,
             allow: Capability::default_allowed(),
+            allow_hosts: Vec::new(),
         }
     }
 }

@@ -18,9 +18,10 @@ use scaivault_core::time::Timestamp;
 use scaivault_core::{Error, ErrorCode, Result};
 use scaivault_store::Table;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::{Caller, Engine, WriteRequest, decode, encode, load_all, read, write};
+use crate::rotation_job::{JobStatus, Outcome, RotationJob};
+use crate::{Caller, Engine, decode, encode, load_all, read, write};
 
 const DEFAULT_GRACE: &str = "48h";
 
@@ -41,27 +42,36 @@ pub struct RotationPolicy {
     /// (`password`, `secret`, `token`, `key`, `value`, … or ending so), not `user` or `host`.
     #[serde(default)]
     pub fields: Option<Vec<String>>,
+    /// The rotation backend plugin that applies each new value to the real system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub backend_config: Map<String, Value>,
     pub is_active: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
-/// Table `rotation` holds both kinds of record.
+/// Table `rotation` holds three kinds of record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-enum RotationRecord {
+pub(crate) enum RotationRecord {
     Policy(RotationPolicy),
     Assignment {
         policy_id: String,
         secret_path: String,
     },
+    /// A rotation in progress or failed (see `rotation_job`).
+    Job(RotationJob),
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct RotationState {
-    policies: BTreeMap<String, RotationPolicy>,
+    pub(crate) policies: BTreeMap<String, RotationPolicy>,
     /// secret path → policy id.
     assigned: BTreeMap<String, String>,
+    /// secret path → its rotation in progress (or failed).
+    pub(crate) jobs: BTreeMap<String, RotationJob>,
 }
 
 impl RotationState {
@@ -93,6 +103,10 @@ pub struct RotationPolicyRequest {
     pub secret_policy_id: Option<String>,
     #[serde(default)]
     pub webhook_ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub backend: Option<String>,
+    #[serde(default)]
+    pub backend_config: Option<Map<String, Value>>,
 }
 
 fn not_found(id: &str) -> Error {
@@ -107,6 +121,35 @@ fn assignment_key(path: &str) -> Vec<u8> {
     let mut k = b"assign/".to_vec();
     k.extend_from_slice(path.as_bytes());
     k
+}
+
+pub(crate) fn job_key(path: &str) -> Vec<u8> {
+    let mut k = b"job/".to_vec();
+    k.extend_from_slice(path.as_bytes());
+    k
+}
+
+/// The secret's data with every rotated field replaced by a new random value.
+pub(crate) fn regenerate(p: &RotationPolicy, path: &str, old: &Value) -> Result<Value> {
+    let mut data = old.as_object().cloned().unwrap_or_default();
+    let mut changed = 0;
+    for (k, v) in data.iter_mut() {
+        let wanted = match &p.fields {
+            Some(f) => f.contains(k),
+            None => v.is_string() && looks_secret(k),
+        };
+        if wanted {
+            *v = Value::String(generate_value());
+            changed += 1;
+        }
+    }
+    if changed == 0 {
+        return Err(Error::new(
+            ErrorCode::ValidationError,
+            format!("{path} has no field for {} to generate", p.id),
+        ));
+    }
+    Ok(Value::Object(data))
 }
 
 fn looks_secret(field: &str) -> bool {
@@ -153,6 +196,9 @@ impl Engine {
                 } => {
                     state.assigned.insert(secret_path, policy_id);
                 }
+                RotationRecord::Job(j) => {
+                    state.jobs.insert(j.secret_path.clone(), j);
+                }
             }
         }
         *write(&self.rotation) = state;
@@ -167,6 +213,14 @@ impl Engine {
             .count();
         let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
         v["secrets_count"] = json!(count);
+        // A webhook's signing secret is configuration, but a secret: never shown back.
+        if let Some(cfg) = v.get_mut("backend_config").and_then(Value::as_object_mut) {
+            for (k, val) in cfg.iter_mut() {
+                if looks_secret(k) {
+                    *val = json!("********");
+                }
+            }
+        }
         v
     }
 
@@ -225,7 +279,34 @@ impl Engine {
         Ok(v)
     }
 
-    fn apply_request(p: &mut RotationPolicy, req: RotationPolicyRequest) -> Result<()> {
+    fn apply_request(&self, p: &mut RotationPolicy, req: RotationPolicyRequest) -> Result<()> {
+        if let Some(b) = req.backend {
+            if b.is_empty() {
+                p.backend = None;
+            } else if self.plugins.rotation_backend(&b).is_none() {
+                return Err(Error::new(
+                    ErrorCode::ValidationError,
+                    format!("no plugin provides the rotation backend {b:?}"),
+                )
+                .with("fields", json!({ "backend": "unknown rotation backend" })));
+            } else {
+                p.backend = Some(b);
+            }
+        }
+        if let Some(cfg) = req.backend_config {
+            for (k, v) in &cfg {
+                if v.is_object() || v.is_array() || v.is_null() {
+                    return Err(Error::new(
+                        ErrorCode::ValidationError,
+                        format!("backend_config.{k} must be a string, number or boolean"),
+                    ));
+                }
+            }
+            if let Some(ap) = cfg.get("admin_secret_path") {
+                SecretPath::parse(ap.as_str().unwrap_or_default())?;
+            }
+            p.backend_config = cfg;
+        }
         if req.secret_policy_id.is_some() || req.webhook_ids.as_ref().is_some_and(|w| !w.is_empty())
         {
             return Err(Error::new(
@@ -301,11 +382,13 @@ impl Engine {
             warn_before: None,
             auto_generate: false,
             fields: None,
+            backend: None,
+            backend_config: Map::new(),
             is_active: true,
             created_at: now,
             updated_at: now,
         };
-        Self::apply_request(&mut p, req)?;
+        self.apply_request(&mut p, req)?;
         self.save_rotation_policy(p).await
     }
 
@@ -323,7 +406,7 @@ impl Engine {
                 "a rotation policy's name is part of its id and cannot change",
             ));
         }
-        Self::apply_request(&mut p, req)?;
+        self.apply_request(&mut p, req)?;
         p.updated_at = self.now();
         self.save_rotation_policy(p).await
     }
@@ -452,6 +535,8 @@ impl Engine {
                 "last_rotated_at": last, "next_rotation_at": next, "due": now >= next,
                 "previous_version": head.previous_version, "grace_until": head.grace_until,
                 "auto_generate": policy.auto_generate, "is_active": policy.is_active,
+                "backend": policy.backend,
+                "rotation": self.job(&p).map(|j| j.view()),
             }));
         }
         Ok(json!({ "secrets": out }))
@@ -488,62 +573,49 @@ impl Engine {
         Ok(json!({ "policy_id": p.id, "rotated": rotated }))
     }
 
+    /// Starts (or resumes) the rotation of one secret and drives it as far as it can go now.
     async fn rotate_one(&self, p: &RotationPolicy, path: &str) -> Result<Value> {
-        let current = self
-            .load_head(path)?
-            .ok_or_else(|| Error::new(ErrorCode::SecretNotFound, format!("no secret at {path}")))?;
-        let old = self
-            .read_secret(&Caller::local_operator(), path, None)?
-            .data
-            .to_value();
-        let mut data = old.as_object().cloned().unwrap_or_default();
-        let mut changed = 0;
-        for (k, v) in data.iter_mut() {
-            let wanted = match &p.fields {
-                Some(f) => f.contains(k),
-                None => v.is_string() && looks_secret(k),
-            };
-            if wanted {
-                *v = Value::String(generate_value());
-                changed += 1;
-            }
-        }
-        if changed == 0 {
-            return Err(Error::new(
-                ErrorCode::ValidationError,
-                format!("{path} has no field for {} to generate", p.id),
-            ));
-        }
-        let req: WriteRequest = serde_json::from_value(
-            json!({ "data": Value::Object(data), "secret_type": current.secret_type }),
-        )
-        .map_err(|_| Error::internal("could not build the rotation write"))?;
-        let mut system = Caller::local_operator();
-        system.identity_id =
-            scaivault_core::identity::IdentityId::parse("sa:rotation-scheduler").expect("valid");
-        let w = self.write_secret(&system, path, req).await?;
-        let mut extra = serde_json::Map::new();
-        extra.insert("old_version".into(), current.current_version.into());
-        extra.insert("new_version".into(), w.version.into());
-        extra.insert("rotation_policy_id".into(), p.id.clone().into());
-        self.record_audit(crate::AuditInput {
-            action: "rotate".into(),
-            identity_id: Some("system:rotation-scheduler".into()),
-            secret_path: Some(path.to_owned()),
-            success: true,
-            request_id: format!("{}:{}", p.id, w.version),
-            extra_data: extra,
-            ..Default::default()
-        })
-        .await?;
-        Ok(
-            json!({ "secret_path": path, "old_version": current.current_version, "new_version": w.version }),
-        )
+        self.create_job(p, path).await?;
+        self.outcome_view(path, self.drive_job(path, None).await?)
     }
 
-    /// One pass of the scheduler: rotates every due secret of every active auto-generating
-    /// policy. Returns what it rotated. Called by the server every few seconds; tests call
-    /// it after moving the clock.
+    fn outcome_view(&self, path: &str, o: Outcome) -> Result<Value> {
+        Ok(match o {
+            Outcome::Completed {
+                old_version,
+                new_version,
+            } => {
+                json!({ "secret_path": path, "status": "completed", "old_version": old_version, "new_version": new_version })
+            }
+            Outcome::Pending => {
+                json!({ "secret_path": path, "status": "pending", "rotation": self.job(path).map(|j| j.view()) })
+            }
+            Outcome::Failed(why) => {
+                json!({ "secret_path": path, "status": "failed", "error": why, "rotation": self.job(path).map(|j| j.view()) })
+            }
+        })
+    }
+
+    /// Drives a rotation in progress by at most `steps` steps: lets tests stop between steps
+    /// as a crash would, then resume from the file.
+    #[doc(hidden)]
+    pub async fn advance_rotation(&self, path: &str, steps: usize) -> Result<Value> {
+        let o = self.drive_job(path, Some(steps)).await?;
+        self.outcome_view(path, o)
+    }
+
+    /// Starts a rotation job without driving it (tests of the state machine).
+    #[doc(hidden)]
+    pub async fn begin_rotation(&self, id: &str, path: &str) -> Result<Value> {
+        let p = self.find_rotation_policy(id)?;
+        Ok(self.create_job(&p, path).await?.view())
+    }
+
+    /// One pass of the scheduler: resumes every rotation in progress whose next attempt is
+    /// due (including those a restart interrupted), and starts one for every due secret of
+    /// every active auto-generating policy. A failed rotation is retried at its next interval
+    /// (or at once with `rotate`). Returns what happened. Called by the server every few
+    /// seconds; tests call it after moving the clock.
     pub async fn rotation_tick(&self) -> Result<Vec<Value>> {
         let now = self.now();
         let work: Vec<(RotationPolicy, String)> = {
@@ -566,12 +638,28 @@ impl Engine {
             if head.deleted_at.is_some() {
                 continue;
             }
-            let due = head
-                .last_rotated_at
-                .unwrap_or(head.created_at)
-                .plus(Duration::from_secs(p.interval_seconds));
-            if now >= due {
-                done.push(self.rotate_one(&p, &path).await?);
+            let interval = Duration::from_secs(p.interval_seconds);
+            match self.job(&path) {
+                Some(j) if j.status == JobStatus::Running => {
+                    if j.next_attempt_at <= now {
+                        let o = self.drive_job(&path, None).await?;
+                        done.push(self.outcome_view(&path, o)?);
+                    }
+                }
+                Some(j) => {
+                    if now >= j.updated_at.plus(interval) {
+                        done.push(self.rotate_one(&p, &path).await?);
+                    }
+                }
+                None => {
+                    let due = head
+                        .last_rotated_at
+                        .unwrap_or(head.created_at)
+                        .plus(interval);
+                    if now >= due {
+                        done.push(self.rotate_one(&p, &path).await?);
+                    }
+                }
             }
         }
         Ok(done)

@@ -593,6 +593,29 @@ impl Engine {
         self.vault.write(move |tx| apply_write(tx, w)).await
     }
 
+    /// A write that commits in the same transaction as `extra` (a rotation's finish: the
+    /// job's removal and its audit entry), so the two can never be seen apart.
+    pub(crate) async fn write_secret_with<F>(
+        &self,
+        caller: &Caller,
+        path: &str,
+        req: WriteRequest,
+        extra: F,
+    ) -> Result<WriteOutcome>
+    where
+        F: FnOnce(&mut WriteTx<'_, '_>, &WriteOutcome) -> Result<()> + Send + 'static,
+    {
+        let mut w = self.prepare_write(caller, path, req)?;
+        self.validate_prepared(std::slice::from_mut(&mut w)).await?;
+        self.vault
+            .write(move |tx| {
+                let out = apply_write(tx, w)?;
+                extra(tx, &out)?;
+                Ok(out)
+            })
+            .await
+    }
+
     /// Writes several secrets in one atomic, durable transaction (bulk imports): all or none.
     pub async fn write_secrets(
         &self,

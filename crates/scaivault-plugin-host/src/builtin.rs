@@ -15,4 +15,12 @@ pub const BUILTINS: &[Builtin] = &[
         manifest: include_str!("../../../plugins/dist/generators.json"),
         wasm: include_bytes!("../../../plugins/dist/generators.wasm"),
     },
+    Builtin {
+        manifest: include_str!("../../../plugins/dist/webhook.json"),
+        wasm: include_bytes!("../../../plugins/dist/webhook.wasm"),
+    },
+    Builtin {
+        manifest: include_str!("../../../plugins/dist/postgres.json"),
+        wasm: include_bytes!("../../../plugins/dist/postgres.wasm"),
+    },
 ];

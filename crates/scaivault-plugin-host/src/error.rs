@@ -61,8 +61,9 @@ impl PluginError {
             .with("reason", f.reason),
             PluginError::Busy => Error::new(
                 ErrorCode::ServiceUnavailable,
-                "every plugin sandbox is busy; retry shortly",
+                format!("plugin {plugin} is busy with other calls; retry shortly"),
             )
+            .with("retryable", true)
             .with("plugin", plugin),
             PluginError::Guest {
                 code,

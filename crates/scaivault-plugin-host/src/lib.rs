@@ -44,6 +44,55 @@ struct Entry {
     /// Set when the plugin cannot be used at all (its file no longer matches its pin).
     refused: Option<String>,
     loaded: OnceLock<std::result::Result<Arc<Loaded>, PluginError>>,
+    slots: Slots,
+}
+
+/// Bounds how many calls of one external plugin run at once, so a plugin that burns its whole
+/// deadline on every call can occupy at most half the cores: everything else keeps running.
+/// A call that cannot get a slot within the plugin's own deadline fails as busy.
+struct Slots {
+    limit: usize,
+    used: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Slots {
+    fn new(origin: &Origin) -> Slots {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Slots {
+            limit: match origin {
+                // Built-ins are ours and run on every write: bounded only by the sandbox pool.
+                Origin::Builtin => usize::MAX,
+                Origin::External => (cores / 2).max(1),
+            },
+            used: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn acquire(&self, wait: Duration) -> Option<SlotGuard<'_>> {
+        let deadline = Instant::now() + wait;
+        let mut used = lock(&self.used);
+        while *used >= self.limit {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            used = self
+                .freed
+                .wait_timeout(used, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *used += 1;
+        Some(SlotGuard(self))
+    }
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.used) -= 1;
+        self.0.freed.notify_one();
+    }
 }
 
 /// An external plugin that passed every check, ready to be inserted.
@@ -129,6 +178,7 @@ impl PluginHost {
                     bytes: Arc::from(b.wasm),
                     refused,
                     loaded: OnceLock::new(),
+                    slots: Slots::new(&Origin::Builtin),
                 }),
             );
         }
@@ -225,6 +275,7 @@ impl PluginHost {
             bytes: Arc::from(bytes),
             refused: None,
             loaded: OnceLock::new(),
+            slots: Slots::new(&Origin::External),
         };
         self.loaded(&entry).map_err(|e| match e {
             PluginError::Refused(m) => Error::new(
@@ -248,6 +299,7 @@ impl PluginHost {
                 bytes: Arc::from(Vec::new()),
                 refused: Some(why),
                 loaded: OnceLock::new(),
+                slots: Slots::new(&Origin::External),
             }),
         );
     }
@@ -382,6 +434,10 @@ impl PluginHost {
     ) -> Result<Value> {
         let name = &e.manifest.name;
         let loaded = self.loaded(e).map_err(|err| err.into_error(name))?;
+        let _slot = e
+            .slots
+            .acquire(Duration::from_millis(e.manifest.limits.timeout_ms))
+            .ok_or_else(|| PluginError::Busy.into_error(name))?;
         let bytes = zeroize::Zeroizing::new(
             serde_json::to_vec(input).map_err(|_| Error::internal("plugin input"))?,
         );

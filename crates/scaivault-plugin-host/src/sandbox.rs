@@ -180,12 +180,12 @@ fn check_imports(
                 "imports {what}, which ABI v1 does not define"
             )));
         };
-        if let Some(cap) = cap {
-            if !manifest.capabilities.contains(&cap) {
-                return Err(PluginError::Refused(format!(
-                    "imports {what} but its manifest does not declare the {cap} capability"
-                )));
-            }
+        if let Some(cap) = cap
+            && !manifest.capabilities.contains(&cap)
+        {
+            return Err(PluginError::Refused(format!(
+                "imports {what} but its manifest does not declare the {cap} capability"
+            )));
         }
     }
     let mut caps = Vec::new();

@@ -352,6 +352,25 @@ fn kv_and_api_key_shapes() {
     )
     .unwrap();
     field_error(validate(&h, "api_key", json!({"endpoint": "x"})), "key");
+    validate(
+        &h,
+        "api_key",
+        json!({"secret_key": "sk_live_123", "publishable_key": "pk_1"}),
+    )
+    .unwrap();
+    field_error(
+        validate(&h, "api_key", json!({"access_token": ""})),
+        "access_token",
+    );
+    let out = h
+        .call(
+            "types",
+            "redact",
+            &json!({"type": "api_key", "data": {"secret_key": "s", "endpoint": "e"}}),
+            Arc::new(NoServices),
+        )
+        .unwrap();
+    assert_eq!(out, json!({"secret_fields": ["secret_key"]}));
     field_error(validate(&h, "api_key", json!({"key": "a\nb"})), "key");
     let e = validate(&h, "nonsense", json!({"a": "b"})).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidSecretType);

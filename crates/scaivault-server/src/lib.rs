@@ -17,4 +17,4 @@ pub use error::ApiError;
 pub use ratelimit::RateLimits;
 pub use routes::router;
 pub use serve::{Listen, serve};
-pub use state::{AppState, ServerConfig};
+pub use state::{AppState, ServerConfig, TestClock};

@@ -336,6 +336,12 @@ pub(crate) const OPERATIONS: &[(&str, &str, &str, Option<&str>)] = &[
         "Issue a client credential",
         Some("admin"),
     ),
+    (
+        "post",
+        "/v1/sys/test/clock",
+        "Move the test clock forward and run the rotation scheduler (dev --test-clock only)",
+        Some("admin"),
+    ),
     ("get", "/v1/plugins", "List plugins", Some("admin")),
     (
         "post",

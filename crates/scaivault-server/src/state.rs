@@ -21,6 +21,18 @@ pub struct ServerConfig {
     pub backups: Option<(std::path::PathBuf, std::time::Duration, usize)>,
     /// Where installed plugins live and what they may be granted (used when unsealing).
     pub plugins: scaivault_engine::PluginSettings,
+    /// `scaivault dev --test-clock`: the engine's clock, which `POST /v1/sys/test/clock` moves.
+    pub test_clock: Option<TestClock>,
+}
+
+/// A clock tests can move (only ever set by `dev --test-clock`).
+#[derive(Clone)]
+pub struct TestClock(pub Arc<scaivault_engine::ManualClock>);
+
+impl std::fmt::Debug for TestClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestClock")
+    }
 }
 
 impl Default for ServerConfig {
@@ -32,6 +44,7 @@ impl Default for ServerConfig {
             audit_retention: None,
             backups: None,
             plugins: Default::default(),
+            test_clock: None,
         }
     }
 }

@@ -41,10 +41,11 @@ const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         name: "api_key",
-        description: "An API credential: `key`, plus optional descriptive string fields",
-        required: &["key"],
-        optional: &["key_id", "secret", "endpoint", "url", "scopes", "description"],
-        secret_fields: Some(&["key", "secret"]),
+        description: "An API credential: a flat map with at least one credential field (`key`, or a name ending in key, token or secret, such as `secret_key`), plus descriptive fields",
+        required: &[],
+        optional: &["key", "secret_key", "api_key", "access_token", "key_id", "endpoint", "url", "scopes", "description"],
+        // Computed per write: see `credential_field`.
+        secret_fields: Some(&[]),
     },
     TypeInfo {
         name: "certificate",
@@ -104,12 +105,21 @@ fn validate(request: Value) -> Result<Value> {
         "json" => {}
         "api_key" => {
             flat(data, "api_key values must be strings, numbers or booleans")?;
-            let key = input::str_field(data, "key")?;
-            if key.trim().is_empty() {
-                return Err(Error::validation("key", "must not be empty"));
+            let creds: Vec<&String> = data.keys().filter(|k| credential_field(k)).collect();
+            if creds.is_empty() {
+                return Err(Error::validation(
+                    "key",
+                    "an api_key needs a credential field: key, or a name ending in key, token or secret (such as secret_key)",
+                ));
             }
-            if key.chars().any(char::is_control) {
-                return Err(Error::validation("key", "must not contain control characters such as newlines"));
+            for k in creds {
+                let v = input::str_field(data, k)?;
+                if v.trim().is_empty() {
+                    return Err(Error::validation(k, "must not be empty"));
+                }
+                if v.chars().any(char::is_control) {
+                    return Err(Error::validation(k, "must not contain control characters such as newlines"));
+                }
             }
         }
         "certificate" => {
@@ -120,6 +130,14 @@ fn validate(request: Value) -> Result<Value> {
         _ => {}
     }
     Ok(Value::Object(out))
+}
+
+/// `key`, `secret`, `token`, or a name ending in one of them after `_` or `-`.
+fn credential_field(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["key", "token", "secret"].iter().any(|w| {
+        n == *w || n.ends_with(&format!("_{}", w)) || n.ends_with(&format!("-{}", w))
+    })
 }
 
 fn flat(data: &Map<String, Value>, problem: &str) -> Result<()> {
@@ -147,6 +165,7 @@ fn redact(request: Value) -> Result<Value> {
     };
     let secret: Vec<&String> = match t.secret_fields {
         None => keys,
+        Some(_) if t.name == "api_key" => keys.into_iter().filter(|k| credential_field(k)).collect(),
         Some(list) => keys.into_iter().filter(|k| list.contains(&k.as_str())).collect(),
     };
     Ok(json!({ "secret_fields": secret }))

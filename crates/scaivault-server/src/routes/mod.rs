@@ -37,6 +37,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sys/backup", get(sys::backup))
         .route("/v1/sys/restore", post(sys::restore))
         .route("/v1/sys/verify", post(sys::verify))
+        .route("/v1/sys/test/clock", post(sys::advance_test_clock))
         .route("/v1/secrets", get(secrets::list))
         .route(
             "/v1/secrets/{*path}",

@@ -297,3 +297,29 @@ pub async fn verify(auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {
         .map_err(|_| Error::internal("verify task failed"))??;
     Ok(Json(report))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvanceClock {
+    /// A duration such as `8d`.
+    advance: String,
+}
+
+/// `dev --test-clock` only: moves the engine's clock forward, then runs one pass of the
+/// rotation scheduler, so tests see 90 days pass in a second. Any other server answers 404.
+pub async fn advance_test_clock(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    ApiJson(req): ApiJson<AdvanceClock>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(clock) = state.config.test_clock.clone() else {
+        return Err(ApiError::from(scaivault_core::ErrorCode::RouteNotFound));
+    };
+    auth.engine.authorize(&auth.caller, Scope::Admin, None)?;
+    let d = scaivault_core::duration::parse_duration(&req.advance)?;
+    clock.0.advance(d);
+    let rotations = auth.engine.rotation_tick().await?;
+    Ok(Json(
+        json!({ "now": state.clock.now(), "rotations": rotations }),
+    ))
+}

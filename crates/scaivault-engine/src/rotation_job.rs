@@ -1,0 +1,424 @@
+//! One rotation of one secret, as a persisted state machine (design decision 8):
+//!
+//! create (the new value is stored as the job's pending value, not yet current) → set (the
+//! backend applies it to the external system) → test (the backend proves it works) → finish
+//! (the pending value becomes the current version, the previous one keeps its grace period).
+//!
+//! The job record, pending value included, is durable in the vault file before each next step
+//! starts, so a crash or restart resumes from the recorded step with the same pending value.
+//! A failed step is retried with exponential backoff and jitter; after [`MAX_ATTEMPTS`] (or at
+//! once for a failure the backend calls final) the job is marked failed, the current value is
+//! untouched, and if the backend had already applied the pending value it is asked to put the
+//! current one back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use scaivault_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use crate::backends::{AdminCredential, BackendServices};
+use crate::records::SecretData;
+use crate::rotation::{RotationPolicy, RotationRecord, job_key};
+use crate::{
+    AuditInput, Caller, Engine, Error, ErrorCode, Result, WriteRequest, encode, read, write,
+};
+
+/// Attempts of one step before the rotation is marked failed.
+pub const MAX_ATTEMPTS: u32 = 5;
+const BACKOFF_BASE: Duration = Duration::from_secs(30);
+const BACKOFF_CAP: Duration = Duration::from_secs(3600);
+
+/// The last step that completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Created,
+    Applied,
+    Tested,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Running,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotationJob {
+    pub policy_id: String,
+    pub secret_path: String,
+    /// The version current when the job was created; finishing requires it still is.
+    pub from_version: u64,
+    pub secret_type: String,
+    pub step: Step,
+    pub status: JobStatus,
+    /// The new value. Never shown by status or logs (`SecretData` prints redacted).
+    pub pending: SecretData,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+    /// After a failure past `set`: whether the backend restored the current value.
+    pub reverted: Option<bool>,
+    pub started_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl RotationJob {
+    /// What `rotation status` shows of a job: never the pending value.
+    pub fn view(&self) -> Value {
+        json!({
+            "state": match (self.status, self.step) {
+                (JobStatus::Failed, _) => "failed",
+                (_, Step::Created) => "pending_set",
+                (_, Step::Applied) => "pending_test",
+                (_, Step::Tested) => "pending_finish",
+            },
+            "step_completed": self.step,
+            "from_version": self.from_version,
+            "attempts": self.attempts,
+            "next_attempt_at": (self.status == JobStatus::Running).then_some(self.next_attempt_at),
+            "last_error": self.last_error,
+            "reverted": self.reverted,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+        })
+    }
+}
+
+/// How a drive of a job ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Completed {
+        old_version: u64,
+        new_version: u64,
+    },
+    /// Waiting for a retry (or stopped by a step limit in tests).
+    Pending,
+    Failed(String),
+}
+
+fn backoff(attempts: u32) -> Duration {
+    use rand::Rng;
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempts.saturating_sub(1).min(16));
+    let d = exp.min(BACKOFF_CAP);
+    d.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
+}
+
+impl Engine {
+    pub(crate) fn job(&self, path: &str) -> Option<RotationJob> {
+        read(&self.rotation).jobs.get(path).cloned()
+    }
+
+    async fn save_job(&self, job: RotationJob) -> Result<()> {
+        let state = self.rotation.clone();
+        self.vault
+            .write(move |tx| {
+                tx.put(
+                    scaivault_store::Table::Rotation,
+                    &job_key(&job.secret_path),
+                    &encode(&RotationRecord::Job(job.clone())),
+                );
+                tx.on_commit(move || {
+                    write(&state).jobs.insert(job.secret_path.clone(), job);
+                });
+                Ok::<_, Error>(())
+            })
+            .await
+    }
+
+    /// Step one: the new value is made and recorded as pending. Replaces a failed job.
+    pub(crate) async fn create_job(&self, p: &RotationPolicy, path: &str) -> Result<RotationJob> {
+        if let Some(j) = self.job(path)
+            && j.status == JobStatus::Running
+        {
+            return Ok(j);
+        }
+        let current = self
+            .load_head(path)?
+            .ok_or_else(|| Error::new(ErrorCode::SecretNotFound, format!("no secret at {path}")))?;
+        let old = self
+            .read_secret(&Caller::local_operator(), path, None)?
+            .data
+            .to_value();
+        let data = crate::rotation::regenerate(p, path, &old)?;
+        let now = self.now();
+        let job = RotationJob {
+            policy_id: p.id.clone(),
+            secret_path: path.to_owned(),
+            from_version: current.current_version,
+            secret_type: current.secret_type.clone(),
+            step: Step::Created,
+            status: JobStatus::Running,
+            pending: SecretData::from_json_text(
+                serde_json::to_string(&data).map_err(|_| Error::internal("pending value"))?,
+            ),
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            reverted: None,
+            started_at: now,
+            updated_at: now,
+        };
+        self.save_job(job.clone()).await?;
+        Ok(job)
+    }
+
+    /// Runs the job's remaining steps (at most `max_steps` of them) until it completes, waits
+    /// for a retry, or fails.
+    pub(crate) async fn drive_job(&self, path: &str, max_steps: Option<usize>) -> Result<Outcome> {
+        let mut steps = 0;
+        loop {
+            let Some(mut job) = self.job(path) else {
+                return Ok(Outcome::Pending);
+            };
+            if job.status == JobStatus::Failed {
+                return Ok(Outcome::Failed(job.last_error.unwrap_or_default()));
+            }
+            if max_steps.is_some_and(|m| steps >= m) || job.next_attempt_at > self.now() {
+                return Ok(Outcome::Pending);
+            }
+            steps += 1;
+            let policy = read(&self.rotation).policies.get(&job.policy_id).cloned();
+            let Some(policy) = policy else {
+                return self
+                    .fail_job(job, "its rotation policy was deleted".into(), false)
+                    .await;
+            };
+            let backend = policy.backend.clone();
+            let result = match (job.step, &backend) {
+                (Step::Created, None) | (Step::Applied, None) => Ok(Step::Tested),
+                (Step::Created, Some(b)) => self
+                    .call_backend(&policy, b, "set", &job, &job.pending)
+                    .await
+                    .map(|_| Step::Applied),
+                (Step::Applied, Some(b)) => self
+                    .call_backend(&policy, b, "test", &job, &job.pending)
+                    .await
+                    .map(|_| Step::Tested),
+                (Step::Tested, _) => return self.finish_job(&policy, job).await,
+            };
+            match result {
+                Ok(next) => {
+                    job.step = next;
+                    job.attempts = 0;
+                    job.last_error = None;
+                    job.updated_at = self.now();
+                    self.save_job(job).await?;
+                }
+                Err(e) => {
+                    let retryable = e.details.get("retryable") == Some(&Value::Bool(true))
+                        || e.code == ErrorCode::PluginFailed
+                            && e.details.get("reason") != Some(&json!("plugin_error"))
+                        || e.code == ErrorCode::ServiceUnavailable;
+                    job.attempts += 1;
+                    let what = format!(
+                        "{} failed: {}",
+                        if job.step == Step::Created {
+                            "set"
+                        } else {
+                            "test"
+                        },
+                        e.message
+                    );
+                    if retryable && job.attempts < MAX_ATTEMPTS {
+                        job.last_error = Some(what);
+                        job.next_attempt_at = self.now().plus(backoff(job.attempts));
+                        job.updated_at = self.now();
+                        self.save_job(job).await?;
+                        return Ok(Outcome::Pending);
+                    }
+                    let applied = job.step == Step::Applied;
+                    return self.fail_job(job, what, applied).await;
+                }
+            }
+        }
+    }
+
+    /// Marks the job failed, keeps the current value, and if the backend had applied the
+    /// pending value, asks it to put the current one back.
+    async fn fail_job(&self, mut job: RotationJob, why: String, applied: bool) -> Result<Outcome> {
+        if applied {
+            let policy = read(&self.rotation).policies.get(&job.policy_id).cloned();
+            if let Some(p) = policy
+                && let Some(b) = p.backend.clone()
+            {
+                let current = self
+                    .read_secret(&Caller::local_operator(), &job.secret_path, None)?
+                    .data;
+                job.reverted = Some(
+                    self.call_backend(&p, &b, "set", &job, &current)
+                        .await
+                        .is_ok(),
+                );
+            }
+        }
+        job.status = JobStatus::Failed;
+        job.last_error = Some(why.clone());
+        job.updated_at = self.now();
+        let mut extra = Map::new();
+        extra.insert("event".into(), json!("rotation.failed"));
+        extra.insert("rotation_policy_id".into(), json!(job.policy_id));
+        extra.insert("step".into(), json!(job.step));
+        extra.insert("attempts".into(), json!(job.attempts));
+        extra.insert("error".into(), json!(why));
+        if let Some(r) = job.reverted {
+            extra.insert("reverted".into(), json!(r));
+        }
+        tracing::warn!(path = %job.secret_path, policy = %job.policy_id, "rotation failed: {why}");
+        let path = job.secret_path.clone();
+        self.save_job(job).await?;
+        self.record_audit(AuditInput {
+            action: "rotation_failed".into(),
+            identity_id: Some("system:rotation-scheduler".into()),
+            secret_path: Some(path),
+            success: false,
+            request_id: format!("rotation:{}", self.now().0),
+            extra_data: extra,
+            ..Default::default()
+        })
+        .await?;
+        Ok(Outcome::Failed(why))
+    }
+
+    /// The last step: the pending value becomes current, the job is removed and the rotation
+    /// audited, all in one transaction. A write since the job began makes it fail instead
+    /// (the check-and-set on `from_version`).
+    async fn finish_job(&self, p: &RotationPolicy, job: RotationJob) -> Result<Outcome> {
+        let req: WriteRequest = serde_json::from_value(json!({
+            "data": job.pending.to_value(),
+            "secret_type": job.secret_type,
+            "options": { "cas": job.from_version },
+        }))
+        .map_err(|_| Error::internal("could not build the rotation write"))?;
+        let mut system = Caller::local_operator();
+        system.identity_id =
+            scaivault_core::identity::IdentityId::parse("sa:rotation-scheduler").expect("valid");
+        let (path, from, pid, now) = (
+            job.secret_path.clone(),
+            job.from_version,
+            p.id.clone(),
+            self.now(),
+        );
+        let state = self.rotation.clone();
+        let backend = p.backend.clone();
+        let written = self
+            .write_secret_with(&system, &path, req, move |tx, out| {
+                tx.delete(scaivault_store::Table::Rotation, &job_key(&out.path));
+                let mut extra = Map::new();
+                extra.insert("event".into(), json!("rotation.completed"));
+                extra.insert("old_version".into(), from.into());
+                extra.insert("new_version".into(), out.version.into());
+                extra.insert("rotation_policy_id".into(), pid.clone().into());
+                if let Some(b) = backend {
+                    extra.insert("backend".into(), b.into());
+                }
+                crate::audit::append(
+                    tx,
+                    AuditInput {
+                        action: "rotate".into(),
+                        identity_id: Some("system:rotation-scheduler".into()),
+                        secret_path: Some(out.path.clone()),
+                        success: true,
+                        request_id: format!("{pid}:{}", out.version),
+                        extra_data: extra,
+                        ..Default::default()
+                    },
+                    now,
+                )?;
+                let p2 = out.path.clone();
+                tx.on_commit(move || {
+                    write(&state).jobs.remove(&p2);
+                });
+                Ok(())
+            })
+            .await;
+        match written {
+            Ok(w) => Ok(Outcome::Completed {
+                old_version: from,
+                new_version: w.version,
+            }),
+            Err(e) if e.code == ErrorCode::VersionConflict => {
+                self.fail_job(
+                    job,
+                    "superseded: the secret was written after this rotation began; the external system may hold the pending value".into(),
+                    false,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `op` of the policy's backend plugin in the sandbox, off the async workers.
+    async fn call_backend(
+        &self,
+        p: &RotationPolicy,
+        backend: &str,
+        op: &str,
+        job: &RotationJob,
+        value: &SecretData,
+    ) -> Result<Value> {
+        let plugin = self.plugins.rotation_backend(backend).ok_or_else(|| {
+            Error::new(
+                ErrorCode::PluginNotFound,
+                format!("no plugin provides the rotation backend {backend:?}"),
+            )
+        })?;
+        let mut admin = BTreeMap::new();
+        if let Some(ap) = p
+            .backend_config
+            .get("admin_secret_path")
+            .and_then(Value::as_str)
+        {
+            let v = self
+                .read_secret(&Caller::local_operator(), ap, None)?
+                .data
+                .to_value();
+            let field = |names: &[&str]| {
+                names
+                    .iter()
+                    .find_map(|n| v.get(*n).and_then(Value::as_str))
+                    .map(str::to_owned)
+            };
+            let (Some(user), Some(password)) = (field(&["username", "user"]), field(&["password"]))
+            else {
+                return Err(Error::new(
+                    ErrorCode::ValidationError,
+                    format!("{ap} (admin_secret_path) needs username and password fields"),
+                ));
+            };
+            admin.insert(
+                ap.to_owned(),
+                AdminCredential {
+                    user,
+                    password: Zeroizing::new(password),
+                },
+            );
+        }
+        let services = Arc::new(BackendServices {
+            clock: self.clock.clone(),
+            allow_hosts: self.allow_hosts.clone(),
+            admin,
+            runtime: tokio::runtime::Handle::current(),
+        });
+        // A transient copy of the value: the sandbox's memory is reset after the call.
+        let input = json!({
+            "config": p.backend_config,
+            "secret_path": job.secret_path,
+            "policy_id": p.id,
+            "from_version": job.from_version,
+            "attempt": job.attempts + 1,
+            "pending": value.to_value(),
+        });
+        let host = self.plugins.clone();
+        let op = op.to_owned();
+        tokio::task::spawn_blocking(move || host.call(&plugin, &op, &input, services))
+            .await
+            .map_err(|_| Error::internal("backend call panicked"))?
+    }
+}
