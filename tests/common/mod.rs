@@ -1,6 +1,8 @@
 //! Runs the real `scaivault` binary for end-to-end tests.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

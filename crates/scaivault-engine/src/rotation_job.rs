@@ -58,6 +58,7 @@ pub struct RotationJob {
     pub step: Step,
     pub status: JobStatus,
     /// The new value. Never shown by status or logs (`SecretData` prints redacted).
+    #[serde(with = "pending_text")]
     pub pending: SecretData,
     pub attempts: u32,
     pub next_attempt_at: Timestamp,
@@ -87,6 +88,24 @@ impl RotationJob {
             "started_at": self.started_at,
             "updated_at": self.updated_at,
         })
+    }
+}
+
+/// The pending value as a JSON string inside the record: the record is an internally tagged
+/// enum, whose buffering cannot carry the raw JSON that `SecretData` otherwise uses.
+mod pending_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use zeroize::Zeroizing;
+
+    use crate::records::SecretData;
+
+    pub fn serialize<S: Serializer>(d: &SecretData, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(d.as_json_text())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretData, D::Error> {
+        let text = Zeroizing::new(String::deserialize(d)?);
+        Ok(SecretData::from_json_text(text.to_string()))
     }
 }
 

@@ -1,0 +1,662 @@
+//! Rotation through backends: the four-step state machine against a webhook receiver that
+//! verifies signatures (in-process engine, so a test can stop between steps exactly as a
+//! crash would and reopen the file), then the real binary against the same receiver and
+//! against a real PostgreSQL server the test starts.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::receiver::Receiver;
+use common::*;
+use scaivault_core::time::Timestamp;
+use scaivault_crypto::KdfParams;
+use scaivault_engine::{
+    Caller, Engine, ManualClock, PluginSettings, RotationPolicyRequest, WriteRequest,
+};
+use scaivault_store::{Unlock, Vault};
+use serde_json::{Value, json};
+
+const SIGNING: &str = "whsec_0123456789abcdef";
+const PATH: &str = "environments/production/billing/database";
+const VAULT_PASS: &[u8] = b"pw-rotation-backends";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    engine: Option<Arc<Engine>>,
+    receiver: Receiver,
+}
+
+impl Fixture {
+    fn settings(&self) -> PluginSettings {
+        PluginSettings {
+            allow_hosts: vec![format!("127.0.0.1:{}", self.receiver.port)],
+            ..Default::default()
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("v.db")
+    }
+
+    fn e(&self) -> &Engine {
+        self.engine.as_ref().unwrap()
+    }
+
+    /// Drops the engine and its vault without finishing anything in memory, like a killed
+    /// process (every write the engine acknowledged is durable), and opens the file again.
+    fn crash_and_reopen(&mut self) {
+        let e = self.engine.take().unwrap();
+        e.vault().shutdown();
+        drop(e);
+        let vault = Vault::open(&self.path(), Unlock::Passphrase(VAULT_PASS)).unwrap();
+        self.engine = Some(Arc::new(
+            Engine::load_with(Arc::new(vault), self.clock.clone(), self.settings()).unwrap(),
+        ));
+    }
+
+    fn current(&self) -> (u64, Value) {
+        let v = self
+            .e()
+            .read_secret(&Caller::local_operator(), PATH, None)
+            .unwrap();
+        (v.version, v.data.to_value())
+    }
+
+    fn status(&self) -> Value {
+        self.e()
+            .rotation_status(&Caller::local_operator(), Some(PATH))
+            .unwrap()["secrets"][0]
+            .clone()
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn setup(rt: &tokio::runtime::Runtime) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(SIGNING);
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let mut f = Fixture {
+        dir,
+        clock,
+        engine: None,
+        receiver,
+    };
+    let vault = Vault::create(&f.path(), VAULT_PASS, KdfParams::FLOOR).unwrap();
+    f.engine = Some(Arc::new(
+        Engine::load_with(Arc::new(vault), f.clock.clone(), f.settings()).unwrap(),
+    ));
+    let root = Caller::local_operator();
+    rt.block_on(async {
+        let w: WriteRequest = serde_json::from_value(
+            json!({"data": {"username": "billing", "password": "pw-original"}}),
+        )
+        .unwrap();
+        f.e().write_secret(&root, PATH, w).await.unwrap();
+        let p: RotationPolicyRequest = serde_json::from_value(json!({
+            "name": "db-weekly", "interval": "7d", "grace_period": "24h", "auto_generate": true,
+            "backend": "webhook",
+            "backend_config": {"url": f.receiver.url, "signing_secret": SIGNING},
+        }))
+        .unwrap();
+        f.e().create_rotation_policy(&root, p).await.unwrap();
+        f.e()
+            .assign_rotation(&root, "rot_db-weekly", PATH)
+            .await
+            .unwrap();
+    });
+    f
+}
+
+fn original() -> Value {
+    json!({"username": "billing", "password": "pw-original"})
+}
+
+#[test]
+fn a_webhook_rotation_applies_tests_then_finishes() {
+    let rt = rt();
+    let f = setup(&rt);
+    f.clock.advance(Duration::from_secs(8 * 86_400));
+    let done = rt.block_on(f.e().rotation_tick()).unwrap();
+    assert_eq!(done[0]["status"], "completed", "{done:?}");
+    let (version, data) = f.current();
+    assert_eq!(version, 2);
+    assert_ne!(data["password"], "pw-original");
+    assert_eq!(data["username"], "billing");
+    assert_eq!(
+        f.receiver.applied(),
+        Some(data.clone()),
+        "the external system holds the new value"
+    );
+    let events: Vec<String> = f
+        .receiver
+        .deliveries()
+        .iter()
+        .map(|d| d.event_type.clone())
+        .collect();
+    assert_eq!(events, ["rotation.apply", "rotation.test"]);
+    assert!(f.receiver.deliveries().iter().all(|d| d.signature_ok));
+    let d = &f.receiver.deliveries()[0].body;
+    assert_eq!(
+        (d["path"].as_str(), d["identity_id"].as_str()),
+        (Some(PATH), Some("system:rotation-scheduler"))
+    );
+    // The signing secret is never shown back.
+    let p = f
+        .e()
+        .get_rotation_policy(&Caller::local_operator(), "rot_db-weekly")
+        .unwrap();
+    assert_eq!(p["backend_config"]["signing_secret"], "********");
+    assert!(!p.to_string().contains(SIGNING));
+}
+
+#[test]
+fn a_failing_set_retries_with_backoff_then_fails_and_keeps_the_current_value() {
+    let rt = rt();
+    let f = setup(&rt);
+    f.receiver.force("rotation.apply", Some(503));
+    f.clock.advance(Duration::from_secs(8 * 86_400));
+    let done = rt.block_on(f.e().rotation_tick()).unwrap();
+    assert_eq!(done[0]["status"], "pending", "{done:?}");
+    assert_eq!(f.status()["rotation"]["attempts"], 1);
+    // Before the backoff is over, nothing is retried.
+    rt.block_on(f.e().rotation_tick()).unwrap();
+    assert_eq!(f.receiver.deliveries().len(), 1);
+    for _ in 0..10 {
+        f.clock.advance(Duration::from_secs(3600));
+        rt.block_on(f.e().rotation_tick()).unwrap();
+    }
+    let st = f.status();
+    assert_eq!(st["rotation"]["state"], "failed", "{st}");
+    assert_eq!(st["rotation"]["attempts"], scaivault_engine::MAX_ATTEMPTS);
+    assert_eq!(
+        f.receiver.deliveries().len(),
+        scaivault_engine::MAX_ATTEMPTS as usize
+    );
+    assert_eq!(
+        f.current(),
+        (1, original()),
+        "the current value is untouched"
+    );
+    let logs = f
+        .e()
+        .query_audit(
+            &Caller::local_operator(),
+            &serde_json::from_value(json!({"action": "rotation_failed"})).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(logs["logs"].as_array().map(Vec::len), Some(1), "{logs}");
+    // `rotate` starts afresh once the receiver is fixed.
+    f.receiver.force("rotation.apply", None);
+    let r = rt
+        .block_on(
+            f.e()
+                .rotate_now(&Caller::local_operator(), "rot_db-weekly", Some(PATH)),
+        )
+        .unwrap();
+    assert_eq!(r["rotated"][0]["status"], "completed", "{r}");
+    assert_eq!(f.current().0, 2);
+}
+
+#[test]
+fn a_failing_test_reverts_the_external_system_and_keeps_the_current_value() {
+    let rt = rt();
+    let f = setup(&rt);
+    f.receiver.force("rotation.test", Some(400)); // final: no retries
+    f.clock.advance(Duration::from_secs(8 * 86_400));
+    let done = rt.block_on(f.e().rotation_tick()).unwrap();
+    assert_eq!(done[0]["status"], "failed", "{done:?}");
+    let st = f.status();
+    assert_eq!(st["rotation"]["reverted"], true, "{st}");
+    let events: Vec<String> = f
+        .receiver
+        .deliveries()
+        .iter()
+        .map(|d| d.event_type.clone())
+        .collect();
+    assert_eq!(
+        events,
+        ["rotation.apply", "rotation.test", "rotation.apply"]
+    );
+    assert_eq!(
+        f.receiver.applied(),
+        Some(original()),
+        "the revert put the current value back"
+    );
+    assert_eq!(f.current(), (1, original()));
+}
+
+#[test]
+fn a_crash_between_steps_resumes_with_the_same_pending_value() {
+    let rt = rt();
+    let mut f = setup(&rt);
+    // Crash right after create: the pending value is in the file, nothing applied yet.
+    rt.block_on(f.e().begin_rotation("rot_db-weekly", PATH))
+        .unwrap();
+    f.crash_and_reopen();
+    assert_eq!(f.status()["rotation"]["state"], "pending_set");
+    assert_eq!(f.current(), (1, original()));
+    // One step (set), then crash again.
+    let r = rt.block_on(f.e().advance_rotation(PATH, 1)).unwrap();
+    assert_eq!(r["status"], "pending", "{r}");
+    let applied = f.receiver.applied().expect("set ran");
+    f.crash_and_reopen();
+    assert_eq!(f.status()["rotation"]["state"], "pending_test");
+    assert_eq!(
+        f.current(),
+        (1, original()),
+        "never replaced by an untested value"
+    );
+    // One step (test), crash before finish.
+    rt.block_on(f.e().advance_rotation(PATH, 1)).unwrap();
+    f.crash_and_reopen();
+    assert_eq!(f.status()["rotation"]["state"], "pending_finish");
+    assert_eq!(f.current(), (1, original()));
+    // The scheduler resumes it after the restart.
+    let done = rt.block_on(f.e().rotation_tick()).unwrap();
+    assert_eq!(done[0]["status"], "completed", "{done:?}");
+    assert_eq!(
+        f.current(),
+        (2, applied.clone()),
+        "the value applied before the crash is the one stored"
+    );
+    let events: Vec<String> = f
+        .receiver
+        .deliveries()
+        .iter()
+        .map(|d| d.event_type.clone())
+        .collect();
+    assert_eq!(events, ["rotation.apply", "rotation.test"]);
+    assert!(f.status()["rotation"].is_null());
+}
+
+#[test]
+fn a_write_during_a_rotation_supersedes_it() {
+    let rt = rt();
+    let f = setup(&rt);
+    rt.block_on(f.e().begin_rotation("rot_db-weekly", PATH))
+        .unwrap();
+    rt.block_on(f.e().advance_rotation(PATH, 2)).unwrap();
+    let w: WriteRequest = serde_json::from_value(
+        json!({"data": {"username": "billing", "password": "typed-by-hand"}}),
+    )
+    .unwrap();
+    rt.block_on(f.e().write_secret(&Caller::local_operator(), PATH, w))
+        .unwrap();
+    let r = rt.block_on(f.e().advance_rotation(PATH, 1)).unwrap();
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("superseded"));
+    assert_eq!(f.current().1["password"], "typed-by-hand");
+}
+
+#[test]
+fn backends_reach_only_allow_listed_hosts() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(SIGNING);
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let vault = Vault::create(&dir.path().join("v.db"), VAULT_PASS, KdfParams::FLOOR).unwrap();
+    // Nothing allowed.
+    let e = Engine::load_with(Arc::new(vault), clock.clone(), PluginSettings::default()).unwrap();
+    let root = Caller::local_operator();
+    rt.block_on(async {
+        let w: WriteRequest = serde_json::from_value(json!({"data": {"password": "x"}})).unwrap();
+        e.write_secret(&root, PATH, w).await.unwrap();
+        let p: RotationPolicyRequest = serde_json::from_value(json!({
+            "name": "r", "interval": "1d", "auto_generate": true, "backend": "webhook",
+            "backend_config": {"url": receiver.url, "signing_secret": SIGNING}}))
+        .unwrap();
+        e.create_rotation_policy(&root, p).await.unwrap();
+        e.assign_rotation(&root, "rot_r", PATH).await.unwrap();
+        let r = e.rotate_now(&root, "rot_r", None).await.unwrap();
+        assert_eq!(r["rotated"][0]["status"], "failed", "{r}");
+        assert!(
+            r["rotated"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("allow-list"),
+            "{r}"
+        );
+        let bad: RotationPolicyRequest =
+            serde_json::from_value(json!({"name": "n", "interval": "1d", "backend": "ftp"}))
+                .unwrap();
+        assert_eq!(
+            e.create_rotation_policy(&root, bad).await.unwrap_err().code,
+            scaivault_core::ErrorCode::ValidationError
+        );
+    });
+    assert!(receiver.deliveries().is_empty());
+}
+
+// ---- the real binary ----
+
+fn dev_with(extra: &[&str]) -> Dev {
+    let mut args = vec!["--test-clock"];
+    args.extend_from_slice(extra);
+    Dev::start_with(&args)
+}
+
+fn advance(dev: &Dev, by: &str) -> Value {
+    let (s, b) = dev.post("/v1/sys/test/clock", &dev.token, json!({"advance": by}));
+    assert_eq!(s, 200, "{b}");
+    b
+}
+
+#[test]
+fn webhook_backend_through_the_binary_with_signed_deliveries() {
+    let receiver = Receiver::start(SIGNING);
+    let allow = format!("127.0.0.1:{}", receiver.port);
+    let dev = dev_with(&["--plugin-allow-host", &allow]);
+    let (s, b) = dev.put(
+        &format!("/v1/secrets/{PATH}"),
+        &dev.token,
+        json!({"data": {"username": "billing", "password": "pw-1"}}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let url_cfg = format!("url={}", receiver.url);
+    let secret_cfg = format!("signing_secret={SIGNING}");
+    let out = dev.cli(&[
+        "rotation",
+        "create",
+        "--name",
+        "billing-db",
+        "--interval",
+        "7d",
+        "--grace-period",
+        "24h",
+        "--auto-generate",
+        "--backend",
+        "webhook",
+        "--backend-config",
+        &url_cfg,
+        "--backend-config",
+        &secret_cfg,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "rot_billing-db");
+    let out = dev.cli(&["rotation", "assign", "rot_billing-db", PATH]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let moved = advance(&dev, "8d");
+    assert_eq!(moved["rotations"][0]["status"], "completed", "{moved}");
+    let (_, cur) = dev.get(&format!("/v1/secrets/{PATH}"), &dev.token);
+    assert_eq!(cur["version"], 2);
+    assert_eq!(receiver.applied(), Some(cur["data"].clone()));
+    assert!(
+        receiver
+            .deliveries()
+            .iter()
+            .all(|d| d.signature_ok && d.status == 200)
+    );
+    // The previous version during the grace period, and not after it.
+    let (s, _) = dev.get(&format!("/v1/secrets/{PATH}?version=1"), &dev.token);
+    assert_eq!(s, 200);
+    advance(&dev, "25h");
+    let (s, _) = dev.get(&format!("/v1/secrets/{PATH}?version=1"), &dev.token);
+    assert_ne!(s, 200);
+    let out = dev.cli(&["rotation", "status", PATH, "--json"]);
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["secrets"][0]["backend"], "webhook");
+}
+
+/// A PostgreSQL server in a temporary directory on a free loopback port, stopped on drop.
+struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+const PG_ADMIN_PASS: &str = "admin-pass-for-tests";
+
+impl Postgres {
+    fn bin_dir() -> PathBuf {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path().join("bin"))
+                    .filter(|p| p.join("initdb").exists())
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        found
+            .pop()
+            .expect("PostgreSQL server binaries (Debian package postgresql; .ci/run installs it)")
+    }
+
+    fn cmd(&self, program: &str) -> Command {
+        // initdb and postgres refuse to run as root: use the postgres account then.
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(program));
+            c
+        } else {
+            Command::new(self.bin.join(program))
+        }
+    }
+
+    fn start() -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        let as_postgres = nix_is_root();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Postgres {
+            bin: Self::bin_dir(),
+            dir,
+            port,
+            as_postgres,
+        };
+        let pwfile = pg.dir.path().join("pw");
+        std::fs::write(&pwfile, PG_ADMIN_PASS).unwrap();
+        if as_postgres {
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(pg.dir.path())
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let data = pg.dir.path().join("data");
+        let out = pg
+            .cmd("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "admin", "--auth=scram-sha-256"])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            port,
+            pg.dir.path().display()
+        );
+        let out = pg
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &opts, "-w", "-l"])
+            .arg(pg.dir.path().join("log"))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg
+    }
+
+    /// Whether `user`/`password` can log in over TCP.
+    fn login(&self, user: &str, password: &str) -> bool {
+        Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                user,
+                "-d",
+                "postgres",
+                "-tAc",
+                "SELECT 1",
+            ])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    fn admin_sql(&self, sql: &str) {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "admin",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .env("PGPASSWORD", PG_ADMIN_PASS)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+#[test]
+fn postgres_backend_changes_the_role_password_on_a_real_server() {
+    let pg = Postgres::start();
+    // A role name that needs quoting, to prove the host quotes it.
+    let role = r#"billing "app""#;
+    pg.admin_sql(r#"CREATE ROLE "billing ""app""" LOGIN PASSWORD 'pw-original'"#);
+    assert!(pg.login(role, "pw-original"));
+
+    let allow = format!("127.0.0.1:{}", pg.port);
+    let dev = dev_with(&["--plugin-allow-host", &allow]);
+    let (s, b) = dev.put(
+        "/v1/secrets/infra/postgres/admin",
+        &dev.token,
+        json!({"data": {"username": "admin", "password": PG_ADMIN_PASS}}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = dev.put(
+        &format!("/v1/secrets/{PATH}"),
+        &dev.token,
+        json!({"data": {"username": role, "password": "pw-original"}}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let cfg: Vec<String> = vec![
+        "host=127.0.0.1".into(),
+        format!("port={}", pg.port),
+        format!("role={role}"),
+        "admin_secret_path=infra/postgres/admin".into(),
+    ];
+    let mut args = vec![
+        "rotation",
+        "create",
+        "--name",
+        "db-passwords-weekly",
+        "--interval",
+        "7d",
+        "--grace-period",
+        "24h",
+        "--auto-generate",
+        "--backend",
+        "postgres",
+    ];
+    for c in &cfg {
+        args.push("--backend-config");
+        args.push(c);
+    }
+    let out = dev.cli(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "rot_db-passwords-weekly");
+    let out = dev.cli(&["rotation", "assign", "rot_db-passwords-weekly", PATH]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Nothing is due yet.
+    let moved = advance(&dev, "6d");
+    assert_eq!(moved["rotations"], json!([]));
+    let moved = advance(&dev, "2d");
+    assert_eq!(moved["rotations"][0]["status"], "completed", "{moved}");
+
+    let (_, cur) = dev.get(&format!("/v1/secrets/{PATH}"), &dev.token);
+    let new_password = cur["data"]["password"].as_str().unwrap().to_owned();
+    assert_ne!(new_password, "pw-original");
+    assert!(
+        !pg.login(role, "pw-original"),
+        "the old password no longer logs in"
+    );
+    assert!(
+        pg.login(role, &new_password),
+        "the new password, read from the vault, does"
+    );
+    // The previous version stays readable for the 24 h grace period, then not.
+    let (s, old) = dev.get(&format!("/v1/secrets/{PATH}?version=1"), &dev.token);
+    assert_eq!(
+        (s, old["data"]["password"].as_str()),
+        (200, Some("pw-original"))
+    );
+    advance(&dev, "25h");
+    let (s, _) = dev.get(&format!("/v1/secrets/{PATH}?version=1"), &dev.token);
+    assert_ne!(s, 200);
+    // The audit log shows the rotation by the scheduler.
+    let (_, logs) = dev.get("/v1/audit/logs?action=rotate", &dev.token);
+    assert_eq!(
+        logs["logs"][0]["identity_id"], "system:rotation-scheduler",
+        "{logs}"
+    );
+    assert_eq!(logs["logs"][0]["extra_data"]["backend"], "postgres");
+}
