@@ -103,3 +103,82 @@ fn rotation_policies_from_the_cli() {
             .success()
     );
 }
+
+#[test]
+fn secret_policies_make_the_rotated_values() {
+    let dev = Dev::start();
+    let (s, b) = dev.post(
+        "/v1/secret-policies",
+        &dev.token,
+        json!({"name": "db-password", "policy_type": "password", "fields": [
+            {"name": "password", "generator": "random",
+             "config": {"length": 40, "charset": "safe", "require_digit": true}},
+            {"name": "client_id", "generator": "template", "config": {"template": "cli_{{hex:12}}"}}
+        ]}),
+    );
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["id"], "sp_db_password");
+    let (s, g) = dev.post(
+        "/v1/secret-policies/sp_db_password/generate",
+        &dev.token,
+        json!({}),
+    );
+    assert_eq!(s, 200, "{g}");
+    assert_eq!(g["data"]["password"].as_str().unwrap().len(), 40);
+    assert!(g["data"]["client_id"].as_str().unwrap().starts_with("cli_"));
+
+    // A recipe that cannot run is refused when it is written, not when a rotation needs it.
+    let (s, b) = dev.post(
+        "/v1/secret-policies",
+        &dev.token,
+        json!({"name": "broken", "fields": [{"name": "p", "generator": "random", "config": {"charset": "emoji"}}]}),
+    );
+    assert_eq!(s, 422, "{b}");
+
+    let path = "environments/production/billing/database";
+    dev.put(
+        &format!("/v1/secrets/{path}"),
+        &dev.token,
+        json!({"data": {"username": "billing", "password": "pw-1"}}),
+    );
+    let out = dev.cli(&[
+        "rotation",
+        "create",
+        "--name",
+        "recipe",
+        "--interval",
+        "30d",
+        "--auto-generate",
+        "--secret-policy",
+        "sp_db_password",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    dev.cli(&["rotation", "assign", "rot_recipe", path]);
+    let out = dev.cli(&["rotation", "rotate", "rot_recipe", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, cur) = dev.get(&format!("/v1/secrets/{path}"), &dev.token);
+    let pw = cur["data"]["password"].as_str().unwrap();
+    assert_eq!(pw.len(), 40);
+    assert!(pw.chars().any(|c| c.is_ascii_digit()));
+    assert!(
+        cur["data"]["client_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("cli_")
+    );
+    assert_eq!(
+        cur["data"]["username"], "billing",
+        "fields outside the recipe stay"
+    );
+    // In use: cannot be deleted.
+    let (s, b) = dev.req(
+        reqwest::Method::DELETE,
+        "/v1/secret-policies/sp_db_password",
+        Some(&dev.token),
+        None,
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("policy_in_use"))
+    );
+}

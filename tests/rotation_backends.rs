@@ -357,7 +357,7 @@ fn advance(dev: &Dev, by: &str) -> Value {
 fn webhook_backend_through_the_binary_with_signed_deliveries() {
     let receiver = Receiver::start(SIGNING);
     let allow = format!("127.0.0.1:{}", receiver.port);
-    let dev = dev_with(&["--plugin-allow-host", &allow]);
+    let dev = dev_with(&["--allow-host", &allow]);
     let (s, b) = dev.put(
         &format!("/v1/secrets/{PATH}"),
         &dev.token,
@@ -584,7 +584,7 @@ fn postgres_backend_changes_the_role_password_on_a_real_server() {
     assert!(pg.login(role, "pw-original"));
 
     let allow = format!("127.0.0.1:{}", pg.port);
-    let dev = dev_with(&["--plugin-allow-host", &allow]);
+    let dev = dev_with(&["--allow-host", &allow]);
     let (s, b) = dev.put(
         "/v1/secrets/infra/postgres/admin",
         &dev.token,

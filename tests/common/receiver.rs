@@ -16,8 +16,12 @@ use sha2::Sha256;
 pub struct Delivery {
     pub event_type: String,
     pub body: Value,
+    /// The signature matched (the current one, or during a secret rotation the previous).
     pub signature_ok: bool,
+    /// It matched only through `X-ScaiVault-Signature-Previous`.
+    pub via_previous: bool,
     pub status: u16,
+    pub headers: HashMap<String, String>,
 }
 
 #[derive(Default)]
@@ -77,10 +81,13 @@ impl Receiver {
                     .get("x-scaivault-timestamp")
                     .cloned()
                     .unwrap_or_default();
-                let signature_ok = headers.get("x-scaivault-signature")
-                    == Some(&sign(&secret, &ts, &body))
-                    && headers.get("user-agent").map(String::as_str)
-                        == Some("ScaiVault-Webhook/1.0");
+                let expected = sign(&secret, &ts, &body);
+                let agent_ok =
+                    headers.get("user-agent").map(String::as_str) == Some("ScaiVault-Webhook/1.0");
+                let primary = headers.get("x-scaivault-signature") == Some(&expected);
+                let via_previous =
+                    !primary && headers.get("x-scaivault-signature-previous") == Some(&expected);
+                let signature_ok = agent_ok && (primary || via_previous);
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let event_type = headers
                     .get("x-scaivault-event-type")
@@ -107,7 +114,9 @@ impl Receiver {
                     event_type,
                     body: v,
                     signature_ok,
+                    via_previous,
                     status,
+                    headers,
                 });
                 drop(s);
                 let _ = write!(

@@ -49,15 +49,16 @@ pub struct Global {
         value_delimiter = ','
     )]
     pub plugin_capabilities: Vec<String>,
-    /// A host (`host` or `host:port`) that plugins' HTTP and PostgreSQL calls may reach, such
-    /// as a rotation webhook or a database. Nothing is reachable unless listed.
+    /// A host (`host` or `host:port`) the vault may contact: rotation backends (a webhook
+    /// receiver, a database) and webhook subscribers. Nothing outside is reachable unless
+    /// listed. Repeat or separate with commas.
     #[arg(
-        long = "plugin-allow-host",
+        long = "allow-host",
         global = true,
-        env = "SCAIVAULT_PLUGIN_ALLOW_HOSTS",
+        env = "SCAIVAULT_ALLOW_HOSTS",
         value_delimiter = ','
     )]
-    pub plugin_allow_hosts: Vec<String>,
+    pub allow_hosts: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +104,9 @@ pub enum Command {
     /// WebAssembly plugins: secret types, generators, rotation backends.
     #[command(subcommand)]
     Plugins(PluginsCmd),
+    /// Webhooks: signed event deliveries and their log.
+    #[command(subcommand)]
+    Webhooks(WebhooksCmd),
     /// Seal state, keys and passphrase.
     #[command(subcommand)]
     Operator(OperatorCmd),
@@ -368,6 +372,70 @@ pub enum PoliciesCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum WebhooksCmd {
+    List,
+    /// Create a webhook; the signing secret comes from SCAIVAULT_WEBHOOK_SECRET or
+    /// --secret-file (never a flag, which other users could see in the process list).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        url: String,
+        /// Event types (comma-separated): secret.created, secret.*, rotation.failed, * …
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        #[arg(long)]
+        path_prefix: Option<String>,
+        #[arg(long)]
+        secret_type: Option<String>,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[arg(long)]
+        disabled: bool,
+    },
+    Get {
+        id: String,
+    },
+    /// Change a webhook; with --new-secret-file (or SCAIVAULT_WEBHOOK_SECRET and
+    /// --rotate-secret) the old secret keeps signing too for --previous-secret-ttl.
+    Update {
+        id: String,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        #[arg(long)]
+        enable: bool,
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long)]
+        rotate_secret: bool,
+        #[arg(long)]
+        new_secret_file: Option<PathBuf>,
+        #[arg(long)]
+        previous_secret_ttl: Option<String>,
+    },
+    Delete {
+        id: String,
+    },
+    /// Send a webhook.test event now.
+    Test {
+        id: String,
+    },
+    /// The delivery log, newest first.
+    Deliveries {
+        id: String,
+        /// pending | success | failed
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PluginsCmd {
     /// List built-in and installed plugins with their pinned hashes.
     List,
@@ -414,7 +482,7 @@ pub enum RotationCmd {
         fields: Vec<String>,
         #[arg(long)]
         description: Option<String>,
-        /// Secret (generation) policy: not built yet.
+        /// Secret (generation) policy whose recipe makes the new values (sp_…).
         #[arg(long)]
         secret_policy: Option<String>,
         /// Rotation backend plugin that applies each new value (webhook, postgres).

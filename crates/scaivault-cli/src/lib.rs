@@ -20,6 +20,7 @@ mod secrets;
 mod serve;
 mod server_config;
 mod target;
+mod webhooks;
 
 use clap::Parser;
 use scaivault_core::{Error, ErrorCode};
@@ -152,6 +153,13 @@ async fn run(cli: Cli) -> CliResult<()> {
             result
         }
         Command::Audit(c) => audit::run(&target(&g)?, c, &out).await,
+        Command::Webhooks(c) => {
+            let action = format!("webhooks_{}", variant(&c));
+            let t = target(&g)?;
+            let result = webhooks::run(&t, c, &out).await;
+            audit_local(&t, action, None, &result).await?;
+            result
+        }
         Command::Plugins(c) => {
             let action = format!("plugins_{}", variant(&c));
             let t = target(&g)?;

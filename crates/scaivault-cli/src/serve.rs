@@ -188,7 +188,7 @@ pub fn plugin_settings(g: &Global) -> Result<PluginSettings, Error> {
         dir: g.plugin_dir.clone(),
         allow,
         allow_hosts: g
-            .plugin_allow_hosts
+            .allow_hosts
             .iter()
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())

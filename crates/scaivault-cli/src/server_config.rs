@@ -15,7 +15,7 @@
 //! backup_keep = 14
 //! plugin_dir = "/var/lib/scaivault/plugins"
 //! plugin_capabilities = ["http"]              # random and clock are always granted
-//! plugin_allow_hosts = ["db.internal:5432", "hooks.example.com"]
+//! allow_hosts = ["db.internal:5432", "hooks.example.com"]
 //! ```
 //!
 //! A value from the command line wins over the file when it differs from the flag's default.
@@ -49,7 +49,7 @@ pub struct ServerFile {
     backup_keep: Option<usize>,
     plugin_dir: Option<PathBuf>,
     plugin_capabilities: Option<Vec<String>>,
-    plugin_allow_hosts: Option<Vec<String>>,
+    allow_hosts: Option<Vec<String>>,
 }
 
 pub fn load(path: &Path) -> Result<ServerFile, Error> {
@@ -80,8 +80,8 @@ pub fn apply(f: ServerFile, g: &mut Global, a: &mut ServerArgs) {
     if g.plugin_capabilities.is_empty() {
         g.plugin_capabilities = f.plugin_capabilities.unwrap_or_default();
     }
-    if g.plugin_allow_hosts.is_empty() {
-        g.plugin_allow_hosts = f.plugin_allow_hosts.unwrap_or_default();
+    if g.allow_hosts.is_empty() {
+        g.allow_hosts = f.allow_hosts.unwrap_or_default();
     }
     if let Some(l) = f.listen
         && a.listen == "127.0.0.1:8200".parse::<SocketAddr>().expect("valid")

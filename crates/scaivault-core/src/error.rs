@@ -40,6 +40,8 @@ pub enum ErrorCode {
     IdentityNotFound,
     RotationPolicyNotFound,
     PluginNotFound,
+    WebhookNotFound,
+    SecretPolicyNotFound,
     TokenNotFound,
     RouteNotFound,
     MethodNotAllowed,
@@ -99,6 +101,8 @@ impl ErrorCode {
         Self::IdentityNotFound,
         Self::RotationPolicyNotFound,
         Self::PluginNotFound,
+        Self::WebhookNotFound,
+        Self::SecretPolicyNotFound,
         Self::TokenNotFound,
         Self::RouteNotFound,
         Self::MethodNotAllowed,
@@ -157,6 +161,8 @@ impl ErrorCode {
             Self::IdentityNotFound => "identity_not_found",
             Self::RotationPolicyNotFound => "rotation_policy_not_found",
             Self::PluginNotFound => "plugin_not_found",
+            Self::WebhookNotFound => "webhook_not_found",
+            Self::SecretPolicyNotFound => "secret_policy_not_found",
             Self::TokenNotFound => "token_not_found",
             Self::RouteNotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -211,6 +217,8 @@ impl ErrorCode {
             | IdentityNotFound
             | RotationPolicyNotFound
             | PluginNotFound
+            | WebhookNotFound
+            | SecretPolicyNotFound
             | TokenNotFound
             | RouteNotFound
             | VaultNotFound => 404,

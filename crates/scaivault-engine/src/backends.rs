@@ -73,7 +73,7 @@ impl HostServices for BackendServices {
         let port = url.port_or_known_default().unwrap_or(0);
         if !host_allowed(&self.allow_hosts, &host, port) {
             return Err(refused(format!(
-                "{host}:{port} is not on the operator's plugin host allow-list (--plugin-allow-host)"
+                "{host}:{port} is not on the operator's outbound allow-list (--allow-host)"
             )));
         }
         let method =
@@ -145,7 +145,7 @@ impl HostServices for BackendServices {
         }
         if !host_allowed(&self.allow_hosts, &host, port) {
             return Err(refused(format!(
-                "{host}:{port} is not on the operator's plugin host allow-list (--plugin-allow-host)"
+                "{host}:{port} is not on the operator's outbound allow-list (--allow-host)"
             )));
         }
         match req["op"].as_str() {

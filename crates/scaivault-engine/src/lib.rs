@@ -13,6 +13,7 @@ mod backends;
 mod caller;
 mod clock;
 mod cursor;
+mod events;
 mod identities;
 mod operations;
 mod plugins;
@@ -20,8 +21,10 @@ mod policies;
 mod records;
 mod rotation;
 mod rotation_job;
+mod secret_policies;
 mod secrets;
 mod tokens;
+mod webhooks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicI64;
@@ -30,6 +33,7 @@ use std::sync::{Arc, RwLock};
 pub use audit::{AuditEntry, AuditInput, AuditQuery, VerifyReport, input_for};
 pub use caller::Caller;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use events::{EVENT_TYPES, Event};
 pub use identities::{CreateIdentity, IdentityView};
 pub use plugins::{PluginCheck, PluginSettings, plugins_json};
 pub use policies::{BindingRequest, PolicyRequest, PolicyTestRequest};
@@ -38,8 +42,10 @@ pub use rotation::{RotationPolicy, RotationPolicyRequest};
 pub use rotation_job::{JobStatus, MAX_ATTEMPTS, RotationJob, Step};
 pub use scaivault_core::{Error, ErrorCode, Result};
 pub use scaivault_plugin_host::{Capability, PluginInfo};
+pub use secret_policies::{RecipeField, SecretPolicy, SecretPolicyRequest};
 pub use secrets::{BatchReadRequest, ListPage, SecretView, WriteOutcome, WriteRequest};
 pub use tokens::{CreateToken, IssuedToken};
+pub use webhooks::{DELIVERY_ATTEMPTS, WebhookFilters, WebhookRequest};
 
 use scaivault_core::policy::CompiledPolicy;
 use scaivault_store::{StoreError, Table, Vault};
@@ -64,8 +70,11 @@ pub struct Engine {
     rotation: Arc<RwLock<rotation::RotationState>>,
     plugins: Arc<scaivault_plugin_host::PluginHost>,
     plugin_dir: std::path::PathBuf,
-    /// Hosts rotation backends may reach (`host` or `host:port`).
+    /// Hosts rotation backends and webhooks may reach (`host` or `host:port`).
     allow_hosts: Arc<Vec<String>>,
+    events: events::EventSink,
+    /// For webhook deliveries: no redirects (the allow-list applies to the URL given).
+    http: reqwest::Client,
 }
 
 /// Decrypted secret heads (metadata, never values) of recently read secrets, so a read
@@ -222,11 +231,22 @@ impl Engine {
             plugins,
             plugin_dir,
             allow_hosts: Arc::new(settings.allow_hosts.clone()),
+            events: events::EventSink {
+                state: Arc::default(),
+                seq: Arc::default(),
+                notify: Arc::default(),
+            },
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| Error::internal(format!("HTTP client: {e}")))?,
         };
         engine.reload_policies()?;
         engine.reload_identities()?;
         engine.reload_rotation()?;
         engine.reload_tokens()?;
+        engine.reload_webhooks()?;
         Ok(engine)
     }
 

@@ -221,14 +221,21 @@ impl Engine {
             created_at: now,
             updated_at: now,
         };
-        self.save_policy(policy, true).await
+        self.save_policy(policy, true, &caller.identity_id.to_string())
+            .await
     }
 
     /// Writes a policy and swaps the compiled set once the batch is durable.
-    async fn save_policy(&self, policy: Policy, must_be_new_name: bool) -> Result<Policy> {
+    async fn save_policy(
+        &self,
+        policy: Policy,
+        must_be_new_name: bool,
+        actor: &str,
+    ) -> Result<Policy> {
         let compiled = CompiledPolicy::compile(policy.clone())?;
         let cache = self.policies.clone();
-        self.vault
+        let saved = self
+            .vault
             .write(move |tx| {
                 if must_be_new_name && read(&cache).iter().any(|p| p.policy.name == policy.name) {
                     return Err(Error::new(
@@ -250,7 +257,21 @@ impl Engine {
                 });
                 Ok(policy)
             })
-            .await
+            .await?;
+        let kind = if must_be_new_name {
+            "policy.created"
+        } else {
+            "policy.updated"
+        };
+        let event = crate::events::Event::new(
+            kind,
+            actor,
+            None,
+            serde_json::json!({ "policy_id": saved.id, "name": saved.name }),
+            self.now(),
+        );
+        self.emit(vec![event], Vec::new()).await;
+        Ok(saved)
     }
 
     /// PUT (replace rules and metadata, keep bindings) or PATCH (any subset).
@@ -299,7 +320,8 @@ impl Engine {
             }
         }
         p.updated_at = self.now();
-        self.save_policy(p, false).await
+        self.save_policy(p, false, &caller.identity_id.to_string())
+            .await
     }
 
     pub async fn delete_policy(&self, caller: &Caller, id: &str, force: bool) -> Result<()> {
@@ -318,6 +340,13 @@ impl Engine {
         }
         let cache = self.policies.clone();
         let pid = p.id.clone();
+        let event = crate::events::Event::new(
+            "policy.deleted",
+            &caller.identity_id.to_string(),
+            None,
+            serde_json::json!({ "policy_id": p.id, "name": p.name }),
+            self.now(),
+        );
         self.vault
             .write(move |tx| {
                 tx.delete(Table::Policies, pid.as_bytes());
@@ -333,7 +362,9 @@ impl Engine {
                 });
                 Ok::<_, Error>(())
             })
-            .await
+            .await?;
+        self.emit(vec![event], Vec::new()).await;
+        Ok(())
     }
 
     pub fn list_bindings(&self, caller: &Caller, id: &str) -> Result<Vec<Binding>> {
@@ -379,7 +410,8 @@ impl Engine {
         };
         p.bindings.push(binding.clone());
         p.updated_at = now;
-        self.save_policy(p, false).await?;
+        self.save_policy(p, false, &caller.identity_id.to_string())
+            .await?;
         Ok(binding)
     }
 
@@ -397,7 +429,9 @@ impl Engine {
             ));
         }
         p.updated_at = self.now();
-        self.save_policy(p, false).await.map(|_| ())
+        self.save_policy(p, false, &caller.identity_id.to_string())
+            .await
+            .map(|_| ())
     }
 
     /// Dry-run: would `identity_id` get `permission` on `path`? Explains the answer.
@@ -440,7 +474,7 @@ impl Engine {
             .collect();
         for mut p in affected {
             p.bindings.retain(|b| &b.identity_id != identity);
-            self.save_policy(p, false).await?;
+            self.save_policy(p, false, "system").await?;
         }
         Ok(())
     }

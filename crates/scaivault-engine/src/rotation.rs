@@ -47,6 +47,12 @@ pub struct RotationPolicy {
     pub backend: Option<String>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub backend_config: Map<String, Value>,
+    /// Webhooks that receive this policy's rotation events, whatever they subscribed to.
+    #[serde(default)]
+    pub webhook_ids: Vec<String>,
+    /// The recipe new values are made with (`sp_…`); without one, random strings.
+    #[serde(default)]
+    pub secret_policy_id: Option<String>,
     pub is_active: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -63,6 +69,14 @@ pub(crate) enum RotationRecord {
     },
     /// A rotation in progress or failed (see `rotation_job`).
     Job(RotationJob),
+    /// Which `rotation.due` / `rotation.overdue` notices were sent for a secret's current
+    /// cycle (the cycle starts at its last rotation).
+    Notices {
+        secret_path: String,
+        cycle: Timestamp,
+        sent: Vec<String>,
+    },
+    SecretPolicy(crate::secret_policies::SecretPolicy),
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +86,9 @@ pub(crate) struct RotationState {
     assigned: BTreeMap<String, String>,
     /// secret path → its rotation in progress (or failed).
     pub(crate) jobs: BTreeMap<String, RotationJob>,
+    /// secret path → (cycle, notices sent in it).
+    notices: BTreeMap<String, (Timestamp, Vec<String>)>,
+    pub(crate) secret_policies: BTreeMap<String, crate::secret_policies::SecretPolicy>,
 }
 
 impl RotationState {
@@ -199,6 +216,16 @@ impl Engine {
                 RotationRecord::Job(j) => {
                     state.jobs.insert(j.secret_path.clone(), j);
                 }
+                RotationRecord::Notices {
+                    secret_path,
+                    cycle,
+                    sent,
+                } => {
+                    state.notices.insert(secret_path, (cycle, sent));
+                }
+                RotationRecord::SecretPolicy(sp) => {
+                    state.secret_policies.insert(sp.id.clone(), sp);
+                }
             }
         }
         *write(&self.rotation) = state;
@@ -307,12 +334,22 @@ impl Engine {
             }
             p.backend_config = cfg;
         }
-        if req.secret_policy_id.is_some() || req.webhook_ids.as_ref().is_some_and(|w| !w.is_empty())
-        {
-            return Err(Error::new(
-                ErrorCode::NotImplemented,
-                "secret policies and webhooks are not built yet; rotation auto-generates random values",
-            ));
+        if let Some(sp) = req.secret_policy_id {
+            if sp.is_empty() {
+                p.secret_policy_id = None;
+            } else {
+                p.secret_policy_id = Some(self.find_secret_policy(&sp)?.id);
+            }
+        }
+        if let Some(ids) = req.webhook_ids {
+            let hooks = read(&self.events.state);
+            if let Some(missing) = ids.iter().find(|id| !hooks.hooks.contains_key(*id)) {
+                return Err(Error::new(
+                    ErrorCode::WebhookNotFound,
+                    format!("no webhook {missing}"),
+                ));
+            }
+            p.webhook_ids = ids;
         }
         if let Some(i) = req.interval {
             p.interval_seconds = parse_duration(&i)?.as_secs();
@@ -384,6 +421,8 @@ impl Engine {
             fields: None,
             backend: None,
             backend_config: Map::new(),
+            webhook_ids: Vec::new(),
+            secret_policy_id: None,
             is_active: true,
             created_at: now,
             updated_at: now,
@@ -625,7 +664,7 @@ impl Engine {
                 .filter_map(|(path, pid)| {
                     s.policies
                         .get(pid)
-                        .filter(|p| p.is_active && p.auto_generate)
+                        .filter(|p| p.is_active)
                         .map(|p| (p.clone(), path.clone()))
                 })
                 .collect()
@@ -639,7 +678,10 @@ impl Engine {
                 continue;
             }
             let interval = Duration::from_secs(p.interval_seconds);
+            let cycle = head.last_rotated_at.unwrap_or(head.created_at);
+            self.send_notices(&p, &path, cycle, now).await?;
             match self.job(&path) {
+                _ if !p.auto_generate => {}
                 Some(j) if j.status == JobStatus::Running => {
                     if j.next_attempt_at <= now {
                         let o = self.drive_job(&path, None).await?;
@@ -664,6 +706,95 @@ impl Engine {
         }
         Ok(done)
     }
+}
+
+impl Engine {
+    /// `rotation.due` at each `warn_before` threshold and when due (`due_now`), and
+    /// `rotation.overdue` once the grace period has passed without a rotation (policies that
+    /// do not auto-generate wait for a `PUT`). Each is sent once per cycle, recorded in the file.
+    async fn send_notices(
+        &self,
+        p: &RotationPolicy,
+        path: &str,
+        cycle: Timestamp,
+        now: Timestamp,
+    ) -> Result<()> {
+        let due = cycle.plus(Duration::from_secs(p.interval_seconds));
+        let mut wanted: Vec<(String, Value, &str)> = Vec::new();
+        if let Some(w) = &p.warn_before {
+            for (raw, d) in w.split(',').zip(parse_duration_list(w)?) {
+                if now >= due.minus(d) && now < due {
+                    wanted.push((
+                        format!("warn:{}", raw.trim()),
+                        json!({ "threshold": raw.trim(), "due_at": due, "due_now": false }),
+                        "rotation.due",
+                    ));
+                }
+            }
+        }
+        if now >= due && !p.auto_generate {
+            wanted.push((
+                "due_now".into(),
+                json!({ "due_at": due, "due_now": true }),
+                "rotation.due",
+            ));
+            let grace_end = due.plus(Duration::from_secs(p.grace_period_seconds));
+            if now >= grace_end {
+                wanted.push((
+                    "overdue".into(),
+                    json!({ "due_at": due, "overdue_since": grace_end }),
+                    "rotation.overdue",
+                ));
+            }
+        }
+        let already: Vec<String> = match read(&self.rotation).notices.get(path) {
+            Some((c, sent)) if *c == cycle => sent.clone(),
+            _ => Vec::new(),
+        };
+        let fresh: Vec<_> = wanted
+            .into_iter()
+            .filter(|(k, _, _)| !already.contains(k))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let mut sent = already;
+        let mut events = Vec::new();
+        for (key, mut data, kind) in fresh {
+            data["rotation_policy_id"] = json!(p.id);
+            events.push(crate::events::Event::new(
+                kind,
+                "system:rotation-scheduler",
+                Some(path),
+                data,
+                now,
+            ));
+            sent.push(key);
+        }
+        let record = RotationRecord::Notices {
+            secret_path: path.to_owned(),
+            cycle,
+            sent: sent.clone(),
+        };
+        let (state, key) = (self.rotation.clone(), path.to_owned());
+        self.vault
+            .write(move |tx| {
+                tx.put(Table::Rotation, &notice_key(&key), &encode(&record));
+                tx.on_commit(move || {
+                    write(&state).notices.insert(key, (cycle, sent));
+                });
+                Ok::<_, Error>(())
+            })
+            .await?;
+        self.emit(events, p.webhook_ids.clone()).await;
+        Ok(())
+    }
+}
+
+fn notice_key(path: &str) -> Vec<u8> {
+    let mut k = b"notice/".to_vec();
+    k.extend_from_slice(path.as_bytes());
+    k
 }
 
 /// Attaches `head` to policy `pid` inside a write job (assign, or a write's

@@ -21,6 +21,7 @@ use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
 use crate::backends::{AdminCredential, BackendServices};
+use crate::events::Event;
 use crate::records::SecretData;
 use crate::rotation::{RotationPolicy, RotationRecord, job_key};
 use crate::{
@@ -164,7 +165,17 @@ impl Engine {
             .read_secret(&Caller::local_operator(), path, None)?
             .data
             .to_value();
-        let data = crate::rotation::regenerate(p, path, &old)?;
+        let data = match &p.secret_policy_id {
+            // The recipe's fields replace those of the current value; the others (a user name,
+            // a host) stay.
+            Some(sp) => {
+                let recipe = self.find_secret_policy(sp)?;
+                let mut data = old.as_object().cloned().unwrap_or_default();
+                data.extend(self.run_recipe(&recipe.fields).await?);
+                Value::Object(data)
+            }
+            None => crate::rotation::regenerate(p, path, &old)?,
+        };
         let now = self.now();
         let job = RotationJob {
             policy_id: p.id.clone(),
@@ -290,7 +301,21 @@ impl Engine {
         }
         tracing::warn!(path = %job.secret_path, policy = %job.policy_id, "rotation failed: {why}");
         let path = job.secret_path.clone();
+        let hooks = read(&self.rotation)
+            .policies
+            .get(&job.policy_id)
+            .map(|p| p.webhook_ids.clone())
+            .unwrap_or_default();
+        let event = Event::new(
+            "rotation.failed",
+            "system:rotation-scheduler",
+            Some(&path),
+            json!({ "rotation_policy_id": job.policy_id, "step": job.step, "attempts": job.attempts,
+                    "error": why, "reverted": job.reverted }),
+            self.now(),
+        );
         self.save_job(job).await?;
+        self.emit(vec![event], hooks).await;
         self.record_audit(AuditInput {
             action: "rotation_failed".into(),
             identity_id: Some("system:rotation-scheduler".into()),
@@ -325,6 +350,12 @@ impl Engine {
         );
         let state = self.rotation.clone();
         let backend = p.backend.clone();
+        let sink = self.events.clone();
+        let (hooks, pname, grace) = (
+            p.webhook_ids.clone(),
+            p.name.clone(),
+            p.grace_period_seconds,
+        );
         let written = self
             .write_secret_with(&system, &path, req, move |tx, out| {
                 tx.delete(scaivault_store::Table::Rotation, &job_key(&out.path));
@@ -349,6 +380,28 @@ impl Engine {
                     },
                     now,
                 )?;
+                let data = json!({
+                    "old_version": from, "new_version": out.version, "rotation_policy_id": pid,
+                    "rotation_policy_name": pname, "auto_generated": true,
+                    "grace_period_ends": now.plus(Duration::from_secs(grace)),
+                });
+                let events = vec![
+                    Event::new(
+                        "secret.rotated",
+                        "system:rotation-scheduler",
+                        Some(&out.path),
+                        data.clone(),
+                        now,
+                    ),
+                    Event::new(
+                        "rotation.completed",
+                        "system:rotation-scheduler",
+                        Some(&out.path),
+                        data,
+                        now,
+                    ),
+                ];
+                sink.enqueue_in(tx, events, &hooks, now);
                 let p2 = out.path.clone();
                 tx.on_commit(move || {
                     write(&state).jobs.remove(&p2);

@@ -183,6 +183,22 @@ struct PreparedWrite {
     rotation: Arc<std::sync::RwLock<crate::rotation::RotationState>>,
 }
 
+/// [`apply_write`], and the `secret.created` / `secret.updated` event queued in the same
+/// transaction for the webhooks that want it.
+fn apply_and_announce(
+    tx: &mut WriteTx<'_, '_>,
+    w: PreparedWrite,
+    sink: &crate::events::EventSink,
+    is_rotation: bool,
+) -> Result<WriteOutcome> {
+    let (actor, now) = (w.actor.clone(), w.now);
+    let tags = w.req.metadata.as_ref().and_then(|m| m.get("tags")).cloned();
+    let out = apply_write(tx, w)?;
+    let event = crate::events::secret_written_event(&out, &actor, tags.as_ref(), is_rotation, now);
+    sink.enqueue_in(tx, vec![event], &[], now);
+    Ok(out)
+}
+
 /// The writer-thread half of a write: check-and-set, versioning, pruning, index updates.
 fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcome> {
     let PreparedWrite {
@@ -590,7 +606,10 @@ impl Engine {
     ) -> Result<WriteOutcome> {
         let mut w = self.prepare_write(caller, path, req)?;
         self.validate_prepared(std::slice::from_mut(&mut w)).await?;
-        self.vault.write(move |tx| apply_write(tx, w)).await
+        let sink = self.events.clone();
+        self.vault
+            .write(move |tx| apply_and_announce(tx, w, &sink, false))
+            .await
     }
 
     /// A write that commits in the same transaction as `extra` (a rotation's finish: the
@@ -607,9 +626,10 @@ impl Engine {
     {
         let mut w = self.prepare_write(caller, path, req)?;
         self.validate_prepared(std::slice::from_mut(&mut w)).await?;
+        let sink = self.events.clone();
         self.vault
             .write(move |tx| {
-                let out = apply_write(tx, w)?;
+                let out = apply_and_announce(tx, w, &sink, true)?;
                 extra(tx, &out)?;
                 Ok(out)
             })
@@ -630,11 +650,12 @@ impl Engine {
             })
             .collect::<Result<Vec<_>>>()?;
         self.validate_prepared(&mut prepared).await?;
+        let sink = self.events.clone();
         self.vault
             .write(move |tx| {
                 prepared
                     .into_iter()
-                    .map(|w| apply_write(tx, w))
+                    .map(|w| apply_and_announce(tx, w, &sink, false))
                     .collect::<Result<Vec<_>>>()
             })
             .await
@@ -847,6 +868,18 @@ impl Engine {
         if permanent {
             s.recoverable_until = None;
         }
+        let event = crate::events::Event::new(
+            "secret.deleted",
+            &caller.identity_id.to_string(),
+            Some(path.as_str()),
+            serde_json::json!({
+                "version_count": head.versions.len(), "deleted_by": caller.identity_id.to_string(),
+                "permanent": permanent, "recoverable_until": s.recoverable_until,
+                "secret_type": head.secret_type,
+            }),
+            now,
+        );
+        self.emit(vec![event], Vec::new()).await;
         Ok(s)
     }
 

@@ -224,7 +224,17 @@ impl PluginHost {
     /// Compiles every plugin not compiled yet, so the first request does not pay for it.
     /// Returns how long each took.
     pub fn precompile(&self) -> Vec<(String, Duration)> {
-        let entries: Vec<Arc<Entry>> = read(&self.entries).values().cloned().collect();
+        self.precompile_kinds(&[Kind::SecretTypes, Kind::Generators, Kind::RotationBackend])
+    }
+
+    /// Compiles the plugins of the given kinds not compiled yet. A server compiles the secret
+    /// types at start (every write runs one); the rest compile on first use.
+    pub fn precompile_kinds(&self, kinds: &[Kind]) -> Vec<(String, Duration)> {
+        let entries: Vec<Arc<Entry>> = read(&self.entries)
+            .values()
+            .filter(|e| kinds.contains(&e.manifest.kind))
+            .cloned()
+            .collect();
         entries
             .iter()
             .map(|e| {

@@ -186,6 +186,18 @@ pub(crate) fn audit_action(method: &Method, path: &str) -> Option<(&'static str,
         ("POST", "/v1/sys/restore") => "restore_from_backup",
         ("POST", "/v1/sys/verify") => "verify",
         ("POST", "/v1/sys/test/clock") => "test_clock_advance",
+        ("POST", p) if p.starts_with("/v1/secret-policies/") && p.ends_with("/generate") => {
+            "generate"
+        }
+        ("POST", "/v1/secret-policies") => "secret_policy_create",
+        ("PATCH", p) if p.starts_with("/v1/secret-policies/") => "secret_policy_update",
+        ("DELETE", p) if p.starts_with("/v1/secret-policies/") => "secret_policy_delete",
+        ("GET", p) if p.starts_with("/v1/secret-policies") => "secret_policy_read",
+        ("POST", "/v1/webhooks") => "webhook_create",
+        ("POST", p) if p.starts_with("/v1/webhooks/") && p.ends_with("/test") => "webhook_test",
+        ("PATCH", p) if p.starts_with("/v1/webhooks/") => "webhook_update",
+        ("DELETE", p) if p.starts_with("/v1/webhooks/") => "webhook_delete",
+        ("GET", p) if p.starts_with("/v1/webhooks") => "webhook_read",
         ("POST", "/v1/plugins") => "plugin_install",
         ("POST", "/v1/plugins/verify") => "plugin_verify",
         ("DELETE", p) if p.starts_with("/v1/plugins/") => "plugin_remove",

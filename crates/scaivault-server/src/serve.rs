@@ -37,10 +37,12 @@ pub async fn serve(
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
 
-    // Compile the plugins now, off the request path, so the first write does not pay for it.
+    // Compile the secret-type plugins now, off the request path, so the first write does not
+    // pay for it; generators and rotation backends compile on first use.
     if let Ok(engine) = state.engine() {
         tokio::task::spawn_blocking(move || {
-            for (name, took) in engine.plugin_host().precompile() {
+            let types = [scaivault_plugin_host::Kind::SecretTypes];
+            for (name, took) in engine.plugin_host().precompile_kinds(&types) {
                 tracing::info!(plugin = %name, ms = took.as_millis() as u64, "plugin compiled");
             }
         });
@@ -76,6 +78,28 @@ pub async fn serve(
                         Err(e) => tracing::warn!(error = %e, "rotation tick failed"),
                     }
                 }
+            }
+        })
+    };
+    // The webhook delivery worker: woken when a change queues a delivery, and every two
+    // seconds for retries whose time has come.
+    let deliveries = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok(engine) = state.engine() else {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                };
+                let queued = engine.deliveries_queued();
+                match engine.deliver_pending().await {
+                    // A full batch: there may be more due right now.
+                    Ok(n) if n >= 64 => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "webhook delivery pass failed"),
+                }
+                drop(engine);
+                let _ = tokio::time::timeout(Duration::from_secs(2), queued.notified()).await;
             }
         })
     };
@@ -153,6 +177,7 @@ pub async fn serve(
     };
     flusher.abort();
     rotations.abort();
+    deliveries.abort();
     for t in [retention, backups].into_iter().flatten() {
         t.abort();
     }

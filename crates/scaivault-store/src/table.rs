@@ -21,6 +21,8 @@ pub enum Table {
     Rotation,
     /// The catalogue of installed external plugins: manifests and pinned hashes.
     Plugins,
+    /// Webhooks and their delivery log (pending deliveries are the outbox of events).
+    Webhooks,
 }
 
 impl Table {
@@ -36,6 +38,7 @@ impl Table {
         Table::AuditState,
         Table::Rotation,
         Table::Plugins,
+        Table::Webhooks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Table {
             Table::AuditState => "audit_state",
             Table::Rotation => "rotation",
             Table::Plugins => "plugins",
+            Table::Webhooks => "webhooks",
         }
     }
 }

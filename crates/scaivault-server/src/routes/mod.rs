@@ -6,14 +6,16 @@ mod identities;
 mod plugins;
 mod policies;
 mod rotation;
+mod secret_policies;
 mod secrets;
 mod sys;
+mod webhooks;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{any, delete, get, post};
+use axum::routing::{delete, get, post};
 use scaivault_core::ErrorCode;
 
 use crate::context::request_context;
@@ -97,10 +99,29 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/rotation/policies/{id}/rotate", post(rotation::rotate))
         .route("/v1/rotation/status", get(rotation::status))
-        .route("/v1/secret-policies", any(not_built))
-        .route("/v1/secret-policies/{*rest}", any(not_built))
-        .route("/v1/webhooks", any(not_built))
-        .route("/v1/webhooks/{*rest}", any(not_built))
+        .route(
+            "/v1/secret-policies",
+            get(secret_policies::list).post(secret_policies::create),
+        )
+        .route(
+            "/v1/secret-policies/{id}",
+            get(secret_policies::get)
+                .patch(secret_policies::patch)
+                .delete(secret_policies::delete),
+        )
+        .route(
+            "/v1/secret-policies/{id}/generate",
+            post(secret_policies::generate),
+        )
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::patch)
+                .delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/test", post(webhooks::test))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route(
             "/v1/plugins",
             get(plugins::list)
@@ -146,14 +167,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             request_context,
         ))
         .with_state(state)
-}
-
-/// Endpoints of features that are planned but not built answer this, not a bare 404.
-async fn not_built() -> ApiError {
-    ApiError(scaivault_core::Error::new(
-        ErrorCode::NotImplemented,
-        "not built yet: secret policies and webhooks are listed under \"Not yet\" in the README",
-    ))
 }
 
 /// The raw (still percent-encoded) path after `prefix`: secret paths are matched on the

@@ -1,0 +1,205 @@
+//! `scaivault webhooks …`
+
+use std::path::Path;
+
+use reqwest::Method;
+use scaivault_core::{Error, ErrorCode};
+use scaivault_engine::WebhookRequest;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::args::WebhooksCmd;
+use crate::output::{Out, print_table, text as s};
+use crate::target::{CliResult, Target, local_caller};
+
+/// The signing secret: from a file, else SCAIVAULT_WEBHOOK_SECRET.
+fn secret(file: Option<&Path>) -> Result<Zeroizing<String>, Error> {
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| Error::invalid_request(format!("cannot read {}: {e}", f.display())))?;
+        return Ok(Zeroizing::new(
+            text.trim_end_matches(['\n', '\r']).to_owned(),
+        ));
+    }
+    std::env::var("SCAIVAULT_WEBHOOK_SECRET")
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            Error::new(
+                ErrorCode::ValidationError,
+                "give the signing secret in SCAIVAULT_WEBHOOK_SECRET or with --secret-file",
+            )
+        })
+}
+
+fn request(body: &Value) -> Result<WebhookRequest, Error> {
+    serde_json::from_value(body.clone()).map_err(|e| Error::invalid_request(e.to_string()))
+}
+
+pub async fn run(target: &Target, cmd: WebhooksCmd, out: &Out) -> CliResult<()> {
+    let c = local_caller();
+    let res = match cmd {
+        WebhooksCmd::List => {
+            let res = match target {
+                Target::Remote(r) => r.call(Method::GET, "/v1/webhooks", None).await?,
+                Target::Local(e) => e.list_webhooks(&c)?,
+            };
+            out.emit(&res, || {
+                let rows = res["webhooks"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|w| {
+                                vec![
+                                    s(&w["id"]),
+                                    s(&w["name"]),
+                                    s(&w["url"]),
+                                    w["events"]
+                                        .as_array()
+                                        .map(|e| e.iter().map(s).collect::<Vec<_>>().join(","))
+                                        .unwrap_or_default(),
+                                    s(&w["status"]),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                print_table(&["ID", "NAME", "URL", "EVENTS", "STATUS"], rows);
+            });
+            return Ok(());
+        }
+        WebhooksCmd::Create {
+            name,
+            url,
+            events,
+            secret_file,
+            path_prefix,
+            secret_type,
+            tags,
+            disabled,
+        } => {
+            let sec = secret(secret_file.as_deref())?;
+            let body = json!({
+                "name": name, "url": url, "events": events, "secret": sec.as_str(),
+                "enabled": !disabled,
+                "filters": { "path_prefix": path_prefix, "secret_type": secret_type, "tags": tags },
+            });
+            match target {
+                Target::Remote(r) => r.call(Method::POST, "/v1/webhooks", Some(&body)).await?,
+                Target::Local(e) => e.create_webhook(&c, request(&body)?).await?,
+            }
+        }
+        WebhooksCmd::Get { id } => match target {
+            Target::Remote(r) => {
+                r.call(Method::GET, &format!("/v1/webhooks/{id}"), None)
+                    .await?
+            }
+            Target::Local(e) => e.get_webhook(&c, &id)?,
+        },
+        WebhooksCmd::Update {
+            id,
+            url,
+            events,
+            enable,
+            disable,
+            rotate_secret,
+            new_secret_file,
+            previous_secret_ttl,
+        } => {
+            let mut body = json!({});
+            if let Some(u) = url {
+                body["url"] = json!(u);
+            }
+            if let Some(e) = events {
+                body["events"] = json!(e);
+            }
+            if enable || disable {
+                body["enabled"] = json!(enable);
+            }
+            let sec = if rotate_secret || new_secret_file.is_some() {
+                Some(secret(new_secret_file.as_deref())?)
+            } else {
+                None
+            };
+            if let Some(sec) = &sec {
+                body["secret"] = json!(sec.as_str());
+            }
+            if let Some(t) = previous_secret_ttl {
+                body["previous_secret_ttl"] = json!(t);
+            }
+            match target {
+                Target::Remote(r) => {
+                    r.call(Method::PATCH, &format!("/v1/webhooks/{id}"), Some(&body))
+                        .await?
+                }
+                Target::Local(e) => e.update_webhook(&c, &id, request(&body)?).await?,
+            }
+        }
+        WebhooksCmd::Delete { id } => {
+            match target {
+                Target::Remote(r) => {
+                    r.call(Method::DELETE, &format!("/v1/webhooks/{id}"), None)
+                        .await?;
+                }
+                Target::Local(e) => e.delete_webhook(&c, &id).await?,
+            }
+            json!({ "deleted": id })
+        }
+        WebhooksCmd::Test { id } => match target {
+            Target::Remote(r) => {
+                r.call(Method::POST, &format!("/v1/webhooks/{id}/test"), None)
+                    .await?
+            }
+            Target::Local(e) => e.test_webhook(&c, &id).await?,
+        },
+        WebhooksCmd::Deliveries { id, status, limit } => {
+            let res = match target {
+                Target::Remote(r) => {
+                    let mut q = Vec::new();
+                    if let Some(st) = &status {
+                        q.push(format!("status={st}"));
+                    }
+                    if let Some(l) = limit {
+                        q.push(format!("limit={l}"));
+                    }
+                    let qs = if q.is_empty() {
+                        String::new()
+                    } else {
+                        format!("?{}", q.join("&"))
+                    };
+                    r.call(
+                        Method::GET,
+                        &format!("/v1/webhooks/{id}/deliveries{qs}"),
+                        None,
+                    )
+                    .await?
+                }
+                Target::Local(e) => e.list_deliveries(&c, &id, status.as_deref(), limit, None)?,
+            };
+            out.emit(&res, || {
+                let rows = res["deliveries"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|d| {
+                                vec![
+                                    s(&d["id"]),
+                                    s(&d["event_type"]),
+                                    s(&d["timestamp"]),
+                                    s(&d["status"]),
+                                    s(&d["response_code"]),
+                                    s(&d["attempts"]),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                print_table(&["ID", "EVENT", "TIME", "STATUS", "CODE", "ATTEMPTS"], rows);
+            });
+            return Ok(());
+        }
+    };
+    out.emit(&res, || {
+        println!("{}", serde_json::to_string_pretty(&res).unwrap_or_default())
+    });
+    Ok(())
+}

@@ -1,0 +1,724 @@
+//! Webhooks (spec §2.8): subscriptions to events, delivered as signed POSTs with retries, and
+//! their delivery log. Targets must be on the operator's outbound allow-list, like rotation
+//! backends; the signing secret is write-only.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use scaivault_core::duration::parse_duration;
+use scaivault_core::scope::Scope;
+use scaivault_core::time::Timestamp;
+use scaivault_store::Table;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::events::{EVENT_TYPES, Event, WebhookState};
+use crate::{Caller, Engine, Error, ErrorCode, Result, decode, encode, load_all, read, write};
+
+/// Delivery attempts before a delivery is marked failed, and the waits between them.
+pub const DELIVERY_ATTEMPTS: u32 = 6;
+const RETRY_DELAYS: [u64; 5] = [30, 120, 600, 3600, 6 * 3600];
+/// Consecutive failed deliveries after which a webhook's status is `failing`.
+const FAILING_AFTER: u32 = 3;
+/// Delivery log entries kept per webhook (the oldest finished ones go first).
+const KEEP_DELIVERIES: usize = 1000;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookFilters {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    secret: Zeroizing<String>,
+    /// The secret replaced by the last rotation of it, still sent as a second signature
+    /// until `previous_secret_expires_at`.
+    #[serde(default)]
+    previous_secret: Option<Zeroizing<String>>,
+    #[serde(default)]
+    previous_secret_expires_at: Option<Timestamp>,
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub filters: WebhookFilters,
+    pub enabled: bool,
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl std::fmt::Debug for WebhookRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookRecord")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookRecord {
+    fn status(&self) -> &'static str {
+        if !self.enabled {
+            "disabled"
+        } else if self.consecutive_failures >= FAILING_AFTER {
+            "failing"
+        } else {
+            "healthy"
+        }
+    }
+
+    /// Never the secret.
+    fn view(&self) -> Value {
+        json!({
+            "id": self.id, "name": self.name, "url": self.url, "events": self.events,
+            "filters": self.filters, "enabled": self.enabled, "status": self.status(),
+            "previous_secret_expires_at": self.previous_secret_expires_at,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Success,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub seq: u64,
+    pub webhook_id: String,
+    pub event: Event,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub response_code: Option<u16>,
+    pub last_error: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub created_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+}
+
+impl DeliveryRecord {
+    pub(crate) fn new(seq: u64, webhook_id: &str, event: &Event, now: Timestamp) -> Self {
+        DeliveryRecord {
+            seq,
+            webhook_id: webhook_id.to_owned(),
+            event: event.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            response_code: None,
+            last_error: None,
+            duration_ms: None,
+            created_at: now,
+            delivered_at: None,
+        }
+    }
+
+    fn view(&self) -> Value {
+        json!({
+            "id": format!("dlv_{}", self.seq), "webhook_id": self.webhook_id,
+            "event_id": self.event.event_id, "event_type": self.event.event_type,
+            "timestamp": self.created_at, "status": self.status, "attempts": self.attempts,
+            "response_code": self.response_code, "error": self.last_error,
+            "duration_ms": self.duration_ms, "delivered_at": self.delivered_at,
+            "next_attempt_at": (self.status == DeliveryStatus::Pending).then_some(self.next_attempt_at),
+        })
+    }
+}
+
+/// Table `webhooks` holds both kinds of record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum WebhookItem {
+    Hook(WebhookRecord),
+    Delivery(DeliveryRecord),
+}
+
+fn hook_key(id: &str) -> Vec<u8> {
+    let mut k = b"hook/".to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub(crate) fn delivery_key(seq: u64) -> Vec<u8> {
+    format!("dlv/{seq:020}").into_bytes()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRequest {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub filters: Option<WebhookFilters>,
+    pub enabled: Option<bool>,
+    /// With a new `secret`: how long the old one keeps signing too (e.g. `24h`).
+    pub previous_secret_ttl: Option<String>,
+}
+
+fn validation(field: &str, problem: &str) -> Error {
+    Error::new(ErrorCode::ValidationError, format!("{field}: {problem}"))
+        .with("fields", json!({ field: problem }))
+}
+
+fn not_found(id: &str) -> Error {
+    Error::new(ErrorCode::WebhookNotFound, format!("no webhook {id}")).with("webhook_id", id)
+}
+
+fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
+    m.update(ts.as_bytes());
+    m.update(b".");
+    m.update(body);
+    format!("sha256={}", hex::encode(m.finalize().into_bytes()))
+}
+
+impl Engine {
+    pub(crate) fn reload_webhooks(&self) -> Result<()> {
+        let mut state = WebhookState::default();
+        let mut max_seq = 0;
+        for item in load_all(&self.vault, Table::Webhooks, |b| {
+            decode::<WebhookItem>(Table::Webhooks, b)
+        })? {
+            match item {
+                WebhookItem::Hook(h) => {
+                    state.hooks.insert(h.id.clone(), h);
+                }
+                WebhookItem::Delivery(d) => {
+                    max_seq = max_seq.max(d.seq);
+                    if d.status == DeliveryStatus::Pending {
+                        state.pending.insert(d.seq, d);
+                    }
+                }
+            }
+        }
+        *write(&self.events.state) = state;
+        self.events.seq.store(max_seq + 1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Wakes when an event was queued (the server's delivery worker waits on it).
+    pub fn deliveries_queued(&self) -> Arc<tokio::sync::Notify> {
+        self.events.notify.clone()
+    }
+
+    /// Raises events after the change that caused them committed (policy changes, deletes,
+    /// rotation notices): one small durable write of their deliveries, if any webhook wants
+    /// them. The change stands whatever happens here, so a failure is logged, not returned.
+    pub(crate) async fn emit(&self, events: Vec<Event>, extra: Vec<String>) {
+        if read(&self.events.state).hooks.is_empty() {
+            return;
+        }
+        let sink = self.events.clone();
+        let now = self.now();
+        let types: Vec<String> = events.iter().map(|e| e.event_type.clone()).collect();
+        let queued = self
+            .vault
+            .write(move |tx| {
+                sink.enqueue_in(tx, events, &extra, now);
+                Ok::<_, Error>(())
+            })
+            .await;
+        if let Err(e) = queued {
+            tracing::warn!(events = ?types, error = %e, "could not queue webhook deliveries");
+        }
+    }
+
+    fn check_url(&self, url: &str) -> Result<()> {
+        let u = reqwest::Url::parse(url).map_err(|_| validation("url", "is not a valid URL"))?;
+        let host = u.host_str().unwrap_or_default().to_owned();
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+            || host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        match u.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => {
+                return Err(validation(
+                    "url",
+                    "must be https (plain http only to a loopback address)",
+                ));
+            }
+        }
+        let port = u.port_or_known_default().unwrap_or(0);
+        if !crate::backends::host_allowed(&self.allow_hosts, &host, port) {
+            return Err(validation(
+                "url",
+                &format!(
+                    "{host}:{port} is not on the operator's outbound allow-list (--allow-host)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_events(events: &[String]) -> Result<()> {
+        if events.is_empty() {
+            return Err(validation("events", "must name at least one event type"));
+        }
+        for e in events {
+            let known = e == "*"
+                || EVENT_TYPES.contains(&e.as_str())
+                || e.strip_suffix(".*")
+                    .is_some_and(|g| EVENT_TYPES.iter().any(|t| t.starts_with(&format!("{g}."))));
+            if !known {
+                return Err(validation("events", &format!("unknown event type {e:?}"))
+                    .with("allowed", EVENT_TYPES.to_vec()));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_secret(secret: &str) -> Result<()> {
+        if secret.len() < 16 {
+            return Err(validation(
+                "secret",
+                "must be at least 16 characters (32 or more recommended)",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn save_webhook(&self, h: WebhookRecord) -> Result<Value> {
+        let state = self.events.state.clone();
+        let view = h.view();
+        self.vault
+            .write(move |tx| {
+                tx.put(
+                    Table::Webhooks,
+                    &hook_key(&h.id),
+                    &encode(&WebhookItem::Hook(h.clone())),
+                );
+                tx.on_commit(move || {
+                    write(&state).hooks.insert(h.id.clone(), h);
+                });
+                Ok::<_, Error>(())
+            })
+            .await?;
+        Ok(view)
+    }
+
+    pub async fn create_webhook(&self, caller: &Caller, req: WebhookRequest) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let name = req
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| validation("name", "is required"))?;
+        let url = req.url.ok_or_else(|| validation("url", "is required"))?;
+        self.check_url(&url)?;
+        let secret = req
+            .secret
+            .ok_or_else(|| validation("secret", "is required"))?;
+        Self::check_secret(&secret)?;
+        let events = req
+            .events
+            .ok_or_else(|| validation("events", "is required"))?;
+        Self::check_events(&events)?;
+        if req.previous_secret_ttl.is_some() {
+            return Err(validation(
+                "previous_secret_ttl",
+                "only applies when changing a webhook's secret",
+            ));
+        }
+        use rand::RngCore;
+        let mut id = [0u8; 8];
+        rand::thread_rng().fill_bytes(&mut id);
+        let now = self.now();
+        let h = WebhookRecord {
+            id: format!("wh_{}", hex::encode(id)),
+            name,
+            url,
+            secret: Zeroizing::new(secret),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            events,
+            filters: req.filters.unwrap_or_default(),
+            enabled: req.enabled.unwrap_or(true),
+            consecutive_failures: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        self.save_webhook(h).await
+    }
+
+    fn find_webhook(&self, id: &str) -> Result<WebhookRecord> {
+        read(&self.events.state)
+            .hooks
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found(id))
+    }
+
+    pub fn list_webhooks(&self, caller: &Caller) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let hooks: Vec<Value> = read(&self.events.state)
+            .hooks
+            .values()
+            .map(WebhookRecord::view)
+            .collect();
+        Ok(json!({ "webhooks": hooks, "cursor": null, "has_more": false }))
+    }
+
+    pub fn get_webhook(&self, caller: &Caller, id: &str) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let h = self.find_webhook(id)?;
+        let mut v = h.view();
+        let day_ago = self.now().minus(Duration::from_secs(86_400));
+        let log = self.deliveries_of(id)?;
+        let recent: Vec<&DeliveryRecord> = log
+            .iter()
+            .filter(|d| d.created_at >= day_ago && d.status != DeliveryStatus::Pending)
+            .collect();
+        let ok = recent
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Success)
+            .count();
+        let latency: Vec<u64> = recent.iter().filter_map(|d| d.duration_ms).collect();
+        v["statistics"] = json!({
+            "deliveries_24h": recent.len(),
+            "success_rate_24h": if recent.is_empty() { Value::Null } else { json!(ok as f64 / recent.len() as f64) },
+            "avg_latency_ms": if latency.is_empty() { Value::Null } else { json!(latency.iter().sum::<u64>() / latency.len() as u64) },
+        });
+        v["last_delivery"] = log.first().map(|d| json!({
+            "id": format!("dlv_{}", d.seq), "timestamp": d.created_at, "status": d.status, "response_code": d.response_code,
+        })).unwrap_or(Value::Null);
+        Ok(v)
+    }
+
+    pub async fn update_webhook(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: WebhookRequest,
+    ) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let mut h = self.find_webhook(id)?;
+        if let Some(n) = req.name {
+            if n.trim().is_empty() {
+                return Err(validation("name", "must not be empty"));
+            }
+            h.name = n;
+        }
+        if let Some(u) = req.url {
+            self.check_url(&u)?;
+            h.url = u;
+        }
+        if let Some(e) = req.events {
+            Self::check_events(&e)?;
+            h.events = e;
+        }
+        if let Some(f) = req.filters {
+            h.filters = f;
+        }
+        if let Some(en) = req.enabled {
+            h.enabled = en;
+            if en {
+                h.consecutive_failures = 0;
+            }
+        }
+        match (req.secret, req.previous_secret_ttl) {
+            (Some(s), ttl) => {
+                Self::check_secret(&s)?;
+                if let Some(ttl) = ttl {
+                    let d = parse_duration(&ttl)?;
+                    h.previous_secret = Some(h.secret.clone());
+                    h.previous_secret_expires_at = Some(self.now().plus(d));
+                } else {
+                    h.previous_secret = None;
+                    h.previous_secret_expires_at = None;
+                }
+                h.secret = Zeroizing::new(s);
+            }
+            (None, Some(_)) => return Err(validation("previous_secret_ttl", "needs a new secret")),
+            (None, None) => {}
+        }
+        h.updated_at = self.now();
+        self.save_webhook(h).await
+    }
+
+    pub async fn delete_webhook(&self, caller: &Caller, id: &str) -> Result<()> {
+        self.authorize(caller, Scope::Admin, None)?;
+        self.find_webhook(id)?;
+        let state = self.events.state.clone();
+        let key = id.to_owned();
+        let pending: Vec<u64> = read(&self.events.state)
+            .pending
+            .values()
+            .filter(|d| d.webhook_id == id)
+            .map(|d| d.seq)
+            .collect();
+        self.vault
+            .write(move |tx| {
+                tx.delete(Table::Webhooks, &hook_key(&key));
+                for seq in &pending {
+                    tx.delete(Table::Webhooks, &delivery_key(*seq));
+                }
+                tx.on_commit(move || {
+                    let mut s = write(&state);
+                    s.hooks.remove(&key);
+                    for seq in pending {
+                        s.pending.remove(&seq);
+                    }
+                });
+                Ok::<_, Error>(())
+            })
+            .await
+    }
+
+    /// The delivery log of one webhook, newest first.
+    fn deliveries_of(&self, id: &str) -> Result<Vec<DeliveryRecord>> {
+        let mut out: Vec<DeliveryRecord> = load_all(&self.vault, Table::Webhooks, |b| {
+            decode::<WebhookItem>(Table::Webhooks, b)
+        })?
+        .into_iter()
+        .filter_map(|i| match i {
+            WebhookItem::Delivery(d) if d.webhook_id == id => Some(d),
+            _ => None,
+        })
+        .collect();
+        out.sort_by_key(|d| std::cmp::Reverse(d.seq));
+        Ok(out)
+    }
+
+    pub fn list_deliveries(
+        &self,
+        caller: &Caller,
+        id: &str,
+        status: Option<&str>,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        self.find_webhook(id)?;
+        let limit = limit.unwrap_or(100);
+        if limit == 0 || limit > 1000 {
+            return Err(Error::invalid_request("limit must be between 1 and 1000"));
+        }
+        let before = match cursor {
+            None => u64::MAX,
+            Some(c) => crate::cursor::decode(c)?
+                .parse::<u64>()
+                .map_err(|_| Error::new(ErrorCode::InvalidCursor, "bad cursor"))?,
+        };
+        let want = match status {
+            None => None,
+            Some("pending") => Some(DeliveryStatus::Pending),
+            Some("success") => Some(DeliveryStatus::Success),
+            Some("failed") => Some(DeliveryStatus::Failed),
+            Some(other) => {
+                return Err(Error::invalid_request(format!(
+                    "status {other:?} is not pending, success or failed"
+                )));
+            }
+        };
+        let all: Vec<DeliveryRecord> = self
+            .deliveries_of(id)?
+            .into_iter()
+            .filter(|d| d.seq < before && want.is_none_or(|w| d.status == w))
+            .collect();
+        let has_more = all.len() > limit;
+        let page: Vec<Value> = all.iter().take(limit).map(DeliveryRecord::view).collect();
+        let cursor = has_more.then(|| crate::cursor::encode(&all[limit - 1].seq.to_string()));
+        Ok(json!({ "deliveries": page, "cursor": cursor, "has_more": has_more }))
+    }
+
+    /// Sends a `webhook.test` event now and reports how it went.
+    pub async fn test_webhook(&self, caller: &Caller, id: &str) -> Result<Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let h = self.find_webhook(id)?;
+        let now = self.now();
+        let event = Event::new(
+            "webhook.test",
+            &caller.identity_id.to_string(),
+            None,
+            json!({ "webhook_id": h.id }),
+            now,
+        );
+        let seq = self.events.seq.fetch_add(1, Ordering::SeqCst);
+        let mut d = DeliveryRecord::new(seq, &h.id, &event, now);
+        self.attempt(&h, &mut d).await;
+        if d.status == DeliveryStatus::Pending {
+            // A test is one attempt: it is not retried.
+            d.status = DeliveryStatus::Failed;
+        }
+        let view = d.view();
+        self.save_delivery(d, None).await?;
+        Ok(
+            json!({ "delivery_id": view["id"], "status": view["status"], "response_code": view["response_code"], "duration_ms": view["duration_ms"], "error": view["error"] }),
+        )
+    }
+
+    /// One delivery attempt: sign, POST, record the outcome on `d` (success, or pending with
+    /// its next attempt, or failed after the last).
+    async fn attempt(&self, h: &WebhookRecord, d: &mut DeliveryRecord) {
+        let now = self.now();
+        d.attempts += 1;
+        let body = serde_json::to_vec(&d.event).unwrap_or_default();
+        let ts = (now.0 / 1_000_000).to_string();
+        let mut req = self
+            .http
+            .post(&h.url)
+            .header("content-type", "application/json")
+            .header("user-agent", "ScaiVault-Webhook/1.0")
+            .header("x-scaivault-event-id", &d.event.event_id)
+            .header("x-scaivault-event-type", &d.event.event_type)
+            .header("x-scaivault-delivery-id", format!("dlv_{}", d.seq))
+            .header("x-scaivault-timestamp", &ts)
+            .header("x-scaivault-signature", sign(&h.secret, &ts, &body));
+        if let (Some(prev), Some(until)) = (&h.previous_secret, h.previous_secret_expires_at)
+            && now < until
+        {
+            req = req.header("x-scaivault-signature-previous", sign(prev, &ts, &body));
+        }
+        let started = Instant::now();
+        // The allow-list is checked again at send time: the operator may have narrowed it.
+        let allowed = self.check_url(&h.url).is_ok();
+        let result = if allowed {
+            Some(req.body(body).send().await)
+        } else {
+            None
+        };
+        d.duration_ms = Some(started.elapsed().as_millis() as u64);
+        let failure = match result {
+            None => Some("the URL is no longer on the outbound allow-list".to_owned()),
+            Some(Ok(resp)) => {
+                d.response_code = Some(resp.status().as_u16());
+                if resp.status().is_success() {
+                    None
+                } else {
+                    Some(format!("the receiver answered {}", resp.status().as_u16()))
+                }
+            }
+            Some(Err(e)) => Some(if e.is_timeout() {
+                "timed out".to_owned()
+            } else {
+                "could not connect".to_owned()
+            }),
+        };
+        match failure {
+            None => {
+                d.status = DeliveryStatus::Success;
+                d.delivered_at = Some(self.now());
+                d.last_error = None;
+            }
+            Some(why) => {
+                d.last_error = Some(why);
+                if d.attempts >= DELIVERY_ATTEMPTS || !allowed {
+                    d.status = DeliveryStatus::Failed;
+                } else {
+                    let wait = RETRY_DELAYS[(d.attempts as usize - 1).min(RETRY_DELAYS.len() - 1)];
+                    d.next_attempt_at = self.now().plus(Duration::from_secs(wait));
+                }
+            }
+        }
+    }
+
+    async fn save_delivery(&self, d: DeliveryRecord, hook: Option<WebhookRecord>) -> Result<()> {
+        let state = self.events.state.clone();
+        // Old finished entries beyond the kept window go in the same write.
+        let prune: Vec<u64> = if d.status == DeliveryStatus::Pending {
+            Vec::new()
+        } else {
+            self.deliveries_of(&d.webhook_id)?
+                .into_iter()
+                .filter(|x| x.status != DeliveryStatus::Pending)
+                .skip(KEEP_DELIVERIES)
+                .map(|x| x.seq)
+                .collect()
+        };
+        self.vault
+            .write(move |tx| {
+                tx.put(
+                    Table::Webhooks,
+                    &delivery_key(d.seq),
+                    &encode(&WebhookItem::Delivery(d.clone())),
+                );
+                for seq in &prune {
+                    tx.delete(Table::Webhooks, &delivery_key(*seq));
+                }
+                if let Some(h) = &hook {
+                    tx.put(
+                        Table::Webhooks,
+                        &hook_key(&h.id),
+                        &encode(&WebhookItem::Hook(h.clone())),
+                    );
+                }
+                tx.on_commit(move || {
+                    let mut s = write(&state);
+                    if d.status == DeliveryStatus::Pending {
+                        s.pending.insert(d.seq, d);
+                    } else {
+                        s.pending.remove(&d.seq);
+                    }
+                    if let Some(h) = hook
+                        && s.hooks.contains_key(&h.id)
+                    {
+                        s.hooks.insert(h.id.clone(), h);
+                    }
+                });
+                Ok::<_, Error>(())
+            })
+            .await
+    }
+
+    /// One pass of the delivery worker: every pending delivery whose time has come gets one
+    /// attempt. Returns how many were attempted.
+    pub async fn deliver_pending(&self) -> Result<usize> {
+        let now = self.now();
+        let due: Vec<DeliveryRecord> = read(&self.events.state)
+            .pending
+            .values()
+            .filter(|d| d.next_attempt_at <= now)
+            .take(64)
+            .cloned()
+            .collect();
+        let n = due.len();
+        for mut d in due {
+            let Some(mut h) = read(&self.events.state).hooks.get(&d.webhook_id).cloned() else {
+                d.status = DeliveryStatus::Failed;
+                d.last_error = Some("the webhook was deleted".into());
+                self.save_delivery(d, None).await?;
+                continue;
+            };
+            if !h.enabled {
+                d.status = DeliveryStatus::Failed;
+                d.last_error = Some("the webhook is disabled".into());
+                self.save_delivery(d, None).await?;
+                continue;
+            }
+            self.attempt(&h, &mut d).await;
+            let before = h.consecutive_failures;
+            match d.status {
+                DeliveryStatus::Success => h.consecutive_failures = 0,
+                DeliveryStatus::Failed => h.consecutive_failures += 1,
+                DeliveryStatus::Pending => {}
+            }
+            let changed = (h.consecutive_failures != before).then_some(h);
+            self.save_delivery(d, changed).await?;
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,294 @@
+//! Webhooks through the real binary: subscriptions with filters, signed deliveries that carry
+//! no secret value, the delivery log, retries on the engine's clock, the test event, signing
+//! secret rotation with an overlap, and the outbound allow-list.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::receiver::Receiver;
+use common::*;
+use serde_json::{Value, json};
+
+const SECRET: &str = "whsec_receiver_0123456789abcdef";
+
+fn wait_for_deliveries(r: &Receiver, n: usize) -> Vec<common::receiver::Delivery> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = r.deliveries();
+        if d.len() >= n || Instant::now() > deadline {
+            return d;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start(r: &Receiver) -> Dev {
+    let allow = format!("127.0.0.1:{}", r.port);
+    Dev::start_with(&["--test-clock", "--allow-host", &allow])
+}
+
+fn create_hook(dev: &Dev, r: &Receiver, events: Value, filters: Value) -> String {
+    let (s, b) = dev.post("/v1/webhooks", &dev.token, json!({
+        "name": "billing-watch", "url": r.url, "secret": SECRET, "events": events, "filters": filters,
+    }));
+    assert_eq!(s, 201, "{b}");
+    assert!(
+        b.get("secret").is_none() && !b.to_string().contains(SECRET),
+        "{b}"
+    );
+    b["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn secret_events_are_delivered_signed_filtered_and_without_values() {
+    let r = Receiver::start(SECRET);
+    let dev = start(&r);
+    let id = create_hook(
+        &dev,
+        &r,
+        json!(["secret.*"]),
+        json!({"path_prefix": "environments/production/"}),
+    );
+
+    let (s, _) = dev.put(
+        "/v1/secrets/environments/production/billing/stripe",
+        &dev.token,
+        json!({"data": {"secret_key": "sk_live_TOPSECRET"}, "metadata": {"tags": ["billing"]}}),
+    );
+    assert_eq!(s, 201);
+    dev.put(
+        "/v1/secrets/environments/staging/billing/stripe",
+        &dev.token,
+        json!({"data": {"secret_key": "sk_test_x"}}),
+    );
+    dev.put(
+        "/v1/secrets/environments/production/billing/stripe",
+        &dev.token,
+        json!({"data": {"secret_key": "sk_live_NEXT"}}),
+    );
+    let (s, _) = dev.req(
+        reqwest::Method::DELETE,
+        "/v1/secrets/environments/production/billing/stripe",
+        Some(&dev.token),
+        None,
+    );
+    assert_eq!(s, 200);
+
+    let got = wait_for_deliveries(&r, 3);
+    let types: Vec<&str> = got.iter().map(|d| d.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        ["secret.created", "secret.updated", "secret.deleted"],
+        "staging is filtered out"
+    );
+    for d in &got {
+        assert!(d.signature_ok && !d.via_previous, "{d:?}");
+        assert_eq!(d.status, 200);
+        assert_eq!(d.body["path"], "environments/production/billing/stripe");
+        assert_eq!(
+            d.headers["x-scaivault-event-id"],
+            d.body["event_id"].as_str().unwrap()
+        );
+        let text = d.body.to_string();
+        assert!(
+            !text.contains("TOPSECRET") && !text.contains("NEXT"),
+            "a value leaked: {text}"
+        );
+    }
+    assert_eq!(got[0].body["data"]["version"], 1);
+    assert_eq!(got[0].body["data"]["tags"], json!(["billing"]));
+    assert_eq!(got[1].body["data"]["new_version"], 2);
+
+    // Each log entry is written just after its answer: wait for the third.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let (_, log) = dev.get(
+            &format!("/v1/webhooks/{id}/deliveries?status=success"),
+            &dev.token,
+        );
+        if log["deliveries"].as_array().unwrap().len() == 3 || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(log["deliveries"].as_array().unwrap().len(), 3, "{log}");
+    let (_, hook) = dev.get(&format!("/v1/webhooks/{id}"), &dev.token);
+    assert_eq!(hook["statistics"]["deliveries_24h"], 3);
+    assert_eq!(hook["status"], "healthy");
+    assert!(!hook.to_string().contains(SECRET));
+
+    // The test event, synchronously.
+    let (s, t) = dev.post(&format!("/v1/webhooks/{id}/test"), &dev.token, json!({}));
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(
+        (t["status"].as_str(), t["response_code"].as_u64()),
+        (Some("success"), Some(200))
+    );
+}
+
+#[test]
+fn failed_deliveries_are_retried_with_backoff_and_logged() {
+    let r = Receiver::start(SECRET);
+    let dev = start(&r);
+    let id = create_hook(&dev, &r, json!(["secret.created"]), json!({}));
+    r.force("secret.created", Some(503));
+    dev.put(
+        "/v1/secrets/apps/one",
+        &dev.token,
+        json!({"data": {"k": "v"}}),
+    );
+    wait_for_deliveries(&r, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, log) = dev.get(
+        &format!("/v1/webhooks/{id}/deliveries?status=pending"),
+        &dev.token,
+    );
+    let d = &log["deliveries"][0];
+    assert_eq!(
+        (d["attempts"].as_u64(), d["response_code"].as_u64()),
+        (Some(1), Some(503)),
+        "{log}"
+    );
+    // Not retried before its time, then retried once the clock passes it.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(r.deliveries().len(), 1);
+    r.force("secret.created", None);
+    let (s, b) = dev.post("/v1/sys/test/clock", &dev.token, json!({"advance": "1m"}));
+    assert_eq!(s, 200, "{b}");
+    let got = wait_for_deliveries(&r, 2);
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[0].body["event_id"], got[1].body["event_id"],
+        "a retry is the same event"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, log) = dev.get(&format!("/v1/webhooks/{id}/deliveries"), &dev.token);
+    assert_eq!(log["deliveries"][0]["status"], "success", "{log}");
+    assert_eq!(log["deliveries"][0]["attempts"], 2);
+}
+
+#[test]
+fn a_new_signing_secret_overlaps_with_the_old_one_for_its_ttl() {
+    let r = Receiver::start(SECRET); // the receiver still knows only the old secret
+    let dev = start(&r);
+    let id = create_hook(&dev, &r, json!(["secret.created"]), json!({}));
+    let (s, b) = dev.req(
+        reqwest::Method::PATCH,
+        &format!("/v1/webhooks/{id}"),
+        Some(&dev.token),
+        Some(json!({"secret": "whsec_the_new_one_0123456789", "previous_secret_ttl": "24h"})),
+    );
+    assert_eq!(s, 200, "{b}");
+    assert!(b["previous_secret_expires_at"].is_string());
+    dev.put(
+        "/v1/secrets/apps/a",
+        &dev.token,
+        json!({"data": {"k": "v"}}),
+    );
+    let got = wait_for_deliveries(&r, 1);
+    assert!(got[0].signature_ok && got[0].via_previous, "{:?}", got[0]);
+    // After the TTL only the new secret signs: this receiver can no longer verify.
+    dev.post("/v1/sys/test/clock", &dev.token, json!({"advance": "25h"}));
+    dev.put(
+        "/v1/secrets/apps/b",
+        &dev.token,
+        json!({"data": {"k": "v"}}),
+    );
+    let got = wait_for_deliveries(&r, 2);
+    assert!(!got[1].signature_ok, "{:?}", got[1]);
+}
+
+#[test]
+fn bad_webhooks_are_refused() {
+    let r = Receiver::start(SECRET);
+    let dev = start(&r);
+    let cases = [
+        (
+            json!({"name": "x", "url": "http://10.0.0.8/hook", "secret": SECRET, "events": ["secret.created"]}),
+            "url",
+        ),
+        (
+            json!({"name": "x", "url": "https://example.com/hook", "secret": SECRET, "events": ["secret.created"]}),
+            "url",
+        ),
+        (
+            json!({"name": "x", "url": r.url, "secret": "short", "events": ["secret.created"]}),
+            "secret",
+        ),
+        (
+            json!({"name": "x", "url": r.url, "secret": SECRET, "events": ["secret.exploded"]}),
+            "events",
+        ),
+        (
+            json!({"name": "x", "url": r.url, "secret": SECRET, "events": []}),
+            "events",
+        ),
+    ];
+    for (body, field) in cases {
+        let (s, b) = dev.post("/v1/webhooks", &dev.token, body.clone());
+        assert_eq!(s, 422, "{body} → {b}");
+        assert!(b["error"]["details"]["fields"][field].is_string(), "{b}");
+    }
+    let (_, list) = dev.get("/v1/webhooks", &dev.token);
+    assert_eq!(list["webhooks"], json!([]), "nothing was created");
+    let (s, b) = dev.get("/v1/webhooks/wh_nope", &dev.token);
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (404, Some("webhook_not_found"))
+    );
+}
+
+#[test]
+fn rotation_events_reach_the_policy_webhooks() {
+    let r = Receiver::start(SECRET);
+    let dev = start(&r);
+    let id = create_hook(&dev, &r, json!(["policy.created"]), json!({}));
+    dev.put(
+        "/v1/secrets/apps/db",
+        &dev.token,
+        json!({"data": {"password": "p0"}}),
+    );
+    let (s, b) = dev.post("/v1/rotation/policies", &dev.token, json!({
+        "name": "manual", "interval": "30d", "grace_period": "1d", "warn_before": "7d,1d", "webhook_ids": [id]}));
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = dev.post(
+        "/v1/rotation/policies/rot_manual/secrets",
+        &dev.token,
+        json!({"secret_path": "apps/db"}),
+    );
+    assert!(s == 200 || s == 201, "{b}");
+    // Day 24: 7 days before; day 29: 1 day before; day 30: due; day 31: the grace day is
+    // over; day 32: nothing new.
+    for step in ["24d", "5d", "1d", "1d", "1d"] {
+        dev.post("/v1/sys/test/clock", &dev.token, json!({"advance": step}));
+    }
+    let got = wait_for_deliveries(&r, 4);
+    let seen: Vec<(String, Value)> = got
+        .iter()
+        .map(|d| (d.event_type.clone(), d.body["data"].clone()))
+        .collect();
+    let types: Vec<&str> = seen.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "rotation.due",
+            "rotation.due",
+            "rotation.due",
+            "rotation.overdue"
+        ],
+        "{seen:?}"
+    );
+    assert_eq!(seen[0].1["threshold"], "7d");
+    assert_eq!(seen[1].1["threshold"], "1d");
+    assert_eq!(seen[2].1["due_now"], true);
+    // A PUT is the rotation: a new cycle, and no more notices for the old one.
+    dev.put(
+        "/v1/secrets/apps/db",
+        &dev.token,
+        json!({"data": {"password": "p1"}}),
+    );
+    dev.post("/v1/sys/test/clock", &dev.token, json!({"advance": "1d"}));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(r.deliveries().len(), 4);
+}
