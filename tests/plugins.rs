@@ -72,7 +72,8 @@ fn an_external_plugin_is_installed_used_and_refused_once_its_file_changes() {
     let (wasm, manifest) = build_example(&dir.path().join("build"));
     let (vault, root) = init(dir.path());
     let env = [("SCAIVAULT_PASSPHRASE", PASS)];
-    let (mut child, url) = server(&vault, &["--no-rate-limit"], &env);
+    let (child, url) = server(&vault, &["--no-rate-limit"], &env);
+    let child = KillOnDrop(child);
     let cli = |args: &[&str]| {
         cli_env(
             args,
@@ -159,9 +160,9 @@ fn an_external_plugin_is_installed_used_and_refused_once_its_file_changes() {
     );
 
     // After a restart the plugin is refused: listed with the reason, and its type unusable.
-    let _ = child.kill();
-    let _ = child.wait();
-    let (mut child, url) = server(&vault, &["--no-rate-limit"], &env);
+    drop(child);
+    let (child, url) = server(&vault, &["--no-rate-limit"], &env);
+    let _child = KillOnDrop(child);
     let (s, b) = req(
         &url,
         &root,
@@ -212,8 +213,6 @@ fn an_external_plugin_is_installed_used_and_refused_once_its_file_changes() {
         Some(json!({"secret_type": "acme_token", "data": {"token": GOOD_TOKEN}})),
     );
     assert_eq!(s, 200, "{b}");
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn openssl(args: &[&str], dir: &Path) {

@@ -64,7 +64,7 @@ fn rotation_policies_from_the_cli() {
             .any(|e| e["identity_id"] == "system:rotation-scheduler")
     );
 
-    // What is not built says so.
+    // A backend no plugin provides is refused.
     let out = dev.cli(&[
         "rotation",
         "create",
@@ -73,10 +73,14 @@ fn rotation_policies_from_the_cli() {
         "--interval",
         "30d",
         "--backend",
-        "postgres",
+        "ftp",
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("not_implemented"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        stderr(&out).contains("validation_error"),
+        "{}",
+        stderr(&out)
+    );
     let (s, b) = dev.post(
         "/v1/rotation/policies",
         &dev.token,

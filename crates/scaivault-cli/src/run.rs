@@ -140,6 +140,9 @@ pub async fn run(
         Vec::new()
     };
     drop(vars);
+    // Listen for the signals before the child exists: one that arrives between the spawn and
+    // the listener would otherwise kill this runner and orphan the child.
+    let signals = signal_streams();
     let mut child = cmd
         .spawn()
         .map_err(|e| usage(format!("cannot start {program}: {e}")))?;
@@ -156,7 +159,7 @@ pub async fn run(
             pumps.push(std::thread::spawn(move || pump(err, std::io::stderr(), &m)));
         }
     }
-    let forward = tokio::spawn(forward_signals(pid));
+    let forward = tokio::spawn(forward_signals(signals, pid));
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .map_err(|_| Error::internal("waiting for the child failed"))?
@@ -194,8 +197,11 @@ fn pump(from: impl std::io::Read, mut to: impl Write, masks: &[Zeroizing<String>
     }
 }
 
-async fn forward_signals(pid: nix::unistd::Pid) {
-    use nix::sys::signal::{Signal, kill};
+type SignalStreams = Vec<(tokio::signal::unix::Signal, nix::sys::signal::Signal)>;
+
+/// Installs the handlers for the signals the runner forwards (at creation, not first poll).
+fn signal_streams() -> SignalStreams {
+    use nix::sys::signal::Signal;
     use tokio::signal::unix::{SignalKind, signal};
     let kinds = [
         (SignalKind::interrupt(), Signal::SIGINT),
@@ -203,12 +209,14 @@ async fn forward_signals(pid: nix::unistd::Pid) {
         (SignalKind::hangup(), Signal::SIGHUP),
         (SignalKind::quit(), Signal::SIGQUIT),
     ];
-    let mut streams = Vec::new();
-    for (kind, sig) in kinds {
-        if let Ok(s) = signal(kind) {
-            streams.push((s, sig));
-        }
-    }
+    kinds
+        .into_iter()
+        .filter_map(|(kind, sig)| signal(kind).ok().map(|s| (s, sig)))
+        .collect()
+}
+
+async fn forward_signals(streams: SignalStreams, pid: nix::unistd::Pid) {
+    use nix::sys::signal::kill;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for (mut s, sig) in streams {
         let tx = tx.clone();

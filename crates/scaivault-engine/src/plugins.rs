@@ -296,12 +296,20 @@ impl Engine {
         let host = self.plugins.clone();
         let services = self.services();
         tokio::task::spawn_blocking(move || {
+            let pairs: Vec<(String, Value)> = items
+                .iter()
+                .map(|(_, t, d)| (t.clone(), d.clone()))
+                .collect();
+            let results = if pairs.len() == 1 {
+                vec![host.validate_secret(&pairs[0].0, &pairs[0].1, services)]
+            } else {
+                host.validate_secrets(&pairs, services)
+            };
             items
                 .iter()
-                .map(|(path, t, data)| {
-                    let exp = host
-                        .validate_secret(t, data, services.clone())
-                        .map_err(|e| e.with("path", path.as_str()))?;
+                .zip(results)
+                .map(|((path, t, _), r)| {
+                    let exp = r.map_err(|e| e.with("path", path.as_str()))?;
                     exp.map(|e| {
                         Timestamp::parse_rfc3339(&e).map_err(|_| {
                             Error::new(

@@ -485,6 +485,93 @@ impl PluginHost {
             .map(str::to_owned))
     }
 
+    /// Validates many writes at once (bulk imports): items whose types one plugin provides go
+    /// to it in batches, one instance per batch, if it has `validate_batch`, else one call each.
+    /// Results are in the order of `items`.
+    pub fn validate_secrets(
+        &self,
+        items: &[(String, Value)],
+        services: Arc<dyn HostServices>,
+    ) -> Vec<Result<Option<String>>> {
+        const BATCH_ITEMS: usize = 256;
+        const BATCH_BYTES: usize = 2 * 1024 * 1024;
+        let mut out: Vec<Option<Result<Option<String>>>> = (0..items.len()).map(|_| None).collect();
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, (t, _)) in items.iter().enumerate() {
+            match self.provider(|p| p.secret_types.iter().any(|x| x == t)) {
+                Some(e) => groups.entry(e.manifest.name.clone()).or_default().push(i),
+                None => out[i] = Some(self.validate_secret(t, &items[i].1, services.clone())),
+            }
+        }
+        for (plugin, idx) in groups {
+            let Some(e) = read(&self.entries).get(&plugin).cloned() else {
+                continue;
+            };
+            let mut start = 0;
+            while start < idx.len() {
+                let mut end = start;
+                let mut bytes = 0;
+                while end < idx.len()
+                    && end - start < BATCH_ITEMS
+                    && (bytes < BATCH_BYTES || end == start)
+                {
+                    bytes += items[idx[end]].1.to_string().len();
+                    end += 1;
+                }
+                let chunk = &idx[start..end];
+                let input = json!({ "items": chunk.iter().map(|&i| json!({ "type": items[i].0, "data": items[i].1 })).collect::<Vec<_>>() });
+                match self.call_entry(&e, "validate_batch", &input, services.clone()) {
+                    Ok(v)
+                        if v["results"]
+                            .as_array()
+                            .is_some_and(|r| r.len() == chunk.len()) =>
+                    {
+                        for (k, &i) in chunk.iter().enumerate() {
+                            let r = &v["results"][k];
+                            out[i] = Some(match r.get("error") {
+                                Some(err) => Err(PluginError::Guest {
+                                    code: err["code"]
+                                        .as_str()
+                                        .unwrap_or("plugin_error")
+                                        .chars()
+                                        .take(64)
+                                        .collect(),
+                                    message: err["message"]
+                                        .as_str()
+                                        .unwrap_or("invalid")
+                                        .chars()
+                                        .take(1024)
+                                        .collect(),
+                                    fields: err.get("fields").cloned().filter(Value::is_object),
+                                    retryable: false,
+                                }
+                                .into_error(&plugin)),
+                                None => Ok(r
+                                    .get("expires_at")
+                                    .and_then(Value::as_str)
+                                    .map(str::to_owned)),
+                            });
+                        }
+                    }
+                    // No batch operation (an older or external plugin): one call each.
+                    _ => {
+                        for &i in chunk {
+                            out[i] = Some(self.validate_secret(
+                                &items[i].0,
+                                &items[i].1,
+                                services.clone(),
+                            ));
+                        }
+                    }
+                }
+                start = end;
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::internal("validation result missing"))))
+            .collect()
+    }
+
     /// Runs a generator with its config. Returns `{"value": ...}` or `{"values": {...}}`.
     pub fn generate(
         &self,

@@ -543,3 +543,33 @@ fn ssh_keypair_is_a_real_openssh_key() {
     )
     .unwrap();
 }
+
+#[test]
+fn batch_validation_keeps_order_and_reports_each_item() {
+    let h = host();
+    let mut items: Vec<(String, Value)> = (0..600)
+        .map(|i| {
+            (
+                "kv".to_owned(),
+                json!({ format!("VAR_{i}"): format!("value-{i}") }),
+            )
+        })
+        .collect();
+    items[7] = ("kv".into(), json!({"nested": {"no": 1}}));
+    items[300] = ("api_key".into(), json!({"endpoint": "x"}));
+    items[599] = ("nonsense".into(), json!({"a": "b"}));
+    let out = h.validate_secrets(&items, Arc::new(NoServices));
+    assert_eq!(out.len(), 600);
+    for (i, r) in out.iter().enumerate() {
+        match i {
+            7 | 300 => assert_eq!(
+                r.as_ref().unwrap_err().code,
+                ErrorCode::ValidationError,
+                "{i}"
+            ),
+            599 => assert_eq!(r.as_ref().unwrap_err().code, ErrorCode::InvalidSecretType),
+            _ => assert!(r.is_ok(), "{i}: {:?}", r),
+        }
+    }
+    assert!(out[7].as_ref().unwrap_err().details["fields"]["data.nested"].is_string());
+}

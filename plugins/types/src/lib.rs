@@ -12,6 +12,7 @@ use scaivault_plugin_sdk::{host, input, json, plugin, Error, Map, Result, Value}
 plugin! {
     "describe" => describe,
     "validate" => validate,
+    "validate_batch" => validate_batch,
     "redact" => redact,
 }
 
@@ -138,6 +139,25 @@ fn credential_field(name: &str) -> bool {
     ["key", "token", "secret"].iter().any(|w| {
         n == *w || n.ends_with(&format!("_{}", w)) || n.ends_with(&format!("-{}", w))
     })
+}
+
+/// Input `{"items": [{"type", "data"}, ...]}`; output `{"results": [...]}` with, per item,
+/// `validate`'s output or `{"error": {"code", "message", "fields"}}`. One instance for many
+/// writes (bulk imports) instead of one each.
+fn validate_batch(request: Value) -> Result<Value> {
+    let req = input::object(&request, "request")?;
+    let items = match req.get("items") {
+        Some(Value::Array(a)) => a,
+        _ => return Err(Error::validation("items", "must be an array")),
+    };
+    let results: Vec<Value> = items
+        .iter()
+        .map(|item| match validate(item.clone()) {
+            Ok(v) => v,
+            Err(e) => json!({"error": {"code": e.code, "message": e.message, "fields": Value::Object(e.fields)}}),
+        })
+        .collect();
+    Ok(json!({ "results": results }))
 }
 
 fn flat(data: &Map<String, Value>, problem: &str) -> Result<()> {
