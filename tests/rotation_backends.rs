@@ -660,3 +660,152 @@ fn postgres_backend_changes_the_role_password_on_a_real_server() {
     );
     assert_eq!(logs["logs"][0]["extra_data"]["backend"], "postgres");
 }
+
+/// The real process killed with SIGKILL between `set` and `test`: after a restart on the same
+/// file the rotation resumes with the same pending value, and the current value was never
+/// replaced by an untested one.
+#[test]
+fn a_killed_server_resumes_the_rotation_after_restart() {
+    let receiver = Receiver::start(SIGNING);
+    let allow = format!("127.0.0.1:{}", receiver.port);
+    let dir = tempfile::tempdir().unwrap();
+    let vault = dir.path().join("dev.db");
+    let start = || {
+        std::process::Command::new(bin())
+            .args([
+                "dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--json",
+                "--test-clock",
+                "--allow-host",
+                &allow,
+            ])
+            .arg("--dev-vault")
+            .arg(&vault)
+            .env("SCAIVAULT_PASSPHRASE", "dev-passphrase")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let connect = |child: &mut std::process::Child| -> (String, String) {
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        (
+            v["url"].as_str().unwrap().to_owned(),
+            v["root_token"].as_str().unwrap().to_owned(),
+        )
+    };
+    let call = |url: &str, token: &str, m: reqwest::Method, p: &str, body: Value| -> (u16, Value) {
+        let r = http()
+            .request(m, format!("{url}{p}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().unwrap_or(Value::Null))
+    };
+
+    let mut first = KillOnDrop(start());
+    let (url, token) = connect(&mut first.0);
+    call(
+        &url,
+        &token,
+        reqwest::Method::PUT,
+        &format!("/v1/secrets/{PATH}"),
+        json!({"data": {"username": "billing", "password": "pw-original"}}),
+    );
+    let (s, b) = call(
+        &url,
+        &token,
+        reqwest::Method::POST,
+        "/v1/rotation/policies",
+        json!({
+        "name": "db", "interval": "7d", "auto_generate": true, "backend": "webhook",
+        "backend_config": {"url": receiver.url, "signing_secret": SIGNING}}),
+    );
+    assert_eq!(s, 201, "{b}");
+    call(
+        &url,
+        &token,
+        reqwest::Method::POST,
+        "/v1/rotation/policies/rot_db/secrets",
+        json!({"secret_path": PATH}),
+    );
+    receiver.force("rotation.test", Some(503));
+    let (_, moved) = call(
+        &url,
+        &token,
+        reqwest::Method::POST,
+        "/v1/sys/test/clock",
+        json!({"advance": "8d"}),
+    );
+    assert_eq!(moved["rotations"][0]["status"], "pending", "{moved}");
+    assert_eq!(moved["rotations"][0]["rotation"]["state"], "pending_test");
+    let applied = receiver.applied().expect("set ran before the kill");
+
+    // SIGKILL: nothing gets to finish.
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    drop(first);
+
+    receiver.force("rotation.test", None);
+    let mut second = KillOnDrop(start());
+    let (url, token) = connect(&mut second.0);
+    let (_, cur) = call(
+        &url,
+        &token,
+        reqwest::Method::GET,
+        &format!("/v1/secrets/{PATH}"),
+        Value::Null,
+    );
+    assert_eq!(
+        (cur["version"].as_u64(), cur["data"]["password"].as_str()),
+        (Some(1), Some("pw-original"))
+    );
+    let (_, st) = call(
+        &url,
+        &token,
+        reqwest::Method::GET,
+        &format!("/v1/rotation/status?path={PATH}"),
+        Value::Null,
+    );
+    assert_eq!(
+        st["secrets"][0]["rotation"]["state"], "pending_test",
+        "{st}"
+    );
+    // The new process's clock starts at the real time: move it past the retry.
+    let (_, moved) = call(
+        &url,
+        &token,
+        reqwest::Method::POST,
+        "/v1/sys/test/clock",
+        json!({"advance": "9d"}),
+    );
+    assert_eq!(moved["rotations"][0]["status"], "completed", "{moved}");
+    let (_, cur) = call(
+        &url,
+        &token,
+        reqwest::Method::GET,
+        &format!("/v1/secrets/{PATH}"),
+        Value::Null,
+    );
+    assert_eq!(cur["version"], 2);
+    assert_eq!(
+        cur["data"], applied,
+        "the value applied before the kill is the one that became current"
+    );
+    let kinds: Vec<String> = receiver
+        .deliveries()
+        .iter()
+        .map(|d| d.event_type.clone())
+        .collect();
+    assert_eq!(kinds, ["rotation.apply", "rotation.test", "rotation.test"]);
+}

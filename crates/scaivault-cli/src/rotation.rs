@@ -196,14 +196,33 @@ pub async fn run(target: &Target, cmd: RotationCmd, out: &Out) -> CliResult<()> 
             };
             out.emit(&res, || {
                 for r in res["rotated"].as_array().cloned().unwrap_or_default() {
-                    println!(
-                        "{}: version {} → {}",
-                        s(&r["secret_path"]),
-                        r["old_version"],
-                        r["new_version"]
-                    );
+                    match r["status"].as_str() {
+                        Some("completed") => println!(
+                            "{}: version {} → {}",
+                            s(&r["secret_path"]),
+                            r["old_version"],
+                            r["new_version"]
+                        ),
+                        Some("pending") => println!(
+                            "{}: in progress ({}); next attempt {}",
+                            s(&r["secret_path"]),
+                            s(&r["rotation"]["last_error"]),
+                            s(&r["rotation"]["next_attempt_at"])
+                        ),
+                        _ => eprintln!(
+                            "{}: rotation failed: {} (the current value is unchanged)",
+                            s(&r["secret_path"]),
+                            s(&r["error"])
+                        ),
+                    }
                 }
             });
+            let failed = res["rotated"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|r| r["status"] == "failed"));
+            if failed {
+                return Err(Error::new(ErrorCode::PluginFailed, "a rotation failed").into());
+            }
         }
         RotationCmd::Status { path } => {
             let res = match target {
@@ -230,16 +249,19 @@ pub async fn run(target: &Target, cmd: RotationCmd, out: &Out) -> CliResult<()> 
                             s(&r["version"]),
                             s(&r["last_rotated_at"]),
                             s(&r["next_rotation_at"]),
-                            if r["due"] == json!(true) {
-                                "due".into()
-                            } else {
-                                String::new()
+                            match r["rotation"]["state"].as_str() {
+                                Some("failed") => {
+                                    format!("failed: {}", s(&r["rotation"]["last_error"]))
+                                }
+                                Some(state) => state.replace('_', " "),
+                                None if r["due"] == json!(true) => "due".into(),
+                                None => String::new(),
                             },
                         ]
                     })
                     .collect();
                 print_table(
-                    &["PATH", "POLICY", "VERSION", "LAST ROTATED", "NEXT", ""],
+                    &["PATH", "POLICY", "VERSION", "LAST ROTATED", "NEXT", "STATE"],
                     rows,
                 );
             });

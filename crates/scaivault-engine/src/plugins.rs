@@ -295,7 +295,7 @@ impl Engine {
     ) -> Result<Vec<Option<Timestamp>>> {
         let host = self.plugins.clone();
         let services = self.services();
-        tokio::task::spawn_blocking(move || {
+        let run = move || -> Result<Vec<Option<Timestamp>>> {
             let pairs: Vec<(String, Value)> = items
                 .iter()
                 .map(|(_, t, d)| (t.clone(), d.clone()))
@@ -321,9 +321,12 @@ impl Engine {
                     .transpose()
                 })
                 .collect()
-        })
-        .await
-        .map_err(|_| Error::internal("validation panicked"))?
+        };
+        // A plugin call usually takes tens of microseconds but may use its whole deadline, so
+        // it runs on the blocking pool, never on an async worker.
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|_| Error::internal("validation panicked"))?
     }
 }
 

@@ -85,6 +85,7 @@ fn config(pooling: bool) -> Config {
     c.consume_fuel(true);
     c.epoch_interruption(true);
     c.max_wasm_stack(512 * 1024);
+    c.memory_init_cow(false);
     if pooling {
         let mut p = PoolingAllocationConfig::default();
         p.total_core_instances(POOL_INSTANCES);
@@ -94,6 +95,11 @@ fn config(pooling: bool) -> Config {
         p.max_memories_per_module(1);
         p.max_tables_per_module(1);
         p.table_elements(10_000);
+        // Reset a slot's first 512 KiB by zeroing it rather than unmapping it, and copy the
+        // small initial image in instead of mapping it copy-on-write: mapping and unmapping
+        // cost a TLB shootdown on every core per call, the largest cost of a call under load.
+        p.linear_memory_keep_resident(512 * 1024);
+        p.table_keep_resident(64 * 1024);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
     }
     c
