@@ -45,7 +45,12 @@ fn backup_under_load_restores_every_acknowledged_write_and_verifies() {
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(400));
+    // Back up while writes are in flight: once some have been acknowledged (the first waits
+    // for the server to compile its type plugin).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while acked.lock().unwrap().len() < 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let before_snapshot = acked.lock().unwrap().clone();
     let backup = dir.path().join("vault.svbak");
     let out = cli_env(

@@ -139,12 +139,7 @@ fn a_webhook_rotation_applies_tests_then_finishes() {
         Some(data.clone()),
         "the external system holds the new value"
     );
-    let events: Vec<String> = f
-        .receiver
-        .deliveries()
-        .iter()
-        .map(|d| d.event_type.clone())
-        .collect();
+    let events: Vec<String> = f.receiver.event_types();
     assert_eq!(events, ["rotation.apply", "rotation.test"]);
     assert!(f.receiver.deliveries().iter().all(|d| d.signature_ok));
     let d = &f.receiver.deliveries()[0].body;
@@ -219,12 +214,7 @@ fn a_failing_test_reverts_the_external_system_and_keeps_the_current_value() {
     assert_eq!(done[0]["status"], "failed", "{done:?}");
     let st = f.status();
     assert_eq!(st["rotation"]["reverted"], true, "{st}");
-    let events: Vec<String> = f
-        .receiver
-        .deliveries()
-        .iter()
-        .map(|d| d.event_type.clone())
-        .collect();
+    let events: Vec<String> = f.receiver.event_types();
     assert_eq!(
         events,
         ["rotation.apply", "rotation.test", "rotation.apply"]
@@ -271,12 +261,7 @@ fn a_crash_between_steps_resumes_with_the_same_pending_value() {
         (2, applied.clone()),
         "the value applied before the crash is the one stored"
     );
-    let events: Vec<String> = f
-        .receiver
-        .deliveries()
-        .iter()
-        .map(|d| d.event_type.clone())
-        .collect();
+    let events: Vec<String> = f.receiver.event_types();
     assert_eq!(events, ["rotation.apply", "rotation.test"]);
     assert!(f.status()["rotation"].is_null());
 }
@@ -802,10 +787,6 @@ fn a_killed_server_resumes_the_rotation_after_restart() {
         cur["data"], applied,
         "the value applied before the kill is the one that became current"
     );
-    let kinds: Vec<String> = receiver
-        .deliveries()
-        .iter()
-        .map(|d| d.event_type.clone())
-        .collect();
+    let kinds: Vec<String> = receiver.event_types();
     assert_eq!(kinds, ["rotation.apply", "rotation.test", "rotation.test"]);
 }

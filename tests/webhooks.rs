@@ -23,6 +23,19 @@ fn wait_for_deliveries(r: &Receiver, n: usize) -> Vec<common::receiver::Delivery
     }
 }
 
+/// The delivery log once its newest entry satisfies `done` (it is written just after each
+/// attempt), or as it is after 10 s.
+fn wait_for_log(dev: &Dev, id: &str, query: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, log) = dev.get(&format!("/v1/webhooks/{id}/deliveries{query}"), &dev.token);
+        if done(&log["deliveries"][0]) || Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn start(r: &Receiver) -> Dev {
     let allow = format!("127.0.0.1:{}", r.port);
     Dev::start_with(&["--test-clock", "--allow-host", &allow])
@@ -139,11 +152,7 @@ fn failed_deliveries_are_retried_with_backoff_and_logged() {
         json!({"data": {"k": "v"}}),
     );
     wait_for_deliveries(&r, 1);
-    std::thread::sleep(Duration::from_millis(300));
-    let (_, log) = dev.get(
-        &format!("/v1/webhooks/{id}/deliveries?status=pending"),
-        &dev.token,
-    );
+    let log = wait_for_log(&dev, &id, "?status=pending", |d| d["attempts"] == 1);
     let d = &log["deliveries"][0];
     assert_eq!(
         (d["attempts"].as_u64(), d["response_code"].as_u64()),
@@ -162,8 +171,7 @@ fn failed_deliveries_are_retried_with_backoff_and_logged() {
         got[0].body["event_id"], got[1].body["event_id"],
         "a retry is the same event"
     );
-    std::thread::sleep(Duration::from_millis(300));
-    let (_, log) = dev.get(&format!("/v1/webhooks/{id}/deliveries"), &dev.token);
+    let log = wait_for_log(&dev, &id, "", |d| d["status"] == "success");
     assert_eq!(log["deliveries"][0]["status"], "success", "{log}");
     assert_eq!(log["deliveries"][0]["attempts"], 2);
 }

@@ -136,6 +136,14 @@ impl Receiver {
         self.state.lock().unwrap().deliveries.clone()
     }
 
+    /// The event types received, in order.
+    pub fn event_types(&self) -> Vec<String> {
+        self.deliveries()
+            .into_iter()
+            .map(|d| d.event_type)
+            .collect()
+    }
+
     pub fn applied(&self) -> Option<Value> {
         self.state.lock().unwrap().applied.clone()
     }

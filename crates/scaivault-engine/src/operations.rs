@@ -135,6 +135,32 @@ impl Engine {
         })?;
         counts.insert("policies".into(), n.into());
 
+        // Rotation policies, assignments, jobs, notices and recipes; the plugin catalogue;
+        // webhooks and their deliveries: each record opens and decodes.
+        let mut n = 0u64;
+        scan(v, Table::Rotation, &mut problems, &mut |b| {
+            n += 1;
+            decode::<crate::rotation::RotationRecord>(Table::Rotation, b).map(|_| ())
+        })?;
+        counts.insert("rotation_records".into(), n.into());
+        let mut n = 0u64;
+        scan(v, Table::Plugins, &mut problems, &mut |b| {
+            n += 1;
+            decode::<crate::plugins::PluginRecord>(Table::Plugins, b).map(|_| ())
+        })?;
+        counts.insert("plugins".into(), n.into());
+        let mut n = 0u64;
+        scan(v, Table::Webhooks, &mut problems, &mut |b| {
+            n += 1;
+            decode::<crate::webhooks::WebhookItem>(Table::Webhooks, b).map(|_| ())
+        })?;
+        counts.insert("webhook_records".into(), n.into());
+        for check in self.verify_plugins(caller)? {
+            if !check.ok {
+                problems.push(format!("plugin {}: {}", check.name, check.detail));
+            }
+        }
+
         let audit = self.verify_audit(caller, false)?;
         counts.insert("audit_entries".into(), audit.verified.into());
         if let Some(p) = &audit.problem {

@@ -471,6 +471,21 @@ impl Engine {
                     password: Zeroizing::new(password),
                 },
             );
+            // The vault read a credential on the backend's behalf: that is a read like any other.
+            let mut extra = Map::new();
+            extra.insert("purpose".into(), json!("rotation backend admin credential"));
+            extra.insert("rotation_policy_id".into(), json!(p.id));
+            extra.insert("for_path".into(), json!(job.secret_path));
+            self.record_audit(AuditInput {
+                action: "read".into(),
+                identity_id: Some("system:rotation-scheduler".into()),
+                secret_path: Some(ap.to_owned()),
+                success: true,
+                request_id: format!("rotation:{}", self.now().0),
+                extra_data: extra,
+                ..Default::default()
+            })
+            .await?;
         }
         let services = Arc::new(BackendServices {
             clock: self.clock.clone(),
