@@ -379,7 +379,7 @@ impl PluginHost {
     fn info(&self, e: &Entry) -> PluginInfo {
         let problem = match (&e.refused, e.loaded.get()) {
             (Some(why), _) => Some(why.clone()),
-            (None, Some(Err(err))) => Some(format!("{err:?}")),
+            (None, Some(Err(err))) => Some(err.clone().into_error(&e.manifest.name).message),
             _ => None,
         };
         PluginInfo {
