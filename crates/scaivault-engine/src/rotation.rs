@@ -25,7 +25,7 @@ use crate::{Caller, Engine, decode, encode, load_all, read, write};
 
 const DEFAULT_GRACE: &str = "48h";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct RotationPolicy {
     pub id: String,
     pub name: String,
@@ -58,7 +58,22 @@ pub struct RotationPolicy {
     pub updated_at: Timestamp,
 }
 
-/// Table `rotation` holds three kinds of record.
+/// `backend_config` may hold a webhook's signing secret: `Debug` shows only its keys.
+impl std::fmt::Debug for RotationPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotationPolicy")
+            .field("id", &self.id)
+            .field("interval", &self.interval)
+            .field("backend", &self.backend)
+            .field(
+                "backend_config_keys",
+                &self.backend_config.keys().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Table `rotation` holds every kind of rotation record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(crate) enum RotationRecord {
@@ -99,7 +114,7 @@ impl RotationState {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RotationPolicyRequest {
     #[serde(default)]

@@ -161,7 +161,8 @@ pub(crate) fn delivery_key(seq: u64) -> Vec<u8> {
     format!("dlv/{seq:020}").into_bytes()
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// No `Debug`: it carries the signing secret.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookRequest {
     pub name: Option<String>,
