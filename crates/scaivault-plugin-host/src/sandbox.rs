@@ -547,7 +547,10 @@ fn classify(store: &Store<CallState>, e: wasmtime::Error) -> PluginError {
             other => Failure::new("trap", &format!("trapped: {other}")),
         });
     }
-    if e.to_string().contains("pooling") || e.root_cause().to_string().contains("pooling") {
+    // Every pooled slot is in use (more concurrent calls than the pool holds): transient.
+    if e.chain()
+        .any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>())
+    {
         return PluginError::Busy;
     }
     PluginError::Failed(Failure::new("trap", &format!("failed: {}", root_cause(&e))))
