@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 
+use scaivault_crypto::SecretBytes;
+
 use crate::backend::{Backend, Mutation};
 use crate::error::StoreError;
 use crate::table::Table;
@@ -18,12 +20,35 @@ pub(crate) type Job = Box<dyn FnOnce(&mut RawTx<'_>) -> Completion + Send>;
 /// Jobs per batch at most; bounds the transaction size and the latency of the first job.
 const MAX_BATCH: usize = 1024;
 
+/// Seals a record's plaintext for the file, given its table and (blinded) key.
+pub(crate) type Sealer = Arc<dyn Fn(Table, &[u8], &[u8]) -> Vec<u8> + Send + Sync>;
+
+/// A write waiting in the batch.
+#[derive(Clone)]
+enum Pending {
+    /// Bytes that go to the file as they are (the plaintext header of the meta table).
+    Raw(Vec<u8>),
+    /// Sealed only when the batch is committed: a record written by many jobs of one batch
+    /// (the audit chain's head, a secret's head during an import) is sealed once, and the
+    /// jobs after the first read it back without opening it.
+    Plain(SecretBytes),
+    Deleted,
+}
+
+/// What a lookup through the batch found.
+pub(crate) enum Found {
+    /// Bytes as stored: sealed, or the raw header.
+    Stored(Vec<u8>),
+    /// The plaintext an earlier write of this batch left.
+    Plain(SecretBytes),
+}
+
 /// The raw view a job writes through: the committed state, overlaid with the earlier jobs of
 /// this batch, overlaid with this job's own writes. A job that fails leaves no trace.
 pub struct RawTx<'a> {
     backend: &'a dyn Backend,
-    batch: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
-    job: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    batch: BTreeMap<(Table, Vec<u8>), Pending>,
+    job: BTreeMap<(Table, Vec<u8>), Pending>,
 }
 
 impl<'a> RawTx<'a> {
@@ -35,20 +60,28 @@ impl<'a> RawTx<'a> {
         }
     }
 
-    pub(crate) fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) fn get(&self, table: Table, key: &[u8]) -> Result<Option<Found>, StoreError> {
         let k = (table, key.to_vec());
-        if let Some(v) = self.job.get(&k).or_else(|| self.batch.get(&k)) {
-            return Ok(v.clone());
+        match self.job.get(&k).or_else(|| self.batch.get(&k)) {
+            Some(Pending::Raw(v)) => Ok(Some(Found::Stored(v.clone()))),
+            Some(Pending::Plain(p)) => Ok(Some(Found::Plain(p.clone()))),
+            Some(Pending::Deleted) => Ok(None),
+            None => Ok(self.backend.get(table, key)?.map(Found::Stored)),
         }
-        self.backend.get(table, key)
     }
 
-    pub(crate) fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
-        self.job.insert((table, key), Some(value));
+    /// Writes bytes that are stored as they are.
+    pub(crate) fn put_raw(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.job.insert((table, key), Pending::Raw(value));
+    }
+
+    /// Writes a plaintext that is sealed when the batch commits.
+    pub(crate) fn put_plain(&mut self, table: Table, key: Vec<u8>, plain: SecretBytes) {
+        self.job.insert((table, key), Pending::Plain(plain));
     }
 
     pub(crate) fn delete(&mut self, table: Table, key: Vec<u8>) {
-        self.job.insert((table, key), None);
+        self.job.insert((table, key), Pending::Deleted);
     }
 
     /// Ends the current job: its writes join the batch, or vanish.
@@ -59,12 +92,16 @@ impl<'a> RawTx<'a> {
         }
     }
 
-    fn mutations(&mut self) -> Vec<Mutation> {
+    fn mutations(&mut self, seal: &Sealer) -> Vec<Mutation> {
         std::mem::take(&mut self.batch)
             .into_iter()
             .map(|((table, key), v)| match v {
-                Some(value) => Mutation::Put { table, key, value },
-                None => Mutation::Delete { table, key },
+                Pending::Raw(value) => Mutation::Put { table, key, value },
+                Pending::Plain(plain) => {
+                    let value = seal(table, &key, plain.as_bytes());
+                    Mutation::Put { table, key, value }
+                }
+                Pending::Deleted => Mutation::Delete { table, key },
             })
             .collect()
     }
@@ -77,11 +114,11 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    pub(crate) fn start(backend: Arc<dyn Backend>) -> Pipeline {
+    pub(crate) fn start(backend: Arc<dyn Backend>, seal: Sealer) -> Pipeline {
         let (tx, rx) = mpsc::channel::<Job>();
         let writer = std::thread::Builder::new()
             .name("scaivault-writer".into())
-            .spawn(move || writer_loop(&*backend, rx))
+            .spawn(move || writer_loop(&*backend, &seal, rx))
             .expect("spawning the writer thread");
         Pipeline { tx, writer }
     }
@@ -97,7 +134,7 @@ impl Pipeline {
     }
 }
 
-fn writer_loop(backend: &dyn Backend, rx: mpsc::Receiver<Job>) {
+fn writer_loop(backend: &dyn Backend, seal: &Sealer, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -116,7 +153,7 @@ fn writer_loop(backend: &dyn Backend, rx: mpsc::Receiver<Job>) {
                 Err(_) => raw.end_job(false),
             }
         }
-        let batch = raw.mutations();
+        let batch = raw.mutations(seal);
         let result = if batch.is_empty() {
             Ok(())
         } else {

@@ -260,15 +260,25 @@ impl Backend for RedbBackend {
 
     fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError> {
         self.with_write(|txn| {
+            // Each table is opened once per run of mutations to it (the pipeline sends them
+            // sorted by table): opening one costs a lookup in redb's table tree.
+            let mut open: Option<(Table, redb::Table<'_, &[u8], &[u8]>)> = None;
             for m in batch {
+                let (Mutation::Put { table, .. } | Mutation::Delete { table, .. }) = m;
+                let t = match &mut open {
+                    Some((current, t)) if current == table => t,
+                    slot => {
+                        *slot = None;
+                        let t = txn.open_table(def(*table)).map_err(storage)?;
+                        &mut slot.insert((*table, t)).1
+                    }
+                };
                 match m {
-                    Mutation::Put { table, key, value } => {
-                        let mut t = txn.open_table(def(*table)).map_err(storage)?;
+                    Mutation::Put { key, value, .. } => {
                         t.insert(key.as_slice(), value.as_slice())
                             .map_err(storage)?;
                     }
-                    Mutation::Delete { table, key } => {
-                        let mut t = txn.open_table(def(*table)).map_err(storage)?;
+                    Mutation::Delete { key, .. } => {
                         t.remove(key.as_slice()).map_err(storage)?;
                     }
                 }

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::header::{FORMAT_VERSION, Header};
-use crate::pipeline::{Completion, Job, Pipeline, RawTx};
+use crate::pipeline::{Completion, Found, Job, Pipeline, RawTx};
 use crate::redb_backend::RedbBackend;
 use crate::table::Table;
 
@@ -169,7 +169,11 @@ impl Vault {
             keyring: RwLock::new(keyring),
             root,
         });
-        let pipeline = Pipeline::start(backend.clone());
+        let sealer = keys.clone();
+        let pipeline = Pipeline::start(
+            backend.clone(),
+            Arc::new(move |table, blinded, plain| sealer.seal(table, blinded, plain)),
+        );
         Vault {
             path: path.to_owned(),
             backend,
@@ -402,35 +406,36 @@ impl Vault {
     /// opening with the key they name.
     pub async fn rotate_data_key(&self) -> Result<u32, StoreError> {
         let keys = self.keys.clone();
-        let (ring_blob, new_id) = {
+        // Rotated on the writer thread, inside the job that writes the new keyring: records
+        // are sealed when their batch commits, so a record sealed with the new key is in the
+        // same commit as the keyring that opens it, or a later one. (If that commit fails, the
+        // error reaches the operator, and the key stays in memory for this process only.)
+        self.update_header(move |h| {
             let mut ring = keys.keyring.write().unwrap_or_else(|p| p.into_inner());
             let id = ring.rotate();
-            (hex::encode(keys.root.seal_keyring(&ring)), id)
-        };
-        // The in-memory ring already seals with the new key; it only reaches records in
-        // batches after this header write, and a failed header write is reported to the operator.
-        self.update_header(move |h| h.keyring = ring_blob).await?;
-        Ok(new_id)
+            h.keyring = hex::encode(keys.root.seal_keyring(&ring));
+            id
+        })
+        .await
     }
 
-    async fn update_header(
+    async fn update_header<R: Send + 'static>(
         &self,
-        change: impl FnOnce(&mut Header) + Send + 'static,
-    ) -> Result<(), StoreError> {
+        change: impl FnOnce(&mut Header) -> R + Send + 'static,
+    ) -> Result<R, StoreError> {
         self.write(move |tx| {
-            let raw = tx
-                .raw
-                .get(Table::Meta, HEADER_KEY)?
-                .ok_or_else(|| StoreError::Corrupt("no header".into()))?;
+            let Some(Found::Stored(raw)) = tx.raw.get(Table::Meta, HEADER_KEY)? else {
+                return Err(StoreError::Corrupt("no header".into()));
+            };
             let mut header: Header = serde_json::from_slice(&raw)
                 .map_err(|_| StoreError::Corrupt("the vault header is unreadable".into()))?;
-            change(&mut header);
-            tx.raw.put(
+            let out = change(&mut header);
+            tx.raw.put_raw(
                 Table::Meta,
                 HEADER_KEY.to_vec(),
                 serde_json::to_vec(&header).expect("serializes"),
             );
-            Ok::<_, StoreError>(())
+            Ok::<_, StoreError>(out)
         })
         .await
     }
@@ -549,26 +554,28 @@ impl WriteTx<'_, '_> {
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<SecretBytes>, StoreError> {
         let blinded = self.keys.blind(table, key);
         match self.raw.get(table, &blinded)? {
-            Some(blob) => self.keys.open(table, &blinded, &blob).map(Some),
+            Some(Found::Stored(blob)) => self.keys.open(table, &blinded, &blob).map(Some),
+            Some(Found::Plain(plain)) => Ok(Some(plain)),
             None => Ok(None),
         }
     }
 
+    /// Writes a record; it is sealed when the batch commits.
     pub fn put(&mut self, table: Table, key: &[u8], plaintext: &[u8]) {
         debug_assert!(
             table != Table::Meta,
             "the meta table holds only the plaintext header"
         );
         let blinded = self.keys.blind(table, key);
-        let sealed = self.keys.seal(table, &blinded, plaintext);
-        self.raw.put(table, blinded, sealed);
+        self.raw
+            .put_plain(table, blinded, SecretBytes::from_vec(plaintext.to_vec()));
     }
 
     /// Writes a record under a sequence number: ordered tables keep their order in the file.
     pub fn put_ordered(&mut self, table: Table, seq: u64, plaintext: &[u8]) {
         let key = seq.to_be_bytes().to_vec();
-        let sealed = self.keys.seal(table, &key, plaintext);
-        self.raw.put(table, key, sealed);
+        self.raw
+            .put_plain(table, key, SecretBytes::from_vec(plaintext.to_vec()));
     }
 
     pub fn delete_ordered(&mut self, table: Table, seq: u64) {
