@@ -300,3 +300,64 @@ fn rotation_events_reach_the_policy_webhooks() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(r.deliveries().len(), 4);
 }
+
+/// Policy changes raise their events from the same transaction as the change: a refused
+/// change raises none.
+#[test]
+fn policy_changes_are_announced() {
+    let r = Receiver::start(SECRET);
+    let dev = start(&r);
+    create_hook(
+        &dev,
+        &r,
+        json!(["policy.created", "policy.updated", "policy.deleted"]),
+        json!({}),
+    );
+    let rules = json!([{"path_pattern": "infra/**", "permissions": ["read"]}]);
+    let (s, p) = dev.post(
+        "/v1/policies",
+        &dev.token,
+        json!({"name": "sre", "rules": rules}),
+    );
+    assert_eq!(s, 201, "{p}");
+    let id = p["id"].as_str().unwrap().to_owned();
+    let (s, _) = dev.post(
+        "/v1/policies",
+        &dev.token,
+        json!({"name": "sre", "rules": rules}),
+    );
+    assert_eq!(s, 409, "a duplicate name is refused");
+    let (s, _) = dev.req(
+        reqwest::Method::PATCH,
+        &format!("/v1/policies/{id}"),
+        Some(&dev.token),
+        Some(json!({"description": "on-call"})),
+    );
+    assert_eq!(s, 200);
+    let (s, _) = dev.req(
+        reqwest::Method::DELETE,
+        &format!("/v1/policies/{id}"),
+        Some(&dev.token),
+        None,
+    );
+    assert!(s == 200 || s == 204, "{s}");
+    let got = wait_for_deliveries(&r, 3);
+    std::thread::sleep(Duration::from_millis(300));
+    let got_more = r.deliveries();
+    assert_eq!(got.len(), got_more.len(), "more deliveries than changes");
+    let mut seen: Vec<(String, Value)> = got
+        .iter()
+        .map(|d| (d.event_type.clone(), d.body["data"].clone()))
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    let types: Vec<&str> = seen.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        ["policy.created", "policy.deleted", "policy.updated"],
+        "{seen:?}"
+    );
+    for (_, data) in &seen {
+        assert_eq!(data["policy_id"], id.as_str());
+        assert_eq!(data["name"], "sre");
+    }
+}

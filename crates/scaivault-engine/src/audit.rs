@@ -16,7 +16,7 @@ use scaivault_store::{StoreError, Table, WriteTx};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::{Caller, Engine, pack, store_err, unpack};
+use crate::{Caller, Clock, Engine, pack, store_err, unpack};
 
 const HEAD_KEY: &[u8] = b"head";
 const PRUNED_KEY: &[u8] = b"pruned-through";
@@ -192,16 +192,19 @@ pub struct VerifyReport {
     pub problem: Option<String>,
 }
 
+/// Appends an entry; its time is read here, on the writer thread, so that timestamps follow
+/// the chain's order (queries by time rely on it), whatever the request did before.
 pub(crate) fn append(
     tx: &mut WriteTx<'_, '_>,
     input: AuditInput,
-    now: Timestamp,
+    clock: &dyn Clock,
 ) -> std::result::Result<AuditEntry, Error> {
     let head: ChainHead = match tx.get(Table::AuditState, HEAD_KEY).map_err(store_err)? {
         Some(p) => unpack(Table::AuditState, p.as_bytes())?,
         None => ChainHead::default(),
     };
     let seq = head.seq + 1;
+    let now = clock.now();
     let mut entry = AuditEntry {
         id: format!("log_{seq:012}"),
         seq,
@@ -242,8 +245,8 @@ pub(crate) fn append(
 impl Engine {
     /// Appends one entry; returns once it is durable. Fails closed.
     pub async fn record_audit(&self, input: AuditInput) -> Result<AuditEntry> {
-        let now = self.now();
-        self.vault.write(move |tx| append(tx, input, now)).await
+        let clock = self.clock.clone();
+        self.vault.write(move |tx| append(tx, input, &*clock)).await
     }
 
     fn audit_head(&self) -> Result<ChainHead> {

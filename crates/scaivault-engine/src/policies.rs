@@ -234,8 +234,8 @@ impl Engine {
     ) -> Result<Policy> {
         let compiled = CompiledPolicy::compile(policy.clone())?;
         let cache = self.policies.clone();
-        let saved = self
-            .vault
+        let (sink, actor, now) = (self.events.clone(), actor.to_owned(), self.now());
+        self.vault
             .write(move |tx| {
                 if must_be_new_name && read(&cache).iter().any(|p| p.policy.name == policy.name) {
                     return Err(Error::new(
@@ -244,6 +244,19 @@ impl Engine {
                     ));
                 }
                 tx.put(Table::Policies, policy.id.as_bytes(), &encode(&policy));
+                let kind = if must_be_new_name {
+                    "policy.created"
+                } else {
+                    "policy.updated"
+                };
+                let event = crate::events::Event::new(
+                    kind,
+                    &actor,
+                    None,
+                    serde_json::json!({ "policy_id": policy.id, "name": policy.name }),
+                    now,
+                );
+                sink.enqueue_in(tx, vec![event], &[], now);
                 tx.on_commit(move || {
                     let mut guard = write(&cache);
                     let mut next: Vec<CompiledPolicy> = guard
@@ -257,21 +270,7 @@ impl Engine {
                 });
                 Ok(policy)
             })
-            .await?;
-        let kind = if must_be_new_name {
-            "policy.created"
-        } else {
-            "policy.updated"
-        };
-        let event = crate::events::Event::new(
-            kind,
-            actor,
-            None,
-            serde_json::json!({ "policy_id": saved.id, "name": saved.name }),
-            self.now(),
-        );
-        self.emit(vec![event], Vec::new()).await;
-        Ok(saved)
+            .await
     }
 
     /// PUT (replace rules and metadata, keep bindings) or PATCH (any subset).
@@ -340,16 +339,19 @@ impl Engine {
         }
         let cache = self.policies.clone();
         let pid = p.id.clone();
+        let now = self.now();
         let event = crate::events::Event::new(
             "policy.deleted",
             &caller.identity_id.to_string(),
             None,
             serde_json::json!({ "policy_id": p.id, "name": p.name }),
-            self.now(),
+            now,
         );
+        let sink = self.events.clone();
         self.vault
             .write(move |tx| {
                 tx.delete(Table::Policies, pid.as_bytes());
+                sink.enqueue_in(tx, vec![event], &[], now);
                 tx.on_commit(move || {
                     let mut guard = write(&cache);
                     *guard = Arc::new(
@@ -362,9 +364,7 @@ impl Engine {
                 });
                 Ok::<_, Error>(())
             })
-            .await?;
-        self.emit(vec![event], Vec::new()).await;
-        Ok(())
+            .await
     }
 
     pub fn list_bindings(&self, caller: &Caller, id: &str) -> Result<Vec<Binding>> {

@@ -351,6 +351,7 @@ impl Engine {
         let state = self.rotation.clone();
         let backend = p.backend.clone();
         let sink = self.events.clone();
+        let clock = self.clock.clone();
         let (hooks, pname, grace) = (
             p.webhook_ids.clone(),
             p.name.clone(),
@@ -378,7 +379,7 @@ impl Engine {
                         extra_data: extra,
                         ..Default::default()
                     },
-                    now,
+                    &*clock,
                 )?;
                 let data = json!({
                     "old_version": from, "new_version": out.version, "rotation_policy_id": pid,

@@ -612,6 +612,27 @@ impl Engine {
             .await
     }
 
+    /// A request's write whose audit entry commits in the same transaction: the change and
+    /// the record of who made it are durable together or not at all (no crash can leave one
+    /// without the other), and the request waits for one commit instead of two. `audit` is
+    /// called on the writer thread with the outcome, to fill in what only it knows.
+    pub async fn write_secret_audited<A>(
+        &self,
+        caller: &Caller,
+        path: &str,
+        req: WriteRequest,
+        audit: A,
+    ) -> Result<WriteOutcome>
+    where
+        A: FnOnce(&WriteOutcome) -> crate::AuditInput + Send + 'static,
+    {
+        let clock = self.clock.clone();
+        self.write_one(caller, path, req, false, move |tx, out| {
+            crate::audit::append(tx, audit(out), &*clock).map(drop)
+        })
+        .await
+    }
+
     /// A write that commits in the same transaction as `extra` (a rotation's finish: the
     /// job's removal and its audit entry), so the two can never be seen apart.
     pub(crate) async fn write_secret_with<F>(
@@ -624,12 +645,26 @@ impl Engine {
     where
         F: FnOnce(&mut WriteTx<'_, '_>, &WriteOutcome) -> Result<()> + Send + 'static,
     {
+        self.write_one(caller, path, req, true, extra).await
+    }
+
+    async fn write_one<F>(
+        &self,
+        caller: &Caller,
+        path: &str,
+        req: WriteRequest,
+        is_rotation: bool,
+        extra: F,
+    ) -> Result<WriteOutcome>
+    where
+        F: FnOnce(&mut WriteTx<'_, '_>, &WriteOutcome) -> Result<()> + Send + 'static,
+    {
         let mut w = self.prepare_write(caller, path, req)?;
         self.validate_prepared(std::slice::from_mut(&mut w)).await?;
         let sink = self.events.clone();
         self.vault
             .write(move |tx| {
-                let out = apply_and_announce(tx, w, &sink, true)?;
+                let out = apply_and_announce(tx, w, &sink, is_rotation)?;
                 extra(tx, &out)?;
                 Ok(out)
             })
@@ -834,6 +869,7 @@ impl Engine {
         let p = path.as_str().to_owned();
         let paths = self.paths.clone();
         let heads = self.heads.clone();
+        let (sink, actor) = (self.events.clone(), caller.identity_id.to_string());
         let head = self
             .vault
             .write(move |tx| {
@@ -860,6 +896,20 @@ impl Engine {
                     put_head(tx, &heads, &head);
                     set_path_state(tx, &paths, &p, true);
                 }
+                // Queued in the same transaction: the delete and its event stand or fall together.
+                let event = crate::events::Event::new(
+                    "secret.deleted",
+                    &actor,
+                    Some(p.as_str()),
+                    serde_json::json!({
+                        "version_count": head.versions.len(), "deleted_by": actor,
+                        "permanent": permanent,
+                        "recoverable_until": if permanent { None } else { head.recoverable_until },
+                        "secret_type": head.secret_type,
+                    }),
+                    now,
+                );
+                sink.enqueue_in(tx, vec![event], &[], now);
                 Ok(head)
             })
             .await?;
@@ -868,18 +918,6 @@ impl Engine {
         if permanent {
             s.recoverable_until = None;
         }
-        let event = crate::events::Event::new(
-            "secret.deleted",
-            &caller.identity_id.to_string(),
-            Some(path.as_str()),
-            serde_json::json!({
-                "version_count": head.versions.len(), "deleted_by": caller.identity_id.to_string(),
-                "permanent": permanent, "recoverable_until": s.recoverable_until,
-                "secret_type": head.secret_type,
-            }),
-            now,
-        );
-        self.emit(vec![event], Vec::new()).await;
         Ok(s)
     }
 

@@ -221,9 +221,10 @@ impl Engine {
         self.events.notify.clone()
     }
 
-    /// Raises events after the change that caused them committed (policy changes, deletes,
-    /// rotation notices): one small durable write of their deliveries, if any webhook wants
-    /// them. The change stands whatever happens here, so a failure is logged, not returned.
+    /// Raises events that follow no change of their own (rotation notices, a rotation's
+    /// failure): one small durable write of their deliveries, if any webhook wants them.
+    /// Changes queue their events in their own transaction instead (`EventSink::enqueue_in`).
+    /// A failure here is logged, not returned.
     pub(crate) async fn emit(&self, events: Vec<Event>, extra: Vec<String>) {
         if read(&self.events.state).hooks.is_empty() {
             return;

@@ -104,6 +104,46 @@ pub(crate) fn category(method: &Method, path: &str, public_metrics: bool) -> Cat
 #[derive(Clone, Default)]
 pub(crate) struct AuditNote(pub serde_json::Map<String, serde_json::Value>);
 
+/// What the middleware knows of a secret write before its handler runs, so that the handler
+/// can commit the request's audit entry in the write's own transaction.
+#[derive(Clone)]
+pub(crate) struct WriteAudit {
+    pub secret_path: Option<String>,
+    pub request_id: String,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub started: Instant,
+}
+
+impl WriteAudit {
+    /// The entry the middleware would have made for a successful write.
+    pub(crate) fn input(
+        self,
+        caller: &Caller,
+        status: StatusCode,
+        mut extra: serde_json::Map<String, serde_json::Value>,
+    ) -> AuditInput {
+        extra.insert("status".into(), status.as_u16().into());
+        AuditInput {
+            action: "write".to_owned(),
+            identity_type: Some(caller.identity_type),
+            identity_id: Some(caller.identity_id.to_string()),
+            secret_path: self.secret_path,
+            source_ip: self.source_ip,
+            user_agent: self.user_agent,
+            success: status.as_u16() < 400,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            request_id: self.request_id,
+            extra_data: extra,
+        }
+    }
+}
+
+/// Marks a response whose audit entry is already durable, committed with the change it
+/// records; the middleware does not record it again.
+#[derive(Clone, Copy)]
+pub(crate) struct AuditRecorded;
+
 /// The audit action for a request, and the secret path it names; `None` for requests that
 /// are not audited (health, version, metrics, status and policy dry-runs).
 pub(crate) fn audit_action(method: &Method, path: &str) -> Option<(&'static str, Option<String>)> {
@@ -271,6 +311,15 @@ pub(crate) async fn request_context(
             }
             caller_seen = Some(caller.clone());
             req.extensions_mut().insert(Auth { engine, caller });
+            if let Some(("write", secret_path)) = audit_action(&method, &path) {
+                req.extensions_mut().insert(WriteAudit {
+                    secret_path,
+                    request_id: rid.clone(),
+                    source_ip: source_ip.map(|ip| ip.to_string()),
+                    user_agent: user_agent.clone(),
+                    started,
+                });
+            }
         }
         Ok(next.run(req).await)
     }
@@ -281,7 +330,8 @@ pub(crate) async fn request_context(
         Err(e) => ApiError(e).into_response(),
     };
     // Fail closed: a request whose audit entry cannot be made durable returns nothing.
-    if let Some((action, secret_path)) = audit_action(&method, &path)
+    if resp.extensions().get::<AuditRecorded>().is_none()
+        && let Some((action, secret_path)) = audit_action(&method, &path)
         && let Ok(engine) = state.engine()
     {
         let mut extra = resp

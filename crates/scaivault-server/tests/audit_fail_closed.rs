@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::body::Body;
 use axum::http::Request;
@@ -16,6 +16,7 @@ use tower::ServiceExt;
 struct Faulty {
     inner: RedbBackend,
     fail: Arc<AtomicBool>,
+    commits: Arc<AtomicUsize>,
 }
 
 impl Backend for Faulty {
@@ -42,7 +43,9 @@ impl Backend for Faulty {
                 "injected: the disk refused the write".into(),
             ));
         }
-        self.inner.commit(batch)
+        self.inner.commit(batch)?;
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
     fn copy_to(&self, out: &Path) -> Result<(), StoreError> {
         self.inner.copy_to(out)
@@ -72,14 +75,23 @@ async fn call(
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-#[tokio::test]
-async fn a_read_whose_audit_entry_fails_returns_nothing() {
+struct Setup {
+    _dir: tempfile::TempDir,
+    app: axum::Router,
+    root: String,
+    fail: Arc<AtomicBool>,
+    commits: Arc<AtomicUsize>,
+}
+
+async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.db");
     let fail = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicUsize::new(0));
     let backend = Arc::new(Faulty {
         inner: RedbBackend::create(&path).unwrap(),
         fail: fail.clone(),
+        commits: commits.clone(),
     });
     let vault = Vault::create_with_backend(&path, backend, b"pw", KdfParams::FLOOR).unwrap();
     let engine = Engine::load(Arc::new(vault), Arc::new(SystemClock)).unwrap();
@@ -90,7 +102,20 @@ async fn a_read_whose_audit_entry_fails_returns_nothing() {
         Arc::new(SystemClock),
         ServerConfig::default(),
     );
-    let app = router(state);
+    Setup {
+        _dir: dir,
+        app: router(state),
+        root,
+        fail,
+        commits,
+    }
+}
+
+#[tokio::test]
+async fn a_read_whose_audit_entry_fails_returns_nothing() {
+    let Setup {
+        app, root, fail, ..
+    } = setup().await;
 
     let body = r#"{"data":{"password":"tops3cret-value"}}"#;
     let (s, _) = call(&app, "PUT", "/v1/secrets/app/db", &root, Some(body)).await;
@@ -111,4 +136,60 @@ async fn a_read_whose_audit_entry_fails_returns_nothing() {
     fail.store(false, Ordering::SeqCst);
     let (s, _) = call(&app, "GET", "/v1/secrets/app/db", &root, None).await;
     assert_eq!(s, 200, "the vault recovers once the disk does");
+}
+
+/// A write and its audit entry are one commit: both durable, or neither.
+#[tokio::test]
+async fn a_write_commits_with_its_audit_entry() {
+    let Setup {
+        app,
+        root,
+        fail,
+        commits,
+        ..
+    } = setup().await;
+    let body = r#"{"data":{"password":"first-value"}}"#;
+    let before = commits.load(Ordering::SeqCst);
+    let (s, _) = call(&app, "PUT", "/v1/secrets/app/db", &root, Some(body)).await;
+    assert_eq!(s, 201);
+    assert_eq!(
+        commits.load(Ordering::SeqCst) - before,
+        1,
+        "the write and its audit entry took more than one commit"
+    );
+    let (_, logs) = call(&app, "GET", "/v1/audit/logs?action=write", &root, None).await;
+    let logs: serde_json::Value = serde_json::from_str(&logs).unwrap();
+    let entry = &logs["logs"][0];
+    assert_eq!(entry["secret_path"], "app/db");
+    assert_eq!(entry["success"], true);
+    assert_eq!(entry["identity_id"], "user:root");
+    assert_eq!(entry["extra_data"]["status"], 201);
+    assert_eq!(entry["extra_data"]["version"], 1);
+    assert!(!logs.to_string().contains("first-value"));
+
+    // The disk fails: the write is refused, and neither it nor a success entry is left.
+    fail.store(true, Ordering::SeqCst);
+    let body = r#"{"data":{"password":"second-value"}}"#;
+    let (s, resp) = call(&app, "PUT", "/v1/secrets/app/db", &root, Some(body)).await;
+    assert_eq!(s, 500, "{resp}");
+    fail.store(false, Ordering::SeqCst);
+    let (s, read) = call(&app, "GET", "/v1/secrets/app/db", &root, None).await;
+    assert_eq!(s, 200);
+    assert!(read.contains("first-value"), "{read}");
+    let (_, logs) = call(&app, "GET", "/v1/audit/logs?action=write", &root, None).await;
+    let logs: serde_json::Value = serde_json::from_str(&logs).unwrap();
+    let writes = logs["logs"].as_array().unwrap();
+    assert_eq!(writes.len(), 1, "{logs:#}");
+    assert_eq!(writes[0]["extra_data"]["version"], 1);
+
+    // A refused write (check-and-set mismatch) is recorded by the middleware, as a failure.
+    let body = r#"{"data":{"password":"third-value"},"options":{"cas":7}}"#;
+    let (s, _) = call(&app, "PUT", "/v1/secrets/app/db", &root, Some(body)).await;
+    assert_eq!(s, 409);
+    let (_, logs) = call(&app, "GET", "/v1/audit/logs?action=write", &root, None).await;
+    let logs: serde_json::Value = serde_json::from_str(&logs).unwrap();
+    let newest = &logs["logs"][0];
+    assert_eq!(newest["success"], false);
+    assert_eq!(newest["extra_data"]["status"], 409);
+    assert_eq!(logs["logs"].as_array().unwrap().len(), 2);
 }

@@ -13,6 +13,7 @@ use crate::error::{StoreError, io_error};
 use crate::table::Table;
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
+type RawTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
 fn def(t: Table) -> Def {
     TableDefinition::new(t.name())
@@ -262,7 +263,7 @@ impl Backend for RedbBackend {
         self.with_write(|txn| {
             // Each table is opened once per run of mutations to it (the pipeline sends them
             // sorted by table): opening one costs a lookup in redb's table tree.
-            let mut open: Option<(Table, redb::Table<'_, &[u8], &[u8]>)> = None;
+            let mut open: Option<(Table, RawTable<'_>)> = None;
             for m in batch {
                 let (Mutation::Put { table, .. } | Mutation::Delete { table, .. }) = m;
                 let t = match &mut open {

@@ -1,17 +1,17 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use scaivault_core::{Error, ErrorCode};
-use scaivault_engine::{BatchReadRequest, WriteRequest};
+use scaivault_engine::{BatchReadRequest, WriteOutcome, WriteRequest};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::raw_tail;
-use crate::context::{AuditNote, Auth};
+use crate::context::{AuditNote, AuditRecorded, Auth, WriteAudit};
 use crate::error::ApiError;
 use crate::json::{ApiJson, ApiQuery};
 use crate::state::AppState;
@@ -71,28 +71,50 @@ pub async fn read(
     Ok(resp)
 }
 
-pub async fn write(
-    State(state): State<Arc<AppState>>,
-    auth: Auth,
-    uri: Uri,
-    ApiJson(req): ApiJson<WriteRequest>,
-) -> Result<Response, ApiError> {
-    let out = auth
-        .engine
-        .write_secret(&auth.caller, raw_tail(&uri, "/v1/secrets/"), req)
-        .await?;
-    state.metrics.secret_writes.fetch_add(1, Ordering::Relaxed);
-    let status = if out.created {
+fn write_status(out: &WriteOutcome) -> StatusCode {
+    if out.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
-    };
-    let note = note(&[
+    }
+}
+
+fn write_note(out: &WriteOutcome) -> AuditNote {
+    note(&[
         ("version", out.version.into()),
         ("created", out.created.into()),
-    ]);
-    let mut resp = (status, Json(out)).into_response();
+    ])
+}
+
+/// A successful write commits its audit entry in its own transaction (one commit, and never
+/// one without the other); a refused or failed one is recorded by the middleware as usual.
+pub async fn write(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    audit: Option<Extension<WriteAudit>>,
+    uri: Uri,
+    ApiJson(req): ApiJson<WriteRequest>,
+) -> Result<Response, ApiError> {
+    let path = raw_tail(&uri, "/v1/secrets/");
+    let recorded = audit.is_some();
+    let out = match audit {
+        Some(Extension(audit)) => {
+            let caller = auth.caller.clone();
+            auth.engine
+                .write_secret_audited(&auth.caller, path, req, move |out| {
+                    audit.input(&caller, write_status(out), write_note(out).0)
+                })
+                .await?
+        }
+        None => auth.engine.write_secret(&auth.caller, path, req).await?,
+    };
+    state.metrics.secret_writes.fetch_add(1, Ordering::Relaxed);
+    let note = write_note(&out);
+    let mut resp = (write_status(&out), Json(out)).into_response();
     resp.extensions_mut().insert(note);
+    if recorded {
+        resp.extensions_mut().insert(AuditRecorded);
+    }
     Ok(resp)
 }
 
