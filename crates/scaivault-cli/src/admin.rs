@@ -334,13 +334,13 @@ pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult
             });
         }
         PoliciesCmd::List => {
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(Method::GET, "/v1/policies?include_inactive=true", None)
-                        .await?
-                }
-                Target::Local(e) => e.list_policies(&c, true)?,
-            };
+            let res = target
+                .all_pages(
+                    "/v1/policies?include_inactive=true",
+                    "policies",
+                    |e, cursor| e.list_policies(&c, true, Some(1000), cursor),
+                )
+                .await?;
             out.emit(&res, || {
                 let rows = res["policies"]
                     .as_array()

@@ -81,10 +81,11 @@ pub async fn run(target: &Target, cmd: RotationCmd, out: &Out) -> CliResult<()> 
             });
         }
         RotationCmd::List => {
-            let res = match target {
-                Target::Remote(r) => r.call(Method::GET, "/v1/rotation/policies", None).await?,
-                Target::Local(e) => e.list_rotation_policies(&c, false)?,
-            };
+            let res = target
+                .all_pages("/v1/rotation/policies", "data", |e, cursor| {
+                    e.list_rotation_policies(&c, false, Some(1000), cursor)
+                })
+                .await?;
             out.emit(&res, || {
                 let rows = res["data"]
                     .as_array()

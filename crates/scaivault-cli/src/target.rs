@@ -241,6 +241,41 @@ impl Remote {
     }
 }
 
+impl Target {
+    /// Every item of a paginated collection, following cursors: `path` is the endpoint with
+    /// its query (or `?` alone), `key` the array the pages hold, `local` the engine's page.
+    pub async fn all_pages(
+        &self,
+        path: &str,
+        key: &str,
+        local: impl Fn(&Engine, Option<&str>) -> Result<Value, Error>,
+    ) -> CliResult<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = match self {
+                Target::Remote(r) => {
+                    let sep = if path.contains('?') { '&' } else { '?' };
+                    let mut url = format!("{path}{sep}limit=1000");
+                    if let Some(c) = &cursor {
+                        url.push_str(&format!("&cursor={}", q(c)));
+                    }
+                    r.call(reqwest::Method::GET, &url, None).await?
+                }
+                Target::Local(e) => local(e, cursor.as_deref())?,
+            };
+            if let Some(a) = page[key].as_array() {
+                items.extend(a.iter().cloned());
+            }
+            cursor = page["cursor"].as_str().map(str::to_owned);
+            if !page["has_more"].as_bool().unwrap_or(false) || cursor.is_none() {
+                break;
+            }
+        }
+        Ok(serde_json::json!({ key: items, "cursor": null, "has_more": false }))
+    }
+}
+
 /// Percent-encodes a query value.
 pub fn q(v: &str) -> String {
     let mut out = String::with_capacity(v.len());

@@ -158,22 +158,31 @@ impl Engine {
         .with("permission", permission.as_str()))
     }
 
-    pub fn list_policies(&self, caller: &Caller, include_inactive: bool) -> Result<Value> {
+    /// Policies by name, a page at a time (`limit`, `cursor`).
+    pub fn list_policies(
+        &self,
+        caller: &Caller,
+        include_inactive: bool,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Value> {
         self.authorize(caller, Scope::PoliciesRead, None)?;
         let policies = read(&self.policies).clone();
-        let items: Vec<Value> = policies
+        let keyed: Vec<(String, Value)> = policies
             .iter()
             .filter(|p| include_inactive || p.policy.is_active)
             .map(|p| {
-                json!({
+                let view = json!({
                     "id": p.policy.id, "name": p.policy.name, "description": p.policy.description,
                     "rule_count": p.policy.rules.len(), "binding_count": p.policy.bindings.len(),
                     "is_active": p.policy.is_active, "scope": p.policy.scope,
                     "created_at": p.policy.created_at, "updated_at": p.policy.updated_at,
-                })
+                });
+                (p.policy.name.clone(), view)
             })
             .collect();
-        Ok(json!({ "policies": items, "cursor": null, "has_more": false }))
+        let page = crate::cursor::page(keyed, limit, cursor)?;
+        Ok(json!({ "policies": page.items, "cursor": page.cursor, "has_more": page.has_more }))
     }
 
     /// Finds a policy by id (`pol_…`) or, for convenience, by name.

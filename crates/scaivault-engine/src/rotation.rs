@@ -295,7 +295,14 @@ impl Engine {
         Ok(self.policy_view(&p))
     }
 
-    pub fn list_rotation_policies(&self, caller: &Caller, active_only: bool) -> Result<Value> {
+    /// Rotation policies by name, a page at a time (`limit`, `cursor`).
+    pub fn list_rotation_policies(
+        &self,
+        caller: &Caller,
+        active_only: bool,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
         let policies: Vec<RotationPolicy> = read(&self.rotation)
             .policies
@@ -303,8 +310,12 @@ impl Engine {
             .filter(|p| !active_only || p.is_active)
             .cloned()
             .collect();
-        let data: Vec<Value> = policies.iter().map(|p| self.policy_view(p)).collect();
-        Ok(json!({ "data": data, "cursor": null, "has_more": false }))
+        let keyed = policies
+            .iter()
+            .map(|p| (p.name.clone(), self.policy_view(p)))
+            .collect();
+        let page = crate::cursor::page(keyed, limit, cursor)?;
+        Ok(json!({ "data": page.items, "cursor": page.cursor, "has_more": page.has_more }))
     }
 
     pub fn get_rotation_policy(&self, caller: &Caller, id: &str) -> Result<Value> {

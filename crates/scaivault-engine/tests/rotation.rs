@@ -106,7 +106,7 @@ fn a_manual_write_counts_as_the_rotation_and_policies_can_be_managed() {
         assert_eq!(e.read_secret(&root, "app/other", None).unwrap_err().code, ErrorCode::SecretNotFound, "the failed write wrote nothing");
 
         e.set_rotation_active(&root, "rot_weekly", false).await.unwrap();
-        assert_eq!(e.list_rotation_policies(&root, true).unwrap()["data"].as_array().unwrap().len(), 0);
+        assert_eq!(e.list_rotation_policies(&root, true, None, None).unwrap()["data"].as_array().unwrap().len(), 0);
         e.delete_rotation_policy(&root, "rot_weekly").await.unwrap();
         assert_eq!(e.get_rotation_policy(&root, "rot_weekly").unwrap_err().code, ErrorCode::RotationPolicyNotFound);
         // Detached: history is readable again like any secret's.

@@ -24,10 +24,14 @@ pub struct ListQuery {
 }
 
 pub async fn list(auth: Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
-    let _ = (&q.scope, q.limit, &q.cursor); // one page holds every policy of a single-node vault
+    // `scope` (tenant/partner) names the managed service's tenancy; a single-node vault has
+    // one tenant, so every policy is in either scope.
+    let _ = &q.scope;
     Ok(Json(auth.engine.list_policies(
         &auth.caller,
         q.include_inactive.unwrap_or(false),
+        q.limit,
+        q.cursor.as_deref(),
     )?))
 }
 

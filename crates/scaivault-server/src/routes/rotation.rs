@@ -22,10 +22,11 @@ pub struct ListQuery {
 }
 
 pub async fn list(auth: Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
-    let _ = (q.limit, &q.cursor); // one page holds every rotation policy of a single node
     Ok(Json(auth.engine.list_rotation_policies(
         &auth.caller,
         q.active_only.unwrap_or(false),
+        q.limit,
+        q.cursor.as_deref(),
     )?))
 }
 
