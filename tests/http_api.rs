@@ -880,3 +880,93 @@ fn policy_lists_are_paginated() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["policies"].as_array().unwrap().len(), 5);
 }
+
+/// Batch metadata: listing rights are enough, values never appear, patterns expand only on
+/// request and only to what the caller may list, and each bad entry is reported on its own.
+#[test]
+fn batch_metadata_answers_what_the_caller_may_list() {
+    let dev = Dev::start();
+    for p in ["billing/stripe", "billing/db", "billing/eu/vat", "other/y"] {
+        let (s, _) = dev.put(
+            &format!("/v1/secrets/{p}"),
+            &dev.token,
+            json!({"data": {"value": "v4lue-never-shown"}, "metadata": {"tags": ["t"]}}),
+        );
+        assert_eq!(s, 201);
+    }
+    let sa = service_account(
+        &dev,
+        "sa:lister",
+        "lister",
+        "billing/*",
+        &["list"],
+        &["secrets:list"],
+    );
+    let (s, b) = dev.post(
+        "/v1/secrets/batch/metadata",
+        &sa,
+        json!({"paths": ["billing/stripe", "other/y", "billing/missing", "Bad Path", "billing/*"]}),
+    );
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        !b.to_string().contains("v4lue"),
+        "a value in a metadata answer"
+    );
+    assert_eq!(b["secrets"]["billing/stripe"]["version"], 1);
+    assert_eq!(
+        b["secrets"]["billing/stripe"]["metadata"]["tags"],
+        json!(["t"])
+    );
+    assert_eq!(b["secrets"].as_object().unwrap().len(), 1, "{b}");
+    let code = |p: &str| b["errors"][p]["code"].as_str().unwrap().to_owned();
+    assert_eq!(code("other/y"), "access_denied");
+    assert_eq!(code("billing/missing"), "secret_not_found");
+    assert_eq!(code("Bad Path"), "invalid_path");
+    assert_eq!(code("billing/*"), "validation_error");
+
+    let (s, b) = dev.post(
+        "/v1/secrets/batch/metadata",
+        &sa,
+        json!({"paths": ["billing/**", "nothing/*"], "expand_wildcards": true}),
+    );
+    assert_eq!(s, 200, "{b}");
+    let mut got: Vec<&str> = b["secrets"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        ["billing/db", "billing/stripe"],
+        "only what the policy lists"
+    );
+    assert_eq!(b["errors"], json!({}));
+
+    let too_many: Vec<String> = (0..101).map(|i| format!("billing/s{i}")).collect();
+    let (s, b) = dev.post(
+        "/v1/secrets/batch/metadata",
+        &sa,
+        json!({"paths": too_many}),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (422, Some("validation_error"))
+    );
+    let (s, b) = dev.post(
+        "/v1/secrets/batch/metadata",
+        &sa,
+        json!({"paths": ["billing/db"], "surprise": 1}),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    let (_, logs) = dev.get(
+        "/v1/audit/logs?action=metadata_read&identity_id=sa:lister",
+        &dev.token,
+    );
+    assert_eq!(logs["logs"].as_array().unwrap().len(), 4, "{logs:#}");
+}

@@ -43,7 +43,10 @@ pub use rotation_job::{JobStatus, MAX_ATTEMPTS, RotationJob, Step};
 pub use scaivault_core::{Error, ErrorCode, Result};
 pub use scaivault_plugin_host::{Capability, PluginInfo};
 pub use secret_policies::{RecipeField, SecretPolicy, SecretPolicyRequest};
-pub use secrets::{BatchReadRequest, ListPage, SecretView, WriteOutcome, WriteRequest};
+pub use secrets::{
+    BatchMetadataRequest, BatchReadRequest, ListPage, MAX_BATCH_METADATA_RESULTS, SecretView,
+    WriteOutcome, WriteRequest,
+};
 pub use tokens::{CreateToken, IssuedToken};
 pub use webhooks::{DELIVERY_ATTEMPTS, WebhookFilters, WebhookRequest};
 

@@ -117,6 +117,20 @@ pub struct BatchReadRequest {
     pub options: BatchOptions,
 }
 
+/// `POST /v1/secrets/batch/metadata`: what describes many secrets, never their values.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchMetadataRequest {
+    /// At most 100 paths; with `expand_wildcards`, also patterns (`*`, `?`, `**`) that the
+    /// server expands to the secrets the caller may list.
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub expand_wildcards: bool,
+}
+
+/// Secrets one batch-metadata call may return in all, patterns expanded.
+pub const MAX_BATCH_METADATA_RESULTS: usize = limits::MAX_LIST_LIMIT;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchOptions {
@@ -997,6 +1011,104 @@ impl Engine {
             }
         }
         Ok(serde_json::json!({ "secrets": secrets, "errors": errors }))
+    }
+
+    /// Metadata of many secrets: listing rights suffice (`secrets:list` and the `list`
+    /// permission on each path), as for `GET /v1/secrets`. Partial success: a path that is
+    /// missing, denied or malformed goes to `errors`; a pattern expands to the matching paths
+    /// the caller may list (none is not an error), in path order.
+    pub fn batch_metadata(&self, caller: &Caller, req: BatchMetadataRequest) -> Result<Value> {
+        self.authorize(caller, Scope::SecretsList, None)?;
+        if req.paths.is_empty() || req.paths.len() > limits::MAX_BATCH_PATHS {
+            return Err(validation(
+                "paths",
+                format!("must hold 1 to {} paths", limits::MAX_BATCH_PATHS),
+            ));
+        }
+        let may_list = self.checker(caller, Permission::List);
+        let mut secrets = Map::new();
+        let mut errors = Map::new();
+        let error = |e: Error| serde_json::json!({ "code": e.code.as_str(), "message": e.message });
+        for entry in &req.paths {
+            let is_pattern = entry.contains(['*', '?']);
+            let found: Result<Vec<String>> = if is_pattern {
+                if !req.expand_wildcards {
+                    Err(validation(
+                        "paths",
+                        "a pattern needs \"expand_wildcards\": true",
+                    ))
+                } else {
+                    self.expand(entry, &may_list, MAX_BATCH_METADATA_RESULTS - secrets.len())
+                }
+            } else {
+                SecretPath::parse(entry).and_then(|sp| {
+                    if !may_list(sp.as_str()) {
+                        return Err(Error::new(
+                            ErrorCode::AccessDenied,
+                            "no policy lets this identity list this path",
+                        ));
+                    }
+                    Ok(vec![sp.as_str().to_owned()])
+                })
+            };
+            let paths = match found {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.insert(entry.clone(), error(e));
+                    continue;
+                }
+            };
+            for p in paths {
+                match self.load_head(&p)? {
+                    Some(head) if head.deleted_at.is_none() => {
+                        let summary = serde_json::to_value(self.summary(&head, false))
+                            .map_err(|_| Error::internal("serialization failed"))?;
+                        secrets.insert(p, summary);
+                    }
+                    _ if is_pattern => {}
+                    _ => {
+                        errors.insert(entry.clone(), error(not_found(&p)));
+                    }
+                }
+            }
+        }
+        Ok(serde_json::json!({ "secrets": secrets, "errors": errors }))
+    }
+
+    /// The live paths matching `pattern` that `may_list` allows; more than `room` is an
+    /// error rather than a silently cut answer.
+    fn expand(
+        &self,
+        pattern: &str,
+        may_list: &impl Fn(&str) -> bool,
+        room: usize,
+    ) -> Result<Vec<String>> {
+        let glob = scaivault_core::glob::Glob::parse(pattern)?;
+        // Only paths under the pattern's literal directory can match: start the walk there.
+        let literal = &pattern[..pattern.find(['*', '?']).unwrap_or(pattern.len())];
+        let base = &literal[..literal.rfind('/').map_or(0, |i| i + 1)];
+        let index = read(&self.paths);
+        let mut out = Vec::new();
+        for (p, entry) in
+            index.range::<str, _>((std::ops::Bound::Included(base), std::ops::Bound::Unbounded))
+        {
+            if !p.starts_with(base) {
+                break;
+            }
+            if entry.deleted || !glob.matches(p) || !may_list(p) {
+                continue;
+            }
+            if out.len() == room {
+                return Err(validation(
+                    "paths",
+                    format!(
+                        "the patterns match more than {MAX_BATCH_METADATA_RESULTS} secrets; narrow them"
+                    ),
+                ));
+            }
+            out.push(p.clone());
+        }
+        Ok(out)
     }
 
     /// Writes remembered last-access times into the heads (one batch); called periodically

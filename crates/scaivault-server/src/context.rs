@@ -69,7 +69,9 @@ pub(crate) fn category(method: &Method, path: &str, public_metrics: bool) -> Cat
         }
         "/v1/metrics" if public_metrics => return Category::Public,
         "/v1/secrets" => return Category::List,
-        "/v1/secrets/batch" if method == Method::POST => return Category::Batch,
+        "/v1/secrets/batch" | "/v1/secrets/batch/metadata" if method == Method::POST => {
+            return Category::Batch;
+        }
         "/v1/policies/test" => return Category::PolicyTest,
         "/v1/auth/whoami" | "/v1/auth/introspect" => return Category::Auth,
         _ => {}
@@ -153,8 +155,11 @@ pub(crate) fn audit_action(method: &Method, path: &str) -> Option<(&'static str,
             .map(|t| t.chars().take(512).collect::<String>())
     };
     if let Some(t) = tail("/v1/secrets/") {
-        if method == Method::POST && (t == "batch" || t == "batch/metadata") {
+        if method == Method::POST && t == "batch" {
             return Some(("read", None));
+        }
+        if method == Method::POST && t == "batch/metadata" {
+            return Some(("metadata_read", None));
         }
         let action = match *method {
             Method::GET | Method::HEAD => "read",

@@ -79,7 +79,7 @@ pub(crate) const OPERATIONS: &[(&str, &str, &str, Option<&str>)] = &[
     (
         "post",
         "/v1/secrets/{path}",
-        "Batch read when {path} is `batch`",
+        "Batch read when {path} is `batch`; metadata of many paths when it is `batch/metadata`",
         Some("secrets:read"),
     ),
     (

@@ -11,12 +11,13 @@ from .errors import (
     ServiceUnavailableError,
     ValidationError,
 )
-from .models import BatchResult, Secret, SecretInfo, SecretMetadata, SecretType, WriteResult
+from .models import BatchMetadata, BatchResult, Secret, SecretInfo, SecretMetadata, SecretType, WriteResult
 
 __all__ = [
     "USER_AGENT",
     "AccessDeniedError",
     "AuthenticationError",
+    "BatchMetadata",
     "BatchResult",
     "ConflictError",
     "NotFoundError",

@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 import httpx
 
 from .errors import RateLimitError, ScaiVaultError, ServiceUnavailableError, from_response
-from .models import BatchResult, Secret, SecretInfo, WriteResult
+from .models import BatchMetadata, BatchResult, Secret, SecretInfo, WriteResult
 
 __version__ = "0.1.0"
 USER_AGENT = f"scaivault-python/{__version__}"
@@ -235,6 +235,10 @@ class _Core:
     def _paginate(self, make: Callable[[str | None], _Call], key: str, item: Callable[[Any], Any]) -> Any:
         raise NotImplementedError
 
+    def _collect(self, make: Callable[[str | None], _Call], key: str, item: Callable[[Any], Any]) -> Any:
+        """Every page as one list (for small collections that were always answered whole)."""
+        raise NotImplementedError
+
 
 class SyncScaiVaultClient(_Core):
     """Blocking client."""
@@ -244,6 +248,9 @@ class SyncScaiVaultClient(_Core):
 
     def _paginate(self, make: Callable[[str | None], _Call], key: str, item: Callable[[Any], Any]) -> Iterator[Any]:
         return self._pages_sync(make, key, item)
+
+    def _collect(self, make: Callable[[str | None], _Call], key: str, item: Callable[[Any], Any]) -> Any:
+        return list(self._pages_sync(make, key, item))
 
     def close(self) -> None:
         if getattr(self, "_sync_client", None) is not None:
@@ -273,6 +280,15 @@ class ScaiVaultClient(_Core):
 
     def _paginate(self, make: Callable[[str | None], _Call], key: str, item: Callable[[Any], Any]) -> Any:
         return self._pages_async(make, key, item) if self._in_loop() else self._pages_sync(make, key, item)
+
+    def _collect(self, make: Callable[[str | None], _Call], key: str, item: Callable[[Any], Any]) -> Any:
+        if not self._in_loop():
+            return list(self._pages_sync(make, key, item))
+
+        async def collect() -> list[Any]:
+            return [x async for x in self._pages_async(make, key, item)]
+
+        return collect()
 
     async def aclose(self) -> None:
         if getattr(self, "_async_client", None) is not None:
@@ -375,6 +391,20 @@ class SecretsAPI:
         options = _clean({"include_metadata": include_metadata or None, "version": version})
         return self._c._dispatch(_Call("POST", "/v1/secrets/batch", json={"paths": list(paths), "options": options}, parse=parse))
 
+    def batch_metadata(self, paths: list[str], expand_wildcards: bool = False) -> Any:
+        """Metadata (never values) of up to 100 paths; with `expand_wildcards`, entries may be
+        patterns (`billing/**`). Returns `BatchMetadata` with `.secrets` (path -> `SecretInfo`)
+        and `.errors` (path -> `{code, message}`)."""
+
+        def parse(d: dict[str, Any]) -> BatchMetadata:
+            return BatchMetadata(
+                secrets={p: SecretInfo.from_json(s) for p, s in d.get("secrets", {}).items()},
+                errors=d.get("errors", {}),
+            )
+
+        body = {"paths": list(paths), "expand_wildcards": expand_wildcards}
+        return self._c._dispatch(_Call("POST", "/v1/secrets/batch/metadata", json=body, parse=parse))
+
 
 class PoliciesAPI:
     """`client.policies`: access policies, bindings and the dry-run `test`."""
@@ -383,7 +413,12 @@ class PoliciesAPI:
         self._c = c
 
     def list(self, include_inactive: bool = False) -> Any:
-        return self._c._dispatch(_Call("GET", "/v1/policies", params=_query({"include_inactive": include_inactive or None}), parse=lambda d: d["policies"]))
+        """Every policy (all pages), by name."""
+        return self._c._collect(
+            lambda cursor: _Call("GET", "/v1/policies", params=_query({"include_inactive": include_inactive or None, "limit": 1000, "cursor": cursor})),
+            "policies",
+            lambda p: p,
+        )
 
     def get(self, policy_id: str) -> Any:
         return self._c._dispatch(_Call("GET", f"/v1/policies/{policy_id}"))
@@ -422,7 +457,12 @@ class RotationAPI:
         self._c = c
 
     def list_policies(self) -> Any:
-        return self._c._dispatch(_Call("GET", "/v1/rotation/policies", parse=lambda d: d["data"]))
+        """Every rotation policy (all pages), by name."""
+        return self._c._collect(
+            lambda cursor: _Call("GET", "/v1/rotation/policies", params=_query({"limit": 1000, "cursor": cursor})),
+            "data",
+            lambda p: p,
+        )
 
     def create_policy(self, name: str, interval: str, **fields: Any) -> Any:
         return self._c._dispatch(_Call("POST", "/v1/rotation/policies", json={"name": name, "interval": interval, **fields}))

@@ -120,3 +120,11 @@ class SecretInfo:
 class BatchResult:
     secrets: dict[str, Secret] = field(repr=False)
     errors: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class BatchMetadata:
+    """What `secrets.batch_metadata` found: descriptions only, so nothing to hide in `repr`."""
+
+    secrets: dict[str, SecretInfo]
+    errors: dict[str, dict[str, Any]]

@@ -73,6 +73,10 @@ async def scenario(client, dev):
     batch = await w(s.batch_read([f"{BILLING}/stripe", f"{BILLING}/missing"], include_metadata=True))
     assert batch.secrets[f"{BILLING}/stripe"].data["secret_key"] == "sk_live_2"
     assert batch.errors[f"{BILLING}/missing"]["code"] == "secret_not_found"
+    meta_batch = await w(s.batch_metadata([f"{BILLING}/**"], expand_wildcards=True))
+    assert f"{BILLING}/stripe" in meta_batch.secrets and not meta_batch.errors
+    assert meta_batch.secrets[f"{BILLING}/stripe"].version == 2
+    assert "sk_live" not in repr(meta_batch)
 
     deleted = await w(s.delete(f"{BILLING}/database"))
     assert deleted["recoverable_until"]

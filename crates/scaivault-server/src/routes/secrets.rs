@@ -6,14 +6,14 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use scaivault_core::{Error, ErrorCode};
-use scaivault_engine::{BatchReadRequest, WriteOutcome, WriteRequest};
+use scaivault_engine::{BatchMetadataRequest, BatchReadRequest, WriteOutcome, WriteRequest};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::raw_tail;
 use crate::context::{AuditNote, AuditRecorded, Auth, WriteAudit};
 use crate::error::ApiError;
-use crate::json::{ApiJson, ApiQuery};
+use crate::json::{ApiJson, ApiQuery, redact_values};
 use crate::state::AppState;
 
 fn note(items: &[(&str, Value)]) -> AuditNote {
@@ -144,23 +144,41 @@ pub async fn delete(
     })))
 }
 
-/// `POST /v1/secrets/batch`: batch read. POST on any other secret path is not an operation.
+/// `POST /v1/secrets/batch` (batch read) and `POST /v1/secrets/batch/metadata`. POST on any
+/// other secret path is not an operation.
 pub async fn post(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     uri: Uri,
-    body: Result<ApiJson<BatchReadRequest>, ApiError>,
+    body: Result<ApiJson<Value>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
+    // The body's shape depends on the path, so it is read as JSON first and shaped here, with
+    // the same error (and the same care not to echo a value) as the JSON extractor.
+    fn parse<T: serde::de::DeserializeOwned>(
+        body: Result<ApiJson<Value>, ApiError>,
+    ) -> Result<T, ApiError> {
+        let ApiJson(body) = body?;
+        serde_json::from_value(body).map_err(|e| {
+            ApiError(Error::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "the request body has the wrong shape: {}",
+                    redact_values(&e.to_string())
+                ),
+            ))
+        })
+    }
     match raw_tail(&uri, "/v1/secrets/") {
         "batch" => {
-            let ApiJson(req) = body?;
+            let req: BatchReadRequest = parse(body)?;
             let out = auth.engine.batch_read(&auth.caller, req)?;
             let n = out["secrets"].as_object().map_or(0, |m| m.len()) as u64;
             state.metrics.secret_reads.fetch_add(n, Ordering::Relaxed);
             Ok(Json(out))
         }
         "batch/metadata" => {
-            Err(Error::new(ErrorCode::NotImplemented, "batch metadata is not built yet").into())
+            let req: BatchMetadataRequest = parse(body)?;
+            Ok(Json(auth.engine.batch_metadata(&auth.caller, req)?))
         }
         _ => Err(ErrorCode::MethodNotAllowed.into()),
     }
