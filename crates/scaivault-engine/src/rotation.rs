@@ -803,16 +803,19 @@ impl Engine {
             sent: sent.clone(),
         };
         let (state, key) = (self.rotation.clone(), path.to_owned());
+        let (sink, hooks) = (self.events.clone(), p.webhook_ids.clone());
+        // The record of what was sent and the deliveries are one transaction: a crash cannot
+        // mark a notice sent that no webhook will receive, nor send one twice.
         self.vault
             .write(move |tx| {
                 tx.put(Table::Rotation, &notice_key(&key), &encode(&record));
+                sink.enqueue_in(tx, events, &hooks, now);
                 tx.on_commit(move || {
                     write(&state).notices.insert(key, (cycle, sent));
                 });
                 Ok::<_, Error>(())
             })
             .await?;
-        self.emit(events, p.webhook_ids.clone()).await;
         Ok(())
     }
 }

@@ -135,6 +135,16 @@ impl Engine {
     }
 
     async fn save_job(&self, job: RotationJob) -> Result<()> {
+        self.save_job_with(job, |_| Ok(())).await
+    }
+
+    /// Saves the job and whatever `extra` writes (a failure's event and audit entry) in one
+    /// transaction.
+    async fn save_job_with(
+        &self,
+        job: RotationJob,
+        extra: impl FnOnce(&mut scaivault_store::WriteTx<'_, '_>) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
         let state = self.rotation.clone();
         self.vault
             .write(move |tx| {
@@ -143,6 +153,7 @@ impl Engine {
                     &job_key(&job.secret_path),
                     &encode(&RotationRecord::Job(job.clone())),
                 );
+                extra(tx)?;
                 tx.on_commit(move || {
                     write(&state).jobs.insert(job.secret_path.clone(), job);
                 });
@@ -306,24 +317,29 @@ impl Engine {
             .get(&job.policy_id)
             .map(|p| p.webhook_ids.clone())
             .unwrap_or_default();
+        let now = self.now();
         let event = Event::new(
             "rotation.failed",
             "system:rotation-scheduler",
             Some(&path),
             json!({ "rotation_policy_id": job.policy_id, "step": job.step, "attempts": job.attempts,
                     "error": why, "reverted": job.reverted }),
-            self.now(),
+            now,
         );
-        self.save_job(job).await?;
-        self.emit(vec![event], hooks).await;
-        self.record_audit(AuditInput {
+        let audit = AuditInput {
             action: "rotation_failed".into(),
             identity_id: Some("system:rotation-scheduler".into()),
             secret_path: Some(path),
             success: false,
-            request_id: format!("rotation:{}", self.now().0),
+            request_id: format!("rotation:{}", now.0),
             extra_data: extra,
             ..Default::default()
+        };
+        let (sink, clock) = (self.events.clone(), self.clock.clone());
+        // The failed job, its event and its audit entry stand or fall together.
+        self.save_job_with(job, move |tx| {
+            sink.enqueue_in(tx, vec![event], &hooks, now);
+            crate::audit::append(tx, audit, &*clock).map(drop)
         })
         .await?;
         Ok(Outcome::Failed(why))

@@ -221,29 +221,6 @@ impl Engine {
         self.events.notify.clone()
     }
 
-    /// Raises events that follow no change of their own (rotation notices, a rotation's
-    /// failure): one small durable write of their deliveries, if any webhook wants them.
-    /// Changes queue their events in their own transaction instead (`EventSink::enqueue_in`).
-    /// A failure here is logged, not returned.
-    pub(crate) async fn emit(&self, events: Vec<Event>, extra: Vec<String>) {
-        if read(&self.events.state).hooks.is_empty() {
-            return;
-        }
-        let sink = self.events.clone();
-        let now = self.now();
-        let types: Vec<String> = events.iter().map(|e| e.event_type.clone()).collect();
-        let queued = self
-            .vault
-            .write(move |tx| {
-                sink.enqueue_in(tx, events, &extra, now);
-                Ok::<_, Error>(())
-            })
-            .await;
-        if let Err(e) = queued {
-            tracing::warn!(events = ?types, error = %e, "could not queue webhook deliveries");
-        }
-    }
-
     fn check_url(&self, url: &str) -> Result<()> {
         let u = reqwest::Url::parse(url).map_err(|_| validation("url", "is not a valid URL"))?;
         let host = u.host_str().unwrap_or_default().to_owned();
