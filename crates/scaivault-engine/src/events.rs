@@ -73,6 +73,9 @@ impl Event {
 pub(crate) struct WebhookState {
     pub(crate) hooks: BTreeMap<String, WebhookRecord>,
     pub(crate) pending: BTreeMap<u64, DeliveryRecord>,
+    /// Webhook id → sequence numbers of its finished deliveries (the records stay in the
+    /// file): the delivery log is pruned and read by key, never by decrypting the table.
+    pub(crate) finished: BTreeMap<String, std::collections::BTreeSet<u64>>,
 }
 
 /// Where events go: cheap to clone into a write job.

@@ -207,6 +207,12 @@ impl Engine {
                     max_seq = max_seq.max(d.seq);
                     if d.status == DeliveryStatus::Pending {
                         state.pending.insert(d.seq, d);
+                    } else {
+                        state
+                            .finished
+                            .entry(d.webhook_id.clone())
+                            .or_default()
+                            .insert(d.seq);
                     }
                 }
             }
@@ -366,7 +372,15 @@ impl Engine {
         let h = self.find_webhook(id)?;
         let mut v = h.view();
         let day_ago = self.now().minus(Duration::from_secs(86_400));
-        let log = self.deliveries_of(id)?;
+        // Newest first: the first delivery older than a day ends the walk.
+        let mut log = Vec::new();
+        self.walk_deliveries(id, |d| {
+            let recent = d.created_at >= day_ago;
+            if recent || log.is_empty() {
+                log.push(d);
+            }
+            recent
+        })?;
         let recent: Vec<&DeliveryRecord> = log
             .iter()
             .filter(|d| d.created_at >= day_ago && d.status != DeliveryStatus::Pending)
@@ -443,21 +457,31 @@ impl Engine {
         self.find_webhook(id)?;
         let state = self.events.state.clone();
         let key = id.to_owned();
-        let pending: Vec<u64> = read(&self.events.state)
-            .pending
-            .values()
-            .filter(|d| d.webhook_id == id)
-            .map(|d| d.seq)
-            .collect();
+        // Its whole delivery log goes with it, pending and finished.
+        let (pending, finished): (Vec<u64>, Vec<u64>) = {
+            let s = read(&self.events.state);
+            (
+                s.pending
+                    .values()
+                    .filter(|d| d.webhook_id == id)
+                    .map(|d| d.seq)
+                    .collect(),
+                s.finished
+                    .get(id)
+                    .map(|f| f.iter().copied().collect())
+                    .unwrap_or_default(),
+            )
+        };
         self.vault
             .write(move |tx| {
                 tx.delete(Table::Webhooks, &hook_key(&key));
-                for seq in &pending {
+                for seq in pending.iter().chain(&finished) {
                     tx.delete(Table::Webhooks, &delivery_key(*seq));
                 }
                 tx.on_commit(move || {
                     let mut s = write(&state);
                     s.hooks.remove(&key);
+                    s.finished.remove(&key);
                     for seq in pending {
                         s.pending.remove(&seq);
                     }
@@ -467,19 +491,45 @@ impl Engine {
             .await
     }
 
-    /// The delivery log of one webhook, newest first.
-    fn deliveries_of(&self, id: &str) -> Result<Vec<DeliveryRecord>> {
-        let mut out: Vec<DeliveryRecord> = load_all(&self.vault, Table::Webhooks, |b| {
-            decode::<WebhookItem>(Table::Webhooks, b)
-        })?
-        .into_iter()
-        .filter_map(|i| match i {
-            WebhookItem::Delivery(d) if d.webhook_id == id => Some(d),
-            _ => None,
-        })
-        .collect();
-        out.sort_by_key(|d| std::cmp::Reverse(d.seq));
-        Ok(out)
+    /// The sequence numbers of one webhook's deliveries (pending and finished), newest first.
+    fn delivery_seqs(&self, id: &str) -> Vec<u64> {
+        let s = read(&self.events.state);
+        let mut seqs: Vec<u64> = s
+            .pending
+            .values()
+            .filter(|d| d.webhook_id == id)
+            .map(|d| d.seq)
+            .chain(s.finished.get(id).into_iter().flatten().copied())
+            .collect();
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        seqs
+    }
+
+    /// Walks the delivery log of one webhook, newest first, record by record while `visit`
+    /// returns true (a record pruned meanwhile is skipped).
+    fn walk_deliveries(
+        &self,
+        id: &str,
+        mut visit: impl FnMut(DeliveryRecord) -> bool,
+    ) -> Result<()> {
+        for seq in self.delivery_seqs(id) {
+            let Some(plain) = self
+                .vault
+                .get(Table::Webhooks, &delivery_key(seq))
+                .map_err(crate::store_err)?
+            else {
+                continue;
+            };
+            let WebhookItem::Delivery(d) =
+                decode::<WebhookItem>(Table::Webhooks, plain.as_bytes())?
+            else {
+                continue;
+            };
+            if !visit(d) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub fn list_deliveries(
@@ -513,11 +563,14 @@ impl Engine {
                 )));
             }
         };
-        let all: Vec<DeliveryRecord> = self
-            .deliveries_of(id)?
-            .into_iter()
-            .filter(|d| d.seq < before && want.is_none_or(|w| d.status == w))
-            .collect();
+        // One more than the page tells whether there is a next one.
+        let mut all: Vec<DeliveryRecord> = Vec::with_capacity(limit + 1);
+        self.walk_deliveries(id, |d| {
+            if d.seq < before && want.is_none_or(|w| d.status == w) {
+                all.push(d);
+            }
+            all.len() <= limit
+        })?;
         let has_more = all.len() > limit;
         let page: Vec<Value> = all.iter().take(limit).map(DeliveryRecord::view).collect();
         let cursor = has_more.then(|| crate::cursor::encode(&all[limit - 1].seq.to_string()));
@@ -621,11 +674,16 @@ impl Engine {
         let prune: Vec<u64> = if d.status == DeliveryStatus::Pending {
             Vec::new()
         } else {
-            self.deliveries_of(&d.webhook_id)?
+            // This one joins the finished log: keep the newest KEEP_DELIVERIES in all.
+            let s = read(&self.events.state);
+            let finished = s.finished.get(&d.webhook_id);
+            let n = finished.map_or(0, |f| f.len());
+            finished
                 .into_iter()
-                .filter(|x| x.status != DeliveryStatus::Pending)
-                .skip(KEEP_DELIVERIES)
-                .map(|x| x.seq)
+                .flatten()
+                .copied()
+                .filter(|seq| *seq != d.seq)
+                .take((n + 1).saturating_sub(KEEP_DELIVERIES))
                 .collect()
         };
         self.vault
@@ -651,6 +709,14 @@ impl Engine {
                         s.pending.insert(d.seq, d);
                     } else {
                         s.pending.remove(&d.seq);
+                        // Only for a webhook that still exists (it may be deleted meanwhile).
+                        if s.hooks.contains_key(&d.webhook_id) {
+                            let log = s.finished.entry(d.webhook_id.clone()).or_default();
+                            log.insert(d.seq);
+                            for seq in &prune {
+                                log.remove(seq);
+                            }
+                        }
                     }
                     if let Some(h) = hook
                         && s.hooks.contains_key(&h.id)

@@ -1,0 +1,84 @@
+//! The webhook delivery log keeps the newest 1000 finished deliveries per webhook, and a
+//! deleted webhook takes its whole log with it.
+
+use std::sync::Arc;
+
+use scaivault_core::time::Timestamp;
+use scaivault_crypto::KdfParams;
+use scaivault_engine::{Caller, Engine, ManualClock, PluginSettings, WebhookRequest, WriteRequest};
+use scaivault_store::Vault;
+
+#[test]
+fn the_delivery_log_is_pruned_per_webhook_and_goes_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault =
+        Arc::new(Vault::create(&dir.path().join("v.db"), b"pw-log", KdfParams::FLOOR).unwrap());
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    // Port 9 on loopback refuses at once: every delivery fails at its first attempt.
+    let settings = PluginSettings {
+        allow_hosts: vec!["127.0.0.1:9".into()],
+        ..PluginSettings::default()
+    };
+    let e = Arc::new(Engine::load_with(vault.clone(), clock.clone(), settings).unwrap());
+    let root = Caller::local_operator();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let req: WebhookRequest = serde_json::from_value(serde_json::json!({
+            "name": "log", "url": "http://127.0.0.1:9/hook",
+            "secret": "whsec_0123456789abcdef0123", "events": ["secret.created"],
+        }))
+        .unwrap();
+        let hook = e.create_webhook(&root, req).await.unwrap();
+        let id = hook["id"].as_str().unwrap().to_owned();
+        let writes: Vec<(String, WriteRequest)> = (0..1005)
+            .map(|i| {
+                let w = serde_json::from_value(serde_json::json!({"data": {"k": "v"}})).unwrap();
+                (format!("app/s{i:04}"), w)
+            })
+            .collect();
+        e.write_secrets(&root, writes).await.unwrap();
+        // Every attempt fails; move the clock past each retry until all have given up.
+        for _ in 0..8 {
+            while e.deliver_pending().await.unwrap() > 0 {}
+            clock.advance(std::time::Duration::from_secs(7 * 3600));
+        }
+
+        let log = e
+            .list_deliveries(&root, &id, None, Some(1000), None)
+            .unwrap();
+        let page = log["deliveries"].as_array().unwrap();
+        assert_eq!(page.len(), 1000);
+        assert_eq!(log["has_more"], false, "the oldest five were pruned");
+        assert!(page.iter().all(|d| d["status"] == "failed"));
+        let records = |v: &Vault| v.stats().unwrap().records["webhooks"];
+        assert_eq!(records(&vault), 1001, "1000 deliveries and the webhook");
+
+        // Pages walk the same log, newest first.
+        let first = e
+            .list_deliveries(&root, &id, None, Some(400), None)
+            .unwrap();
+        let cursor = first["cursor"].as_str().unwrap().to_owned();
+        let second = e
+            .list_deliveries(&root, &id, Some("failed"), Some(1000), Some(&cursor))
+            .unwrap();
+        assert_eq!(second["deliveries"].as_array().unwrap().len(), 600);
+        assert_eq!(first["deliveries"][0], page[0]);
+        assert_eq!(second["deliveries"][0], page[400]);
+        let stats = e.get_webhook(&root, &id).unwrap();
+        // Every delivery was queued more than a day ago on the moved clock: none counts, and
+        // the newest is still shown.
+        assert_eq!(stats["statistics"]["deliveries_24h"], 0);
+        assert_eq!(stats["last_delivery"]["status"], "failed");
+        assert_eq!(stats["last_delivery"]["id"], page[0]["id"]);
+
+        e.delete_webhook(&root, &id).await.unwrap();
+        assert_eq!(
+            records(&vault),
+            0,
+            "a deleted webhook left deliveries behind"
+        );
+    });
+}
