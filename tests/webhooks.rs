@@ -361,3 +361,87 @@ fn policy_changes_are_announced() {
         assert_eq!(data["name"], "sre");
     }
 }
+
+/// Expiring secrets announce themselves at the tightest `notify_before` threshold they have
+/// reached (default 30d, 7d, 1d), then once when they expire; each notice once.
+#[test]
+fn expiring_secrets_are_announced_once_per_threshold() {
+    let r = Receiver::start(SECRET);
+    let dev = start(&r);
+    create_hook(
+        &dev,
+        &r,
+        json!(["secret.expiring", "secret.expired"]),
+        json!({}),
+    );
+    let put = |path: &str, body: Value| {
+        let (s, b) = dev.put(&format!("/v1/secrets/{path}"), &dev.token, body);
+        assert_eq!(s, 201, "{b}");
+    };
+    put(
+        "tls/a",
+        json!({"data": {"k": "v"}, "options": {"expires_in": "10d"}}),
+    );
+    put(
+        "tls/b",
+        json!({"data": {"k": "v"}, "metadata": {"notify_before": "3d"}, "options": {"expires_in": "5d"}}),
+    );
+    put("tls/forever", json!({"data": {"k": "v"}}));
+    let (s, b) = dev.put(
+        "/v1/secrets/tls/c",
+        &dev.token,
+        json!({"data": {"k": "v"}, "metadata": {"notify_before": "soon"}}),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (422, Some("validation_error"))
+    );
+
+    for step in ["1s", "4d", "7d", "1d"] {
+        dev.post("/v1/sys/test/clock", &dev.token, json!({"advance": step}));
+    }
+    let got = wait_for_deliveries(&r, 5);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(r.deliveries().len(), 5, "a notice was sent twice");
+    let seen: Vec<(String, String, Value)> = got
+        .iter()
+        .map(|d| {
+            (
+                d.event_type.clone(),
+                d.body["path"].as_str().unwrap_or_default().to_owned(),
+                d.body["data"].clone(),
+            )
+        })
+        .collect();
+    let summary: Vec<(String, String, String)> = seen
+        .iter()
+        .map(|(t, p, d)| {
+            (
+                t.clone(),
+                p.clone(),
+                d["threshold"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = [
+        ("secret.expiring", "tls/a", "30d"),
+        ("secret.expiring", "tls/a", "7d"),
+        ("secret.expiring", "tls/b", "3d"),
+        ("secret.expired", "tls/a", "-"),
+        ("secret.expired", "tls/b", "-"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    let mut sorted = summary.clone();
+    sorted.sort();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(sorted, want_sorted, "{summary:?}");
+    let a7 = seen
+        .iter()
+        .find(|(t, p, d)| t == "secret.expiring" && p == "tls/a" && d["threshold"] == "7d")
+        .unwrap();
+    assert_eq!(a7.2["days_remaining"], 5);
+    assert!(a7.2["expires_at"].as_str().unwrap().ends_with('Z'));
+}

@@ -22,6 +22,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "secret.updated",
     "secret.deleted",
     "secret.rotated",
+    "secret.expiring",
+    "secret.expired",
     "policy.created",
     "policy.updated",
     "policy.deleted",

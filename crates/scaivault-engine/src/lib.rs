@@ -14,6 +14,7 @@ mod caller;
 mod clock;
 mod cursor;
 mod events;
+mod expiry;
 mod identities;
 mod operations;
 mod plugins;

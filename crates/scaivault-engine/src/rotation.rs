@@ -92,6 +92,13 @@ pub(crate) enum RotationRecord {
         sent: Vec<String>,
     },
     SecretPolicy(crate::secret_policies::SecretPolicy),
+    /// Which `secret.expiring` / `secret.expired` notices were sent for a secret's current
+    /// `expires_at` (see `expiry`).
+    ExpiryNotices {
+        secret_path: String,
+        expires_at: Timestamp,
+        sent: Vec<String>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +111,8 @@ pub(crate) struct RotationState {
     /// secret path → (cycle, notices sent in it).
     notices: BTreeMap<String, (Timestamp, Vec<String>)>,
     pub(crate) secret_policies: BTreeMap<String, crate::secret_policies::SecretPolicy>,
+    /// secret path → (the `expires_at` its notices are for, notices sent).
+    pub(crate) expiry: BTreeMap<String, (Timestamp, Vec<String>)>,
 }
 
 impl RotationState {
@@ -240,6 +249,13 @@ impl Engine {
                 }
                 RotationRecord::SecretPolicy(sp) => {
                     state.secret_policies.insert(sp.id.clone(), sp);
+                }
+                RotationRecord::ExpiryNotices {
+                    secret_path,
+                    expires_at,
+                    sent,
+                } => {
+                    state.expiry.insert(secret_path, (expires_at, sent));
                 }
             }
         }

@@ -412,6 +412,10 @@ fn check_metadata(meta: &Map<String, Value>) -> Result<()> {
             return Err(validation(&format!("metadata.{key}"), "must be a string"));
         }
     }
+    if let Some(v) = meta.get("notify_before") {
+        crate::expiry::check_notify_before(v)
+            .map_err(|why| validation("metadata.notify_before", why))?;
+    }
     Ok(())
 }
 

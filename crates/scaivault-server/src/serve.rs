@@ -81,6 +81,24 @@ pub async fn serve(
             }
         })
     };
+    // Expiry notices (`secret.expiring`, `secret.expired`): thresholds are days apart, so a
+    // pass every five minutes is plenty.
+    let expiry = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(300));
+            loop {
+                tick.tick().await;
+                if let Ok(engine) = state.engine() {
+                    match engine.expiry_tick().await {
+                        Ok(n) if n > 0 => tracing::info!(notices = n, "expiry notices queued"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
+                    }
+                }
+            }
+        })
+    };
     // The webhook delivery worker: woken when a change queues a delivery, and every two
     // seconds for retries whose time has come.
     let deliveries = {
@@ -177,6 +195,7 @@ pub async fn serve(
     };
     flusher.abort();
     rotations.abort();
+    expiry.abort();
     deliveries.abort();
     for t in [retention, backups].into_iter().flatten() {
         t.abort();
