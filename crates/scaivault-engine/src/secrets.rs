@@ -213,6 +213,27 @@ fn apply_and_announce(
     Ok(out)
 }
 
+/// Removes every trace of a secret inside a write job: its versions, its head and its
+/// listing entry (the in-memory index and head cache follow once the batch is durable).
+fn destroy_in(
+    tx: &mut WriteTx<'_, '_>,
+    head: &SecretHead,
+    paths: &PathIndex,
+    heads: &Arc<HeadCache>,
+) {
+    let p = head.path.as_str();
+    for v in &head.versions {
+        tx.delete(Table::Versions, &version_key(p, v.version));
+    }
+    tx.delete(Table::Secrets, p.as_bytes());
+    tx.delete(Table::Paths, p.as_bytes());
+    let (heads, paths, key) = (heads.clone(), paths.clone(), p.to_owned());
+    tx.on_commit(move || {
+        heads.invalidate(&key);
+        write(&paths).remove(&key);
+    });
+}
+
 /// The writer-thread half of a write: check-and-set, versioning, pruning, index updates.
 fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcome> {
     let PreparedWrite {
@@ -893,17 +914,7 @@ impl Engine {
             .write(move |tx| {
                 let mut head = head_in(tx, &p)?.ok_or_else(|| not_found(&p))?;
                 if permanent {
-                    for v in &head.versions {
-                        tx.delete(Table::Versions, &version_key(&p, v.version));
-                    }
-                    tx.delete(Table::Secrets, p.as_bytes());
-                    let (c, key) = (heads.clone(), p.clone());
-                    tx.on_commit(move || c.invalidate(&key));
-                    tx.delete(Table::Paths, p.as_bytes());
-                    let key = p.clone();
-                    tx.on_commit(move || {
-                        write(&paths).remove(&key);
-                    });
+                    destroy_in(tx, &head, &paths, &heads);
                 } else {
                     if head.deleted_at.is_some() {
                         return Err(not_found(&p).with("deleted", true));
@@ -969,6 +980,61 @@ impl Engine {
             })
             .await?;
         Ok(self.summary(&head, false))
+    }
+
+    /// Destroys the soft-deleted secrets whose restore window has passed — versions, head and
+    /// listing entry, as a permanent delete does — each with an audit entry (`purge`, by
+    /// `system:scheduler`) in the same transaction. Returns how many. The server runs it
+    /// hourly: deleted data does not linger in the file past the window it was promised for.
+    pub async fn purge_deleted(&self) -> Result<usize> {
+        let now = self.now();
+        let deleted: Vec<String> = read(&self.paths)
+            .iter()
+            .filter(|(_, e)| e.deleted)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut purged = 0;
+        for chunk in deleted.chunks(256) {
+            let chunk = chunk.to_vec();
+            let (paths, heads, clock) =
+                (self.paths.clone(), self.heads.clone(), self.clock.clone());
+            purged += self
+                .vault
+                .write(move |tx| {
+                    let mut n = 0;
+                    for p in chunk {
+                        let Some(head) = head_in(tx, &p)? else {
+                            continue;
+                        };
+                        let due = head.deleted_at.is_some()
+                            && head.recoverable_until.is_some_and(|until| until <= now);
+                        if !due {
+                            continue;
+                        }
+                        destroy_in(tx, &head, &paths, &heads);
+                        let mut extra = Map::new();
+                        extra.insert("version_count".into(), head.versions.len().into());
+                        extra.insert("deleted_at".into(), serde_json::json!(head.deleted_at));
+                        crate::audit::append(
+                            tx,
+                            crate::AuditInput {
+                                action: "purge".into(),
+                                identity_id: Some("system:scheduler".into()),
+                                secret_path: Some(p),
+                                success: true,
+                                request_id: format!("purge:{}", now.0),
+                                extra_data: extra,
+                                ..Default::default()
+                            },
+                            &*clock,
+                        )?;
+                        n += 1;
+                    }
+                    Ok::<_, Error>(n)
+                })
+                .await?;
+        }
+        Ok(purged)
     }
 
     /// Reads up to 100 paths; each is authorized on its own and failures go to `errors`.

@@ -617,3 +617,72 @@ fn an_old_version_replayed_over_the_current_one_is_detected() {
         "old-0001"
     );
 }
+
+/// Soft-deleted secrets are destroyed once their restore window has passed: versions, head
+/// and listing entry, each purge audited; those still in their window are untouched.
+#[test]
+fn soft_deletes_are_purged_after_their_window() {
+    let f = fixture();
+    let e = &f.engine;
+    rt().block_on(async {
+        for p in ["old/a", "old/b", "recent/c", "live/d"] {
+            for v in 0..3 {
+                e.write_secret(
+                    &f.root,
+                    p,
+                    req(serde_json::json!({"data": {"v": v.to_string()}})),
+                )
+                .await
+                .unwrap();
+            }
+        }
+        e.delete_secret(&f.root, "old/a", false).await.unwrap();
+        e.delete_secret(&f.root, "old/b", false).await.unwrap();
+        f.clock.advance(Duration::from_secs(20 * 86_400));
+        e.delete_secret(&f.root, "recent/c", false).await.unwrap();
+        let versions = |e: &Engine| e.vault().stats().unwrap().records["versions"];
+        assert_eq!(versions(e), 12);
+
+        assert_eq!(
+            e.purge_deleted().await.unwrap(),
+            0,
+            "nothing is past its window yet"
+        );
+        f.clock.advance(Duration::from_secs(11 * 86_400));
+        assert_eq!(e.purge_deleted().await.unwrap(), 2);
+        assert_eq!(versions(e), 6, "the purged secrets' versions are gone");
+        for p in ["old/a", "old/b"] {
+            let err = e.restore_secret(&f.root, p).await.unwrap_err();
+            assert_eq!(err.code, ErrorCode::SecretNotFound);
+            assert!(err.details.get("reason").is_none(), "{err:?}");
+        }
+        e.restore_secret(&f.root, "recent/c").await.unwrap();
+        assert_eq!(e.purge_deleted().await.unwrap(), 0);
+
+        let q: scaivault_engine::AuditQuery =
+            serde_json::from_value(serde_json::json!({"action": "purge"})).unwrap();
+        let logs = e.query_audit(&f.root, &q).unwrap();
+        let mut purged: Vec<&str> = logs["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["secret_path"].as_str().unwrap())
+            .collect();
+        purged.sort();
+        assert_eq!(purged, ["old/a", "old/b"]);
+        assert_eq!(logs["logs"][0]["identity_id"], "system:scheduler");
+        assert_eq!(logs["logs"][0]["extra_data"]["version_count"], 3);
+    });
+    // Reopened, the file agrees: the purged paths are not listed.
+    let Fixture {
+        _dir, path, engine, ..
+    } = f;
+    drop(engine);
+    let vault = Arc::new(Vault::open(&path, Unlock::Passphrase(PASS)).unwrap());
+    let e = Engine::load(vault, Arc::new(ManualClock::new(Timestamp::now()))).unwrap();
+    let page = e
+        .list_secrets(&Caller::local_operator(), "", None, None)
+        .unwrap();
+    let listed: Vec<&str> = page.secrets.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(listed, ["live/d", "recent/c"]);
+}

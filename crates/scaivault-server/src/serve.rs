@@ -82,20 +82,31 @@ pub async fn serve(
         })
     };
     // Expiry notices (`secret.expiring`, `secret.expired`): thresholds are days apart, so a
-    // pass every five minutes is plenty.
+    // pass every five minutes is plenty. Every twelfth pass (hourly) also destroys the
+    // soft-deleted secrets whose restore window has passed.
     let expiry = {
         let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(300));
+            let mut pass = 0u64;
             loop {
                 tick.tick().await;
-                if let Ok(engine) = state.engine() {
-                    match engine.expiry_tick().await {
-                        Ok(n) if n > 0 => tracing::info!(notices = n, "expiry notices queued"),
+                let Ok(engine) = state.engine() else {
+                    continue;
+                };
+                match engine.expiry_tick().await {
+                    Ok(n) if n > 0 => tracing::info!(notices = n, "expiry notices queued"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
+                }
+                if pass.is_multiple_of(12) {
+                    match engine.purge_deleted().await {
+                        Ok(n) if n > 0 => tracing::info!(purged = n, "expired soft deletes purged"),
                         Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
+                        Err(e) => tracing::warn!(error = %e, "purge of soft deletes failed"),
                     }
                 }
+                pass += 1;
             }
         })
     };

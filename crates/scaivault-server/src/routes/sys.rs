@@ -306,8 +306,8 @@ pub struct AdvanceClock {
 }
 
 /// `dev --test-clock` only: moves the engine's clock forward, then runs one pass of the
-/// rotation scheduler and of the expiry notices, so tests see 90 days pass in a second. Any
-/// other server answers 404.
+/// rotation scheduler, of the expiry notices and of the soft-delete purge, so tests see 90
+/// days pass in a second. Any other server answers 404.
 pub async fn advance_test_clock(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -321,7 +321,9 @@ pub async fn advance_test_clock(
     clock.0.advance(d);
     let rotations = auth.engine.rotation_tick().await?;
     let expiry_notices = auth.engine.expiry_tick().await?;
-    Ok(Json(
-        json!({ "now": state.clock.now(), "rotations": rotations, "expiry_notices": expiry_notices }),
-    ))
+    let purged = auth.engine.purge_deleted().await?;
+    Ok(Json(json!({
+        "now": state.clock.now(), "rotations": rotations, "expiry_notices": expiry_notices,
+        "purged": purged,
+    })))
 }
