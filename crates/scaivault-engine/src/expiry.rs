@@ -159,29 +159,12 @@ mod tests {
     use super::*;
 
     fn head(notify: Option<&str>) -> SecretHead {
-        let mut metadata = serde_json::Map::new();
+        let mut h = SecretHead::new("tls/web", Timestamp(0));
+        h.secret_type = "certificate".into();
         if let Some(n) = notify {
-            metadata.insert("notify_before".into(), json!(n));
+            h.metadata.insert("notify_before".into(), json!(n));
         }
-        SecretHead {
-            path: "tls/web".into(),
-            secret_type: "certificate".into(),
-            metadata,
-            current_version: 1,
-            versions: Vec::new(),
-            max_versions: 10,
-            created_at: Timestamp(0),
-            updated_at: Timestamp(0),
-            expires_at: None,
-            last_accessed_at: None,
-            deleted_at: None,
-            recoverable_until: None,
-            rotation_policy_id: None,
-            secret_policy_id: None,
-            last_rotated_at: None,
-            previous_version: None,
-            grace_until: None,
-        }
+        h
     }
 
     const DAY: Duration = Duration::from_secs(86_400);

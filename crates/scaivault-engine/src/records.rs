@@ -53,6 +53,31 @@ pub struct SecretHead {
     pub grace_until: Option<Timestamp>,
 }
 
+impl SecretHead {
+    /// The head of a secret about to get its first version (`kv` until the write says).
+    pub(crate) fn new(path: &str, now: Timestamp) -> SecretHead {
+        SecretHead {
+            path: path.to_owned(),
+            secret_type: "kv".into(),
+            metadata: Map::new(),
+            current_version: 0,
+            versions: Vec::new(),
+            max_versions: crate::limits::DEFAULT_MAX_VERSIONS,
+            created_at: now,
+            updated_at: now,
+            expires_at: None,
+            last_accessed_at: None,
+            deleted_at: None,
+            recoverable_until: None,
+            rotation_policy_id: None,
+            secret_policy_id: None,
+            last_rotated_at: None,
+            previous_version: None,
+            grace_until: None,
+        }
+    }
+}
+
 /// The JSON text of a secret's `data` object, wiped from memory on drop and never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretData(Zeroizing<String>);

@@ -283,25 +283,7 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
         .with("current_version", current));
     }
     let created = existing.is_none();
-    let mut head = existing.unwrap_or_else(|| SecretHead {
-        path: path.clone(),
-        secret_type: "kv".into(),
-        metadata: Map::new(),
-        current_version: 0,
-        versions: Vec::new(),
-        max_versions: limits::DEFAULT_MAX_VERSIONS,
-        created_at: now,
-        updated_at: now,
-        expires_at: None,
-        last_accessed_at: None,
-        deleted_at: None,
-        recoverable_until: None,
-        rotation_policy_id: None,
-        secret_policy_id: None,
-        last_rotated_at: None,
-        previous_version: None,
-        grace_until: None,
-    });
+    let mut head = existing.unwrap_or_else(|| SecretHead::new(&path, now));
     let version = head
         .versions
         .last()
