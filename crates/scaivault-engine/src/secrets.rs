@@ -908,16 +908,18 @@ impl Engine {
                     set_path_state(tx, &paths, &p, true);
                 }
                 // Queued in the same transaction: the delete and its event stand or fall together.
+                let mut data = serde_json::json!({
+                    "version_count": head.versions.len(), "deleted_by": actor,
+                    "permanent": permanent, "secret_type": head.secret_type,
+                });
+                if !permanent {
+                    data["recoverable_until"] = serde_json::json!(head.recoverable_until);
+                }
                 let event = crate::events::Event::new(
                     "secret.deleted",
                     &actor,
                     Some(p.as_str()),
-                    serde_json::json!({
-                        "version_count": head.versions.len(), "deleted_by": actor,
-                        "permanent": permanent,
-                        "recoverable_until": if permanent { None } else { head.recoverable_until },
-                        "secret_type": head.secret_type,
-                    }),
+                    data,
                     now,
                 );
                 sink.enqueue_in(tx, vec![event], &[], now);

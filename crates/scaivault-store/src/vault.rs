@@ -408,8 +408,9 @@ impl Vault {
         let keys = self.keys.clone();
         // Rotated on the writer thread, inside the job that writes the new keyring: records
         // are sealed when their batch commits, so a record sealed with the new key is in the
-        // same commit as the keyring that opens it, or a later one. (If that commit fails, the
-        // error reaches the operator, and the key stays in memory for this process only.)
+        // same commit as the keyring that opens it, or a later one. If that commit fails, the
+        // error reaches the operator; redb then refuses every later write until the file is
+        // reopened, so nothing sealed with the unrecorded key can reach the file either.
         self.update_header(move |h| {
             let mut ring = keys.keyring.write().unwrap_or_else(|p| p.into_inner());
             let id = ring.rotate();
