@@ -147,6 +147,7 @@ fn plugin_bench(iterations: usize) -> Result<serde_json::Value, Error> {
     ];
     let mut calls = Vec::new();
     for (t, data) in cases {
+        let data = data.to_string();
         for _ in 0..iterations.min(1000) {
             host.validate_secret(t, &data, services.clone())?;
         }

@@ -291,17 +291,18 @@ impl Engine {
     /// may use its whole deadline). Returns the `expires_at` each type implies.
     pub(crate) async fn validate_types(
         &self,
-        items: Vec<(String, String, Value)>,
+        items: Vec<(String, String, crate::records::SecretData)>,
     ) -> Result<Vec<Option<Timestamp>>> {
         let host = self.plugins.clone();
         let services = self.services();
         let run = move || -> Result<Vec<Option<Timestamp>>> {
-            let pairs: Vec<(String, Value)> = items
+            // The data goes to the sandbox as the JSON text it arrived as, never parsed here.
+            let pairs: Vec<(&str, &str)> = items
                 .iter()
-                .map(|(_, t, d)| (t.clone(), d.clone()))
+                .map(|(_, t, d)| (t.as_str(), d.as_json_text()))
                 .collect();
             let results = if pairs.len() == 1 {
-                vec![host.validate_secret(&pairs[0].0, &pairs[0].1, services)]
+                vec![host.validate_secret(pairs[0].0, pairs[0].1, services)]
             } else {
                 host.validate_secrets(&pairs, services)
             };

@@ -729,9 +729,7 @@ impl Engine {
                     .map(|h| h.secret_type)
                     .unwrap_or_else(|| "kv".into()),
             };
-            let data: Value = serde_json::from_str(w.req.data.as_json_text())
-                .map_err(|_| Error::invalid_request("data is not valid JSON"))?;
-            items.push((w.path.clone(), t, data));
+            items.push((w.path.clone(), t, w.req.data.clone()));
         }
         let expiries = self.validate_types(items).await?;
         for (w, exp) in writes.iter_mut().zip(expiries) {

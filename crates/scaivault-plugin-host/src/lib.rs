@@ -19,6 +19,61 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub use error::{Failure, PluginError};
+
+/// One `{"type": <t>, "data": <data>}` of a plugin's input, checked: `data` must be the JSON
+/// text of an object (checked without building values), so no text can change the envelope
+/// around it. Returns the quoted type and the item's length.
+fn item_parts(secret_type: &str, data: &str) -> Result<(String, usize)> {
+    let is_object = data.trim_start().starts_with('{')
+        && serde_json::from_str::<serde::de::IgnoredAny>(data).is_ok();
+    if !is_object {
+        return Err(Error::new(
+            ErrorCode::ValidationError,
+            "data must be a JSON object",
+        ));
+    }
+    let quoted = serde_json::to_string(secret_type).map_err(|_| Error::internal("plugin input"))?;
+    let len = ITEM_FRAME.len() + quoted.len() + data.len();
+    Ok((quoted, len))
+}
+
+const ITEM_FRAME: &str = r#"{"type":,"data":}"#;
+
+fn push_item(out: &mut Vec<u8>, quoted_type: &str, data: &str) {
+    out.extend_from_slice(b"{\"type\":");
+    out.extend_from_slice(quoted_type.as_bytes());
+    out.extend_from_slice(b",\"data\":");
+    out.extend_from_slice(data.as_bytes());
+    out.push(b'}');
+}
+
+/// The input of a plugin call over secrets' data: one item (`validate`) or `{"items": […]}`
+/// (`validate_batch`). The buffer is sized before anything is copied in, so it never
+/// reallocates (a reallocation would free an unwiped copy), and is wiped on drop.
+fn data_input<'a>(
+    items: impl Iterator<Item = (&'a str, &'a str)>,
+    batch: bool,
+) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let parts: Vec<(String, &str, usize)> = items
+        .map(|(t, data)| item_parts(t, data).map(|(q, len)| (q, data, len)))
+        .collect::<Result<_>>()?;
+    let total: usize = parts.iter().map(|(_, _, len)| len + 1).sum::<usize>() + 16;
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(total));
+    if batch {
+        out.extend_from_slice(b"{\"items\":[");
+    }
+    for (n, (quoted, data, _)) in parts.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        push_item(&mut out, quoted, data);
+    }
+    if batch {
+        out.extend_from_slice(b"]}");
+    }
+    debug_assert!(out.len() <= total, "the input buffer grew");
+    Ok(out)
+}
 pub use manifest::{Capability, Kind, Limits, Manifest};
 pub use services::{HostCallError, HostServices, NoServices};
 
@@ -442,26 +497,38 @@ impl PluginHost {
         input: &Value,
         services: Arc<dyn HostServices>,
     ) -> Result<Value> {
+        let bytes = zeroize::Zeroizing::new(
+            serde_json::to_vec(input).map_err(|_| Error::internal("plugin input"))?,
+        );
+        self.call_entry_bytes(e, op, &bytes, services)
+    }
+
+    fn call_entry_bytes(
+        &self,
+        e: &Entry,
+        op: &str,
+        input: &[u8],
+        services: Arc<dyn HostServices>,
+    ) -> Result<Value> {
         let name = &e.manifest.name;
         let loaded = self.loaded(e).map_err(|err| err.into_error(name))?;
         let _slot = e
             .slots
             .acquire(Duration::from_millis(e.manifest.limits.timeout_ms))
             .ok_or_else(|| PluginError::Busy.into_error(name))?;
-        let bytes = zeroize::Zeroizing::new(
-            serde_json::to_vec(input).map_err(|_| Error::internal("plugin input"))?,
-        );
         loaded
-            .call(op, &bytes, services)
+            .call(op, input, services)
             .map_err(|err| err.into_error(name))
     }
 
-    /// Validates `data` for `secret_type`. Returns the `expires_at` the type implies, if any
-    /// (a certificate's notAfter).
+    /// Validates `data` — the JSON text of an object — for `secret_type`. Returns the
+    /// `expires_at` the type implies, if any (a certificate's notAfter). The text goes to the
+    /// sandbox as it is, in a buffer wiped after the call: a secret's value is never parsed
+    /// into values that would outlive the call unwiped.
     pub fn validate_secret(
         &self,
         secret_type: &str,
-        data: &Value,
+        data: &str,
         services: Arc<dyn HostServices>,
     ) -> Result<Option<String>> {
         let e = self
@@ -473,12 +540,8 @@ impl PluginHost {
                 )
                 .with("allowed", self.secret_types())
             })?;
-        let out = self.call_entry(
-            &e,
-            "validate",
-            &json!({ "type": secret_type, "data": data }),
-            services,
-        )?;
+        let input = data_input(std::iter::once((secret_type, data)), false)?;
+        let out = self.call_entry_bytes(&e, "validate", &input, services)?;
         Ok(out
             .get("expires_at")
             .and_then(Value::as_str)
@@ -490,7 +553,7 @@ impl PluginHost {
     /// Results are in the order of `items`.
     pub fn validate_secrets(
         &self,
-        items: &[(String, Value)],
+        items: &[(&str, &str)],
         services: Arc<dyn HostServices>,
     ) -> Vec<Result<Option<String>>> {
         const BATCH_ITEMS: usize = 256;
@@ -500,7 +563,7 @@ impl PluginHost {
         for (i, (t, _)) in items.iter().enumerate() {
             match self.provider(|p| p.secret_types.iter().any(|x| x == t)) {
                 Some(e) => groups.entry(e.manifest.name.clone()).or_default().push(i),
-                None => out[i] = Some(self.validate_secret(t, &items[i].1, services.clone())),
+                None => out[i] = Some(self.validate_secret(t, items[i].1, services.clone())),
             }
         }
         for (plugin, idx) in groups {
@@ -515,12 +578,15 @@ impl PluginHost {
                     && end - start < BATCH_ITEMS
                     && (bytes < BATCH_BYTES || end == start)
                 {
-                    bytes += items[idx[end]].1.to_string().len();
+                    bytes += items[idx[end]].1.len();
                     end += 1;
                 }
                 let chunk = &idx[start..end];
-                let input = json!({ "items": chunk.iter().map(|&i| json!({ "type": items[i].0, "data": items[i].1 })).collect::<Vec<_>>() });
-                match self.call_entry(&e, "validate_batch", &input, services.clone()) {
+                let batch = data_input(chunk.iter().map(|&i| items[i]), true);
+                let called = batch.and_then(|input| {
+                    self.call_entry_bytes(&e, "validate_batch", &input, services.clone())
+                });
+                match called {
                     Ok(v)
                         if v["results"]
                             .as_array()
@@ -557,8 +623,8 @@ impl PluginHost {
                     _ => {
                         for &i in chunk {
                             out[i] = Some(self.validate_secret(
-                                &items[i].0,
-                                &items[i].1,
+                                items[i].0,
+                                items[i].1,
                                 services.clone(),
                             ));
                         }

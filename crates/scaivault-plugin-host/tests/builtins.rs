@@ -48,7 +48,7 @@ fn cert(dir: &Path, name: &str, keyargs: &[&str], days: &str) -> (String, String
 }
 
 fn validate(h: &PluginHost, t: &str, data: Value) -> scaivault_core::Result<Option<String>> {
-    h.validate_secret(t, &data, Arc::new(NoServices))
+    h.validate_secret(t, &data.to_string(), Arc::new(NoServices))
 }
 
 fn field_error(r: scaivault_core::Result<Option<String>>, field: &str) -> String {
@@ -218,7 +218,11 @@ fn an_expired_certificate_is_rejected_on_the_engine_clock() {
     let h = host();
     let (crt, _) = cert(dir.path(), "old", &["-newkey", "rsa:2048"], "1");
     let e = h
-        .validate_secret("certificate", &json!({"cert_pem": crt}), Arc::new(Future))
+        .validate_secret(
+            "certificate",
+            &json!({"cert_pem": crt}).to_string(),
+            Arc::new(Future),
+        )
         .unwrap_err();
     assert!(
         e.details["fields"]["cert_pem"]
@@ -558,7 +562,15 @@ fn batch_validation_keeps_order_and_reports_each_item() {
     items[7] = ("kv".into(), json!({"nested": {"no": 1}}));
     items[300] = ("api_key".into(), json!({"endpoint": "x"}));
     items[599] = ("nonsense".into(), json!({"a": "b"}));
-    let out = h.validate_secrets(&items, Arc::new(NoServices));
+    let texts: Vec<(String, String)> = items
+        .iter()
+        .map(|(t, d)| (t.clone(), d.to_string()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(t, d)| (t.as_str(), d.as_str()))
+        .collect();
+    let out = h.validate_secrets(&pairs, Arc::new(NoServices));
     assert_eq!(out.len(), 600);
     for (i, r) in out.iter().enumerate() {
         match i {
@@ -572,4 +584,37 @@ fn batch_validation_keeps_order_and_reports_each_item() {
         }
     }
     assert!(out[7].as_ref().unwrap_err().details["fields"]["data.nested"].is_string());
+}
+
+/// Data that is not the JSON text of an object never reaches a plugin's input, so it cannot
+/// reshape the envelope it is spliced into; in a batch, only that item fails.
+#[test]
+fn data_that_is_not_a_json_object_is_refused_before_the_sandbox() {
+    let h = host();
+    for bad in [
+        r#"{"k":"v"},"type":"json""#,
+        r#"["k"]"#,
+        "1",
+        "",
+        r#"{"k": "unterminated}"#,
+    ] {
+        let e = h
+            .validate_secret("kv", bad, Arc::new(NoServices))
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationError, "{bad}");
+        assert!(!e.message.contains("unterminated"), "the data was echoed");
+    }
+    let out = h.validate_secrets(
+        &[
+            ("kv", r#"{"a":"b"}"#),
+            ("kv", r#"{"a":"b"},{"#),
+            ("kv", r#"{"c":"d"}"#),
+        ],
+        Arc::new(NoServices),
+    );
+    assert!(out[0].is_ok() && out[2].is_ok(), "{out:?}");
+    assert_eq!(
+        out[1].as_ref().unwrap_err().code,
+        ErrorCode::ValidationError
+    );
 }
