@@ -688,6 +688,16 @@ impl Engine {
         };
         self.vault
             .write(move |tx| {
+                // The webhook may have been deleted while this delivery was under way (in an
+                // earlier batch or earlier in this one): then the delivery goes with it, and
+                // nothing may write its record back.
+                if tx.get(Table::Webhooks, &hook_key(&d.webhook_id))?.is_none() {
+                    tx.delete(Table::Webhooks, &delivery_key(d.seq));
+                    tx.on_commit(move || {
+                        write(&state).pending.remove(&d.seq);
+                    });
+                    return Ok(());
+                }
                 tx.put(
                     Table::Webhooks,
                     &delivery_key(d.seq),
@@ -709,13 +719,10 @@ impl Engine {
                         s.pending.insert(d.seq, d);
                     } else {
                         s.pending.remove(&d.seq);
-                        // Only for a webhook that still exists (it may be deleted meanwhile).
-                        if s.hooks.contains_key(&d.webhook_id) {
-                            let log = s.finished.entry(d.webhook_id.clone()).or_default();
-                            log.insert(d.seq);
-                            for seq in &prune {
-                                log.remove(seq);
-                            }
+                        let log = s.finished.entry(d.webhook_id.clone()).or_default();
+                        log.insert(d.seq);
+                        for seq in &prune {
+                            log.remove(seq);
                         }
                     }
                     if let Some(h) = hook
