@@ -213,24 +213,33 @@ fn apply_and_announce(
     Ok(out)
 }
 
-/// Removes every trace of a secret inside a write job: its versions, its head and its
-/// listing entry (the in-memory index and head cache follow once the batch is durable).
-fn destroy_in(
-    tx: &mut WriteTx<'_, '_>,
-    head: &SecretHead,
-    paths: &PathIndex,
-    heads: &Arc<HeadCache>,
-) {
+/// The in-memory state a destroyed secret leaves behind.
+struct Indexes {
+    paths: PathIndex,
+    heads: Arc<HeadCache>,
+    rotation: Arc<std::sync::RwLock<crate::rotation::RotationState>>,
+}
+
+/// Removes every trace of a secret inside a write job: its versions, its head, its listing
+/// entry and its expiry-notice record (the in-memory indexes follow once the batch is durable).
+fn destroy_in(tx: &mut WriteTx<'_, '_>, head: &SecretHead, ix: &Indexes) {
     let p = head.path.as_str();
     for v in &head.versions {
         tx.delete(Table::Versions, &version_key(p, v.version));
     }
     tx.delete(Table::Secrets, p.as_bytes());
     tx.delete(Table::Paths, p.as_bytes());
-    let (heads, paths, key) = (heads.clone(), paths.clone(), p.to_owned());
+    tx.delete(Table::Rotation, &crate::expiry::expiry_key(p));
+    let (heads, paths, rotation, key) = (
+        ix.heads.clone(),
+        ix.paths.clone(),
+        ix.rotation.clone(),
+        p.to_owned(),
+    );
     tx.on_commit(move || {
         heads.invalidate(&key);
         write(&paths).remove(&key);
+        write(&rotation).expiry.remove(&key);
     });
 }
 
@@ -886,15 +895,14 @@ impl Engine {
         let path = self.authorize_path(caller, path, Scope::SecretsDelete, Permission::Delete)?;
         let now = self.now();
         let p = path.as_str().to_owned();
-        let paths = self.paths.clone();
-        let heads = self.heads.clone();
+        let ix = self.indexes();
         let (sink, actor) = (self.events.clone(), caller.identity_id.to_string());
         let head = self
             .vault
             .write(move |tx| {
                 let mut head = head_in(tx, &p)?.ok_or_else(|| not_found(&p))?;
                 if permanent {
-                    destroy_in(tx, &head, &paths, &heads);
+                    destroy_in(tx, &head, &ix);
                 } else {
                     if head.deleted_at.is_some() {
                         return Err(not_found(&p).with("deleted", true));
@@ -902,8 +910,8 @@ impl Engine {
                     head.deleted_at = Some(now);
                     head.recoverable_until =
                         Some(now.plus(Duration::from_secs(limits::SOFT_DELETE_RETENTION_SECS)));
-                    put_head(tx, &heads, &head);
-                    set_path_state(tx, &paths, &p, true);
+                    put_head(tx, &ix.heads, &head);
+                    set_path_state(tx, &ix.paths, &p, true);
                 }
                 // Queued in the same transaction: the delete and its event stand or fall together.
                 let mut data = serde_json::json!({
@@ -964,6 +972,14 @@ impl Engine {
         Ok(self.summary(&head, false))
     }
 
+    fn indexes(&self) -> Indexes {
+        Indexes {
+            paths: self.paths.clone(),
+            heads: self.heads.clone(),
+            rotation: self.rotation.clone(),
+        }
+    }
+
     /// Destroys the soft-deleted secrets whose restore window has passed — versions, head and
     /// listing entry, as a permanent delete does — each with an audit entry (`purge`, by
     /// `system:scheduler`) in the same transaction. Returns how many. The server runs it
@@ -978,8 +994,7 @@ impl Engine {
         let mut purged = 0;
         for chunk in deleted.chunks(256) {
             let chunk = chunk.to_vec();
-            let (paths, heads, clock) =
-                (self.paths.clone(), self.heads.clone(), self.clock.clone());
+            let (ix, clock) = (self.indexes(), self.clock.clone());
             purged += self
                 .vault
                 .write(move |tx| {
@@ -993,7 +1008,7 @@ impl Engine {
                         if !due {
                             continue;
                         }
-                        destroy_in(tx, &head, &paths, &heads);
+                        destroy_in(tx, &head, &ix);
                         let mut extra = Map::new();
                         extra.insert("version_count".into(), head.versions.len().into());
                         extra.insert("deleted_at".into(), serde_json::json!(head.deleted_at));

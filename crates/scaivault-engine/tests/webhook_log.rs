@@ -82,3 +82,45 @@ fn the_delivery_log_is_pruned_per_webhook_and_goes_with_it() {
         );
     });
 }
+
+/// A destroyed secret takes its expiry-notice record with it.
+#[test]
+fn a_destroyed_secret_leaves_no_expiry_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault =
+        Arc::new(Vault::create(&dir.path().join("v.db"), b"pw-exp", KdfParams::FLOOR).unwrap());
+    let settings = PluginSettings {
+        allow_hosts: vec!["127.0.0.1:9".into()],
+        ..PluginSettings::default()
+    };
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let e = Engine::load_with(vault.clone(), clock, settings).unwrap();
+    let root = Caller::local_operator();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let req: WebhookRequest = serde_json::from_value(serde_json::json!({
+            "name": "exp", "url": "http://127.0.0.1:9/hook",
+            "secret": "whsec_0123456789abcdef0123", "events": ["secret.expiring"],
+        }))
+        .unwrap();
+        e.create_webhook(&root, req).await.unwrap();
+        let w: WriteRequest = serde_json::from_value(
+            serde_json::json!({"data": {"k": "v"}, "options": {"expires_in": "12h"}}),
+        )
+        .unwrap();
+        e.write_secret(&root, "tls/short", w).await.unwrap();
+        let rotation_records = || vault.stats().unwrap().records["rotation"];
+        assert_eq!(
+            e.expiry_tick().await.unwrap(),
+            1,
+            "one 1d notice, not three"
+        );
+        assert_eq!(e.expiry_tick().await.unwrap(), 0, "and only once");
+        assert_eq!(rotation_records(), 1);
+        e.delete_secret(&root, "tls/short", true).await.unwrap();
+        assert_eq!(rotation_records(), 0);
+    });
+}
