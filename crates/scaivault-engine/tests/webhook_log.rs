@@ -98,7 +98,7 @@ fn the_delivery_log_is_pruned_per_webhook_and_goes_with_it() {
 
         e.delete_webhook(root, &id).await.unwrap();
         assert_eq!(
-            records(&vault),
+            records(vault),
             0,
             "a deleted webhook left deliveries behind"
         );
