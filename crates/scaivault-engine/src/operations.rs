@@ -10,6 +10,7 @@ use scaivault_store::{StoreError, Table, Vault, extract_backup};
 use serde_json::{Value, json};
 
 use crate::records::{IdentityRecord, PathRecord, SecretHead, TokenRecord};
+use crate::secrets::version_key;
 use crate::{Caller, Engine, SystemClock, WriteOutcome, WriteRequest, decode, store_err, unpack};
 
 impl Engine {
@@ -87,10 +88,7 @@ impl Engine {
             }
             for info in &h.versions {
                 referenced += 1;
-                let mut key = h.path.as_bytes().to_vec();
-                key.push(0);
-                key.extend_from_slice(&info.version.to_be_bytes());
-                match v.get(Table::Versions, &key) {
+                match v.get(Table::Versions, &version_key(&h.path, info.version)) {
                     Ok(Some(_)) => {}
                     Ok(None) => {
                         problems.push(format!("version {} of {} is missing", info.version, h.path))
@@ -116,45 +114,36 @@ impl Engine {
         }
         counts.insert("versions".into(), stored.into());
 
-        let mut n = 0u64;
-        scan(v, Table::Identities, &mut problems, &mut |b| {
-            n += 1;
-            decode::<IdentityRecord>(Table::Identities, b).map(|_| ())
-        })?;
-        counts.insert("identities".into(), n.into());
-        let mut n = 0u64;
-        scan(v, Table::Tokens, &mut problems, &mut |b| {
-            n += 1;
-            decode::<TokenRecord>(Table::Tokens, b).map(|_| ())
-        })?;
-        counts.insert("tokens".into(), n.into());
-        let mut n = 0u64;
-        scan(v, Table::Policies, &mut problems, &mut |b| {
-            n += 1;
-            decode::<scaivault_core::policy::Policy>(Table::Policies, b).map(|_| ())
-        })?;
-        counts.insert("policies".into(), n.into());
-
-        // Rotation policies, assignments, jobs, notices and recipes; the plugin catalogue;
-        // webhooks and their deliveries: each record opens and decodes.
-        let mut n = 0u64;
-        scan(v, Table::Rotation, &mut problems, &mut |b| {
-            n += 1;
-            decode::<crate::rotation::RotationRecord>(Table::Rotation, b).map(|_| ())
-        })?;
-        counts.insert("rotation_records".into(), n.into());
-        let mut n = 0u64;
-        scan(v, Table::Plugins, &mut problems, &mut |b| {
-            n += 1;
-            decode::<crate::plugins::PluginRecord>(Table::Plugins, b).map(|_| ())
-        })?;
-        counts.insert("plugins".into(), n.into());
-        let mut n = 0u64;
-        scan(v, Table::Webhooks, &mut problems, &mut |b| {
-            n += 1;
-            decode::<crate::webhooks::WebhookItem>(Table::Webhooks, b).map(|_| ())
-        })?;
-        counts.insert("webhook_records".into(), n.into());
+        // Identities, tokens, policies; rotation policies, assignments, jobs, notices and
+        // recipes; the plugin catalogue; webhooks and their deliveries: each record opens and
+        // decodes.
+        let p = &mut problems;
+        let checked = [
+            (
+                "identities",
+                decoded::<IdentityRecord>(v, Table::Identities, p)?,
+            ),
+            ("tokens", decoded::<TokenRecord>(v, Table::Tokens, p)?),
+            (
+                "policies",
+                decoded::<scaivault_core::policy::Policy>(v, Table::Policies, p)?,
+            ),
+            (
+                "rotation_records",
+                decoded::<crate::rotation::RotationRecord>(v, Table::Rotation, p)?,
+            ),
+            (
+                "plugins",
+                decoded::<crate::plugins::PluginRecord>(v, Table::Plugins, p)?,
+            ),
+            (
+                "webhook_records",
+                decoded::<crate::webhooks::WebhookItem>(v, Table::Webhooks, p)?,
+            ),
+        ];
+        for (name, n) in checked {
+            counts.insert(name.into(), n.into());
+        }
         for check in self.verify_plugins(caller)? {
             if !check.ok {
                 problems.push(format!("plugin {}: {}", check.name, check.detail));
@@ -176,6 +165,20 @@ impl Engine {
 }
 
 /// Opens every record of `table`, collecting a problem per record that fails.
+/// Opens and decodes every record of a JSON-encoded table as `T`; returns how many there are.
+fn decoded<T: serde::de::DeserializeOwned>(
+    v: &Vault,
+    table: Table,
+    problems: &mut Vec<String>,
+) -> Result<u64> {
+    let mut n = 0u64;
+    scan(v, table, problems, &mut |b| {
+        n += 1;
+        decode::<T>(table, b).map(|_| ())
+    })?;
+    Ok(n)
+}
+
 fn scan(
     v: &Vault,
     table: Table,

@@ -354,7 +354,7 @@ fn not_found(path: &str) -> Error {
     Error::new(ErrorCode::SecretNotFound, format!("no secret at {path}")).with("path", path)
 }
 
-fn version_key(path: &str, version: u64) -> Vec<u8> {
+pub(crate) fn version_key(path: &str, version: u64) -> Vec<u8> {
     let mut k = path.as_bytes().to_vec();
     k.push(0);
     k.extend_from_slice(&version.to_be_bytes());

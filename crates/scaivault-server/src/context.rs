@@ -283,6 +283,7 @@ pub(crate) async fn request_context(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let cat = category(&method, &path, state.config.public_metrics);
+    let audit = audit_action(&method, &path);
     let source_ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -316,9 +317,9 @@ pub(crate) async fn request_context(
             }
             caller_seen = Some(caller.clone());
             req.extensions_mut().insert(Auth { engine, caller });
-            if let Some(("write", secret_path)) = audit_action(&method, &path) {
+            if let Some(("write", secret_path)) = &audit {
                 req.extensions_mut().insert(WriteAudit {
-                    secret_path,
+                    secret_path: secret_path.clone(),
                     request_id: rid.clone(),
                     source_ip: source_ip.map(|ip| ip.to_string()),
                     user_agent: user_agent.clone(),
@@ -336,7 +337,7 @@ pub(crate) async fn request_context(
     };
     // Fail closed: a request whose audit entry cannot be made durable returns nothing.
     if resp.extensions().get::<AuditRecorded>().is_none()
-        && let Some((action, secret_path)) = audit_action(&method, &path)
+        && let Some((action, secret_path)) = audit
         && let Ok(engine) = state.engine()
     {
         let mut extra = resp
