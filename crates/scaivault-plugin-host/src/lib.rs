@@ -6,6 +6,7 @@ pub mod abi;
 mod builtin;
 mod error;
 pub mod manifest;
+mod redact;
 mod sandbox;
 mod services;
 
@@ -77,6 +78,7 @@ fn data_input<'a>(
 pub use manifest::{Capability, Kind, Limits, Manifest};
 pub use services::{HostCallError, HostServices, NoServices};
 
+use redact::Redactor;
 use sandbox::{Loaded, Sandbox};
 
 /// Lowercase hex SHA-256, the form manifests pin.
@@ -592,26 +594,44 @@ impl PluginHost {
                             .as_array()
                             .is_some_and(|r| r.len() == chunk.len()) =>
                     {
+                        let mut redactor: Option<Redactor> = None;
                         for (k, &i) in chunk.iter().enumerate() {
                             let r = &v["results"][k];
                             out[i] = Some(match r.get("error") {
-                                Some(err) => Err(PluginError::Guest {
-                                    code: err["code"]
-                                        .as_str()
-                                        .unwrap_or("plugin_error")
-                                        .chars()
-                                        .take(64)
-                                        .collect(),
-                                    message: err["message"]
+                                Some(err) => {
+                                    let mut message: String = err["message"]
                                         .as_str()
                                         .unwrap_or("invalid")
                                         .chars()
                                         .take(1024)
-                                        .collect(),
-                                    fields: err.get("fields").cloned().filter(Value::is_object),
-                                    retryable: false,
+                                        .collect();
+                                    let mut fields =
+                                        err.get("fields").cloned().filter(Value::is_object);
+                                    // No value of the batch leaves in an error.
+                                    let redactor = redactor.get_or_insert_with(|| {
+                                        let mut r = Redactor::default();
+                                        chunk
+                                            .iter()
+                                            .for_each(|&i| r.add_json(items[i].1.as_bytes()));
+                                        r
+                                    });
+                                    redactor.apply_all(&mut [&mut message]);
+                                    if let Some(f) = &mut fields {
+                                        redactor.apply_value(f);
+                                    }
+                                    Err(PluginError::Guest {
+                                        code: err["code"]
+                                            .as_str()
+                                            .unwrap_or("plugin_error")
+                                            .chars()
+                                            .take(64)
+                                            .collect(),
+                                        message,
+                                        fields,
+                                        retryable: false,
+                                    }
+                                    .into_error(&plugin))
                                 }
-                                .into_error(&plugin)),
                                 None => Ok(r
                                     .get("expires_at")
                                     .and_then(Value::as_str)

@@ -10,10 +10,12 @@ use wasmtime::{
     Caller, Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
     PoolingAllocationConfig, ResourceLimiter, Store, Trap, ValType,
 };
+use zeroize::Zeroizing;
 
 use crate::abi;
 use crate::error::{Failure, PluginError};
 use crate::manifest::{Capability, Limits, Manifest};
+use crate::redact::Redactor;
 use crate::services::HostServices;
 
 /// How often the deadline clock ticks. Deadlines are rounded up to whole ticks.
@@ -215,7 +217,11 @@ pub(crate) struct CallState {
     output: Option<Vec<u8>>,
     output_too_large: bool,
     pending: Option<Vec<u8>>,
-    log_lines: u32,
+    /// Log lines, held until the call ends: they are written out with the call's values
+    /// redacted, and the output is one of those values (`redact`).
+    logs: Vec<(i32, Zeroizing<String>)>,
+    /// What the host answered the plugin's capability calls, for the same redaction.
+    replies: Vec<Zeroizing<Vec<u8>>>,
     services: Arc<dyn HostServices>,
 }
 
@@ -294,20 +300,13 @@ fn link(linker: &mut Linker<CallState>, caps: &[Capability]) -> wasmtime::Result
          ptr: i32,
          len: i32|
          -> wasmtime::Result<()> {
-            if caller.data().log_lines >= abi::MAX_LOG_LINES {
+            if caller.data().logs.len() >= abi::MAX_LOG_LINES as usize {
                 return Ok(());
             }
-            caller.data_mut().log_lines += 1;
             let len = len.clamp(0, abi::MAX_LOG_LINE as i32);
-            let bytes = guest_bytes(&mut caller, ptr, len)?;
-            let line = String::from_utf8_lossy(&bytes);
-            let plugin = &caller.data().plugin;
-            match level {
-                1 => tracing::error!(target: "scaivault::plugin", plugin = %plugin, "{line}"),
-                2 => tracing::warn!(target: "scaivault::plugin", plugin = %plugin, "{line}"),
-                4 => tracing::debug!(target: "scaivault::plugin", plugin = %plugin, "{line}"),
-                _ => tracing::info!(target: "scaivault::plugin", plugin = %plugin, "{line}"),
-            }
+            let bytes = Zeroizing::new(guest_bytes(&mut caller, ptr, len)?);
+            let line = Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
+            caller.data_mut().logs.push((level, line));
             Ok(())
         },
     )?;
@@ -381,6 +380,7 @@ fn link(linker: &mut Linker<CallState>, caps: &[Capability]) -> wasmtime::Result
                         };
                         let out = serde_json::to_vec(&envelope)?;
                         let n = out.len() as i32;
+                        caller.data_mut().replies.push(Zeroizing::new(out.clone()));
                         caller.data_mut().pending = Some(out);
                         Ok(n)
                     },
@@ -410,7 +410,8 @@ impl Loaded {
                 output: None,
                 output_too_large: false,
                 pending: None,
-                log_lines: 0,
+                logs: Vec::new(),
+                replies: Vec::new(),
                 services,
             },
         );
@@ -449,7 +450,8 @@ impl Loaded {
         Ok(())
     }
 
-    /// Runs one operation in a fresh instance.
+    /// Runs one operation in a fresh instance. The plugin's log lines and error words leave
+    /// with every value of the call redacted.
     pub fn call(
         &self,
         op: &str,
@@ -457,18 +459,61 @@ impl Loaded {
         services: Arc<dyn HostServices>,
     ) -> Result<Value, PluginError> {
         let mut store = self.store(services);
+        let mut result = self.run(&mut store, op, input);
+        let state = store.data_mut();
+        let guest_words = matches!(result, Err(PluginError::Guest { .. }));
+        if state.logs.is_empty() && !guest_words {
+            return result;
+        }
+        let mut redactor = Redactor::default();
+        redactor.add_json(input);
+        state.replies.iter().for_each(|r| redactor.add_json(r));
+        if let Ok(output) = &result {
+            redactor.add_value(output);
+        }
+        let mut lines: Vec<(i32, Zeroizing<String>)> = std::mem::take(&mut state.logs);
+        let mut texts: Vec<&mut String> = lines.iter_mut().map(|(_, l)| &mut **l).collect();
+        if let Err(PluginError::Guest {
+            message, fields, ..
+        }) = &mut result
+        {
+            texts.push(message);
+            if let Some(f) = fields {
+                redactor.apply_value(f);
+            }
+        }
+        redactor.apply_all(&mut texts);
+        let plugin = &state.plugin;
+        for (level, line) in &lines {
+            let line = line.as_str();
+            match level {
+                1 => tracing::error!(target: "scaivault::plugin", plugin = %plugin, "{line}"),
+                2 => tracing::warn!(target: "scaivault::plugin", plugin = %plugin, "{line}"),
+                4 => tracing::debug!(target: "scaivault::plugin", plugin = %plugin, "{line}"),
+                _ => tracing::info!(target: "scaivault::plugin", plugin = %plugin, "{line}"),
+            }
+        }
+        result
+    }
+
+    fn run(
+        &self,
+        store: &mut Store<CallState>,
+        op: &str,
+        input: &[u8],
+    ) -> Result<Value, PluginError> {
         let instance = self
             .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(&store, e))?;
+            .instantiate(&mut *store)
+            .map_err(|e| classify(store, e))?;
         let memory = instance
-            .get_memory(&mut store, abi::EXPORT_MEMORY)
+            .get_memory(&mut *store, abi::EXPORT_MEMORY)
             .ok_or_else(|| PluginError::Refused("no memory export".into()))?;
         let alloc = instance
-            .get_typed_func::<i32, i32>(&mut store, abi::EXPORT_ALLOC)
+            .get_typed_func::<i32, i32>(&mut *store, abi::EXPORT_ALLOC)
             .map_err(|e| PluginError::Refused(root_cause(&e)))?;
         let call = instance
-            .get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, abi::EXPORT_CALL)
+            .get_typed_func::<(i32, i32, i32, i32), i32>(&mut *store, abi::EXPORT_CALL)
             .map_err(|e| PluginError::Refused(root_cause(&e)))?;
         let place = |store: &mut Store<CallState>, bytes: &[u8]| -> Result<i32, PluginError> {
             let len = i32::try_from(bytes.len())
@@ -485,14 +530,14 @@ impl Loaded {
                 })?;
             Ok(ptr)
         };
-        let op_ptr = place(&mut store, op.as_bytes())?;
-        let in_ptr = place(&mut store, input)?;
+        let op_ptr = place(store, op.as_bytes())?;
+        let in_ptr = place(store, input)?;
         let status = call
             .call(
-                &mut store,
+                &mut *store,
                 (op_ptr, op.len() as i32, in_ptr, input.len() as i32),
             )
-            .map_err(|e| classify(&store, e))?;
+            .map_err(|e| classify(store, e))?;
         let Some(output) = store.data_mut().output.take() else {
             return Err(PluginError::Failed(Failure::bad(
                 "returned without setting an output",

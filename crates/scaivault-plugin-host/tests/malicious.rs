@@ -338,3 +338,99 @@ fn other_calls_keep_working_during_and_after_hostile_calls() {
             .unwrap();
     }
 }
+
+/// Collects what the plugin host logs, to look for values in it.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A plugin that logs its whole input and names the secret in its error: neither the log
+/// line nor the error that reaches a client holds the value, and the rest of both survives.
+#[test]
+fn a_plugin_that_echoes_secret_values_has_them_redacted() {
+    let error = r#"{"code":"bad","message":"leaked hunter2-secret here","fields":{"password":"was hunter2-secret"}}"#;
+    let bytes = guest(
+        &format!(
+            "(call $log (i32.const 2) (local.get 2) (local.get 3))
+             (call $output (i32.const 100) (i32.const {}))
+             (i32.const 1)",
+            error.len()
+        ),
+        &format!(
+            r#"(import "scaivault" "log" (func $log (param i32 i32 i32)))
+               (data (i32.const 100) "{}")"#,
+            error.replace('"', "\\\"")
+        ),
+    );
+    let h = host();
+    h.add_external(manifest("echo", &bytes, json!({}), &[]), bytes)
+        .unwrap();
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let err = tracing::subscriber::with_default(subscriber, || {
+        h.call(
+            "echo",
+            "validate",
+            &json!({"data": {"password": "hunter2-secret", "user": "al"}}),
+            Arc::new(NoServices),
+        )
+        .expect_err("the plugin reports an error")
+    });
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("password") && logged.contains("[redacted]"),
+        "{logged}"
+    );
+    assert!(!logged.contains("hunter2-secret"), "{logged}");
+    let shown = format!("{} {}", err.message, err.details);
+    assert!(shown.contains("leaked [redacted] here"), "{shown}");
+    assert!(!shown.contains("hunter2-secret"), "{shown}");
+}
+
+/// The same through a bulk validation: no value of the batch is left in any item's error.
+#[test]
+fn batch_validation_errors_are_redacted_per_item() {
+    let out = r#"{"results":[{"error":{"code":"bad","message":"bad value hunter2-secret"}},{"error":{"code":"bad","message":"bad value hunter2-secret"}}]}"#;
+    let bytes = guest(
+        &format!(
+            "(call $output (i32.const 100) (i32.const {})) (i32.const 0)",
+            out.len()
+        ),
+        &format!(r#"(data (i32.const 100) "{}")"#, out.replace('"', "\\\"")),
+    );
+    let h = host();
+    h.add_external(manifest("echo-batch", &bytes, json!({}), &[]), bytes)
+        .unwrap();
+    let results = h.validate_secrets(
+        &[
+            ("echo_batch", r#"{"password": "hunter2-secret"}"#),
+            ("echo_batch", r#"{"password": "another-one"}"#),
+        ],
+        Arc::new(NoServices),
+    );
+    let first = results[0].as_ref().unwrap_err();
+    assert!(
+        first.message.contains("bad value [redacted]"),
+        "{}",
+        first.message
+    );
+    let second = results[1].as_ref().unwrap_err();
+    assert!(
+        second.message.contains("bad value [redacted]"),
+        "{}",
+        second.message
+    );
+}
