@@ -187,6 +187,9 @@ struct PreparedWrite {
     path: String,
     req: WriteRequest,
     secret_type: Option<String>,
+    /// The type whose plugin accepted the data. Without `secret_type` that is the stored
+    /// type at validation time, which a concurrent write may have changed since.
+    validated_type: String,
     expires_at: Option<Timestamp>,
     cas: Option<u64>,
     now: Timestamp,
@@ -249,6 +252,7 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
         path,
         req,
         secret_type,
+        validated_type,
         expires_at,
         cas,
         now,
@@ -278,6 +282,17 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
             tx.delete(Table::Versions, &version_key(&path, v.version));
         }
         existing = None;
+    }
+    let stored_type = existing.as_ref().map_or("kv", |h| h.secret_type.as_str());
+    if secret_type.is_none() && stored_type != validated_type {
+        return Err(Error::new(
+            ErrorCode::VersionConflict,
+            format!(
+                "{path} became a {stored_type} secret while this write was checked as {validated_type}; send it again"
+            ),
+        )
+        .with("path", path.as_str())
+        .with("secret_type", stored_type));
     }
     let current = existing.as_ref().map_or(0, |h| h.current_version);
     if let Some(expected) = cas
@@ -618,6 +633,7 @@ impl Engine {
             path,
             req,
             secret_type,
+            validated_type: String::new(),
             expires_at,
             cas,
             now: self.now(),
@@ -730,15 +746,18 @@ impl Engine {
     /// certificate's notAfter) sets `expires_at` unless the request gave one.
     async fn validate_prepared(&self, writes: &mut [PreparedWrite]) -> Result<()> {
         let mut items = Vec::with_capacity(writes.len());
-        for w in writes.iter() {
-            let t = match &w.secret_type {
+        for w in writes.iter_mut() {
+            // A soft-deleted head is no type to keep: the write either fails on it or, past
+            // its retention, starts the secret afresh as `kv` (see `apply_write`).
+            w.validated_type = match &w.secret_type {
                 Some(t) => t.clone(),
                 None => self
                     .load_head(&w.path)?
+                    .filter(|h| h.deleted_at.is_none())
                     .map(|h| h.secret_type)
                     .unwrap_or_else(|| "kv".into()),
             };
-            items.push((w.path.clone(), t, w.req.data.clone()));
+            items.push((w.path.clone(), w.validated_type.clone(), w.req.data.clone()));
         }
         let expiries = self.validate_types(items).await?;
         for (w, exp) in writes.iter_mut().zip(expiries) {
@@ -1209,5 +1228,70 @@ impl Engine {
                 Ok(n)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use scaivault_crypto::KdfParams;
+    use scaivault_store::Vault;
+    use serde_json::json;
+
+    use super::*;
+    use crate::{Caller, ManualClock};
+
+    fn req(v: Value) -> WriteRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// A write that sends no type is checked against the stored one; if another write changes
+    /// the type before this one reaches the writer, it is refused instead of storing data the
+    /// new type's plugin never saw.
+    #[test]
+    fn a_type_change_between_validation_and_commit_is_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault =
+            Arc::new(Vault::create(&dir.path().join("v.db"), b"pw", KdfParams::FLOOR).unwrap());
+        let e = Engine::load(vault, Arc::new(ManualClock::new(Timestamp::now()))).unwrap();
+        let root = Caller::local_operator();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            e.write_secret(&root, "app/a", req(json!({"data": {"v": "1"}})))
+                .await
+                .unwrap();
+            let mut late = e
+                .prepare_write(&root, "app/a", req(json!({"data": {"v": "2"}})))
+                .unwrap();
+            e.validate_prepared(std::slice::from_mut(&mut late))
+                .await
+                .unwrap();
+            assert_eq!(late.validated_type, "kv");
+            e.write_secret(
+                &root,
+                "app/a",
+                req(json!({"data": {"v": {"nested": true}}, "secret_type": "json"})),
+            )
+            .await
+            .unwrap();
+            let sink = e.events.clone();
+            let err = e
+                .vault
+                .write(move |tx| apply_and_announce(tx, late, &sink, false))
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::VersionConflict, "{err:?}");
+            assert!(err.message.contains("json"), "{}", err.message);
+            // Written again, it is checked against `json` and lands.
+            let out = e
+                .write_secret(&root, "app/a", req(json!({"data": {"v": "2"}})))
+                .await
+                .unwrap();
+            assert_eq!((out.version, out.secret_type.as_str()), (3, "json"));
+        });
     }
 }
