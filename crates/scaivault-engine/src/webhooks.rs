@@ -668,7 +668,11 @@ impl Engine {
         }
     }
 
-    async fn save_delivery(&self, d: DeliveryRecord, hook: Option<WebhookRecord>) -> Result<()> {
+    /// Records a delivery attempt's outcome. `health` (`Some(true)` after a success, `Some(false)`
+    /// after a final failure) updates the webhook's failure count on the record as the writer
+    /// holds it: an attempt can take seconds, and writing back the copy it started with would
+    /// undo an edit made meanwhile (a rotated signing secret, a new URL, a disable).
+    async fn save_delivery(&self, d: DeliveryRecord, health: Option<bool>) -> Result<()> {
         let state = self.events.state.clone();
         // Old finished entries beyond the kept window go in the same write.
         let prune: Vec<u64> = if d.status == DeliveryStatus::Pending {
@@ -691,13 +695,21 @@ impl Engine {
                 // The webhook may have been deleted while this delivery was under way (in an
                 // earlier batch or earlier in this one): then the delivery goes with it, and
                 // nothing may write its record back.
-                if tx.get(Table::Webhooks, &hook_key(&d.webhook_id))?.is_none() {
+                let Some(stored) = tx.get(Table::Webhooks, &hook_key(&d.webhook_id))? else {
                     tx.delete(Table::Webhooks, &delivery_key(d.seq));
                     tx.on_commit(move || {
                         write(&state).pending.remove(&d.seq);
                     });
                     return Ok(());
-                }
+                };
+                let hook = match (health, decode(Table::Webhooks, stored.as_bytes())?) {
+                    (Some(ok), WebhookItem::Hook(mut h)) => {
+                        let before = h.consecutive_failures;
+                        h.consecutive_failures = if ok { 0 } else { before + 1 };
+                        (h.consecutive_failures != before).then_some(h)
+                    }
+                    _ => None,
+                };
                 tx.put(
                     Table::Webhooks,
                     &delivery_key(d.seq),
@@ -749,7 +761,7 @@ impl Engine {
             .collect();
         let n = due.len();
         for mut d in due {
-            let Some(mut h) = read(&self.events.state).hooks.get(&d.webhook_id).cloned() else {
+            let Some(h) = read(&self.events.state).hooks.get(&d.webhook_id).cloned() else {
                 d.status = DeliveryStatus::Failed;
                 d.last_error = Some("the webhook was deleted".into());
                 self.save_delivery(d, None).await?;
@@ -762,14 +774,12 @@ impl Engine {
                 continue;
             }
             self.attempt(&h, &mut d).await;
-            let before = h.consecutive_failures;
-            match d.status {
-                DeliveryStatus::Success => h.consecutive_failures = 0,
-                DeliveryStatus::Failed => h.consecutive_failures += 1,
-                DeliveryStatus::Pending => {}
-            }
-            let changed = (h.consecutive_failures != before).then_some(h);
-            self.save_delivery(d, changed).await?;
+            let health = match d.status {
+                DeliveryStatus::Success => Some(true),
+                DeliveryStatus::Failed => Some(false),
+                DeliveryStatus::Pending => None,
+            };
+            self.save_delivery(d, health).await?;
         }
         Ok(n)
     }

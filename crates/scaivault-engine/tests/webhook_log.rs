@@ -129,3 +129,100 @@ fn a_destroyed_secret_leaves_no_expiry_record() {
         assert_eq!(rotation_records(), 0);
     });
 }
+
+/// An attempt takes as long as the receiver does; an edit of the webhook made meanwhile (here
+/// a rename and a rotated signing secret) survives the attempt's bookkeeping, which resets the
+/// failure count an earlier, failed delivery left.
+#[test]
+fn an_edit_made_during_a_delivery_attempt_is_kept() {
+    use scaivault_engine::DELIVERY_ATTEMPTS;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let vault =
+        Arc::new(Vault::create(&dir.path().join("v.db"), b"pw-log", KdfParams::FLOOR).unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = Caller::local_operator();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let settings = PluginSettings {
+            allow_hosts: vec![format!("127.0.0.1:{port}")],
+            ..PluginSettings::default()
+        };
+        let clock = Arc::new(ManualClock::new(Timestamp::now()));
+        let e = Arc::new(Engine::load_with(vault, clock.clone(), settings).unwrap());
+        let req: WebhookRequest = serde_json::from_value(serde_json::json!({
+            "name": "slow", "url": format!("http://127.0.0.1:{port}/hook"),
+            "secret": "whsec_0123456789abcdef0123", "events": ["secret.created"],
+        }))
+        .unwrap();
+        let id = e.create_webhook(&root, req).await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let write = |path: &'static str| {
+            let e = e.clone();
+            let root = root.clone();
+            async move {
+                let w: WriteRequest =
+                    serde_json::from_value(serde_json::json!({"data": {"k": "v"}})).unwrap();
+                e.write_secret(&root, path, w).await.unwrap();
+            }
+        };
+
+        // The receiver refuses every attempt of the first delivery, then holds the next
+        // request until told to answer it.
+        let (accepted, on_accept) = tokio::sync::oneshot::channel();
+        let (release, on_release) = tokio::sync::oneshot::channel::<()>();
+        let receiver = tokio::spawn(async move {
+            let answer = |status: &str| {
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            };
+            let mut buf = [0u8; 8192];
+            for _ in 0..DELIVERY_ATTEMPTS {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let _ = sock.read(&mut buf).await.unwrap();
+                sock.write_all(answer("500 Internal Server Error").as_bytes())
+                    .await
+                    .unwrap();
+            }
+            let (mut sock, _) = listener.accept().await.unwrap();
+            accepted.send(()).unwrap();
+            on_release.await.unwrap();
+            let _ = sock.read(&mut buf).await.unwrap();
+            sock.write_all(answer("200 OK").as_bytes()).await.unwrap();
+        });
+        write("app/one").await;
+        for _ in 0..DELIVERY_ATTEMPTS {
+            while e.deliver_pending().await.unwrap() > 0 {}
+            clock.advance(std::time::Duration::from_secs(7 * 3600));
+        }
+        assert_eq!(
+            e.get_webhook(&root, &id).unwrap()["last_delivery"]["status"],
+            "failed"
+        );
+
+        write("app/two").await;
+        let worker = tokio::spawn({
+            let e = e.clone();
+            async move { e.deliver_pending().await.unwrap() }
+        });
+        on_accept.await.unwrap();
+        let edit: WebhookRequest = serde_json::from_value(serde_json::json!({
+            "name": "renamed", "secret": "whsec_rotated_0123456789ab", "previous_secret_ttl": "1h",
+        }))
+        .unwrap();
+        e.update_webhook(&root, &id, edit).await.unwrap();
+        release.send(()).unwrap();
+        assert_eq!(worker.await.unwrap(), 1);
+        receiver.await.unwrap();
+
+        let h = e.get_webhook(&root, &id).unwrap();
+        assert_eq!(h["name"], "renamed", "{h}");
+        assert!(h["previous_secret_expires_at"].is_string(), "{h}");
+        assert_eq!(h["last_delivery"]["status"], "success", "{h}");
+    });
+}
