@@ -302,17 +302,12 @@ fn rotation_events_reach_the_policy_webhooks() {
 }
 
 /// Policy changes raise their events from the same transaction as the change: a refused
-/// change raises none.
+/// change raises none. A binding made or removed is announced as such.
 #[test]
 fn policy_changes_are_announced() {
     let r = Receiver::start(SECRET);
     let dev = start(&r);
-    create_hook(
-        &dev,
-        &r,
-        json!(["policy.created", "policy.updated", "policy.deleted"]),
-        json!({}),
-    );
+    create_hook(&dev, &r, json!(["policy.*"]), json!({}));
     let rules = json!([{"path_pattern": "infra/**", "permissions": ["read"]}]);
     let (s, p) = dev.post(
         "/v1/policies",
@@ -334,6 +329,19 @@ fn policy_changes_are_announced() {
         Some(json!({"description": "on-call"})),
     );
     assert_eq!(s, 200);
+    let (s, b) = dev.post(
+        &format!("/v1/policies/{id}/bindings"),
+        &dev.token,
+        json!({"identity_id": "sa:pager"}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, _) = dev.req(
+        reqwest::Method::DELETE,
+        &format!("/v1/policies/{id}/bindings/sa:pager"),
+        Some(&dev.token),
+        None,
+    );
+    assert!(s == 200 || s == 204, "{s}");
     let (s, _) = dev.req(
         reqwest::Method::DELETE,
         &format!("/v1/policies/{id}"),
@@ -341,7 +349,7 @@ fn policy_changes_are_announced() {
         None,
     );
     assert!(s == 200 || s == 204, "{s}");
-    let got = wait_for_deliveries(&r, 3);
+    let got = wait_for_deliveries(&r, 5);
     std::thread::sleep(Duration::from_millis(300));
     let got_more = r.deliveries();
     assert_eq!(got.len(), got_more.len(), "more deliveries than changes");
@@ -353,12 +361,23 @@ fn policy_changes_are_announced() {
     let types: Vec<&str> = seen.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(
         types,
-        ["policy.created", "policy.deleted", "policy.updated"],
+        [
+            "policy.binding.created",
+            "policy.binding.deleted",
+            "policy.created",
+            "policy.deleted",
+            "policy.updated"
+        ],
         "{seen:?}"
     );
     for (_, data) in &seen {
         assert_eq!(data["policy_id"], id.as_str());
         assert_eq!(data["name"], "sre");
+    }
+    for (_, data) in &seen[..2] {
+        assert_eq!(data["binding_id"], b["id"]);
+        assert_eq!(data["identity_id"], "sa:pager");
+        assert_eq!(data["identity_type"], "service_account");
     }
 }
 

@@ -27,6 +27,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "policy.created",
     "policy.updated",
     "policy.deleted",
+    "policy.binding.created",
+    "policy.binding.deleted",
     "rotation.due",
     "rotation.overdue",
     "rotation.completed",

@@ -155,6 +155,7 @@ impl Engine {
         req: CreateIdentity,
     ) -> Result<IdentityView> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let id = IdentityId::parse(&req.identity_id)?;
         if id.as_str() == ROOT_IDENTITY {
             return Err(Error::new(
@@ -211,6 +212,7 @@ impl Engine {
     /// Deletes an identity, revokes its tokens, and removes it from groups and bindings.
     pub async fn delete_identity(&self, caller: &Caller, id: &str) -> Result<()> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let r = self.identity(id).ok_or_else(|| identity_not_found(id))?;
         self.revoke_tokens_of(&r.id).await?;
         let groups: Vec<IdentityRecord> = read(&self.identities)
@@ -245,6 +247,7 @@ impl Engine {
         add: bool,
     ) -> Result<IdentityView> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let mut g = self
             .identity(group)
             .ok_or_else(|| identity_not_found(group))?;
@@ -291,6 +294,7 @@ impl Engine {
         scopes: ScopeSet,
     ) -> Result<serde_json::Value> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let mut r = self.identity(sa).ok_or_else(|| identity_not_found(sa))?;
         if r.identity_type != IdentityType::ServiceAccount {
             return Err(Error::new(

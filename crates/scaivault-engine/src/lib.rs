@@ -79,6 +79,12 @@ pub struct Engine {
     events: events::EventSink,
     /// For webhook deliveries: no redirects (the allow-list applies to the URL given).
     http: reqwest::Client,
+    /// Held by every change to a configuration record (policy and its bindings, identity,
+    /// webhook, rotation or secret policy). Such a change reads the record, edits it and
+    /// writes it back whole, and checks names against the others: two at once would lose
+    /// one edit or both take the same name. Admin changes are rare; queueing them costs
+    /// nothing, and secret writes and reads never take it.
+    config: tokio::sync::Mutex<()>,
 }
 
 /// Decrypted secret heads (metadata, never values) of recently read secrets, so a read
@@ -245,6 +251,7 @@ impl Engine {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| Error::internal(format!("HTTP client: {e}")))?,
+            config: tokio::sync::Mutex::new(()),
         };
         engine.reload_policies()?;
         engine.reload_identities()?;
@@ -256,6 +263,11 @@ impl Engine {
 
     pub fn vault(&self) -> &Arc<Vault> {
         &self.vault
+    }
+
+    /// Waits for its turn to change configuration records (see `Engine::config`).
+    pub(crate) async fn config_change(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.config.lock().await
     }
 
     pub fn now(&self) -> scaivault_core::time::Timestamp {

@@ -15,6 +15,7 @@ use scaivault_store::Table;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::events::Event;
 use crate::records::new_id;
 use crate::{Caller, Engine, decode, encode, load_all, read, write};
 
@@ -31,6 +32,37 @@ pub struct PolicyRequest {
     pub scope: Option<String>,
     #[serde(default)]
     pub is_active: Option<bool>,
+}
+
+/// What a saved policy announces (spec §1.9).
+enum PolicyChange {
+    Created,
+    Updated,
+    Bound(Binding),
+    Unbound(Vec<Binding>),
+}
+
+impl PolicyChange {
+    fn events(&self, p: &Policy, actor: &str, now: Timestamp) -> Vec<Event> {
+        let policy = json!({ "policy_id": p.id, "name": p.name });
+        let binding = |kind: &str, b: &Binding| {
+            let mut data = policy.clone();
+            data["binding_id"] = json!(b.id);
+            data["identity_id"] = json!(b.identity_id);
+            data["identity_type"] = json!(b.identity_type);
+            data["expires_at"] = json!(b.expires_at);
+            Event::new(kind, actor, None, data, now)
+        };
+        match self {
+            PolicyChange::Created => vec![Event::new("policy.created", actor, None, policy, now)],
+            PolicyChange::Updated => vec![Event::new("policy.updated", actor, None, policy, now)],
+            PolicyChange::Bound(b) => vec![binding("policy.binding.created", b)],
+            PolicyChange::Unbound(bs) => bs
+                .iter()
+                .map(|b| binding("policy.binding.deleted", b))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +233,7 @@ impl Engine {
 
     pub async fn create_policy(&self, caller: &Caller, req: PolicyRequest) -> Result<Policy> {
         self.authorize(caller, Scope::PoliciesWrite, None)?;
+        let _change = self.config_change().await;
         let name = req
             .name
             .ok_or_else(|| Error::new(ErrorCode::InvalidPolicy, "name is required"))?;
@@ -230,17 +263,23 @@ impl Engine {
             created_at: now,
             updated_at: now,
         };
-        self.save_policy(policy, true, &caller.identity_id.to_string())
-            .await
+        self.save_policy(
+            policy,
+            PolicyChange::Created,
+            &caller.identity_id.to_string(),
+        )
+        .await
     }
 
-    /// Writes a policy and swaps the compiled set once the batch is durable.
+    /// Writes a policy and swaps the compiled set once the batch is durable; the change's
+    /// events commit with it.
     async fn save_policy(
         &self,
         policy: Policy,
-        must_be_new_name: bool,
+        change: PolicyChange,
         actor: &str,
     ) -> Result<Policy> {
+        let must_be_new_name = matches!(change, PolicyChange::Created);
         let compiled = CompiledPolicy::compile(policy.clone())?;
         let cache = self.policies.clone();
         let (sink, actor, now) = (self.events.clone(), actor.to_owned(), self.now());
@@ -253,19 +292,7 @@ impl Engine {
                     ));
                 }
                 tx.put(Table::Policies, policy.id.as_bytes(), &encode(&policy));
-                let kind = if must_be_new_name {
-                    "policy.created"
-                } else {
-                    "policy.updated"
-                };
-                let event = crate::events::Event::new(
-                    kind,
-                    &actor,
-                    None,
-                    serde_json::json!({ "policy_id": policy.id, "name": policy.name }),
-                    now,
-                );
-                sink.enqueue_in(tx, vec![event], &[], now);
+                sink.enqueue_in(tx, change.events(&policy, &actor, now), &[], now);
                 tx.on_commit(move || {
                     let mut guard = write(&cache);
                     let mut next: Vec<CompiledPolicy> = guard
@@ -291,6 +318,7 @@ impl Engine {
         replace: bool,
     ) -> Result<Policy> {
         self.authorize(caller, Scope::PoliciesWrite, None)?;
+        let _change = self.config_change().await;
         let mut p = self.find_policy(id)?;
         if replace && (req.name.is_none() || req.rules.is_none()) {
             return Err(Error::new(
@@ -328,12 +356,13 @@ impl Engine {
             }
         }
         p.updated_at = self.now();
-        self.save_policy(p, false, &caller.identity_id.to_string())
+        self.save_policy(p, PolicyChange::Updated, &caller.identity_id.to_string())
             .await
     }
 
     pub async fn delete_policy(&self, caller: &Caller, id: &str, force: bool) -> Result<()> {
         self.authorize(caller, Scope::PoliciesWrite, None)?;
+        let _change = self.config_change().await;
         let p = self.find_policy(id)?;
         if !p.bindings.is_empty() && !force {
             return Err(Error::new(
@@ -388,6 +417,7 @@ impl Engine {
         req: BindingRequest,
     ) -> Result<Binding> {
         self.authorize(caller, Scope::PoliciesWrite, None)?;
+        let _change = self.config_change().await;
         let identity_id = IdentityId::parse(&req.identity_id)?;
         let identity_type = match req.identity_type.as_deref() {
             Some(t) => IdentityType::parse(t)?,
@@ -419,28 +449,38 @@ impl Engine {
         };
         p.bindings.push(binding.clone());
         p.updated_at = now;
-        self.save_policy(p, false, &caller.identity_id.to_string())
-            .await?;
+        self.save_policy(
+            p,
+            PolicyChange::Bound(binding.clone()),
+            &caller.identity_id.to_string(),
+        )
+        .await?;
         Ok(binding)
     }
 
     pub async fn delete_binding(&self, caller: &Caller, id: &str, binding: &str) -> Result<()> {
         self.authorize(caller, Scope::PoliciesWrite, None)?;
+        let _change = self.config_change().await;
         let mut p = self.find_policy(id)?;
-        let before = p.bindings.len();
         // A binding can be named by its id or by the identity it binds.
-        p.bindings
-            .retain(|b| b.id != binding && b.identity_id.as_str() != binding);
-        if p.bindings.len() == before {
+        let (gone, kept) = std::mem::take(&mut p.bindings)
+            .into_iter()
+            .partition(|b| b.id == binding || b.identity_id.as_str() == binding);
+        p.bindings = kept;
+        if gone.is_empty() {
             return Err(Error::new(
                 ErrorCode::BindingNotFound,
                 format!("policy {} has no binding {binding}", p.name),
             ));
         }
         p.updated_at = self.now();
-        self.save_policy(p, false, &caller.identity_id.to_string())
-            .await
-            .map(|_| ())
+        self.save_policy(
+            p,
+            PolicyChange::Unbound(gone),
+            &caller.identity_id.to_string(),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Dry-run: would `identity_id` get `permission` on `path`? Explains the answer.
@@ -482,8 +522,13 @@ impl Engine {
             .map(|p| p.policy.clone())
             .collect();
         for mut p in affected {
-            p.bindings.retain(|b| &b.identity_id != identity);
-            self.save_policy(p, false, "system").await?;
+            let (gone, kept) = std::mem::take(&mut p.bindings)
+                .into_iter()
+                .partition(|b| &b.identity_id == identity);
+            p.bindings = kept;
+            p.updated_at = self.now();
+            self.save_policy(p, PolicyChange::Unbound(gone), "system")
+                .await?;
         }
         Ok(())
     }

@@ -429,6 +429,7 @@ impl Engine {
         req: RotationPolicyRequest,
     ) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let name = req
             .name
             .clone()
@@ -480,6 +481,7 @@ impl Engine {
         req: RotationPolicyRequest,
     ) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let mut p = self.find_rotation_policy(id)?;
         if req.name.as_ref().is_some_and(|n| *n != p.name) {
             return Err(Error::new(
@@ -499,6 +501,7 @@ impl Engine {
         active: bool,
     ) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let mut p = self.find_rotation_policy(id)?;
         p.is_active = active;
         p.updated_at = self.now();
@@ -508,6 +511,7 @@ impl Engine {
     /// Deletes a policy; its secrets are detached.
     pub async fn delete_rotation_policy(&self, caller: &Caller, id: &str) -> Result<()> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let p = self.find_rotation_policy(id)?;
         let paths: Vec<String> = read(&self.rotation)
             .assigned

@@ -168,6 +168,7 @@ impl Engine {
         req: SecretPolicyRequest,
     ) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let name = req.name.ok_or_else(|| validation("name", "is required"))?;
         scaivault_core::policy::validate_name(&name).map_err(|e| validation("name", &e.message))?;
         let id = format!("sp_{}", name.replace('-', "_"));
@@ -209,6 +210,7 @@ impl Engine {
         req: SecretPolicyRequest,
     ) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let mut p = self.find_secret_policy(id)?;
         if req.name.as_ref().is_some_and(|n| *n != p.name) {
             return Err(validation(
@@ -241,6 +243,7 @@ impl Engine {
 
     pub async fn delete_secret_policy(&self, caller: &Caller, id: &str) -> Result<()> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let p = self.find_secret_policy(id)?;
         let users: Vec<String> = read(&self.rotation)
             .policies

@@ -308,6 +308,7 @@ impl Engine {
 
     pub async fn create_webhook(&self, caller: &Caller, req: WebhookRequest) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let name = req
             .name
             .filter(|n| !n.trim().is_empty())
@@ -408,6 +409,7 @@ impl Engine {
         req: WebhookRequest,
     ) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let mut h = self.find_webhook(id)?;
         if let Some(n) = req.name {
             if n.trim().is_empty() {
@@ -454,6 +456,7 @@ impl Engine {
 
     pub async fn delete_webhook(&self, caller: &Caller, id: &str) -> Result<()> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         self.find_webhook(id)?;
         let state = self.events.state.clone();
         let key = id.to_owned();

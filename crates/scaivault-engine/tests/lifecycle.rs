@@ -686,3 +686,50 @@ fn soft_deletes_are_purged_after_their_window() {
     let listed: Vec<&str> = page.secrets.iter().map(|s| s.path.as_str()).collect();
     assert_eq!(listed, ["live/d", "recent/c"]);
 }
+
+/// Bindings and edits of one policy made at the same time all land: each is applied to the
+/// policy as the writer holds it, not to a copy read before another change committed.
+#[test]
+fn concurrent_changes_to_one_policy_are_not_lost() {
+    let f = fixture();
+    let e = Arc::new(f.engine);
+    let root = f.root.clone();
+    rt().block_on(async {
+        let p = e
+            .create_policy(
+                &root,
+                serde_json::from_value(serde_json::json!({
+                    "name": "shared", "rules": [{"path_pattern": "app/**", "permissions": ["read"]}]
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let (e, root, id) = (e.clone(), root.clone(), p.id.clone());
+            tasks.push(tokio::spawn(async move {
+                let b: BindingRequest = serde_json::from_value(
+                    serde_json::json!({ "identity_id": format!("sa:svc-{i}") }),
+                )
+                .unwrap();
+                e.create_binding(&root, &id, b).await.map(drop)
+            }));
+        }
+        let (e2, root2, id2) = (e.clone(), root.clone(), p.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let edit: PolicyRequest =
+                serde_json::from_value(serde_json::json!({ "description": "edited meanwhile" }))
+                    .unwrap();
+            e2.update_policy(&root2, &id2, edit, false).await.map(drop)
+        }));
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let after = e.get_policy(&root, &p.id).unwrap();
+        assert_eq!(after.bindings.len(), 24, "bindings were lost");
+        assert_eq!(after.description, "edited meanwhile");
+        e.delete_binding(&root, &p.id, "sa:svc-3").await.unwrap();
+        assert_eq!(e.get_policy(&root, &p.id).unwrap().bindings.len(), 23);
+    });
+}
