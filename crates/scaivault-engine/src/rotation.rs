@@ -538,6 +538,7 @@ impl Engine {
     /// Attaches a secret: its schedule starts from its last rotation (or now).
     pub async fn assign_rotation(&self, caller: &Caller, id: &str, path: &str) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let p = self.find_rotation_policy(id)?;
         let path = SecretPath::parse(path)?.as_str().to_owned();
         let now = self.now();
@@ -564,6 +565,7 @@ impl Engine {
 
     pub async fn unassign_rotation(&self, caller: &Caller, id: &str, path: &str) -> Result<()> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let p = self.find_rotation_policy(id)?;
         if read(&self.rotation).assigned.get(path) != Some(&p.id) {
             return Err(Error::new(
