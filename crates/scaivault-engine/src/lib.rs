@@ -80,9 +80,10 @@ pub struct Engine {
     /// For webhook deliveries: no redirects (the allow-list applies to the URL given).
     http: reqwest::Client,
     /// Held by every change to a configuration record (policy and its bindings, identity,
-    /// webhook, rotation or secret policy). Such a change reads the record, edits it and
-    /// writes it back whole, and checks names against the others: two at once would lose
-    /// one edit or both take the same name. Admin changes are rare; queueing them costs
+    /// webhook, rotation or secret policy, plugin). Such a change reads the record, edits it
+    /// and writes it back whole, and checks names against the others: two at once would lose
+    /// one edit or both take the same name (or leave the plugin host running one version of
+    /// a plugin while the file pins another). Admin changes are rare; queueing them costs
     /// nothing, and secret writes and reads never take it.
     config: tokio::sync::Mutex<()>,
 }

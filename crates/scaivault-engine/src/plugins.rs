@@ -144,6 +144,7 @@ impl Engine {
         wasm: Vec<u8>,
     ) -> Result<PluginInfo> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let manifest = Manifest::parse(manifest)?;
         let name = manifest.name.clone();
         let host = self.plugins.clone();
@@ -203,6 +204,7 @@ impl Engine {
 
     pub async fn remove_plugin(&self, caller: &Caller, name: &str) -> Result<()> {
         self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
         let Some(record) = self.plugin_record(name)? else {
             // Built-ins are not in the catalogue: let the host say why they cannot go.
             return self.plugins.remove(name);
