@@ -86,6 +86,10 @@ pub struct Engine {
     /// a plugin while the file pins another). Admin changes are rare; queueing them costs
     /// nothing, and secret writes and reads never take it.
     config: tokio::sync::Mutex<()>,
+    /// Held while a rotation job is created or driven: the scheduler and `rotate` on the same
+    /// secret would otherwise both create a job (two pending values), both call the backend
+    /// and race to finish, the loser marking a completed rotation failed.
+    rotation_run: tokio::sync::Mutex<()>,
 }
 
 /// Decrypted secret heads (metadata, never values) of recently read secrets, so a read
@@ -253,6 +257,7 @@ impl Engine {
                 .build()
                 .map_err(|e| Error::internal(format!("HTTP client: {e}")))?,
             config: tokio::sync::Mutex::new(()),
+            rotation_run: tokio::sync::Mutex::new(()),
         };
         engine.reload_policies()?;
         engine.reload_identities()?;
@@ -269,6 +274,11 @@ impl Engine {
     /// Waits for its turn to change configuration records (see `Engine::config`).
     pub(crate) async fn config_change(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.config.lock().await
+    }
+
+    /// Waits for its turn to create or drive a rotation job (see `Engine::rotation_run`).
+    pub(crate) async fn rotation_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.rotation_run.lock().await
     }
 
     pub fn now(&self) -> scaivault_core::time::Timestamp {

@@ -655,12 +655,14 @@ impl Engine {
         }
         let mut rotated = Vec::new();
         for sp in targets {
+            let _turn = self.rotation_turn().await;
             rotated.push(self.rotate_one(&p, &sp).await?);
         }
         Ok(json!({ "policy_id": p.id, "rotated": rotated }))
     }
 
     /// Starts (or resumes) the rotation of one secret and drives it as far as it can go now.
+    /// The caller holds [`Engine::rotation_turn`].
     async fn rotate_one(&self, p: &RotationPolicy, path: &str) -> Result<Value> {
         self.create_job(p, path).await?;
         self.outcome_view(path, self.drive_job(path, None).await?)
@@ -687,6 +689,7 @@ impl Engine {
     /// as a crash would, then resume from the file.
     #[doc(hidden)]
     pub async fn advance_rotation(&self, path: &str, steps: usize) -> Result<Value> {
+        let _turn = self.rotation_turn().await;
         let o = self.drive_job(path, Some(steps)).await?;
         self.outcome_view(path, o)
     }
@@ -695,6 +698,7 @@ impl Engine {
     #[doc(hidden)]
     pub async fn begin_rotation(&self, id: &str, path: &str) -> Result<Value> {
         let p = self.find_rotation_policy(id)?;
+        let _turn = self.rotation_turn().await;
         Ok(self.create_job(&p, path).await?.view())
     }
 
@@ -719,6 +723,9 @@ impl Engine {
         };
         let mut done = Vec::new();
         for (p, path) in work {
+            // Whether it is due is decided in turn: a rotation someone started meanwhile
+            // (`rotate`) has either finished, and the secret is no longer due, or is running.
+            let _turn = self.rotation_turn().await;
             let Some(head) = self.load_head(&path)? else {
                 continue;
             };
