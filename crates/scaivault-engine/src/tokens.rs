@@ -153,6 +153,9 @@ impl Engine {
 
     pub async fn create_token(&self, caller: &Caller, req: CreateToken) -> Result<IssuedToken> {
         self.authorize(caller, Scope::Admin, None)?;
+        // In turn with identity deletion, which revokes the identity's tokens: a token minted
+        // meanwhile would outlive its identity, and come back to life if the id is reused.
+        let _change = self.config_change().await;
         let id = IdentityId::parse(&req.identity_id)?;
         if id.identity_type() == IdentityType::Group {
             return Err(Error::new(
@@ -314,6 +317,8 @@ impl Engine {
                 "invalid client_id or client_secret",
             )
         };
+        // In turn with identity deletion and credential changes (see `create_token`).
+        let _change = self.config_change().await;
         let r = self.identity(client_id).ok_or_else(bad)?;
         let presented = self.vault.token_hasher().hash(client_secret);
         let cred = r
