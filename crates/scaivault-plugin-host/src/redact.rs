@@ -13,6 +13,9 @@ use zeroize::{Zeroize, Zeroizing};
 
 /// Shorter strings are too common to be told from ordinary words ("true", "prod").
 const MIN_LEN: usize = 4;
+/// Top-level fields of a call's input that name things rather than hold values: a plugin's
+/// words may keep them ("rotating environments/production/billing/db failed").
+const NAMES: &[&str] = &["secret_path", "policy_id", "secret_type"];
 pub(crate) const MARK: &str = "[redacted]";
 
 #[derive(Default)]
@@ -21,10 +24,35 @@ pub(crate) struct Redactor {
 }
 
 impl Redactor {
-    /// Adds the strings of a JSON document (the call's input, its output, a host reply).
+    /// Adds every string of a JSON document (a secret's data).
     pub(crate) fn add_json(&mut self, bytes: &[u8]) {
         if let Ok(mut v) = serde_json::from_slice::<Value>(bytes) {
             self.add_value(&v);
+            wipe(&mut v);
+        }
+    }
+
+    /// Adds the strings of a call's input, but for the fields that only name things.
+    pub(crate) fn add_input(&mut self, bytes: &[u8]) {
+        if let Ok(mut v) = serde_json::from_slice::<Value>(bytes) {
+            match &v {
+                Value::Object(map) => map
+                    .iter()
+                    .filter(|(k, _)| !NAMES.contains(&k.as_str()))
+                    .for_each(|(_, item)| self.add_value(item)),
+                other => self.add_value(other),
+            }
+            wipe(&mut v);
+        }
+    }
+
+    /// Adds what a capability call brought back (`{"ok": …}`); an `{"error": …}` reply is the
+    /// host's own words, which a plugin may pass on as they are.
+    pub(crate) fn add_reply(&mut self, bytes: &[u8]) {
+        if let Ok(mut v) = serde_json::from_slice::<Value>(bytes) {
+            if let Some(ok) = v.get("ok") {
+                self.add_value(ok);
+            }
             wipe(&mut v);
         }
     }
@@ -94,7 +122,7 @@ mod tests {
     #[test]
     fn values_are_cut_out_wherever_they_appear() {
         let mut r = Redactor::default();
-        r.add_json(
+        r.add_input(
             br#"{"data": {"password": "hunter22", "api_key": "sk_live_hunter22x", "pin": "123"}}"#,
         );
         let mut line = "got sk_live_hunter22x and hunter22; pin 123; password field".to_owned();
@@ -121,9 +149,35 @@ mod tests {
     }
 
     #[test]
-    fn documents_that_are_not_json_add_nothing() {
+    fn names_in_the_input_stay_readable() {
         let mut r = Redactor::default();
-        r.add_json(b"not json \"hunter22\"");
+        r.add_input(br#"{"secret_path": "app/db", "policy_id": "rot_daily", "pending": {"password": "app/db-pw-123"}, "config": {"role": "app_user"}}"#);
+        let mut line = "rotating app/db (rot_daily): role app_user, value app/db-pw-123".to_owned();
+        r.apply_all(&mut [&mut line]);
+        assert_eq!(
+            line,
+            "rotating app/db (rot_daily): role [redacted], value [redacted]"
+        );
+    }
+
+    #[test]
+    fn a_host_error_reply_is_not_redacted_but_its_ok_reply_is() {
+        let mut r = Redactor::default();
+        r.add_reply(br#"{"error": {"code": "refused", "message": "db.internal:5432 is not on the allow-list"}}"#);
+        r.add_reply(br#"{"ok": {"token": "tok-from-the-api"}}"#);
+        let mut line =
+            "failed: db.internal:5432 is not on the allow-list; got tok-from-the-api".to_owned();
+        r.apply_all(&mut [&mut line]);
+        assert_eq!(
+            line,
+            "failed: db.internal:5432 is not on the allow-list; got [redacted]"
+        );
+    }
+
+    #[test]
+    fn inputs_that_are_not_json_add_nothing() {
+        let mut r = Redactor::default();
+        r.add_input(b"not json \"hunter22\"");
         assert!(r.needles.is_empty());
         let mut line = "hunter22".to_owned();
         r.apply_all(&mut [&mut line]);

@@ -466,8 +466,8 @@ impl Loaded {
             return result;
         }
         let mut redactor = Redactor::default();
-        redactor.add_json(input);
-        state.replies.iter().for_each(|r| redactor.add_json(r));
+        redactor.add_input(input);
+        state.replies.iter().for_each(|r| redactor.add_reply(r));
         if let Ok(output) = &result {
             redactor.add_value(output);
         }
