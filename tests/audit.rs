@@ -187,3 +187,74 @@ fn local_mode_is_audited_too() {
     );
     assert_eq!(logs[1]["identity_id"], "user:root");
 }
+
+/// A batch read is recorded path by path, like the reads it stands for: what was read (with
+/// its version) and what was refused, each under the reader's identity and one request id.
+#[test]
+fn a_batch_read_is_audited_per_path() {
+    let dev = Dev::start();
+    for name in ["stripe", "database"] {
+        let (s, _) = dev.put(
+            &format!("/v1/secrets/{BILLING}/{name}"),
+            &dev.token,
+            serde_json::json!({"data": {"k": "batch-value"}}),
+        );
+        assert_eq!(s, 201);
+    }
+    let sa = service_account(
+        &dev,
+        "sa:billing-batch",
+        "billing-batch-reader",
+        &format!("{BILLING}/**"),
+        &["read"],
+        &["secrets:read"],
+    );
+    let paths = [
+        format!("{BILLING}/stripe"),
+        format!("{BILLING}/database"),
+        "environments/production/reporting/database".to_owned(),
+        format!("{BILLING}/stripe"),
+    ];
+    let (s, out) = dev.post(
+        "/v1/secrets/batch",
+        &sa,
+        serde_json::json!({ "paths": paths }),
+    );
+    assert_eq!(s, 200, "{out}");
+    assert_eq!(out["secrets"].as_object().unwrap().len(), 2);
+
+    let (s, v) = dev.get("/v1/audit/logs?identity_id=sa:billing-batch", &dev.token);
+    assert_eq!(s, 200, "{v}");
+    let logs = v["logs"].as_array().unwrap();
+    let mut seen: Vec<(&str, bool, &serde_json::Value)> = logs
+        .iter()
+        .map(|e| {
+            (
+                e["secret_path"].as_str().unwrap(),
+                e["success"].as_bool().unwrap(),
+                &e["extra_data"],
+            )
+        })
+        .collect();
+    seen.sort_by_key(|e| e.0);
+    assert_eq!(seen.len(), 3, "one entry per distinct path: {v:#}");
+    assert_eq!(seen[0].0, format!("{BILLING}/database"));
+    assert_eq!(seen[1].0, format!("{BILLING}/stripe"));
+    assert!(seen[0].1 && seen[1].1);
+    assert_eq!(seen[1].2["version"], 1);
+    assert_eq!(seen[1].2["batch"], true);
+    assert_eq!(
+        (seen[2].0, seen[2].1),
+        ("environments/production/reporting/database", false)
+    );
+    assert_eq!(seen[2].2["error_code"], "access_denied");
+    let rid = logs[0]["request_id"].as_str().unwrap();
+    assert!(
+        logs.iter()
+            .all(|e| e["request_id"] == rid && e["action"] == "read")
+    );
+    assert!(
+        !v.to_string().contains("batch-value"),
+        "a value reached the audit log"
+    );
+}

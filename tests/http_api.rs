@@ -964,9 +964,37 @@ fn batch_metadata_answers_what_the_caller_may_list() {
         (400, Some("invalid_request"))
     );
 
+    // One entry per path (or refused pattern) of each answered call, one per refused call.
     let (_, logs) = dev.get(
         "/v1/audit/logs?action=metadata_read&identity_id=sa:lister",
         &dev.token,
     );
-    assert_eq!(logs["logs"].as_array().unwrap().len(), 4, "{logs:#}");
+    let logs = logs["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 5 + 2 + 1 + 1, "{logs:#?}");
+    let entry = |path: &str| {
+        logs.iter()
+            .filter(|e| e["secret_path"] == path)
+            .map(|e| {
+                (
+                    e["success"].as_bool().unwrap(),
+                    e["extra_data"]["error_code"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        entry("billing/stripe"),
+        [
+            (true, serde_json::Value::Null),
+            (true, serde_json::Value::Null)
+        ]
+    );
+    assert_eq!(entry("billing/db"), [(true, serde_json::Value::Null)]);
+    assert_eq!(entry("other/y"), [(false, json!("access_denied"))]);
+    assert_eq!(entry("billing/*"), [(false, json!("validation_error"))]);
+    assert_eq!(
+        logs.iter().filter(|e| e["secret_path"].is_null()).count(),
+        2,
+        "the two refused calls"
+    );
 }

@@ -249,6 +249,20 @@ impl Engine {
         self.vault.write(move |tx| append(tx, input, &*clock)).await
     }
 
+    /// Appends several entries in one commit (a batch read's, one per path); returns once
+    /// they are durable. Fails closed.
+    pub async fn record_audits(&self, inputs: Vec<AuditInput>) -> Result<()> {
+        let clock = self.clock.clone();
+        self.vault
+            .write(move |tx| {
+                for input in inputs {
+                    append(tx, input, &*clock)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
     fn audit_head(&self) -> Result<ChainHead> {
         match self
             .vault

@@ -106,10 +106,11 @@ pub(crate) fn category(method: &Method, path: &str, public_metrics: bool) -> Cat
 #[derive(Clone, Default)]
 pub(crate) struct AuditNote(pub serde_json::Map<String, serde_json::Value>);
 
-/// What the middleware knows of a secret write before its handler runs, so that the handler
-/// can commit the request's audit entry in the write's own transaction.
+/// What the middleware knows of a request before its handler runs, for handlers that record
+/// their own audit entries: a secret write commits its entry in the write's own transaction,
+/// and a batch read records one entry per path it read.
 #[derive(Clone)]
-pub(crate) struct WriteAudit {
+pub(crate) struct HandlerAudit {
     pub secret_path: Option<String>,
     pub request_id: String,
     pub source_ip: Option<String>,
@@ -117,25 +118,43 @@ pub(crate) struct WriteAudit {
     pub started: Instant,
 }
 
-impl WriteAudit {
+impl HandlerAudit {
     /// The entry the middleware would have made for a successful write.
-    pub(crate) fn input(
-        self,
+    pub(crate) fn write_input(
+        &self,
         caller: &Caller,
         status: StatusCode,
         mut extra: serde_json::Map<String, serde_json::Value>,
     ) -> AuditInput {
         extra.insert("status".into(), status.as_u16().into());
+        self.input(
+            caller,
+            "write",
+            self.secret_path.clone(),
+            status.as_u16() < 400,
+            extra,
+        )
+    }
+
+    /// An entry of this request's for `action` on `secret_path`.
+    pub(crate) fn input(
+        &self,
+        caller: &Caller,
+        action: &str,
+        secret_path: Option<String>,
+        success: bool,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> AuditInput {
         AuditInput {
-            action: "write".to_owned(),
+            action: action.to_owned(),
             identity_type: Some(caller.identity_type),
             identity_id: Some(caller.identity_id.to_string()),
-            secret_path: self.secret_path,
-            source_ip: self.source_ip,
-            user_agent: self.user_agent,
-            success: status.as_u16() < 400,
+            secret_path,
+            source_ip: self.source_ip.clone(),
+            user_agent: self.user_agent.clone(),
+            success,
             duration_ms: self.started.elapsed().as_millis() as u64,
-            request_id: self.request_id,
+            request_id: self.request_id.clone(),
             extra_data: extra,
         }
     }
@@ -253,6 +272,20 @@ pub(crate) fn audit_action(method: &Method, path: &str) -> Option<(&'static str,
     Some((action, None))
 }
 
+/// What a request whose audit entry could not be made durable answers instead.
+pub(crate) fn unrecorded(request_id: &str, e: &Error) -> Error {
+    tracing::error!(request_id = %request_id, code = e.code.as_str(), "audit entry could not be made durable; request failed");
+    let code = if e.code == ErrorCode::StorageFull {
+        ErrorCode::StorageFull
+    } else {
+        ErrorCode::InternalError
+    };
+    Error::new(
+        code,
+        "the request could not be recorded in the audit log, so it returns nothing",
+    )
+}
+
 fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
     let missing = || {
         Error::new(
@@ -317,8 +350,11 @@ pub(crate) async fn request_context(
             }
             caller_seen = Some(caller.clone());
             req.extensions_mut().insert(Auth { engine, caller });
-            if let Some(("write", secret_path)) = &audit {
-                req.extensions_mut().insert(WriteAudit {
+            // Writes, and batch reads of values or metadata (the reads that name no path).
+            if let Some(("write", secret_path) | ("read" | "metadata_read", secret_path @ None)) =
+                &audit
+            {
+                req.extensions_mut().insert(HandlerAudit {
                     secret_path: secret_path.clone(),
                     request_id: rid.clone(),
                     source_ip: source_ip.map(|ip| ip.to_string()),
@@ -362,17 +398,7 @@ pub(crate) async fn request_context(
             extra_data: extra,
         };
         if let Err(e) = engine.record_audit(input).await {
-            tracing::error!(request_id = %rid, code = e.code.as_str(), "audit entry could not be made durable; request failed");
-            let code = if e.code == ErrorCode::StorageFull {
-                ErrorCode::StorageFull
-            } else {
-                ErrorCode::InternalError
-            };
-            resp = ApiError(Error::new(
-                code,
-                "the request could not be recorded in the audit log, so it returns nothing",
-            ))
-            .into_response();
+            resp = ApiError(unrecorded(&rid, &e)).into_response();
         }
     }
     let mut error_code = None;

@@ -132,6 +132,14 @@ async fn a_read_whose_audit_entry_fails_returns_nothing() {
         "the value was returned although its read was not audited"
     );
     assert!(body.contains("audit"), "{body}");
+    let batch = r#"{"paths":["app/db"]}"#;
+    let (s, body) = call(&app, "POST", "/v1/secrets/batch", &root, Some(batch)).await;
+    assert_eq!(s, 500, "{body}");
+    assert!(
+        !body.contains("tops3cret-value"),
+        "a batch read returned a value unaudited"
+    );
+    assert!(body.contains("audit"), "{body}");
 
     fail.store(false, Ordering::SeqCst);
     let (s, _) = call(&app, "GET", "/v1/secrets/app/db", &root, None).await;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::raw_tail;
-use crate::context::{AuditNote, AuditRecorded, Auth, WriteAudit};
+use crate::context::{AuditNote, AuditRecorded, Auth, HandlerAudit, unrecorded};
 use crate::error::ApiError;
 use crate::json::{ApiJson, ApiQuery, redact_values};
 use crate::state::AppState;
@@ -91,7 +91,7 @@ fn write_note(out: &WriteOutcome) -> AuditNote {
 pub async fn write(
     State(state): State<Arc<AppState>>,
     auth: Auth,
-    audit: Option<Extension<WriteAudit>>,
+    audit: Option<Extension<HandlerAudit>>,
     uri: Uri,
     ApiJson(req): ApiJson<WriteRequest>,
 ) -> Result<Response, ApiError> {
@@ -102,7 +102,7 @@ pub async fn write(
             let caller = auth.caller.clone();
             auth.engine
                 .write_secret_audited(&auth.caller, path, req, move |out| {
-                    audit.input(&caller, write_status(out), write_note(out).0)
+                    audit.write_input(&caller, write_status(out), write_note(out).0)
                 })
                 .await?
         }
@@ -144,14 +144,45 @@ pub async fn delete(
     })))
 }
 
+/// The audit entries of a batch call (`action`): one per path (or, for a refused pattern,
+/// per pattern), answered or refused, in the order of `keys`; each once.
+fn batch_entries<'a>(
+    audit: &HandlerAudit,
+    caller: &scaivault_engine::Caller,
+    action: &str,
+    keys: impl Iterator<Item = &'a String>,
+    out: &Value,
+) -> Vec<scaivault_engine::AuditInput> {
+    let mut seen = std::collections::HashSet::new();
+    keys.filter(|p| seen.insert(p.as_str()))
+        .map(|p| {
+            let mut extra = Map::new();
+            extra.insert("batch".into(), true.into());
+            let read = out["secrets"].get(p);
+            match read {
+                Some(item) => {
+                    extra.insert("version".into(), item["version"].clone());
+                }
+                None => {
+                    extra.insert("error_code".into(), out["errors"][p]["code"].clone());
+                }
+            }
+            // A malformed path is recorded as it was sent, cut to the longest a path may be.
+            let path = p.chars().take(512).collect();
+            audit.input(caller, action, Some(path), read.is_some(), extra)
+        })
+        .collect()
+}
+
 /// `POST /v1/secrets/batch` (batch read) and `POST /v1/secrets/batch/metadata`. POST on any
 /// other secret path is not an operation.
 pub async fn post(
     State(state): State<Arc<AppState>>,
     auth: Auth,
+    audit: Option<Extension<HandlerAudit>>,
     uri: Uri,
     body: Result<ApiJson<Value>, ApiError>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     // The body's shape depends on the path, so it is read as JSON first and shaped here, with
     // the same error (and the same care not to echo a value) as the JSON extractor.
     fn parse<T: serde::de::DeserializeOwned>(
@@ -171,14 +202,45 @@ pub async fn post(
     match raw_tail(&uri, "/v1/secrets/") {
         "batch" => {
             let req: BatchReadRequest = parse(body)?;
+            let paths = req.paths.clone();
             let out = auth.engine.batch_read(&auth.caller, req)?;
             let n = out["secrets"].as_object().map_or(0, |m| m.len()) as u64;
             state.metrics.secret_reads.fetch_add(n, Ordering::Relaxed);
-            Ok(Json(out))
+            let mut resp = Json(&out).into_response();
+            if let Some(Extension(audit)) = audit {
+                // One entry per path, as if each were read alone: who read what is asked of
+                // the log per path. Durable before the values leave, or nothing leaves.
+                let entries = batch_entries(&audit, &auth.caller, "read", paths.iter(), &out);
+                auth.engine
+                    .record_audits(entries)
+                    .await
+                    .map_err(|e| ApiError(unrecorded(&audit.request_id, &e)))?;
+                resp.extensions_mut().insert(AuditRecorded);
+            }
+            Ok(resp)
         }
         "batch/metadata" => {
             let req: BatchMetadataRequest = parse(body)?;
-            Ok(Json(auth.engine.batch_metadata(&auth.caller, req)?))
+            let out = auth.engine.batch_metadata(&auth.caller, req)?;
+            let mut resp = Json(&out).into_response();
+            if let Some(Extension(audit)) = audit {
+                let empty = Map::new();
+                let found = out["secrets"].as_object().unwrap_or(&empty).keys();
+                let refused = out["errors"].as_object().unwrap_or(&empty).keys();
+                let entries = batch_entries(
+                    &audit,
+                    &auth.caller,
+                    "metadata_read",
+                    found.chain(refused),
+                    &out,
+                );
+                auth.engine
+                    .record_audits(entries)
+                    .await
+                    .map_err(|e| ApiError(unrecorded(&audit.request_id, &e)))?;
+                resp.extensions_mut().insert(AuditRecorded);
+            }
+            Ok(resp)
         }
         _ => Err(ErrorCode::MethodNotAllowed.into()),
     }
