@@ -464,3 +464,63 @@ fn expiring_secrets_are_announced_once_per_threshold() {
     assert_eq!(a7.2["days_remaining"], 5);
     assert!(a7.2["expires_at"].as_str().unwrap().ends_with('Z'));
 }
+
+/// `secret.accessed` reaches the webhooks that ask for it by name (a canary secret's
+/// watcher): per read, batch reads included, never with the value, and not through `*` or
+/// `secret.*`, which would otherwise turn every read into a delivery.
+#[test]
+fn reads_are_announced_only_to_webhooks_that_ask_by_name() {
+    let r = Receiver::start(SECRET);
+    let dev = start(&r);
+    create_hook(
+        &dev,
+        &r,
+        json!(["secret.accessed"]),
+        json!({"path_prefix": "canary/"}),
+    );
+    create_hook(&dev, &r, json!(["*", "secret.*"]), json!({}));
+    for p in ["canary/aws-key", "apps/db"] {
+        let (s, _) = dev.put(
+            &format!("/v1/secrets/{p}"),
+            &dev.token,
+            json!({"data": {"key": "canary-value-123"}}),
+        );
+        assert_eq!(s, 201);
+    }
+    let before = wait_for_deliveries(&r, 2).len();
+    assert_eq!(before, 2, "the catch-all hook hears the two writes");
+    let (s, _) = dev.get("/v1/secrets/canary/aws-key", &dev.token);
+    assert_eq!(s, 200);
+    let (s, _) = dev.get("/v1/secrets/apps/db", &dev.token);
+    assert_eq!(s, 200);
+    let (s, _) = dev.get("/v1/secrets/canary/missing", &dev.token);
+    assert_eq!(s, 404);
+    let (s, b) = dev.post(
+        "/v1/secrets/batch",
+        &dev.token,
+        json!({"paths": ["canary/aws-key", "apps/db"]}),
+    );
+    assert_eq!(s, 200, "{b}");
+    let got = wait_for_deliveries(&r, before + 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let got_more = r.deliveries();
+    assert_eq!(
+        got.len(),
+        got_more.len(),
+        "{:?}",
+        got_more.iter().map(|d| &d.event_type).collect::<Vec<_>>()
+    );
+    let accessed: Vec<&common::receiver::Delivery> = got_more
+        .iter()
+        .filter(|d| d.event_type == "secret.accessed")
+        .collect();
+    assert_eq!(accessed.len(), 2, "the canary's two reads, nothing else");
+    for d in &accessed {
+        assert_eq!(d.body["path"], "canary/aws-key");
+        assert_eq!(d.body["identity_id"], "user:root");
+        assert_eq!(d.body["data"]["version"], 1);
+        assert!(d.body["request_id"].as_str().unwrap().starts_with("req_"));
+        assert!(!d.body.to_string().contains("canary-value-123"));
+    }
+    assert_eq!(accessed[1].body["data"]["batch"], true);
+}

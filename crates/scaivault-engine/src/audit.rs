@@ -244,23 +244,70 @@ pub(crate) fn append(
 
 impl Engine {
     /// Appends one entry; returns once it is durable. Fails closed.
+    /// A successful read also raises `secret.accessed` for the webhooks that want it, in the
+    /// same transaction.
     pub async fn record_audit(&self, input: AuditInput) -> Result<AuditEntry> {
         let clock = self.clock.clone();
-        self.vault.write(move |tx| append(tx, input, &*clock)).await
+        let (sink, accessed) = (self.events.clone(), self.accessed_events(&[&input]));
+        self.vault
+            .write(move |tx| {
+                let entry = append(tx, input, &*clock)?;
+                if !accessed.is_empty() {
+                    sink.enqueue_in(tx, accessed, &[], entry.timestamp);
+                }
+                Ok(entry)
+            })
+            .await
     }
 
     /// Appends several entries in one commit (a batch read's, one per path); returns once
     /// they are durable. Fails closed.
     pub async fn record_audits(&self, inputs: Vec<AuditInput>) -> Result<()> {
         let clock = self.clock.clone();
+        let (sink, accessed) = (
+            self.events.clone(),
+            self.accessed_events(&inputs.iter().collect::<Vec<_>>()),
+        );
         self.vault
             .write(move |tx| {
                 for input in inputs {
                     append(tx, input, &*clock)?;
                 }
+                if !accessed.is_empty() {
+                    sink.enqueue_in(tx, accessed, &[], clock.now());
+                }
                 Ok(())
             })
             .await
+    }
+
+    /// `secret.accessed` for each successful read among `inputs`, if any webhook listens for
+    /// it (most do not, and a read should not pay for events nobody wants). Never a value:
+    /// the version read, as the audit entry has it.
+    fn accessed_events(&self, inputs: &[&AuditInput]) -> Vec<crate::events::Event> {
+        if !self.events.wanted("secret.accessed") {
+            return Vec::new();
+        }
+        let now = self.now();
+        inputs
+            .iter()
+            .filter(|i| i.action == "read" && i.success)
+            .filter_map(|i| {
+                let path = i.secret_path.as_deref()?;
+                let mut data = json!({
+                    "version": i.extra_data.get("version"),
+                    "identity_type": i.identity_type,
+                });
+                if i.extra_data.get("batch") == Some(&Value::Bool(true)) {
+                    data["batch"] = Value::Bool(true);
+                }
+                let actor = i.identity_id.as_deref().unwrap_or("-");
+                let mut event =
+                    crate::events::Event::new("secret.accessed", actor, Some(path), data, now);
+                event.request_id = Some(i.request_id.clone());
+                Some(event)
+            })
+            .collect()
     }
 
     fn audit_head(&self) -> Result<ChainHead> {

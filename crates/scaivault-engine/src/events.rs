@@ -24,6 +24,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "secret.rotated",
     "secret.expiring",
     "secret.expired",
+    "secret.accessed",
     "policy.created",
     "policy.updated",
     "policy.deleted",
@@ -90,13 +91,19 @@ pub(crate) struct EventSink {
     pub(crate) notify: Arc<tokio::sync::Notify>,
 }
 
+/// Events only an exact subscription receives: one per read is far more than a webhook that
+/// asked for `secret.*` or `*` bargained for.
+const EXPLICIT_ONLY: &[&str] = &["secret.accessed"];
+
 /// Whether a webhook subscribed to `event_type`: exact, `*`, or a group such as `secret.*`.
 pub(crate) fn subscribed(events: &[String], event_type: &str) -> bool {
+    let wildcards = !EXPLICIT_ONLY.contains(&event_type);
     events.iter().any(|e| {
-        e == "*"
-            || e == event_type
-            || e.strip_suffix(".*")
-                .is_some_and(|g| event_type.starts_with(&format!("{g}.")))
+        e == event_type
+            || wildcards
+                && (e == "*"
+                    || e.strip_suffix(".*")
+                        .is_some_and(|g| event_type.starts_with(&format!("{g}."))))
     })
 }
 
@@ -137,6 +144,14 @@ fn matches(h: &WebhookRecord, e: &Event, extra: &[String]) -> bool {
 }
 
 impl EventSink {
+    /// Whether any enabled webhook subscribed to `event_type` (filters aside).
+    pub(crate) fn wanted(&self, event_type: &str) -> bool {
+        read(&self.state)
+            .hooks
+            .values()
+            .any(|h| h.enabled && subscribed(&h.events, event_type))
+    }
+
     /// Queues deliveries of `events` inside a write job: durable with the change, and visible
     /// to the delivery worker once committed. `extra` names webhooks that receive the events
     /// whatever they subscribed to (a rotation policy's `webhook_ids`).
