@@ -2,13 +2,14 @@
 # The HTTP benchmark of docs/PERFORMANCE.md: one `scaivault dev` (release build, rate limits
 # off), a 1 KiB secret, a service-account token whose policy allows reading it, then wrk with
 # 64 keep-alive connections against /v1/health (baseline), authenticated reads, and writes.
-# Needs: wrk (apt-get install wrk). Usage: [ROUNDS=3] bash docs/bench-http.sh [seconds]
+# Needs: wrk (apt-get install wrk). Usage: [ROUNDS=3] [BIN=path] bash docs/bench-http.sh [seconds]
+# BIN measures another build (an A/B comparison) instead of building this tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-cargo build --release -q
-bin=target/release/scaivault
-port=18399
+bin=${BIN:-target/release/scaivault}
+[ -n "${BIN:-}" ] || cargo build --release -q
+port=${PORT:-18399}
 url=http://127.0.0.1:$port
 out=$(mktemp)
 $bin dev --listen 127.0.0.1:$port --no-rate-limit --json >"$out" 2>/dev/null &
