@@ -140,6 +140,24 @@ fn a_fleet_imports_with_a_mapping() {
         &dev.token,
     );
     assert_eq!(st["data"]["value"], "sk_test_fleet");
+    assert_eq!(
+        st["metadata"]["tags"],
+        serde_json::json!(["billing", "staging"]),
+        "a fleet's secrets are tagged with their service and environment"
+    );
+    // The same fleet again: nothing changes.
+    let again = dev.cli(&[
+        "import",
+        "dotenv",
+        "--fleet",
+        &fixture("fleet"),
+        "--mapping",
+        &fixture("fleet/mapping.json"),
+        "--json",
+    ]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["written"], 0, "{again:#}");
     let (s, _) = dev.get(
         "/v1/secrets/environments/production/billing/log_level",
         &dev.token,

@@ -71,9 +71,9 @@ cat >"$work/mapping.json" <<'JSON'
 JSON
 
 say "import the fleet: plan first, then for real, then again (nothing changes)"
-"$bin" import dotenv --fleet "$work/services" --mapping "$work/mapping.json" --tag production --dry-run
-"$bin" import dotenv --fleet "$work/services" --mapping "$work/mapping.json" --tag production
-again=$("$bin" import dotenv --fleet "$work/services" --mapping "$work/mapping.json" --tag production --json)
+"$bin" import dotenv --fleet "$work/services" --mapping "$work/mapping.json" --dry-run
+"$bin" import dotenv --fleet "$work/services" --mapping "$work/mapping.json"
+again=$("$bin" import dotenv --fleet "$work/services" --mapping "$work/mapping.json" --json)
 check "[ \"\$(python3 -c 'import json,sys;d=json.loads(sys.argv[1]);print(d[\"create\"]+d[\"new_version\"])' '$again')\" = 0 ]"
 "$bin" secrets list --prefix environments/production/
 

@@ -550,9 +550,12 @@ pub struct ImportDotenvArgs {
     /// secret_type of the imported secrets (default kv).
     #[arg(long = "type")]
     pub secret_type: Option<String>,
+    /// Tags for every imported secret (comma-separated or repeated); they replace the tags
+    /// an existing secret has.
     #[arg(long = "tag")]
     pub tags: Vec<String>,
-    /// Import DIR/<service>/.env.<env> for every service and environment.
+    /// Import DIR/<service>/.env.<env> for every service and environment; each secret is
+    /// tagged with its service and environment as well.
     #[arg(long)]
     pub fleet: Option<PathBuf>,
     /// Parallel requests against a server.

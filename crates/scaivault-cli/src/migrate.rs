@@ -76,6 +76,8 @@ pub struct Planned {
     pub path: String,
     pub data: Map<String, Value>,
     pub vars: Vec<Value>,
+    /// Tags the secret gets on top of its others (a fleet import's service and environment).
+    pub tags: Vec<String>,
 }
 
 fn default_name(var: &str) -> String {
@@ -118,6 +120,7 @@ pub fn plan_secrets(
                 path: path.clone(),
                 data: Map::new(),
                 vars: Vec::new(),
+                tags: Vec::new(),
             }
         });
         if p.data.contains_key(&field) {
@@ -237,8 +240,9 @@ async fn build_steps(
             .and_then(|c| c["metadata"].as_object().cloned())
             .unwrap_or_default();
         metadata.insert("dotenv".into(), json!({ "vars": p.vars }));
-        if !tags.is_empty() {
-            metadata.insert("tags".into(), json!(tags));
+        let merged = merge_tags(metadata.get("tags"), &tags, &p.tags);
+        if !merged.is_empty() {
+            metadata.insert("tags".into(), json!(merged));
         }
         let action = match &current {
             None => Action::Create,
@@ -259,6 +263,37 @@ async fn build_steps(
         });
     }
     Ok(steps)
+}
+
+/// The tags an imported secret ends with: `--tag` replaces the ones it has (as a plain write
+/// would), a fleet's service and environment are added to them. The same set in another
+/// order keeps the order stored, so that a re-import finds the secret unchanged.
+fn merge_tags(current: Option<&Value>, given: &[String], added: &[String]) -> Vec<String> {
+    let current: Vec<String> = current
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut merged = if given.is_empty() {
+        current.clone()
+    } else {
+        given.to_vec()
+    };
+    for t in added {
+        if !merged.contains(t) {
+            merged.push(t.clone());
+        }
+    }
+    fn as_set(v: &[String]) -> std::collections::BTreeSet<&String> {
+        v.iter().collect()
+    }
+    if as_set(&merged) == as_set(&current) {
+        return current;
+    }
+    merged
 }
 
 async fn apply(
@@ -351,8 +386,17 @@ fn read_env_file(p: &Path) -> Result<dotenv::Parsed, Error> {
     dotenv::parse(&text).map_err(|e| usage(format!("{}: {e}", p.display())))
 }
 
-/// `(file, prefix)` pairs for a fleet: DIR/<service>/.env.<env> → <base>/<env>/<service>.
-fn fleet_files(dir: &Path, base: &str) -> Result<Vec<(std::path::PathBuf, String)>, Error> {
+/// A `.env` file to import: where its secrets go and the tags they get.
+#[derive(Debug)]
+struct Source {
+    file: std::path::PathBuf,
+    prefix: String,
+    tags: Vec<String>,
+}
+
+/// A fleet's files: DIR/<service>/.env.<env> → <base>/<env>/<service>, tagged with the
+/// service and the environment, so that a fleet's secrets can be found by either.
+fn fleet_files(dir: &Path, base: &str) -> Result<Vec<Source>, Error> {
     let mut out = Vec::new();
     let mut services: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| usage(format!("cannot read {}: {e}", dir.display())))?
@@ -370,10 +414,11 @@ fn fleet_files(dir: &Path, base: &str) -> Result<Vec<(std::path::PathBuf, String
         files.sort_by_key(|e| e.file_name());
         for f in files {
             let env = f.file_name().to_string_lossy()[5..].to_ascii_lowercase();
-            out.push((
-                f.path(),
-                format!("{}/{env}/{service}", base.trim_end_matches('/')),
-            ));
+            out.push(Source {
+                file: f.path(),
+                prefix: format!("{}/{env}/{service}", base.trim_end_matches('/')),
+                tags: vec![service.clone(), env],
+            });
         }
     }
     if out.is_empty() {
@@ -387,14 +432,18 @@ fn fleet_files(dir: &Path, base: &str) -> Result<Vec<(std::path::PathBuf, String
 
 pub async fn import(target: &Target, args: ImportDotenvArgs, out: &Out) -> CliResult<()> {
     let mapping = load_mapping(args.mapping.as_deref())?;
-    let sources: Vec<(std::path::PathBuf, String)> = match (&args.fleet, &args.file) {
+    let sources = match (&args.fleet, &args.file) {
         (Some(dir), None) => fleet_files(dir, args.prefix.as_deref().unwrap_or("environments"))?,
         (None, Some(f)) => {
             let prefix = args
                 .prefix
                 .clone()
                 .ok_or_else(|| usage("give --prefix, e.g. environments/production/billing"))?;
-            vec![(f.clone(), prefix)]
+            vec![Source {
+                file: f.clone(),
+                prefix,
+                tags: Vec::new(),
+            }]
         }
         _ => return Err(usage("give a .env file or --fleet DIR (not both)").into()),
     };
@@ -402,7 +451,7 @@ pub async fn import(target: &Target, args: ImportDotenvArgs, out: &Out) -> CliRe
     let mut planned = Vec::new();
     let mut skipped = Vec::new();
     let mut warnings = Vec::new();
-    for (file, prefix) in &sources {
+    for Source { file, prefix, tags } in &sources {
         let parsed = read_env_file(file)?;
         for (k, first, again) in &parsed.duplicates {
             warnings.push(format!(
@@ -411,7 +460,10 @@ pub async fn import(target: &Target, args: ImportDotenvArgs, out: &Out) -> CliRe
             ));
         }
         let (p, s) = plan_secrets(&parsed.entries, &mapping, prefix)?;
-        planned.extend(p);
+        planned.extend(p.into_iter().map(|p| Planned {
+            tags: tags.clone(),
+            ..p
+        }));
         skipped.extend(s.into_iter().map(|v| format!("{}:{v}", file.display())));
     }
     let steps = build_steps(target, planned, &args).await?;
@@ -457,7 +509,7 @@ pub async fn import(target: &Target, args: ImportDotenvArgs, out: &Out) -> CliRe
         if args.dry_run {
             println!("Dry run: nothing was written.");
         } else {
-            println!("Wrote {written} secrets.");
+            println!("Wrote {written} secret{}.", if written == 1 { "" } else { "s" });
         }
     });
     Ok(())
@@ -615,6 +667,73 @@ mod tests {
         assert_eq!(plan[0].data["value"], "sk");
         assert_eq!(plan[1].path, "environments/production/billing/salesforce");
         assert_eq!(plan[1].data["client_secret"], "sec");
+    }
+
+    #[test]
+    fn fleet_tags_are_added_and_given_tags_replace() {
+        let s = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let stored = json!(["stripe", "billing"]);
+        // A fleet import adds its service and environment to what the secret has.
+        assert_eq!(
+            merge_tags(Some(&stored), &[], &s(&["billing", "production"])),
+            s(&["stripe", "billing", "production"])
+        );
+        // --tag replaces, as a write's metadata does; the fleet's tags still join.
+        assert_eq!(
+            merge_tags(Some(&stored), &s(&["team-a"]), &s(&["billing"])),
+            s(&["team-a", "billing"])
+        );
+        // The same set in another order is the stored one: nothing to write.
+        let both = json!(["production", "billing"]);
+        assert_eq!(
+            merge_tags(Some(&both), &s(&["billing", "production"]), &[]),
+            s(&["production", "billing"])
+        );
+        assert!(merge_tags(None, &[], &[]).is_empty());
+    }
+
+    #[test]
+    fn fleet_files_map_service_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        for (svc, env) in [
+            ("billing", "production"),
+            ("billing", "staging"),
+            ("Reporting", "production"),
+        ] {
+            std::fs::create_dir_all(dir.path().join(svc)).unwrap();
+            std::fs::write(dir.path().join(svc).join(format!(".env.{env}")), "A=1\n").unwrap();
+        }
+        std::fs::write(
+            dir.path().join("billing").join("notes.txt"),
+            "not an env file",
+        )
+        .unwrap();
+        let got: Vec<(String, Vec<String>)> = fleet_files(dir.path(), "environments/")
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.prefix, s.tags))
+            .collect();
+        // In the order of the directory names ("Reporting" sorts before "billing").
+        let want = [
+            (
+                "environments/production/reporting",
+                ["reporting", "production"],
+            ),
+            ("environments/production/billing", ["billing", "production"]),
+            ("environments/staging/billing", ["billing", "staging"]),
+        ];
+        assert_eq!(got.len(), want.len());
+        for ((p, t), (wp, wt)) in got.iter().zip(want) {
+            assert_eq!(
+                (p.as_str(), t.iter().map(String::as_str).collect::<Vec<_>>()),
+                (wp, wt.to_vec())
+            );
+        }
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            fleet_files(empty.path(), "e").unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
     }
 
     #[test]
