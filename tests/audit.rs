@@ -258,3 +258,91 @@ fn a_batch_read_is_audited_per_path() {
         "a value reached the audit log"
     );
 }
+
+#[test]
+fn summaries_answer_what_an_identity_read_and_when() {
+    let dev = Dev::start();
+    for name in ["stripe", "database"] {
+        let (s, _) = dev.put(
+            &format!("/v1/secrets/{BILLING}/{name}"),
+            &dev.token,
+            serde_json::json!({"data": {"k": "v"}}),
+        );
+        assert_eq!(s, 201);
+    }
+    let sa = service_account(
+        &dev,
+        "sa:billing-prod",
+        "billing-prod-reader",
+        &format!("{BILLING}/**"),
+        &["read"],
+        &["secrets:read"],
+    );
+    for name in ["stripe", "stripe", "stripe", "database"] {
+        let (s, _) = dev.get(&format!("/v1/secrets/{BILLING}/{name}"), &sa);
+        assert_eq!(s, 200);
+    }
+    let (s, _) = dev.get("/v1/secrets/environments/production/reporting/db", &sa);
+    assert_eq!(s, 403);
+
+    let out = dev.cli(&[
+        "audit",
+        "summary",
+        "--identity-id",
+        "sa:billing-prod",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["total_events"], 5, "{v:#}");
+    assert_eq!(v["failures"], 1);
+    assert_eq!(v["complete"], true);
+    assert_eq!(v["by_identity"], serde_json::json!({"sa:billing-prod": 5}));
+    assert_eq!(v["by_action"], serde_json::json!({"read": 5}));
+    assert_eq!(v["by_path"][format!("{BILLING}/stripe")], 3);
+    assert_eq!(v["by_path"][format!("{BILLING}/database")], 1);
+    assert_eq!(v["by_path"]["environments/production/reporting/db"], 1);
+    // One hour bucket (or two, across an hour boundary), holding every event.
+    let hours = v["by_hour"].as_object().unwrap();
+    assert!(!hours.is_empty() && hours.len() <= 2, "{hours:?}");
+    assert_eq!(hours.values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 5);
+    assert!(hours.keys().all(|h| h.contains(":00:00")), "{hours:?}");
+    assert!(v["first_at"].as_str() <= v["last_at"].as_str());
+
+    // The table form names the paths, largest first.
+    let out = dev.cli(&["audit", "summary", "--identity-id", "sa:billing-prod"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("5 events, 1 failed"), "{text}");
+    let (stripe, database) = (
+        text.find(&format!("{BILLING}/stripe")).unwrap(),
+        text.find(&format!("{BILLING}/database")).unwrap(),
+    );
+    assert!(stripe < database, "{text}");
+
+    // The trail of one secret and of one identity come with their 30-day summary.
+    let (s, trail) = dev.get(&format!("/v1/audit/secrets/{BILLING}/stripe"), &dev.token);
+    assert_eq!(s, 200);
+    assert_eq!(trail["logs"].as_array().unwrap().len(), 4, "{trail:#}");
+    assert_eq!(
+        trail["summary"]["total_events"], 4,
+        "the write and three reads"
+    );
+    assert_eq!(trail["summary"]["by_identity"]["sa:billing-prod"], 3);
+    assert_eq!(trail["summary"]["secret_path"], format!("{BILLING}/stripe"));
+    let (s, trail) = dev.get("/v1/audit/identities/sa:billing-prod", &dev.token);
+    assert_eq!(s, 200);
+    assert_eq!(trail["summary"]["total_events"], 5, "{trail:#}");
+
+    // The whole log's summary counts everyone; nothing in the future.
+    let (_, all) = dev.get("/v1/audit/summary", &dev.token);
+    assert!(all["total_events"].as_u64().unwrap() > 5, "{all:#}");
+    assert!(all["by_identity"]["user:root"].as_u64().unwrap() > 0);
+    let (_, none) = dev.get("/v1/audit/summary?from=2099-01-01T00:00:00Z", &dev.token);
+    assert_eq!(none["total_events"], 0);
+    assert!(none["first_at"].is_null());
+    let (s, bad) = dev.get("/v1/audit/summary?colour=red", &dev.token);
+    assert_eq!(s, 400, "{bad:#}");
+    // A summary needs audit:read like the log itself.
+    let (s, _) = dev.get("/v1/audit/summary", &sa);
+    assert_eq!(s, 403);
+}

@@ -624,12 +624,18 @@ pub enum AuditCmd {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Counts by action and identity.
+    /// Counts by action, identity, path and hour (of one identity or secret if given).
     Summary {
         #[arg(long)]
         start: Option<String>,
         #[arg(long)]
         end: Option<String>,
+        /// Only this identity's requests, e.g. sa:billing-prod.
+        #[arg(long)]
+        identity_id: Option<String>,
+        /// Only the requests naming this secret.
+        #[arg(long)]
+        path: Option<String>,
     },
     /// Walk the hash chain; names the first broken entry.
     Verify {

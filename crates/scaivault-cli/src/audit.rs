@@ -5,7 +5,7 @@ use std::io::Write as _;
 use reqwest::Method;
 use scaivault_core::time::Timestamp;
 use scaivault_core::{Error, ErrorCode};
-use scaivault_engine::AuditQuery;
+use scaivault_engine::{AuditQuery, SummaryQuery};
 use serde_json::{Value, json};
 
 use crate::args::{AuditCmd, AuditFilter};
@@ -44,6 +44,7 @@ fn query_string(aq: &AuditQuery) -> String {
     add("action", aq.action.clone());
     add("identity_id", aq.identity_id.clone());
     add("path_prefix", aq.path_prefix.clone());
+    add("secret_path", aq.secret_path.clone());
     add("success", aq.success.map(|s| s.to_string()));
     add("limit", aq.limit.map(|l| l.to_string()));
     add("cursor", aq.cursor.clone());
@@ -91,13 +92,25 @@ pub async fn run(target: &Target, cmd: AuditCmd, out: &Out) -> CliResult<()> {
                 print_table(&["TIME", "IDENTITY", "ACTION", "PATH", "RESULT"], rows);
             });
         }
-        AuditCmd::Summary { start, end } => {
-            let (from, to) = (time(&start)?, time(&end)?);
+        AuditCmd::Summary {
+            start,
+            end,
+            identity_id,
+            path,
+        } => {
+            let sq = SummaryQuery {
+                from: time(&start)?,
+                to: time(&end)?,
+                identity_id,
+                secret_path: path,
+            };
             let res = match target {
                 Target::Remote(r) => {
                     let aq = AuditQuery {
-                        from,
-                        to,
+                        from: sq.from,
+                        to: sq.to,
+                        identity_id: sq.identity_id.clone(),
+                        secret_path: sq.secret_path.clone(),
                         ..Default::default()
                     };
                     r.call(
@@ -107,11 +120,9 @@ pub async fn run(target: &Target, cmd: AuditCmd, out: &Out) -> CliResult<()> {
                     )
                     .await?
                 }
-                Target::Local(e) => e.audit_summary(&local_caller(), from, to)?,
+                Target::Local(e) => e.audit_summary(&local_caller(), &sq)?,
             };
-            out.emit(&res, || {
-                println!("{}", serde_json::to_string_pretty(&res).unwrap_or_default())
-            });
+            out.emit(&res, || print_summary(&res));
         }
         AuditCmd::Verify { fast } => {
             let res = match target {
@@ -234,5 +245,43 @@ fn csv_field(v: &str) -> String {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
         v.to_owned()
+    }
+}
+
+/// A summary as tables: the totals, then each breakdown largest first.
+fn print_summary(res: &Value) {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    println!(
+        "{} events, {} failed, from {} to {}{}",
+        n(&res["total_events"]),
+        n(&res["failures"]),
+        res["first_at"].as_str().unwrap_or("-"),
+        res["last_at"].as_str().unwrap_or("-"),
+        if res["complete"] == Value::Bool(false) {
+            " (the newest part of the log only: give --start)"
+        } else {
+            ""
+        }
+    );
+    for (key, title, by_count) in [
+        ("by_identity", "IDENTITY", true),
+        ("by_path", "PATH", true),
+        ("by_action", "ACTION", true),
+        ("by_hour", "HOUR", false),
+    ] {
+        let Some(map) = res[key].as_object().filter(|m| !m.is_empty()) else {
+            continue;
+        };
+        let mut rows: Vec<(&String, u64)> = map.iter().map(|(k, v)| (k, n(v))).collect();
+        if by_count {
+            rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        }
+        println!();
+        print_table(
+            &[title, "EVENTS"],
+            rows.into_iter()
+                .map(|(k, c)| vec![k.clone(), c.to_string()])
+                .collect(),
+        );
     }
 }

@@ -23,6 +23,13 @@ const PRUNED_KEY: &[u8] = b"pruned-through";
 pub const CHECKPOINT_EVERY: u64 = 1024;
 pub const DEFAULT_QUERY_LIMIT: usize = 100;
 pub const MAX_QUERY_LIMIT: usize = 1000;
+/// Rows kept in each breakdown of a summary.
+pub const SUMMARY_TOP: usize = 100;
+/// Entries a summary reads at most (about a second of work): a summary of a long log without
+/// `from` covers its newest part and says so.
+pub const SUMMARY_MAX_SCAN: usize = 1_000_000;
+/// The window of the summary that comes with a secret's or an identity's trail.
+pub const TRAIL_SUMMARY_DAYS: i64 = 30;
 
 /// A SHA-256 digest: hex in JSON, raw bytes in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -174,6 +181,99 @@ impl AuditQuery {
                 .as_ref()
                 .is_none_or(|ip| e.source_ip.as_ref() == Some(ip))
             && self.request_id.as_ref().is_none_or(|r| &e.request_id == r)
+    }
+}
+
+/// Filters of `GET /v1/audit/summary` (spec §2.7: `from`, `to`; `identity_id` and
+/// `secret_path` narrow it to one identity or one secret).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryQuery {
+    #[serde(default)]
+    pub from: Option<Timestamp>,
+    #[serde(default)]
+    pub to: Option<Timestamp>,
+    #[serde(default)]
+    pub identity_id: Option<String>,
+    #[serde(default)]
+    pub secret_path: Option<String>,
+}
+
+impl SummaryQuery {
+    fn matches(&self, e: &AuditEntry) -> bool {
+        self.identity_id
+            .as_ref()
+            .is_none_or(|i| e.identity_id.as_ref() == Some(i))
+            && self
+                .secret_path
+                .as_ref()
+                .is_none_or(|p| e.secret_path.as_ref() == Some(p))
+    }
+}
+
+/// The counts a summary gathers.
+#[derive(Default)]
+struct Tally {
+    total: u64,
+    failures: u64,
+    first_at: Option<Timestamp>,
+    last_at: Option<Timestamp>,
+    by_action: std::collections::BTreeMap<String, u64>,
+    by_identity: std::collections::HashMap<String, u64>,
+    by_path: std::collections::HashMap<String, u64>,
+    /// Keyed by hours since the epoch.
+    by_hour: std::collections::BTreeMap<i64, u64>,
+}
+
+impl Tally {
+    /// Entries come newest first.
+    fn add(&mut self, e: AuditEntry) {
+        self.total += 1;
+        self.failures += u64::from(!e.success);
+        self.last_at.get_or_insert(e.timestamp);
+        self.first_at = Some(e.timestamp);
+        *self.by_action.entry(e.action).or_default() += 1;
+        *self
+            .by_identity
+            .entry(e.identity_id.unwrap_or_else(|| "-".into()))
+            .or_default() += 1;
+        if let Some(p) = e.secret_path {
+            *self.by_path.entry(p).or_default() += 1;
+        }
+        *self
+            .by_hour
+            .entry(e.timestamp.unix_seconds().div_euclid(3600))
+            .or_default() += 1;
+    }
+
+    fn into_json(self, q: &SummaryQuery, complete: bool) -> Value {
+        fn top(counts: std::collections::HashMap<String, u64>) -> Map<String, Value> {
+            let mut rows: Vec<(String, u64)> = counts.into_iter().collect();
+            rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            rows.truncate(SUMMARY_TOP);
+            rows.sort();
+            rows.into_iter().map(|(k, n)| (k, n.into())).collect()
+        }
+        let recent = self.by_hour.len().saturating_sub(SUMMARY_TOP);
+        let by_hour: Map<String, Value> = self
+            .by_hour
+            .into_iter()
+            .skip(recent)
+            .map(|(h, n)| {
+                (
+                    Timestamp::from_unix_seconds(h * 3600).to_rfc3339(),
+                    n.into(),
+                )
+            })
+            .collect();
+        json!({
+            "total_events": self.total, "failures": self.failures,
+            "first_at": self.first_at, "last_at": self.last_at,
+            "by_action": self.by_action, "by_identity": top(self.by_identity),
+            "by_path": top(self.by_path), "by_hour": by_hour,
+            "from": q.from, "to": q.to, "identity_id": q.identity_id, "secret_path": q.secret_path,
+            "complete": complete,
+        })
     }
 }
 
@@ -384,20 +484,23 @@ impl Engine {
         Ok(json!({ "logs": logs, "cursor": cursor, "has_more": has_more }))
     }
 
-    /// Counts by action, identity and outcome over a time range.
-    pub fn audit_summary(
-        &self,
-        caller: &Caller,
-        from: Option<Timestamp>,
-        to: Option<Timestamp>,
-    ) -> Result<Value> {
+    /// Counts over a time range (optionally of one identity or one secret): by action,
+    /// identity, path and hour, with the failures. It answers "is this service reading from
+    /// the vault, what, and since when". Bounded work: at most [`SUMMARY_MAX_SCAN`] entries,
+    /// newest first, are read (`complete` says whether the range was covered), and each
+    /// breakdown keeps its [`SUMMARY_TOP`] largest rows (by_hour: the most recent hours).
+    pub fn audit_summary(&self, caller: &Caller, q: &SummaryQuery) -> Result<Value> {
         self.authorize(caller, Scope::AuditRead, None)?;
-        let mut by_action: std::collections::BTreeMap<String, u64> = Default::default();
-        let mut by_identity: std::collections::BTreeMap<String, u64> = Default::default();
-        let (mut total, mut failures) = (0u64, 0u64);
+        let mut tally = Tally::default();
+        let (mut scanned, mut complete) = (0usize, true);
         let mut failure = None;
         self.vault
             .scan_ordered_rev(Table::Audit, None, &mut |_, plain| {
+                if scanned == SUMMARY_MAX_SCAN {
+                    complete = false;
+                    return false;
+                }
+                scanned += 1;
                 let e: AuditEntry = match unpack(Table::Audit, plain.as_bytes()) {
                     Ok(e) => e,
                     Err(err) => {
@@ -405,26 +508,42 @@ impl Engine {
                         return false;
                     }
                 };
-                if to.is_some_and(|t| e.timestamp > t) {
+                if q.to.is_some_and(|t| e.timestamp > t) {
                     return true;
                 }
-                if from.is_some_and(|f| e.timestamp < f) {
+                // Entries are in time order: past `from`, nothing older counts.
+                if q.from.is_some_and(|f| e.timestamp < f) {
                     return false;
                 }
-                total += 1;
-                failures += u64::from(!e.success);
-                *by_action.entry(e.action).or_default() += 1;
-                *by_identity
-                    .entry(e.identity_id.unwrap_or_else(|| "-".into()))
-                    .or_default() += 1;
+                if q.matches(&e) {
+                    tally.add(e);
+                }
                 true
             })
             .map_err(store_err)?;
         if let Some(e) = failure {
             return Err(e);
         }
-        Ok(
-            json!({ "total": total, "failures": failures, "by_action": by_action, "by_identity": by_identity, "from": from, "to": to }),
+        Ok(tally.into_json(q, complete))
+    }
+
+    /// The summary that `GET /v1/audit/secrets/{path}` and `/v1/audit/identities/{id}` add
+    /// to their trail: the last [`TRAIL_SUMMARY_DAYS`] days of that secret or identity.
+    pub fn trail_summary(
+        &self,
+        caller: &Caller,
+        identity_id: Option<String>,
+        secret_path: Option<String>,
+    ) -> Result<Value> {
+        let since = self.now().unix_seconds() - TRAIL_SUMMARY_DAYS * 86_400;
+        self.audit_summary(
+            caller,
+            &SummaryQuery {
+                from: Some(Timestamp::from_unix_seconds(since)),
+                to: None,
+                identity_id,
+                secret_path,
+            },
         )
     }
 

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, RwLock};
 
-pub use audit::{AuditEntry, AuditInput, AuditQuery, VerifyReport, input_for};
+pub use audit::{AuditEntry, AuditInput, AuditQuery, SummaryQuery, VerifyReport, input_for};
 pub use caller::Caller;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use events::{EVENT_TYPES, Event};

@@ -175,19 +175,19 @@ pub(crate) const OPERATIONS: &[(&str, &str, &str, Option<&str>)] = &[
     (
         "get",
         "/v1/audit/secrets/{path}",
-        "Audit entries of one secret",
+        "Audit entries of one secret, with its 30-day summary",
         Some("audit:read"),
     ),
     (
         "get",
         "/v1/audit/identities/{id}",
-        "Audit entries of one identity",
+        "Audit entries of one identity, with its 30-day summary",
         Some("audit:read"),
     ),
     (
         "get",
         "/v1/audit/summary",
-        "Counts by action and identity",
+        "Counts by action, identity, path and hour (from, to, identity_id, secret_path)",
         Some("audit:read"),
     ),
     (

@@ -477,6 +477,15 @@ class RotationAPI:
         return self._c._dispatch(_Call("GET", "/v1/rotation/status", params=_query({"path": path}), parse=lambda d: d["secrets"]))
 
 
+def _times(filters: dict[str, Any]) -> None:
+    """`from_` (a keyword Python reserves) becomes `from`; datetimes become RFC 3339."""
+    if "from_" in filters:
+        filters["from"] = filters.pop("from_")
+    for k in ("from", "to"):
+        if hasattr(filters.get(k), "isoformat"):
+            filters[k] = filters[k].isoformat().replace("+00:00", "Z")
+
+
 class AuditAPI:
     """`client.audit`: the audit log."""
 
@@ -486,19 +495,18 @@ class AuditAPI:
     def query(self, page_size: int = 100, **filters: Any) -> Any:
         """Entries newest first, every page: filters `from_`, `to`, `action`, `identity_id`,
         `identity_type`, `path_prefix`, `success`, `source_ip`, `request_id`."""
-        if "from_" in filters:
-            filters["from"] = filters.pop("from_")
-        for k in ("from", "to"):
-            if hasattr(filters.get(k), "isoformat"):
-                filters[k] = filters[k].isoformat().replace("+00:00", "Z")
+        _times(filters)
         return self._c._paginate(
             lambda cursor: _Call("GET", "/v1/audit/logs", params=_query({**filters, "limit": page_size, "cursor": cursor})),
             "logs",
             lambda e: e,
         )
 
-    def summary(self) -> Any:
-        return self._c._dispatch(_Call("GET", "/v1/audit/summary"))
+    def summary(self, **filters: Any) -> Any:
+        """Counts (`total_events`, `failures`, `by_action`, `by_identity`, `by_path`,
+        `by_hour`): filters `from_`, `to`, `identity_id`, `secret_path`."""
+        _times(filters)
+        return self._c._dispatch(_Call("GET", "/v1/audit/summary", params=_query(filters)))
 
     def verify(self, fast: bool = False) -> Any:
         return self._c._dispatch(_Call("GET", "/v1/audit/verify", params=_query({"fast": fast or None})))

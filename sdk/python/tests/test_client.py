@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import inspect
 
 import pytest
@@ -118,7 +119,12 @@ async def scenario(client, dev):
     assert all("sk_live" not in str(e) for e in logs), "a value reached the audit log"
     assert any(e["user_agent"].startswith("scaivault-python/") for e in logs)
     assert (await w(client.audit.verify()))["ok"] is True
-    assert (await w(client.audit.summary()))["total"] > 0
+    assert (await w(client.audit.summary()))["total_events"] > 0
+    reads = await w(client.audit.summary(identity_id="user:root", secret_path=f"{BILLING}/stripe"))
+    assert reads["by_identity"] == {"user:root": reads["total_events"]} and reads["total_events"] >= 1
+    assert set(reads["by_path"]) == {f"{BILLING}/stripe"}
+    later = await w(client.audit.summary(from_=datetime.datetime(2099, 1, 1, tzinfo=datetime.timezone.utc)))
+    assert later["total_events"] == 0
     r = client.rotation
     pol = await w(r.create_policy("sdk-weekly", "7d", grace_period="24h", auto_generate=True))
     assert pol["id"] == "rot_sdk-weekly"

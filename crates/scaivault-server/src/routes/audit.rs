@@ -1,8 +1,7 @@
 use axum::Json;
 use axum::extract::Path;
 use axum::http::Uri;
-use scaivault_core::time::Timestamp;
-use scaivault_engine::AuditQuery;
+use scaivault_engine::{AuditQuery, SummaryQuery};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -20,8 +19,11 @@ pub async fn for_secret(
     uri: Uri,
     ApiQuery(mut q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    q.secret_path = Some(raw_tail(&uri, "/v1/audit/secrets/").to_owned());
-    Ok(Json(auth.engine.query_audit(&auth.caller, &q)?))
+    let path = raw_tail(&uri, "/v1/audit/secrets/").to_owned();
+    q.secret_path = Some(path.clone());
+    let mut trail = auth.engine.query_audit(&auth.caller, &q)?;
+    trail["summary"] = auth.engine.trail_summary(&auth.caller, None, Some(path))?;
+    Ok(Json(trail))
 }
 
 pub async fn for_identity(
@@ -29,28 +31,17 @@ pub async fn for_identity(
     Path(id): Path<String>,
     ApiQuery(mut q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    q.identity_id = Some(id);
-    Ok(Json(auth.engine.query_audit(&auth.caller, &q)?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SummaryQuery {
-    #[serde(default)]
-    from: Option<Timestamp>,
-    #[serde(default)]
-    to: Option<Timestamp>,
+    q.identity_id = Some(id.clone());
+    let mut trail = auth.engine.query_audit(&auth.caller, &q)?;
+    trail["summary"] = auth.engine.trail_summary(&auth.caller, Some(id), None)?;
+    Ok(Json(trail))
 }
 
 pub async fn summary(
     auth: Auth,
     ApiQuery(q): ApiQuery<SummaryQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(auth.engine.audit_summary(
-        &auth.caller,
-        q.from,
-        q.to,
-    )?))
+    Ok(Json(auth.engine.audit_summary(&auth.caller, &q)?))
 }
 
 #[derive(Deserialize)]
