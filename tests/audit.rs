@@ -6,24 +6,36 @@ use common::*;
 
 const BILLING: &str = "environments/production/billing";
 
-#[test]
-fn a_service_accounts_reads_show_in_the_audit_log() {
-    let dev = Dev::start();
-    for name in ["stripe", "database", "sendgrid"] {
+/// Writes `names` under BILLING (each `{"k": value}`) and returns a token of `identity`, a
+/// service account that may read them (policy `<name>-reader`, scope secrets:read).
+fn billing_reader(dev: &Dev, names: &[&str], value: &str, identity: &str) -> String {
+    for name in names {
         let (s, _) = dev.put(
             &format!("/v1/secrets/{BILLING}/{name}"),
             &dev.token,
-            serde_json::json!({"data": {"k": "v"}}),
+            serde_json::json!({"data": {"k": value}}),
         );
         assert_eq!(s, 201);
     }
-    let sa = service_account(
-        &dev,
-        "sa:billing-prod",
-        "billing-prod-reader",
+    let policy = format!("{}-reader", identity.trim_start_matches("sa:"));
+    service_account(
+        dev,
+        identity,
+        &policy,
         &format!("{BILLING}/**"),
         &["read"],
         &["secrets:read"],
+    )
+}
+
+#[test]
+fn a_service_accounts_reads_show_in_the_audit_log() {
+    let dev = Dev::start();
+    let sa = billing_reader(
+        &dev,
+        &["stripe", "database", "sendgrid"],
+        "v",
+        "sa:billing-prod",
     );
     for name in ["stripe", "database", "sendgrid"] {
         let (s, _) = dev.get(&format!("/v1/secrets/{BILLING}/{name}"), &sa);
@@ -193,21 +205,11 @@ fn local_mode_is_audited_too() {
 #[test]
 fn a_batch_read_is_audited_per_path() {
     let dev = Dev::start();
-    for name in ["stripe", "database"] {
-        let (s, _) = dev.put(
-            &format!("/v1/secrets/{BILLING}/{name}"),
-            &dev.token,
-            serde_json::json!({"data": {"k": "batch-value"}}),
-        );
-        assert_eq!(s, 201);
-    }
-    let sa = service_account(
+    let sa = billing_reader(
         &dev,
+        &["stripe", "database"],
+        "batch-value",
         "sa:billing-batch",
-        "billing-batch-reader",
-        &format!("{BILLING}/**"),
-        &["read"],
-        &["secrets:read"],
     );
     let paths = [
         format!("{BILLING}/stripe"),
@@ -262,22 +264,7 @@ fn a_batch_read_is_audited_per_path() {
 #[test]
 fn summaries_answer_what_an_identity_read_and_when() {
     let dev = Dev::start();
-    for name in ["stripe", "database"] {
-        let (s, _) = dev.put(
-            &format!("/v1/secrets/{BILLING}/{name}"),
-            &dev.token,
-            serde_json::json!({"data": {"k": "v"}}),
-        );
-        assert_eq!(s, 201);
-    }
-    let sa = service_account(
-        &dev,
-        "sa:billing-prod",
-        "billing-prod-reader",
-        &format!("{BILLING}/**"),
-        &["read"],
-        &["secrets:read"],
-    );
+    let sa = billing_reader(&dev, &["stripe", "database"], "v", "sa:billing-prod");
     for name in ["stripe", "stripe", "stripe", "database"] {
         let (s, _) = dev.get(&format!("/v1/secrets/{BILLING}/{name}"), &sa);
         assert_eq!(s, 200);

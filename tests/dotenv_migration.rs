@@ -112,15 +112,18 @@ fn a_changed_variable_becomes_a_new_version_and_bad_files_write_nothing() {
 #[test]
 fn a_fleet_imports_with_a_mapping() {
     let dev = Dev::start();
-    let out = dev.cli(&[
-        "import",
-        "dotenv",
-        "--fleet",
-        &fixture("fleet"),
-        "--mapping",
-        &fixture("fleet/mapping.json"),
-        "--json",
-    ]);
+    let import = || {
+        dev.cli(&[
+            "import",
+            "dotenv",
+            "--fleet",
+            &fixture("fleet"),
+            "--mapping",
+            &fixture("fleet/mapping.json"),
+            "--json",
+        ])
+    };
+    let out = import();
     assert!(out.status.success(), "{}", stderr(&out));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["create"], 4, "{plan:#}");
@@ -146,15 +149,7 @@ fn a_fleet_imports_with_a_mapping() {
         "a fleet's secrets are tagged with their service and environment"
     );
     // The same fleet again: nothing changes.
-    let again = dev.cli(&[
-        "import",
-        "dotenv",
-        "--fleet",
-        &fixture("fleet"),
-        "--mapping",
-        &fixture("fleet/mapping.json"),
-        "--json",
-    ]);
+    let again = import();
     assert!(again.status.success(), "{}", stderr(&again));
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["written"], 0, "{again:#}");

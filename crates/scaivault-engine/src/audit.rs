@@ -200,18 +200,6 @@ pub struct SummaryQuery {
     pub secret_path: Option<String>,
 }
 
-impl SummaryQuery {
-    fn matches(&self, e: &AuditEntry) -> bool {
-        self.identity_id
-            .as_ref()
-            .is_none_or(|i| e.identity_id.as_ref() == Some(i))
-            && self
-                .secret_path
-                .as_ref()
-                .is_none_or(|p| e.secret_path.as_ref() == Some(p))
-    }
-}
-
 /// The counts a summary gathers.
 #[derive(Default)]
 struct Tally {
@@ -492,6 +480,12 @@ impl Engine {
     /// breakdown keeps its [`SUMMARY_TOP`] largest rows (by_hour: the most recent hours).
     pub fn audit_summary(&self, caller: &Caller, q: &SummaryQuery) -> Result<Value> {
         self.authorize(caller, Scope::AuditRead, None)?;
+        // The time range is applied by the scan; the rest is a query's filter.
+        let filter = AuditQuery {
+            identity_id: q.identity_id.clone(),
+            secret_path: q.secret_path.clone(),
+            ..Default::default()
+        };
         let mut tally = Tally::default();
         let (mut scanned, mut complete) = (0usize, true);
         let mut failure = None;
@@ -516,7 +510,7 @@ impl Engine {
                 if q.from.is_some_and(|f| e.timestamp < f) {
                     return false;
                 }
-                if q.matches(&e) {
+                if filter.matches(&e) {
                     tally.add(e);
                 }
                 true
