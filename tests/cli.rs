@@ -1,4 +1,5 @@
 //! The CLI against a running `scaivault dev`, and in `--vault FILE` mode with no server.
+#![allow(clippy::disallowed_methods)] // tests make their fixture files as they please
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! is freed and the server restarted the vault verifies and serves again.
 //!
 //! Needs root (it mounts a 16 MiB tmpfs); as any other user it says so and does nothing.
+#![allow(clippy::disallowed_methods)] // tests make their fixture files as they please
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! `.env` import, export and `scaivault run` against the real binary.
+#![allow(clippy::disallowed_methods)] // tests make their fixture files as they please
 
 mod common;
 

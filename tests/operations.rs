@@ -1,5 +1,6 @@
 //! Operations against the real binary: backup under write load, whole and per-secret restore,
 //! verification, and the recovery key.
+#![allow(clippy::disallowed_methods)] // tests make their fixture files as they please
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Plugins end to end: an external plugin built in the test from `examples/plugin`, installed
 //! with the CLI, used in writes over HTTP, then its file swapped and refused; the built-in
 //! certificate type; a hostile plugin while the server keeps serving.
+#![allow(clippy::disallowed_methods)] // tests make their fixture files as they please
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! verifies signatures (in-process engine, so a test can stop between steps exactly as a
 //! crash would and reopen the file), then the real binary against the same receiver and
 //! against a real PostgreSQL server the test starts.
+#![allow(clippy::disallowed_methods)] // tests make their fixture files as they please
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `scaivault init` + `scaivault server`: sealed start, unseal, wrong passphrase, graceful
 //! shutdown, and a SIGKILL in the middle of a stream of writes.
+#![allow(clippy::disallowed_methods)] // tests make their fixture files as they please
 
 mod common;
 

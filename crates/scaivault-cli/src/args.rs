@@ -151,9 +151,23 @@ pub struct LimitArgs {
     /// Scale every rate limit (dev mode defaults to 100).
     #[arg(long)]
     pub rate_limit_multiplier: Option<f64>,
-    /// Turn rate limiting off (benchmarks).
+    /// Turn rate limiting off (benchmarks), the per-address budget of failed
+    /// authentications included.
     #[arg(long)]
     pub no_rate_limit: bool,
+    /// Connections served at once; more wait in the kernel's queue [default: 4096].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// How long a client may take to send a request's headers or a TLS handshake [default: 10s].
+    #[arg(long)]
+    pub header_timeout: Option<String>,
+    /// How long a connection may stay open with no request in progress [default: 120s].
+    #[arg(long)]
+    pub idle_timeout: Option<String>,
+    /// Failed authentications (bad tokens, client secrets, unseal keys) an address may make
+    /// per minute before its requests are refused unchecked [default: 30].
+    #[arg(long)]
+    pub auth_failures_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -236,8 +250,11 @@ pub enum SecretsCmd {
 
 #[derive(Debug, Args)]
 pub struct WriteArgs {
+    /// The secret's path, e.g. environments/production/billing/stripe.
     pub path: String,
-    /// key=value pairs.
+    /// key=value pairs; key=@file reads the value from a file, key=- from stdin, and a bare
+    /// key asks for it at a hidden prompt. Values typed as key=value are visible to every
+    /// local user in the process list: use the other forms for real credentials.
     pub pairs: Vec<String>,
     #[arg(long = "type")]
     pub secret_type: Option<String>,
@@ -379,7 +396,9 @@ pub enum WebhooksCmd {
     Create {
         #[arg(long)]
         name: String,
-        #[arg(long)]
+        /// The HTTPS address deliveries are POSTed to (`--url` is the vault server's own
+        /// address, a global flag).
+        #[arg(long = "endpoint", value_name = "URL")]
         url: String,
         /// Event types (comma-separated): secret.created, secret.*, rotation.failed, * …
         #[arg(long, value_delimiter = ',', required = true)]
@@ -402,7 +421,8 @@ pub enum WebhooksCmd {
     /// --rotate-secret) the old secret keeps signing too for --previous-secret-ttl.
     Update {
         id: String,
-        #[arg(long)]
+        /// A new delivery address.
+        #[arg(long = "endpoint", value_name = "URL")]
         url: Option<String>,
         #[arg(long, value_delimiter = ',')]
         events: Option<Vec<String>>,
@@ -592,6 +612,10 @@ pub struct RunArgs {
     /// If the vault cannot be reached, run with the environment as it is (and say so).
     #[arg(long)]
     pub fallback_env: bool,
+    /// Pass this vault credential variable (SCAIVAULT_TOKEN, SCAIVAULT_PASSPHRASE, …) on to
+    /// the command; by default every one is removed from its environment. Repeatable.
+    #[arg(long = "pass-credential", value_name = "VAR")]
+    pub pass_credentials: Vec<String>,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -743,4 +767,104 @@ pub enum BenchCmd {
         #[arg(long, default_value = "bench/secret-0")]
         path: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command of the tree with its full name (`scaivault webhooks create`).
+    fn walk(cmd: &clap::Command, name: String, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            walk(sub, format!("{name} {}", sub.get_name()), out);
+        }
+        out.push((name, cmd.clone()));
+    }
+
+    fn all_commands() -> Vec<(String, clap::Command)> {
+        let mut out = Vec::new();
+        walk(&Cli::command(), "scaivault".into(), &mut out);
+        out
+    }
+
+    /// A subcommand flag named like a global one silently wins over it (clap does not
+    /// propagate a global to a command that has an argument of the same id): `webhooks create
+    /// --url` once sent the admin token to the webhook's host. No flag, id, alias or short
+    /// name of any command may repeat a global one.
+    #[test]
+    fn no_subcommand_flag_shadows_a_global_one() {
+        let root = Cli::command();
+        let globals: Vec<&clap::Arg> = root.get_arguments().filter(|a| a.is_global_set()).collect();
+        assert!(globals.len() >= 5, "the global flags were not found");
+        let mut longs = BTreeSet::new();
+        let mut shorts = BTreeSet::new();
+        let mut ids = BTreeSet::new();
+        for g in &globals {
+            ids.insert(g.get_id().as_str().to_owned());
+            longs.extend(g.get_long_and_visible_aliases().into_iter().flatten());
+            longs.extend(g.get_all_aliases().into_iter().flatten());
+            shorts.extend(g.get_short_and_visible_aliases().into_iter().flatten());
+        }
+        let mut clashes = Vec::new();
+        for (name, cmd) in all_commands() {
+            if name == "scaivault" {
+                continue;
+            }
+            for a in cmd.get_arguments() {
+                let mut names: Vec<String> = a
+                    .get_long_and_visible_aliases()
+                    .into_iter()
+                    .flatten()
+                    .chain(a.get_all_aliases().into_iter().flatten())
+                    .map(|l| format!("--{l}"))
+                    .filter(|l| longs.contains(&l[2..]))
+                    .collect();
+                names.extend(
+                    a.get_short_and_visible_aliases()
+                        .into_iter()
+                        .flatten()
+                        .filter(|s| shorts.contains(s))
+                        .map(|s| format!("-{s}")),
+                );
+                if ids.contains(a.get_id().as_str()) {
+                    names.push(format!("id {}", a.get_id()));
+                }
+                if !names.is_empty() {
+                    clashes.push(format!("{name}: {}", names.join(", ")));
+                }
+            }
+        }
+        assert!(
+            clashes.is_empty(),
+            "flags shadowing global ones: {clashes:#?}"
+        );
+        // clap's own consistency checks, over every command of the tree (they run only for
+        // the commands a debug build actually parses otherwise).
+        Cli::command().debug_assert();
+    }
+
+    /// `scaivault … --help` explains every argument of every command.
+    #[test]
+    fn every_argument_has_help() {
+        let mut missing = Vec::new();
+        for (name, cmd) in all_commands() {
+            if cmd.get_about().is_none() && name != "scaivault" {
+                missing.push(format!("{name} (the command itself)"));
+            }
+            for a in cmd.get_arguments() {
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{name}: {}", a.get_id()));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "{} without help: {missing:#?}",
+            missing.len()
+        );
+    }
 }

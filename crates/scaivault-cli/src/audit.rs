@@ -191,9 +191,9 @@ pub async fn run(target: &Target, cmd: AuditCmd, out: &Out) -> CliResult<()> {
                 );
             }
             let mut w =
-                std::io::BufWriter::new(std::fs::File::create(&file).map_err(|e| {
-                    Error::internal(format!("cannot create {}: {e}", file.display()))
-                })?);
+                std::io::BufWriter::new(scaivault_store::private_fs::create(&file).map_err(
+                    |e| Error::internal(format!("cannot create {}: {e}", file.display())),
+                )?);
             let io = |e: std::io::Error| {
                 Error::internal(format!("cannot write {}: {e}", file.display()))
             };

@@ -189,7 +189,8 @@ pub async fn run(cmd: BenchCmd, out: &Out) -> CliResult<()> {
         } => {
             let tmp = tempfile::tempdir().map_err(|e| Error::internal(e.to_string()))?;
             let dir = dir.unwrap_or_else(|| tmp.path().to_owned());
-            std::fs::create_dir_all(&dir).map_err(|e| Error::internal(e.to_string()))?;
+            scaivault_store::private_fs::create_dir_all(&dir)
+                .map_err(|e| Error::internal(e.to_string()))?;
             let file = dir.join(format!("bench-{}.db", std::process::id()));
             let vault = Vault::create(&file, PASS, KdfParams::FLOOR)?;
             let engine = Arc::new(Engine::load(Arc::new(vault), Arc::new(SystemClock))?);

@@ -31,7 +31,7 @@ pub fn set(key: &str, value: &str) -> Result<(), String> {
     cfg.insert(key.to_owned(), Value::String(value.to_owned()));
     let p = path();
     if let Some(dir) = p.parent() {
-        std::fs::create_dir_all(dir)
+        scaivault_store::private_fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let text = serde_json::to_string_pretty(&Value::Object(cfg)).expect("serializes");
@@ -40,15 +40,5 @@ pub fn set(key: &str, value: &str) -> Result<(), String> {
 
 /// Writes a file readable only by its owner (it may hold a token or key).
 pub fn write_private(p: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(p)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    scaivault_store::private_fs::write(p, bytes)
 }

@@ -645,6 +645,7 @@ pub async fn export(target: &Target, cmd: ExportCmd) -> CliResult<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixture files
 mod tests {
     use super::*;
 

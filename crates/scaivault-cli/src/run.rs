@@ -3,7 +3,11 @@
 //! Signals the runner receives (INT, TERM, HUP, QUIT) are passed on to the child, and the
 //! child's exit status becomes the runner's (128 + signal when it was killed by one). With
 //! `--mask`, every secret value of four or more characters is replaced by `******` in the
-//! child's output, line by line.
+//! child's output, line by line (a multi-line value line by line too).
+//!
+//! The child never inherits the runner's own vault credentials (`SCAIVAULT_TOKEN`, the
+//! passphrase, …): a command given secrets should not also get the key to every other one.
+//! `--pass-credential VAR` passes one on explicitly.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -123,19 +127,17 @@ pub async fn run(
         .ok_or_else(|| usage("give the command after --"))?;
     let mut cmd = Command::new(program);
     cmd.args(rest);
+    for var in CREDENTIAL_VARS {
+        if !args.pass_credentials.iter().any(|p| p == var) {
+            cmd.env_remove(var);
+        }
+    }
     for (k, v) in &vars {
         cmd.env(k, v);
     }
     let masks: Vec<Zeroizing<String>> = if args.mask {
-        let mut m: Vec<Zeroizing<String>> = vars
-            .iter()
-            .filter(|(_, v)| v.len() >= 4)
-            .map(|(_, v)| Zeroizing::new(v.clone()))
-            .collect();
-        // Longest first, so a value containing another is masked whole.
-        m.sort_by_key(|v| std::cmp::Reverse(v.len()));
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        m
+        masks_for(vars.iter().map(|(_, v)| v.as_str()))
     } else {
         Vec::new()
     };
@@ -174,6 +176,38 @@ pub async fn run(
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     let _ = std::io::stdout().flush();
     std::process::exit(code);
+}
+
+/// The environment variables through which the CLI itself receives vault credentials; none
+/// reaches a child of `run` unless named with `--pass-credential`.
+pub const CREDENTIAL_VARS: &[&str] = &[
+    "SCAIVAULT_TOKEN",
+    "SCAIVAULT_PASSPHRASE",
+    "SCAIVAULT_NEW_PASSPHRASE",
+    "SCAIVAULT_WEBHOOK_SECRET",
+];
+
+/// What `--mask` replaces: every value of four or more characters, and every line of four or
+/// more characters of a multi-line value (output is masked line by line, so a value spanning
+/// lines never appears whole in one). Longest first, so a value containing another is masked
+/// whole.
+fn masks_for<'a>(values: impl Iterator<Item = &'a str>) -> Vec<Zeroizing<String>> {
+    let mut m: Vec<Zeroizing<String>> = Vec::new();
+    for v in values {
+        let mut add = |s: &str| {
+            if s.len() >= 4 && !m.iter().any(|x| x.as_str() == s) {
+                m.push(Zeroizing::new(s.to_owned()));
+            }
+        };
+        add(v);
+        if v.contains('\n') {
+            for line in v.lines() {
+                add(line.trim_end_matches('\r'));
+            }
+        }
+    }
+    m.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    m
 }
 
 fn pump(from: impl std::io::Read, mut to: impl Write, masks: &[Zeroizing<String>]) {
@@ -230,5 +264,33 @@ async fn forward_signals(streams: SignalStreams, pid: nix::unistd::Pid) {
     }
     while let Some(sig) = rx.recv().await {
         let _ = kill(pid, sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked(values: &[&str], line: &str) -> String {
+        let m = masks_for(values.iter().copied());
+        let mut text = line.to_owned();
+        for v in &m {
+            text = text.replace(v.as_str(), "******");
+        }
+        text
+    }
+
+    #[test]
+    fn every_line_of_a_multi_line_value_is_masked() {
+        let key = "-----BEGIN KEY-----\nMIIEvAIBADANBgkqhkiG9w0B\n-----END KEY-----";
+        assert_eq!(masked(&[key], "MIIEvAIBADANBgkqhkiG9w0B\n"), "******\n");
+        assert_eq!(masked(&[key], "x -----END KEY----- y"), "x ****** y");
+        // Short lines (under four characters) are left alone, like short values.
+        assert_eq!(masked(&["ab\nsecretline"], "ab secretline"), "ab ******");
+    }
+
+    #[test]
+    fn a_value_containing_another_is_masked_whole() {
+        assert_eq!(masked(&["pass", "password1"], "password1"), "******");
     }
 }

@@ -23,7 +23,16 @@ fn read_stdin() -> Result<String, Error> {
     Ok(s)
 }
 
-/// Builds the `data` object from `k=v` pairs or a JSON file.
+/// A key that may stand alone (to be prompted for): what a variable name looks like.
+fn valid_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 128
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// Builds the `data` object from `k=v` pairs (`k=@file`, `k=-` for stdin, a bare `k` to be
+/// prompted for) or a JSON file.
 fn data_from(args: &WriteArgs) -> Result<Value, Error> {
     if let Some(src) = &args.json_file {
         if !args.pairs.is_empty() {
@@ -57,13 +66,24 @@ fn data_from(args: &WriteArgs) -> Result<Value, Error> {
     let mut map = Map::new();
     let mut stdin_used = false;
     for (n, pair) in args.pairs.iter().enumerate() {
-        // The argument is not echoed: without '=' it may well be a value typed on its own.
-        let (k, v) = pair.split_once('=').ok_or_else(|| {
-            usage(format!(
-                "argument {} after the path is not key=value",
-                n + 1
-            ))
-        })?;
+        // A bare key asks for its value at a hidden prompt, so it never enters the command
+        // line (which every local user can read in /proc) nor the shell's history.
+        let prompted;
+        let (k, v) = match pair.split_once('=') {
+            Some(kv) => kv,
+            None if std::io::IsTerminal::is_terminal(&std::io::stdin()) && valid_key(pair) => {
+                prompted = rpassword::prompt_password(format!("Value for {pair}: "))
+                    .map_err(|e| usage(format!("cannot read the value of {pair}: {e}")))?;
+                (pair.as_str(), prompted.as_str())
+            }
+            // The argument is not echoed: without '=' it may well be a value typed on its own.
+            None => {
+                return Err(usage(format!(
+                    "argument {} after the path is not key=value (give key=@file, key=- for stdin, or a bare key on a terminal to be asked for its value)",
+                    n + 1
+                )));
+            }
+        };
         if k.is_empty() {
             return Err(usage("a key=value pair has an empty key"));
         }

@@ -90,6 +90,7 @@ fn need_vault(g: &Global) -> Result<&Path, Error> {
 /// Opens a vault file for local mode, unsealing it with the passphrase from the usual sources.
 pub fn open_local(g: &Global) -> Result<Arc<Engine>, Error> {
     let path = need_vault(g)?;
+    warn_if_exposed(path);
     let pass = passphrase::require(
         g.passphrase_file.as_deref(),
         "SCAIVAULT_PASSPHRASE",
@@ -196,8 +197,13 @@ pub fn plugin_settings(g: &Global) -> Result<PluginSettings, Error> {
     })
 }
 
-fn server_config(l: &LimitArgs, dev: bool, plugins: PluginSettings) -> ServerConfig {
-    ServerConfig {
+fn server_config(l: &LimitArgs, dev: bool, plugins: PluginSettings) -> CliResult<ServerConfig> {
+    let d = ServerConfig::default();
+    let duration = |v: &Option<String>, default: std::time::Duration| match v {
+        Some(s) => scaivault_core::duration::parse_duration(s),
+        None => Ok(default),
+    };
+    Ok(ServerConfig {
         max_body_bytes: l.max_body_bytes,
         rate_limits: RateLimits {
             enabled: !l.no_rate_limit,
@@ -205,12 +211,18 @@ fn server_config(l: &LimitArgs, dev: bool, plugins: PluginSettings) -> ServerCon
                 .rate_limit_multiplier
                 .unwrap_or(if dev { 100.0 } else { 1.0 }),
         },
-        public_metrics: true,
-        audit_retention: None,
-        backups: None,
+        preauth: scaivault_server::PreAuthLimits {
+            enabled: !l.no_rate_limit,
+            failures_per_minute: l
+                .auth_failures_per_minute
+                .unwrap_or(d.preauth.failures_per_minute),
+        },
+        max_connections: l.max_connections.unwrap_or(d.max_connections),
+        header_timeout: duration(&l.header_timeout, d.header_timeout)?,
+        idle_timeout: duration(&l.idle_timeout, d.idle_timeout)?,
         plugins,
-        test_clock: None,
-    }
+        ..d
+    })
 }
 
 pub async fn dev(g: &Global, args: DevArgs, out: &Out) -> CliResult<()> {
@@ -250,7 +262,7 @@ pub async fn dev(g: &Global, args: DevArgs, out: &Out) -> CliResult<()> {
     };
     let engine = Engine::load_with(Arc::new(vault), clock.clone(), plugin_settings(g)?)?;
     let root = engine.create_root_token(None).await?;
-    let mut config = server_config(&args.limits, true, plugin_settings(g)?);
+    let mut config = server_config(&args.limits, true, plugin_settings(g)?)?;
     config.test_clock = manual.map(TestClock);
     let state = AppState::new(path.clone(), Some(engine), clock, config);
     let json_out = out.json;
@@ -284,8 +296,16 @@ pub async fn dev(g: &Global, args: DevArgs, out: &Out) -> CliResult<()> {
     Ok(())
 }
 
+/// Warns (on stderr) when other local users can read the vault file.
+fn warn_if_exposed(path: &std::path::Path) {
+    if let Some(why) = scaivault_store::private_fs::exposure(path) {
+        eprintln!("warning: {why}");
+    }
+}
+
 pub async fn server(g: &Global, args: ServerArgs) -> CliResult<()> {
     let path = need_vault(g)?.to_owned();
+    warn_if_exposed(&path);
     // Fail early on a missing or unreadable file, without ever writing to it.
     Vault::read_header(&path)?;
     let engine = if args.sealed {
@@ -334,14 +354,14 @@ pub async fn server(g: &Global, args: ServerArgs) -> CliResult<()> {
         }
     };
     let sealed = engine.is_none();
-    let mut config = server_config(&args.limits, false, plugin_settings(g)?);
+    let mut config = server_config(&args.limits, false, plugin_settings(g)?)?;
     config.audit_retention = args
         .audit_retention
         .as_deref()
         .map(parse_duration)
         .transpose()?;
     if let Some(dir) = &args.backup_dir {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        scaivault_store::private_fs::create_dir_all(dir).map_err(|e| {
             Error::new(
                 ErrorCode::InvalidConfig,
                 format!("cannot create {}: {e}", dir.display()),

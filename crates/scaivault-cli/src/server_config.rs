@@ -43,6 +43,10 @@ pub struct ServerFile {
     max_body_bytes: Option<usize>,
     rate_limit_multiplier: Option<f64>,
     no_rate_limit: Option<bool>,
+    max_connections: Option<usize>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    auth_failures_per_minute: Option<u32>,
     audit_retention: Option<String>,
     backup_dir: Option<PathBuf>,
     backup_interval: Option<String>,
@@ -101,6 +105,13 @@ pub fn apply(f: ServerFile, g: &mut Global, a: &mut ServerArgs) {
     }
     fill(&mut a.limits.rate_limit_multiplier, f.rate_limit_multiplier);
     a.limits.no_rate_limit |= f.no_rate_limit.unwrap_or(false);
+    fill(&mut a.limits.max_connections, f.max_connections);
+    fill(&mut a.limits.header_timeout, f.header_timeout);
+    fill(&mut a.limits.idle_timeout, f.idle_timeout);
+    fill(
+        &mut a.limits.auth_failures_per_minute,
+        f.auth_failures_per_minute,
+    );
     fill(&mut a.audit_retention, f.audit_retention);
     fill(&mut a.backup_dir, f.backup_dir);
     if let Some(i) = f.backup_interval
@@ -116,6 +127,7 @@ pub fn apply(f: ServerFile, g: &mut Global, a: &mut ServerArgs) {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixture files
 mod tests {
     use super::*;
 

@@ -172,9 +172,10 @@ impl Remote {
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or(Value::Null);
         let tmp = out.with_extension("partial");
-        let mut f = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| Error::internal(format!("cannot write {}: {e}", tmp.display())))?;
+        let mut f = tokio::fs::File::from_std(
+            scaivault_store::private_fs::create(&tmp)
+                .map_err(|e| Error::internal(format!("cannot write {}: {e}", tmp.display())))?,
+        );
         while let Some(chunk) = resp
             .chunk()
             .await

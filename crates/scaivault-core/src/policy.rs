@@ -97,6 +97,15 @@ pub fn validate_rules(rules: &[Rule]) -> Result<(), Error> {
             );
         }
         if let Some(c) = &rule.conditions {
+            // Nothing in this vault can assert MFA (tokens and client credentials are issued
+            // without it), so such a rule would silently deny everyone it names.
+            if c.require_mfa == Some(true) {
+                return Err(invalid_policy(format!(
+                    "rule {i} sets require_mfa, but no identity source of this vault can assert MFA, so the rule would deny everyone; remove the condition"
+                ))
+                .with("rule_index", i)
+                .with("field", "conditions.require_mfa"));
+            }
             for r in c.ip_ranges.iter().flatten() {
                 Cidr::parse(r).map_err(|e| e.with("rule_index", i))?;
             }
@@ -562,6 +571,21 @@ mod tests {
     #[test]
     fn validation() {
         assert!(validate_rules(&[]).is_err());
+        // require_mfa cannot be satisfied by any token this vault issues: refused, not stored.
+        let mfa: Vec<Rule> = serde_json::from_value(serde_json::json!([{
+            "path_pattern": "a/**", "permissions": ["read"],
+            "conditions": { "require_mfa": true }
+        }]))
+        .unwrap();
+        let e = validate_rules(&mfa).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidPolicy);
+        assert!(e.message.contains("require_mfa"), "{}", e.message);
+        let no_mfa: Vec<Rule> = serde_json::from_value(serde_json::json!([{
+            "path_pattern": "a/**", "permissions": ["read"],
+            "conditions": { "require_mfa": false }
+        }]))
+        .unwrap();
+        assert!(validate_rules(&no_mfa).is_ok());
         assert_eq!(
             validate_rules(&[rule("a//b", &[Permission::Read])])
                 .unwrap_err()

@@ -729,7 +729,7 @@ impl Engine {
 
     /// Test support: rewrites or removes entries with the vault's key, the way only someone
     /// holding the key could, so that tests can prove `verify_audit` notices.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub async fn tamper_audit_for_tests(&self, seq: u64, remove: bool) -> Result<()> {
         let entry: Option<AuditEntry> = match self
             .vault

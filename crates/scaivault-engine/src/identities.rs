@@ -317,4 +317,49 @@ impl Engine {
             "client_id": sa, "client_secret": secret.as_str(), "credential_id": cred_id, "scopes": scopes,
         }))
     }
+
+    /// A service account's client credentials: ids, scopes and creation times, never the
+    /// secrets (only their keyed hashes are stored).
+    pub fn list_client_credentials(&self, caller: &Caller, sa: &str) -> Result<serde_json::Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let r = self.identity(sa).ok_or_else(|| identity_not_found(sa))?;
+        let creds: Vec<serde_json::Value> = r
+            .credentials
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "credential_id": c.id, "scopes": c.scopes, "created_at": c.created_at,
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({ "client_id": sa, "credentials": creds }))
+    }
+
+    /// Revokes one client credential: its secret stops working at once, and the tokens it
+    /// minted are revoked with it (the identity and its other credentials stay).
+    pub async fn revoke_client_credential(
+        &self,
+        caller: &Caller,
+        sa: &str,
+        credential_id: &str,
+    ) -> Result<serde_json::Value> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let _change = self.config_change().await;
+        let mut r = self.identity(sa).ok_or_else(|| identity_not_found(sa))?;
+        let before = r.credentials.len();
+        r.credentials.retain(|c| c.id != credential_id);
+        if r.credentials.len() == before {
+            return Err(Error::new(
+                ErrorCode::IdentityNotFound,
+                format!("{sa} has no client credential {credential_id}"),
+            )
+            .with("credential_id", credential_id));
+        }
+        let id = r.id.clone();
+        self.save_identity(r).await?;
+        let revoked = self.revoke_tokens_minted_by(&id, credential_id).await?;
+        Ok(serde_json::json!({
+            "client_id": sa, "credential_id": credential_id, "revoked": true, "tokens_revoked": revoked,
+        }))
+    }
 }

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod audit_action;
 mod backends;
 mod caller;
 mod clock;
@@ -32,6 +33,7 @@ use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, RwLock};
 
 pub use audit::{AuditEntry, AuditInput, AuditQuery, SummaryQuery, VerifyReport, input_for};
+pub use audit_action::AuditAction;
 pub use caller::Caller;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use events::{EVENT_TYPES, Event};

@@ -38,6 +38,9 @@ impl Engine {
         path: &str,
         version: Option<u64>,
     ) -> Result<WriteOutcome> {
+        // A whole backup is every secret of the vault: only an admin may hand one in, and
+        // the path must still be writable for the caller (a root token passes both).
+        self.authorize(caller, Scope::Admin, None)?;
         self.authorize(caller, Scope::SecretsWrite, Some((path, Permission::Write)))?;
         let dir = tempfile::tempdir().map_err(|e| Error::internal(format!("no temp dir: {e}")))?;
         let copy = dir.path().join("snapshot.db");

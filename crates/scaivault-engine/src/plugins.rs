@@ -158,7 +158,8 @@ impl Engine {
         };
         let (checked, wasm) = checked;
         let file = format!("{name}-{}.wasm", &manifest.wasm_sha256[..16]);
-        std::fs::create_dir_all(&self.plugin_dir).map_err(|e| io_error(&self.plugin_dir, e))?;
+        scaivault_store::private_fs::create_dir_all(&self.plugin_dir)
+            .map_err(|e| io_error(&self.plugin_dir, e))?;
         let path = self.plugin_dir.join(&file);
         write_atomically(&path, &wasm)?;
         let previous = self.plugin_record(&name)?;
@@ -343,7 +344,7 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("wasm.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+    let mut f = scaivault_store::private_fs::create(&tmp).map_err(|e| io_error(&tmp, e))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| io_error(&tmp, e))?;

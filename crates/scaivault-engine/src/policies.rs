@@ -190,6 +190,24 @@ impl Engine {
         .with("permission", permission.as_str()))
     }
 
+    /// Creating, changing, deleting, binding and unbinding policies: `policies:write` **and**
+    /// `admin`. A policy can grant anything on any path, so a token that could write policies
+    /// without being admin could grant itself every secret (bind `**` to its own identity);
+    /// the no-escalation rule of docs/SECURITY.md is that only an admin changes who may do
+    /// what.
+    fn may_change_policies(&self, caller: &Caller) -> Result<()> {
+        self.authorize(caller, Scope::PoliciesWrite, None)?;
+        if !caller.scopes.is_admin() {
+            return Err(Error::new(
+                ErrorCode::InsufficientScope,
+                "changing policies or their bindings needs an admin token: a policy can grant any path, so policies:write alone would let a token grant itself everything",
+            )
+            .with("required_scope", Scope::Admin.as_str())
+            .with("token_scopes", caller.scopes.names()));
+        }
+        Ok(())
+    }
+
     /// Policies by name, a page at a time (`limit`, `cursor`).
     pub fn list_policies(
         &self,
@@ -232,7 +250,7 @@ impl Engine {
     }
 
     pub async fn create_policy(&self, caller: &Caller, req: PolicyRequest) -> Result<Policy> {
-        self.authorize(caller, Scope::PoliciesWrite, None)?;
+        self.may_change_policies(caller)?;
         let _change = self.config_change().await;
         let name = req
             .name
@@ -317,7 +335,7 @@ impl Engine {
         req: PolicyRequest,
         replace: bool,
     ) -> Result<Policy> {
-        self.authorize(caller, Scope::PoliciesWrite, None)?;
+        self.may_change_policies(caller)?;
         let _change = self.config_change().await;
         let mut p = self.find_policy(id)?;
         if replace && (req.name.is_none() || req.rules.is_none()) {
@@ -361,7 +379,7 @@ impl Engine {
     }
 
     pub async fn delete_policy(&self, caller: &Caller, id: &str, force: bool) -> Result<()> {
-        self.authorize(caller, Scope::PoliciesWrite, None)?;
+        self.may_change_policies(caller)?;
         let _change = self.config_change().await;
         let p = self.find_policy(id)?;
         if !p.bindings.is_empty() && !force {
@@ -416,7 +434,7 @@ impl Engine {
         id: &str,
         req: BindingRequest,
     ) -> Result<Binding> {
-        self.authorize(caller, Scope::PoliciesWrite, None)?;
+        self.may_change_policies(caller)?;
         let _change = self.config_change().await;
         let identity_id = IdentityId::parse(&req.identity_id)?;
         let identity_type = match req.identity_type.as_deref() {
@@ -459,7 +477,7 @@ impl Engine {
     }
 
     pub async fn delete_binding(&self, caller: &Caller, id: &str, binding: &str) -> Result<()> {
-        self.authorize(caller, Scope::PoliciesWrite, None)?;
+        self.may_change_policies(caller)?;
         let _change = self.config_change().await;
         let mut p = self.find_policy(id)?;
         // A binding can be named by its id or by the identity it binds.

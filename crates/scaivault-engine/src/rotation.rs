@@ -537,7 +537,7 @@ impl Engine {
 
     /// Attaches a secret: its schedule starts from its last rotation (or now).
     pub async fn assign_rotation(&self, caller: &Caller, id: &str, path: &str) -> Result<Value> {
-        self.authorize(caller, Scope::Admin, None)?;
+        let grant = self.may_attach_rotation(caller)?;
         let _change = self.config_change().await;
         let p = self.find_rotation_policy(id)?;
         let path = SecretPath::parse(path)?.as_str().to_owned();
@@ -552,7 +552,7 @@ impl Engine {
                     Error::new(ErrorCode::SecretNotFound, format!("no secret at {sp}"))
                         .with("path", sp.as_str())
                 })?;
-                attach_in(tx, &state, &mut head, &pid, &sp, now)?;
+                attach_in(tx, &grant, &state, &mut head, &pid, &sp, now)?;
                 crate::secrets::put_head(tx, &heads, &head);
                 Ok::<_, Error>(head.last_rotated_at)
             })
@@ -687,7 +687,7 @@ impl Engine {
 
     /// Drives a rotation in progress by at most `steps` steps: lets tests stop between steps
     /// as a crash would, then resume from the file.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub async fn advance_rotation(&self, path: &str, steps: usize) -> Result<Value> {
         let _turn = self.rotation_turn().await;
         let o = self.drive_job(path, Some(steps)).await?;
@@ -695,7 +695,7 @@ impl Engine {
     }
 
     /// Starts a rotation job without driving it (tests of the state machine).
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub async fn begin_rotation(&self, id: &str, path: &str) -> Result<Value> {
         let p = self.find_rotation_policy(id)?;
         let _turn = self.rotation_turn().await;
@@ -855,10 +855,26 @@ fn notice_key(path: &str) -> Vec<u8> {
     k
 }
 
+/// Proof that a caller may attach secrets to rotation policies: the check of
+/// `POST /v1/rotation/policies/{id}/secrets`. [`attach_in`] takes one, so no other way of
+/// attaching (a write's `options.rotation_policy_id`, an import) can skip that check. An
+/// attached policy's backend later writes the secret's value to a live system, so attaching
+/// is an admin's act, whatever the caller may do to the secret itself.
+#[derive(Debug)]
+pub(crate) struct AttachGrant(());
+
+impl Engine {
+    pub(crate) fn may_attach_rotation(&self, caller: &Caller) -> Result<AttachGrant> {
+        self.authorize(caller, Scope::Admin, None)?;
+        Ok(AttachGrant(()))
+    }
+}
+
 /// Attaches `head` to policy `pid` inside a write job (assign, or a write's
 /// `options.rotation_policy_id`); the in-memory state follows once the batch is durable.
 pub(crate) fn attach_in(
     tx: &mut scaivault_store::WriteTx<'_, '_>,
+    _grant: &AttachGrant,
     state: &std::sync::Arc<std::sync::RwLock<RotationState>>,
     head: &mut crate::records::SecretHead,
     pid: &str,

@@ -195,6 +195,8 @@ struct PreparedWrite {
     now: Timestamp,
     actor: String,
     accessed: Option<Timestamp>,
+    /// Present when the write asks to attach a rotation policy and the caller may.
+    attach: Option<crate::rotation::AttachGrant>,
     paths: PathIndex,
     heads: Arc<HeadCache>,
     rotation: Arc<std::sync::RwLock<crate::rotation::RotationState>>,
@@ -258,6 +260,7 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
         now,
         actor,
         accessed,
+        attach,
         paths,
         heads,
         rotation,
@@ -324,7 +327,10 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
         head.max_versions = n;
     }
     if let Some(pid) = req.options.rotation_policy_id {
-        crate::rotation::attach_in(tx, &rotation, &mut head, &pid, &path, now)?;
+        let grant = attach.as_ref().ok_or_else(|| {
+            Error::internal("a write attached a rotation policy without the caller's grant")
+        })?;
+        crate::rotation::attach_in(tx, grant, &rotation, &mut head, &pid, &path, now)?;
     }
     let grace = head
         .rotation_policy_id
@@ -627,8 +633,15 @@ impl Engine {
             ));
         }
         let cas = req.options.cas.or(req.cas);
+        // `options.rotation_policy_id` acts on the rotation policy, so it needs that
+        // resource's own permission, not just write access to the secret.
+        let attach = match &req.options.rotation_policy_id {
+            Some(_) => Some(self.may_attach_rotation(caller)?),
+            None => None,
+        };
         let path = path.as_str().to_owned();
         Ok(PreparedWrite {
+            attach,
             accessed: self.last_accessed_hint(&path),
             path,
             req,

@@ -295,6 +295,64 @@ impl Engine {
         Ok(view(&record))
     }
 
+    /// Revokes the live tokens the client credential `credential_id` minted.
+    pub(crate) async fn revoke_tokens_minted_by(
+        &self,
+        identity: &IdentityId,
+        credential_id: &str,
+    ) -> Result<usize> {
+        let now = self.now();
+        let name = minted_name(credential_id);
+        let mine: Vec<TokenRecord> = read(&self.tokens)
+            .values()
+            .filter(|t| {
+                &t.identity_id == identity
+                    && t.revoked_at.is_none()
+                    && t.name.as_deref() == Some(name.as_str())
+            })
+            .cloned()
+            .collect();
+        let n = mine.len();
+        for mut t in mine {
+            t.revoked_at = Some(now);
+            self.store_token(t).await?;
+        }
+        Ok(n)
+    }
+
+    /// Deletes the records of tokens that expired more than a day ago: they can never be used
+    /// again, and the audit log keeps who used them. Without this, a client-credentials
+    /// service minting a token an hour grows the tokens table (and the in-memory map read
+    /// at every unseal) forever. Returns how many went.
+    pub async fn prune_expired_tokens(&self) -> Result<usize> {
+        let cut = self.now().minus(Duration::from_secs(24 * 3600));
+        let gone: Vec<TokenRecord> = read(&self.tokens)
+            .values()
+            .filter(|t| t.expires_at.is_some_and(|e| e <= cut))
+            .cloned()
+            .collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let n = gone.len();
+        let cache = self.tokens.clone();
+        self.vault
+            .write(move |tx| {
+                for t in &gone {
+                    tx.delete(Table::Tokens, t.id.as_bytes());
+                }
+                tx.on_commit(move || {
+                    let mut map = write(&cache);
+                    for t in gone {
+                        map.remove(&t.hash);
+                    }
+                });
+                Ok::<_, Error>(())
+            })
+            .await?;
+        Ok(n)
+    }
+
     pub(crate) async fn revoke_tokens_of(&self, identity: &IdentityId) -> Result<()> {
         let now = self.now();
         let mine: Vec<TokenRecord> = read(&self.tokens)
@@ -333,7 +391,7 @@ impl Engine {
                 r.id.clone(),
                 cred.scopes.clone(),
                 Some(CLIENT_CREDENTIALS_TTL),
-                Some(format!("client-credentials {}", cred.id)),
+                Some(minted_name(&cred.id)),
                 r.id.to_string(),
             )
             .await?;
@@ -343,4 +401,9 @@ impl Engine {
             "token_id": issued.token_id,
         }))
     }
+}
+
+/// The name of a token minted by the client credential `credential_id`.
+fn minted_name(credential_id: &str) -> String {
+    format!("client-credentials {credential_id}")
 }

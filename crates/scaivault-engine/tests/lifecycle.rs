@@ -1,4 +1,5 @@
 //! The secrets lifecycle and access control through the engine, on real vault files.
+#![allow(clippy::disallowed_methods)] // tests make their fixture files as they please
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,21 +1,28 @@
-//! The request-context middleware: the one place every request passes. It assigns the
-//! request id, authenticates, applies rate limits, renders errors as the spec's envelope,
-//! records metrics, and is where the audit log will record each request.
+//! The middleware every request passes, in two layers.
+//!
+//! [`request_context`] wraps the whole router: it assigns the request id, renders every error
+//! as the spec's envelope, and records metrics and the access line. [`guard`] wraps each
+//! route of the table (`routes/table.rs`) and knows which route it guards: it applies the
+//! pre-authentication budget, authenticates, applies the caller's rate limit, checks the
+//! route's scope **before the handler runs** (so no body is read for a caller that may not
+//! call the route), and makes the request's audit entry durable before the response leaves.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use scaivault_core::{Error, ErrorCode};
-use scaivault_engine::{AuditInput, Caller, Engine};
+use scaivault_engine::{AuditAction, AuditInput, Caller, Engine};
 
 use crate::error::{ApiError, PendingError, envelope};
+use crate::preauth::Record;
 use crate::ratelimit::Category;
+use crate::routes::table::{Access, Audited, RouteSpec};
 use crate::state::AppState;
 
 /// The authenticated caller of this request, with the engine it was authenticated against.
@@ -57,49 +64,6 @@ fn request_id(headers: &HeaderMap) -> String {
             id.push_str(&hex::encode(b));
             id
         })
-}
-
-/// Which rate-limit bucket (and metrics label) a request belongs to; `Public` needs no token.
-pub(crate) fn category(method: &Method, path: &str, public_metrics: bool) -> Category {
-    let p = path.trim_end_matches('/');
-    match p {
-        "/v1/health" | "/v1/health/ready" | "/v1/version" | "/v1/openapi.json"
-        | "/v1/sys/status" | "/v1/sys/unseal" | "/v1/auth/token" => {
-            return Category::Public;
-        }
-        "/v1/metrics" if public_metrics => return Category::Public,
-        "/v1/secrets" => return Category::List,
-        "/v1/secrets/batch" | "/v1/secrets/batch/metadata" if method == Method::POST => {
-            return Category::Batch;
-        }
-        "/v1/policies/test" => return Category::PolicyTest,
-        "/v1/auth/whoami" | "/v1/auth/introspect" => return Category::Auth,
-        _ => {}
-    }
-    if p.starts_with("/v1/secrets/") {
-        return match *method {
-            Method::GET | Method::HEAD => Category::Read,
-            Method::DELETE => Category::Delete,
-            _ => Category::Write,
-        };
-    }
-    if p.starts_with("/v1/metadata/") || p.starts_with("/v1/versions/") {
-        return if method == Method::PATCH {
-            Category::Write
-        } else {
-            Category::List
-        };
-    }
-    if p.starts_with("/v1/restore/") {
-        return Category::Delete;
-    }
-    if p.starts_with("/v1/policies") {
-        return Category::Policy;
-    }
-    if p.starts_with("/v1/audit") {
-        return Category::Audit;
-    }
-    Category::Admin
 }
 
 /// Extra facts a handler adds to its request's audit entry (the version read, …).
@@ -165,113 +129,6 @@ impl HandlerAudit {
 #[derive(Clone, Copy)]
 pub(crate) struct AuditRecorded;
 
-/// The audit action for a request, and the secret path it names; `None` for requests that
-/// are not audited (health, version, metrics, status and policy dry-runs).
-pub(crate) fn audit_action(method: &Method, path: &str) -> Option<(&'static str, Option<String>)> {
-    let p = path.trim_end_matches('/');
-    let tail = |prefix: &str| {
-        p.strip_prefix(prefix)
-            .map(|t| t.chars().take(512).collect::<String>())
-    };
-    if let Some(t) = tail("/v1/secrets/") {
-        if method == Method::POST && t == "batch" {
-            return Some(("read", None));
-        }
-        if method == Method::POST && t == "batch/metadata" {
-            return Some(("metadata_read", None));
-        }
-        let action = match *method {
-            Method::GET | Method::HEAD => "read",
-            Method::DELETE => "delete",
-            _ => "write",
-        };
-        return Some((action, Some(t)));
-    }
-    if let Some(t) = tail("/v1/metadata/") {
-        return Some((
-            if method == Method::PATCH {
-                "metadata_update"
-            } else {
-                "metadata_read"
-            },
-            Some(t),
-        ));
-    }
-    if let Some(t) = tail("/v1/versions/") {
-        return Some(("versions", Some(t)));
-    }
-    if let Some(t) = tail("/v1/restore/") {
-        return Some(("restore", Some(t)));
-    }
-    let action = match (method.as_str(), p) {
-        (
-            _,
-            "/v1/health" | "/v1/health/ready" | "/v1/version" | "/v1/openapi.json" | "/v1/metrics"
-            | "/v1/sys/status",
-        ) => return None,
-        (_, "/v1/policies/test") => return None,
-        ("GET", "/v1/secrets") => "list",
-        ("POST", "/v1/policies") => "policy_create",
-        ("PUT" | "PATCH", p) if p.starts_with("/v1/policies/") => "policy_update",
-        ("POST", p) if p.starts_with("/v1/policies/") && p.ends_with("/bindings") => "policy_bind",
-        ("DELETE", p) if p.starts_with("/v1/policies/") && p.contains("/bindings/") => {
-            "policy_unbind"
-        }
-        ("DELETE", p) if p.starts_with("/v1/policies/") => "policy_delete",
-        ("GET", p) if p.starts_with("/v1/policies") => "policy_read",
-        ("POST", "/v1/audit/prune") => "audit_prune",
-        ("POST", p) if p.starts_with("/v1/rotation/policies/") && p.ends_with("/rotate") => {
-            "rotate"
-        }
-        (_, p) if p.starts_with("/v1/rotation") => "rotation_policy",
-        ("GET", p) if p.starts_with("/v1/audit") => "audit_query",
-        ("POST", "/v1/auth/token") => "token_issue",
-        ("POST", "/v1/auth/tokens") => "token_create",
-        ("DELETE", p) if p.starts_with("/v1/auth/tokens/") => "token_revoke",
-        ("GET", "/v1/auth/tokens") => "token_list",
-        ("GET", "/v1/auth/whoami") => "whoami",
-        ("POST", "/v1/auth/introspect") => "introspect",
-        ("POST", "/v1/identities") => "identity_create",
-        ("DELETE", p) if p.starts_with("/v1/identities/") && p.contains("/members/") => {
-            "identity_member_remove"
-        }
-        ("POST", p) if p.starts_with("/v1/identities/") && p.ends_with("/members") => {
-            "identity_member_add"
-        }
-        ("POST", p) if p.starts_with("/v1/identities/") && p.ends_with("/credentials") => {
-            "credential_create"
-        }
-        ("DELETE", p) if p.starts_with("/v1/identities/") => "identity_delete",
-        ("GET", p) if p.starts_with("/v1/identities") => "identity_read",
-        ("POST", "/v1/sys/unseal") => "unseal",
-        ("POST", "/v1/sys/seal") => "seal",
-        ("POST", "/v1/sys/rotate-key") => "key_rotate",
-        ("GET", "/v1/sys/backup") => "backup",
-        ("POST", "/v1/sys/restore") => "restore_from_backup",
-        ("POST", "/v1/sys/verify") => "verify",
-        ("POST", "/v1/sys/test/clock") => "test_clock_advance",
-        ("POST", p) if p.starts_with("/v1/secret-policies/") && p.ends_with("/generate") => {
-            "generate"
-        }
-        ("POST", "/v1/secret-policies") => "secret_policy_create",
-        ("PATCH", p) if p.starts_with("/v1/secret-policies/") => "secret_policy_update",
-        ("DELETE", p) if p.starts_with("/v1/secret-policies/") => "secret_policy_delete",
-        ("GET", p) if p.starts_with("/v1/secret-policies") => "secret_policy_read",
-        ("POST", "/v1/webhooks") => "webhook_create",
-        ("POST", p) if p.starts_with("/v1/webhooks/") && p.ends_with("/test") => "webhook_test",
-        ("PATCH", p) if p.starts_with("/v1/webhooks/") => "webhook_update",
-        ("DELETE", p) if p.starts_with("/v1/webhooks/") => "webhook_delete",
-        ("GET", p) if p.starts_with("/v1/webhooks") => "webhook_read",
-        ("POST", "/v1/plugins") => "plugin_install",
-        ("POST", "/v1/plugins/verify") => "plugin_verify",
-        ("DELETE", p) if p.starts_with("/v1/plugins/") => "plugin_remove",
-        ("GET", p) if p.starts_with("/v1/plugins") => "plugin_read",
-        ("POST", p) if p.starts_with("/v1/generators/") => "generate",
-        _ => "request",
-    };
-    Some((action, None))
-}
-
 /// What a request whose audit entry could not be made durable answers instead.
 pub(crate) fn unrecorded(request_id: &str, e: &Error) -> Error {
     tracing::error!(request_id = %request_id, code = e.code.as_str(), "audit entry could not be made durable; request failed");
@@ -305,6 +162,19 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
     Ok(token.trim())
 }
 
+/// What the outer layer learnt of a request, for the guard and the handlers.
+#[derive(Clone)]
+pub(crate) struct RequestMeta {
+    pub request_id: String,
+    pub started: Instant,
+    pub source_ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+/// The rate-limit bucket a routed request was counted in, for the metrics label.
+#[derive(Clone, Copy)]
+struct Routed(Category);
+
 pub(crate) async fn request_context(
     State(state): State<Arc<AppState>>,
     mut req: Request,
@@ -314,93 +184,26 @@ pub(crate) async fn request_context(
     state.metrics.begin();
     let rid = request_id(req.headers());
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let cat = category(&method, &path, state.config.public_metrics);
-    let audit = audit_action(&method, &path);
     let source_ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-
     let user_agent = req
         .headers()
         .get("user-agent")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut limit_headers = None;
-    let mut identity = None;
-    let mut caller_seen: Option<Caller> = None;
-    let outcome: Result<Response, Error> = async {
-        if cat != Category::Public {
-            let engine = state.engine()?;
-            let caller = engine.authenticate(bearer(req.headers())?, source_ip)?;
-            identity = Some(caller.identity_id.to_string());
-            if let Some(v) = state.limiter.check(caller.identity_id.as_str(), cat) {
-                let (allowed, retry) = (v.allowed, v.retry_after);
-                limit_headers = Some(v);
-                if !allowed {
-                    state.metrics.rate_limited(cat.name());
-                    return Err(Error::new(
-                        ErrorCode::RateLimited,
-                        format!("too many {} requests; retry in {retry}s", cat.name()),
-                    )
-                    .with("category", cat.name())
-                    .with("retry_after", retry));
-                }
-            }
-            caller_seen = Some(caller.clone());
-            req.extensions_mut().insert(Auth { engine, caller });
-            // Writes, and batch reads of values or metadata (the reads that name no path).
-            if let Some(("write", secret_path) | ("read" | "metadata_read", secret_path @ None)) =
-                &audit
-            {
-                req.extensions_mut().insert(HandlerAudit {
-                    secret_path: secret_path.clone(),
-                    request_id: rid.clone(),
-                    source_ip: source_ip.map(|ip| ip.to_string()),
-                    user_agent: user_agent.clone(),
-                    started,
-                });
-            }
-        }
-        Ok(next.run(req).await)
-    }
-    .await;
-
-    let mut resp = match outcome {
-        Ok(r) => r,
-        Err(e) => ApiError(e).into_response(),
-    };
-    // Fail closed: a request whose audit entry cannot be made durable returns nothing.
-    if resp.extensions().get::<AuditRecorded>().is_none()
-        && let Some((action, secret_path)) = audit
-        && let Ok(engine) = state.engine()
-    {
-        let mut extra = resp
-            .extensions_mut()
-            .remove::<AuditNote>()
-            .unwrap_or_default()
-            .0;
-        if let Some(PendingError(e)) = resp.extensions().get::<PendingError>() {
-            extra.insert("error_code".into(), e.code.as_str().into());
-        }
-        extra.insert("status".into(), resp.status().as_u16().into());
-        let input = AuditInput {
-            action: action.to_owned(),
-            identity_type: caller_seen.as_ref().map(|c| c.identity_type),
-            identity_id: caller_seen.as_ref().map(|c| c.identity_id.to_string()),
-            secret_path,
-            source_ip: source_ip.map(|ip| ip.to_string()),
-            user_agent,
-            success: resp.status().as_u16() < 400,
-            duration_ms: started.elapsed().as_millis() as u64,
-            request_id: rid.clone(),
-            extra_data: extra,
-        };
-        if let Err(e) = engine.record_audit(input).await {
-            resp = ApiError(unrecorded(&rid, &e)).into_response();
-        }
-    }
+    req.extensions_mut().insert(RequestMeta {
+        request_id: rid.clone(),
+        started,
+        source_ip,
+        user_agent,
+    });
+    let mut resp = next.run(req).await;
+    let cat = resp
+        .extensions()
+        .get::<Routed>()
+        .map_or(Category::Public, |r| r.0);
     let mut error_code = None;
     if let Some(PendingError(e)) = resp.extensions_mut().remove::<PendingError>() {
         error_code = Some(e.code);
@@ -413,18 +216,8 @@ pub(crate) async fn request_context(
             .insert("content-type", HeaderValue::from_static("application/json"));
         resp = rendered;
     }
-    let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&rid) {
-        headers.insert("x-request-id", v);
-    }
-    if let Some(v) = limit_headers {
-        let now = state.clock.now().unix_seconds() as u64;
-        headers.insert("x-ratelimit-limit", v.limit.into());
-        headers.insert("x-ratelimit-remaining", v.remaining.into());
-        headers.insert("x-ratelimit-reset", (now + v.reset_in).into());
-        if v.retry_after > 0 {
-            headers.insert("retry-after", v.retry_after.into());
-        }
+        resp.headers_mut().insert("x-request-id", v);
     }
     let status = resp.status();
     let elapsed = started.elapsed();
@@ -434,15 +227,239 @@ pub(crate) async fn request_context(
         status.as_u16(),
         elapsed.as_secs_f64(),
     );
-    // An access line without any value; the audit entry above is the record.
+    // An access line without any value; the audit entry is the record.
     tracing::debug!(
         target: "scaivault::access",
         request_id = %rid, method = %method, category = cat.name(), status = status.as_u16(),
-        identity = identity.as_deref().unwrap_or("-"), error = error_code.map(|c| c.as_str()).unwrap_or("-"),
+        error = error_code.map(|c| c.as_str()).unwrap_or("-"),
         micros = elapsed.as_micros() as u64, "request"
     );
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(request_id = %rid, code = error_code.map(|c| c.as_str()).unwrap_or("-"), "request failed");
     }
     resp
+}
+
+/// The scope a route needs of this request's token, with the action its entry records;
+/// `None` scope for routes any valid token may call.
+fn required(
+    spec: &RouteSpec,
+    uri: &axum::http::Uri,
+    public_metrics: bool,
+) -> Result<(Option<scaivault_core::scope::Scope>, Option<AuditAction>), Error> {
+    let action = match spec.audit {
+        Audited::No => None,
+        Audited::Action(a) | Audited::Secret(a) | Audited::ByHandler(a) => Some(a),
+    };
+    Ok(match spec.access {
+        Access::Public => (None, action),
+        Access::Metrics if public_metrics => (None, action),
+        Access::Metrics => (Some(scaivault_core::scope::Scope::Admin), action),
+        Access::Token => (None, action),
+        Access::Scope(s) => (Some(s), action),
+        Access::Tail(tails) => {
+            let tail = spec
+                .tail_prefix()
+                .and_then(|p| uri.path().strip_prefix(p))
+                .unwrap_or("");
+            let (_, scope, a) = tails
+                .iter()
+                .find(|(t, _, _)| *t == tail.trim_end_matches('/'))
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::MethodNotAllowed,
+                        "method not allowed on this endpoint",
+                    )
+                })?;
+            (Some(*scope), Some(*a))
+        }
+    })
+}
+
+/// Whether a route is called without a token.
+fn is_public(spec: &RouteSpec, public_metrics: bool) -> bool {
+    matches!(spec.access, Access::Public) || (spec.access == Access::Metrics && public_metrics)
+}
+
+pub(crate) async fn guard(
+    State((state, spec)): State<(Arc<AppState>, &'static RouteSpec)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let meta = req
+        .extensions()
+        .get::<RequestMeta>()
+        .cloned()
+        .unwrap_or_else(|| RequestMeta {
+            request_id: request_id(req.headers()),
+            started: Instant::now(),
+            source_ip: None,
+            user_agent: None,
+        });
+    let public = is_public(spec, state.config.public_metrics);
+    // Routes that check a credential of their own (unseal, the client-credentials grant).
+    let checks_credential = public && spec.audit != Audited::No;
+    let mut limit_headers = None;
+    let mut caller_seen: Option<Caller> = None;
+    let mut action = None;
+    let mut record_failure = true;
+    let audited_path = match spec.audit {
+        Audited::Secret(_) | Audited::ByHandler(_) => secret_path(spec, req.uri()),
+        _ => None,
+    };
+    let outcome: Result<Response, Error> = async {
+        let (scope, a) = required(spec, req.uri(), state.config.public_metrics)?;
+        action = a;
+        if public {
+            if checks_credential && let Some(wait) = state.preauth.blocked(meta.source_ip) {
+                record_failure =
+                    state.preauth.failed(meta.source_ip, "rate_limited") == Record::Individually;
+                return Err(too_many_failures(wait));
+            }
+            return Ok(next.run(req).await);
+        }
+        if let Some(wait) = state.preauth.blocked(meta.source_ip) {
+            record_failure =
+                state.preauth.failed(meta.source_ip, "rate_limited") == Record::Individually;
+            return Err(too_many_failures(wait));
+        }
+        let engine = state.engine()?;
+        let caller =
+            match bearer(req.headers()).and_then(|t| engine.authenticate(t, meta.source_ip)) {
+                Ok(c) => c,
+                Err(e) => {
+                    record_failure = state.preauth.failed(meta.source_ip, e.code.as_str())
+                        == Record::Individually;
+                    return Err(e);
+                }
+            };
+        caller_seen = Some(caller.clone());
+        if let Some(v) = state
+            .limiter
+            .check(caller.identity_id.as_str(), spec.category)
+        {
+            let (allowed, retry) = (v.allowed, v.retry_after);
+            limit_headers = Some(v);
+            if !allowed {
+                state.metrics.rate_limited(spec.category.name());
+                return Err(Error::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "too many {} requests; retry in {retry}s",
+                        spec.category.name()
+                    ),
+                )
+                .with("category", spec.category.name())
+                .with("retry_after", retry));
+            }
+        }
+        if let Some(needed) = scope
+            && !caller.scopes.allows(needed)
+        {
+            return Err(Error::new(
+                ErrorCode::InsufficientScope,
+                format!("the token lacks the scope {needed}"),
+            )
+            .with("required_scope", needed.as_str())
+            .with("token_scopes", caller.scopes.names()));
+        }
+        if matches!(spec.audit, Audited::ByHandler(_)) || matches!(spec.access, Access::Tail(_)) {
+            req.extensions_mut().insert(HandlerAudit {
+                secret_path: audited_path.clone(),
+                request_id: meta.request_id.clone(),
+                source_ip: meta.source_ip.map(|ip| ip.to_string()),
+                user_agent: meta.user_agent.clone(),
+                started: meta.started,
+            });
+        }
+        req.extensions_mut().insert(Auth { engine, caller });
+        Ok(next.run(req).await)
+    }
+    .await;
+
+    let mut resp = match outcome {
+        Ok(r) => r,
+        Err(e) => ApiError(e).into_response(),
+    };
+    // A failed attempt at a credential-checking public route counts against the address.
+    if checks_credential && resp.status() == StatusCode::UNAUTHORIZED {
+        let code = resp
+            .extensions()
+            .get::<PendingError>()
+            .map_or("invalid_credentials", |p| p.0.code.as_str());
+        record_failure = state.preauth.failed(meta.source_ip, code) == Record::Individually;
+    }
+    let failed_auth = caller_seen.is_none()
+        && matches!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
+        );
+    // Fail closed: a request whose audit entry cannot be made durable returns nothing. A flood
+    // of failed authentications is counted, not written entry by entry (see `preauth`).
+    if resp.extensions().get::<AuditRecorded>().is_none()
+        && let Some(action) = action
+        && (record_failure || !failed_auth)
+        && let Ok(engine) = state.engine()
+    {
+        let mut extra = resp
+            .extensions_mut()
+            .remove::<AuditNote>()
+            .unwrap_or_default()
+            .0;
+        if let Some(PendingError(e)) = resp.extensions().get::<PendingError>() {
+            extra.insert("error_code".into(), e.code.as_str().into());
+        }
+        extra.insert("status".into(), resp.status().as_u16().into());
+        let input = AuditInput {
+            action: action.into(),
+            identity_type: caller_seen.as_ref().map(|c| c.identity_type),
+            identity_id: caller_seen.as_ref().map(|c| c.identity_id.to_string()),
+            secret_path: audited_path,
+            source_ip: meta.source_ip.map(|ip| ip.to_string()),
+            user_agent: meta.user_agent.clone(),
+            success: resp.status().as_u16() < 400,
+            duration_ms: meta.started.elapsed().as_millis() as u64,
+            request_id: meta.request_id.clone(),
+            extra_data: extra,
+        };
+        if let Err(e) = engine.record_audit(input).await {
+            resp = ApiError(unrecorded(&meta.request_id, &e)).into_response();
+        }
+    }
+    resp.extensions_mut().insert(Routed(spec.category));
+    if let Some(v) = limit_headers {
+        let now = state.clock.now().unix_seconds() as u64;
+        let headers = resp.headers_mut();
+        headers.insert("x-ratelimit-limit", v.limit.into());
+        headers.insert("x-ratelimit-remaining", v.remaining.into());
+        headers.insert("x-ratelimit-reset", (now + v.reset_in).into());
+        if v.retry_after > 0 {
+            headers.insert("retry-after", v.retry_after.into());
+        }
+    }
+    if let Some(PendingError(e)) = resp.extensions().get::<PendingError>()
+        && e.code == ErrorCode::RateLimited
+        && let Some(wait) = e.details.get("retry_after").and_then(|v| v.as_u64())
+        && !resp.headers().contains_key("retry-after")
+    {
+        resp.headers_mut().insert("retry-after", wait.into());
+    }
+    resp
+}
+
+fn too_many_failures(wait: u64) -> Error {
+    Error::new(
+        ErrorCode::RateLimited,
+        format!("too many failed authentications from this address; retry in {wait}s"),
+    )
+    .with("category", "authentication_failures")
+    .with("retry_after", wait)
+}
+
+/// The secret a route's `{*path}` tail names (the raw, still percent-encoded bytes, as the
+/// handlers match them), cut to 512 characters for the audit entry.
+fn secret_path(spec: &RouteSpec, uri: &axum::http::Uri) -> Option<String> {
+    let prefix = spec.tail_prefix()?;
+    let t = uri.path().strip_prefix(prefix)?.trim_end_matches('/');
+    Some(t.chars().take(512).collect())
 }

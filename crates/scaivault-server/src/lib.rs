@@ -8,12 +8,14 @@ mod error;
 mod json;
 mod metrics;
 mod openapi;
+mod preauth;
 mod ratelimit;
 mod routes;
 mod serve;
 mod state;
 
 pub use error::ApiError;
+pub use preauth::PreAuthLimits;
 pub use ratelimit::RateLimits;
 pub use routes::router;
 pub use serve::{Listen, serve};

@@ -33,6 +33,8 @@ pub(crate) struct Metrics {
     rate_limited: Mutex<BTreeMap<&'static str, u64>>,
     pub secret_reads: AtomicU64,
     pub secret_writes: AtomicU64,
+    /// Unseal attempts refused for a wrong passphrase, key file or recovery key.
+    pub unseal_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -104,6 +106,13 @@ impl Metrics {
             self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "scaivault_request_duration_seconds_count {count}");
+        out.push_str("# HELP scaivault_unseal_failures_total Unseal attempts with a wrong key.\n");
+        out.push_str("# TYPE scaivault_unseal_failures_total counter\n");
+        let _ = writeln!(
+            out,
+            "scaivault_unseal_failures_total {}",
+            self.unseal_failures.load(Ordering::Relaxed)
+        );
         out.push_str("# TYPE scaivault_active_requests gauge\n");
         let _ = writeln!(
             out,

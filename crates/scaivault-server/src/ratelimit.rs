@@ -33,6 +33,8 @@ pub(crate) enum Category {
     Auth,
     Audit,
     Admin,
+    /// Tokens minted by the client-credentials grant, per client id.
+    Grant,
     Public,
 }
 
@@ -49,6 +51,7 @@ impl Category {
             Category::Auth => "auth",
             Category::Audit => "audit",
             Category::Admin => "admin",
+            Category::Grant => "grant",
             Category::Public => "public",
         }
     }
@@ -65,6 +68,7 @@ impl Category {
             Category::Policy | Category::Audit => 50.0,
             Category::PolicyTest => 200.0,
             Category::Auth => 300.0,
+            Category::Grant => 30.0,
             Category::Public => f64::INFINITY,
         }
     }

@@ -1,10 +1,24 @@
 //! Binding and serving, with TLS (rustls) when a certificate is given and a graceful shutdown
 //! on SIGTERM / Ctrl-C: in-flight requests finish, then the vault file is closed cleanly.
+//!
+//! The accept loop is ours rather than a library's so that what a client can hold is bounded
+//! (docs/SECURITY.md, "pre-authentication budget"): at most `max_connections` connections
+//! are served at once (past that, new ones wait in the kernel's queue, so the process never
+//! runs out of descriptors); a client has `header_timeout` to send a request's headers (and to
+//! finish a TLS handshake); a connection with no request in progress and no bytes moving for
+//! `idle_timeout` is closed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 use crate::routes::router;
 use crate::state::AppState;
@@ -31,11 +45,18 @@ pub async fn serve(
             ),
         ));
     }
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let handle = axum_server::Handle::new();
-    let listener = std::net::TcpListener::bind(listen.addr)?;
+    let app = router(state.clone());
+    let listener = std::net::TcpListener::bind(listen.addr).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", listen.addr))
+    })?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let tls = match &listen.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
+    };
+    let max_connections = connection_limit(state.config.max_connections);
 
     // Compile the secret-type plugins now, off the request path, so the first write does not
     // pay for it; generators and rotation backends compile on first use.
@@ -104,6 +125,11 @@ pub async fn serve(
                         Ok(n) if n > 0 => tracing::info!(purged = n, "expired soft deletes purged"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "purge of soft deletes failed"),
+                    }
+                    match engine.prune_expired_tokens().await {
+                        Ok(n) if n > 0 => tracing::info!(pruned = n, "expired tokens pruned"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "pruning expired tokens failed"),
                     }
                 }
                 pass += 1;
@@ -180,30 +206,22 @@ pub async fn serve(
             }
         })
     });
-    {
-        let handle = handle.clone();
+    // Failed authentications counted but not written one by one go into the audit log as
+    // one `auth_failures` entry per address and reason when their window closes.
+    let failures = {
+        let state = state.clone();
         tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            handle.graceful_shutdown(Some(Duration::from_secs(30)));
-        });
-    }
-    ready(bound);
-    let result = match listen.tls {
-        Some((cert, key)) => {
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
-            axum_server::from_tcp_rustls(listener, config)?
-                .handle(handle)
-                .serve(app)
-                .await
-        }
-        None => {
-            axum_server::from_tcp(listener)?
-                .handle(handle)
-                .serve(app)
-                .await
-        }
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                record_failure_counts(&state, false).await;
+            }
+        })
     };
+    ready(bound);
+    let result = accept_loop(listener, tls, app, &state.config, max_connections).await;
+    failures.abort();
+    record_failure_counts(&state, true).await;
     flusher.abort();
     rotations.abort();
     expiry.abort();
@@ -213,6 +231,297 @@ pub async fn serve(
     }
     state.close().await;
     result
+}
+
+/// Writes the window's counted failed authentications as `auth_failures` entries.
+async fn record_failure_counts(state: &AppState, force: bool) {
+    let counts = state.preauth.drain(force);
+    if counts.is_empty() {
+        return;
+    }
+    let Ok(engine) = state.engine() else {
+        return;
+    };
+    let inputs = counts
+        .into_iter()
+        .map(|c| {
+            let mut extra = serde_json::Map::new();
+            extra.insert("reason".into(), c.reason.into());
+            extra.insert("count".into(), c.count.into());
+            extra.insert("window_seconds".into(), c.window_seconds.into());
+            scaivault_engine::AuditInput {
+                action: scaivault_engine::AuditAction::AuthFailures.into(),
+                source_ip: Some(c.address),
+                success: false,
+                request_id: format!("agg_{}", engine.now().unix_seconds()),
+                extra_data: extra,
+                ..Default::default()
+            }
+        })
+        .collect();
+    if let Err(e) = engine.record_audits(inputs).await {
+        tracing::error!(error = %e, "could not record the counts of failed authentications");
+    }
+}
+
+/// `max_connections`, lowered to what the process's descriptor limit allows (after raising
+/// the soft limit towards the hard one), keeping room for the vault file, plugins and
+/// outbound connections.
+fn connection_limit(wanted: usize) -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const RESERVED: u64 = 128;
+    let Ok((mut soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return wanted.max(1);
+    };
+    let want = (wanted as u64 + RESERVED).min(hard);
+    if want > soft && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() {
+        soft = want;
+    }
+    let fits = soft.saturating_sub(RESERVED).max(16) as usize;
+    if fits < wanted {
+        tracing::warn!(
+            wanted,
+            serving = fits,
+            "the descriptor limit (ulimit -n) allows fewer connections than max_connections"
+        );
+    }
+    wanted.min(fits).max(1)
+}
+
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, p: &std::path::Path, e: &dyn std::fmt::Display| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{what} {}: {e}", p.display()),
+        )
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad("cannot read the certificate", cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("cannot parse the certificate", cert, &e))?;
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| bad("cannot read the private key", key, &e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad("TLS setup failed for", cert, &e))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key_der)
+    .map_err(|e| bad("the certificate and key do not fit", cert, &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts connections until a shutdown signal, at most `max_connections` at once, then waits
+/// up to 30 s for the requests in flight.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: axum::Router,
+    config: &crate::state::ServerConfig,
+    max_connections: usize,
+) -> std::io::Result<()> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let (header_timeout, idle_timeout) = (config.header_timeout, config.idle_timeout);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            _ = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors or memory for a moment: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let activity = Arc::new(Activity::default());
+        let service = {
+            let (app, activity) = (app.clone(), activity.clone());
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let busy = InFlight::new(activity.clone());
+                let call = tower::ServiceExt::oneshot(app.clone(), req);
+                async move {
+                    let r = call.await;
+                    drop(busy);
+                    r
+                }
+            })
+        };
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await
+                    else {
+                        return;
+                    };
+                    let io = TokioIo::new(IdleIo::new(stream, activity, idle_timeout));
+                    let conn = builder.serve_connection_with_upgrades(io, service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+                None => {
+                    let io = TokioIo::new(IdleIo::new(tcp, activity, idle_timeout));
+                    let conn = builder.serve_connection_with_upgrades(io, service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+            }
+        });
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after 30 s were cut off");
+    }
+    Ok(())
+}
+
+/// Requests in progress on one connection; the idle timer runs only while there are none.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+}
+
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(a: Arc<Activity>) -> InFlight {
+        a.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(a)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection that ends itself when no request is in progress and no byte has moved for
+/// `idle`: a client cannot hold a descriptor by opening a connection and saying nothing.
+struct IdleIo<T> {
+    inner: T,
+    activity: Arc<Activity>,
+    idle: Duration,
+    last: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<T> IdleIo<T> {
+    fn new(inner: T, activity: Arc<Activity>, idle: Duration) -> IdleIo<T> {
+        let now = Instant::now();
+        IdleIo {
+            inner,
+            activity,
+            idle,
+            last: now,
+            timer: Box::pin(tokio::time::sleep_until(now + idle)),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    this.last = Instant::now();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                if this.activity.in_flight.load(Ordering::Relaxed) > 0 {
+                    this.last = Instant::now();
+                    return Poll::Pending;
+                }
+                let deadline = this.last + this.idle;
+                if this.timer.deadline() != deadline {
+                    this.timer.as_mut().reset(deadline);
+                }
+                match this.timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "idle connection closed",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.last = Instant::now();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.last = Instant::now();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 async fn shutdown_signal() {

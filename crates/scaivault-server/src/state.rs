@@ -6,6 +6,7 @@ use scaivault_core::{Error, ErrorCode};
 use scaivault_engine::{Clock, Engine};
 
 use crate::metrics::Metrics;
+use crate::preauth::{PreAuth, PreAuthLimits};
 use crate::ratelimit::{RateLimiter, RateLimits};
 
 #[derive(Debug, Clone)]
@@ -23,6 +24,17 @@ pub struct ServerConfig {
     pub plugins: scaivault_engine::PluginSettings,
     /// `scaivault dev --test-clock`: the engine's clock, which `POST /v1/sys/test/clock` moves.
     pub test_clock: Option<TestClock>,
+    /// Failed authentications an address may make before its requests are refused unchecked.
+    pub preauth: PreAuthLimits,
+    /// Unseal attempts that may run their key derivation at once (64 MiB of Argon2id each);
+    /// a further attempt answers 429 at once instead of queueing.
+    pub unseal_concurrency: usize,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: std::time::Duration,
+    /// How long a connection may stay open with no request in progress.
+    pub idle_timeout: std::time::Duration,
 }
 
 /// A clock tests can move (only ever set by `dev --test-clock`).
@@ -45,6 +57,11 @@ impl Default for ServerConfig {
             backups: None,
             plugins: Default::default(),
             test_clock: None,
+            preauth: PreAuthLimits::default(),
+            unseal_concurrency: 1,
+            max_connections: 4096,
+            header_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(120),
         }
     }
 }
@@ -57,6 +74,9 @@ pub struct AppState {
     pub config: ServerConfig,
     pub(crate) metrics: Metrics,
     pub(crate) limiter: RateLimiter,
+    pub(crate) preauth: PreAuth,
+    /// Permits for unseal attempts' key derivations (`unseal_concurrency`).
+    pub(crate) unseal_permits: Arc<tokio::sync::Semaphore>,
     pub(crate) started: Instant,
 }
 
@@ -72,6 +92,10 @@ impl AppState {
             engine: RwLock::new(engine.map(Arc::new)),
             clock,
             limiter: RateLimiter::new(config.rate_limits.clone()),
+            preauth: PreAuth::new(config.preauth),
+            unseal_permits: Arc::new(tokio::sync::Semaphore::new(
+                config.unseal_concurrency.max(1),
+            )),
             config,
             metrics: Metrics::default(),
             started: Instant::now(),
@@ -86,7 +110,7 @@ impl AppState {
             .ok_or_else(|| {
                 Error::new(
                     ErrorCode::VaultSealed,
-                    "the vault is sealed; unseal it with POST /v1/sys/unseal",
+                    "the vault is sealed; unseal it with `scaivault operator unseal` (POST /v1/sys/unseal)",
                 )
             })
     }

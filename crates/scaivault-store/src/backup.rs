@@ -60,11 +60,7 @@ impl Vault {
         let _ = std::fs::remove_file(&tmp);
         self.copy_to(&tmp)?;
         let result = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .read(true)
-                .append(true)
-                .open(&tmp)
-                .map_err(|e| io_error(&e))?;
+            let mut f = crate::private_fs::append(&tmp).map_err(|e| io_error(&e))?;
             let len = f.metadata().map_err(|e| io_error(&e))?.len();
             let trailer = BackupTrailer {
                 backup_format: 1,
@@ -139,16 +135,10 @@ pub fn inspect_backup(path: &Path) -> Result<BackupTrailer, StoreError> {
 pub fn extract_backup(backup: &Path, to: &Path) -> Result<BackupTrailer, StoreError> {
     let trailer = inspect_backup(backup)?;
     let mut src = std::fs::File::open(backup).map_err(|e| io_error(&e))?;
-    let mut dst = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => {
-                StoreError::AlreadyExists(to.display().to_string())
-            }
-            _ => io_error(&e),
-        })?;
+    let mut dst = crate::private_fs::create_new(to).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => StoreError::AlreadyExists(to.display().to_string()),
+        _ => io_error(&e),
+    })?;
     std::io::copy(&mut (&mut src).take(trailer.vault_bytes), &mut dst).map_err(|e| io_error(&e))?;
     dst.sync_all().map_err(|e| io_error(&e))?;
     Ok(trailer)

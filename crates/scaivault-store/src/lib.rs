@@ -14,6 +14,7 @@ mod backup;
 mod error;
 mod header;
 mod pipeline;
+pub mod private_fs;
 mod redb_backend;
 mod table;
 mod vault;

@@ -79,17 +79,12 @@ impl RedbBackend {
 
     /// Creates a new file; fails if one exists.
     pub fn create(path: &Path) -> Result<RedbBackend, StoreError> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => {
-                    StoreError::AlreadyExists(path.display().to_string())
-                }
-                _ => io_error(&e),
-            })?;
+        let file = crate::private_fs::create_new(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                StoreError::AlreadyExists(path.display().to_string())
+            }
+            _ => io_error(&e),
+        })?;
         drop(file);
         let db = guard("create", || Self::builder().create(path).map_err(db_error))?;
         let backend = RedbBackend {

@@ -1,5 +1,6 @@
 //! Fault tests on real vault files: wrong passphrase, truncation, tampering, moved and replayed
 //! records. Each must give a clean error, never a panic and never wrong plaintext.
+#![allow(clippy::disallowed_methods)] // tests make their fixture files as they please
 
 use std::path::Path;
 

@@ -51,6 +51,24 @@ pub async fn client_credentials(
         return Err(Error::invalid_request("grant_type must be client_credentials").into());
     }
     let engine = state.engine()?;
+    // Each grant mints and stores a token: a client may ask for a few a minute (a service
+    // needs one an hour), not thousands. Failed attempts count against the address instead.
+    if let Some(v) = state.limiter.check(
+        &format!("grant:{}", req.client_id),
+        crate::ratelimit::Category::Grant,
+    ) && !v.allowed
+    {
+        return Err(Error::new(
+            scaivault_core::ErrorCode::RateLimited,
+            format!(
+                "too many token grants for this client; retry in {}s",
+                v.retry_after
+            ),
+        )
+        .with("category", "grant")
+        .with("retry_after", v.retry_after)
+        .into());
+    }
     Ok(Json(
         engine
             .client_credentials(&req.client_id, &req.client_secret)

@@ -96,3 +96,20 @@ pub async fn create_credential(
         .await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
+
+pub async fn list_credentials(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        auth.engine.list_client_credentials(&auth.caller, &id)?,
+    ))
+}
+
+pub async fn revoke_credential(
+    auth: Auth,
+    Path((id, credential)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        auth.engine
+            .revoke_client_credential(&auth.caller, &id, &credential)
+            .await?,
+    ))
+}

@@ -34,6 +34,10 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+pub async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}
+
 pub async fn version() -> Json<serde_json::Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -81,13 +85,27 @@ pub struct UnsealRequest {
     recovery_key: Option<Zeroizing<String>>,
 }
 
+/// Unseals. Each attempt derives a key with Argon2id (64 MiB, a quarter of a second by
+/// default), so at most `unseal_concurrency` run at once and a further attempt answers 429 at
+/// once rather than queueing; the guard refuses an address that has spent its allowance of
+/// failures; every failure is logged with its address and counted in
+/// `scaivault_unseal_failures_total` (a sealed vault has no audit log to write to).
 pub async fn unseal(
     State(state): State<Arc<AppState>>,
+    meta: Option<axum::Extension<crate::context::RequestMeta>>,
     ApiJson(req): ApiJson<UnsealRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if !state.is_sealed() {
         return Ok(Json(json!({ "sealed": false })));
     }
+    let Ok(_permit) = state.unseal_permits.clone().try_acquire_owned() else {
+        return Err(Error::new(
+            scaivault_core::ErrorCode::RateLimited,
+            "another unseal attempt is deriving its key; retry in a second",
+        )
+        .with("retry_after", 1)
+        .into());
+    };
     let material: Zeroizing<Vec<u8>> = match (&req.passphrase, &req.key) {
         (None, None) if req.recovery_key.is_some() => {
             let text = req
@@ -155,7 +173,21 @@ pub async fn unseal(
         Engine::load_with(Arc::new(vault), clock, settings)
     })
     .await
-    .map_err(|_| Error::internal("unseal task failed"))??;
+    .map_err(|_| Error::internal("unseal task failed"))?;
+    let engine = match engine {
+        Ok(e) => e,
+        Err(e) => {
+            if e.code == scaivault_core::ErrorCode::InvalidPassphrase {
+                state
+                    .metrics
+                    .unseal_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let from = meta.and_then(|m| m.0.source_ip);
+                tracing::warn!(source_ip = ?from, "unseal attempt with a wrong key refused");
+            }
+            return Err(e.into());
+        }
+    };
     if state.is_sealed() {
         state.set_engine(Some(Arc::new(engine)));
     }
@@ -256,9 +288,10 @@ pub async fn restore(
     const MAX_UPLOAD: u64 = 64 * 1024 * 1024 * 1024;
     let dir = tempfile::tempdir().map_err(|e| Error::internal(format!("no temp dir: {e}")))?;
     let file = dir.path().join("upload.svbak");
-    let mut out = tokio::fs::File::create(&file)
-        .await
-        .map_err(|e| Error::internal(e.to_string()))?;
+    let mut out = tokio::fs::File::from_std(
+        scaivault_store::private_fs::create_new(&file)
+            .map_err(|e| Error::internal(e.to_string()))?,
+    );
     let mut stream = body.into_data_stream();
     let mut written = 0u64;
     use futures_core::Stream as _;

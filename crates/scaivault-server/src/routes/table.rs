@@ -1,0 +1,312 @@
+//! The route table: every endpoint declared once, with what it needs and what it records.
+//!
+//! The router is built from it, the OpenAPI document is rendered from it, the per-route guard
+//! reads each route's access rule, rate-limit bucket and audit action from it, and the
+//! authorization matrix test (`tests/authz_matrix.rs`) walks it. A route is added here or
+//! nowhere.
+//!
+//! The guard checks a route's scope **before** its handler runs, so no handler reads a body,
+//! parses JSON or touches the engine for a token that may not call it (an upload to
+//! `/v1/sys/restore` by a `secrets:read` token is refused before its first byte is read).
+//! The engine checks again (scope and path policy): the table is the outer wall, not the
+//! only one.
+
+use std::sync::Arc;
+
+use axum::routing::{MethodFilter, MethodRouter, on};
+use scaivault_core::scope::Scope;
+use scaivault_engine::AuditAction;
+
+use super::{audit, auth, identities, plugins, policies, rotation, secret_policies, secrets};
+use super::{sys, webhooks};
+use crate::ratelimit::Category;
+use crate::state::AppState;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token: health, version, seal status, unseal, the client-credentials grant.
+    Public,
+    /// `/v1/metrics`: public unless the server was started with private metrics (then admin).
+    Metrics,
+    /// Any valid token (`whoami`).
+    Token,
+    /// A token holding this scope (`admin` holds every scope).
+    Scope(Scope),
+    /// The scope depends on the rest of the path (`POST /v1/secrets/batch` reads values,
+    /// `…/batch/metadata` reads metadata); a tail not listed answers 405.
+    Tail(&'static [(&'static str, Scope, AuditAction)]),
+}
+
+/// What the audit log records of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audited {
+    /// Not audited: health, version, metrics, status, the policy dry-run.
+    No,
+    /// One entry with this action, naming no secret.
+    Action(AuditAction),
+    /// One entry with this action, naming the secret the path's `{*path}` tail names.
+    Secret(AuditAction),
+    /// The handler commits the entry with the change it records (a secret write); the guard
+    /// records it only when the handler failed before it could.
+    ByHandler(AuditAction),
+}
+
+/// One endpoint.
+pub struct RouteSpec {
+    pub method: &'static str,
+    /// In axum's syntax: `{id}` one segment, `{*path}` the rest.
+    pub path: &'static str,
+    pub access: Access,
+    pub(crate) category: Category,
+    pub audit: Audited,
+    pub summary: &'static str,
+    /// Only on a dev server started with `--test-clock`.
+    pub test_only: bool,
+    /// A larger body than the server's limit (a plugin's WebAssembly, base64-encoded).
+    pub large_body: bool,
+    pub(crate) handler: fn(MethodFilter) -> MethodRouter<Arc<AppState>>,
+}
+
+impl RouteSpec {
+    /// The part of the path before a `{*path}` tail, for routes that have one.
+    pub fn tail_prefix(&self) -> Option<&'static str> {
+        self.path.find("{*").map(|i| &self.path[..i])
+    }
+
+    pub fn filter(&self) -> MethodFilter {
+        match self.method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "PUT" => MethodFilter::PUT,
+            "PATCH" => MethodFilter::PATCH,
+            "DELETE" => MethodFilter::DELETE,
+            m => unreachable!("no route uses {m}"),
+        }
+    }
+}
+
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path, $access:expr, $cat:ident, $audit:expr, $summary:literal $(, $opt:ident)*;)*) => {
+        /// Every route the server answers.
+        pub static ROUTES: &[RouteSpec] = &[$(
+            RouteSpec {
+                method: stringify!($method),
+                path: $path,
+                access: $access,
+                category: Category::$cat,
+                audit: $audit,
+                summary: $summary,
+                test_only: routes!(@has test_only $($opt)*),
+                large_body: routes!(@has large_body $($opt)*),
+                handler: |f| on(f, $handler),
+            },
+        )*];
+    };
+    (@has $want:ident) => { false };
+    (@has test_only test_only $($rest:ident)*) => { true };
+    (@has large_body large_body $($rest:ident)*) => { true };
+    (@has $want:ident $other:ident $($rest:ident)*) => { routes!(@has $want $($rest)*) };
+}
+
+use Access::{Metrics, Public, Tail, Token};
+use AuditAction as A;
+use Audited::{Action, ByHandler, No, Secret};
+use Scope::*;
+
+const fn s(scope: Scope) -> Access {
+    Access::Scope(scope)
+}
+
+routes! {
+    GET "/v1/health" => sys::health, Public, Public, No, "Liveness";
+    GET "/v1/health/ready" => sys::ready, Public, Public, No, "Readiness (503 while sealed)";
+    GET "/v1/version" => sys::version, Public, Public, No, "Version and file-format version";
+    GET "/v1/metrics" => sys::metrics, Metrics, Public, No, "Prometheus metrics";
+    GET "/v1/openapi.json" => sys::openapi, Public, Public, No, "This document";
+    GET "/v1/sys/status" => sys::status, Public, Public, No, "Seal state";
+    POST "/v1/sys/unseal" => sys::unseal, Public, Public, Action(A::Unseal),
+        "Unseal with a passphrase, key file or recovery key (one key derivation at a time)";
+    POST "/v1/sys/seal" => sys::seal, s(Admin), Admin, Action(A::Seal), "Seal";
+    POST "/v1/sys/rotate-key" => sys::rotate_key, s(Admin), Admin, Action(A::KeyRotate),
+        "Add a data key; new writes use it";
+    GET "/v1/sys/backup" => sys::backup, s(Admin), Admin, Action(A::Backup),
+        "Stream a consistent, encrypted backup";
+    POST "/v1/sys/restore" => sys::restore, s(Admin), Admin, Action(A::RestoreFromBackup),
+        "Write one secret back from an uploaded backup";
+    POST "/v1/sys/verify" => sys::verify, s(Admin), Admin, Action(A::Verify),
+        "Check every record, the indexes and the audit chain";
+    POST "/v1/sys/test/clock" => sys::advance_test_clock, s(Admin), Admin, Action(A::TestClockAdvance),
+        "Move the test clock forward and run the rotation scheduler (dev --test-clock only)", test_only;
+
+    GET "/v1/secrets" => secrets::list, s(SecretsList), List, Action(A::List),
+        "List secrets by prefix (cursor pagination)";
+    GET "/v1/secrets/{*path}" => secrets::read, s(SecretsRead), Read, Secret(A::Read),
+        "Read a secret (current or ?version=N)";
+    PUT "/v1/secrets/{*path}" => secrets::write, s(SecretsWrite), Write, ByHandler(A::Write),
+        "Write a new version";
+    DELETE "/v1/secrets/{*path}" => secrets::delete, s(SecretsDelete), Delete, Secret(A::Delete),
+        "Soft delete, or ?permanent=true";
+    POST "/v1/secrets/{*path}" => secrets::post,
+        Tail(&[("batch", SecretsRead, A::Read), ("batch/metadata", SecretsList, A::MetadataRead)]),
+        Batch, No,
+        "Batch read when {path} is `batch`; metadata of many paths when it is `batch/metadata`";
+    GET "/v1/metadata/{*path}" => secrets::metadata, s(SecretsList), List, Secret(A::MetadataRead),
+        "Metadata without the value";
+    PATCH "/v1/metadata/{*path}" => secrets::update_metadata, s(SecretsWrite), Write,
+        Secret(A::MetadataUpdate), "Merge metadata; no new version";
+    GET "/v1/versions/{*path}" => secrets::versions, s(SecretsList), List, Secret(A::Versions),
+        "Version history";
+    POST "/v1/restore/{*path}" => secrets::restore, s(SecretsDelete), Delete, Secret(A::Restore),
+        "Undo a soft delete";
+
+    GET "/v1/policies" => policies::list, s(PoliciesRead), Policy, Action(A::PolicyRead),
+        "List access policies";
+    POST "/v1/policies" => policies::create, s(Admin), Policy, Action(A::PolicyCreate),
+        "Create an access policy (admin: policies decide who may do what)";
+    POST "/v1/policies/test" => policies::test, s(PoliciesRead), PolicyTest, No,
+        "Dry-run an access decision (not audited)";
+    GET "/v1/policies/{id}" => policies::get, s(PoliciesRead), Policy, Action(A::PolicyRead),
+        "Get a policy";
+    PUT "/v1/policies/{id}" => policies::replace, s(Admin), Policy, Action(A::PolicyUpdate),
+        "Replace a policy (bindings kept; admin)";
+    PATCH "/v1/policies/{id}" => policies::patch, s(Admin), Policy, Action(A::PolicyUpdate),
+        "Update part of a policy (admin)";
+    DELETE "/v1/policies/{id}" => policies::delete, s(Admin), Policy, Action(A::PolicyDelete),
+        "Delete a policy (?force=true with bindings; admin)";
+    GET "/v1/policies/{id}/bindings" => policies::bindings, s(PoliciesRead), Policy,
+        Action(A::PolicyRead), "List bindings";
+    POST "/v1/policies/{id}/bindings" => policies::bind, s(Admin), Policy, Action(A::PolicyBind),
+        "Bind an identity (admin)";
+    DELETE "/v1/policies/{id}/bindings/{binding}" => policies::unbind, s(Admin), Policy,
+        Action(A::PolicyUnbind), "Remove a binding (admin)";
+
+    GET "/v1/audit/logs" => audit::logs, s(AuditRead), Audit, Action(A::AuditQuery),
+        "Query the audit log";
+    GET "/v1/audit/secrets/{*path}" => audit::for_secret, s(AuditRead), Audit, Action(A::AuditQuery),
+        "Audit entries of one secret, with its 30-day summary";
+    GET "/v1/audit/identities/{id}" => audit::for_identity, s(AuditRead), Audit,
+        Action(A::AuditQuery), "Audit entries of one identity, with its 30-day summary";
+    GET "/v1/audit/summary" => audit::summary, s(AuditRead), Audit, Action(A::AuditQuery),
+        "Counts by action, identity, path and hour (from, to, identity_id, secret_path)";
+    GET "/v1/audit/verify" => audit::verify, s(AuditRead), Audit, Action(A::AuditQuery),
+        "Verify the hash chain";
+    POST "/v1/audit/prune" => audit::prune, s(Admin), Audit, Action(A::AuditPrune),
+        "Prune entries older than a duration";
+
+    GET "/v1/rotation/policies" => rotation::list, s(Admin), Admin, Action(A::RotationPolicy),
+        "List rotation policies (`data`)";
+    POST "/v1/rotation/policies" => rotation::create, s(Admin), Admin, Action(A::RotationPolicy),
+        "Create a rotation policy (`rot_<name>`)";
+    GET "/v1/rotation/policies/{id}" => rotation::get, s(Admin), Admin, Action(A::RotationPolicy),
+        "Get a rotation policy and its secrets";
+    PATCH "/v1/rotation/policies/{id}" => rotation::patch, s(Admin), Admin,
+        Action(A::RotationPolicy), "Update a rotation policy";
+    DELETE "/v1/rotation/policies/{id}" => rotation::delete, s(Admin), Admin,
+        Action(A::RotationPolicy), "Delete a rotation policy (detaches its secrets)";
+    POST "/v1/rotation/policies/{id}/enable" => rotation::enable, s(Admin), Admin,
+        Action(A::RotationPolicy), "Resume a paused policy";
+    POST "/v1/rotation/policies/{id}/disable" => rotation::disable, s(Admin), Admin,
+        Action(A::RotationPolicy), "Pause a policy";
+    POST "/v1/rotation/policies/{id}/secrets" => rotation::assign, s(Admin), Admin,
+        Action(A::RotationPolicy), "Attach a secret";
+    DELETE "/v1/rotation/policies/{id}/secrets/{*path}" => rotation::unassign, s(Admin), Admin,
+        Action(A::RotationPolicy), "Detach a secret";
+    POST "/v1/rotation/policies/{id}/rotate" => rotation::rotate, s(Admin), Admin,
+        Action(A::Rotate), "Rotate now (all, or `secret_path`)";
+    GET "/v1/rotation/status" => rotation::status, s(Admin), Admin, Action(A::RotationPolicy),
+        "Per-secret rotation state";
+
+    GET "/v1/auth/whoami" => auth::whoami, Token, Auth, Action(A::Whoami), "The caller";
+    POST "/v1/auth/introspect" => auth::introspect, s(Admin), Auth, Action(A::Introspect),
+        "Inspect another token";
+    POST "/v1/auth/token" => auth::client_credentials, Public, Public, Action(A::TokenIssue),
+        "Client-credentials grant (rate-limited per address and per client)";
+    GET "/v1/auth/tokens" => auth::list_tokens, s(Admin), Admin, Action(A::TokenList),
+        "List tokens (never their values)";
+    POST "/v1/auth/tokens" => auth::create_token, s(Admin), Admin, Action(A::TokenCreate),
+        "Create a token (shown once)";
+    DELETE "/v1/auth/tokens/{id}" => auth::revoke_token, s(Admin), Admin, Action(A::TokenRevoke),
+        "Revoke a token";
+
+    GET "/v1/identities" => identities::list, s(IdentityRead), Admin, Action(A::IdentityRead),
+        "List identities";
+    POST "/v1/identities" => identities::create, s(Admin), Admin, Action(A::IdentityCreate),
+        "Create a user, service account or group";
+    GET "/v1/identities/{id}" => identities::get, s(IdentityRead), Admin, Action(A::IdentityRead),
+        "Get an identity";
+    DELETE "/v1/identities/{id}" => identities::delete, s(Admin), Admin,
+        Action(A::IdentityDelete), "Delete an identity and revoke its tokens";
+    POST "/v1/identities/{id}/members" => identities::add_member, s(Admin), Admin,
+        Action(A::IdentityMemberAdd), "Add a group member";
+    DELETE "/v1/identities/{id}/members/{member}" => identities::remove_member, s(Admin), Admin,
+        Action(A::IdentityMemberRemove), "Remove a group member";
+    GET "/v1/identities/{id}/credentials" => identities::list_credentials, s(Admin), Admin,
+        Action(A::CredentialList), "List an identity's client credentials (never their secrets)";
+    POST "/v1/identities/{id}/credentials" => identities::create_credential, s(Admin), Admin,
+        Action(A::CredentialCreate), "Issue a client credential";
+    DELETE "/v1/identities/{id}/credentials/{credential}" => identities::revoke_credential,
+        s(Admin), Admin, Action(A::CredentialRevoke),
+        "Revoke a client credential and the tokens it minted";
+
+    GET "/v1/secret-policies" => secret_policies::list, s(Admin), Admin,
+        Action(A::SecretPolicyRead), "List secret (generation) policies";
+    POST "/v1/secret-policies" => secret_policies::create, s(Admin), Admin,
+        Action(A::SecretPolicyCreate), "Create a recipe of {name, generator, config} fields";
+    GET "/v1/secret-policies/{id}" => secret_policies::get, s(Admin), Admin,
+        Action(A::SecretPolicyRead), "Get a secret policy";
+    PATCH "/v1/secret-policies/{id}" => secret_policies::patch, s(Admin), Admin,
+        Action(A::SecretPolicyUpdate), "Update a secret policy";
+    DELETE "/v1/secret-policies/{id}" => secret_policies::delete, s(Admin), Admin,
+        Action(A::SecretPolicyDelete), "Delete a secret policy no rotation policy uses";
+    POST "/v1/secret-policies/{id}/generate" => secret_policies::generate, s(SecretsWrite), Admin,
+        Action(A::Generate), "Generate a data object with the recipe, storing nothing";
+
+    GET "/v1/webhooks" => webhooks::list, s(Admin), Admin, Action(A::WebhookRead), "List webhooks";
+    POST "/v1/webhooks" => webhooks::create, s(Admin), Admin, Action(A::WebhookCreate),
+        "Create a webhook (events, filters, signing secret)";
+    GET "/v1/webhooks/{id}" => webhooks::get, s(Admin), Admin, Action(A::WebhookRead),
+        "Get a webhook with delivery statistics";
+    PATCH "/v1/webhooks/{id}" => webhooks::patch, s(Admin), Admin, Action(A::WebhookUpdate),
+        "Update a webhook; a new secret with previous_secret_ttl keeps the old one signing too";
+    DELETE "/v1/webhooks/{id}" => webhooks::delete, s(Admin), Admin, Action(A::WebhookDelete),
+        "Delete a webhook";
+    POST "/v1/webhooks/{id}/test" => webhooks::test, s(Admin), Admin, Action(A::WebhookTest),
+        "Send a webhook.test event now";
+    GET "/v1/webhooks/{id}/deliveries" => webhooks::deliveries, s(Admin), Admin,
+        Action(A::WebhookRead), "The delivery log, newest first";
+
+    GET "/v1/plugins" => plugins::list, s(Admin), Admin, Action(A::PluginRead), "List plugins";
+    POST "/v1/plugins" => plugins::install, s(Admin), Admin, Action(A::PluginInstall),
+        "Install an external plugin (manifest + base64 wasm); pins its SHA-256", large_body;
+    POST "/v1/plugins/verify" => plugins::verify, s(Admin), Admin, Action(A::PluginVerify),
+        "Check every plugin's bytes against its pinned SHA-256";
+    GET "/v1/plugins/{name}" => plugins::get, s(Admin), Admin, Action(A::PluginRead),
+        "Get a plugin";
+    DELETE "/v1/plugins/{name}" => plugins::remove, s(Admin), Admin, Action(A::PluginRemove),
+        "Remove an external plugin";
+    POST "/v1/generators/{name}/generate" => plugins::generate, s(SecretsWrite), Admin,
+        Action(A::Generate), "Run a value generator without storing anything";
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::ROUTES;
+
+    #[test]
+    fn each_route_is_declared_once() {
+        let mut seen = BTreeSet::new();
+        for r in ROUTES {
+            assert!(
+                seen.insert((r.method, r.path)),
+                "{} {} twice",
+                r.method,
+                r.path
+            );
+            assert!(!r.summary.is_empty());
+            let _ = r.filter();
+        }
+    }
+}
