@@ -29,11 +29,16 @@ impl Dev {
     }
 
     pub fn start_with(extra: &[&str]) -> Dev {
+        Self::start_with_env(extra, &[])
+    }
+
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Dev {
         let mut child = Command::new(bin())
             .args(["dev", "--listen", "127.0.0.1:0", "--json"])
             .args(extra)
             .env_remove("SCAIVAULT_URL")
             .env_remove("SCAIVAULT_TOKEN")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -54,6 +59,14 @@ impl Dev {
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// Stops the server as an operator would (SIGTERM) and waits for it to close the vault.
+    pub fn terminate(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
     }
 
     pub fn req(

@@ -16,11 +16,47 @@ fn usage(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidRequest, msg)
 }
 
+/// `auth login`: the token is checked with `whoami` before it is saved, so a typo or a
+/// revoked token is reported now rather than at the next command.
+pub async fn login(url: String, given: Option<&str>, out: &Out) -> CliResult<()> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let token = zeroize::Zeroizing::new(match given {
+        Some(t) if t != "-" => t.to_owned(),
+        None if std::io::stdin().is_terminal() => rpassword::prompt_password("Token: ")
+            .map_err(|e| usage(format!("cannot read the token: {e}")))?,
+        _ => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| usage(format!("cannot read the token from stdin: {e}")))?;
+            line.trim().to_owned()
+        }
+    });
+    if token.is_empty() {
+        return Err(usage("no token given").into());
+    }
+    let remote = crate::target::Remote::new(url, Some(token.to_string()));
+    let me = remote.call(Method::GET, "/v1/auth/whoami", None).await?;
+    crate::config::set("token", &token).map_err(usage)?;
+    out.emit(&me, || {
+        println!(
+            "Logged in as {} ({}); token saved in {}",
+            s(&me["identity_id"]),
+            s(&me["identity_type"]),
+            crate::config::path().display()
+        );
+    });
+    Ok(())
+}
+
 pub async fn auth(target: &Target, cmd: AuthCmd, out: &Out) -> CliResult<()> {
     match cmd {
-        AuthCmd::Login { token } => {
-            crate::config::set("token", &token).map_err(usage)?;
-            println!("Token saved in {}", crate::config::path().display());
+        AuthCmd::Login => {
+            return Err(usage(
+                "auth login saves a token for a server; it has no meaning with --vault",
+            )
+            .into());
         }
         AuthCmd::Whoami => {
             let res = match target {

@@ -130,6 +130,7 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
+    /// Address to listen on (loopback only without TLS).
     #[arg(long, default_value = "127.0.0.1:8200")]
     pub listen: SocketAddr,
     /// Keep the vault in this file (created if missing) instead of a temporary one.
@@ -176,6 +177,7 @@ pub struct ServerArgs {
     /// `vault` and `passphrase_file`); a flag given on the command line wins.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Address to listen on; a non-loopback address needs --tls-cert/--tls-key (or --insecure-listen).
     #[arg(long, default_value = "127.0.0.1:8200")]
     pub listen: SocketAddr,
     /// Unseal with a key file set up by `operator key-file`.
@@ -187,8 +189,10 @@ pub struct ServerArgs {
     /// Start sealed; unseal later with `scaivault operator unseal`.
     #[arg(long)]
     pub sealed: bool,
+    /// PEM certificate chain to serve HTTPS with (with --tls-key).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Allow plain HTTP on a non-loopback address.
@@ -200,6 +204,7 @@ pub struct ServerArgs {
     /// Write a backup into this directory every --backup-interval.
     #[arg(long)]
     pub backup_dir: Option<PathBuf>,
+    /// How often a scheduled backup is written (e.g. 24h, 6h).
     #[arg(long, default_value = "24h", requires = "backup_dir")]
     pub backup_interval: String,
     /// How many scheduled backups to keep (the oldest are removed).
@@ -215,7 +220,9 @@ pub enum SecretsCmd {
     Write(WriteArgs),
     /// Read the current (or a given) version.
     Read {
+        /// The secret's path, e.g. environments/production/billing/stripe.
         path: String,
+        /// Read this version instead of the current one.
         #[arg(long)]
         version: Option<u64>,
         /// Print one data field, raw.
@@ -224,6 +231,7 @@ pub enum SecretsCmd {
     },
     /// List secrets under a prefix (every page).
     List {
+        /// Only secrets under this path prefix.
         #[arg(long, default_value = "")]
         prefix: String,
         /// Page size.
@@ -232,17 +240,27 @@ pub enum SecretsCmd {
     },
     /// Soft-delete (restorable for 30 days), or destroy with --hard.
     Delete {
+        /// The secret's path, e.g. environments/production/billing/stripe.
         path: String,
+        /// Destroy every version now instead of a 30-day soft delete.
         #[arg(long)]
         hard: bool,
     },
     /// Undo a soft delete.
-    Restore { path: String },
+    Restore {
+        /// The secret's path, e.g. environments/production/billing/stripe.
+        path: String,
+    },
     /// Version history.
-    Versions { path: String },
+    Versions {
+        /// The secret's path, e.g. environments/production/billing/stripe.
+        path: String,
+    },
     /// Show metadata, or change it with --set k=v (k= removes k). No new version.
     Metadata {
+        /// The secret's path, e.g. environments/production/billing/stripe.
         path: String,
+        /// Set metadata keys as key=value (repeatable); key= removes a key.
         #[arg(long = "set")]
         set: Vec<String>,
     },
@@ -256,17 +274,22 @@ pub struct WriteArgs {
     /// key asks for it at a hidden prompt. Values typed as key=value are visible to every
     /// local user in the process list: use the other forms for real credentials.
     pub pairs: Vec<String>,
+    /// The secret type (kv, api_key, json, … or a plugin's); a hint that selects its validator.
     #[arg(long = "type")]
     pub secret_type: Option<String>,
     /// Tags, comma-separated; repeatable.
     #[arg(long = "tag")]
     pub tags: Vec<String>,
+    /// A description kept in the metadata.
     #[arg(long)]
     pub description: Option<String>,
+    /// Who owns the secret (kept in the metadata).
     #[arg(long)]
     pub owner: Option<String>,
+    /// Expire the secret after this long (e.g. 90d); reads then answer secret_expired.
     #[arg(long)]
     pub expires_in: Option<String>,
+    /// How many versions to keep (older ones are pruned).
     #[arg(long)]
     pub max_versions: Option<u32>,
     /// Expected current version (0: must not exist).
@@ -279,43 +302,61 @@ pub struct WriteArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuthCmd {
-    /// Save a token in ~/.scaivault/config.json.
-    Login {
-        #[arg(long)]
-        token: String,
-    },
+    /// Check a token against the server and save it in ~/.scaivault/config.json (owner-only).
+    /// The token is the global --token (or SCAIVAULT_TOKEN); `--token -` reads it from stdin;
+    /// without one it is asked for at a hidden prompt (or read from stdin when not a terminal).
+    Login,
+    /// Who the current token belongs to, and its scopes.
     Whoami,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCmd {
     /// Set a key (base_url).
-    Set { key: String, value: String },
+    Set {
+        /// The setting: base_url or token.
+        key: String,
+        /// Its new value.
+        value: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum IdentityCmd {
     /// Create `user:…`, `sa:…` or `group:…`.
     Create {
+        /// The identity: user:<name>, sa:<name> or group:<name>.
         id: String,
+        /// A human-readable name.
         #[arg(long)]
         display_name: Option<String>,
     },
+    /// List identities.
     List,
+    /// Delete an identity and revoke its tokens.
     Delete {
+        /// The identity to delete (its tokens are revoked).
         id: String,
     },
+    /// Add an identity to a group.
     AddMember {
+        /// The group (group:<name>).
         group: String,
+        /// The identity to add to it.
         id: String,
     },
+    /// Remove an identity from a group.
     RemoveMember {
+        /// The group (group:<name>).
         group: String,
+        /// The member to remove.
         id: String,
     },
     /// Issue a client credential (client_id + client_secret) for a service account.
     Credentials {
+        /// The service account (sa:<name>).
         id: String,
+        /// A scope the credential's tokens get (repeatable or comma-separated).
         #[arg(long, value_delimiter = ',', required = true)]
         scope: Vec<String>,
     },
@@ -325,21 +366,28 @@ pub enum IdentityCmd {
 pub enum TokensCmd {
     /// Create a token (printed once).
     Create {
+        /// The identity the token acts as.
         #[arg(long)]
         identity: String,
+        /// A scope the token holds (repeatable or comma-separated), e.g. secrets:read.
         #[arg(long, value_delimiter = ',', required = true)]
         scope: Vec<String>,
         /// Lifetime, e.g. 90d (default), or `never`.
         #[arg(long)]
         ttl: Option<String>,
+        /// A name to recognise the token by in listings.
         #[arg(long)]
         name: Option<String>,
     },
+    /// List tokens (never their values).
     List {
+        /// Only this identity's tokens.
         #[arg(long)]
         identity: Option<String>,
     },
+    /// Revoke a token; it stops working at once.
     Revoke {
+        /// The token's id (tok_…, from tokens list), not its value.
         token_id: String,
     },
 }
@@ -348,41 +396,61 @@ pub enum TokensCmd {
 pub enum PoliciesCmd {
     /// Create from --rule 'PATTERN:perm,perm' (repeatable) or --file policy.json.
     Create {
+        /// The policy's name.
         name: Option<String>,
+        /// A rule as PATTERN:PERM[,PERM…], e.g. 'environments/production/billing/**:read' (repeatable).
         #[arg(long = "rule")]
         rules: Vec<String>,
+        /// What the policy is for.
         #[arg(long)]
         description: Option<String>,
+        /// Read the policy (name, rules, …) from this JSON file instead.
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// List policies.
     List,
+    /// Show a policy, its rules and bindings.
     Get {
+        /// Its id (or name).
         id: String,
     },
+    /// Delete a policy.
     Delete {
+        /// Its id (or name).
         id: String,
+        /// Delete it even while identities are bound to it.
         #[arg(long)]
         force: bool,
     },
+    /// Bind a policy to an identity.
     Bind {
+        /// Its id (or name).
         id: String,
+        /// The identity to bind (user:…, sa:… or group:…).
         #[arg(long)]
         identity_id: String,
+        /// Its type, when the id does not say (user, service_account, group).
         #[arg(long)]
         identity_type: Option<String>,
         /// RFC 3339 time after which the binding stops applying.
         #[arg(long)]
         expires_at: Option<String>,
     },
+    /// Remove a binding.
     Unbind {
+        /// Its id (or name).
         id: String,
+        /// The binding's id (from policies get).
         binding: String,
     },
     /// Would IDENTITY get PERMISSION on PATH? Explains which rule decided.
     Test {
+        /// The secret path to check.
         path: String,
+        /// read, write, delete, list, rotate or admin.
         permission: String,
+        /// The identity to check for (default: the caller).
         #[arg(long)]
         identity: String,
     },
@@ -390,66 +458,87 @@ pub enum PoliciesCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum WebhooksCmd {
+    /// List webhooks.
     List,
     /// Create a webhook; the signing secret comes from SCAIVAULT_WEBHOOK_SECRET or
     /// --secret-file (never a flag, which other users could see in the process list).
     Create {
+        /// The webhook's name.
         #[arg(long)]
         name: String,
         /// The HTTPS address deliveries are POSTed to (`--url` is the vault server's own
         /// address, a global flag).
-        #[arg(long = "endpoint", value_name = "URL")]
-        url: String,
+        #[arg(long, value_name = "URL")]
+        endpoint: String,
         /// Event types (comma-separated): secret.created, secret.*, rotation.failed, * …
         #[arg(long, value_delimiter = ',', required = true)]
         events: Vec<String>,
+        /// Read the signing secret from this file (else SCAIVAULT_WEBHOOK_SECRET).
         #[arg(long)]
         secret_file: Option<PathBuf>,
+        /// Only events about secrets under this prefix.
         #[arg(long)]
         path_prefix: Option<String>,
+        /// Only events about secrets of this type.
         #[arg(long)]
         secret_type: Option<String>,
+        /// Only events about secrets with this tag (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// Create it disabled.
         #[arg(long)]
         disabled: bool,
     },
+    /// Show a webhook and its delivery statistics.
     Get {
+        /// Its id (or name).
         id: String,
     },
     /// Change a webhook; with --new-secret-file (or SCAIVAULT_WEBHOOK_SECRET and
     /// --rotate-secret) the old secret keeps signing too for --previous-secret-ttl.
     Update {
+        /// Its id (or name).
         id: String,
         /// A new delivery address.
-        #[arg(long = "endpoint", value_name = "URL")]
-        url: Option<String>,
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// Event types, comma-separated: secret.created, secret.*, rotation.failed, * …
         #[arg(long, value_delimiter = ',')]
         events: Option<Vec<String>>,
+        /// Enable it.
         #[arg(long)]
         enable: bool,
+        /// Disable it (nothing is delivered).
         #[arg(long, conflicts_with = "enable")]
         disable: bool,
+        /// Start signing with a new secret (from SCAIVAULT_WEBHOOK_SECRET or --new-secret-file).
         #[arg(long)]
         rotate_secret: bool,
+        /// Read the new signing secret from this file.
         #[arg(long)]
         new_secret_file: Option<PathBuf>,
+        /// How long the old secret keeps signing too (e.g. 24h).
         #[arg(long)]
         previous_secret_ttl: Option<String>,
     },
+    /// Delete a webhook.
     Delete {
+        /// Its id (or name).
         id: String,
     },
     /// Send a webhook.test event now.
     Test {
+        /// Its id (or name).
         id: String,
     },
     /// The delivery log, newest first.
     Deliveries {
+        /// Its id (or name).
         id: String,
         /// pending | success | failed
         #[arg(long)]
         status: Option<String>,
+        /// At most this many results.
         #[arg(long)]
         limit: Option<usize>,
     },
@@ -468,7 +557,10 @@ pub enum PluginsCmd {
         manifest: PathBuf,
     },
     /// Remove an installed plugin.
-    Remove { name: String },
+    Remove {
+        /// The plugin's name.
+        name: String,
+    },
     /// Check every plugin's bytes against its pinned hash; exits non-zero on a mismatch.
     Verify,
     /// Run a generator and print what it made (nothing is stored).
@@ -484,10 +576,13 @@ pub enum PluginsCmd {
 pub enum RotationCmd {
     /// Create a policy; prints its id (`rot_<name>`).
     Create {
+        /// The policy's name (its id becomes rot_<name>).
         #[arg(long)]
         name: String,
+        /// How often to rotate, e.g. 30d.
         #[arg(long)]
         interval: String,
+        /// How long the replaced version stays readable, e.g. 24h.
         #[arg(long)]
         grace_period: Option<String>,
         /// Let the vault generate the new value when a secret is due.
@@ -500,6 +595,7 @@ pub enum RotationCmd {
         /// token, key, value).
         #[arg(long = "field")]
         fields: Vec<String>,
+        /// What the policy is for.
         #[arg(long)]
         description: Option<String>,
         /// Secret (generation) policy whose recipe makes the new values (sp_…).
@@ -513,36 +609,53 @@ pub enum RotationCmd {
         #[arg(long = "backend-config")]
         backend_config: Vec<String>,
     },
+    /// List rotation policies.
     List,
+    /// Show a rotation policy and its secrets.
     Get {
+        /// Its id (or name).
         id: String,
     },
+    /// Delete a rotation policy (its secrets are detached).
     Delete {
+        /// Its id (or name).
         id: String,
     },
+    /// Resume a paused policy.
     Enable {
+        /// Its id (or name).
         id: String,
     },
+    /// Pause a policy.
     Disable {
+        /// Its id (or name).
         id: String,
     },
     /// Attach a secret to a policy.
     Assign {
+        /// Its id (or name).
         id: String,
+        /// The secret's path, e.g. environments/production/billing/stripe.
         path: String,
     },
+    /// Detach a secret from a policy.
     Unassign {
+        /// Its id (or name).
         id: String,
+        /// The secret's path, e.g. environments/production/billing/stripe.
         path: String,
     },
     /// Rotate now (every attached secret, or --path).
     Rotate {
+        /// Its id (or name).
         id: String,
+        /// Rotate only this secret (default: every attached secret).
         #[arg(long)]
         path: Option<String>,
     },
     /// Schedules and grace periods of attached secrets.
     Status {
+        /// Only this secret.
         path: Option<String>,
     },
 }
@@ -587,10 +700,13 @@ pub struct ImportDotenvArgs {
 pub enum ExportCmd {
     /// Write the secrets under a prefix as a .env file (stdout unless --out).
     Dotenv {
+        /// Every secret under this path prefix.
         #[arg(long)]
         prefix: String,
+        /// A JSON file mapping variable names to secret paths and fields.
         #[arg(long)]
         mapping: Option<PathBuf>,
+        /// Write to this file (created owner-only) instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -604,6 +720,7 @@ pub struct RunArgs {
     /// A file of VAR=path#field references to inject.
     #[arg(long)]
     pub env_file: Option<PathBuf>,
+    /// A JSON file mapping variable names to secret paths and fields.
     #[arg(long)]
     pub mapping: Option<PathBuf>,
     /// Replace secret values in the child's output with ******.
@@ -623,15 +740,19 @@ pub struct RunArgs {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct AuditFilter {
+    /// Only entries of this identity.
     #[arg(long)]
     pub identity_id: Option<String>,
+    /// Only entries with this action (read, write, delete, …).
     #[arg(long)]
     pub action: Option<String>,
+    /// Only entries whose secret path starts with this.
     #[arg(long)]
     pub path_prefix: Option<String>,
     /// RFC 3339, or "1 hour ago", "2 days ago", yesterday, today.
     #[arg(long)]
     pub start: Option<String>,
+    /// Until this time (RFC 3339, or "1 hour ago", yesterday, today).
     #[arg(long)]
     pub end: Option<String>,
     /// Only successes (true) or failures (false).
@@ -645,13 +766,16 @@ pub enum AuditCmd {
     Query {
         #[command(flatten)]
         filter: AuditFilter,
+        /// At most this many results.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
     /// Counts by action, identity, path and hour (of one identity or secret if given).
     Summary {
+        /// From this time (RFC 3339, or "1 hour ago", yesterday, today).
         #[arg(long)]
         start: Option<String>,
+        /// Until this time (RFC 3339, or "1 hour ago", yesterday, today).
         #[arg(long)]
         end: Option<String>,
         /// Only this identity's requests, e.g. sa:billing-prod.
@@ -669,6 +793,7 @@ pub enum AuditCmd {
     },
     /// Remove entries older than a duration (whole checkpoint spans; the rest still verifies).
     Prune {
+        /// Prune entries older than this, e.g. 365d.
         #[arg(long)]
         older_than: String,
     },
@@ -676,8 +801,10 @@ pub enum AuditCmd {
     Export {
         #[command(flatten)]
         filter: AuditFilter,
+        /// jsonl or csv.
         #[arg(long, default_value = "jsonl")]
         format: String,
+        /// The file to write (created owner-only).
         #[arg(long)]
         out: PathBuf,
     },
@@ -700,7 +827,10 @@ pub enum OperatorCmd {
     /// Add a data key; new writes use it, old records stay readable.
     RotateKey,
     /// Let a key file (32 random bytes are written to PATH) unseal the vault. Local mode.
-    KeyFile { out: PathBuf },
+    KeyFile {
+        /// Where to write the new key file (created owner-only).
+        out: PathBuf,
+    },
     /// Replace the offline recovery key (the old one stops working). Local mode.
     Rekey {
         /// Write the new key here instead of printing it.
@@ -708,16 +838,23 @@ pub enum OperatorCmd {
         out: Option<PathBuf>,
     },
     /// Write a consistent, still-encrypted backup of the vault (while it serves).
-    Backup { out: PathBuf },
+    Backup {
+        /// The backup file to write (created owner-only; must not exist).
+        out: PathBuf,
+    },
     /// Restore a whole backup into a new vault file (--to), or one secret from it as a new
     /// version (--path [--version]).
     Restore {
+        /// The backup file to restore from.
         #[arg(long)]
         from: PathBuf,
+        /// Restore the whole vault into this new file.
         #[arg(long, conflicts_with = "path")]
         to: Option<PathBuf>,
+        /// Restore only this secret, as a new version, into the vault.
         #[arg(long)]
         path: Option<String>,
+        /// The version of --path to restore (default: the backup's current one).
         #[arg(long, requires = "path")]
         version: Option<u64>,
     },
@@ -735,6 +872,7 @@ pub enum BenchCmd {
         /// Secrets for the unseal/RSS measurement.
         #[arg(long, default_value_t = 100_000)]
         secrets: usize,
+        /// Concurrent writers.
         #[arg(long, default_value_t = 64)]
         writers: usize,
         /// Seconds per write measurement.
@@ -744,26 +882,32 @@ pub enum BenchCmd {
     /// Reopens a vault and reports unseal time (KDF excluded) and RSS; run by `bench store`.
     #[command(hide = true)]
     Unseal {
+        /// The vault file.
         #[arg(long)]
         file: PathBuf,
     },
     /// Plugin sandbox: time to compile the built-ins, and the cost of one `validate` call
     /// (fresh instance included) on a small secret.
     Plugins {
+        /// How many calls to time.
         #[arg(long, default_value_t = 20_000)]
         iterations: usize,
     },
     /// HTTP load: N keep-alive connections against a running server, reads or writes.
     Http {
+        /// The server's URL.
         #[arg(long)]
         target: String,
+        /// Keep-alive connections.
         #[arg(long, default_value_t = 64)]
         connections: usize,
+        /// How long to run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
         /// health | read | write
         #[arg(long, default_value = "read")]
         mode: String,
+        /// The secret to read or write.
         #[arg(long, default_value = "bench/secret-0")]
         path: String,
     },

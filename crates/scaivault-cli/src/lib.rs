@@ -96,13 +96,16 @@ fn target(g: &Global) -> CliResult<Target> {
     if g.vault.is_some() {
         return Ok(Target::Local(serve::open_local(g)?));
     }
-    let url = g
-        .url
+    let token = g.token.clone().or_else(|| config::get("token"));
+    Ok(Target::Remote(Remote::new(server_url(g), token)))
+}
+
+/// The server's address: `--url`, SCAIVAULT_URL, the config file, or the default.
+fn server_url(g: &Global) -> String {
+    g.url
         .clone()
         .or_else(|| config::get("base_url"))
-        .unwrap_or_else(|| "http://127.0.0.1:8200".into());
-    let token = g.token.clone().or_else(|| config::get("token"));
-    Ok(Target::Remote(Remote::new(url, token)))
+        .unwrap_or_else(|| "http://127.0.0.1:8200".into())
 }
 
 async fn run(cli: Cli) -> CliResult<()> {
@@ -124,6 +127,9 @@ async fn run(cli: Cli) -> CliResult<()> {
             let result = secrets::run(&t, c, &out).await;
             audit_local(&t, action.into(), path, &result).await?;
             result
+        }
+        Command::Auth(args::AuthCmd::Login) if g.vault.is_none() => {
+            admin::login(server_url(&g), g.token.as_deref(), &out).await
         }
         Command::Auth(c) => admin::auth(&target(&g)?, c, &out).await,
         Command::Config(ConfigCmd::Set { key, value }) => {

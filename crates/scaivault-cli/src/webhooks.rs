@@ -69,7 +69,7 @@ pub async fn run(target: &Target, cmd: WebhooksCmd, out: &Out) -> CliResult<()> 
         }
         WebhooksCmd::Create {
             name,
-            url,
+            endpoint,
             events,
             secret_file,
             path_prefix,
@@ -79,7 +79,7 @@ pub async fn run(target: &Target, cmd: WebhooksCmd, out: &Out) -> CliResult<()> 
         } => {
             let sec = secret(secret_file.as_deref())?;
             let body = json!({
-                "name": name, "url": url, "events": events, "secret": sec.as_str(),
+                "name": name, "url": endpoint, "events": events, "secret": sec.as_str(),
                 "enabled": !disabled,
                 "filters": { "path_prefix": path_prefix, "secret_type": secret_type, "tags": tags },
             });
@@ -97,7 +97,7 @@ pub async fn run(target: &Target, cmd: WebhooksCmd, out: &Out) -> CliResult<()> 
         },
         WebhooksCmd::Update {
             id,
-            url,
+            endpoint,
             events,
             enable,
             disable,
@@ -106,7 +106,7 @@ pub async fn run(target: &Target, cmd: WebhooksCmd, out: &Out) -> CliResult<()> 
             previous_secret_ttl,
         } => {
             let mut body = json!({});
-            if let Some(u) = url {
+            if let Some(u) = endpoint {
                 body["url"] = json!(u);
             }
             if let Some(e) = events {

@@ -18,5 +18,8 @@ pub use error::ApiError;
 pub use preauth::PreAuthLimits;
 pub use ratelimit::RateLimits;
 pub use routes::router;
+/// The route table: every endpoint with its access rule and audit action (the authorization
+/// matrix test walks it).
+pub use routes::table as route_table;
 pub use serve::{Listen, serve};
 pub use state::{AppState, ServerConfig, TestClock};

@@ -1,0 +1,246 @@
+//! The authorization matrix, generated from the route table: every route × {no token, a token
+//! with each single scope, a token with every non-admin scope, admin} × {the policy allows
+//! the path, the policy denies it}, against the real binary. A route added to the table is
+//! in the matrix without anyone writing a line here; a route whose handler or engine asks
+//! for more (or less) than its declared scope fails it.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use scaivault_core::scope::Scope;
+use scaivault_server::route_table::{Access, ROUTES, RouteSpec};
+use serde_json::{Value, json};
+
+/// Secret routes whose path is checked against the caller's policies.
+const POLICY_CHECKED: &[&str] = &[
+    "/v1/secrets/",
+    "/v1/metadata/",
+    "/v1/versions/",
+    "/v1/restore/",
+];
+
+struct Caller {
+    name: String,
+    token: Option<String>,
+    scopes: Vec<Scope>,
+}
+
+impl Caller {
+    fn holds(&self, s: Scope) -> bool {
+        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&s)
+    }
+}
+
+/// One concrete request for a route: its URL (placeholders filled) and a body.
+fn request(spec: &RouteSpec, tail: Option<&str>, allowed: bool) -> (String, Option<Value>) {
+    let secret = if allowed {
+        "matrix/allowed/s"
+    } else {
+        "matrix/denied/s"
+    };
+    let mut url = String::new();
+    for seg in spec.path.split('/').skip(1) {
+        url.push('/');
+        url.push_str(match seg {
+            "{*path}" => tail.unwrap_or(secret),
+            s if s.starts_with('{') => "matrix-none",
+            s => s,
+        });
+    }
+    if spec.path == "/v1/sys/restore" {
+        url.push_str("?path=matrix/allowed/s");
+    }
+    let body = match (spec.method, tail) {
+        ("GET" | "DELETE", _) => None,
+        (_, Some("batch")) => Some(json!({ "paths": [secret] })),
+        (_, Some("batch/metadata")) => Some(json!({ "paths": [secret] })),
+        ("PUT", _) if spec.path.starts_with("/v1/secrets/") => {
+            Some(json!({ "data": { "k": "v" } }))
+        }
+        ("PATCH", _) if spec.path.starts_with("/v1/metadata/") => {
+            Some(json!({ "metadata": { "owner": "matrix" } }))
+        }
+        _ => Some(json!({})),
+    };
+    (url, body)
+}
+
+/// The scope a route (with this tail) needs, or `None` when any valid token will do.
+fn needed(spec: &RouteSpec, tail: Option<&str>) -> Option<Scope> {
+    match spec.access {
+        Access::Scope(s) => Some(s),
+        Access::Tail(t) => t
+            .iter()
+            .find(|(x, _, _)| Some(*x) == tail)
+            .map(|(_, s, _)| *s),
+        _ => None,
+    }
+}
+
+#[test]
+fn every_route_enforces_its_scope_and_the_path_policy() {
+    // Rate limits off: the matrix sends hundreds of failing requests from one address.
+    let dev = Dev::start_with(&["--no-rate-limit"]);
+    let (s, _) = dev.put(
+        "/v1/secrets/matrix/allowed/s",
+        &dev.token,
+        json!({ "data": { "k": "v" } }),
+    );
+    assert_eq!(s, 201);
+    dev.put(
+        "/v1/secrets/matrix/denied/s",
+        &dev.token,
+        json!({ "data": { "k": "v" } }),
+    );
+    let all_perms = ["read", "write", "delete", "list", "rotate", "admin"];
+    let mut callers = vec![Caller {
+        name: "no token".into(),
+        token: None,
+        scopes: vec![],
+    }];
+    let non_admin: Vec<Scope> = Scope::ALL
+        .iter()
+        .copied()
+        .filter(|s| *s != Scope::Admin)
+        .collect();
+    let mut sets: Vec<(String, Vec<Scope>)> = Scope::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), vec![*s]))
+        .collect();
+    sets.push(("every non-admin scope".into(), non_admin));
+    for (i, (name, scopes)) in sets.into_iter().enumerate() {
+        let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+        let token = service_account(
+            &dev,
+            &format!("sa:matrix-{i}"),
+            &format!("matrix-{i}"),
+            "matrix/allowed/**",
+            &all_perms,
+            &names,
+        );
+        callers.push(Caller {
+            name,
+            token: Some(token),
+            scopes,
+        });
+    }
+    callers.push(Caller {
+        name: "root (admin)".into(),
+        token: Some(dev.token.clone()),
+        scopes: vec![Scope::Admin],
+    });
+
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    // Sealing is checked last: it ends the run.
+    let (seal, rest): (Vec<&RouteSpec>, Vec<&RouteSpec>) = ROUTES
+        .iter()
+        .filter(|r| !r.test_only)
+        .partition(|r| r.path == "/v1/sys/seal");
+    for spec in rest.into_iter().chain(seal) {
+        let tails: Vec<Option<&str>> = match spec.access {
+            Access::Tail(t) => t.iter().map(|(x, _, _)| Some(*x)).collect(),
+            _ => vec![None],
+        };
+        let policy_checked = !matches!(spec.access, Access::Tail(_))
+            && spec
+                .tail_prefix()
+                .is_some_and(|p| POLICY_CHECKED.contains(&p));
+        for tail in tails {
+            for allowed in [true, false] {
+                if !allowed && !policy_checked {
+                    continue;
+                }
+                let (url, body) = request(spec, tail, allowed);
+                for c in &callers {
+                    if spec.path == "/v1/sys/seal" && c.holds(Scope::Admin) {
+                        continue; // would seal the vault for the callers after it
+                    }
+                    let method = Method::from_bytes(spec.method.as_bytes()).unwrap();
+                    let (status, b) = dev.req(method, &url, c.token.as_deref(), body.clone());
+                    let code = b["error"]["code"].as_str().unwrap_or("").to_owned();
+                    checked += 1;
+                    let want: Result<(), String> = match (spec.access, &c.token) {
+                        (Access::Public | Access::Metrics, _) => {
+                            if status == 401 || code == "insufficient_scope" {
+                                Err("a public route asked for a token".into())
+                            } else {
+                                Ok(())
+                            }
+                        }
+                        (_, None) => (status == 401)
+                            .then_some(())
+                            .ok_or_else(|| "401 without a token".into()),
+                        _ => match needed(spec, tail) {
+                            Some(s) if !c.holds(s) => (status == 403
+                                && code == "insufficient_scope")
+                                .then_some(())
+                                .ok_or_else(|| format!("403 insufficient_scope (needs {s})")),
+                            _ if status == 401 || code == "insufficient_scope" => {
+                                Err("the scope it holds should suffice".into())
+                            }
+                            _ if policy_checked && !allowed && !c.holds(Scope::Admin) => {
+                                (status == 403 && code == "access_denied")
+                                    .then_some(())
+                                    .ok_or_else(|| {
+                                        "403 access_denied (the policy denies the path)".into()
+                                    })
+                            }
+                            _ if policy_checked && allowed && code == "access_denied" => {
+                                Err("the policy allows the path".into())
+                            }
+                            _ => Ok(()),
+                        },
+                    };
+                    if let Err(expected) = want {
+                        failures.push(format!(
+                            "{} {url} as {}: got {status} {code}, expected {expected}",
+                            spec.method, c.name
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "only {checked} combinations");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} combinations wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every request field that acts on another resource is checked with that resource's own
+/// permission (docs/SECURITY.md lists them): a write's `options.rotation_policy_id` needs what
+/// attaching through `/v1/rotation/policies/{id}/secrets` needs.
+#[test]
+fn fields_acting_on_other_resources_need_that_resources_permission() {
+    let dev = Dev::start();
+    dev.post(
+        "/v1/rotation/policies",
+        &dev.token,
+        json!({ "name": "p", "interval": "7d", "auto_generate": true }),
+    );
+    let writer = service_account(
+        &dev,
+        "sa:writer",
+        "writer",
+        "w/**",
+        &["read", "write", "admin"],
+        &["secrets:read", "secrets:write", "secrets:rotate"],
+    );
+    let (attach, _) = dev.post(
+        "/v1/rotation/policies/rot_p/secrets",
+        &writer,
+        json!({ "secret_path": "w/x" }),
+    );
+    let (write, b) = dev.put(
+        "/v1/secrets/w/x",
+        &writer,
+        json!({ "data": { "k": "v" }, "options": { "rotation_policy_id": "rot_p" } }),
+    );
+    assert_eq!(attach, 403);
+    assert_eq!(write, attach, "{b}");
+}
