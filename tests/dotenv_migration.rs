@@ -411,14 +411,25 @@ fn run_in_local_mode_is_audited_and_releases_the_file() {
         .status
         .success()
     );
-    // The child opens the same vault file: the runner must have let go of it.
+    // The child opens the same vault file: the runner must have let go of it. (The child gets
+    // the passphrase only because it is passed on by name.)
     let script = format!(
         "echo key=$API_KEY; {} secrets list --vault {v} --json >/dev/null && echo child-opened-vault",
         bin()
     );
     let out = cli_env(
         &[
-            "run", "--vault", v, "--prefix", "svc/", "--", "sh", "-c", &script,
+            "run",
+            "--vault",
+            v,
+            "--prefix",
+            "svc/",
+            "--pass-credential",
+            "SCAIVAULT_PASSPHRASE",
+            "--",
+            "sh",
+            "-c",
+            &script,
         ],
         &env,
         None,

@@ -78,6 +78,8 @@ actions! {
     PluginInstall => "plugin_install",
     PluginVerify => "plugin_verify",
     PluginRemove => "plugin_remove",
+    // A request no route serves (an unknown path or method).
+    Request => "request",
 }
 
 impl fmt::Display for AuditAction {

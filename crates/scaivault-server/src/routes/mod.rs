@@ -22,7 +22,8 @@ use scaivault_core::ErrorCode;
 use crate::context::{guard, request_context};
 use crate::error::ApiError;
 use crate::state::AppState;
-use table::ROUTES;
+use axum::handler::Handler as _;
+use table::{ROUTES, UNROUTED};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new();
@@ -39,9 +40,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         }
         router = router.route(spec.path, route);
     }
+    let unrouted = || axum::middleware::from_fn_with_state((state.clone(), &UNROUTED), guard);
     router
-        .fallback(|| async { ApiError::from(ErrorCode::RouteNotFound) })
-        .method_not_allowed_fallback(|| async { ApiError::from(ErrorCode::MethodNotAllowed) })
+        .fallback((|| async { ApiError::from(ErrorCode::RouteNotFound) }).layer(unrouted()))
+        .method_not_allowed_fallback(
+            (|| async { ApiError::from(ErrorCode::MethodNotAllowed) }).layer(unrouted()),
+        )
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -289,6 +289,22 @@ routes! {
         Action(A::Generate), "Run a value generator without storing anything";
 }
 
+/// What answers a request no route serves (an unknown path, or a method the path does not
+/// take): authenticated and audited like any other request that reaches the service, so a
+/// token holder probing for endpoints leaves a trace, and a client without a token learns
+/// nothing but `401`.
+pub static UNROUTED: RouteSpec = RouteSpec {
+    method: "ANY",
+    path: "",
+    access: Access::Token,
+    category: Category::Admin,
+    audit: Audited::Action(AuditAction::Request),
+    summary: "no such endpoint",
+    test_only: false,
+    large_body: false,
+    handler: |f| on(f, || async {}),
+};
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
