@@ -166,6 +166,28 @@ pub async fn identity(target: &Target, cmd: IdentityCmd, out: &Out) -> CliResult
             e.create_client_credential(&c, id, ScopeSet::parse_list(scope)?)
                 .await?
         }
+        (IdentityCmd::ListCredentials { id }, Target::Remote(r)) => {
+            r.call(
+                Method::GET,
+                &format!("/v1/identities/{}/credentials", q(id)),
+                None,
+            )
+            .await?
+        }
+        (IdentityCmd::ListCredentials { id }, Target::Local(e)) => {
+            e.list_client_credentials(&c, id)?
+        }
+        (IdentityCmd::RevokeCredential { id, credential_id }, Target::Remote(r)) => {
+            r.call(
+                Method::DELETE,
+                &format!("/v1/identities/{}/credentials/{}", q(id), q(credential_id)),
+                None,
+            )
+            .await?
+        }
+        (IdentityCmd::RevokeCredential { id, credential_id }, Target::Local(e)) => {
+            e.revoke_client_credential(&c, id, credential_id).await?
+        }
     };
     out.emit(&res, || match &cmd {
         IdentityCmd::Create { id, .. } => println!("Created {id}"),
@@ -177,6 +199,29 @@ pub async fn identity(target: &Target, cmd: IdentityCmd, out: &Out) -> CliResult
             println!("client_secret: {}", s(&res["client_secret"]));
             println!("(the secret is shown only now)");
         }
+        IdentityCmd::ListCredentials { .. } => {
+            let rows = res["credentials"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|c| {
+                    vec![
+                        s(&c["credential_id"]),
+                        c["scopes"]
+                            .as_array()
+                            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+                            .unwrap_or_default(),
+                        s(&c["created_at"]),
+                    ]
+                })
+                .collect();
+            print_table(&["CREDENTIAL", "SCOPES", "CREATED"], rows);
+        }
+        IdentityCmd::RevokeCredential { credential_id, .. } => println!(
+            "Revoked {credential_id} and {} token(s) it minted",
+            res["tokens_revoked"]
+        ),
         IdentityCmd::List => {
             let rows = res["identities"]
                 .as_array()

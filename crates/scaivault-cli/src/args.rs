@@ -360,6 +360,18 @@ pub enum IdentityCmd {
         #[arg(long, value_delimiter = ',', required = true)]
         scope: Vec<String>,
     },
+    /// List a service account's client credentials (ids and scopes, never the secrets).
+    ListCredentials {
+        /// The service account (sa:<name>).
+        id: String,
+    },
+    /// Revoke one client credential; the tokens it minted are revoked with it.
+    RevokeCredential {
+        /// The service account (sa:<name>).
+        id: String,
+        /// The credential's id (cred_…, from list-credentials).
+        credential_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -428,6 +428,25 @@ fn tokens_scopes_and_policies() {
         assert_eq!(e.authenticate(&expiring.token, None).unwrap_err().code, ErrorCode::TokenExpired);
         assert_eq!(e.authenticate("skt_nope", None).unwrap_err().code, ErrorCode::TokenInvalid);
         assert!(!format!("{expiring:?}").contains(&expiring.token));
+
+        // Expired tokens are deleted a day after they expire, from the file as from memory;
+        // live ones stay.
+        let lasting = e
+            .create_token(&f.root, CreateToken { identity_id: "sa:billing-prod".into(), scopes: vec!["secrets:read".into()], ttl: Some("30d".into()), name: None })
+            .await
+            .unwrap();
+        assert_eq!(e.prune_expired_tokens().await.unwrap(), 0, "expired less than a day ago");
+        f.clock.advance(Duration::from_secs(24 * 3600));
+        let listed = |e: &Engine| e.list_tokens(&f.root, None).unwrap()["tokens"].as_array().unwrap().len();
+        let before = listed(e);
+        assert_eq!(e.prune_expired_tokens().await.unwrap(), 1);
+        assert_eq!(listed(e), before - 1);
+        assert_eq!(e.authenticate(&expiring.token, None).unwrap_err().code, ErrorCode::TokenInvalid);
+        assert!(e.authenticate(&lasting.token, None).is_ok());
+        // Gone from the file too, not only from the in-memory map.
+        let raw = |id: &str| e.vault().raw_record(scaivault_store::Table::Tokens, id.as_bytes()).unwrap();
+        assert!(raw(&expiring.token_id).is_none());
+        assert!(raw(&lasting.token_id).is_some());
     });
 }
 

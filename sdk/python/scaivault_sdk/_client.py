@@ -519,6 +519,24 @@ class AuthAPI:
     def whoami(self) -> Any:
         return self._c._dispatch(_Call("GET", "/v1/auth/whoami"))
 
+    def create_credential(self, identity_id: str, scopes: list[str]) -> Any:
+        """Issues a client credential for a service account; the secret is in the answer
+        (`client_secret`) and nowhere else, ever. Needs an admin token."""
+        return self._c._dispatch(
+            _Call("POST", f"/v1/identities/{identity_id}/credentials", json={"scopes": scopes})
+        )
+
+    def list_credentials(self, identity_id: str) -> Any:
+        """A service account's client credentials: `credential_id`, `scopes`, `created_at`
+        (never the secrets). Needs an admin token."""
+        return self._c._dispatch(_Call("GET", f"/v1/identities/{identity_id}/credentials"))
+
+    def revoke_credential(self, identity_id: str, credential_id: str) -> Any:
+        """Revokes one client credential; the tokens it minted stop working with it."""
+        return self._c._dispatch(
+            _Call("DELETE", f"/v1/identities/{identity_id}/credentials/{credential_id}")
+        )
+
 
 __all__ = [
     "ScaiVaultClient",

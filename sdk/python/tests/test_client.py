@@ -207,3 +207,29 @@ def test_client_credentials_fetch_and_refresh_tokens(dev):
     with pytest.raises(AuthenticationError) as e:
         SyncScaiVaultClient(base_url=dev.url, client_id="sa:svc", client_secret="scs_wrong").secrets.read("svc/key")
     assert e.value.code == "invalid_credentials"
+
+
+def test_client_credentials_are_listed_and_revoked_through_the_cli_and_the_sdk(dev):
+    import json
+
+    dev.cli("identity", "create", "sa:ci")
+    admin = SyncScaiVaultClient(base_url=dev.url, token=dev.token)
+    first = admin.auth.create_credential("sa:ci", ["secrets:read"])
+    second = json.loads(dev.cli("identity", "credentials", "sa:ci", "--scope", "secrets:list", "--json"))
+    listed = admin.auth.list_credentials("sa:ci")["credentials"]
+    assert [c["credential_id"] for c in listed] == [first["credential_id"], second["credential_id"]]
+    assert first["client_secret"] not in json.dumps(listed)
+    table = dev.cli("identity", "list-credentials", "sa:ci")
+    assert first["credential_id"] in table and "secrets:list" in table
+    svc = SyncScaiVaultClient(base_url=dev.url, client_id="sa:ci", client_secret=first["client_secret"])
+    assert svc.auth.whoami()["identity_id"] == "sa:ci"
+    # Revoked through the SDK: the secret stops working, the other credential does not.
+    out = admin.auth.revoke_credential("sa:ci", first["credential_id"])
+    assert out["revoked"] is True and out["tokens_revoked"] == 1
+    with pytest.raises(AuthenticationError):
+        SyncScaiVaultClient(base_url=dev.url, client_id="sa:ci", client_secret=first["client_secret"]).auth.whoami()
+    other = SyncScaiVaultClient(base_url=dev.url, client_id="sa:ci", client_secret=second["client_secret"])
+    assert other.auth.whoami()["identity_id"] == "sa:ci"
+    # And through the CLI.
+    assert "Revoked" in dev.cli("identity", "revoke-credential", "sa:ci", second["credential_id"])
+    assert admin.auth.list_credentials("sa:ci")["credentials"] == []
