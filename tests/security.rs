@@ -652,3 +652,259 @@ fn values_can_come_from_a_file_or_stdin() {
     assert!(!out.status.success());
     assert!(!stderr(&out).contains("s3cr3tvalue"), "{}", stderr(&out));
 }
+
+/// A client bound to another loopback address: another "machine" for the per-address budgets.
+fn client_from(addr: &str) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .local_address(addr.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Polls `f` until it returns true or `within` passes.
+fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A review of the first fixes found that a client without a token could still hold a slot
+/// by announcing a body and never sending it, and one address could hold every slot.
+#[test]
+fn a_body_that_never_arrives_and_a_greedy_address_hold_nothing_for_long() {
+    let dev = Dev::start_with(&[
+        "--max-connections",
+        "8",
+        "--max-connections-per-address",
+        "4",
+        "--header-timeout",
+        "2s",
+        "--idle-timeout",
+        "3s",
+    ]);
+    let addr = dev.url.trim_start_matches("http://").to_owned();
+    let started = Instant::now();
+    let stalled: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            c.write_all(b"POST /v1/auth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+                .unwrap();
+            c
+        })
+        .collect();
+    // The address holds its four slots: a fifth connection from it is closed at once, while
+    // another address is served.
+    let mut fifth = TcpStream::connect(&addr).unwrap();
+    fifth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = fifth.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(fifth.read(&mut buf), Ok(0) | Err(_)),
+        "a fifth connection from one address was served"
+    );
+    let other = client_from("127.0.0.2");
+    let r = other.get(format!("{}/v1/health", dev.url)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    // The stalled bodies end within the header timeout (answered 4xx, then closed).
+    for mut c in stalled {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.is_empty() || text.starts_with("HTTP/1.1 4"), "{text}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Failures at the public credential routes are counted, not written one by one, whatever
+/// their status (a malformed body, an unseal of an unsealed vault, a refused grant).
+#[test]
+fn public_routes_cannot_grow_the_audit_log() {
+    let dev = Dev::start();
+    let count = |dev: &Dev| {
+        let (_, b) = dev.get("/v1/audit/logs?limit=1000", &dev.token);
+        b["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "unseal" || e["action"] == "token_issue")
+            .count()
+    };
+    let before = count(&dev);
+    let c = client_from("127.0.0.3");
+    for i in 0..300 {
+        let (path, body) = match i % 3 {
+            0 => ("/v1/sys/unseal", json!({})),
+            1 => ("/v1/auth/token", json!({ "x": 1 })),
+            _ => (
+                "/v1/auth/token",
+                json!({ "client_id": "sa:nobody", "client_secret": "nope" }),
+            ),
+        };
+        c.post(format!("{}{path}", dev.url))
+            .json(&body)
+            .send()
+            .unwrap();
+    }
+    let after = count(&dev);
+    assert!(
+        after - before <= 20,
+        "{} entries for 300 requests without a credential",
+        after - before
+    );
+}
+
+/// The grant's per-client limit is spent only by callers holding the client's secret, so
+/// wrong secrets sent for a service's id cannot lock it out; and an address refused for
+/// its failures recovers once it stops failing, even while it keeps asking.
+#[test]
+fn nobody_can_lock_out_a_client_or_an_address_for_good() {
+    let dev = Dev::start_with(&["--auth-failures-per-minute", "60"]);
+    dev.post(
+        "/v1/identities",
+        &dev.token,
+        json!({ "identity_id": "sa:victim" }),
+    );
+    let (_, c) = dev.post(
+        "/v1/identities/sa:victim/credentials",
+        &dev.token,
+        json!({ "scopes": ["secrets:read"] }),
+    );
+    let secret = c["client_secret"].as_str().unwrap().to_owned();
+    let attacker = client_from("127.0.0.6");
+    for _ in 0..100 {
+        attacker
+            .post(format!("{}/v1/auth/token", dev.url))
+            .json(&json!({ "client_id": "sa:victim", "client_secret": "wrong" }))
+            .send()
+            .unwrap();
+    }
+    let victim = client_from("127.0.0.7");
+    let r = victim
+        .post(format!("{}/v1/auth/token", dev.url))
+        .json(&json!({ "client_id": "sa:victim", "client_secret": secret }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+
+    // The attacker's address is refused now…
+    let r = attacker
+        .get(format!("{}/v1/auth/whoami", dev.url))
+        .bearer_auth(&dev.token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    // …and recovers while it keeps asking (refusals cost nothing): one failure a second
+    // refills at 60 a minute.
+    assert!(
+        eventually(Duration::from_secs(15), || attacker
+            .get(format!("{}/v1/auth/whoami", dev.url))
+            .bearer_auth(&dev.token)
+            .send()
+            .unwrap()
+            .status()
+            == 200),
+        "the address never recovered"
+    );
+    // A missing token costs nothing: a health check pointed at a protected route does not
+    // lock its address out.
+    let checker = client_from("127.0.0.8");
+    for _ in 0..100 {
+        let r = checker
+            .get(format!("{}/v1/secrets", dev.url))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = checker
+        .get(format!("{}/v1/auth/whoami", dev.url))
+        .bearer_auth(&dev.token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// An attacker guessing passphrases cannot keep the operator from unsealing: attempts take
+/// their turn, and a wrong key costs its address a fifth of its allowance.
+#[test]
+fn the_operator_unseals_while_someone_guesses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _) = init(dir.path());
+    let (child, url) = server(&vault, &["--sealed"], &[]);
+    let _guard = KillOnDrop(child);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let (url, stop) = (&url, &stop);
+            s.spawn(move || {
+                let c = client_from(&format!("127.0.0.{}", 20 + i));
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = c
+                        .post(format!("{url}/v1/sys/unseal"))
+                        .json(&json!({ "passphrase": "guess" }))
+                        .send();
+                }
+            });
+        }
+        let operator = client_from("127.0.0.30");
+        let ok = eventually(Duration::from_secs(30), || {
+            operator
+                .post(format!("{url}/v1/sys/unseal"))
+                .json(&json!({ "passphrase": PASS }))
+                .send()
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(ok, "the operator could not unseal");
+    });
+    let status: Value = http()
+        .get(format!("{url}/v1/sys/status"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["sealed"], false);
+}
+
+/// Sealing is audited: its entry is written before the vault closes.
+#[test]
+fn sealing_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, root) = init(dir.path());
+    let (child, url) = server(&vault, &[], &[("SCAIVAULT_PASSPHRASE", PASS)]);
+    let _guard = KillOnDrop(child);
+    let r = http()
+        .post(format!("{url}/v1/sys/seal"))
+        .bearer_auth(&root)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http()
+        .post(format!("{url}/v1/sys/unseal"))
+        .json(&json!({ "passphrase": PASS }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let logs: Value = http()
+        .get(format!("{url}/v1/audit/logs?action=seal"))
+        .bearer_auth(&root)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(logs["logs"].as_array().unwrap().len(), 1, "{logs}");
+    assert_eq!(logs["logs"][0]["identity_id"], "user:root");
+}

@@ -159,6 +159,9 @@ pub struct LimitArgs {
     /// Connections served at once; more wait in the kernel's queue [default: 4096].
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Connections one client address (an IPv6 client's /64) may hold [default: 512].
+    #[arg(long)]
+    pub max_connections_per_address: Option<usize>,
     /// How long a client may take to send a request's headers or a TLS handshake [default: 10s].
     #[arg(long)]
     pub header_timeout: Option<String>,

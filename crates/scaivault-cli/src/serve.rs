@@ -218,6 +218,9 @@ fn server_config(l: &LimitArgs, dev: bool, plugins: PluginSettings) -> CliResult
                 .unwrap_or(d.preauth.failures_per_minute),
         },
         max_connections: l.max_connections.unwrap_or(d.max_connections),
+        max_connections_per_address: l
+            .max_connections_per_address
+            .unwrap_or(d.max_connections_per_address),
         header_timeout: duration(&l.header_timeout, d.header_timeout)?,
         idle_timeout: duration(&l.idle_timeout, d.idle_timeout)?,
         plugins,

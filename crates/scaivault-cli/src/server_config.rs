@@ -44,6 +44,7 @@ pub struct ServerFile {
     rate_limit_multiplier: Option<f64>,
     no_rate_limit: Option<bool>,
     max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
     header_timeout: Option<String>,
     idle_timeout: Option<String>,
     auth_failures_per_minute: Option<u32>,
@@ -106,6 +107,10 @@ pub fn apply(f: ServerFile, g: &mut Global, a: &mut ServerArgs) {
     fill(&mut a.limits.rate_limit_multiplier, f.rate_limit_multiplier);
     a.limits.no_rate_limit |= f.no_rate_limit.unwrap_or(false);
     fill(&mut a.limits.max_connections, f.max_connections);
+    fill(
+        &mut a.limits.max_connections_per_address,
+        f.max_connections_per_address,
+    );
     fill(&mut a.limits.header_timeout, f.header_timeout);
     fill(&mut a.limits.idle_timeout, f.idle_timeout);
     fill(

@@ -368,23 +368,35 @@ impl Engine {
     }
 
     /// The client-credentials grant: a service account's id and secret → a 1-hour token.
-    pub async fn client_credentials(&self, client_id: &str, client_secret: &str) -> Result<Value> {
+    ///
+    /// `admit` runs once the secret is verified and before a token is minted: the transport's
+    /// rate limit per client, which must not be spendable by someone who does not hold the
+    /// secret (else anyone could lock a service out by sending its id with wrong secrets).
+    pub async fn client_credentials(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        admit: impl FnOnce() -> Result<()>,
+    ) -> Result<Value> {
         let bad = || {
             Error::new(
                 ErrorCode::InvalidCredentials,
                 "invalid client_id or client_secret",
             )
         };
+        // The secret is hashed whether or not the id exists, so the time taken does not tell
+        // which service accounts exist.
+        let presented = self.vault.token_hasher().hash(client_secret);
         // In turn with identity deletion and credential changes (see `create_token`).
         let _change = self.config_change().await;
         let r = self.identity(client_id).ok_or_else(bad)?;
-        let presented = self.vault.token_hasher().hash(client_secret);
         let cred = r
             .credentials
             .iter()
             .find(|c| constant_time_eq(&c.secret_hash, &presented))
             .ok_or_else(bad)?
             .clone();
+        admit()?;
         let issued = self
             .mint(
                 TokenKind::ClientCredentials,

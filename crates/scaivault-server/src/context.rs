@@ -308,19 +308,34 @@ pub(crate) async fn guard(
         _ => None,
     };
     let outcome: Result<Response, Error> = async {
-        let (scope, a) = required(spec, req.uri(), state.config.public_metrics)?;
-        action = a;
         if public {
+            action = required(spec, req.uri(), state.config.public_metrics)?.1;
             if checks_credential && let Some(wait) = state.preauth.blocked(meta.source_ip) {
                 record_failure =
-                    state.preauth.failed(meta.source_ip, "rate_limited") == Record::Individually;
+                    state.preauth.failed(meta.source_ip, "rate_limited", 0) == Record::Individually;
                 return Err(too_many_failures(wait));
+            }
+            // A credential route's body must arrive in full within the header timeout: a
+            // client without a token cannot hold a connection by sending it slowly.
+            if checks_credential {
+                let deadline = tokio::time::Instant::now() + state.config.header_timeout;
+                req = req.map(|b| {
+                    axum::body::Body::new(crate::body::TimedBody::with_deadline(
+                        b,
+                        state.config.header_timeout,
+                        deadline,
+                    ))
+                });
             }
             return Ok(next.run(req).await);
         }
+        action = match spec.audit {
+            Audited::No => None,
+            Audited::Action(a) | Audited::Secret(a) | Audited::ByHandler(a) => Some(a),
+        };
         if let Some(wait) = state.preauth.blocked(meta.source_ip) {
             record_failure =
-                state.preauth.failed(meta.source_ip, "rate_limited") == Record::Individually;
+                state.preauth.failed(meta.source_ip, "rate_limited", 0) == Record::Individually;
             return Err(too_many_failures(wait));
         }
         let engine = state.engine()?;
@@ -328,12 +343,20 @@ pub(crate) async fn guard(
             match bearer(req.headers()).and_then(|t| engine.authenticate(t, meta.source_ip)) {
                 Ok(c) => c,
                 Err(e) => {
-                    record_failure = state.preauth.failed(meta.source_ip, e.code.as_str())
+                    // A missing token costs the server nothing to refuse: it is counted, not
+                    // charged (a health check pointed at the wrong path must not lock out
+                    // its address). A wrong one is charged.
+                    let cost = u32::from(e.code != ErrorCode::AuthenticationRequired);
+                    record_failure = state.preauth.failed(meta.source_ip, e.code.as_str(), cost)
                         == Record::Individually;
                     return Err(e);
                 }
             };
         caller_seen = Some(caller.clone());
+        // Only an authenticated caller learns how the route reads its path (a 405 for a
+        // `POST /v1/secrets/…` that is not a batch).
+        let (scope, a) = required(spec, req.uri(), state.config.public_metrics)?;
+        action = a;
         if let Some(v) = state
             .limiter
             .check(caller.identity_id.as_str(), spec.category)
@@ -381,19 +404,30 @@ pub(crate) async fn guard(
         Ok(r) => r,
         Err(e) => ApiError(e).into_response(),
     };
-    // A failed attempt at a credential-checking public route counts against the address.
-    if checks_credential && resp.status() == StatusCode::UNAUTHORIZED {
+    // A credential-checking public route (unseal, the token grant) is audited entry by entry
+    // only when it succeeds: every failure — a wrong key, a malformed body, a refusal — is
+    // counted against the address (a wrong unseal key costs six: five a minute), so what a
+    // client without a credential can add to the audit log stays bounded.
+    let mut public_failure = false;
+    if checks_credential && resp.status().as_u16() >= 400 {
+        public_failure = true;
         let code = resp
             .extensions()
             .get::<PendingError>()
-            .map_or("invalid_credentials", |p| p.0.code.as_str());
-        record_failure = state.preauth.failed(meta.source_ip, code) == Record::Individually;
+            .map_or("request_failed", |p| p.0.code.as_str());
+        let cost = match code {
+            "invalid_passphrase" => 6,
+            "invalid_credentials" => 1,
+            _ => 0,
+        };
+        record_failure = state.preauth.failed(meta.source_ip, code, cost) == Record::Individually;
     }
-    let failed_auth = caller_seen.is_none()
-        && matches!(
-            resp.status(),
-            StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
-        );
+    let failed_auth = public_failure
+        || (caller_seen.is_none()
+            && matches!(
+                resp.status(),
+                StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
+            ));
     // Fail closed: a request whose audit entry cannot be made durable returns nothing. A flood
     // of failed authentications is counted, not written entry by entry (see `preauth`).
     if resp.extensions().get::<AuditRecorded>().is_none()

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod body;
 mod context;
 mod error;
 mod json;

@@ -43,7 +43,7 @@ impl Default for PreAuthLimits {
 }
 
 /// The address a budget belongs to: IPv4 as it is, IPv6 by its /64.
-fn address_key(ip: Option<IpAddr>) -> IpAddr {
+pub(crate) fn address_key(ip: Option<IpAddr>) -> IpAddr {
     match ip {
         Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -142,14 +142,16 @@ impl PreAuth {
         (b.tokens < 1.0).then(|| ((1.0 - b.tokens) * 60.0 / capacity).ceil().max(1.0) as u64)
     }
 
-    /// Counts a failed authentication from `ip` for `reason` (an error code), and says whether
-    /// it gets an audit entry of its own.
-    pub fn failed(&self, ip: Option<IpAddr>, reason: &'static str) -> Record {
+    /// Counts a failed authentication from `ip` for `reason` (an error code), spends `cost`
+    /// of the address's allowance (0 for what costs the server nothing: a missing token, a
+    /// request refused because the address is already over its budget — which must not keep
+    /// it there for ever), and says whether it gets an audit entry of its own.
+    pub fn failed(&self, ip: Option<IpAddr>, reason: &'static str, cost: u32) -> Record {
         let key = address_key(ip);
         let now = Instant::now();
         let capacity = self.capacity();
         let mut inner = self.lock();
-        if self.limits.enabled {
+        if self.limits.enabled && cost > 0 {
             if inner.buckets.len() >= MAX_TRACKED && !inner.buckets.contains_key(&key) {
                 // Forget the addresses whose allowance is whole again before sharing one.
                 inner.buckets.retain(|_, b| {
@@ -167,7 +169,7 @@ impl PreAuth {
                 last: now,
             });
             refill(b, now, capacity);
-            b.tokens = (b.tokens - 1.0).max(0.0);
+            b.tokens = (b.tokens - f64::from(cost)).max(0.0);
         }
         let ckey =
             if inner.counts.len() >= MAX_TRACKED && !inner.counts.contains_key(&(key, reason)) {
@@ -248,11 +250,33 @@ mod tests {
         });
         for _ in 0..3 {
             assert_eq!(p.blocked(ip("10.0.0.1")), None);
-            p.failed(ip("10.0.0.1"), "token_invalid");
+            p.failed(ip("10.0.0.1"), "token_invalid", 1);
         }
         let wait = p.blocked(ip("10.0.0.1")).expect("blocked after 3 failures");
         assert!((1..=20).contains(&wait), "{wait}");
         assert_eq!(p.blocked(ip("10.0.0.2")), None);
+        // Refusals while blocked and missing tokens are counted for the audit log but cost
+        // nothing, so an allowance refills even while a client keeps retrying.
+        for _ in 0..100 {
+            assert_eq!(p.blocked(ip("10.0.0.3")), None);
+            p.failed(ip("10.0.0.3"), "authentication_required", 0);
+        }
+    }
+
+    #[test]
+    fn a_costly_failure_spends_more() {
+        let p = PreAuth::new(PreAuthLimits {
+            enabled: true,
+            failures_per_minute: 30,
+        });
+        for _ in 0..5 {
+            assert_eq!(p.blocked(ip("10.0.0.5")), None);
+            p.failed(ip("10.0.0.5"), "invalid_passphrase", 6);
+        }
+        assert!(
+            p.blocked(ip("10.0.0.5")).is_some(),
+            "five wrong unseal keys a minute"
+        );
     }
 
     #[test]
@@ -261,8 +285,8 @@ mod tests {
             enabled: true,
             failures_per_minute: 2,
         });
-        p.failed(ip("2001:db8:1:2::1"), "token_invalid");
-        p.failed(ip("2001:db8:1:2:ffff::9"), "token_invalid");
+        p.failed(ip("2001:db8:1:2::1"), "token_invalid", 1);
+        p.failed(ip("2001:db8:1:2:ffff::9"), "token_invalid", 1);
         assert!(p.blocked(ip("2001:db8:1:2::77")).is_some());
         assert_eq!(p.blocked(ip("2001:db8:1:3::1")), None);
         // An IPv4 client seen through a dual-stack socket is the IPv4 address.
@@ -279,7 +303,7 @@ mod tests {
             failures_per_minute: 1_000_000,
         });
         let records: Vec<Record> = (0..1000)
-            .map(|_| p.failed(ip("10.0.0.9"), "token_invalid"))
+            .map(|_| p.failed(ip("10.0.0.9"), "token_invalid", 1))
             .collect();
         let individual = records
             .iter()
@@ -294,7 +318,7 @@ mod tests {
         assert_eq!(agg[0].count, 1000 - u64::from(INDIVIDUAL_PER_WINDOW));
         // A new window records individually again.
         assert_eq!(
-            p.failed(ip("10.0.0.9"), "token_invalid"),
+            p.failed(ip("10.0.0.9"), "token_invalid", 1),
             Record::Individually
         );
     }
@@ -307,7 +331,7 @@ mod tests {
         });
         for i in 0..(MAX_TRACKED as u32 + 5000) {
             let a = std::net::Ipv4Addr::from(0x0a00_0000 + i);
-            p.failed(Some(IpAddr::V4(a)), "token_invalid");
+            p.failed(Some(IpAddr::V4(a)), "token_invalid", 1);
         }
         let (buckets, counts) = p.tracked();
         assert!(buckets <= MAX_TRACKED + 1, "{buckets}");

@@ -6,7 +6,7 @@
 //! are served at once (past that, new ones wait in the kernel's queue, so the process never
 //! runs out of descriptors); a client has `header_timeout` to send a request's headers (and to
 //! finish a TLS handshake); a connection with no request in progress and no bytes moving for
-//! `idle_timeout` is closed.
+//! `idle_timeout` is closed; one client address holds at most `max_connections_per_address`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -328,6 +328,7 @@ async fn accept_loop(
     max_connections: usize,
 ) -> std::io::Result<()> {
     let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let per_address = Arc::new(PerAddress::new(config.max_connections_per_address));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -355,11 +356,20 @@ async fn accept_loop(
             },
             _ = &mut shutdown => break,
         };
+        // One address may hold only its share of the slots; past it, a new connection is
+        // closed at once (the address's own connections go on).
+        let Some(slot) = per_address.take(peer.ip()) else {
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let activity = Arc::new(Activity::default());
         let service = {
             let (app, activity) = (app.clone(), activity.clone());
-            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                // A body that stalls for the header timeout fails (see `body`).
+                let mut req = req
+                    .map(|b| axum::body::Body::new(crate::body::TimedBody::new(b, header_timeout)));
                 req.extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
                 let busy = InFlight::new(activity.clone());
@@ -375,7 +385,7 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let (_permit, _slot) = (permit, slot);
             match tls {
                 Some(acceptor) => {
                     let Ok(Ok(stream)) =
@@ -404,6 +414,47 @@ async fn accept_loop(
         tracing::warn!("requests still running after 30 s were cut off");
     }
     Ok(())
+}
+
+/// Connections held per client address (IPv6 by its /64), capped.
+struct PerAddress {
+    cap: usize,
+    held: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One connection's place in its address's count, given back when the connection ends.
+struct Slot(Arc<PerAddress>, std::net::IpAddr);
+
+impl PerAddress {
+    fn new(cap: usize) -> PerAddress {
+        PerAddress {
+            cap: cap.max(1),
+            held: Default::default(),
+        }
+    }
+
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Slot> {
+        let key = crate::preauth::address_key(Some(ip));
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(key).or_default();
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(Slot(self.clone(), key))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.0.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.1);
+            }
+        }
+    }
 }
 
 /// Requests in progress on one connection; the idle timer runs only while there are none.

@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub unseal_concurrency: usize,
     /// Connections served at once; more wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Connections one client address (an IPv6 client's /64) may hold at once.
+    pub max_connections_per_address: usize,
     /// How long a client may take to send a request's headers.
     pub header_timeout: std::time::Duration,
     /// How long a connection may stay open with no request in progress.
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             preauth: PreAuthLimits::default(),
             unseal_concurrency: 1,
             max_connections: 4096,
+            max_connections_per_address: 512,
             header_timeout: std::time::Duration::from_secs(10),
             idle_timeout: std::time::Duration::from_secs(120),
         }
@@ -77,6 +80,8 @@ pub struct AppState {
     pub(crate) preauth: PreAuth,
     /// Permits for unseal attempts' key derivations (`unseal_concurrency`).
     pub(crate) unseal_permits: Arc<tokio::sync::Semaphore>,
+    /// Unseal attempts waiting for a permit (at most `UNSEAL_QUEUE`; more answer 429).
+    pub(crate) unseal_waiting: std::sync::atomic::AtomicUsize,
     pub(crate) started: Instant,
 }
 
@@ -96,6 +101,7 @@ impl AppState {
             unseal_permits: Arc::new(tokio::sync::Semaphore::new(
                 config.unseal_concurrency.max(1),
             )),
+            unseal_waiting: Default::default(),
             config,
             metrics: Metrics::default(),
             started: Instant::now(),

@@ -19,6 +19,7 @@ use crate::table::Table;
 const HEADER_KEY: &[u8] = b"header";
 
 /// How to open the root key.
+#[derive(Clone, Copy)]
 pub enum Unlock<'a> {
     Passphrase(&'a [u8]),
     /// The bytes of a key file (high-entropy; no Argon2id needed).

@@ -50,15 +50,19 @@ pub async fn client_credentials(
     {
         return Err(Error::invalid_request("grant_type must be client_credentials").into());
     }
+    if req.client_id.len() > 256 {
+        return Err(Error::invalid_request("client_id is at most 256 bytes").into());
+    }
     let engine = state.engine()?;
     // Each grant mints and stores a token: a client may ask for a few a minute (a service
-    // needs one an hour), not thousands. Failed attempts count against the address instead.
-    if let Some(v) = state.limiter.check(
+    // needs one an hour), not thousands. Counted only once the secret is verified, so nobody
+    // without it can spend the client's allowance; failed attempts count against the
+    // caller's address instead (the route's guard).
+    let admit = || match state.limiter.check(
         &format!("grant:{}", req.client_id),
         crate::ratelimit::Category::Grant,
-    ) && !v.allowed
-    {
-        return Err(Error::new(
+    ) {
+        Some(v) if !v.allowed => Err(Error::new(
             scaivault_core::ErrorCode::RateLimited,
             format!(
                 "too many token grants for this client; retry in {}s",
@@ -66,12 +70,12 @@ pub async fn client_credentials(
             ),
         )
         .with("category", "grant")
-        .with("retry_after", v.retry_after)
-        .into());
-    }
+        .with("retry_after", v.retry_after)),
+        _ => Ok(()),
+    };
     Ok(Json(
         engine
-            .client_credentials(&req.client_id, &req.client_secret)
+            .client_credentials(&req.client_id, &req.client_secret, admit)
             .await?,
     ))
 }

@@ -94,18 +94,49 @@ pub async fn unseal(
     State(state): State<Arc<AppState>>,
     meta: Option<axum::Extension<crate::context::RequestMeta>>,
     ApiJson(req): ApiJson<UnsealRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if !state.is_sealed() {
-        return Ok(Json(json!({ "sealed": false })));
+        // Nothing to do, and nothing to record: a flood of these adds no audit entries.
+        let mut resp = Json(json!({ "sealed": false })).into_response();
+        resp.extensions_mut().insert(crate::context::AuditRecorded);
+        return Ok(resp);
     }
-    let Ok(_permit) = state.unseal_permits.clone().try_acquire_owned() else {
-        return Err(Error::new(
+    // Attempts take their turn (the semaphore is first come, first served), so an operator's
+    // attempt waits behind at most `UNSEAL_QUEUE` others however many an attacker sends; a
+    // wrong key also costs its address six of its thirty failures a minute (the guard).
+    const UNSEAL_QUEUE: usize = 8;
+    let busy = || -> ApiError {
+        Error::new(
             scaivault_core::ErrorCode::RateLimited,
-            "another unseal attempt is deriving its key; retry in a second",
+            "too many unseal attempts are waiting; retry in a few seconds",
         )
-        .with("retry_after", 1)
-        .into());
+        .with("retry_after", 2)
+        .into()
     };
+    /// One place in the queue, given back however the wait ends (a client that disconnects
+    /// while waiting included).
+    struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let waiting = Waiting(&state.unseal_waiting);
+    if waiting.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= UNSEAL_QUEUE {
+        return Err(busy());
+    }
+    let permit = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        state.unseal_permits.clone().acquire_owned(),
+    )
+    .await;
+    drop(waiting);
+    let Ok(Ok(_permit)) = permit else {
+        return Err(busy());
+    };
+    if !state.is_sealed() {
+        return Ok(Json(json!({ "sealed": false })).into_response());
+    }
     let material: Zeroizing<Vec<u8>> = match (&req.passphrase, &req.key) {
         (None, None) if req.recovery_key.is_some() => {
             let text = req
@@ -169,7 +200,18 @@ pub async fn unseal(
             2 => Unlock::RecoveryKey(&material),
             _ => Unlock::Passphrase(&material),
         };
-        let vault = Vault::open(&path, unlock)?;
+        // Just after a seal, a background task (a plugin compile, a delivery pass) may still
+        // hold the engine it sealed, and with it the file: wait for it to let go.
+        let mut tries = 0;
+        let vault = loop {
+            match Vault::open(&path, unlock) {
+                Err(scaivault_store::StoreError::Locked) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                r => break r?,
+            }
+        };
         Engine::load_with(Arc::new(vault), clock, settings)
     })
     .await
@@ -192,18 +234,38 @@ pub async fn unseal(
         state.set_engine(Some(Arc::new(engine)));
     }
     tracing::info!("vault unsealed");
-    Ok(Json(json!({ "sealed": false })))
+    Ok(Json(json!({ "sealed": false })).into_response())
 }
 
+/// Seals. The entry recording it is made durable first, while there is still an audit log to
+/// write to; a seal whose entry cannot be written does not happen.
 pub async fn seal(
     State(state): State<Arc<AppState>>,
     auth: Auth,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    audit: Option<axum::Extension<crate::context::HandlerAudit>>,
+) -> Result<Response, ApiError> {
     auth.engine.authorize(&auth.caller, Scope::Admin, None)?;
+    if let Some(axum::Extension(a)) = audit {
+        let mut extra = serde_json::Map::new();
+        extra.insert("status".into(), 200.into());
+        let entry = a.input(
+            &auth.caller,
+            scaivault_engine::AuditAction::Seal.as_str(),
+            None,
+            true,
+            extra,
+        );
+        auth.engine
+            .record_audit(entry)
+            .await
+            .map_err(|e| ApiError(crate::context::unrecorded(&a.request_id, &e)))?;
+    }
     drop(auth);
     state.close().await;
     tracing::info!("vault sealed");
-    Ok(Json(json!({ "sealed": true })))
+    let mut resp = Json(json!({ "sealed": true })).into_response();
+    resp.extensions_mut().insert(crate::context::AuditRecorded);
+    Ok(resp)
 }
 
 pub async fn rotate_key(auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {

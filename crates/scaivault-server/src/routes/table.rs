@@ -127,7 +127,8 @@ routes! {
     GET "/v1/sys/status" => sys::status, Public, Public, No, "Seal state";
     POST "/v1/sys/unseal" => sys::unseal, Public, Public, Action(A::Unseal),
         "Unseal with a passphrase, key file or recovery key (one key derivation at a time)";
-    POST "/v1/sys/seal" => sys::seal, s(Admin), Admin, Action(A::Seal), "Seal";
+    POST "/v1/sys/seal" => sys::seal, s(Admin), Admin, ByHandler(A::Seal),
+        "Seal (its audit entry is made durable before the vault closes)";
     POST "/v1/sys/rotate-key" => sys::rotate_key, s(Admin), Admin, Action(A::KeyRotate),
         "Add a data key; new writes use it";
     GET "/v1/sys/backup" => sys::backup, s(Admin), Admin, Action(A::Backup),
