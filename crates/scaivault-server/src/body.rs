@@ -15,7 +15,9 @@ pub(crate) struct TimedBody<B> {
     inner: B,
     gap: Duration,
     deadline: Option<Instant>,
-    timer: Pin<Box<Sleep>>,
+    /// Made on the first wait: most bodies (every GET's) arrive at once or are never read,
+    /// and then cost no timer at all.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> TimedBody<B> {
@@ -25,7 +27,7 @@ impl<B> TimedBody<B> {
             inner,
             gap,
             deadline: None,
-            timer: Box::pin(tokio::time::sleep(gap)),
+            timer: None,
         }
     }
 
@@ -33,8 +35,9 @@ impl<B> TimedBody<B> {
     pub fn with_deadline(inner: B, gap: Duration, deadline: Instant) -> TimedBody<B> {
         let mut b = TimedBody::new(inner, gap);
         b.deadline = Some(deadline);
-        let first = (Instant::now() + gap).min(deadline);
-        b.timer.as_mut().reset(first);
+        b.timer = Some(Box::pin(tokio::time::sleep_until(
+            (Instant::now() + gap).min(deadline),
+        )));
         b
     }
 
@@ -66,14 +69,24 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(f) => {
-                let next = this.next_deadline();
-                this.timer.as_mut().reset(next);
+                if this.timer.is_some() {
+                    let next = this.next_deadline();
+                    if let Some(t) = this.timer.as_mut() {
+                        t.as_mut().reset(next);
+                    }
+                }
                 Poll::Ready(f.map(|r| r.map_err(Into::into)))
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(too_slow()))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let next = this.next_deadline();
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(too_slow()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
