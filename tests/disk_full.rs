@@ -83,6 +83,17 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing() {
     );
     assert!(!body.to_string().contains(&value[..100]));
     assert!(acked.len() > 10);
+    // Reads fail too (their audit entries cannot be written), so the server is not ready.
+    let r = c.get(format!("{url}/v1/health/ready")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let ready: serde_json::Value = r.json().unwrap();
+    assert_eq!(ready["checks"]["database"], "error", "{ready}");
+    assert!(
+        ready["errors"]["database"]
+            .as_str()
+            .unwrap()
+            .contains("disk is full")
+    );
     let _ = child.kill();
     let _ = child.wait();
 

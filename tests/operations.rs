@@ -195,6 +195,20 @@ fn per_secret_restore_brings_back_an_old_version_and_is_audited() {
     let (_, logs) = dev.get("/v1/audit/logs?action=restore_from_backup", &dev.token);
     assert_eq!(logs["logs"].as_array().unwrap().len(), 1, "{logs}");
     assert_eq!(logs["logs"][0]["success"], true);
+    // The entry names the secret and both versions, so a query by path finds it (#17).
+    let (_, logs) = dev.get("/v1/audit/logs?path_prefix=app/", &dev.token);
+    let restore = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "restore_from_backup")
+        .unwrap_or_else(|| panic!("a query by path misses the restore: {logs}"));
+    assert_eq!(restore["secret_path"], "app/db");
+    assert_eq!(restore["extra_data"]["restored_version"], 1);
+    assert_eq!(restore["extra_data"]["version"], 4);
+    // Exactly one entry for the request: the write and its record commit together.
+    let (_, all) = dev.get("/v1/audit/logs?action=write&path_prefix=app/db", &dev.token);
+    assert_eq!(all["logs"].as_array().unwrap().len(), 3, "{all}");
     let (s, report) = dev.post("/v1/sys/verify", &dev.token, json!({}));
     assert_eq!((s, report["ok"].as_bool()), (200, Some(true)), "{report}");
 }

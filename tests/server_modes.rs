@@ -424,3 +424,85 @@ fn dev_mode_deletes_its_temporary_vault_on_shutdown() {
     assert!(status.success(), "{status:?}");
     assert!(!dir.exists(), "the temporary vault outlived the dev server");
 }
+
+/// Issue #17, item 1: after `kill -9`, the file needs a repair before it can be read, and a
+/// repair writes. A wrong passphrase (or key file, or recovery key) must still leave it
+/// byte-for-byte as it was: the key is checked against a repaired private copy, and only a
+/// right key lets the file itself be repaired.
+#[test]
+fn a_wrong_key_never_touches_a_file_left_open_by_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, root) = init(dir.path());
+    let (mut child, url) = server(&vault, &[], &[("SCAIVAULT_PASSPHRASE", PASS)]);
+    for i in 0..20 {
+        let r = http()
+            .put(format!("{url}/v1/secrets/crash/s{i}"))
+            .bearer_auth(&root)
+            .json(&json!({ "data": { "v": format!("value-{i}") } }))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    child.kill().unwrap(); // SIGKILL: the file is left as a crash leaves it
+    child.wait().unwrap();
+    let crashed = file_bytes(&vault);
+    let v = vault.to_str().unwrap();
+    for (args, env) in [
+        (
+            vec!["secrets", "read", "--vault", v, "crash/s1"],
+            ("SCAIVAULT_PASSPHRASE", "wrong"),
+        ),
+        (
+            vec!["audit", "verify", "--vault", v],
+            ("SCAIVAULT_PASSPHRASE", "also wrong"),
+        ),
+    ] {
+        let out = cli_env(&args, &[env], None);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("invalid_passphrase"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            file_bytes(&vault) == crashed,
+            "a wrong passphrase changed a file left open by a crash"
+        );
+    }
+    // A server with a wrong key file refuses and changes nothing either.
+    let key = dir.path().join("wrong.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let out = std::process::Command::new(bin())
+        .args([
+            "server",
+            "--vault",
+            v,
+            "--listen",
+            "127.0.0.1:0",
+            "--key-file",
+        ])
+        .arg(&key)
+        .env_remove("SCAIVAULT_PASSPHRASE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        file_bytes(&vault) == crashed,
+        "a wrong key file changed the file"
+    );
+    // No private copy is left behind.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".check-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // The right passphrase repairs the file and every acknowledged write is there.
+    let out = cli_env(
+        &["secrets", "read", "--vault", v, "crash/s19", "--field", "v"],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "value-19");
+}

@@ -551,10 +551,23 @@ pub async fn operator(
                         )
                         .await?
                     }
-                    Target::Local(e) => crate::target::to_value(
-                        e.restore_from_backup(&crate::target::local_caller(), &from, &p, version)
-                            .await?,
-                    )?,
+                    Target::Local(e) => {
+                        let caller = crate::target::local_caller();
+                        let mut entry = scaivault_engine::input_for(
+                            Some(&caller),
+                            scaivault_engine::AuditAction::RestoreFromBackup.as_str(),
+                            Some(&p),
+                            &format!("local_{}", std::process::id()),
+                        );
+                        entry.user_agent = Some(
+                            concat!("scaivault-cli/", env!("CARGO_PKG_VERSION"), " (local)")
+                                .to_owned(),
+                        );
+                        crate::target::to_value(
+                            e.restore_from_backup(&caller, &from, &p, version, entry)
+                                .await?,
+                        )?
+                    }
                 },
                 _ => {
                     return Err(Error::invalid_request(

@@ -30,13 +30,17 @@ impl Engine {
     }
 
     /// Reads `path` (at `version`, or its current version) from a backup and writes it back
-    /// as a new version: point-in-time restore of one secret, audited like any write.
+    /// as a new version: point-in-time restore of one secret. `entry` is the transport's
+    /// audit entry for the request (who, from where, which request); it commits in the
+    /// write's own transaction as `restore_from_backup`, naming the path, the version restored
+    /// and the version written, so a query by path finds it and no crash separates the two.
     pub async fn restore_from_backup(
         &self,
         caller: &Caller,
         backup: &Path,
         path: &str,
         version: Option<u64>,
+        mut entry: crate::AuditInput,
     ) -> Result<WriteOutcome> {
         // A whole backup is every secret of the vault: only an admin may hand one in, and
         // the path must still be writable for the caller (a root token passes both).
@@ -55,7 +59,20 @@ impl Engine {
         }))
         .map_err(|_| Error::internal("could not rebuild the write"))?;
         drop(old);
-        self.write_secret(caller, path, req).await
+        let restored = view.version;
+        entry.action = crate::AuditAction::RestoreFromBackup.into();
+        entry.secret_path = Some(view.path.clone());
+        entry.success = true;
+        self.write_secret_audited(caller, path, req, move |out| {
+            entry
+                .extra_data
+                .insert("restored_version".into(), restored.into());
+            entry
+                .extra_data
+                .insert("version".into(), out.version.into());
+            entry
+        })
+        .await
     }
 
     /// Checks that every record opens and decodes, that the indexes agree with the tables,

@@ -45,6 +45,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Writes a consistent copy of the whole store to `out` (used by backups and tests).
     fn copy_to(&self, out: &std::path::Path) -> Result<(), StoreError>;
+
+    /// Why writes (and so audited requests) cannot succeed now, if they cannot: readiness
+    /// reports it instead of answering "ready" to a server that can only fail.
+    fn write_blocked(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Point reads from one consistent view of the store.

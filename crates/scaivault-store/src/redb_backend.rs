@@ -34,6 +34,57 @@ pub struct RedbBackend {
     /// Set once a write failed for lack of space: redb then refuses every later write with
     /// "previous I/O error" until the file is reopened, which callers should hear as what it is.
     disk_full: std::sync::atomic::AtomicBool,
+    /// A repaired copy this read-only view reads instead of a file that was not closed
+    /// cleanly; deleted with the view.
+    _scratch: Option<ScratchCopy>,
+}
+
+/// A private copy of a vault file, removed when dropped.
+struct ScratchCopy(std::path::PathBuf);
+
+impl Drop for ScratchCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl ScratchCopy {
+    /// Copies `path` to an owner-only file beside it (or in the temp dir when its directory
+    /// is not writable).
+    fn of(path: &Path) -> Result<ScratchCopy, StoreError> {
+        let name = format!(
+            ".{}.check-{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "vault".into()),
+            std::process::id()
+        );
+        let beside = path.parent().map(|d| d.join(&name));
+        let mut last = None;
+        for dst in beside.into_iter().chain([std::env::temp_dir().join(&name)]) {
+            let _ = std::fs::remove_file(&dst);
+            let mut src = std::fs::File::open(path).map_err(|e| io_error(&e))?;
+            let mut out = match crate::private_fs::create_new(&dst) {
+                Ok(f) => f,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let copy = ScratchCopy(dst);
+            // A full disk beside the vault: try the temp dir instead (the partial copy goes).
+            match std::io::copy(&mut src, &mut out) {
+                Ok(_) => return Ok(copy),
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            return Err(io_error(&e));
+        }
+        Err(StoreError::Io(
+            "no place to make a private copy of the vault file to check it".into(),
+        ))
+    }
 }
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
@@ -91,6 +142,7 @@ impl RedbBackend {
             db: Db::ReadWrite(db),
             write_lock: Mutex::new(()),
             disk_full: Default::default(),
+            _scratch: None,
         };
         backend.with_write(|txn| {
             for t in Table::ALL {
@@ -108,11 +160,13 @@ impl RedbBackend {
             db: Db::ReadWrite(db),
             write_lock: Mutex::new(()),
             disk_full: Default::default(),
+            _scratch: None,
         })
     }
 
-    /// Opens without writing to the file — except after a crash: a file that needs
-    /// recovery is repaired first (what any later open would do), then opened read-only.
+    /// Opens without ever writing to the file. After a crash, a file that needs recovery is
+    /// copied (owner-only, beside it or in the temp dir) and the copy is repaired and read;
+    /// that costs a copy of the file, once, on the first open after a crash.
     pub fn open_read_only(path: &Path) -> Result<RedbBackend, StoreError> {
         Self::check_exists(path)?;
         let first = guard("open", || match Self::builder().open_read_only(path) {
@@ -120,21 +174,29 @@ impl RedbBackend {
             Err(redb::DatabaseError::RepairAborted) => Ok(None),
             Err(e) => Err(db_error(e)),
         })?;
-        let db = match first {
-            Some(db) => db,
+        // A file that was not closed cleanly needs a repair before redb reads it, and a
+        // repair writes. A read-only view must never change the file (it is how a passphrase
+        // is checked before anything may write), so it repairs and reads a private copy; the
+        // file itself is repaired only by the read-write open that follows a right key.
+        let (db, scratch) = match first {
+            Some(db) => (db, None),
             None => {
-                tracing::warn!("the vault file was not closed cleanly; recovering it");
-                let rw = guard("recover", || Self::builder().open(path).map_err(db_error))?;
+                let copy = ScratchCopy::of(path)?;
+                let rw = guard("recover", || {
+                    Self::builder().open(&copy.0).map_err(db_error)
+                })?;
                 drop(rw);
-                guard("open", || {
-                    Self::builder().open_read_only(path).map_err(db_error)
-                })?
+                let db = guard("open", || {
+                    Self::builder().open_read_only(&copy.0).map_err(db_error)
+                })?;
+                (db, Some(copy))
             }
         };
         Ok(RedbBackend {
             db: Db::ReadOnly(db),
             write_lock: Mutex::new(()),
             disk_full: Default::default(),
+            _scratch: scratch,
         })
     }
 
@@ -280,6 +342,12 @@ impl Backend for RedbBackend {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn write_blocked(&self) -> Option<String> {
+        self.disk_full.load(std::sync::atomic::Ordering::SeqCst).then(|| {
+            "the disk is full: writes and audited requests fail until space is freed and the server restarted".to_owned()
         })
     }
 

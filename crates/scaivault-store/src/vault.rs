@@ -187,6 +187,11 @@ impl Vault {
         &self.path
     }
 
+    /// Why writes cannot succeed now (a full disk), if they cannot.
+    pub fn write_blocked(&self) -> Option<String> {
+        self.backend.write_blocked()
+    }
+
     pub fn token_hasher(&self) -> &TokenHasher {
         &self.keys.tokens
     }

@@ -30,6 +30,18 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
         });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
+    // Every request that reaches the vault writes an audit entry: a vault that cannot write
+    // can answer nothing but errors, so it is not ready.
+    if let Ok(engine) = state.engine()
+        && let Some(why) = engine.vault().write_blocked()
+    {
+        let body = json!({
+            "status": "not_ready",
+            "checks": { "database": "error", "encryption": "ok" },
+            "errors": { "database": why },
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     Json(json!({ "status": "ready", "checks": { "database": "ok", "encryption": "ok" } }))
         .into_response()
 }
@@ -343,9 +355,10 @@ pub struct RestoreQuery {
 /// `version`) in it is written back as a new version.
 pub async fn restore(
     auth: Auth,
+    audit: Option<axum::Extension<crate::context::HandlerAudit>>,
     crate::json::ApiQuery(q): crate::json::ApiQuery<RestoreQuery>,
     body: axum::body::Body,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     use tokio::io::AsyncWriteExt;
     const MAX_UPLOAD: u64 = 64 * 1024 * 1024 * 1024;
     let dir = tempfile::tempdir().map_err(|e| Error::internal(format!("no temp dir: {e}")))?;
@@ -377,11 +390,23 @@ pub async fn restore(
         .await
         .map_err(|e| Error::internal(e.to_string()))?;
     drop(out);
+    let Some(axum::Extension(audit)) = audit else {
+        return Err(Error::internal("the restore route lost its audit context").into());
+    };
+    let entry = audit.input(
+        &auth.caller,
+        scaivault_engine::AuditAction::RestoreFromBackup.as_str(),
+        Some(q.path.clone()),
+        true,
+        serde_json::Map::new(),
+    );
     let w = auth
         .engine
-        .restore_from_backup(&auth.caller, &file, &q.path, q.version)
+        .restore_from_backup(&auth.caller, &file, &q.path, q.version, entry)
         .await?;
-    Ok(Json(serde_json::to_value(w).unwrap_or_default()))
+    let mut resp = Json(serde_json::to_value(w).unwrap_or_default()).into_response();
+    resp.extensions_mut().insert(crate::context::AuditRecorded);
+    Ok(resp)
 }
 
 pub async fn verify(auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {

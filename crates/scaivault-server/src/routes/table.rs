@@ -133,8 +133,8 @@ routes! {
         "Add a data key; new writes use it";
     GET "/v1/sys/backup" => sys::backup, s(Admin), Admin, Action(A::Backup),
         "Stream a consistent, encrypted backup";
-    POST "/v1/sys/restore" => sys::restore, s(Admin), Admin, Action(A::RestoreFromBackup),
-        "Write one secret back from an uploaded backup";
+    POST "/v1/sys/restore" => sys::restore, s(Admin), Admin, ByHandler(A::RestoreFromBackup),
+        "Write one secret back from an uploaded backup (audited with its path and versions)";
     POST "/v1/sys/verify" => sys::verify, s(Admin), Admin, Action(A::Verify),
         "Check every record, the indexes and the audit chain";
     POST "/v1/sys/test/clock" => sys::advance_test_clock, s(Admin), Admin, Action(A::TestClockAdvance),
