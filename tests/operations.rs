@@ -417,3 +417,93 @@ fn scheduled_backups_keep_the_newest() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// Issue #17, item 5: a secret whose head record is damaged or gone (while the vault still
+/// lists it) answers `500 integrity_error` naming the path — never `404`, which would let the
+/// next write start a new history at version 1 over the old one — and writes to it are
+/// refused.
+#[test]
+fn a_damaged_or_missing_head_is_an_integrity_error_not_a_missing_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, root) = init(dir.path());
+    let v = vault.to_str().unwrap();
+    let env = [("SCAIVAULT_PASSPHRASE", PASS), ("SCAIVAULT_VAULT", v)];
+    for p in ["app/gone", "app/flipped", "app/fine"] {
+        for n in 1..=2 {
+            let out = cli_env(&["secrets", "write", p, &format!("k=v{n}")], &env, None);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+    {
+        use scaivault_store::{Mutation, Table, Unlock, Vault};
+        let (gone_key, flipped) = {
+            let vault = Vault::open(&vault, Unlock::Passphrase(PASS.as_bytes())).unwrap();
+            (
+                vault.blinded_key_for_tests(Table::Secrets, b"app/gone"),
+                vault
+                    .raw_record(Table::Secrets, b"app/flipped")
+                    .unwrap()
+                    .unwrap(),
+            )
+        };
+        // One head deleted outright, as a small redb tool would.
+        let backend = scaivault_store::RedbBackend::open(&vault).unwrap();
+        use scaivault_store::Backend as _;
+        backend
+            .commit(&[Mutation::Delete {
+                table: Table::Secrets,
+                key: gone_key,
+            }])
+            .unwrap();
+        drop(backend);
+        // One flipped in every copy the file holds.
+        let mut bytes = std::fs::read(&vault).unwrap();
+        let mut i = 0;
+        while let Some(at) = bytes[i..]
+            .windows(flipped.len())
+            .position(|w| w == flipped.as_slice())
+        {
+            bytes[i + at + flipped.len() / 2] ^= 0x01;
+            i += at + flipped.len();
+        }
+        std::fs::write(&vault, &bytes).unwrap();
+    }
+    let (child, url) = server(&vault, &[], &[("SCAIVAULT_PASSPHRASE", PASS)]);
+    let _guard = KillOnDrop(child);
+    let c = http();
+    for p in ["app/gone", "app/flipped"] {
+        let r = c
+            .get(format!("{url}/v1/secrets/{p}"))
+            .bearer_auth(&root)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let b: serde_json::Value = r.json().unwrap();
+        assert_eq!(
+            (status, b["error"]["code"].as_str()),
+            (500, Some("integrity_error")),
+            "{p}: {b}"
+        );
+        assert_eq!(b["error"]["details"]["path"], p, "{b}");
+        let r = c
+            .put(format!("{url}/v1/secrets/{p}"))
+            .bearer_auth(&root)
+            .json(&json!({ "data": { "k": "new" } }))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let b: serde_json::Value = r.json().unwrap();
+        assert_eq!(
+            (status, b["error"]["code"].as_str()),
+            (500, Some("integrity_error")),
+            "a write over a damaged {p} must be refused: {b}"
+        );
+    }
+    // The rest of the vault is served as before.
+    let r = c
+        .get(format!("{url}/v1/secrets/app/fine"))
+        .bearer_auth(&root)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

@@ -168,11 +168,34 @@ fn set_path_state(tx: &mut WriteTx<'_, '_>, paths: &PathIndex, path: &str, delet
 }
 
 /// The head of `path` as this write job sees it.
+///
+/// A head that is missing while the path index lists the path, or that fails to
+/// authenticate, is damage, not absence: it answers `integrity_error` naming the path, so a
+/// write can never start a new history over a damaged one.
 pub(crate) fn head_in(tx: &WriteTx<'_, '_>, path: &str) -> Result<Option<SecretHead>> {
-    match tx.get(Table::Secrets, path.as_bytes()).map_err(store_err)? {
-        Some(b) => unpack(Table::Secrets, b.as_bytes()).map(Some),
-        None => Ok(None),
+    match tx
+        .get(Table::Secrets, path.as_bytes())
+        .map_err(|e| store_err(e).with("path", path))?
+    {
+        Some(b) => unpack(Table::Secrets, b.as_bytes())
+            .map(Some)
+            .map_err(|e| e.with("path", path)),
+        None => match tx.get(Table::Paths, path.as_bytes()).map_err(store_err)? {
+            Some(_) => Err(damaged(path)),
+            None => Ok(None),
+        },
     }
+}
+
+/// The error for a secret whose record is damaged or missing although it is listed.
+pub(crate) fn damaged(path: &str) -> Error {
+    Error::new(
+        ErrorCode::IntegrityError,
+        format!(
+            "the record of {path} is missing or failed to authenticate although the vault lists it; nothing was changed. Run `scaivault operator verify`, and restore the vault from a backup"
+        ),
+    )
+    .with("path", path)
 }
 
 /// Writes a head and drops any cached copy once the batch is durable.
@@ -486,9 +509,19 @@ impl Engine {
                 let seq = self.heads.seq();
                 let head: Arc<SecretHead> = match view
                     .get(Table::Secrets, path.as_bytes())
-                    .map_err(store_err)?
+                    .map_err(|e| store_err(e).with("path", path))?
                 {
-                    Some(p) => Arc::new(unpack(Table::Secrets, p.as_bytes())?),
+                    Some(p) => Arc::new(
+                        unpack(Table::Secrets, p.as_bytes()).map_err(|e| e.with("path", path))?,
+                    ),
+                    // Listed in the same snapshot but without a head: damage, not absence.
+                    None if view
+                        .get(Table::Paths, path.as_bytes())
+                        .map_err(store_err)?
+                        .is_some() =>
+                    {
+                        return Err(damaged(path));
+                    }
                     None => return Err(not_found(path)),
                 };
                 self.heads.insert_if_unchanged(seq, path, head.clone());
@@ -567,18 +600,32 @@ impl Engine {
             .with("path", path)
             .with("version", v));
         }
-        // A cached head may name a version that a write pruned a moment ago.
-        let plain = view
+        // A cached head may name a version that a write pruned a moment ago; a head of this
+        // very snapshot that names a missing version is damage.
+        let plain = match view
             .get(Table::Versions, &version_key(path, v))
-            .map_err(store_err)?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorCode::VersionNotFound,
-                    format!("version {v} of {path} does not exist or was pruned"),
-                )
-                .with("path", path)
-                .with("version", v)
-            })?;
+            .map_err(|e| store_err(e).with("path", path).with("version", v))?
+        {
+            Some(p) => p,
+            None => {
+                let listed = match view.get(Table::Secrets, path.as_bytes()) {
+                    Ok(Some(h)) => unpack::<SecretHead>(Table::Secrets, h.as_bytes())
+                        .map(|h| h.versions.iter().any(|i| i.version == v))
+                        .unwrap_or(true),
+                    _ => true,
+                };
+                return Err(if listed {
+                    damaged(path).with("version", v)
+                } else {
+                    Error::new(
+                        ErrorCode::VersionNotFound,
+                        format!("version {v} of {path} does not exist or was pruned"),
+                    )
+                    .with("path", path)
+                    .with("version", v)
+                });
+            }
+        };
         let record: VersionRecord = unpack(Table::Versions, plain.as_bytes())?;
         self.touch(path, now);
         Ok(SecretView {

@@ -483,6 +483,13 @@ impl Vault {
         }
     }
 
+    /// The blinded key a record is stored under, for tests that damage or delete it in the
+    /// file as someone with write access to it could.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn blinded_key_for_tests(&self, table: Table, key: &[u8]) -> Vec<u8> {
+        self.keys.blind(table, key)
+    }
+
     /// The sealed bytes of one record, for tamper tests that need to find it in the file.
     #[doc(hidden)]
     pub fn raw_record(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
