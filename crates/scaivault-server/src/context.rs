@@ -49,8 +49,12 @@ fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
+        // A client's own id is kept for tracing, but never one of the forms the vault mints
+        // for entries no request made (`agg_…` failure counts, `local_…` CLI entries).
         .filter(|s| {
             !s.is_empty()
+                && !s.starts_with("agg_")
+                && !s.starts_with("local_")
                 && s.len() <= 128
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
@@ -496,4 +500,22 @@ fn secret_path(spec: &RouteSpec, uri: &axum::http::Uri) -> Option<String> {
     let prefix = spec.tail_prefix()?;
     let t = uri.path().strip_prefix(prefix)?.trim_end_matches('/');
     Some(t.chars().take(512).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue};
+
+    use super::request_id;
+
+    #[test]
+    fn a_client_cannot_pose_as_the_vaults_own_entries() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("trace-42"));
+        assert_eq!(request_id(&h), "trace-42");
+        for forged in ["agg_1764662400", "local_4242"] {
+            h.insert("x-request-id", HeaderValue::from_static(forged));
+            assert!(request_id(&h).starts_with("req_"), "{forged} was kept");
+        }
+    }
 }
