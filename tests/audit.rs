@@ -333,3 +333,63 @@ fn summaries_answer_what_an_identity_read_and_when() {
     let (s, _) = dev.get("/v1/audit/summary", &sa);
     assert_eq!(s, 403);
 }
+
+/// Issue #17, item 7: local mode records what the server records, under the same action
+/// names, and a local read's entry is written before its value is printed.
+#[test]
+fn local_mode_audits_with_the_servers_action_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _) = init(dir.path());
+    let v = vault.to_str().unwrap();
+    let env = [("SCAIVAULT_PASSPHRASE", PASS), ("SCAIVAULT_VAULT", v)];
+    for args in [
+        vec!["secrets", "write", "app/db", "password=pw"],
+        vec!["secrets", "read", "app/db", "--field", "password"],
+        vec!["identity", "create", "sa:svc"],
+        vec!["policies", "create", "svc", "--rule", "app/**:read"],
+        vec!["policies", "bind", "svc", "--identity-id", "sa:svc"],
+        vec![
+            "tokens",
+            "create",
+            "--identity",
+            "sa:svc",
+            "--scope",
+            "secrets:read",
+        ],
+    ] {
+        let out = cli_env(&args, &env, None);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let out = cli_env(&["audit", "query", "--json", "--limit", "100"], &env, None);
+    let logs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions: Vec<&str> = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for want in [
+        "write",
+        "read",
+        "identity_create",
+        "policy_create",
+        "policy_bind",
+        "token_create",
+    ] {
+        assert!(actions.contains(&want), "{want} missing from {actions:?}");
+    }
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a.starts_with("policies_") || a.starts_with("tokens_")),
+        "{actions:?}"
+    );
+    let reads: Vec<&serde_json::Value> = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "read")
+        .collect();
+    assert_eq!(reads.len(), 1, "one entry per read: {reads:?}");
+    assert_eq!(reads[0]["secret_path"], "app/db");
+}

@@ -124,8 +124,12 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Secrets(c) => {
             let (action, path) = secrets::describe(&c);
             let t = target(&g)?;
+            // A local read records its entry itself, before the value is printed.
+            let self_recorded = matches!(c, args::SecretsCmd::Read { .. });
             let result = secrets::run(&t, c, &out).await;
-            audit_local(&t, action.into(), path, &result).await?;
+            if !(self_recorded && result.is_ok()) {
+                audit_local(&t, action.into(), path, &result).await?;
+            }
             result
         }
         Command::Auth(args::AuthCmd::Login) if g.vault.is_none() => {
@@ -138,21 +142,21 @@ async fn run(cli: Cli) -> CliResult<()> {
             Ok(())
         }
         Command::Identity(c) => {
-            let action = format!("identity_{}", variant(&c));
+            let action = local_action("identity", &variant(&c));
             let t = target(&g)?;
             let result = admin::identity(&t, c, &out).await;
             audit_local(&t, action, None, &result).await?;
             result
         }
         Command::Tokens(c) => {
-            let action = format!("tokens_{}", variant(&c));
+            let action = local_action("tokens", &variant(&c));
             let t = target(&g)?;
             let result = admin::tokens(&t, c, &out).await;
             audit_local(&t, action, None, &result).await?;
             result
         }
         Command::Policies(c) => {
-            let action = format!("policies_{}", variant(&c));
+            let action = local_action("policies", &variant(&c));
             let t = target(&g)?;
             let result = admin::policies(&t, c, &out).await;
             audit_local(&t, action, None, &result).await?;
@@ -160,21 +164,21 @@ async fn run(cli: Cli) -> CliResult<()> {
         }
         Command::Audit(c) => audit::run(&target(&g)?, c, &out).await,
         Command::Webhooks(c) => {
-            let action = format!("webhooks_{}", variant(&c));
+            let action = local_action("webhooks", &variant(&c));
             let t = target(&g)?;
             let result = webhooks::run(&t, c, &out).await;
             audit_local(&t, action, None, &result).await?;
             result
         }
         Command::Plugins(c) => {
-            let action = format!("plugins_{}", variant(&c));
+            let action = local_action("plugins", &variant(&c));
             let t = target(&g)?;
             let result = plugins::run(&t, c, &out).await;
             audit_local(&t, action, None, &result).await?;
             result
         }
         Command::Rotation(c) => {
-            let action = format!("rotation_{}", variant(&c));
+            let action = local_action("rotation", &variant(&c));
             let t = target(&g)?;
             let result = rotation::run(&t, c, &out).await;
             audit_local(&t, action, None, &result).await?;
@@ -193,6 +197,44 @@ async fn run(cli: Cli) -> CliResult<()> {
     }
 }
 
+/// The audit action of a local-mode command: the server's name for the same act, so a query
+/// by action finds both (`policies create` is `policy_create` whichever way it ran).
+fn local_action(group: &str, variant: &str) -> String {
+    use scaivault_engine::AuditAction as A;
+    let a = match (group, variant) {
+        ("identity", "create") => A::IdentityCreate,
+        ("identity", "list") => A::IdentityRead,
+        ("identity", "delete") => A::IdentityDelete,
+        ("identity", "addmember") => A::IdentityMemberAdd,
+        ("identity", "removemember") => A::IdentityMemberRemove,
+        ("identity", "credentials") => A::CredentialCreate,
+        ("identity", "listcredentials") => A::CredentialList,
+        ("identity", "revokecredential") => A::CredentialRevoke,
+        ("tokens", "create") => A::TokenCreate,
+        ("tokens", "list") => A::TokenList,
+        ("tokens", "revoke") => A::TokenRevoke,
+        ("policies", "create") => A::PolicyCreate,
+        ("policies", "list" | "get" | "test") => A::PolicyRead,
+        ("policies", "delete") => A::PolicyDelete,
+        ("policies", "bind") => A::PolicyBind,
+        ("policies", "unbind") => A::PolicyUnbind,
+        ("webhooks", "list" | "get" | "deliveries") => A::WebhookRead,
+        ("webhooks", "create") => A::WebhookCreate,
+        ("webhooks", "update") => A::WebhookUpdate,
+        ("webhooks", "delete") => A::WebhookDelete,
+        ("webhooks", "test") => A::WebhookTest,
+        ("plugins", "list") => A::PluginRead,
+        ("plugins", "install") => A::PluginInstall,
+        ("plugins", "remove") => A::PluginRemove,
+        ("plugins", "verify") => A::PluginVerify,
+        ("plugins", "generate") => A::Generate,
+        ("rotation", "rotate") => A::Rotate,
+        ("rotation", _) => A::RotationPolicy,
+        _ => return format!("{group}_{variant}"),
+    };
+    a.as_str().to_owned()
+}
+
 /// The lower-case name of a subcommand (`Create { .. }` → `create`), for audit actions.
 fn variant(c: &impl std::fmt::Debug) -> String {
     let d = format!("{c:?}");
@@ -204,7 +246,7 @@ fn variant(c: &impl std::fmt::Debug) -> String {
 
 /// Local mode is audited like the API: one entry per command, made durable before the
 /// command reports success; a command whose entry cannot be written fails.
-async fn audit_local(
+pub(crate) async fn audit_local(
     t: &Target,
     action: String,
     path: Option<String>,

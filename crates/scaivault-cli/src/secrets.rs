@@ -200,7 +200,13 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
                     r.call(Method::GET, &format!("/v1/secrets/{path}{v}"), None)
                         .await?
                 }
-                Target::Local(e) => to_value(e.read_secret(&local_caller(), &path, version)?)?,
+                Target::Local(e) => {
+                    let v = to_value(e.read_secret(&local_caller(), &path, version)?)?;
+                    // As the server does: the entry is durable before the value is shown,
+                    // or the value is not shown.
+                    crate::audit_local(target, "read".into(), Some(path.clone()), &Ok(())).await?;
+                    v
+                }
             };
             if let Some(f) = field {
                 let v = res["data"].get(&f).ok_or_else(|| {
