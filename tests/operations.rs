@@ -86,7 +86,7 @@ fn backup_under_load_restores_every_acknowledged_write_and_verifies() {
             "--to",
             restored.to_str().unwrap(),
         ],
-        &[],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
         None,
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -146,6 +146,33 @@ fn backup_under_load_restores_every_acknowledged_write_and_verifies() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("checksum"), "{}", stderr(&out));
     assert!(!dir.path().join("x.db").exists());
+
+    // A trailer changed where the checksum does not reach (its date) is refused by the
+    // trailer's MAC, checked with the vault's passphrase, and nothing is kept (#17).
+    let mut bytes = std::fs::read(&backup).unwrap();
+    let key = b"\"created_at\":\"";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    bytes[at + 3] = if bytes[at + 3] == b'5' { b'4' } else { b'5' };
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = cli_env(
+        &[
+            "operator",
+            "restore",
+            "--from",
+            bad.to_str().unwrap(),
+            "--to",
+            dir.path().join("y.db").to_str().unwrap(),
+        ],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("failed to authenticate"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("y.db").exists());
 }
 
 #[test]
@@ -412,7 +439,7 @@ fn scheduled_backups_keep_the_newest() {
             "--to",
             to.to_str().unwrap(),
         ],
-        &[],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
         None,
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -506,4 +533,62 @@ fn a_damaged_or_missing_head_is_an_integrity_error_not_a_missing_secret() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+}
+
+/// Issue #17, item 4: a backup whose trailer was changed — here its `created_at`, which the
+/// checksum does not cover — is refused by both kinds of restore, and nothing is kept.
+#[test]
+fn a_changed_backup_trailer_is_refused_by_every_restore() {
+    let dev = Dev::start();
+    dev.put(
+        "/v1/secrets/app/db",
+        &dev.token,
+        json!({"data": {"password": "first"}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("b.svbak");
+    assert!(
+        dev.cli(&["operator", "backup", backup.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let mut bytes = std::fs::read(&backup).unwrap();
+    let at = bytes
+        .windows(b"\"created_at\":\"".len())
+        .position(|w| w == b"\"created_at\":\"")
+        .expect("a trailer with created_at")
+        + b"\"created_at\":\"".len();
+    // 2026 → 2025: still a well-formed trailer, with the same checksum.
+    bytes[at + 3] = if bytes[at + 3] == b'5' { b'4' } else { b'5' };
+    let forged = dir.path().join("forged.svbak");
+    std::fs::write(&forged, &bytes).unwrap();
+    let out = dev.cli(&[
+        "operator",
+        "restore",
+        "--from",
+        forged.to_str().unwrap(),
+        "--path",
+        "app/db",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("trailer"), "{}", stderr(&out));
+    let (_, s) = dev.get("/v1/secrets/app/db", &dev.token);
+    assert_eq!(s["version"], 1, "nothing was restored");
+    // The whole-file restore needs the vault's key to check the trailer; a dev vault's is
+    // random, so a wrong one is refused, and so is any forged trailer: nothing is kept.
+    let to = dir.path().join("restored.db");
+    let out = cli_env(
+        &[
+            "operator",
+            "restore",
+            "--from",
+            forged.to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(!to.exists(), "a refused restore left its file");
 }

@@ -124,6 +124,14 @@ impl RootKey {
         TokenHasher(Keyed::new(&self.0.derive(b"token-hash")))
     }
 
+    /// A MAC key for one purpose (`backup-trailer`, …), derived from this root key: what it
+    /// tags can be checked only by someone holding the vault's key.
+    pub fn authenticator(&self, purpose: &str) -> Authenticator {
+        let mut label = b"auth:".to_vec();
+        label.extend_from_slice(purpose.as_bytes());
+        Authenticator(Keyed::new(&self.0.derive(&label)))
+    }
+
     pub fn seal_keyring(&self, ring: &Keyring) -> Vec<u8> {
         let mut plain = Zeroizing::new(Vec::with_capacity(4 + ring.keys.len() * 36));
         plain.extend_from_slice(&ring.active.to_be_bytes());
@@ -291,9 +299,45 @@ impl TokenHasher {
     }
 }
 
+/// Tags and checks messages under a key derived from the root key for one purpose.
+pub struct Authenticator(Keyed);
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Authenticator([redacted])")
+    }
+}
+
+impl Authenticator {
+    pub fn tag(&self, msg: &[u8]) -> [u8; 32] {
+        self.0.mac(&[msg])
+    }
+
+    /// Constant-time check of a tag.
+    pub fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
+        constant_time_eq(&self.tag(msg), tag)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_authenticator_checks_its_own_tags_only() {
+        let root = RootKey::generate();
+        let a = root.authenticator("backup-trailer");
+        let tag = a.tag(b"trailer");
+        assert!(a.verify(b"trailer", &tag));
+        assert!(!a.verify(b"trailes", &tag));
+        assert!(!root.authenticator("other").verify(b"trailer", &tag));
+        assert!(
+            !RootKey::generate()
+                .authenticator("backup-trailer")
+                .verify(b"trailer", &tag)
+        );
+        assert_eq!(format!("{a:?}"), "Authenticator([redacted])");
+    }
 
     #[test]
     fn debug_never_prints_key_material() {

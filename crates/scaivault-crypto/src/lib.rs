@@ -17,7 +17,9 @@ mod mac;
 pub use aead::{SEAL_OVERHEAD, open_with, seal_with};
 pub use error::CryptoError;
 pub use kdf::{KdfParams, derive_kek};
-pub use keys::{Blinder, DataKeyId, Kek, Key32, Keyring, RootKey, SecretBytes, TokenHasher};
+pub use keys::{
+    Authenticator, Blinder, DataKeyId, Kek, Key32, Keyring, RootKey, SecretBytes, TokenHasher,
+};
 pub use mac::{constant_time_eq, hmac_sha256, sha256};
 
 /// Fills a fresh buffer from the operating system's CSPRNG.

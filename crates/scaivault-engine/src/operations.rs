@@ -48,7 +48,10 @@ impl Engine {
         self.authorize(caller, Scope::SecretsWrite, Some((path, Permission::Write)))?;
         let dir = tempfile::tempdir().map_err(|e| Error::internal(format!("no temp dir: {e}")))?;
         let copy = dir.path().join("snapshot.db");
-        extract_backup(backup, &copy).map_err(store_err)?;
+        let trailer = extract_backup(backup, &copy).map_err(store_err)?;
+        self.vault
+            .check_backup_trailer(&trailer)
+            .map_err(store_err)?;
         let snapshot = Arc::new(self.vault.open_sibling(&copy).map_err(store_err)?);
         let old = Engine::load(snapshot, Arc::new(SystemClock))?;
         let view = old.read_secret(&Caller::local_operator(), path, version)?;

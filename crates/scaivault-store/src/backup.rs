@@ -2,7 +2,12 @@
 //!
 //! Layout: `[vault file bytes][trailer JSON][trailer length: u64 LE]["SVBAK001"]`. The trailer
 //! names the audit chain's head at snapshot time and carries the SHA-256 of the vault bytes,
-//! so a damaged or truncated backup is refused before anything is restored from it.
+//! so a damaged or truncated backup is refused before anything is restored from it. Since
+//! backup format 2 the trailer also carries `mac`, an HMAC-SHA256 of every other trailer field
+//! under a key derived from the vault's root key: with the SHA-256 it covers every byte of the
+//! backup, and only someone holding the vault's key can make or check it. Restores check it
+//! (`Vault::check_backup_trailer`); `inspect_backup` alone, without a key, checks structure
+//! and checksum only.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -24,6 +29,22 @@ pub struct BackupTrailer {
     pub sha256: String,
     pub audit_head_seq: u64,
     pub audit_head_hash: String,
+    /// Hex HMAC-SHA256 of the trailer without this field (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// The trailer format this build writes; restores refuse an older one, whose trailer is not
+/// authenticated (an attacker could turn a new trailer into an old, unchecked one).
+const BACKUP_FORMAT: u32 = 2;
+
+impl BackupTrailer {
+    /// The bytes the MAC covers: the trailer's JSON without `mac`.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.mac = None;
+        serde_json::to_vec(&unsigned).expect("trailer serializes")
+    }
 }
 
 fn corrupt(why: &str) -> StoreError {
@@ -62,15 +83,18 @@ impl Vault {
         let result = (|| {
             let mut f = crate::private_fs::append(&tmp).map_err(|e| io_error(&e))?;
             let len = f.metadata().map_err(|e| io_error(&e))?.len();
-            let trailer = BackupTrailer {
-                backup_format: 1,
+            let mut trailer = BackupTrailer {
+                backup_format: BACKUP_FORMAT,
                 vault_format_version: crate::FORMAT_VERSION,
                 created_at: now_rfc3339,
                 vault_bytes: len,
                 sha256: sha256_prefix(&mut f, len)?,
                 audit_head_seq: audit_head.0,
                 audit_head_hash: audit_head.1,
+                mac: None,
             };
+            let tag = self.trailer_authenticator().tag(&trailer.signed_bytes());
+            trailer.mac = Some(hex::encode(tag));
             let json = serde_json::to_vec(&trailer).expect("trailer serializes");
             f.write_all(&json).map_err(|e| io_error(&e))?;
             f.write_all(&(json.len() as u64).to_le_bytes())
@@ -89,6 +113,40 @@ impl Vault {
                 Err(e)
             }
         }
+    }
+}
+
+impl Vault {
+    fn trailer_authenticator(&self) -> scaivault_crypto::Authenticator {
+        self.root_authenticator("backup-trailer")
+    }
+
+    /// Checks that a backup's trailer was written by this vault (or an earlier copy of it)
+    /// and not changed since: every field, including the checksum of the vault bytes.
+    pub fn check_backup_trailer(&self, trailer: &BackupTrailer) -> Result<(), StoreError> {
+        let bad = |why: &str| StoreError::Integrity {
+            table: "backup",
+            detail: format!("the backup's trailer {why}"),
+        };
+        if trailer.backup_format < BACKUP_FORMAT {
+            return Err(bad(
+                "is of a format whose trailer is not authenticated (made before this version); restore the whole file with `operator restore --to`",
+            ));
+        }
+        let tag = trailer
+            .mac
+            .as_deref()
+            .and_then(|m| hex::decode(m).ok())
+            .ok_or_else(|| bad("carries no authentication tag"))?;
+        if !self
+            .trailer_authenticator()
+            .verify(&trailer.signed_bytes(), &tag)
+        {
+            return Err(bad(
+                "failed to authenticate: it was changed, or the backup is of another vault",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -121,6 +179,9 @@ pub fn inspect_backup(path: &Path) -> Result<BackupTrailer, StoreError> {
         serde_json::from_slice(&json).map_err(|_| corrupt("unreadable trailer"))?;
     if trailer.vault_bytes != total - 16 - tlen {
         return Err(corrupt("size does not match the trailer"));
+    }
+    if trailer.backup_format > BACKUP_FORMAT {
+        return Err(corrupt("made by a newer version of ScaiVault"));
     }
     if trailer.vault_format_version != crate::FORMAT_VERSION {
         return Err(StoreError::UnsupportedFormat(trailer.vault_format_version));

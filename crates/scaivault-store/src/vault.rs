@@ -187,6 +187,11 @@ impl Vault {
         &self.path
     }
 
+    /// A MAC key for `purpose`, derived from this vault's root key.
+    pub(crate) fn root_authenticator(&self, purpose: &str) -> scaivault_crypto::Authenticator {
+        self.keys.root.authenticator(purpose)
+    }
+
     /// Why writes cannot succeed now (a full disk), if they cannot.
     pub fn write_blocked(&self) -> Option<String> {
         self.backend.write_blocked()

@@ -317,3 +317,49 @@ fn key_rotation_amid_concurrent_writes_leaves_every_record_readable() {
         );
     }
 }
+
+/// Issue #17, item 4: the backup's trailer is authenticated whole. Every single-bit flip of
+/// every trailer byte (its JSON, its length and its magic) is refused — by the structural
+/// check, the checksum, or the trailer's MAC under the vault's key — and a backup of another
+/// vault is refused by this one.
+#[test]
+fn every_flip_of_a_backup_trailer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, vault) = new_vault(dir.path());
+    put(&vault, Table::Secrets, b"app/db", b"v1");
+    let backup = dir.path().join("b.svbak");
+    let trailer = vault
+        .backup_to(&backup, (7, "ab".repeat(32)), "2026-12-02T00:00:00Z".into())
+        .unwrap();
+    assert!(trailer.mac.is_some());
+    let good = std::fs::read(&backup).unwrap();
+    let checked = |bytes: &[u8]| {
+        let f = dir.path().join("flipped.svbak");
+        std::fs::write(&f, bytes).unwrap();
+        scaivault_store::inspect_backup(&f).and_then(|t| vault.check_backup_trailer(&t))
+    };
+    assert!(checked(&good).is_ok());
+    let region = good.len() - trailer.vault_bytes as usize;
+    let mut accepted = Vec::new();
+    for at in trailer.vault_bytes as usize..good.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut bytes = good.clone();
+            bytes[at] ^= bit;
+            if checked(&bytes).is_ok() {
+                accepted.push((at, bit));
+            }
+        }
+    }
+    assert!(region > 200, "{region}");
+    assert!(accepted.is_empty(), "flips accepted: {accepted:?}");
+    // Another vault's key does not accept this vault's backup.
+    let other_dir = tempfile::tempdir().unwrap();
+    let (_, other) = new_vault(other_dir.path());
+    let t = scaivault_store::inspect_backup(&backup).unwrap();
+    assert!(other.check_backup_trailer(&t).is_err());
+    // Nor does a trailer rewritten as the older, unauthenticated format.
+    let mut old = t.clone();
+    old.backup_format = 1;
+    old.mac = None;
+    assert!(vault.check_backup_trailer(&old).is_err());
+}
