@@ -307,6 +307,7 @@ pub(crate) async fn guard(
     let mut caller_seen: Option<Caller> = None;
     let mut action = None;
     let mut record_failure = true;
+    let mut refused_unchecked = false;
     let audited_path = match spec.audit {
         Audited::Secret(_) | Audited::ByHandler(_) => secret_path(spec, req.uri()),
         _ => None,
@@ -317,6 +318,7 @@ pub(crate) async fn guard(
             if checks_credential && let Some(wait) = state.preauth.blocked(meta.source_ip) {
                 record_failure =
                     state.preauth.failed(meta.source_ip, "rate_limited", 0) == Record::Individually;
+                refused_unchecked = true;
                 return Err(too_many_failures(wait));
             }
             // A credential route's body must arrive in full within the header timeout: a
@@ -408,12 +410,14 @@ pub(crate) async fn guard(
         Ok(r) => r,
         Err(e) => ApiError(e).into_response(),
     };
-    // A credential-checking public route (unseal, the token grant) is audited entry by entry
-    // only when it succeeds: every failure — a wrong key, a malformed body, a refusal — is
-    // counted against the address (a wrong unseal key costs six: five a minute), so what a
-    // client without a credential can add to the audit log stays bounded.
+    // At a credential-checking public route (unseal, the token grant) every failure — a wrong
+    // key, a malformed body, a refusal — goes through the address's budget like a bad token
+    // (a wrong unseal key costs six: five a minute): the first few per reason a minute are
+    // audited one by one, the rest as one count, so what a client without a credential can
+    // add to the audit log stays bounded. (A request refused for the address's budget was
+    // counted already.)
     let mut public_failure = false;
-    if checks_credential && resp.status().as_u16() >= 400 {
+    if checks_credential && resp.status().as_u16() >= 400 && !refused_unchecked {
         public_failure = true;
         let code = resp
             .extensions()
@@ -427,6 +431,7 @@ pub(crate) async fn guard(
         record_failure = state.preauth.failed(meta.source_ip, code, cost) == Record::Individually;
     }
     let failed_auth = public_failure
+        || refused_unchecked
         || (caller_seen.is_none()
             && matches!(
                 resp.status(),
