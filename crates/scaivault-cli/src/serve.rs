@@ -540,23 +540,31 @@ pub async fn operator(
             let res = match (to, path) {
                 (Some(to), None) => {
                     let t = scaivault_store::extract_backup(&from, &to)?;
-                    // The trailer is authenticated under the vault's own key: open the copy
-                    // with the passphrase and check it, or keep nothing.
-                    let pass = passphrase::require(
-                        g.passphrase_file.as_deref(),
-                        "SCAIVAULT_PASSPHRASE",
-                        "Passphrase of the backed-up vault: ",
-                        false,
-                    );
-                    let checked = pass.and_then(|pass| {
-                        let restored = Vault::open(&to, Unlock::Passphrase(&pass))?;
-                        restored.check_backup_trailer(&t)?;
-                        restored.shutdown();
-                        Ok::<_, Error>(())
-                    });
-                    if let Err(e) = checked {
-                        let _ = std::fs::remove_file(&to);
-                        return Err(e.into());
+                    // A backup made before trailers were authenticated (format 1) has only
+                    // its checksum: restored whole, with a warning, as before.
+                    if t.backup_format < 2 {
+                        eprintln!(
+                            "warning: this backup was made before backup trailers were authenticated; only its checksum was checked"
+                        );
+                    } else {
+                        // The trailer is authenticated under the vault's own key: open the copy
+                        // with the passphrase and check it, or keep nothing.
+                        let pass = passphrase::require(
+                            g.passphrase_file.as_deref(),
+                            "SCAIVAULT_PASSPHRASE",
+                            "Passphrase of the backed-up vault: ",
+                            false,
+                        );
+                        let checked = pass.and_then(|pass| {
+                            let restored = Vault::open(&to, Unlock::Passphrase(&pass))?;
+                            restored.check_backup_trailer(&t)?;
+                            restored.shutdown();
+                            Ok::<_, Error>(())
+                        });
+                        if let Err(e) = checked {
+                            let _ = std::fs::remove_file(&to);
+                            return Err(e.into());
+                        }
                     }
                     json!({ "restored_to": to, "backup": t })
                 }
