@@ -833,13 +833,13 @@ pub enum OperatorCmd {
     Seal,
     /// Seal state and file facts.
     Status,
-    /// Change the passphrase (re-wraps the root key only). Local mode.
+    /// Change the passphrase; the root key is replaced, no record rewritten. Local mode.
     Passphrase {
         /// File holding the new passphrase (else SCAIVAULT_NEW_PASSPHRASE, else a prompt).
         #[arg(long)]
         new_passphrase_file: Option<PathBuf>,
     },
-    /// Add a data key; new writes use it, old records stay readable.
+    /// Add a data key and replace the root key; new writes use the new key, old records stay readable.
     RotateKey,
     /// Let a key file (32 random bytes are written to PATH) unseal the vault. Local mode.
     KeyFile {

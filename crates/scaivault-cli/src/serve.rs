@@ -74,8 +74,23 @@ async fn new_recovery_key(
         crate::config::write_private(p, format!("{}\n", text.as_str()).as_bytes())
             .map_err(|e| Error::internal(format!("cannot write {}: {e}", p.display())))?;
     }
-    vault.set_recovery_key(key).await?;
+    warn_dropped(&vault.set_recovery_key(key).await?);
     Ok(if out.is_some() { None } else { Some(text) })
+}
+
+/// Says which ways in stopped working when the root key was replaced (slots of a file made
+/// before format 2, which cannot be re-wrapped without their key).
+fn warn_dropped(change: &scaivault_store::RootChange) {
+    for what in &change.dropped {
+        eprintln!(
+            "warning: the {what} set up before this version no longer opens the vault; set it up again (`scaivault operator {}`)",
+            if *what == "key file" {
+                "key-file"
+            } else {
+                "rekey"
+            }
+        );
+    }
 }
 
 fn need_vault(g: &Global) -> Result<&Path, Error> {
@@ -471,10 +486,11 @@ pub async fn operator(
             )?;
             let header = Vault::read_header(engine.vault().path()).ok();
             let kdf = header.map(|h| h.kdf).unwrap_or(KdfParams::DEFAULT);
-            engine.vault().change_passphrase(new, kdf).await?;
-            out.emit(&json!({"changed": true}), || {
+            let change = engine.vault().change_passphrase(new, kdf).await?;
+            warn_dropped(&change);
+            out.emit(&json!({"changed": true, "dropped_unlock_methods": change.dropped}), || {
                 println!(
-                    "Passphrase changed (the root key was re-wrapped; no record was rewritten)"
+                    "Passphrase changed and the root key replaced (no record was rewritten): the old passphrase opens nothing written from now on, even with a later copy of the file"
                 )
             });
         }
@@ -482,12 +498,13 @@ pub async fn operator(
             let res = match target()? {
                 Target::Remote(r) => r.call(Method::POST, "/v1/sys/rotate-key", None).await?,
                 Target::Local(e) => {
-                    json!({ "active_data_key": e.vault().rotate_data_key().await.map_err(Error::from)? })
+                    let change = e.vault().rotate_data_key().await.map_err(Error::from)?;
+                    serde_json::to_value(change).expect("serializes")
                 }
             };
             out.emit(&res, || {
                 println!(
-                    "New data key {} is active; older records keep their key",
+                    "New data key {} is active and the root key replaced; older records keep their key",
                     res["active_data_key"]
                 )
             });
@@ -653,7 +670,7 @@ pub async fn operator(
             let key = Zeroizing::new(scaivault_crypto::random_bytes::<32>().to_vec());
             crate::config::write_private(&file, &key)
                 .map_err(|e| Error::internal(format!("cannot write {}: {e}", file.display())))?;
-            engine.vault().set_key_file(key).await?;
+            warn_dropped(&engine.vault().set_key_file(key).await?);
             out.emit(&json!({"key_file": file}), || {
                 println!("Wrote {}; `scaivault server --key-file {}` unseals with it. Keep it apart from the vault file.", file.display(), file.display())
             });

@@ -1,8 +1,10 @@
 //! ScaiVault's cryptography, in one small crate with a narrow API.
 //!
 //! Key hierarchy: passphrase → Argon2id → key-encryption key (KEK) that wraps a random root key;
-//! the root key derives (HKDF-SHA256) the key that seals the keyring, the key that blinds table
-//! keys and the key that hashes tokens. The keyring holds data keys; every record is sealed with
+//! a key file or the recovery key is an X25519 recipient the root key is wrapped to. The root
+//! key derives (HKDF-SHA256) the key that seals the keyring and the header's tag; the keyring's
+//! lineage key derives the key that blinds table keys, the key that hashes tokens and durable
+//! tags, so replacing the root key (a passphrase change) rewrites no record. The keyring holds data keys; every record is sealed with
 //! XChaCha20-Poly1305 under the newest data key, with an AAD the caller binds to the record's
 //! place. Every key type zeroizes on drop and prints as `[redacted]`.
 
@@ -18,7 +20,8 @@ pub use aead::{SEAL_OVERHEAD, open_with, seal_with};
 pub use error::CryptoError;
 pub use kdf::{KdfParams, derive_kek};
 pub use keys::{
-    Authenticator, Blinder, DataKeyId, Kek, Key32, Keyring, RootKey, SecretBytes, TokenHasher,
+    Authenticator, Blinder, DataKeyId, Kek, Key32, Keyring, Recipient, RootKey, SecretBytes,
+    TokenHasher, UnlockKey,
 };
 pub use mac::{constant_time_eq, hmac_sha256, sha256};
 

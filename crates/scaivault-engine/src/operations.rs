@@ -173,6 +173,13 @@ impl Engine {
             }
         }
 
+        // The ledger: every table's records are the ones the vault wrote (nothing rolled
+        // back, removed or added by editing the file), checked in one consistent view.
+        match v.verify_ledger() {
+            Ok(found) => problems.extend(found.into_iter().map(|e| e.to_string())),
+            Err(e) => problems.push(e.to_string()),
+        }
+
         let audit = self.verify_audit(caller, false)?;
         counts.insert("audit_entries".into(), audit.verified.into());
         if let Some(p) = &audit.problem {

@@ -301,7 +301,6 @@ impl Engine {
         identity: &IdentityId,
         credential_id: &str,
     ) -> Result<usize> {
-        let now = self.now();
         let name = minted_name(credential_id);
         let mine: Vec<TokenRecord> = read(&self.tokens)
             .values()
@@ -312,11 +311,37 @@ impl Engine {
             })
             .cloned()
             .collect();
-        let n = mine.len();
-        for mut t in mine {
-            t.revoked_at = Some(now);
-            self.store_token(t).await?;
+        self.revoke_live_tokens(mine).await
+    }
+
+    /// Revokes `tokens` in one commit: a crash or a full disk half-way can never leave some
+    /// of an identity's tokens live after the caller was told they were revoked.
+    async fn revoke_live_tokens(&self, tokens: Vec<TokenRecord>) -> Result<usize> {
+        if tokens.is_empty() {
+            return Ok(0);
         }
+        let now = self.now();
+        let n = tokens.len();
+        let cache = self.tokens.clone();
+        self.vault
+            .write(move |tx| {
+                let revoked: Vec<TokenRecord> = tokens
+                    .into_iter()
+                    .map(|mut t| {
+                        t.revoked_at = Some(now);
+                        tx.put(Table::Tokens, t.id.as_bytes(), &encode(&t));
+                        t
+                    })
+                    .collect();
+                tx.on_commit(move || {
+                    let mut map = write(&cache);
+                    for t in revoked {
+                        map.insert(t.hash, t);
+                    }
+                });
+                Ok::<_, Error>(())
+            })
+            .await?;
         Ok(n)
     }
 
@@ -354,17 +379,12 @@ impl Engine {
     }
 
     pub(crate) async fn revoke_tokens_of(&self, identity: &IdentityId) -> Result<()> {
-        let now = self.now();
         let mine: Vec<TokenRecord> = read(&self.tokens)
             .values()
             .filter(|t| &t.identity_id == identity && t.revoked_at.is_none())
             .cloned()
             .collect();
-        for mut t in mine {
-            t.revoked_at = Some(now);
-            self.store_token(t).await?;
-        }
-        Ok(())
+        self.revoke_live_tokens(mine).await.map(drop)
     }
 
     /// The client-credentials grant: a service account's id and secret → a 1-hour token.

@@ -233,15 +233,17 @@ pub async fn serve(
     result
 }
 
-/// Writes the window's counted failed authentications as `auth_failures` entries.
+/// Writes the window's counted failed authentications as `auth_failures` entries. While the
+/// vault is sealed the counts stay where they are (drained only once they can be written),
+/// so failures made against a sealed server are recorded after unseal, not dropped.
 async fn record_failure_counts(state: &AppState, force: bool) {
+    let Ok(engine) = state.engine() else {
+        return;
+    };
     let counts = state.preauth.drain(force);
     if counts.is_empty() {
         return;
     }
-    let Ok(engine) = state.engine() else {
-        return;
-    };
     let inputs = counts
         .into_iter()
         .map(|c| {

@@ -53,7 +53,14 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
-/// Point reads from one consistent view of the store.
+/// Reads from one consistent view of the store.
 pub trait Snapshot {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Visits every record of `table` in key order until `visit` returns `false`.
+    fn scan(
+        &self,
+        table: Table,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
 }

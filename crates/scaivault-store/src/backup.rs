@@ -118,7 +118,7 @@ impl Vault {
 
 impl Vault {
     fn trailer_authenticator(&self) -> scaivault_crypto::Authenticator {
-        self.root_authenticator("backup-trailer")
+        self.durable_authenticator("backup-trailer")
     }
 
     /// Checks that a backup's trailer was written by this vault (or an earlier copy of it)
@@ -183,7 +183,10 @@ pub fn inspect_backup(path: &Path) -> Result<BackupTrailer, StoreError> {
     if trailer.backup_format > BACKUP_FORMAT {
         return Err(corrupt("made by a newer version of ScaiVault"));
     }
-    if trailer.vault_format_version != crate::FORMAT_VERSION {
+    // An older vault format is upgraded when the restored file is first unsealed.
+    if !(crate::header::OLDEST_FORMAT..=crate::FORMAT_VERSION)
+        .contains(&trailer.vault_format_version)
+    {
         return Err(StoreError::UnsupportedFormat(trailer.vault_format_version));
     }
     if sha256_prefix(&mut f, trailer.vault_bytes)? != trailer.sha256 {

@@ -25,6 +25,8 @@ pub enum StoreError {
     /// The file is in use by another process.
     Locked,
     Io(String),
+    /// The operation cannot be done on this file as it is; the message says what to do first.
+    Refused(String),
     /// The writer has stopped (shutdown, or an earlier fatal error).
     Closed,
 }
@@ -54,6 +56,7 @@ impl fmt::Display for StoreError {
             ),
             StoreError::Locked => f.write_str("the vault file is in use by another process"),
             StoreError::Io(d) => write!(f, "I/O error: {d}"),
+            StoreError::Refused(d) => f.write_str(d),
             StoreError::Closed => f.write_str("the vault is closed"),
         }
     }
@@ -73,6 +76,7 @@ impl From<StoreError> for Error {
             StoreError::StorageFull => ErrorCode::StorageFull,
             StoreError::Locked => ErrorCode::ServiceUnavailable,
             StoreError::Io(_) => ErrorCode::InternalError,
+            StoreError::Refused(_) => ErrorCode::InvalidRequest,
         };
         Error::new(code, e.to_string())
     }

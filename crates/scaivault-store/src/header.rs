@@ -4,9 +4,13 @@
 use scaivault_crypto::KdfParams;
 use serde::{Deserialize, Serialize};
 
-/// The file-format version this binary writes and reads. A change that older binaries cannot
-/// read bumps it; migrations run at unseal.
-pub const FORMAT_VERSION: u32 = 1;
+/// The file-format version this binary writes. A change that older binaries cannot read bumps
+/// it; migrations run at unseal. Version 2 added the header tag, recipient-wrapped root keys,
+/// the keyring's lineage key and the ledger; a version-1 file is upgraded at its first unseal.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format this binary upgrades.
+pub const OLDEST_FORMAT: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Header {
@@ -14,18 +18,31 @@ pub struct Header {
     pub kdf: KdfParams,
     /// Hex of the 16-byte Argon2id salt.
     pub salt: String,
-    /// The root key sealed under the passphrase-derived KEK (hex).
+    /// The root key wrapped for the passphrase (hex): to `passphrase_recipient` when that is
+    /// set, else (a version-1 file) sealed under the passphrase-derived KEK.
     pub wrapped_root: String,
-    /// The root key sealed under a KEK from a key file, when one was set up (hex).
+    /// The X25519 recipient the passphrase's KEK derives (hex). Being public, it lets the
+    /// root key be replaced without the passphrase at hand (a key-file change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_recipient: Option<String>,
+    /// The root key wrapped for a key file, when one was set up (hex).
     #[serde(default)]
     pub wrapped_root_keyfile: Option<String>,
-    /// The root key sealed under a KEK from the offline recovery key (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyfile_recipient: Option<String>,
+    /// The root key wrapped for the offline recovery key (hex).
     #[serde(default)]
     pub wrapped_root_recovery: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_recipient: Option<String>,
     /// The keyring sealed under a key derived from the root key (hex).
     pub keyring: String,
     /// Unix seconds; coarse on purpose.
     pub created_at: i64,
+    /// HMAC of every other field under a key derived from the root key (hex): a changed byte
+    /// anywhere in the header is refused at unseal. Absent only in version-1 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl Header {
@@ -39,7 +56,7 @@ impl Header {
             .get("format_version")
             .and_then(|v| v.as_u64())
             .unwrap_or(0);
-        if version != u64::from(FORMAT_VERSION) {
+        if !(u64::from(OLDEST_FORMAT)..=u64::from(FORMAT_VERSION)).contains(&version) {
             return Err(StoreError::UnsupportedFormat(
                 version.min(u64::from(u32::MAX)) as u32,
             ));
@@ -59,6 +76,17 @@ impl Header {
     pub fn salt_bytes(&self) -> Option<[u8; 16]> {
         hex::decode(&self.salt).ok()?.try_into().ok()
     }
+
+    /// The bytes the header's tag covers: every field but the tag, in declaration order.
+    pub(crate) fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.mac = None;
+        serde_json::to_vec(&unsigned).expect("header serializes")
+    }
+
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("header serializes")
+    }
 }
 
 #[cfg(test)]
@@ -77,11 +105,14 @@ mod tests {
     fn parses_and_refuses() {
         assert!(Header::parse(valid().to_string().as_bytes()).is_ok());
         let mut newer = valid();
-        newer["format_version"] = 2.into();
+        newer["format_version"] = 3.into();
         assert_eq!(
             Header::parse(newer.to_string().as_bytes()).unwrap_err(),
-            StoreError::UnsupportedFormat(2)
+            StoreError::UnsupportedFormat(3)
         );
+        let mut current = valid();
+        current["format_version"] = 2.into();
+        assert!(Header::parse(current.to_string().as_bytes()).is_ok());
         let mut weak = valid();
         weak["kdf"]["m_cost_kib"] = 8.into();
         assert!(matches!(

@@ -5,7 +5,8 @@
 //! PostgreSQL, can be added without touching anything above); the [`pipeline`] batches
 //! concurrent writes into one durable commit (group commit); the [`Vault`] blinds every table
 //! key with a keyed hash and seals every value with XChaCha20-Poly1305 under an AAD naming the
-//! table and the blinded key, so nothing readable reaches the file.
+//! table and the blinded key, so nothing readable reaches the file; the [`ledger`] binds every
+//! table's records together, so none can be rolled back, removed or added undetected.
 
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ mod backend;
 mod backup;
 mod error;
 mod header;
+mod ledger;
 mod pipeline;
 pub mod private_fs;
 mod redb_backend;
@@ -23,6 +25,7 @@ pub use backend::{Backend, Mutation, Snapshot};
 pub use backup::{BackupTrailer, extract_backup, inspect_backup};
 pub use error::StoreError;
 pub use header::{FORMAT_VERSION, Header};
+pub use ledger::CHECKED_AT_OPEN;
 pub use redb_backend::RedbBackend;
 pub use table::Table;
-pub use vault::{ReadView, Unlock, Vault, VaultStats, WriteTx};
+pub use vault::{ReadView, RootChange, Unlock, Vault, VaultStats, WriteTx};

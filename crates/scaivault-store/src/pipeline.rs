@@ -11,6 +11,7 @@ use scaivault_crypto::SecretBytes;
 
 use crate::backend::{Backend, Mutation};
 use crate::error::StoreError;
+use crate::ledger::{Digests, Ledger, STATE_KEY};
 use crate::table::Table;
 
 /// Called once the job's batch is durable (`Ok`) or failed (`Err`).
@@ -114,11 +115,17 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    pub(crate) fn start(backend: Arc<dyn Backend>, seal: Sealer) -> Pipeline {
+    /// Starts the writer; `digests` is the ledger as the file holds it now.
+    pub(crate) fn start(
+        backend: Arc<dyn Backend>,
+        seal: Sealer,
+        ledger: Ledger,
+        digests: Digests,
+    ) -> Pipeline {
         let (tx, rx) = mpsc::channel::<Job>();
         let writer = std::thread::Builder::new()
             .name("scaivault-writer".into())
-            .spawn(move || writer_loop(&*backend, &seal, rx))
+            .spawn(move || writer_loop(&*backend, &seal, &ledger, digests, rx))
             .expect("spawning the writer thread");
         Pipeline { tx, writer }
     }
@@ -134,7 +141,13 @@ impl Pipeline {
     }
 }
 
-fn writer_loop(backend: &dyn Backend, seal: &Sealer, rx: mpsc::Receiver<Job>) {
+fn writer_loop(
+    backend: &dyn Backend,
+    seal: &Sealer,
+    ledger: &Ledger,
+    mut digests: Digests,
+    rx: mpsc::Receiver<Job>,
+) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -157,7 +170,7 @@ fn writer_loop(backend: &dyn Backend, seal: &Sealer, rx: mpsc::Receiver<Job>) {
         let result = if batch.is_empty() {
             Ok(())
         } else {
-            backend.commit(&batch)
+            commit_with_ledger(backend, seal, ledger, &mut digests, batch)
         };
         if let Err(e) = &result {
             tracing::error!(error = %e, jobs = completions.len(), "durable commit failed; batch rejected");
@@ -166,4 +179,27 @@ fn writer_loop(backend: &dyn Backend, seal: &Sealer, rx: mpsc::Receiver<Job>) {
             done(result.clone());
         }
     }
+}
+
+/// Commits `batch` together with the ledger record it leads to; the digests in memory move
+/// on only if that commit is durable.
+pub(crate) fn commit_with_ledger(
+    backend: &dyn Backend,
+    seal: &Sealer,
+    ledger: &Ledger,
+    digests: &mut Digests,
+    mut batch: Vec<Mutation>,
+) -> Result<(), StoreError> {
+    let next = {
+        let committed = backend.snapshot()?;
+        ledger.advance(digests, &*committed, &batch)?
+    };
+    batch.push(Mutation::Put {
+        table: Table::Integrity,
+        key: STATE_KEY.to_vec(),
+        value: seal(Table::Integrity, STATE_KEY, &next.encode()),
+    });
+    backend.commit(&batch)?;
+    *digests = next;
+    Ok(())
 }

@@ -257,6 +257,14 @@ impl Snapshot for RedbSnapshot {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         guard("read", || get_in(&self.0, table, key))
     }
+
+    fn scan(
+        &self,
+        table: Table,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        guard("scan", || scan_in(&self.0, table, visit))
+    }
 }
 
 fn get_in(

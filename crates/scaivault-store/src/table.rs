@@ -23,6 +23,8 @@ pub enum Table {
     Plugins,
     /// Webhooks and their delivery log (pending deliveries are the outbox of events).
     Webhooks,
+    /// The ledger: one sealed record of every other table's digest (see `ledger`).
+    Integrity,
 }
 
 impl Table {
@@ -39,6 +41,7 @@ impl Table {
         Table::Rotation,
         Table::Plugins,
         Table::Webhooks,
+        Table::Integrity,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Table {
             Table::Rotation => "rotation",
             Table::Plugins => "plugins",
             Table::Webhooks => "webhooks",
+            Table::Integrity => "integrity",
         }
     }
 }

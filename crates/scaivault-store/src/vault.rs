@@ -2,17 +2,19 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use scaivault_crypto::{
-    Blinder, CryptoError, KdfParams, Kek, Keyring, RootKey, SecretBytes, TokenHasher, derive_kek,
-    random_bytes,
+    Authenticator, Blinder, CryptoError, KdfParams, Kek, Keyring, Recipient, RootKey, SecretBytes,
+    TokenHasher, UnlockKey, derive_kek, random_bytes,
 };
 use zeroize::Zeroizing;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Mutation};
 use crate::error::StoreError;
 use crate::header::{FORMAT_VERSION, Header};
-use crate::pipeline::{Completion, Found, Job, Pipeline, RawTx};
+use crate::ledger::{CHECKED_AT_OPEN, Digests, Ledger, STATE_KEY, mismatch};
+use crate::pipeline::{Completion, Found, Job, Pipeline, RawTx, Sealer, commit_with_ledger};
 use crate::redb_backend::RedbBackend;
 use crate::table::Table;
 
@@ -28,11 +30,32 @@ pub enum Unlock<'a> {
     RecoveryKey(&'a [u8]),
 }
 
+/// One of the header's ways in, as [`Unlock`] names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Passphrase,
+    KeyFile,
+    Recovery,
+}
+
 struct Keys {
-    root: RootKey,
+    /// Replaced, under this lock, when the root key is (a passphrase, key-file or recovery-key
+    /// change, a rekey); what derives from it is only the keyring's seal and the header's tag.
+    root: RwLock<RootKey>,
     keyring: RwLock<Keyring>,
     blinder: Blinder,
     tokens: TokenHasher,
+}
+
+/// What replacing the root key did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RootChange {
+    /// The data key every write now uses.
+    pub active_data_key: u32,
+    /// Ways in that stopped working: slots of a version-1 header (a key file or recovery key
+    /// set up before this version) cannot be re-wrapped without their key; set them again.
+    #[serde(rename = "dropped_unlock_methods")]
+    pub dropped: Vec<&'static str>,
 }
 
 /// An unsealed vault: keys in memory, one writer thread, any number of readers.
@@ -69,27 +92,171 @@ fn crypto_to_unlock(e: CryptoError) -> StoreError {
     }
 }
 
-fn kek_for(header: &Header, unlock: &Unlock<'_>) -> Result<(Kek, Vec<u8>), StoreError> {
-    let bad_hex = || StoreError::Corrupt("the vault header is unreadable".into());
-    match unlock {
+fn header_unreadable() -> StoreError {
+    StoreError::Corrupt("the vault header is unreadable".into())
+}
+
+fn header_integrity(detail: &str) -> StoreError {
+    StoreError::Integrity {
+        table: "meta",
+        detail: detail.into(),
+    }
+}
+
+/// Opens the root key with `unlock`. Also returns, for the slot used, the key that unwraps
+/// it, so that a version-1 slot can be turned into a recipient wrap at upgrade.
+fn open_root(
+    header: &Header,
+    unlock: &Unlock<'_>,
+) -> Result<(RootKey, Slot, UnlockKey), StoreError> {
+    let (slot, wrapped, recipient, key, legacy) = match unlock {
         Unlock::Passphrase(p) => {
-            let salt = header.salt_bytes().ok_or_else(bad_hex)?;
+            let salt = header.salt_bytes().ok_or_else(header_unreadable)?;
             let kek = derive_kek(p, &salt, header.kdf).map_err(crypto_to_unlock)?;
-            Ok((
+            (
+                Slot::Passphrase,
+                Some(&header.wrapped_root),
+                &header.passphrase_recipient,
+                kek.unlock_key(),
                 kek,
-                hex::decode(&header.wrapped_root).map_err(|_| bad_hex())?,
-            ))
+            )
         }
-        Unlock::KeyFile(material) | Unlock::RecoveryKey(material) => {
-            let wrapped = match unlock {
-                Unlock::KeyFile(_) => header.wrapped_root_keyfile.as_ref(),
-                _ => header.wrapped_root_recovery.as_ref(),
+        Unlock::KeyFile(m) => (
+            Slot::KeyFile,
+            header.wrapped_root_keyfile.as_ref(),
+            &header.keyfile_recipient,
+            UnlockKey::from_material(m),
+            Kek::from_key_material(m),
+        ),
+        Unlock::RecoveryKey(m) => (
+            Slot::Recovery,
+            header.wrapped_root_recovery.as_ref(),
+            &header.recovery_recipient,
+            UnlockKey::from_material(m),
+            Kek::from_key_material(m),
+        ),
+    };
+    let blob = hex::decode(wrapped.ok_or(StoreError::WrongPassphrase)?)
+        .map_err(|_| header_unreadable())?;
+    let root = match recipient {
+        Some(_) => key.unwrap_root(&blob),
+        None => legacy.unwrap_root(&blob),
+    }
+    .map_err(crypto_to_unlock)?;
+    Ok((root, slot, key))
+}
+
+fn open_keyring(header: &Header, root: &RootKey) -> Result<Keyring, StoreError> {
+    let blob = hex::decode(&header.keyring).map_err(|_| header_unreadable())?;
+    root.open_keyring(&blob)
+        .map_err(|_| header_integrity("the keyring failed to authenticate"))
+}
+
+/// Refuses a header whose tag does not check. Only a version-1 file, whose keyring has no
+/// lineage key, may lack one; stripping the tag from a later file is tampering.
+fn check_header_tag(header: &Header, root: &RootKey, ring: &Keyring) -> Result<(), StoreError> {
+    match header.mac.as_deref().map(hex::decode) {
+        Some(Ok(tag))
+            if root
+                .authenticator("header")
+                .verify(&header.signed_bytes(), &tag) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(header_integrity(
+            "the vault header failed to authenticate: a field was changed or grafted from another copy of the file",
+        )),
+        None if ring.has_lineage() || header.format_version >= 2 => Err(header_integrity(
+            "the vault header has lost its authentication tag",
+        )),
+        None => Ok(()),
+    }
+}
+
+fn tag_header(header: &mut Header, root: &RootKey) {
+    header.mac = None;
+    header.mac = Some(hex::encode(
+        root.authenticator("header").tag(&header.signed_bytes()),
+    ));
+}
+
+/// Wraps `root` for the slot `slot` through its recipient.
+fn set_recipient(header: &mut Header, slot: Slot, to: &Recipient, root: &RootKey) {
+    let wrapped = hex::encode(to.wrap(root));
+    match slot {
+        Slot::Passphrase => {
+            header.passphrase_recipient = Some(to.to_hex());
+            header.wrapped_root = wrapped;
+        }
+        Slot::KeyFile => {
+            header.keyfile_recipient = Some(to.to_hex());
+            header.wrapped_root_keyfile = Some(wrapped);
+        }
+        Slot::Recovery => {
+            header.recovery_recipient = Some(to.to_hex());
+            header.wrapped_root_recovery = Some(wrapped);
+        }
+    }
+}
+
+/// Replaces the root key (see [`RootKey::successor`]) and re-wraps it for every slot through
+/// its recipient; a version-1 key-file or recovery slot cannot be, and is removed (reported).
+fn replace_root(keys: &Keys, header: &mut Header) -> Result<RootChange, StoreError> {
+    let Some(pass_to) = header
+        .passphrase_recipient
+        .as_deref()
+        .and_then(Recipient::from_hex)
+    else {
+        return Err(StoreError::Refused(
+            "this vault's passphrase slot predates file format 2: unseal it once with its passphrase (which upgrades the slot), then try again".into(),
+        ));
+    };
+    let mut ring = keys.keyring.write().unwrap_or_else(|p| p.into_inner());
+    let mut root = keys.root.write().unwrap_or_else(|p| p.into_inner());
+    let next = root.successor(&mut ring);
+    header.wrapped_root = hex::encode(pass_to.wrap(&next));
+    let mut dropped = Vec::new();
+    for (name, wrapped, to) in [
+        (
+            "key file",
+            &mut header.wrapped_root_keyfile,
+            &header.keyfile_recipient,
+        ),
+        (
+            "recovery key",
+            &mut header.wrapped_root_recovery,
+            &header.recovery_recipient,
+        ),
+    ] {
+        if wrapped.is_none() {
+            continue;
+        }
+        match to.as_deref().and_then(Recipient::from_hex) {
+            Some(r) => *wrapped = Some(hex::encode(r.wrap(&next))),
+            None => {
+                *wrapped = None;
+                dropped.push(name);
             }
-            .ok_or(StoreError::WrongPassphrase)?;
-            Ok((
-                Kek::from_key_material(material),
-                hex::decode(wrapped).map_err(|_| bad_hex())?,
-            ))
+        }
+    }
+    header.keyring = hex::encode(next.seal_keyring(&ring));
+    *root = next;
+    Ok(RootChange {
+        active_data_key: ring.active_id(),
+        dropped,
+    })
+}
+
+/// Opens the file for writing, waiting up to `patience` while another handle in this process
+/// (a vault being sealed, whose last requests are finishing) still holds it.
+fn open_writable(path: &Path, patience: Duration) -> Result<RedbBackend, StoreError> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match RedbBackend::open(path) {
+            Err(StoreError::Locked) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            other => return other,
         }
     }
 }
@@ -117,23 +284,28 @@ impl Vault {
         let kek = derive_kek(passphrase, &salt, kdf).map_err(crypto_to_unlock)?;
         let root = RootKey::generate();
         let keyring = Keyring::new();
-        let header = Header {
+        let mut header = Header {
             format_version: FORMAT_VERSION,
             kdf,
             salt: hex::encode(salt),
-            wrapped_root: hex::encode(kek.wrap(&root)),
+            wrapped_root: String::new(),
+            passphrase_recipient: None,
             wrapped_root_keyfile: None,
+            keyfile_recipient: None,
             wrapped_root_recovery: None,
+            recovery_recipient: None,
             keyring: hex::encode(root.seal_keyring(&keyring)),
             created_at: scaivault_core::time::Timestamp::now().unix_seconds(),
+            mac: None,
         };
-        let bytes = serde_json::to_vec(&header).expect("header serializes");
-        backend.commit(&[crate::Mutation::Put {
-            table: Table::Meta,
-            key: HEADER_KEY.to_vec(),
-            value: bytes,
-        }])?;
-        Ok(Self::start(path, backend, root, keyring))
+        set_recipient(
+            &mut header,
+            Slot::Passphrase,
+            &kek.unlock_key().recipient(),
+            &root,
+        );
+        tag_header(&mut header, &root);
+        Self::start_with(path, backend, root, keyring, Digests::default(), &header)
     }
 
     /// Reads the header without writing anything (for status while sealed).
@@ -142,39 +314,94 @@ impl Vault {
     }
 
     /// Opens and unseals a vault. A wrong passphrase fails before the file is opened for
-    /// writing, so the file stays byte-for-byte unchanged.
+    /// writing, so the file stays byte-for-byte unchanged. So does a header that fails its
+    /// tag. Then the tables in [`CHECKED_AT_OPEN`] are checked against the ledger.
     pub fn open(path: &Path, unlock: Unlock<'_>) -> Result<Vault, StoreError> {
-        let (root, keyring) = {
-            let ro = RedbBackend::open_read_only(path)?;
-            let header = read_header(&ro)?;
-            let (kek, wrapped) = kek_for(&header, &unlock)?;
-            let root = kek.unwrap_root(&wrapped).map_err(crypto_to_unlock)?;
-            let ring_blob = hex::decode(&header.keyring)
-                .map_err(|_| StoreError::Corrupt("the vault header is unreadable".into()))?;
-            let keyring = root
-                .open_keyring(&ring_blob)
-                .map_err(|_| StoreError::Integrity {
-                    table: "meta",
-                    detail: "the keyring failed to authenticate".into(),
-                })?;
-            (root, keyring)
-        };
-        let backend = RedbBackend::open(path)?;
-        Ok(Self::start(path, Arc::new(backend), root, keyring))
+        Self::open_waiting(path, unlock, Duration::ZERO)
     }
 
-    fn start(path: &Path, backend: Arc<dyn Backend>, root: RootKey, keyring: Keyring) -> Vault {
-        let keys = Arc::new(Keys {
-            blinder: root.blinder(),
-            tokens: root.token_hasher(),
-            keyring: RwLock::new(keyring),
-            root,
-        });
-        let sealer = keys.clone();
-        let pipeline = Pipeline::start(
-            backend.clone(),
-            Arc::new(move |table, blinded, plain| sealer.seal(table, blinded, plain)),
-        );
+    /// [`Vault::open`], waiting up to `patience` for another handle of this process on the
+    /// file to close. The key is checked once, before any waiting.
+    pub fn open_waiting(
+        path: &Path,
+        unlock: Unlock<'_>,
+        patience: Duration,
+    ) -> Result<Vault, StoreError> {
+        let (root, keyring, slot, key) = {
+            let ro = RedbBackend::open_read_only(path)?;
+            let header = read_header(&ro)?;
+            let (root, slot, key) = open_root(&header, &unlock)?;
+            let keyring = open_keyring(&header, &root)?;
+            check_header_tag(&header, &root, &keyring)?;
+            (root, keyring, slot, key)
+        };
+        let backend: Arc<dyn Backend> = Arc::new(open_writable(path, patience)?);
+        if !keyring.has_lineage() {
+            return Self::upgrade(path, backend, root, keyring, slot, &key);
+        }
+        let keys = Keys::new(root, keyring);
+        let ledger = Ledger::new(keys.durable_authenticator("ledger"));
+        let digests = read_ledger(&*backend.snapshot()?, &keys)?;
+        ledger.check(&digests, CHECKED_AT_OPEN, &|t, v| backend.scan(t, v))?;
+        Ok(Self::start(path, backend, Arc::new(keys), ledger, digests))
+    }
+
+    /// A version-1 file's first unseal by this binary: the keyring keeps the root key as its
+    /// lineage, the slot that opened the vault becomes a recipient wrap, the header gets its
+    /// tag and version 2, and the ledger is built from the records as they are, in one commit.
+    fn upgrade(
+        path: &Path,
+        backend: Arc<dyn Backend>,
+        root: RootKey,
+        mut keyring: Keyring,
+        slot: Slot,
+        key: &UnlockKey,
+    ) -> Result<Vault, StoreError> {
+        keyring.adopt_lineage(&root);
+        let mut header = read_header(&*backend)?;
+        set_recipient(&mut header, slot, &key.recipient(), &root);
+        header.format_version = FORMAT_VERSION;
+        header.keyring = hex::encode(root.seal_keyring(&keyring));
+        tag_header(&mut header, &root);
+        let ledger = Ledger::new(keyring.authenticator(&root, "ledger"));
+        let digests = ledger.rebuild(&*backend)?;
+        tracing::info!("upgraded the vault file to format {FORMAT_VERSION} (header tag, ledger)");
+        Self::start_with(path, backend, root, keyring, digests, &header)
+    }
+
+    /// Writes `header` and the ledger it leads to in one commit, then starts the writer.
+    fn start_with(
+        path: &Path,
+        backend: Arc<dyn Backend>,
+        root: RootKey,
+        keyring: Keyring,
+        mut digests: Digests,
+        header: &Header,
+    ) -> Result<Vault, StoreError> {
+        let keys = Arc::new(Keys::new(root, keyring));
+        let ledger = Ledger::new(keys.durable_authenticator("ledger"));
+        commit_with_ledger(
+            &*backend,
+            &sealer(&keys),
+            &ledger,
+            &mut digests,
+            vec![Mutation::Put {
+                table: Table::Meta,
+                key: HEADER_KEY.to_vec(),
+                value: header.to_bytes(),
+            }],
+        )?;
+        Ok(Self::start(path, backend, keys, ledger, digests))
+    }
+
+    fn start(
+        path: &Path,
+        backend: Arc<dyn Backend>,
+        keys: Arc<Keys>,
+        ledger: Ledger,
+        digests: Digests,
+    ) -> Vault {
+        let pipeline = Pipeline::start(backend.clone(), sealer(&keys), ledger, digests);
         Vault {
             path: path.to_owned(),
             backend,
@@ -187,9 +414,22 @@ impl Vault {
         &self.path
     }
 
-    /// A MAC key for `purpose`, derived from this vault's root key.
-    pub(crate) fn root_authenticator(&self, purpose: &str) -> scaivault_crypto::Authenticator {
-        self.keys.root.authenticator(purpose)
+    /// A MAC key for `purpose` that outlives root-key changes (backup trailers).
+    pub(crate) fn durable_authenticator(&self, purpose: &str) -> Authenticator {
+        self.keys.durable_authenticator(purpose)
+    }
+
+    /// Checks every table against the ledger in one consistent view, for `operator verify`:
+    /// one error per table whose records are not the ones the vault wrote.
+    pub fn verify_ledger(&self) -> Result<Vec<StoreError>, StoreError> {
+        let snapshot = self.backend.snapshot()?;
+        let digests = read_ledger(&*snapshot, &self.keys)?;
+        let ledger = Ledger::new(self.keys.durable_authenticator("ledger"));
+        Ok(ledger
+            .differing(&digests, &|t, v| snapshot.scan(t, v))?
+            .into_iter()
+            .map(mismatch)
+            .collect())
     }
 
     /// Why writes cannot succeed now (a full disk), if they cannot.
@@ -357,37 +597,56 @@ impl Vault {
         guard.as_ref().ok_or(StoreError::Closed)?.submit(job)
     }
 
-    /// Changes the passphrase: re-wraps the root key only, O(1) whatever the vault holds.
+    /// Changes the passphrase and replaces the root key (see [`RootKey::successor`]): the old
+    /// passphrase, with any later copy of the file, opens nothing written from now on. O(1)
+    /// whatever the vault holds: no record is rewritten.
     pub async fn change_passphrase(
         &self,
         new: Zeroizing<Vec<u8>>,
         kdf: KdfParams,
-    ) -> Result<(), StoreError> {
+    ) -> Result<RootChange, StoreError> {
         kdf.check()
             .map_err(|_| StoreError::Io("KDF parameters are below the floor".into()))?;
         let salt: [u8; 16] = random_bytes();
         let kek = derive_kek(&new, &salt, kdf).map_err(crypto_to_unlock)?;
-        let wrapped = hex::encode(kek.wrap(&self.keys.root));
-        self.update_header(move |h| {
+        let to = kek.unlock_key().recipient();
+        self.update_header(move |keys, h| {
             h.kdf = kdf;
             h.salt = hex::encode(salt);
-            h.wrapped_root = wrapped;
+            h.passphrase_recipient = Some(to.to_hex());
+            replace_root(keys, h)
         })
         .await
     }
 
-    /// Lets a key file (any high-entropy bytes) unseal the vault, besides the passphrase.
-    pub async fn set_key_file(&self, material: Zeroizing<Vec<u8>>) -> Result<(), StoreError> {
-        let wrapped = hex::encode(Kek::from_key_material(&material).wrap(&self.keys.root));
-        self.update_header(move |h| h.wrapped_root_keyfile = Some(wrapped))
-            .await
+    /// Lets a key file (any high-entropy bytes) unseal the vault, besides the passphrase; a
+    /// previous key file stops working, and the root key is replaced.
+    pub async fn set_key_file(
+        &self,
+        material: Zeroizing<Vec<u8>>,
+    ) -> Result<RootChange, StoreError> {
+        let to = UnlockKey::from_material(&material).recipient();
+        self.update_header(move |keys, h| {
+            h.keyfile_recipient = Some(to.to_hex());
+            h.wrapped_root_keyfile = Some(String::new());
+            replace_root(keys, h)
+        })
+        .await
     }
 
-    /// Sets (or replaces) the offline recovery key; the previous one stops working.
-    pub async fn set_recovery_key(&self, material: Zeroizing<Vec<u8>>) -> Result<(), StoreError> {
-        let wrapped = hex::encode(Kek::from_key_material(&material).wrap(&self.keys.root));
-        self.update_header(move |h| h.wrapped_root_recovery = Some(wrapped))
-            .await
+    /// Sets (or replaces) the offline recovery key; the previous one stops working, and the
+    /// root key is replaced.
+    pub async fn set_recovery_key(
+        &self,
+        material: Zeroizing<Vec<u8>>,
+    ) -> Result<RootChange, StoreError> {
+        let to = UnlockKey::from_material(&material).recipient();
+        self.update_header(move |keys, h| {
+            h.recovery_recipient = Some(to.to_hex());
+            h.wrapped_root_recovery = Some(String::new());
+            replace_root(keys, h)
+        })
+        .await
     }
 
     /// Opens another vault file (a backup) with this vault's keys, read-only. Data keys are
@@ -413,40 +672,35 @@ impl Vault {
             .scan(table, &mut |k, v| visit(self.keys.open(table, k, v)))
     }
 
-    /// Adds a data key online; every write from now on is sealed with it, older records keep
-    /// opening with the key they name.
-    pub async fn rotate_data_key(&self) -> Result<u32, StoreError> {
-        let keys = self.keys.clone();
-        // Rotated on the writer thread, inside the job that writes the new keyring: records
+    /// Rekey: adds a data key online and replaces the root key. Every write from now on is
+    /// sealed with the new data key; older records keep opening with the key they name.
+    pub async fn rotate_data_key(&self) -> Result<RootChange, StoreError> {
+        // Replaced on the writer thread, inside the job that writes the new keyring: records
         // are sealed when their batch commits, so a record sealed with the new key is in the
         // same commit as the keyring that opens it, or a later one. If that commit fails, the
         // error reaches the operator; redb then refuses every later write until the file is
         // reopened, so nothing sealed with the unrecorded key can reach the file either.
-        self.update_header(move |h| {
-            let mut ring = keys.keyring.write().unwrap_or_else(|p| p.into_inner());
-            let id = ring.rotate();
-            h.keyring = hex::encode(keys.root.seal_keyring(&ring));
-            id
-        })
-        .await
+        self.update_header(replace_root).await
     }
 
+    /// Changes the header in a write job and tags it anew with the (possibly new) root key.
     async fn update_header<R: Send + 'static>(
         &self,
-        change: impl FnOnce(&mut Header) -> R + Send + 'static,
+        change: impl FnOnce(&Keys, &mut Header) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
+        let keys = self.keys.clone();
         self.write(move |tx| {
             let Some(Found::Stored(raw)) = tx.raw.get(Table::Meta, HEADER_KEY)? else {
                 return Err(StoreError::Corrupt("no header".into()));
             };
-            let mut header: Header = serde_json::from_slice(&raw)
-                .map_err(|_| StoreError::Corrupt("the vault header is unreadable".into()))?;
-            let out = change(&mut header);
-            tx.raw.put_raw(
-                Table::Meta,
-                HEADER_KEY.to_vec(),
-                serde_json::to_vec(&header).expect("serializes"),
+            let mut header = Header::parse(&raw)?;
+            let out = change(&keys, &mut header)?;
+            tag_header(
+                &mut header,
+                &keys.root.read().unwrap_or_else(|p| p.into_inner()),
             );
+            tx.raw
+                .put_raw(Table::Meta, HEADER_KEY.to_vec(), header.to_bytes());
             Ok::<_, StoreError>(out)
         })
         .await
@@ -495,6 +749,16 @@ impl Vault {
         self.keys.blind(table, key)
     }
 
+    /// The header as stored, for tests that graft it onto a later copy of the file.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn raw_header_for_tests(&self) -> Vec<u8> {
+        self.backend
+            .get(Table::Meta, HEADER_KEY)
+            .ok()
+            .flatten()
+            .expect("a vault has a header")
+    }
+
     /// The sealed bytes of one record, for tamper tests that need to find it in the file.
     #[doc(hidden)]
     pub fn raw_record(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -509,7 +773,38 @@ impl Drop for Vault {
     }
 }
 
+/// Reads and opens the ledger record.
+fn read_ledger(view: &dyn crate::backend::Snapshot, keys: &Keys) -> Result<Digests, StoreError> {
+    let blob = view
+        .get(Table::Integrity, STATE_KEY)?
+        .ok_or_else(|| StoreError::Integrity {
+            table: "integrity",
+            detail: "the ledger record is missing (removed outside the vault)".into(),
+        })?;
+    Digests::decode(keys.open(Table::Integrity, STATE_KEY, &blob)?.as_bytes())
+}
+
+fn sealer(keys: &Arc<Keys>) -> Sealer {
+    let keys = keys.clone();
+    Arc::new(move |table, blinded, plain| keys.seal(table, blinded, plain))
+}
+
 impl Keys {
+    fn new(root: RootKey, keyring: Keyring) -> Keys {
+        Keys {
+            blinder: keyring.blinder(&root),
+            tokens: keyring.token_hasher(&root),
+            keyring: RwLock::new(keyring),
+            root: RwLock::new(root),
+        }
+    }
+
+    fn durable_authenticator(&self, purpose: &str) -> Authenticator {
+        let ring = self.keyring.read().unwrap_or_else(|p| p.into_inner());
+        let root = self.root.read().unwrap_or_else(|p| p.into_inner());
+        ring.authenticator(&root, purpose)
+    }
+
     fn blind(&self, table: Table, key: &[u8]) -> Vec<u8> {
         self.blinder.blind(table.name(), key).to_vec()
     }
@@ -582,8 +877,8 @@ impl WriteTx<'_, '_> {
     /// Writes a record; it is sealed when the batch commits.
     pub fn put(&mut self, table: Table, key: &[u8], plaintext: &[u8]) {
         debug_assert!(
-            table != Table::Meta,
-            "the meta table holds only the plaintext header"
+            table != Table::Meta && table != Table::Integrity,
+            "the meta table holds only the plaintext header; the ledger is the writer's"
         );
         let blinded = self.keys.blind(table, key);
         self.raw
@@ -609,5 +904,113 @@ impl WriteTx<'_, '_> {
     /// Runs `hook` after the batch is durable, before the caller is answered.
     pub fn on_commit(&mut self, hook: impl FnOnce() + Send + 'static) {
         self.hooks.push(Box::new(hook));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASS: &[u8] = b"format one passphrase";
+
+    /// A vault file as format 1 wrote it: no header tag, symmetric wraps, a keyring without
+    /// a lineage key, no ledger; one token record.
+    fn version_1_file(path: &Path) -> Vec<u8> {
+        let backend = RedbBackend::create(path).unwrap();
+        let root = RootKey::generate();
+        let keyring = Keyring::first_generation();
+        let salt: [u8; 16] = random_bytes();
+        let kek = derive_kek(PASS, &salt, KdfParams::FLOOR).unwrap();
+        let header = serde_json::json!({
+            "format_version": 1, "kdf": KdfParams::FLOOR, "salt": hex::encode(salt),
+            "wrapped_root": hex::encode(kek.wrap(&root)), "wrapped_root_keyfile": null,
+            "wrapped_root_recovery": hex::encode(Kek::from_key_material(b"rk").wrap(&root)),
+            "keyring": hex::encode(root.seal_keyring(&keyring)), "created_at": 0,
+        });
+        let keys = Keys::new(root, keyring);
+        let blinded = keys.blind(Table::Tokens, b"tok");
+        let sealed = keys.seal(Table::Tokens, &blinded, b"live");
+        backend
+            .commit(&[
+                Mutation::Put {
+                    table: Table::Meta,
+                    key: HEADER_KEY.to_vec(),
+                    value: serde_json::to_vec(&header).unwrap(),
+                },
+                Mutation::Put {
+                    table: Table::Tokens,
+                    key: blinded,
+                    value: sealed.clone(),
+                },
+            ])
+            .unwrap();
+        sealed
+    }
+
+    #[test]
+    fn a_version_1_file_is_upgraded_at_first_unseal_and_guarded_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        let live = version_1_file(&path);
+        let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
+        assert_eq!(
+            v.get(Table::Tokens, b"tok").unwrap().unwrap().as_bytes(),
+            b"live"
+        );
+        let header = Header::parse(&v.raw_header_for_tests()).unwrap();
+        assert_eq!(header.format_version, FORMAT_VERSION);
+        assert!(header.mac.is_some() && header.passphrase_recipient.is_some());
+        assert!(
+            header.recovery_recipient.is_none(),
+            "the recovery slot cannot be upgraded without its key"
+        );
+        assert!(v.verify_ledger().unwrap().is_empty());
+        let key = v.blinded_key_for_tests(Table::Tokens, b"tok");
+        v.write_blocking(|tx| {
+            tx.put(Table::Tokens, b"tok", b"revoked");
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        drop(v);
+        // The version-1 recovery slot still opens it.
+        drop(Vault::open(&path, Unlock::RecoveryKey(b"rk")).unwrap());
+        // Now guarded: the token's format-1 record put back is refused.
+        let before = std::fs::read(&path).unwrap();
+        RedbBackend::open(&path)
+            .unwrap()
+            .commit(&[Mutation::Put {
+                table: Table::Tokens,
+                key,
+                value: live,
+            }])
+            .unwrap();
+        assert!(matches!(
+            Vault::open(&path, Unlock::Passphrase(PASS)),
+            Err(StoreError::Integrity {
+                table: "tokens",
+                ..
+            })
+        ));
+        crate::private_fs::write(&path, &before).unwrap();
+        // Replacing the root key cannot re-wrap the version-1 recovery slot: it is removed,
+        // and the change says so.
+        let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let change = rt.block_on(v.rotate_data_key()).unwrap();
+        assert_eq!(change.dropped, vec!["recovery key"]);
+        assert_eq!(change.active_data_key, 2);
+        drop(v);
+        assert_eq!(
+            Vault::open(&path, Unlock::RecoveryKey(b"rk")).err(),
+            Some(StoreError::WrongPassphrase)
+        );
+        let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
+        assert_eq!(
+            v.get(Table::Tokens, b"tok").unwrap().unwrap().as_bytes(),
+            b"revoked"
+        );
     }
 }

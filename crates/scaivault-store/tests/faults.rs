@@ -197,17 +197,21 @@ fn passphrase_change_and_key_rotation() {
     let (path, v) = new_vault(dir.path());
     put(&v, Table::Secrets, b"old", b"sealed with key 1");
     rt().block_on(async {
-        v.change_passphrase(
-            zeroize::Zeroizing::new(b"new passphrase".to_vec()),
-            KdfParams::FLOOR,
-        )
-        .await
-        .unwrap();
-        assert_eq!(v.rotate_data_key().await.unwrap(), 2);
+        let change = v
+            .change_passphrase(
+                zeroize::Zeroizing::new(b"new passphrase".to_vec()),
+                KdfParams::FLOOR,
+            )
+            .await
+            .unwrap();
+        // Replacing the root key brings a data key the old root key never saw.
+        assert_eq!(change.active_data_key, 2);
+        assert!(change.dropped.is_empty());
+        assert_eq!(v.rotate_data_key().await.unwrap().active_data_key, 3);
     });
-    put(&v, Table::Secrets, b"new", b"sealed with key 2");
+    put(&v, Table::Secrets, b"new", b"sealed with key 3");
     let sealed = v.raw_record(Table::Secrets, b"new").unwrap().unwrap();
-    assert_eq!(scaivault_crypto::Keyring::key_id_of(&sealed).unwrap(), 2);
+    assert_eq!(scaivault_crypto::Keyring::key_id_of(&sealed).unwrap(), 3);
     drop(v);
     assert_eq!(
         Vault::open(&path, Unlock::Passphrase(PASS)).err(),
@@ -220,9 +224,9 @@ fn passphrase_change_and_key_rotation() {
     );
     assert_eq!(
         v.get(Table::Secrets, b"new").unwrap().unwrap().as_bytes(),
-        b"sealed with key 2"
+        b"sealed with key 3"
     );
-    assert_eq!(v.stats().unwrap().data_keys, 2);
+    assert_eq!(v.stats().unwrap().data_keys, 3);
 }
 
 /// Records are sealed when their batch commits: jobs of one batch that rewrite a record see

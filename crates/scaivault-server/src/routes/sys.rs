@@ -213,17 +213,9 @@ pub async fn unseal(
             _ => Unlock::Passphrase(&material),
         };
         // Just after a seal, a background task (a plugin compile, a delivery pass) may still
-        // hold the engine it sealed, and with it the file: wait for it to let go.
-        let mut tries = 0;
-        let vault = loop {
-            match Vault::open(&path, unlock) {
-                Err(scaivault_store::StoreError::Locked) if tries < 50 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                r => break r?,
-            }
-        };
+        // hold the engine it sealed, and with it the file: wait for it to let go. The key is
+        // checked (Argon2id run) once, not once per try.
+        let vault = Vault::open_waiting(&path, unlock, std::time::Duration::from_secs(5))?;
         Engine::load_with(Arc::new(vault), clock, settings)
     })
     .await
@@ -282,13 +274,13 @@ pub async fn seal(
 
 pub async fn rotate_key(auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {
     auth.engine.authorize(&auth.caller, Scope::Admin, None)?;
-    let id = auth
+    let change = auth
         .engine
         .vault()
         .rotate_data_key()
         .await
         .map_err(Error::from)?;
-    Ok(Json(json!({ "active_data_key": id })))
+    Ok(Json(serde_json::to_value(change).expect("serializes")))
 }
 
 /// Streams a fresh backup. The snapshot is taken from one read transaction while the vault

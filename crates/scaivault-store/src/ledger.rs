@@ -1,0 +1,307 @@
+//! The ledger: a keyed digest of every table, sealed into the file by every commit.
+//!
+//! Each record is sealed on its own, so a record cannot be changed undetected, but a record's
+//! *older* sealed copy is just as authentic, and a whole record can be removed. Someone with
+//! write access to the file (and an older copy of it) could bring a revoked token back that
+//! way. The ledger closes that: for each table it keeps the XOR of a keyed MAC of every
+//! `(key, sealed value)` pair, updated incrementally by the writer thread at each commit (two
+//! MACs per changed record), and the sealed ledger record is part of that same commit. Rolling
+//! back, removing or adding any record changes its table's digest; rolling the ledger record
+//! back with it changes the digest of the audit chain's state, which moves with every audited
+//! request; rolling that back too means truncating the audit log, which an anchored audit head
+//! shows. XOR of PRF outputs under a secret key is a sound set hash here: every term is a MAC
+//! the attacker cannot compute, and a table never holds one key twice.
+//!
+//! The tables that decide access ([`CHECKED_AT_OPEN`]) are recomputed at every unseal; the
+//! large ones (secrets, versions, the path index, the audit log) by `operator verify`.
+
+use std::collections::BTreeMap;
+
+use scaivault_crypto::Authenticator;
+
+use crate::backend::{Backend, Mutation, Snapshot};
+use crate::error::StoreError;
+use crate::table::Table;
+
+/// A view's table scan: the file as it is now (at unseal) or one snapshot (verify).
+pub(crate) type Scan<'a> =
+    &'a dyn Fn(Table, &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError>;
+
+/// The key of the ledger record in [`Table::Integrity`].
+pub(crate) const STATE_KEY: &[u8] = b"ledger";
+
+/// Tables recomputed at every unseal: small, and they decide who may do what (the header,
+/// identities and their credentials, tokens, policies, rotation and secret policies, the plugin
+/// catalogue, webhooks) plus the audit chain's state, which pins the ledger itself.
+pub const CHECKED_AT_OPEN: &[Table] = &[
+    Table::Meta,
+    Table::Identities,
+    Table::Tokens,
+    Table::Policies,
+    Table::AuditState,
+    Table::Rotation,
+    Table::Plugins,
+    Table::Webhooks,
+];
+
+/// The tables the ledger covers: all but its own.
+fn covered() -> impl Iterator<Item = Table> {
+    Table::ALL
+        .iter()
+        .copied()
+        .filter(|t| *t != Table::Integrity)
+}
+
+/// One digest per table; a table with no records has none.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct Digests(BTreeMap<Table, [u8; 32]>);
+
+impl Digests {
+    fn toggle(&mut self, table: Table, term: [u8; 32]) {
+        let d = self.0.entry(table).or_insert([0; 32]);
+        d.iter_mut().zip(term).for_each(|(a, b)| *a ^= b);
+        if *d == [0; 32] {
+            self.0.remove(&table);
+        }
+    }
+
+    fn of(&self, table: Table) -> [u8; 32] {
+        self.0.get(&table).copied().unwrap_or([0; 32])
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let tables: BTreeMap<&str, String> = self
+            .0
+            .iter()
+            .map(|(t, d)| (t.name(), hex::encode(d)))
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "v": 1, "tables": tables })).expect("serializes")
+    }
+
+    pub(crate) fn decode(raw: &[u8]) -> Result<Digests, StoreError> {
+        let bad = || StoreError::Integrity {
+            table: "integrity",
+            detail: "the ledger record is unreadable".into(),
+        };
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            v: u32,
+            tables: BTreeMap<String, String>,
+        }
+        let wire: Wire = serde_json::from_slice(raw).map_err(|_| bad())?;
+        if wire.v != 1 {
+            return Err(bad());
+        }
+        let mut out = BTreeMap::new();
+        for (name, hex_digest) in wire.tables {
+            let table = Table::ALL
+                .iter()
+                .copied()
+                .find(|t| t.name() == name)
+                .ok_or_else(bad)?;
+            let d: [u8; 32] = hex::decode(hex_digest)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(bad)?;
+            out.insert(table, d);
+        }
+        Ok(Digests(out))
+    }
+}
+
+/// Computes and advances digests under the vault's ledger key.
+pub(crate) struct Ledger {
+    mac: Authenticator,
+}
+
+impl Ledger {
+    pub(crate) fn new(mac: Authenticator) -> Ledger {
+        Ledger { mac }
+    }
+
+    fn term(&self, table: Table, key: &[u8], value: &[u8]) -> [u8; 32] {
+        self.mac.tag_parts(&[
+            table.name().as_bytes(),
+            &[0],
+            &(key.len() as u64).to_be_bytes(),
+            key,
+            value,
+        ])
+    }
+
+    /// The digest of one table as it is in `scan`'s view.
+    fn digest_of(&self, table: Table, scan: Scan<'_>) -> Result<[u8; 32], StoreError> {
+        let mut d = Digests::default();
+        scan(table, &mut |k, v| {
+            d.toggle(table, self.term(table, k, v));
+            true
+        })?;
+        Ok(d.of(table))
+    }
+
+    /// Digests of every covered table, from scratch (a file written before the ledger).
+    pub(crate) fn rebuild(&self, backend: &dyn Backend) -> Result<Digests, StoreError> {
+        let mut out = Digests::default();
+        for t in covered() {
+            let d = self.digest_of(t, &|t, v| backend.scan(t, v))?;
+            if d != [0; 32] {
+                out.0.insert(t, d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The digests after `batch` is applied to the state `before` describes; `committed` is
+    /// the store as of that state (the old value of each changed record is read from it).
+    pub(crate) fn advance(
+        &self,
+        before: &Digests,
+        committed: &dyn Snapshot,
+        batch: &[Mutation],
+    ) -> Result<Digests, StoreError> {
+        let mut next = before.clone();
+        for m in batch {
+            let (table, key, new) = match m {
+                Mutation::Put { table, key, value } => (*table, key, Some(value)),
+                Mutation::Delete { table, key } => (*table, key, None),
+            };
+            if table == Table::Integrity {
+                continue;
+            }
+            if let Some(old) = committed.get(table, key)? {
+                next.toggle(table, self.term(table, key, &old));
+            }
+            if let Some(new) = new {
+                next.toggle(table, self.term(table, key, new));
+            }
+        }
+        Ok(next)
+    }
+
+    /// Compares the recorded digests of `tables` with the records `scan` sees; the first
+    /// table that differs is an integrity error naming it.
+    pub(crate) fn check(
+        &self,
+        recorded: &Digests,
+        tables: &[Table],
+        scan: Scan<'_>,
+    ) -> Result<(), StoreError> {
+        for &t in tables {
+            if self.digest_of(t, scan)? != recorded.of(t) {
+                return Err(mismatch(t));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every covered table whose records differ from the ledger, for `operator verify`.
+    pub(crate) fn differing(
+        &self,
+        recorded: &Digests,
+        scan: Scan<'_>,
+    ) -> Result<Vec<Table>, StoreError> {
+        let mut out = Vec::new();
+        for t in covered() {
+            if self.digest_of(t, scan)? != recorded.of(t) {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The error for a table whose records are not the ones the vault last wrote.
+pub(crate) fn mismatch(t: Table) -> StoreError {
+    StoreError::Integrity {
+        table: t.name(),
+        detail: "its records are not the ones the vault last wrote: a record was rolled back, \
+                 removed or added outside the vault (restore the file from a backup)"
+            .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Map(BTreeMap<(Table, Vec<u8>), Vec<u8>>);
+
+    impl Snapshot for Map {
+        fn get(&self, t: Table, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.0.get(&(t, k.to_vec())).cloned())
+        }
+        fn scan(
+            &self,
+            t: Table,
+            visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> Result<(), StoreError> {
+            for ((table, k), v) in &self.0 {
+                if *table == t && !visit(k, v) {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn apply(map: &mut Map, batch: &[Mutation]) {
+        for m in batch {
+            match m {
+                Mutation::Put { table, key, value } => {
+                    map.0.insert((*table, key.clone()), value.clone());
+                }
+                Mutation::Delete { table, key } => {
+                    map.0.remove(&(*table, key.clone()));
+                }
+            }
+        }
+    }
+
+    fn put(t: Table, k: &str, v: &str) -> Mutation {
+        Mutation::Put {
+            table: t,
+            key: k.into(),
+            value: v.into(),
+        }
+    }
+
+    #[test]
+    fn incremental_digests_equal_a_rebuild_and_catch_any_rollback() {
+        let ledger = Ledger::new(scaivault_crypto::RootKey::generate().authenticator("t"));
+        let mut state = Map(BTreeMap::new());
+        let mut d = Digests::default();
+        let batches = vec![
+            vec![put(Table::Tokens, "a", "1"), put(Table::Tokens, "b", "1")],
+            vec![put(Table::Tokens, "a", "2"), put(Table::Policies, "p", "x")],
+            vec![Mutation::Delete {
+                table: Table::Tokens,
+                key: b"b".to_vec(),
+            }],
+        ];
+        let mut history = Vec::new();
+        for b in &batches {
+            d = ledger.advance(&d, &state, b).unwrap();
+            apply(&mut state, b);
+            history.push(state.0.clone());
+            let scan = |t: Table, v: &mut dyn FnMut(&[u8], &[u8]) -> bool| state.scan(t, v);
+            ledger
+                .check(&d, &[Table::Tokens, Table::Policies], &scan)
+                .unwrap();
+        }
+        // Roll `a` back to its first value; bring the deleted `b` back; add a record.
+        for (k, v) in [("a", "1"), ("b", "1"), ("c", "1")] {
+            let mut tampered = Map(state.0.clone());
+            tampered.0.insert((Table::Tokens, k.into()), v.into());
+            let scan = |t: Table, v: &mut dyn FnMut(&[u8], &[u8]) -> bool| tampered.scan(t, v);
+            assert_eq!(
+                ledger.check(&d, &[Table::Tokens], &scan),
+                Err(mismatch(Table::Tokens)),
+                "{k}"
+            );
+            assert_eq!(ledger.differing(&d, &scan).unwrap(), vec![Table::Tokens]);
+        }
+        let round = Digests::decode(&d.encode()).unwrap();
+        assert!(round == d);
+        assert!(Digests::decode(b"{\"v\":1,\"tables\":{\"nope\":\"00\"}}").is_err());
+    }
+}
