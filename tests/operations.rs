@@ -627,3 +627,74 @@ fn a_changed_backup_trailer_is_refused_by_every_restore() {
     assert!(!out.status.success());
     assert!(!to.exists(), "a refused restore left its file");
 }
+
+/// Issue #17, item 3, end to end: the tokens table of an older copy of the file put back
+/// (bringing a revoked token back to life, as a small redb tool would) is refused: the server
+/// does not unseal, and says which table.
+#[test]
+fn a_revoked_token_brought_back_in_the_file_stops_the_unseal() {
+    use scaivault_store::{Backend as _, Mutation, RedbBackend, Table};
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _root) = init(dir.path());
+    let v = vault.to_str().unwrap();
+    let env = [("SCAIVAULT_PASSPHRASE", PASS), ("SCAIVAULT_VAULT", v)];
+    let out = cli_env(&["identity", "create", "sa:ci"], &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli_env(
+        &[
+            "tokens",
+            "create",
+            "--identity",
+            "sa:ci",
+            "--scope",
+            "secrets:read",
+        ],
+        &env,
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli_env(
+        &["tokens", "list", "--identity", "sa:ci", "--json"],
+        &env,
+        None,
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = listed["tokens"][0]["token_id"].as_str().unwrap().to_owned();
+    let mut old_tokens = Vec::new();
+    RedbBackend::open_read_only(&vault)
+        .unwrap()
+        .scan(Table::Tokens, &mut |k, v| {
+            old_tokens.push(Mutation::Put {
+                table: Table::Tokens,
+                key: k.to_vec(),
+                value: v.to_vec(),
+            });
+            true
+        })
+        .unwrap();
+    let out = cli_env(&["tokens", "revoke", &id], &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        cli_env(&["operator", "verify", "--vault", v], &env, None)
+            .status
+            .success()
+    );
+    RedbBackend::open(&vault)
+        .unwrap()
+        .commit(&old_tokens)
+        .unwrap();
+    let out = cli_env(
+        &["server", "--vault", v, "--listen", "127.0.0.1:0"],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
+        None,
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains("integrity") && err.contains("'tokens'"),
+        "the rolled-back token table went unnoticed: {err}"
+    );
+    let out = cli_env(&["operator", "verify", "--vault", v], &env, None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("'tokens'"), "{}", stderr(&out));
+}

@@ -247,12 +247,14 @@ fn replace_root(keys: &Keys, header: &mut Header) -> Result<RootChange, StoreErr
     })
 }
 
-/// Opens the file for writing, waiting up to `patience` while another handle in this process
+/// Opens the file with `open`, waiting until `deadline` while another handle in this process
 /// (a vault being sealed, whose last requests are finishing) still holds it.
-fn open_writable(path: &Path, patience: Duration) -> Result<RedbBackend, StoreError> {
-    let deadline = Instant::now() + patience;
+fn when_free(
+    deadline: Instant,
+    open: impl Fn() -> Result<RedbBackend, StoreError>,
+) -> Result<RedbBackend, StoreError> {
     loop {
-        match RedbBackend::open(path) {
+        match open() {
             Err(StoreError::Locked) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(25));
             }
@@ -327,15 +329,16 @@ impl Vault {
         unlock: Unlock<'_>,
         patience: Duration,
     ) -> Result<Vault, StoreError> {
+        let deadline = Instant::now() + patience;
         let (root, keyring, slot, key) = {
-            let ro = RedbBackend::open_read_only(path)?;
+            let ro = when_free(deadline, || RedbBackend::open_read_only(path))?;
             let header = read_header(&ro)?;
             let (root, slot, key) = open_root(&header, &unlock)?;
             let keyring = open_keyring(&header, &root)?;
             check_header_tag(&header, &root, &keyring)?;
             (root, keyring, slot, key)
         };
-        let backend: Arc<dyn Backend> = Arc::new(open_writable(path, patience)?);
+        let backend: Arc<dyn Backend> = Arc::new(when_free(deadline, || RedbBackend::open(path))?);
         if !keyring.has_lineage() {
             return Self::upgrade(path, backend, root, keyring, slot, &key);
         }
