@@ -50,6 +50,16 @@ pub(crate) fn seal_with_nonce(
     out
 }
 
+/// What identifies one sealing of a record, without its ciphertext: the header (format, key
+/// id, the random nonce) and the tag. No two sealings share a nonce, and no other ciphertext
+/// authenticates under the same nonce and tag without the key, so a digest over these two
+/// tells sealings apart as well as one over the whole blob, at a fixed cost whatever the
+/// record's size. `None` for a blob too short to be sealed.
+pub fn sealing_fingerprint(blob: &[u8]) -> Option<(&[u8], &[u8])> {
+    (blob.len() >= SEAL_OVERHEAD && blob[0] == FORMAT)
+        .then(|| (&blob[..HEADER], &blob[blob.len() - 16..]))
+}
+
 /// The key id a sealed blob names, so a keyring can pick the key.
 pub(crate) fn key_id_of(blob: &[u8]) -> Result<u32, CryptoError> {
     if blob.len() < SEAL_OVERHEAD || blob[0] != FORMAT {

@@ -16,7 +16,7 @@ mod kdf;
 mod keys;
 mod mac;
 
-pub use aead::{SEAL_OVERHEAD, open_with, seal_with};
+pub use aead::{SEAL_OVERHEAD, open_with, seal_with, sealing_fingerprint};
 pub use error::CryptoError;
 pub use kdf::{KdfParams, derive_kek};
 pub use keys::{

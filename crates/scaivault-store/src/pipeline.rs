@@ -11,7 +11,7 @@ use scaivault_crypto::SecretBytes;
 
 use crate::backend::{Backend, Mutation};
 use crate::error::StoreError;
-use crate::ledger::{Digests, Ledger, STATE_KEY};
+use crate::ledger::{Ledger, STATE_KEY, Tally};
 use crate::table::Table;
 
 /// Called once the job's batch is durable (`Ok`) or failed (`Err`).
@@ -115,17 +115,17 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the writer; `digests` is the ledger as the file holds it now.
+    /// Starts the writer; `tally` is the ledger as the file holds it now.
     pub(crate) fn start(
         backend: Arc<dyn Backend>,
         seal: Sealer,
         ledger: Ledger,
-        digests: Digests,
+        tally: Tally,
     ) -> Pipeline {
         let (tx, rx) = mpsc::channel::<Job>();
         let writer = std::thread::Builder::new()
             .name("scaivault-writer".into())
-            .spawn(move || writer_loop(&*backend, &seal, &ledger, digests, rx))
+            .spawn(move || writer_loop(&*backend, &seal, &ledger, tally, rx))
             .expect("spawning the writer thread");
         Pipeline { tx, writer }
     }
@@ -145,7 +145,7 @@ fn writer_loop(
     backend: &dyn Backend,
     seal: &Sealer,
     ledger: &Ledger,
-    mut digests: Digests,
+    mut tally: Tally,
     rx: mpsc::Receiver<Job>,
 ) {
     while let Ok(first) = rx.recv() {
@@ -170,7 +170,7 @@ fn writer_loop(
         let result = if batch.is_empty() {
             Ok(())
         } else {
-            commit_with_ledger(backend, seal, ledger, &mut digests, batch)
+            commit_with_ledger(backend, seal, ledger, &mut tally, batch)
         };
         if let Err(e) = &result {
             tracing::error!(error = %e, jobs = completions.len(), "durable commit failed; batch rejected");
@@ -181,25 +181,25 @@ fn writer_loop(
     }
 }
 
-/// Commits `batch` together with the ledger record it leads to; the digests in memory move
-/// on only if that commit is durable.
+/// Commits `batch` together with the ledger record it leads to; the tally in memory moves on
+/// only if that commit is durable.
 pub(crate) fn commit_with_ledger(
     backend: &dyn Backend,
     seal: &Sealer,
     ledger: &Ledger,
-    digests: &mut Digests,
+    tally: &mut Tally,
     mut batch: Vec<Mutation>,
 ) -> Result<(), StoreError> {
     let next = {
         let committed = backend.snapshot()?;
-        ledger.advance(digests, &*committed, &batch)?
+        ledger.advance(tally, &*committed, &batch)?
     };
     batch.push(Mutation::Put {
         table: Table::Integrity,
         key: STATE_KEY.to_vec(),
-        value: seal(Table::Integrity, STATE_KEY, &next.encode()),
+        value: seal(Table::Integrity, STATE_KEY, &next.digests.encode()),
     });
     backend.commit(&batch)?;
-    *digests = next;
+    *tally = next;
     Ok(())
 }

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::backend::{Backend, Mutation};
 use crate::error::StoreError;
 use crate::header::{FORMAT_VERSION, Header};
-use crate::ledger::{CHECKED_AT_OPEN, Digests, Ledger, STATE_KEY, mismatch};
+use crate::ledger::{CHECKED_AT_OPEN, Digests, Ledger, STATE_KEY, Tally, mismatch};
 use crate::pipeline::{Completion, Found, Job, Pipeline, RawTx, Sealer, commit_with_ledger};
 use crate::redb_backend::RedbBackend;
 use crate::table::Table;
@@ -346,7 +346,13 @@ impl Vault {
         let ledger = Ledger::new(keys.durable_authenticator("ledger"));
         let digests = read_ledger(&*backend.snapshot()?, &keys)?;
         ledger.check(&digests, CHECKED_AT_OPEN, &|t, v| backend.scan(t, v))?;
-        Ok(Self::start(path, backend, Arc::new(keys), ledger, digests))
+        Ok(Self::start(
+            path,
+            backend,
+            Arc::new(keys),
+            ledger,
+            Tally::new(digests),
+        ))
     }
 
     /// A version-1 file's first unseal by this binary: the keyring keeps the root key as its
@@ -378,23 +384,24 @@ impl Vault {
         backend: Arc<dyn Backend>,
         root: RootKey,
         keyring: Keyring,
-        mut digests: Digests,
+        digests: Digests,
         header: &Header,
     ) -> Result<Vault, StoreError> {
         let keys = Arc::new(Keys::new(root, keyring));
         let ledger = Ledger::new(keys.durable_authenticator("ledger"));
+        let mut tally = Tally::new(digests);
         commit_with_ledger(
             &*backend,
             &sealer(&keys),
             &ledger,
-            &mut digests,
+            &mut tally,
             vec![Mutation::Put {
                 table: Table::Meta,
                 key: HEADER_KEY.to_vec(),
                 value: header.to_bytes(),
             }],
         )?;
-        Ok(Self::start(path, backend, keys, ledger, digests))
+        Ok(Self::start(path, backend, keys, ledger, tally))
     }
 
     fn start(
@@ -402,9 +409,9 @@ impl Vault {
         backend: Arc<dyn Backend>,
         keys: Arc<Keys>,
         ledger: Ledger,
-        digests: Digests,
+        tally: Tally,
     ) -> Vault {
-        let pipeline = Pipeline::start(backend.clone(), sealer(&keys), ledger, digests);
+        let pipeline = Pipeline::start(backend.clone(), sealer(&keys), ledger, tally);
         Vault {
             path: path.to_owned(),
             backend,
