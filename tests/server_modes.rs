@@ -506,3 +506,38 @@ fn a_wrong_key_never_touches_a_file_left_open_by_a_crash() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "value-19");
 }
+
+/// `--cache-mib` bounds the vault file's page cache (docs/RELIABILITY.md, Memory): a server
+/// with a 1 MiB cache unseals and serves; 0 on the command line, or 5000 in a config file, is
+/// refused before the file is opened.
+#[test]
+fn a_server_with_a_small_page_cache_serves_and_a_bad_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, root) = init(dir.path());
+    let (mut child, url) = server(
+        &vault,
+        &["--cache-mib", "1"],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
+    );
+    let r = http()
+        .put(format!("{url}/v1/secrets/a/b"))
+        .bearer_auth(&root)
+        .json(&json!({"data": {"k": "v"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let _ = child.kill();
+    let _ = child.wait();
+    let v = vault.to_str().unwrap();
+    let out = cli_env(&["server", "--vault", v, "--cache-mib", "0"], &[], None);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let cfg = dir.path().join("scaivault.toml");
+    std::fs::write(&cfg, format!("vault = {v:?}\ncache_mib = 5000\n")).unwrap();
+    let out = cli_env(
+        &["server", "--config", cfg.to_str().unwrap()],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cache_mib"), "{}", stderr(&out));
+}

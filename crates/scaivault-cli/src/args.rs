@@ -172,6 +172,10 @@ pub struct LimitArgs {
     /// per minute before its requests are refused unchecked [default: 30].
     #[arg(long)]
     pub auth_failures_per_minute: Option<u32>,
+    /// The vault file's page cache in MiB, 1–4096: the largest configurable part of the
+    /// server's memory [default: 64].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub cache_mib: Option<u16>,
 }
 
 #[derive(Debug, Args)]

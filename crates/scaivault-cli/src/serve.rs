@@ -243,7 +243,25 @@ fn server_config(l: &LimitArgs, dev: bool, plugins: PluginSettings) -> CliResult
     })
 }
 
+/// Sets what must be set before the vault file is opened: its page cache. The flag's range is
+/// checked by clap; a config file's value is checked here.
+fn apply_memory_limits(l: &LimitArgs) -> CliResult<()> {
+    let mib = l
+        .cache_mib
+        .map_or(scaivault_store::DEFAULT_CACHE_MIB, usize::from);
+    if !(1..=4096).contains(&mib) {
+        return Err(Error::new(
+            ErrorCode::InvalidConfig,
+            format!("cache_mib must be between 1 and 4096 (MiB), not {mib}"),
+        )
+        .into());
+    }
+    scaivault_store::set_cache_mib(mib);
+    Ok(())
+}
+
 pub async fn dev(g: &Global, args: DevArgs, out: &Out) -> CliResult<()> {
+    apply_memory_limits(&args.limits)?;
     let (path, _tmp, pass): (PathBuf, Option<tempfile::TempDir>, Zeroizing<Vec<u8>>) =
         match &args.dev_vault {
             Some(p) => {
@@ -322,6 +340,7 @@ fn warn_if_exposed(path: &std::path::Path) {
 }
 
 pub async fn server(g: &Global, args: ServerArgs) -> CliResult<()> {
+    apply_memory_limits(&args.limits)?;
     let path = need_vault(g)?.to_owned();
     warn_if_exposed(&path);
     // Fail early on a missing or unreadable file, without ever writing to it.

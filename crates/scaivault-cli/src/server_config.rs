@@ -48,6 +48,7 @@ pub struct ServerFile {
     header_timeout: Option<String>,
     idle_timeout: Option<String>,
     auth_failures_per_minute: Option<u32>,
+    cache_mib: Option<u16>,
     audit_retention: Option<String>,
     backup_dir: Option<PathBuf>,
     backup_interval: Option<String>,
@@ -117,6 +118,7 @@ pub fn apply(f: ServerFile, g: &mut Global, a: &mut ServerArgs) {
         &mut a.limits.auth_failures_per_minute,
         f.auth_failures_per_minute,
     );
+    fill(&mut a.limits.cache_mib, f.cache_mib);
     fill(&mut a.audit_retention, f.audit_retention);
     fill(&mut a.backup_dir, f.backup_dir);
     if let Some(i) = f.backup_interval

@@ -26,6 +26,6 @@ pub use backup::{BackupTrailer, extract_backup, inspect_backup};
 pub use error::StoreError;
 pub use header::{FORMAT_VERSION, Header};
 pub use ledger::CHECKED_AT_OPEN;
-pub use redb_backend::RedbBackend;
+pub use redb_backend::{DEFAULT_CACHE_MIB, RedbBackend, set_cache_mib};
 pub use table::Table;
 pub use vault::{ReadView, RootChange, Unlock, Vault, VaultStats, WriteTx};

@@ -120,11 +120,29 @@ fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, 
     }
 }
 
+/// The page cache redb keeps per open file unless told otherwise, in MiB.
+pub const DEFAULT_CACHE_MIB: usize = 64;
+
+/// The page cache of every file this process opens from now on, in bytes: with the path index,
+/// the largest part of a server's RSS that its configuration decides (docs/RELIABILITY.md).
+/// Process-wide because a process serves one vault and every open of it (start-up, unseal,
+/// restore) must agree; set once at start-up from `--cache-mib`.
+static CACHE_BYTES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(DEFAULT_CACHE_MIB * 1024 * 1024);
+
+/// Sets the page cache of files opened from now on (see [`DEFAULT_CACHE_MIB`]).
+pub fn set_cache_mib(mib: usize) {
+    CACHE_BYTES.store(
+        mib.saturating_mul(1024 * 1024),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
 impl RedbBackend {
     fn builder() -> redb::Builder {
         let mut b = Database::builder();
         // A modest cache: the OS page cache does the heavy lifting, and RSS is a target.
-        b.set_cache_size(64 * 1024 * 1024);
+        b.set_cache_size(CACHE_BYTES.load(std::sync::atomic::Ordering::Relaxed));
         b
     }
 
