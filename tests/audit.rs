@@ -356,6 +356,8 @@ fn local_mode_audits_with_the_servers_action_names() {
             "--scope",
             "secrets:read",
         ],
+        vec!["export", "dotenv", "--prefix", "app/"],
+        vec!["audit", "verify"],
     ] {
         let out = cli_env(&args, &env, None);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
@@ -375,9 +377,18 @@ fn local_mode_audits_with_the_servers_action_names() {
         "policy_create",
         "policy_bind",
         "token_create",
+        "export_dotenv",
+        "verify",
     ] {
         assert!(actions.contains(&want), "{want} missing from {actions:?}");
     }
+    let export = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "export_dotenv")
+        .unwrap();
+    assert_eq!(export["secret_path"], "app/", "{export}");
     assert!(
         !actions
             .iter()

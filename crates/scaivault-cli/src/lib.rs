@@ -162,7 +162,13 @@ async fn run(cli: Cli) -> CliResult<()> {
             audit_local(&t, action, None, &result).await?;
             result
         }
-        Command::Audit(c) => audit::run(&target(&g)?, c, &out).await,
+        Command::Audit(c) => {
+            let action = local_action("audit", &variant(&c));
+            let t = target(&g)?;
+            let result = audit::run(&t, c, &out).await;
+            audit_local(&t, action, None, &result).await?;
+            result
+        }
         Command::Webhooks(c) => {
             let action = local_action("webhooks", &variant(&c));
             let t = target(&g)?;
@@ -228,6 +234,9 @@ fn local_action(group: &str, variant: &str) -> String {
         ("plugins", "remove") => A::PluginRemove,
         ("plugins", "verify") => A::PluginVerify,
         ("plugins", "generate") => A::Generate,
+        ("audit", "query" | "summary" | "export") => A::AuditQuery,
+        ("audit", "prune") => A::AuditPrune,
+        ("audit", "verify") => A::Verify,
         ("rotation", "rotate") => A::Rotate,
         ("rotation", _) => A::RotationPolicy,
         _ => return format!("{group}_{variant}"),

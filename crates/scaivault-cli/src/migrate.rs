@@ -634,7 +634,21 @@ pub async fn export(target: &Target, cmd: ExportCmd) -> CliResult<()> {
         out,
     } = cmd;
     let mapping = load_mapping(mapping.as_deref())?;
-    let secrets = read_all(target, &prefix).await?;
+    let read = read_all(target, &prefix).await;
+    // Local mode records the export as the API records each read: durable before any value
+    // is printed or written (the server audited every read already in remote mode).
+    let outcome = read.as_ref().map(|_| ()).map_err(|e| CliError {
+        error: e.error.clone(),
+        request_id: None,
+    });
+    crate::audit_local(
+        target,
+        "export_dotenv".into(),
+        Some(prefix.clone()),
+        &outcome,
+    )
+    .await?;
+    let secrets = read?;
     let text = dotenv::render(&to_vars(&secrets, &mapping)?);
     match out {
         Some(p) => crate::config::write_private(&p, text.as_bytes())
