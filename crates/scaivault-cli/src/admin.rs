@@ -189,6 +189,9 @@ pub async fn identity(target: &Target, cmd: IdentityCmd, out: &Out) -> CliResult
             e.revoke_client_credential(&c, id, credential_id).await?
         }
     };
+    if matches!(cmd, IdentityCmd::Credentials { .. }) {
+        crate::record_before_showing(target, "identity", "credentials").await?;
+    }
     out.emit(&res, || match &cmd {
         IdentityCmd::Create { id, .. } => println!("Created {id}"),
         IdentityCmd::Delete { id } => println!("Deleted {id} and revoked its tokens"),
@@ -273,6 +276,7 @@ pub async fn tokens(target: &Target, cmd: TokensCmd, out: &Out) -> CliResult<()>
                 }
                 e
             })?;
+            crate::record_before_showing(target, "tokens", "create").await?;
             out.emit(&res, || {
                 println!("{}", s(&res["token"]));
                 eprintln!(

@@ -143,16 +143,22 @@ async fn run(cli: Cli) -> CliResult<()> {
         }
         Command::Identity(c) => {
             let action = local_action("identity", &variant(&c));
+            let self_recorded = matches!(c, args::IdentityCmd::Credentials { .. });
             let t = target(&g)?;
             let result = admin::identity(&t, c, &out).await;
-            audit_local(&t, action, None, &result).await?;
+            if !(self_recorded && result.is_ok()) {
+                audit_local(&t, action, None, &result).await?;
+            }
             result
         }
         Command::Tokens(c) => {
             let action = local_action("tokens", &variant(&c));
+            let self_recorded = matches!(c, args::TokensCmd::Create { .. });
             let t = target(&g)?;
             let result = admin::tokens(&t, c, &out).await;
-            audit_local(&t, action, None, &result).await?;
+            if !(self_recorded && result.is_ok()) {
+                audit_local(&t, action, None, &result).await?;
+            }
             result
         }
         Command::Policies(c) => {
@@ -178,9 +184,12 @@ async fn run(cli: Cli) -> CliResult<()> {
         }
         Command::Plugins(c) => {
             let action = local_action("plugins", &variant(&c));
+            let self_recorded = matches!(c, args::PluginsCmd::Generate { .. });
             let t = target(&g)?;
             let result = plugins::run(&t, c, &out).await;
-            audit_local(&t, action, None, &result).await?;
+            if !(self_recorded && result.is_ok()) {
+                audit_local(&t, action, None, &result).await?;
+            }
             result
         }
         Command::Rotation(c) => {
@@ -251,6 +260,13 @@ fn variant(c: &impl std::fmt::Debug) -> String {
         .next()
         .unwrap_or("")
         .to_lowercase()
+}
+
+/// Records the entry of a local command that shows a value it minted (a token, a client
+/// secret, a generated value) before that value is shown: if the entry cannot be made durable
+/// the value is never printed. The dispatcher then records no second entry.
+pub(crate) async fn record_before_showing(t: &Target, group: &str, variant: &str) -> CliResult<()> {
+    audit_local(t, local_action(group, variant), None, &Ok(())).await
 }
 
 /// Local mode is audited like the API: one entry per command, made durable before the

@@ -145,6 +145,7 @@ pub async fn run(target: &Target, cmd: PluginsCmd, out: &Out) -> CliResult<()> {
                 }
                 Target::Local(e) => e.generate_value(&c, &generator, Value::Object(cfg)).await?,
             };
+            crate::record_before_showing(target, "plugins", "generate").await?;
             out.emit(&res, || {
                 if let Some(v) = res["value"].as_str() {
                     println!("{v}");

@@ -503,9 +503,8 @@ pub async fn operator(
                 "New passphrase: ",
                 true,
             )?;
-            let header = Vault::read_header(engine.vault().path()).ok();
-            let kdf = header.map(|h| h.kdf).unwrap_or(KdfParams::DEFAULT);
-            let change = engine.vault().change_passphrase(new, kdf).await?;
+            // The Argon2id parameters stay as the file has them.
+            let change = engine.vault().change_passphrase(new, None).await?;
             warn_dropped(&change);
             out.emit(&json!({"changed": true, "dropped_unlock_methods": change.dropped}), || {
                 println!(

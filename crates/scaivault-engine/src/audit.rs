@@ -399,6 +399,30 @@ impl Engine {
             .collect()
     }
 
+    /// Refuses a log that holds an entry past the chain's head: the head was rolled back in
+    /// the file (with the ledger that pins it) while the log was not, and the next appends
+    /// would overwrite the log's tail with a chain that still looks whole. Run at unseal.
+    pub(crate) fn check_audit_tail(&self) -> Result<()> {
+        let head = self.audit_head()?;
+        let mut last = None;
+        self.vault
+            .scan_ordered_rev(Table::Audit, None, &mut |seq, _| {
+                last = Some(seq);
+                false
+            })
+            .map_err(store_err)?;
+        match last {
+            Some(last) if last > head.seq => Err(Error::new(
+                ErrorCode::IntegrityError,
+                format!(
+                    "the audit log holds entry {last} past its head ({}): the chain's state was rolled back in the file; restore the vault from a backup",
+                    head.seq
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn audit_head(&self) -> Result<ChainHead> {
         match self
             .vault

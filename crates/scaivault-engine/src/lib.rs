@@ -266,6 +266,7 @@ impl Engine {
         engine.reload_rotation()?;
         engine.reload_tokens()?;
         engine.reload_webhooks()?;
+        engine.check_audit_tail()?;
         Ok(engine)
     }
 

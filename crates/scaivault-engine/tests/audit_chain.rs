@@ -207,3 +207,51 @@ fn pruning_keeps_the_rest_verifiable_from_a_checkpoint() {
         assert!(!e.verify_audit(&root, false).unwrap().ok);
     });
 }
+
+/// An audit head rolled back in the file together with the ledger that pins it (an attacker
+/// with an older copy of both) leaves entries past the head: the engine refuses to load
+/// rather than append over them.
+#[test]
+fn entries_past_a_rolled_back_head_stop_the_load() {
+    use scaivault_store::{Backend as _, Mutation, RedbBackend, Table, Unlock};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let open = || Arc::new(Vault::open(&path, Unlock::Passphrase(b"pw-audit")).unwrap());
+    let clock = || Arc::new(ManualClock::new(Timestamp::now()));
+    let vault = Arc::new(Vault::create(&path, b"pw-audit", KdfParams::FLOOR).unwrap());
+    let head_key = vault.blinded_key_for_tests(Table::AuditState, b"head");
+    let e = Engine::load(vault, clock()).unwrap();
+    rt().block_on(async {
+        for i in 0..2 {
+            e.record_audit(entry(i, "user:a", true)).await.unwrap();
+        }
+    });
+    drop(e);
+    let old: Vec<Mutation> = {
+        let b = RedbBackend::open_read_only(&path).unwrap();
+        [
+            (Table::AuditState, head_key.clone()),
+            (Table::Integrity, b"ledger".to_vec()),
+        ]
+        .into_iter()
+        .map(|(table, key)| Mutation::Put {
+            value: b.get(table, &key).unwrap().unwrap(),
+            table,
+            key,
+        })
+        .collect()
+    };
+    let e = Engine::load(open(), clock()).unwrap();
+    rt().block_on(async {
+        for i in 2..4 {
+            e.record_audit(entry(i, "user:a", true)).await.unwrap();
+        }
+    });
+    drop(e);
+    RedbBackend::open(&path).unwrap().commit(&old).unwrap();
+    let err = Engine::load(open(), clock())
+        .err()
+        .expect("the load is refused");
+    assert_eq!(err.code, scaivault_core::ErrorCode::IntegrityError, "{err}");
+    assert!(err.message.contains("past its head"), "{err}");
+}

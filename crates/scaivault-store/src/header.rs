@@ -62,6 +62,19 @@ impl Header {
             ));
         }
         let header: Header = serde_json::from_value(probe).map_err(|_| unreadable())?;
+        // Format 1 never wrote a recipient or a tag: a format-1 header with one was made by
+        // someone planting a way in for the upgrade to keep.
+        if header.format_version == 1
+            && (header.passphrase_recipient.is_some()
+                || header.keyfile_recipient.is_some()
+                || header.recovery_recipient.is_some()
+                || header.mac.is_some())
+        {
+            return Err(StoreError::Integrity {
+                table: "meta",
+                detail: "a format-1 header carries fields only format 2 writes".into(),
+            });
+        }
         if header.kdf.check().is_err() {
             return Err(StoreError::Corrupt(
                 "the header's KDF parameters are out of range".into(),

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use scaivault_crypto::Authenticator;
 
-use crate::backend::{Backend, Mutation, Snapshot};
+use crate::backend::{Mutation, Snapshot};
 use crate::error::StoreError;
 use crate::table::Table;
 
@@ -164,11 +164,12 @@ impl Ledger {
         Ok(d.of(table))
     }
 
-    /// Digests of every covered table, from scratch (a file written before the ledger).
-    pub(crate) fn rebuild(&self, backend: &dyn Backend) -> Result<Digests, StoreError> {
+    /// Digests of every covered table, from scratch: a file written before the ledger, or
+    /// a ledger moving to a new root key.
+    pub(crate) fn rebuild(&self, scan: Scan<'_>) -> Result<Digests, StoreError> {
         let mut out = Digests::default();
         for t in covered() {
-            let d = self.digest_of(t, &|t, v| backend.scan(t, v))?;
+            let d = self.digest_of(t, scan)?;
             if d != [0; 32] {
                 out.0.insert(t, d);
             }

@@ -21,8 +21,15 @@ pub(crate) type Job = Box<dyn FnOnce(&mut RawTx<'_>) -> Completion + Send>;
 /// Jobs per batch at most; bounds the transaction size and the latency of the first job.
 const MAX_BATCH: usize = 1024;
 
-/// Seals a record's plaintext for the file, given its table and (blinded) key.
-pub(crate) type Sealer = Arc<dyn Fn(Table, &[u8], &[u8]) -> Vec<u8> + Send + Sync>;
+/// What the writer needs of the vault's keys.
+pub(crate) trait WriterKeys: Send + Sync + 'static {
+    /// Seals a record's plaintext for the file, given its table and (blinded) key.
+    fn seal(&self, table: Table, key: &[u8], plain: &[u8]) -> Vec<u8>;
+
+    /// The ledger under the current root key, with the root key's generation, which moves
+    /// each time a job replaces the root key.
+    fn ledger(&self) -> (u64, Ledger);
+}
 
 /// A write waiting in the batch.
 #[derive(Clone)]
@@ -93,13 +100,13 @@ impl<'a> RawTx<'a> {
         }
     }
 
-    fn mutations(&mut self, seal: &Sealer) -> Vec<Mutation> {
+    fn mutations(&mut self, keys: &dyn WriterKeys) -> Vec<Mutation> {
         std::mem::take(&mut self.batch)
             .into_iter()
             .map(|((table, key), v)| match v {
                 Pending::Raw(value) => Mutation::Put { table, key, value },
                 Pending::Plain(plain) => {
-                    let value = seal(table, &key, plain.as_bytes());
+                    let value = keys.seal(table, &key, plain.as_bytes());
                     Mutation::Put { table, key, value }
                 }
                 Pending::Deleted => Mutation::Delete { table, key },
@@ -115,17 +122,17 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the writer; `tally` is the ledger as the file holds it now.
+    /// Starts the writer; `tally` is the ledger as the file holds it now, under the ledger
+    /// key of the current root key.
     pub(crate) fn start(
         backend: Arc<dyn Backend>,
-        seal: Sealer,
-        ledger: Ledger,
+        keys: Arc<dyn WriterKeys>,
         tally: Tally,
     ) -> Pipeline {
         let (tx, rx) = mpsc::channel::<Job>();
         let writer = std::thread::Builder::new()
             .name("scaivault-writer".into())
-            .spawn(move || writer_loop(&*backend, &seal, &ledger, tally, rx))
+            .spawn(move || writer_loop(&*backend, &*keys, tally, rx))
             .expect("spawning the writer thread");
         Pipeline { tx, writer }
     }
@@ -143,11 +150,14 @@ impl Pipeline {
 
 fn writer_loop(
     backend: &dyn Backend,
-    seal: &Sealer,
-    ledger: &Ledger,
+    keys: &dyn WriterKeys,
     mut tally: Tally,
     rx: mpsc::Receiver<Job>,
 ) {
+    let mut ledger = keys.ledger();
+    // Set once a commit that replaced the root key failed: the keys in memory have moved on
+    // and the file's have not, so nothing more may be sealed until the vault is reopened.
+    let mut poisoned: Option<StoreError> = None;
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -166,11 +176,38 @@ fn writer_loop(
                 Err(_) => raw.end_job(false),
             }
         }
-        let batch = raw.mutations(seal);
-        let result = if batch.is_empty() {
+        let batch = raw.mutations(keys);
+        let (generation, current) = keys.ledger();
+        let result = if let Some(e) = &poisoned {
+            Err(e.clone())
+        } else if batch.is_empty() {
             Ok(())
+        } else if generation == ledger.0 {
+            commit_with_ledger(backend, keys, &ledger.1, &mut tally, batch)
         } else {
-            commit_with_ledger(backend, seal, ledger, &mut tally, batch)
+            // A job of this batch replaced the root key: the ledger moves to the new root
+            // key's MAC key, recomputed over every table in the same commit, so that someone
+            // who held only the old root key cannot recompute it.
+            let moved = backend
+                .snapshot()
+                .and_then(|s| current.rebuild(&|t, v| s.scan(t, v)))
+                .and_then(|digests| {
+                    let mut fresh = Tally::new(digests);
+                    commit_with_ledger(backend, keys, &current, &mut fresh, batch).map(|()| fresh)
+                });
+            match moved {
+                Ok(fresh) => {
+                    tally = fresh;
+                    ledger = (generation, current);
+                    Ok(())
+                }
+                Err(e) => {
+                    poisoned = Some(StoreError::Refused(
+                        "a commit that replaced the root key failed, so the keys in memory no longer match the file's: restart the server (reopen the vault) before writing".into(),
+                    ));
+                    Err(e)
+                }
+            }
         };
         if let Err(e) = &result {
             tracing::error!(error = %e, jobs = completions.len(), "durable commit failed; batch rejected");
@@ -185,7 +222,7 @@ fn writer_loop(
 /// only if that commit is durable.
 pub(crate) fn commit_with_ledger(
     backend: &dyn Backend,
-    seal: &Sealer,
+    keys: &dyn WriterKeys,
     ledger: &Ledger,
     tally: &mut Tally,
     mut batch: Vec<Mutation>,
@@ -197,7 +234,7 @@ pub(crate) fn commit_with_ledger(
     batch.push(Mutation::Put {
         table: Table::Integrity,
         key: STATE_KEY.to_vec(),
-        value: seal(Table::Integrity, STATE_KEY, &next.digests.encode()),
+        value: keys.seal(Table::Integrity, STATE_KEY, &next.digests.encode()),
     });
     backend.commit(&batch)?;
     *tally = next;

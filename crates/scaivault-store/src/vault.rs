@@ -14,7 +14,7 @@ use crate::backend::{Backend, Mutation};
 use crate::error::StoreError;
 use crate::header::{FORMAT_VERSION, Header};
 use crate::ledger::{CHECKED_AT_OPEN, Digests, Ledger, STATE_KEY, Tally, mismatch};
-use crate::pipeline::{Completion, Found, Job, Pipeline, RawTx, Sealer, commit_with_ledger};
+use crate::pipeline::{Completion, Found, Job, Pipeline, RawTx, WriterKeys, commit_with_ledger};
 use crate::redb_backend::RedbBackend;
 use crate::table::Table;
 
@@ -42,6 +42,9 @@ struct Keys {
     /// Replaced, under this lock, when the root key is (a passphrase, key-file or recovery-key
     /// change, a rekey); what derives from it is only the keyring's seal and the header's tag.
     root: RwLock<RootKey>,
+    /// Moves, under the root lock, each time the root key is replaced: the writer then moves
+    /// the ledger to the new root key.
+    generation: std::sync::atomic::AtomicU64,
     keyring: RwLock<Keyring>,
     blinder: Blinder,
     tokens: TokenHasher,
@@ -76,11 +79,12 @@ pub struct VaultStats {
     pub records: std::collections::BTreeMap<&'static str, u64>,
 }
 
-fn read_header(backend: &dyn Backend) -> Result<Header, StoreError> {
+/// The header and its bytes as stored.
+fn read_header(backend: &dyn Backend) -> Result<(Header, Vec<u8>), StoreError> {
     let raw = backend
         .get(Table::Meta, HEADER_KEY)?
         .ok_or_else(|| StoreError::Corrupt("the file has no vault header".into()))?;
-    Header::parse(&raw)
+    Ok((Header::parse(&raw)?, raw))
 }
 
 fn crypto_to_unlock(e: CryptoError) -> StoreError {
@@ -153,8 +157,20 @@ fn open_keyring(header: &Header, root: &RootKey) -> Result<Keyring, StoreError> 
 }
 
 /// Refuses a header whose tag does not check. Only a version-1 file, whose keyring has no
-/// lineage key, may lack one; stripping the tag from a later file is tampering.
-fn check_header_tag(header: &Header, root: &RootKey, ring: &Keyring) -> Result<(), StoreError> {
+/// lineage key, may lack one; stripping the tag from a later file is tampering. The tag
+/// covers the header's canonical form, and a tagged header must be stored in exactly that
+/// form (no duplicate or unknown fields, nothing that parses the same but reads otherwise).
+fn check_header_tag(
+    header: &Header,
+    raw: &[u8],
+    root: &RootKey,
+    ring: &Keyring,
+) -> Result<(), StoreError> {
+    if header.mac.is_some() && header.to_bytes() != raw {
+        return Err(header_integrity(
+            "the vault header is not in the form it was written in",
+        ));
+    }
     match header.mac.as_deref().map(hex::decode) {
         Some(Ok(tag))
             if root
@@ -214,6 +230,8 @@ fn replace_root(keys: &Keys, header: &mut Header) -> Result<RootChange, StoreErr
     let mut ring = keys.keyring.write().unwrap_or_else(|p| p.into_inner());
     let mut root = keys.root.write().unwrap_or_else(|p| p.into_inner());
     let next = root.successor(&mut ring);
+    keys.generation
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     header.wrapped_root = hex::encode(pass_to.wrap(&next));
     let mut dropped = Vec::new();
     for (name, wrapped, to) in [
@@ -312,7 +330,12 @@ impl Vault {
 
     /// Reads the header without writing anything (for status while sealed).
     pub fn read_header(path: &Path) -> Result<Header, StoreError> {
-        read_header(&RedbBackend::open_read_only(path)?)
+        Ok(read_header(&RedbBackend::open_read_only(path)?)?.0)
+    }
+
+    /// This open vault's header as the file holds it now.
+    pub fn header(&self) -> Result<Header, StoreError> {
+        Ok(read_header(&*self.backend)?.0)
     }
 
     /// Opens and unseals a vault. A wrong passphrase fails before the file is opened for
@@ -330,27 +353,40 @@ impl Vault {
         patience: Duration,
     ) -> Result<Vault, StoreError> {
         let deadline = Instant::now() + patience;
-        let (root, keyring, slot, key) = {
+        let (root, keyring, slot, key, header, raw) = {
             let ro = when_free(deadline, || RedbBackend::open_read_only(path))?;
-            let header = read_header(&ro)?;
+            let (header, raw) = read_header(&ro)?;
             let (root, slot, key) = open_root(&header, &unlock)?;
             let keyring = open_keyring(&header, &root)?;
-            check_header_tag(&header, &root, &keyring)?;
-            (root, keyring, slot, key)
+            check_header_tag(&header, &raw, &root, &keyring)?;
+            (root, keyring, slot, key, header, raw)
         };
         let backend: Arc<dyn Backend> = Arc::new(when_free(deadline, || RedbBackend::open(path))?);
-        if !keyring.has_lineage() {
-            return Self::upgrade(path, backend, root, keyring, slot, &key);
+        // What was checked is what the writable handle sees (nothing changed in between).
+        if read_header(&*backend)?.1 != raw {
+            return Err(header_integrity(
+                "the vault header changed while it was checked",
+            ));
         }
-        let keys = Keys::new(root, keyring);
-        let ledger = Ledger::new(keys.durable_authenticator("ledger"));
-        let digests = read_ledger(&*backend.snapshot()?, &keys)?;
+        if !keyring.has_lineage() {
+            return Self::upgrade(path, backend, root, keyring, header, slot, &key);
+        }
+        let ledger = Ledger::new(root.authenticator("ledger"));
+        let digests = read_ledger(&*backend.snapshot()?, &keyring)?;
         ledger.check(&digests, CHECKED_AT_OPEN, &|t, v| backend.scan(t, v))?;
+        if slot_is_legacy(&header, slot) {
+            // A slot still in its format-1 form (the file was upgraded while unsealed another
+            // way): now that its key is at hand, wrap the root key to it as a recipient, so
+            // that a later root-key change keeps it.
+            let mut header = header;
+            set_recipient(&mut header, slot, &key.recipient(), &root);
+            tag_header(&mut header, &root);
+            return Self::start_with(path, backend, root, keyring, digests, &header);
+        }
         Ok(Self::start(
             path,
             backend,
-            Arc::new(keys),
-            ledger,
+            Arc::new(Keys::new(root, keyring)),
             Tally::new(digests),
         ))
     }
@@ -358,22 +394,29 @@ impl Vault {
     /// A version-1 file's first unseal by this binary: the keyring keeps the root key as its
     /// lineage, the slot that opened the vault becomes a recipient wrap, the header gets its
     /// tag and version 2, and the ledger is built from the records as they are, in one commit.
+    /// A file that already holds a ledger is not a version-1 file but a later one with an old
+    /// header put back: that is refused.
     fn upgrade(
         path: &Path,
         backend: Arc<dyn Backend>,
         root: RootKey,
         mut keyring: Keyring,
+        mut header: Header,
         slot: Slot,
         key: &UnlockKey,
     ) -> Result<Vault, StoreError> {
+        if backend.get(Table::Integrity, STATE_KEY)?.is_some() {
+            return Err(header_integrity(
+                "a format-1 header on a file that holds a ledger: an old header was put back",
+            ));
+        }
         keyring.adopt_lineage(&root);
-        let mut header = read_header(&*backend)?;
         set_recipient(&mut header, slot, &key.recipient(), &root);
         header.format_version = FORMAT_VERSION;
         header.keyring = hex::encode(root.seal_keyring(&keyring));
         tag_header(&mut header, &root);
-        let ledger = Ledger::new(keyring.authenticator(&root, "ledger"));
-        let digests = ledger.rebuild(&*backend)?;
+        let ledger = Ledger::new(root.authenticator("ledger"));
+        let digests = ledger.rebuild(&|t, v| backend.scan(t, v))?;
         tracing::info!("upgraded the vault file to format {FORMAT_VERSION} (header tag, ledger)");
         Self::start_with(path, backend, root, keyring, digests, &header)
     }
@@ -388,11 +431,11 @@ impl Vault {
         header: &Header,
     ) -> Result<Vault, StoreError> {
         let keys = Arc::new(Keys::new(root, keyring));
-        let ledger = Ledger::new(keys.durable_authenticator("ledger"));
+        let (_, ledger) = keys.ledger();
         let mut tally = Tally::new(digests);
         commit_with_ledger(
             &*backend,
-            &sealer(&keys),
+            &*keys,
             &ledger,
             &mut tally,
             vec![Mutation::Put {
@@ -401,17 +444,11 @@ impl Vault {
                 value: header.to_bytes(),
             }],
         )?;
-        Ok(Self::start(path, backend, keys, ledger, tally))
+        Ok(Self::start(path, backend, keys, tally))
     }
 
-    fn start(
-        path: &Path,
-        backend: Arc<dyn Backend>,
-        keys: Arc<Keys>,
-        ledger: Ledger,
-        tally: Tally,
-    ) -> Vault {
-        let pipeline = Pipeline::start(backend.clone(), sealer(&keys), ledger, tally);
+    fn start(path: &Path, backend: Arc<dyn Backend>, keys: Arc<Keys>, tally: Tally) -> Vault {
+        let pipeline = Pipeline::start(backend.clone(), keys.clone(), tally);
         Vault {
             path: path.to_owned(),
             backend,
@@ -432,14 +469,24 @@ impl Vault {
     /// Checks every table against the ledger in one consistent view, for `operator verify`:
     /// one error per table whose records are not the ones the vault wrote.
     pub fn verify_ledger(&self) -> Result<Vec<StoreError>, StoreError> {
-        let snapshot = self.backend.snapshot()?;
-        let digests = read_ledger(&*snapshot, &self.keys)?;
-        let ledger = Ledger::new(self.keys.durable_authenticator("ledger"));
-        Ok(ledger
-            .differing(&digests, &|t, v| snapshot.scan(t, v))?
-            .into_iter()
-            .map(mismatch)
-            .collect())
+        // A root-key change between the snapshot and the key read moves the ledger to
+        // another key: check again from a fresh snapshot then.
+        loop {
+            let (generation, ledger) = self.keys.ledger();
+            let snapshot = self.backend.snapshot()?;
+            let digests = {
+                let ring = self.keys.keyring.read().unwrap_or_else(|p| p.into_inner());
+                read_ledger(&*snapshot, &ring)
+            };
+            if self.keys.ledger().0 != generation {
+                continue;
+            }
+            return Ok(ledger
+                .differing(&digests?, &|t, v| snapshot.scan(t, v))?
+                .into_iter()
+                .map(mismatch)
+                .collect());
+        }
     }
 
     /// Why writes cannot succeed now (a full disk), if they cannot.
@@ -610,11 +657,17 @@ impl Vault {
     /// Changes the passphrase and replaces the root key (see [`RootKey::successor`]): the old
     /// passphrase, with any later copy of the file, opens nothing written from now on. O(1)
     /// whatever the vault holds: no record is rewritten.
+    ///
+    /// `kdf`: the Argon2id parameters for the new passphrase; `None` keeps the current ones.
     pub async fn change_passphrase(
         &self,
         new: Zeroizing<Vec<u8>>,
-        kdf: KdfParams,
+        kdf: Option<KdfParams>,
     ) -> Result<RootChange, StoreError> {
+        let kdf = match kdf {
+            Some(k) => k,
+            None => self.header()?.kdf,
+        };
         kdf.check()
             .map_err(|_| StoreError::Io("KDF parameters are below the floor".into()))?;
         let salt: [u8; 16] = random_bytes();
@@ -783,20 +836,49 @@ impl Drop for Vault {
     }
 }
 
-/// Reads and opens the ledger record.
-fn read_ledger(view: &dyn crate::backend::Snapshot, keys: &Keys) -> Result<Digests, StoreError> {
+/// Reads and opens the ledger record. Every commit writes it sealed with the active data
+/// key; one sealed with an older key (which whoever held an older root key also holds) is
+/// not the vault's.
+fn read_ledger(view: &dyn crate::backend::Snapshot, ring: &Keyring) -> Result<Digests, StoreError> {
+    let fail = |detail: &str| StoreError::Integrity {
+        table: "integrity",
+        detail: detail.into(),
+    };
     let blob = view
         .get(Table::Integrity, STATE_KEY)?
-        .ok_or_else(|| StoreError::Integrity {
-            table: "integrity",
-            detail: "the ledger record is missing (removed outside the vault)".into(),
-        })?;
-    Digests::decode(keys.open(Table::Integrity, STATE_KEY, &blob)?.as_bytes())
+        .ok_or_else(|| fail("the ledger record is missing (removed outside the vault)"))?;
+    if Keyring::key_id_of(&blob).ok() != Some(ring.active_id()) {
+        return Err(fail(
+            "the ledger record is not sealed with the active data key (written outside the vault)",
+        ));
+    }
+    let plain = ring
+        .open(&Keys::aad(Table::Integrity, STATE_KEY), &blob)
+        .map_err(|_| fail("the ledger record failed to authenticate"))?;
+    Digests::decode(plain.as_bytes())
 }
 
-fn sealer(keys: &Arc<Keys>) -> Sealer {
-    let keys = keys.clone();
-    Arc::new(move |table, blinded, plain| keys.seal(table, blinded, plain))
+/// Whether the header's `slot` still wraps the root key in its format-1 form.
+fn slot_is_legacy(header: &Header, slot: Slot) -> bool {
+    match slot {
+        Slot::Passphrase => header.passphrase_recipient.is_none(),
+        Slot::KeyFile => header.keyfile_recipient.is_none(),
+        Slot::Recovery => header.recovery_recipient.is_none(),
+    }
+}
+
+impl WriterKeys for Keys {
+    fn seal(&self, table: Table, key: &[u8], plain: &[u8]) -> Vec<u8> {
+        Keys::seal(self, table, key, plain)
+    }
+
+    fn ledger(&self) -> (u64, Ledger) {
+        let root = self.root.read().unwrap_or_else(|p| p.into_inner());
+        (
+            self.generation.load(std::sync::atomic::Ordering::Acquire),
+            Ledger::new(root.authenticator("ledger")),
+        )
+    }
 }
 
 impl Keys {
@@ -806,6 +888,7 @@ impl Keys {
             tokens: keyring.token_hasher(&root),
             keyring: RwLock::new(keyring),
             root: RwLock::new(root),
+            generation: Default::default(),
         }
     }
 
@@ -982,8 +1065,6 @@ mod tests {
         })
         .unwrap();
         drop(v);
-        // The version-1 recovery slot still opens it.
-        drop(Vault::open(&path, Unlock::RecoveryKey(b"rk")).unwrap());
         // Now guarded: the token's format-1 record put back is refused.
         let before = std::fs::read(&path).unwrap();
         RedbBackend::open(&path)
@@ -1021,6 +1102,162 @@ mod tests {
         assert_eq!(
             v.get(Table::Tokens, b"tok").unwrap().unwrap().as_bytes(),
             b"revoked"
+        );
+    }
+
+    /// A file upgraded while unsealed with its recovery key: the passphrase slot is still in
+    /// its format-1 form, so a root-key change is refused (it would lose the passphrase)
+    /// until the passphrase unseals the vault once, which converts that slot; the recovery
+    /// key, converted at the upgrade, then survives the change.
+    #[test]
+    fn each_format_1_slot_is_converted_when_its_key_next_unseals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        version_1_file(&path);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let v = Vault::open(&path, Unlock::RecoveryKey(b"rk")).unwrap();
+        assert!(matches!(
+            rt.block_on(v.rotate_data_key()),
+            Err(StoreError::Refused(_))
+        ));
+        drop(v);
+        let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
+        let header = v.header().unwrap();
+        assert!(header.passphrase_recipient.is_some() && header.recovery_recipient.is_some());
+        let change = rt.block_on(v.rotate_data_key()).unwrap();
+        assert!(change.dropped.is_empty(), "{change:?}");
+        drop(v);
+        drop(Vault::open(&path, Unlock::RecoveryKey(b"rk")).unwrap());
+        drop(Vault::open(&path, Unlock::Passphrase(PASS)).unwrap());
+    }
+
+    /// Format 1 never wrote a recipient: one planted in a format-1 header (to be kept by the
+    /// upgrade and handed every later root key) is refused, and so is a format-1 header put
+    /// back on a file that already holds a ledger.
+    #[test]
+    fn a_format_1_header_with_a_planted_recipient_or_on_an_upgraded_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        version_1_file(&path);
+        let backend = RedbBackend::open(&path).unwrap();
+        let (_, raw) = read_header(&backend).unwrap();
+        let mut planted: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        planted["keyfile_recipient"] = UnlockKey::from_material(b"attacker")
+            .recipient()
+            .to_hex()
+            .into();
+        planted["wrapped_root_keyfile"] = "00".into();
+        let put = |bytes: Vec<u8>| Mutation::Put {
+            table: Table::Meta,
+            key: HEADER_KEY.to_vec(),
+            value: bytes,
+        };
+        backend
+            .commit(&[put(serde_json::to_vec(&planted).unwrap())])
+            .unwrap();
+        drop(backend);
+        assert!(matches!(
+            Vault::open(&path, Unlock::Passphrase(PASS)),
+            Err(StoreError::Integrity { table: "meta", .. })
+        ));
+        // The genuine format-1 header back: the upgrade runs; then put back once more.
+        RedbBackend::open(&path)
+            .unwrap()
+            .commit(&[put(raw.clone())])
+            .unwrap();
+        drop(Vault::open(&path, Unlock::Passphrase(PASS)).unwrap());
+        RedbBackend::open(&path)
+            .unwrap()
+            .commit(&[put(raw)])
+            .unwrap();
+        assert!(matches!(
+            Vault::open(&path, Unlock::Passphrase(PASS)),
+            Err(StoreError::Integrity { table: "meta", .. })
+        ));
+    }
+
+    /// Whoever held the passphrase before `operator passphrase` holds the old root key, the
+    /// old data key and the lineage key: enough to seal a record the new keyring still opens,
+    /// and to blind its key. The ledger is under the *current* root key's MAC key and sealed
+    /// with the active data key, so such a forgery (the revoked token made live again, with
+    /// or without a ledger recomputed under the old keys) is refused at unseal.
+    #[test]
+    fn an_old_passphrase_cannot_forge_records_after_the_root_key_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.db");
+        let v = Vault::create(&path, PASS, KdfParams::FLOOR).unwrap();
+        let old_header = read_header(&*v.backend).unwrap().0;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(v.change_passphrase(Zeroizing::new(b"new".to_vec()), None))
+            .unwrap();
+        v.write_blocking(|tx| {
+            tx.put(Table::Tokens, b"tok", b"revoked");
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        drop(v);
+        let current = std::fs::read(&path).unwrap();
+        // The attacker's keys: the old header opened with the old passphrase.
+        let (old_root, _, _) = open_root(&old_header, &Unlock::Passphrase(PASS)).unwrap();
+        let old_ring = open_keyring(&old_header, &old_root).unwrap();
+        let attacker = Keys::new(old_root, old_ring);
+        let blinded = attacker.blind(Table::Tokens, b"tok");
+        let forged = attacker.seal(Table::Tokens, &blinded, b"live");
+        let token = Mutation::Put {
+            table: Table::Tokens,
+            key: blinded,
+            value: forged,
+        };
+        // The forged token alone.
+        RedbBackend::open(&path)
+            .unwrap()
+            .commit(std::slice::from_ref(&token))
+            .unwrap();
+        assert!(matches!(
+            Vault::open(&path, Unlock::Passphrase(b"new")),
+            Err(StoreError::Integrity {
+                table: "tokens",
+                ..
+            })
+        ));
+        // With a ledger recomputed under the old keys.
+        crate::private_fs::write(&path, &current).unwrap();
+        let backend = RedbBackend::open(&path).unwrap();
+        backend.commit(std::slice::from_ref(&token)).unwrap();
+        let (_, ledger) = attacker.ledger();
+        let digests = ledger.rebuild(&|t, v| backend.scan(t, v)).unwrap();
+        let sealed = attacker.seal(Table::Integrity, STATE_KEY, &digests.encode());
+        backend
+            .commit(&[Mutation::Put {
+                table: Table::Integrity,
+                key: STATE_KEY.to_vec(),
+                value: sealed,
+            }])
+            .unwrap();
+        drop(backend);
+        assert!(matches!(
+            Vault::open(&path, Unlock::Passphrase(b"new")),
+            Err(StoreError::Integrity {
+                table: "integrity",
+                ..
+            })
+        ));
+        crate::private_fs::write(&path, &current).unwrap();
+        let v = Vault::open(&path, Unlock::Passphrase(b"new")).unwrap();
+        assert_eq!(
+            v.get(Table::Tokens, b"tok").unwrap().unwrap().as_bytes(),
+            b"revoked"
+        );
+        assert_eq!(
+            v.header().unwrap().kdf,
+            KdfParams::FLOOR,
+            "the KDF parameters stay"
         );
     }
 }

@@ -200,7 +200,7 @@ fn passphrase_change_and_key_rotation() {
         let change = v
             .change_passphrase(
                 zeroize::Zeroizing::new(b"new passphrase".to_vec()),
-                KdfParams::FLOOR,
+                Some(KdfParams::FLOOR),
             )
             .await
             .unwrap();

@@ -268,8 +268,10 @@ fn an_old_header_grafted_after_a_passphrase_change_reveals_nothing_new() {
     drop(v);
     let old = raw_copy(&path);
     let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
-    rt().block_on(v.change_passphrase(Zeroizing::new(b"new pass".to_vec()), KdfParams::FLOOR))
-        .unwrap();
+    rt().block_on(
+        v.change_passphrase(Zeroizing::new(b"new pass".to_vec()), Some(KdfParams::FLOOR)),
+    )
+    .unwrap();
     put(&v, Table::Secrets, b"after", b"written after the change");
     let after = v.raw_record(Table::Secrets, b"after").unwrap().unwrap();
     drop(v);
@@ -307,7 +309,7 @@ fn recovery_key_and_key_file_survive_root_changes_and_a_replaced_one_opens_nothi
         v.set_key_file(Zeroizing::new(b"key file".to_vec()))
             .await
             .unwrap();
-        v.change_passphrase(Zeroizing::new(b"second".to_vec()), KdfParams::FLOOR)
+        v.change_passphrase(Zeroizing::new(b"second".to_vec()), Some(KdfParams::FLOOR))
             .await
             .unwrap();
     });
