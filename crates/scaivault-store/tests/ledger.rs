@@ -420,3 +420,79 @@ fn a_change_to_any_header_field_is_refused() {
         "meta"
     );
 }
+
+/// A redb backend whose commits can be made to fail, like a dying disk.
+struct Faulty {
+    inner: RedbBackend,
+    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Backend for Faulty {
+    fn get(&self, t: Table, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(t, k)
+    }
+    fn snapshot(&self) -> Result<Box<dyn scaivault_store::Snapshot + '_>, StoreError> {
+        self.inner.snapshot()
+    }
+    fn scan(&self, t: Table, v: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
+        self.inner.scan(t, v)
+    }
+    fn scan_rev(
+        &self,
+        t: Table,
+        b: Option<&[u8]>,
+        v: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.scan_rev(t, b, v)
+    }
+    fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Io(
+                "injected: the disk refused the write".into(),
+            ));
+        }
+        self.inner.commit(batch)
+    }
+    fn copy_to(&self, out: &Path) -> Result<(), StoreError> {
+        self.inner.copy_to(out)
+    }
+}
+
+/// A root-key change whose commit fails leaves the keys in memory ahead of the file's: the
+/// writer refuses every later write (nothing may be sealed with a key the file does not
+/// hold) until the vault is reopened, which finds every acknowledged write.
+#[test]
+fn a_failed_root_key_change_stops_writes_until_the_vault_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vault.db");
+    let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let backend = Faulty {
+        inner: RedbBackend::create(&path).unwrap(),
+        fail: fail.clone(),
+    };
+    let v = Vault::create_with_backend(&path, std::sync::Arc::new(backend), PASS, KdfParams::FLOOR)
+        .unwrap();
+    put(&v, Table::Secrets, b"before", b"1");
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(rt().block_on(v.rotate_data_key()).is_err());
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let refused = v.write_blocking(|tx| {
+        tx.put(Table::Secrets, b"after", b"2");
+        Ok::<_, StoreError>(())
+    });
+    assert!(
+        matches!(refused, Err(StoreError::Refused(_))),
+        "{refused:?}"
+    );
+    drop(v);
+    let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
+    assert_eq!(
+        v.get(Table::Secrets, b"before")
+            .unwrap()
+            .unwrap()
+            .as_bytes(),
+        b"1"
+    );
+    assert!(v.get(Table::Secrets, b"after").unwrap().is_none());
+    put(&v, Table::Secrets, b"after", b"2");
+}
