@@ -11,10 +11,11 @@ const FORMAT: u8 = 1;
 const HEADER: usize = 1 + 4 + 24;
 
 /// Bytes a sealed record adds to its plaintext.
-pub const SEAL_OVERHEAD: usize = HEADER + 16;
+pub(crate) const SEAL_OVERHEAD: usize = HEADER + 16;
 
 /// Seals `plaintext` under `key`, recording `key_id` so the right key opens it later.
-pub fn seal_with(key: &Key32, key_id: u32, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+#[allow(clippy::disallowed_methods)] // the nonce generator, where it belongs
+pub(crate) fn seal_with(key: &Key32, key_id: u32, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     // Nonces come from the thread-local CSPRNG (ChaCha, seeded and periodically reseeded from
     // the OS): 192 random bits make collisions negligible, and a syscall per sealed record
     // showed up in the writer thread's profile. Keys keep coming straight from the OS.
@@ -71,7 +72,7 @@ pub(crate) fn key_id_of(blob: &[u8]) -> Result<u32, CryptoError> {
 }
 
 /// Opens a blob sealed by [`seal_with`] with the same key and AAD.
-pub fn open_with(key: &Key32, aad: &[u8], blob: &[u8]) -> Result<SecretBytes, CryptoError> {
+pub(crate) fn open_with(key: &Key32, aad: &[u8], blob: &[u8]) -> Result<SecretBytes, CryptoError> {
     key_id_of(blob)?;
     let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
     let (header, ct) = blob.split_at(HEADER);

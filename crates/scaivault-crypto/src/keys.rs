@@ -14,7 +14,7 @@ use crate::mac::constant_time_eq;
 
 /// 256 bits of key material.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct Key32([u8; 32]);
+pub(crate) struct Key32([u8; 32]);
 
 impl Key32 {
     pub fn from_bytes(bytes: [u8; 32]) -> Key32 {

@@ -13,6 +13,24 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
+/// SHA-256 over data fed in pieces (a backup streamed from disk).
+#[derive(Default)]
+pub struct Sha256Stream(Sha256);
+
+impl Sha256Stream {
+    pub fn new() -> Sha256Stream {
+        Sha256Stream::default()
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}
+
 /// Compares two byte strings in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
@@ -30,6 +48,14 @@ mod tests {
             hex::encode(out),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn a_stream_hashes_as_one_piece() {
+        let mut s = Sha256Stream::new();
+        s.update(b"hello ");
+        s.update(b"world");
+        assert_eq!(s.finish(), sha256(b"hello world"));
     }
 
     #[test]

@@ -8,11 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use rand::RngCore;
 use scaivault_plugin_host::{HostCallError, HostServices};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::Clock;
@@ -282,8 +279,7 @@ pub(crate) fn password_literal(password: &str) -> Result<String, HostCallError> 
         ));
     }
     if password.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        let mut salt = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut salt);
+        let salt: [u8; 16] = scaivault_crypto::random_bytes();
         return Ok(format!("'{}'", scram_verifier(password, &salt, 4096)));
     }
     Ok(format!(
@@ -294,22 +290,13 @@ pub(crate) fn password_literal(password: &str) -> Result<String, HostCallError> 
 
 /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` (RFC 5802, RFC 7677).
 pub(crate) fn scram_verifier(password: &str, salt: &[u8], iterations: u32) -> String {
-    let mut salted = Zeroizing::new([0u8; 32]);
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, iterations, &mut *salted);
-    let hmac = |key: &[u8], msg: &[u8]| {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
-        m.update(msg);
-        m.finalize().into_bytes()
-    };
-    let client_key = hmac(&*salted, b"Client Key");
-    let stored_key = Sha256::digest(client_key);
-    let server_key = hmac(&*salted, b"Server Key");
+    let keys = scaivault_crypto::scram_sha256_keys(password.as_bytes(), salt, iterations);
     let b64 = base64::engine::general_purpose::STANDARD;
     format!(
         "SCRAM-SHA-256${iterations}:{}${}:{}",
         b64.encode(salt),
-        b64.encode(stored_key),
-        b64.encode(server_key)
+        b64.encode(keys.stored_key),
+        b64.encode(keys.server_key)
     )
 }
 

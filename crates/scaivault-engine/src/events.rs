@@ -58,9 +58,7 @@ impl Event {
         data: Value,
         now: Timestamp,
     ) -> Event {
-        use rand::RngCore;
-        let mut id = [0u8; 12];
-        rand::thread_rng().fill_bytes(&mut id);
+        let id: [u8; 12] = scaivault_crypto::unique_id_bytes();
         Event {
             event_id: format!("evt_{}", hex::encode(id)),
             event_type: event_type.to_owned(),

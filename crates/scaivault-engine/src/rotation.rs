@@ -213,11 +213,9 @@ fn looks_secret(field: &str) -> bool {
 
 /// A strong random value: 32 characters from a 62-letter alphabet (190 bits).
 pub(crate) fn generate_value() -> String {
-    use rand::Rng;
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rngs::OsRng;
     (0..32)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .map(|_| ALPHABET[scaivault_crypto::random_below(ALPHABET.len())] as char)
         .collect()
 }
 

@@ -123,10 +123,9 @@ pub enum Outcome {
 }
 
 fn backoff(attempts: u32) -> Duration {
-    use rand::Rng;
     let exp = BACKOFF_BASE.saturating_mul(1u32 << attempts.saturating_sub(1).min(16));
     let d = exp.min(BACKOFF_CAP);
-    d.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
+    d.mul_f64(scaivault_crypto::jitter(0.8, 1.2))
 }
 
 impl Engine {

@@ -6,14 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use scaivault_core::duration::parse_duration;
 use scaivault_core::scope::Scope;
 use scaivault_core::time::Timestamp;
 use scaivault_store::Table;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::events::{EVENT_TYPES, Event, WebhookState};
@@ -185,11 +183,11 @@ fn not_found(id: &str) -> Error {
 }
 
 fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
-    m.update(ts.as_bytes());
-    m.update(b".");
-    m.update(body);
-    format!("sha256={}", hex::encode(m.finalize().into_bytes()))
+    let signed = [ts.as_bytes(), b".", body].concat();
+    format!(
+        "sha256={}",
+        hex::encode(scaivault_crypto::hmac_sha256(secret.as_bytes(), &signed))
+    )
 }
 
 impl Engine {
@@ -329,9 +327,7 @@ impl Engine {
                 "only applies when changing a webhook's secret",
             ));
         }
-        use rand::RngCore;
-        let mut id = [0u8; 8];
-        rand::thread_rng().fill_bytes(&mut id);
+        let id: [u8; 8] = scaivault_crypto::unique_id_bytes();
         let now = self.now();
         let h = WebhookRecord {
             id: format!("wh_{}", hex::encode(id)),

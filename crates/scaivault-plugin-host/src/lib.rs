@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use scaivault_core::{Error, ErrorCode, Result};
 use serde::Serialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 pub use error::{Failure, PluginError};
 
@@ -83,7 +82,7 @@ use sandbox::{Loaded, Sandbox};
 
 /// Lowercase hex SHA-256, the form manifests pin.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    hex::encode(scaivault_crypto::sha256(bytes))
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::RngCore;
 use serde_json::Value;
 use wasmtime::{
     Caller, Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
@@ -338,7 +337,7 @@ fn link(linker: &mut Linker<CallState>, caps: &[Capability]) -> wasmtime::Result
                             return Ok(-1);
                         }
                         let mut buf = zeroize::Zeroizing::new(vec![0u8; len as usize]);
-                        rand::rngs::OsRng.fill_bytes(&mut buf);
+                        scaivault_crypto::fill_random(&mut buf);
                         write_guest(&mut caller, ptr, &buf)?;
                         Ok(0)
                     },

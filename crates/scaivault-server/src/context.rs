@@ -62,7 +62,7 @@ fn request_id(headers: &HeaderMap) -> String {
         .map(str::to_owned)
         .unwrap_or_else(|| {
             // Request ids are not secrets: the thread-local generator saves a syscall per request.
-            let b: [u8; 12] = rand::random();
+            let b: [u8; 12] = scaivault_crypto::unique_id_bytes();
             let mut id = String::with_capacity(28);
             id.push_str("req_");
             id.push_str(&hex::encode(b));

@@ -13,7 +13,6 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{StoreError, io_error};
 use crate::vault::Vault;
@@ -53,7 +52,7 @@ fn corrupt(why: &str) -> StoreError {
 
 fn sha256_prefix(f: &mut std::fs::File, len: u64) -> Result<String, StoreError> {
     f.seek(SeekFrom::Start(0)).map_err(|e| io_error(&e))?;
-    let mut h = Sha256::new();
+    let mut h = scaivault_crypto::Sha256Stream::new();
     let mut left = len;
     let mut buf = vec![0u8; 1 << 16];
     while left > 0 {
@@ -63,7 +62,7 @@ fn sha256_prefix(f: &mut std::fs::File, len: u64) -> Result<String, StoreError> 
         h.update(&buf[..n]);
         left -= n as u64;
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(h.finish()))
 }
 
 impl Vault {
