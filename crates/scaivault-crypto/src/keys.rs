@@ -156,7 +156,13 @@ fn recipient_key(
 }
 
 /// The private half of a [`Recipient`], derived from a key file's or recovery key's bytes.
-pub struct UnlockKey(x25519_dalek::StaticSecret);
+///
+/// Anyone can wrap a root key *to* a recipient, so a wrap alone proves nothing about who made
+/// it: the unlock key also tags the slot it was set in (see [`UnlockKey::slot_tag`]).
+pub struct UnlockKey {
+    secret: x25519_dalek::StaticSecret,
+    tagger: Keyed,
+}
 
 impl fmt::Debug for UnlockKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -169,11 +175,28 @@ impl UnlockKey {
         let hk = Hkdf::<Sha256>::new(Some(b"scaivault/v1/unlock-key"), material);
         let mut out = Zeroizing::new([0u8; 32]);
         hk.expand(b"x25519", &mut *out).expect("valid length");
-        UnlockKey(x25519_dalek::StaticSecret::from(*out))
+        let mut tag_key = Key32([0; 32]);
+        hk.expand(b"slot-tag", &mut tag_key.0)
+            .expect("valid length");
+        UnlockKey {
+            secret: x25519_dalek::StaticSecret::from(*out),
+            tagger: Keyed::new(&tag_key),
+        }
     }
 
     pub fn recipient(&self) -> Recipient {
-        Recipient(x25519_dalek::PublicKey::from(&self.0))
+        Recipient(x25519_dalek::PublicKey::from(&self.secret))
+    }
+
+    /// Binds the slot `slot` to the data key `anchor` of the keyring it was set up with: a
+    /// MAC, under a key only this unlock key's holder has, of the slot's name and the anchor's
+    /// fingerprint ([`Keyring::anchor`]). At unseal the keyring the unwrapped root key opens
+    /// must hold that anchor: someone who wrapped a root key of their own to the recipient
+    /// (a header made from scratch, or from an older copy of the file) has neither the tag's
+    /// key nor, unless they held the vault's keys after the slot was set, the anchor.
+    pub fn slot_tag(&self, slot: &str, anchor: DataKeyId, fingerprint: &[u8; 32]) -> [u8; 32] {
+        self.tagger
+            .mac(&[slot.as_bytes(), &[0], &anchor.to_be_bytes(), fingerprint])
     }
 
     /// Fails with [`CryptoError::Authentication`] when the blob was wrapped to someone else.
@@ -182,7 +205,7 @@ impl UnlockKey {
         let epk = x25519_dalek::PublicKey::from(
             <[u8; 32]>::try_from(epk).map_err(|_| CryptoError::Malformed)?,
         );
-        let shared = self.0.diffie_hellman(&epk);
+        let shared = self.secret.diffie_hellman(&epk);
         if !shared.was_contributory() {
             return Err(CryptoError::Authentication);
         }
@@ -398,6 +421,13 @@ impl Keyring {
         open_with(key, aad, blob)
     }
 
+    /// The fingerprint of data key `id` that slot tags bind to (a MAC under the key, which
+    /// reveals nothing of it), or `None` if this keyring does not hold it.
+    pub fn anchor(&self, id: DataKeyId) -> Option<[u8; 32]> {
+        self.key(id)
+            .map(|k| Keyed::new(k).mac(&[b"scaivault/v1/slot-anchor"]))
+    }
+
     /// The data key id a record was sealed with (for key-usage reports).
     pub fn key_id_of(blob: &[u8]) -> Result<DataKeyId, CryptoError> {
         key_id_of(blob)
@@ -585,6 +615,16 @@ mod tests {
         assert!(key.unwrap_root(&flipped).is_err());
         assert!(key.unwrap_root(&blob[..20]).is_err());
         assert_eq!(format!("{key:?}"), "UnlockKey([redacted])");
+        // The slot tag: bound to the slot, the anchor and the key that made it.
+        let mut ring = Keyring::new();
+        let fp = ring.anchor(1).unwrap();
+        let tag = key.slot_tag("passphrase", 1, &fp);
+        assert_eq!(tag, key.slot_tag("passphrase", 1, &fp));
+        assert_ne!(tag, key.slot_tag("recovery", 1, &fp));
+        assert_ne!(tag, other.slot_tag("passphrase", 1, &fp));
+        ring.rotate();
+        assert_ne!(ring.anchor(2).unwrap(), fp);
+        assert!(ring.anchor(3).is_none());
     }
 
     #[test]

@@ -25,16 +25,24 @@ pub struct Header {
     /// root key be replaced without the passphrase at hand (a key-file change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passphrase_recipient: Option<String>,
+    /// `<anchor data key id>:<tag hex>`: proof that the holder of the slot's key set it up
+    /// (see `UnlockKey::slot_tag`); every recipient slot has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_proof: Option<String>,
     /// The root key wrapped for a key file, when one was set up (hex).
     #[serde(default)]
     pub wrapped_root_keyfile: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyfile_recipient: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyfile_proof: Option<String>,
     /// The root key wrapped for the offline recovery key (hex).
     #[serde(default)]
     pub wrapped_root_recovery: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_recipient: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_proof: Option<String>,
     /// The keyring sealed under a key derived from the root key (hex).
     pub keyring: String,
     /// Unix seconds; coarse on purpose.
@@ -68,6 +76,9 @@ impl Header {
             && (header.passphrase_recipient.is_some()
                 || header.keyfile_recipient.is_some()
                 || header.recovery_recipient.is_some()
+                || header.passphrase_proof.is_some()
+                || header.keyfile_proof.is_some()
+                || header.recovery_proof.is_some()
                 || header.mac.is_some())
         {
             return Err(StoreError::Integrity {

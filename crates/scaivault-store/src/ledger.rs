@@ -87,6 +87,11 @@ impl Digests {
         self.0.get(&table).copied().unwrap_or([0; 32])
     }
 
+    /// The first table whose digest differs between the two.
+    pub(crate) fn first_difference(&self, other: &Digests) -> Option<Table> {
+        covered().find(|t| self.of(*t) != other.of(*t))
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let tables: BTreeMap<&str, String> = self
             .0

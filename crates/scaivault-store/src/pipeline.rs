@@ -29,6 +29,9 @@ pub(crate) trait WriterKeys: Send + Sync + 'static {
     /// The ledger under the current root key, with the root key's generation, which moves
     /// each time a job replaces the root key.
     fn ledger(&self) -> (u64, Ledger);
+
+    /// Called once a batch that moved the root key to `generation` is durable.
+    fn committed(&self, generation: u64);
 }
 
 /// A write waiting in the batch.
@@ -188,9 +191,18 @@ fn writer_loop(
             // A job of this batch replaced the root key: the ledger moves to the new root
             // key's MAC key, recomputed over every table in the same commit, so that someone
             // who held only the old root key cannot recompute it.
+            // The file as it is must first match the ledger under the outgoing key: moving
+            // the ledger over records changed outside the vault would make them look
+            // genuine (a rollback or forgery the next verify would have named).
             let moved = backend
                 .snapshot()
-                .and_then(|s| current.rebuild(&|t, v| s.scan(t, v)))
+                .and_then(|s| {
+                    let scan = |t: Table, v: &mut dyn FnMut(&[u8], &[u8]) -> bool| s.scan(t, v);
+                    if let Some(t) = ledger.1.rebuild(&scan)?.first_difference(&tally.digests) {
+                        return Err(crate::ledger::mismatch(t));
+                    }
+                    current.rebuild(&scan)
+                })
                 .and_then(|digests| {
                     let mut fresh = Tally::new(digests);
                     commit_with_ledger(backend, keys, &current, &mut fresh, batch).map(|()| fresh)
@@ -199,6 +211,7 @@ fn writer_loop(
                 Ok(fresh) => {
                     tally = fresh;
                     ledger = (generation, current);
+                    keys.committed(generation);
                     Ok(())
                 }
                 Err(e) => {

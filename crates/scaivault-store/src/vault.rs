@@ -45,6 +45,9 @@ struct Keys {
     /// Moves, under the root lock, each time the root key is replaced: the writer then moves
     /// the ledger to the new root key.
     generation: std::sync::atomic::AtomicU64,
+    /// The generation whose ledger is durable: it lags `generation` while a root-key change
+    /// is being committed (and forever if that commit failed).
+    committed: std::sync::atomic::AtomicU64,
     keyring: RwLock<Keyring>,
     blinder: Blinder,
     tokens: TokenHasher,
@@ -196,6 +199,71 @@ fn tag_header(header: &mut Header, root: &RootKey) {
     ));
 }
 
+impl Slot {
+    fn name(self) -> &'static str {
+        match self {
+            Slot::Passphrase => "passphrase",
+            Slot::KeyFile => "key file",
+            Slot::Recovery => "recovery key",
+        }
+    }
+
+    fn proof(self, header: &mut Header) -> &mut Option<String> {
+        match self {
+            Slot::Passphrase => &mut header.passphrase_proof,
+            Slot::KeyFile => &mut header.keyfile_proof,
+            Slot::Recovery => &mut header.recovery_proof,
+        }
+    }
+
+    fn recipient(self, header: &Header) -> Option<&String> {
+        match self {
+            Slot::Passphrase => header.passphrase_recipient.as_ref(),
+            Slot::KeyFile => header.keyfile_recipient.as_ref(),
+            Slot::Recovery => header.recovery_recipient.as_ref(),
+        }
+    }
+}
+
+/// Records that the holder of `key` set `slot` up now: a tag binding the slot to the
+/// keyring's newest data key, made in this same change (see `UnlockKey::slot_tag`).
+fn prove_slot(header: &mut Header, slot: Slot, key: &UnlockKey, ring: &Keyring) {
+    let anchor = ring.active_id();
+    let fingerprint = ring.anchor(anchor).expect("the active key is in the ring");
+    let tag = key.slot_tag(slot.name(), anchor, &fingerprint);
+    *slot.proof(header) = Some(format!("{anchor}:{}", hex::encode(tag)));
+}
+
+/// Refuses a recipient slot whose root key was not wrapped by the vault: its tag must check
+/// under the unlock key, and the keyring the root key opened must hold its anchor. A header
+/// someone built by wrapping a root key of their own to the (public) recipient fails here.
+fn check_slot_proof(
+    header: &mut Header,
+    slot: Slot,
+    key: &UnlockKey,
+    ring: &Keyring,
+) -> Result<(), StoreError> {
+    if slot.recipient(header).is_none() {
+        // A format-1 wrap: sealed under the key itself, which authenticates it.
+        return Ok(());
+    }
+    let refused = || {
+        header_integrity(&format!(
+            "the {} slot was not set up by this vault (a root key wrapped to it by someone else)",
+            slot.name()
+        ))
+    };
+    let proof = slot.proof(header).clone().ok_or_else(refused)?;
+    let (anchor, tag) = proof.split_once(':').ok_or_else(refused)?;
+    let anchor: u32 = anchor.parse().map_err(|_| refused())?;
+    let tag = hex::decode(tag).map_err(|_| refused())?;
+    let fingerprint = ring.anchor(anchor).ok_or_else(refused)?;
+    if !scaivault_crypto::constant_time_eq(&key.slot_tag(slot.name(), anchor, &fingerprint), &tag) {
+        return Err(refused());
+    }
+    Ok(())
+}
+
 /// Wraps `root` for the slot `slot` through its recipient.
 fn set_recipient(header: &mut Header, slot: Slot, to: &Recipient, root: &RootKey) {
     let wrapped = hex::encode(to.wrap(root));
@@ -310,20 +378,20 @@ impl Vault {
             salt: hex::encode(salt),
             wrapped_root: String::new(),
             passphrase_recipient: None,
+            passphrase_proof: None,
             wrapped_root_keyfile: None,
             keyfile_recipient: None,
+            keyfile_proof: None,
             wrapped_root_recovery: None,
             recovery_recipient: None,
+            recovery_proof: None,
             keyring: hex::encode(root.seal_keyring(&keyring)),
             created_at: scaivault_core::time::Timestamp::now().unix_seconds(),
             mac: None,
         };
-        set_recipient(
-            &mut header,
-            Slot::Passphrase,
-            &kek.unlock_key().recipient(),
-            &root,
-        );
+        let key = kek.unlock_key();
+        set_recipient(&mut header, Slot::Passphrase, &key.recipient(), &root);
+        prove_slot(&mut header, Slot::Passphrase, &key, &keyring);
         tag_header(&mut header, &root);
         Self::start_with(path, backend, root, keyring, Digests::default(), &header)
     }
@@ -359,6 +427,8 @@ impl Vault {
             let (root, slot, key) = open_root(&header, &unlock)?;
             let keyring = open_keyring(&header, &root)?;
             check_header_tag(&header, &raw, &root, &keyring)?;
+            let mut header = header;
+            check_slot_proof(&mut header, slot, &key, &keyring)?;
             (root, keyring, slot, key, header, raw)
         };
         let backend: Arc<dyn Backend> = Arc::new(when_free(deadline, || RedbBackend::open(path))?);
@@ -378,8 +448,11 @@ impl Vault {
             // A slot still in its format-1 form (the file was upgraded while unsealed another
             // way): now that its key is at hand, wrap the root key to it as a recipient, so
             // that a later root-key change keeps it.
-            let mut header = header;
+            let (mut header, mut keyring) = (header, keyring);
+            keyring.rotate();
+            header.keyring = hex::encode(root.seal_keyring(&keyring));
             set_recipient(&mut header, slot, &key.recipient(), &root);
+            prove_slot(&mut header, slot, &key, &keyring);
             tag_header(&mut header, &root);
             return Self::start_with(path, backend, root, keyring, digests, &header);
         }
@@ -411,7 +484,11 @@ impl Vault {
             ));
         }
         keyring.adopt_lineage(&root);
+        // A fresh data key to anchor the converted slot to: every holder of the file's
+        // format-1 keys has the old one.
+        keyring.rotate();
         set_recipient(&mut header, slot, &key.recipient(), &root);
+        prove_slot(&mut header, slot, key, &keyring);
         header.format_version = FORMAT_VERSION;
         header.keyring = hex::encode(root.seal_keyring(&keyring));
         tag_header(&mut header, &root);
@@ -469,10 +546,26 @@ impl Vault {
     /// Checks every table against the ledger in one consistent view, for `operator verify`:
     /// one error per table whose records are not the ones the vault wrote.
     pub fn verify_ledger(&self) -> Result<Vec<StoreError>, StoreError> {
-        // A root-key change between the snapshot and the key read moves the ledger to
-        // another key: check again from a fresh snapshot then.
+        // While a root-key change is being committed, the keys in memory are ahead of the
+        // file's: wait for it (a change whose commit failed never catches up). A change
+        // between the snapshot and the key read: check again from a fresh snapshot.
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let (generation, ledger) = self.keys.ledger();
+            if self
+                .keys
+                .committed
+                .load(std::sync::atomic::Ordering::Acquire)
+                != generation
+            {
+                if Instant::now() > deadline {
+                    return Err(StoreError::Refused(
+                        "a root-key change has not been committed (it failed, or is still running): restart the server, then verify".into(),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             let snapshot = self.backend.snapshot()?;
             let digests = {
                 let ring = self.keys.keyring.read().unwrap_or_else(|p| p.into_inner());
@@ -672,12 +765,14 @@ impl Vault {
             .map_err(|_| StoreError::Io("KDF parameters are below the floor".into()))?;
         let salt: [u8; 16] = random_bytes();
         let kek = derive_kek(&new, &salt, kdf).map_err(crypto_to_unlock)?;
-        let to = kek.unlock_key().recipient();
+        let key = kek.unlock_key();
         self.update_header(move |keys, h| {
             h.kdf = kdf;
             h.salt = hex::encode(salt);
-            h.passphrase_recipient = Some(to.to_hex());
-            replace_root(keys, h)
+            h.passphrase_recipient = Some(key.recipient().to_hex());
+            let change = replace_root(keys, h)?;
+            prove_slot(h, Slot::Passphrase, &key, &keys.ring());
+            Ok(change)
         })
         .await
     }
@@ -688,11 +783,13 @@ impl Vault {
         &self,
         material: Zeroizing<Vec<u8>>,
     ) -> Result<RootChange, StoreError> {
-        let to = UnlockKey::from_material(&material).recipient();
+        let key = UnlockKey::from_material(&material);
         self.update_header(move |keys, h| {
-            h.keyfile_recipient = Some(to.to_hex());
+            h.keyfile_recipient = Some(key.recipient().to_hex());
             h.wrapped_root_keyfile = Some(String::new());
-            replace_root(keys, h)
+            let change = replace_root(keys, h)?;
+            prove_slot(h, Slot::KeyFile, &key, &keys.ring());
+            Ok(change)
         })
         .await
     }
@@ -703,11 +800,13 @@ impl Vault {
         &self,
         material: Zeroizing<Vec<u8>>,
     ) -> Result<RootChange, StoreError> {
-        let to = UnlockKey::from_material(&material).recipient();
+        let key = UnlockKey::from_material(&material);
         self.update_header(move |keys, h| {
-            h.recovery_recipient = Some(to.to_hex());
+            h.recovery_recipient = Some(key.recipient().to_hex());
             h.wrapped_root_recovery = Some(String::new());
-            replace_root(keys, h)
+            let change = replace_root(keys, h)?;
+            prove_slot(h, Slot::Recovery, &key, &keys.ring());
+            Ok(change)
         })
         .await
     }
@@ -879,6 +978,11 @@ impl WriterKeys for Keys {
             Ledger::new(root.authenticator("ledger")),
         )
     }
+
+    fn committed(&self, generation: u64) {
+        self.committed
+            .store(generation, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Keys {
@@ -889,7 +993,12 @@ impl Keys {
             keyring: RwLock::new(keyring),
             root: RwLock::new(root),
             generation: Default::default(),
+            committed: Default::default(),
         }
+    }
+
+    fn ring(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
+        self.keyring.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn durable_authenticator(&self, purpose: &str) -> Authenticator {
@@ -1092,7 +1201,8 @@ mod tests {
             .unwrap();
         let change = rt.block_on(v.rotate_data_key()).unwrap();
         assert_eq!(change.dropped, vec!["recovery key"]);
-        assert_eq!(change.active_data_key, 2);
+        // Data key 2 came with the upgrade (the converted slot's anchor), 3 with the change.
+        assert_eq!(change.active_data_key, 3);
         drop(v);
         assert_eq!(
             Vault::open(&path, Unlock::RecoveryKey(b"rk")).err(),
@@ -1259,5 +1369,55 @@ mod tests {
             KdfParams::FLOOR,
             "the KDF parameters stay"
         );
+    }
+
+    /// The recipients in a header are public: anyone who can write the file can wrap a root
+    /// key of their own to the passphrase's recipient and build a header and keyring around
+    /// it (here with no passphrase at all). The slot's proof is what refuses it: its tag's key
+    /// comes from the passphrase, and its anchor is a data key of the genuine keyring.
+    #[test]
+    fn a_root_key_wrapped_to_the_passphrase_by_someone_else_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.db");
+        drop(Vault::create(&path, PASS, KdfParams::FLOOR).unwrap());
+        let (genuine, _) = read_header(&RedbBackend::open_read_only(&path).unwrap()).unwrap();
+        let to = Recipient::from_hex(genuine.passphrase_recipient.as_deref().unwrap()).unwrap();
+        let forged_root = RootKey::generate();
+        let forged_ring = Keyring::new();
+        let mut forged = genuine.clone();
+        forged.wrapped_root = hex::encode(to.wrap(&forged_root));
+        forged.keyring = hex::encode(forged_root.seal_keyring(&forged_ring));
+        // The genuine proof copied over (an attacker cannot make another): its anchor is not
+        // in the forged keyring. Then a proof anchored in the forged keyring, with a tag made
+        // without the passphrase's key.
+        let anchored = format!(
+            "1:{}",
+            hex::encode(UnlockKey::from_material(b"guess").slot_tag(
+                "passphrase",
+                1,
+                &forged_ring.anchor(1).unwrap()
+            ))
+        );
+        for proof in [genuine.passphrase_proof.clone(), Some(anchored), None] {
+            forged.passphrase_proof = proof.clone();
+            tag_header(&mut forged, &forged_root);
+            RedbBackend::open(&path)
+                .unwrap()
+                .commit(&[Mutation::Put {
+                    table: Table::Meta,
+                    key: HEADER_KEY.to_vec(),
+                    value: forged.to_bytes(),
+                }])
+                .unwrap();
+            match Vault::open(&path, Unlock::Passphrase(PASS)) {
+                Err(StoreError::Integrity {
+                    table: "meta",
+                    detail,
+                }) => {
+                    assert!(detail.contains("passphrase slot"), "{detail}")
+                }
+                other => panic!("{proof:?}: {:?}", other.err()),
+            }
+        }
     }
 }

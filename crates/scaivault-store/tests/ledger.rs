@@ -496,3 +496,50 @@ fn a_failed_root_key_change_stops_writes_until_the_vault_is_reopened() {
     assert!(v.get(Table::Secrets, b"after").unwrap().is_none());
     put(&v, Table::Secrets, b"after", b"2");
 }
+
+/// A root-key change moves the ledger to the new key; done over records changed outside the
+/// vault, it would make a rollback or forgery look genuine. So the change first checks the
+/// file against the ledger under the outgoing key, and refuses (naming the table) when they
+/// differ; `verify` keeps naming the table after a restart.
+#[test]
+fn a_root_key_change_does_not_launder_a_changed_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, v) = new_vault(dir.path());
+    put(&v, Table::Secrets, b"app/db", b"v1");
+    let k = v.blinded_key_for_tests(Table::Secrets, b"app/db");
+    drop(v);
+    let old = raw_copy(&path);
+    let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
+    put(&v, Table::Secrets, b"app/db", b"v2");
+    drop(v);
+    edit(
+        &path,
+        vec![Mutation::Put {
+            table: Table::Secrets,
+            key: k.clone(),
+            value: stored(&old, Table::Secrets, &k),
+        }],
+    );
+    let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
+    for change in [
+        rt().block_on(v.rotate_data_key()).err(),
+        rt().block_on(v.change_passphrase(Zeroizing::new(b"other".to_vec()), None))
+            .err(),
+    ] {
+        match change {
+            Some(StoreError::Integrity { table, .. }) => assert_eq!(table, "secrets"),
+            Some(StoreError::Refused(_)) => {} // the writer stopped after the first
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(v);
+    let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
+    let found: Vec<String> = v
+        .verify_ledger()
+        .unwrap()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("'secrets'"), "{found:?}");
+}
