@@ -1,6 +1,5 @@
 //! When the audit entry cannot be made durable, the request fails and returns nothing.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -9,48 +8,9 @@ use axum::http::Request;
 use scaivault_crypto::KdfParams;
 use scaivault_engine::{Engine, SystemClock};
 use scaivault_server::{AppState, ServerConfig, router};
-use scaivault_store::{Backend, Mutation, RedbBackend, Snapshot, StoreError, Table, Vault};
+use scaivault_store::testing::FaultyBackend;
+use scaivault_store::{RedbBackend, Vault};
 use tower::ServiceExt;
-
-/// A redb backend whose durable commits can be made to fail, like a dying disk.
-struct Faulty {
-    inner: RedbBackend,
-    fail: Arc<AtomicBool>,
-    commits: Arc<AtomicUsize>,
-}
-
-impl Backend for Faulty {
-    fn get(&self, t: Table, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(t, k)
-    }
-    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, StoreError> {
-        self.inner.snapshot()
-    }
-    fn scan(&self, t: Table, v: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
-        self.inner.scan(t, v)
-    }
-    fn scan_rev(
-        &self,
-        t: Table,
-        b: Option<&[u8]>,
-        v: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        self.inner.scan_rev(t, b, v)
-    }
-    fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Io(
-                "injected: the disk refused the write".into(),
-            ));
-        }
-        self.inner.commit(batch)?;
-        self.commits.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-    fn copy_to(&self, out: &Path) -> Result<(), StoreError> {
-        self.inner.copy_to(out)
-    }
-}
 
 async fn call(
     app: &axum::Router,
@@ -86,13 +46,9 @@ struct Setup {
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.db");
-    let fail = Arc::new(AtomicBool::new(false));
-    let commits = Arc::new(AtomicUsize::new(0));
-    let backend = Arc::new(Faulty {
-        inner: RedbBackend::create(&path).unwrap(),
-        fail: fail.clone(),
-        commits: commits.clone(),
-    });
+    let backend = FaultyBackend::new(RedbBackend::create(&path).unwrap());
+    let (fail, commits) = (backend.fail.clone(), backend.commits.clone());
+    let backend = Arc::new(backend);
     let vault = Vault::create_with_backend(&path, backend, b"pw", KdfParams::FLOOR).unwrap();
     let engine = Engine::load(Arc::new(vault), Arc::new(SystemClock)).unwrap();
     let root = engine.create_root_token(None).await.unwrap().token.clone();

@@ -19,6 +19,8 @@ mod pipeline;
 pub mod private_fs;
 mod redb_backend;
 mod table;
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod testing;
 mod vault;
 
 pub use backend::{Backend, Mutation, Snapshot};

@@ -2,35 +2,11 @@
 //! records. Each must give a clean error, never a panic and never wrong plaintext.
 #![allow(clippy::disallowed_methods)] // tests make their fixture files as they please
 
-use std::path::Path;
+mod common;
 
+use common::*;
 use scaivault_crypto::KdfParams;
 use scaivault_store::{StoreError, Table, Unlock, Vault};
-
-const PASS: &[u8] = b"correct horse battery staple";
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn put(vault: &Vault, table: Table, key: &[u8], value: &[u8]) {
-    let (key, value) = (key.to_vec(), value.to_vec());
-    vault
-        .write_blocking(move |tx| {
-            tx.put(table, &key, &value);
-            Ok::<_, StoreError>(())
-        })
-        .unwrap();
-}
-
-fn new_vault(dir: &Path) -> (std::path::PathBuf, Vault) {
-    let path = dir.join("vault.db");
-    let v = Vault::create(&path, PASS, KdfParams::FLOOR).unwrap();
-    (path, v)
-}
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)

@@ -5,46 +5,15 @@
 //! recovery-key change, the old one opens nothing written since.
 #![allow(clippy::disallowed_methods)] // tests make their fixture files as they please
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::*;
 use scaivault_crypto::{KdfParams, Keyring};
+use scaivault_store::testing::FaultyBackend;
 use scaivault_store::{Backend, Mutation, RedbBackend, StoreError, Table, Unlock, Vault};
 use zeroize::Zeroizing;
-
-const PASS: &[u8] = b"correct horse battery staple";
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn put(vault: &Vault, table: Table, key: &[u8], value: &[u8]) {
-    let (key, value) = (key.to_vec(), value.to_vec());
-    vault
-        .write_blocking(move |tx| {
-            tx.put(table, &key, &value);
-            Ok::<_, StoreError>(())
-        })
-        .unwrap();
-}
-
-fn delete(vault: &Vault, table: Table, key: &[u8]) {
-    let key = key.to_vec();
-    vault
-        .write_blocking(move |tx| {
-            tx.delete(table, &key);
-            Ok::<_, StoreError>(())
-        })
-        .unwrap();
-}
-
-fn new_vault(dir: &Path) -> (PathBuf, Vault) {
-    let path = dir.join("vault.db");
-    let v = Vault::create(&path, PASS, KdfParams::FLOOR).unwrap();
-    (path, v)
-}
 
 /// Every record of the file as stored (sealed), by table and stored key.
 fn raw_copy(path: &Path) -> Vec<(Table, Vec<u8>, Vec<u8>)> {
@@ -421,43 +390,6 @@ fn a_change_to_any_header_field_is_refused() {
     );
 }
 
-/// A redb backend whose commits can be made to fail, like a dying disk.
-struct Faulty {
-    inner: RedbBackend,
-    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Backend for Faulty {
-    fn get(&self, t: Table, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(t, k)
-    }
-    fn snapshot(&self) -> Result<Box<dyn scaivault_store::Snapshot + '_>, StoreError> {
-        self.inner.snapshot()
-    }
-    fn scan(&self, t: Table, v: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
-        self.inner.scan(t, v)
-    }
-    fn scan_rev(
-        &self,
-        t: Table,
-        b: Option<&[u8]>,
-        v: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        self.inner.scan_rev(t, b, v)
-    }
-    fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError> {
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(StoreError::Io(
-                "injected: the disk refused the write".into(),
-            ));
-        }
-        self.inner.commit(batch)
-    }
-    fn copy_to(&self, out: &Path) -> Result<(), StoreError> {
-        self.inner.copy_to(out)
-    }
-}
-
 /// A root-key change whose commit fails leaves the keys in memory ahead of the file's: the
 /// writer refuses every later write (nothing may be sealed with a key the file does not
 /// hold) until the vault is reopened, which finds every acknowledged write.
@@ -465,11 +397,8 @@ impl Backend for Faulty {
 fn a_failed_root_key_change_stops_writes_until_the_vault_is_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vault.db");
-    let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let backend = Faulty {
-        inner: RedbBackend::create(&path).unwrap(),
-        fail: fail.clone(),
-    };
+    let backend = FaultyBackend::new(RedbBackend::create(&path).unwrap());
+    let fail = backend.fail.clone();
     let v = Vault::create_with_backend(&path, std::sync::Arc::new(backend), PASS, KdfParams::FLOOR)
         .unwrap();
     put(&v, Table::Secrets, b"before", b"1");
