@@ -36,6 +36,33 @@ fn stored(copy: &[(Table, Vec<u8>, Vec<u8>)], table: Table, key: &[u8]) -> Vec<u
         .expect("the record is in the copy")
 }
 
+/// Puts a record back as an older copy of the file held it.
+fn back(copy: &[(Table, Vec<u8>, Vec<u8>)], table: Table, key: &[u8]) -> Mutation {
+    Mutation::Put {
+        table,
+        key: key.to_vec(),
+        value: stored(copy, table, key),
+    }
+}
+
+/// Replaces the header record.
+fn header_record(bytes: Vec<u8>) -> Mutation {
+    Mutation::Put {
+        table: Table::Meta,
+        key: b"header".to_vec(),
+        value: bytes,
+    }
+}
+
+/// What `verify_ledger` (run by `operator verify`) reports, as text.
+fn findings(v: &Vault) -> Vec<String> {
+    v.verify_ledger()
+        .unwrap()
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
 /// The small redb tool: applies raw mutations to a closed vault file.
 fn edit(path: &Path, batch: Vec<Mutation>) {
     RedbBackend::open(path).unwrap().commit(&batch).unwrap();
@@ -72,16 +99,8 @@ fn a_record_rolled_back_removed_or_added_is_refused_at_unseal() {
     // Each edit on its own: the revoked token's older record, the removed token brought
     // back, a live token removed.
     let edits = [
-        Mutation::Put {
-            table: Table::Tokens,
-            key: k1.clone(),
-            value: stored(&old, Table::Tokens, &k1),
-        },
-        Mutation::Put {
-            table: Table::Tokens,
-            key: k3.clone(),
-            value: stored(&old, Table::Tokens, &k3),
-        },
+        back(&old, Table::Tokens, &k1),
+        back(&old, Table::Tokens, &k3),
         Mutation::Delete {
             table: Table::Tokens,
             key: k2.clone(),
@@ -129,11 +148,7 @@ fn a_ledger_rolled_back_with_the_record_is_caught_by_the_audit_state() {
         key: b"ledger".to_vec(),
         value: stored(copy, Table::Integrity, b"ledger"),
     };
-    let token = Mutation::Put {
-        table: Table::Tokens,
-        key: k1.clone(),
-        value: stored(&old, Table::Tokens, &k1),
-    };
+    let token = back(&old, Table::Tokens, &k1);
     let current = std::fs::read(&path).unwrap();
     edit(&path, vec![token.clone(), ledger(&old)]);
     assert_eq!(
@@ -157,15 +172,7 @@ fn a_ledger_rolled_back_with_the_record_is_caught_by_the_audit_state() {
     std::fs::write(&path, &current).unwrap();
     edit(
         &path,
-        vec![
-            token,
-            ledger(&old),
-            Mutation::Put {
-                table: Table::AuditState,
-                key: head.clone(),
-                value: stored(&old, Table::AuditState, &head),
-            },
-        ],
+        vec![token, ledger(&old), back(&old, Table::AuditState, &head)],
     );
     let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
     assert_eq!(
@@ -197,25 +204,12 @@ fn a_secret_rolled_back_is_reported_by_verify() {
     edit(
         &path,
         vec![
-            Mutation::Put {
-                table: Table::Secrets,
-                key: k.clone(),
-                value: stored(&old, Table::Secrets, &k),
-            },
-            Mutation::Put {
-                table: Table::Versions,
-                key: kv.clone(),
-                value: stored(&old, Table::Versions, &kv),
-            },
+            back(&old, Table::Secrets, &k),
+            back(&old, Table::Versions, &kv),
         ],
     );
     let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
-    let found: Vec<String> = v
-        .verify_ledger()
-        .unwrap()
-        .iter()
-        .map(|e| e.to_string())
-        .collect();
+    let found = findings(&v);
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(found[0].contains("'secrets'"), "{found:?}");
     assert!(found[1].contains("'versions'"), "{found:?}");
@@ -247,11 +241,7 @@ fn an_old_header_grafted_after_a_passphrase_change_reveals_nothing_new() {
     assert_eq!(Keyring::key_id_of(&after).unwrap(), 2);
     edit(
         &path,
-        vec![Mutation::Put {
-            table: Table::Meta,
-            key: b"header".to_vec(),
-            value: stored(&old, Table::Meta, b"header"),
-        }],
+        vec![header_record(stored(&old, Table::Meta, b"header"))],
     );
     // The old header opens the old root key, whose keyring cannot open the ledger (sealed
     // with the new data key) — nor the record written after the change.
@@ -308,14 +298,7 @@ fn recovery_key_and_key_file_survive_root_changes_and_a_replaced_one_opens_nothi
     Vault::open(&path, Unlock::RecoveryKey(b"recovery two")).unwrap();
     // The header from before the replacement, grafted: the old recovery key opens the old
     // root key, which opens nothing of the file as it is now.
-    edit(
-        &path,
-        vec![Mutation::Put {
-            table: Table::Meta,
-            key: b"header".to_vec(),
-            value: old_header,
-        }],
-    );
+    edit(&path, vec![header_record(old_header)]);
     assert_eq!(
         integrity_table(Vault::open(&path, Unlock::RecoveryKey(b"recovery one"))),
         "integrity"
@@ -353,14 +336,7 @@ fn a_change_to_any_header_field_is_refused() {
             }
             other => panic!("{field}: {other}"),
         }
-        edit(
-            &path,
-            vec![Mutation::Put {
-                table: Table::Meta,
-                key: b"header".to_vec(),
-                value: serde_json::to_vec(&h).unwrap(),
-            }],
-        );
+        edit(&path, vec![header_record(serde_json::to_vec(&h).unwrap())]);
         let r = Vault::open(&path, Unlock::Passphrase(PASS));
         match field.as_str() {
             // What derives or unwraps the key: the key simply does not open.
@@ -376,14 +352,7 @@ fn a_change_to_any_header_field_is_refused() {
     // The tag itself removed: not an old file, tampering.
     let mut h = header.clone();
     h.as_object_mut().unwrap().remove("mac");
-    edit(
-        &path,
-        vec![Mutation::Put {
-            table: Table::Meta,
-            key: b"header".to_vec(),
-            value: serde_json::to_vec(&h).unwrap(),
-        }],
-    );
+    edit(&path, vec![header_record(serde_json::to_vec(&h).unwrap())]);
     assert_eq!(
         integrity_table(Vault::open(&path, Unlock::Passphrase(PASS))),
         "meta"
@@ -441,14 +410,7 @@ fn a_root_key_change_does_not_launder_a_changed_record() {
     let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
     put(&v, Table::Secrets, b"app/db", b"v2");
     drop(v);
-    edit(
-        &path,
-        vec![Mutation::Put {
-            table: Table::Secrets,
-            key: k.clone(),
-            value: stored(&old, Table::Secrets, &k),
-        }],
-    );
+    edit(&path, vec![back(&old, Table::Secrets, &k)]);
     let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
     for change in [
         rt().block_on(v.rotate_data_key()).err(),
@@ -463,12 +425,7 @@ fn a_root_key_change_does_not_launder_a_changed_record() {
     }
     drop(v);
     let v = Vault::open(&path, Unlock::Passphrase(PASS)).unwrap();
-    let found: Vec<String> = v
-        .verify_ledger()
-        .unwrap()
-        .iter()
-        .map(|e| e.to_string())
-        .collect();
+    let found = findings(&v);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("'secrets'"), "{found:?}");
 }
