@@ -182,6 +182,24 @@ impl Ledger {
         Ok(out)
     }
 
+    /// [`Ledger::rebuild`] under this key and `next`'s, in one pass over the file (a root-key
+    /// change checks the file under the outgoing key and rebuilds under the new one).
+    pub(crate) fn rebuild_with(
+        &self,
+        next: &Ledger,
+        scan: Scan<'_>,
+    ) -> Result<(Digests, Digests), StoreError> {
+        let (mut mine, mut theirs) = (Digests::default(), Digests::default());
+        for t in covered() {
+            scan(t, &mut |k, v| {
+                mine.toggle(t, self.term(t, k, v));
+                theirs.toggle(t, next.term(t, k, v));
+                true
+            })?;
+        }
+        Ok((mine, theirs))
+    }
+
     /// The tally after `batch` is applied to the state `before` describes; `committed` is
     /// the store as of that state (the old value of a changed record the last batch did not
     /// write is read from it).

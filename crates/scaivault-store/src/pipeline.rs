@@ -26,8 +26,10 @@ pub(crate) trait WriterKeys: Send + Sync + 'static {
     /// Seals a record's plaintext for the file, given its table and (blinded) key.
     fn seal(&self, table: Table, key: &[u8], plain: &[u8]) -> Vec<u8>;
 
-    /// The ledger under the current root key, with the root key's generation, which moves
-    /// each time a job replaces the root key.
+    /// The root key's generation, which moves each time a job replaces the root key.
+    fn generation(&self) -> u64;
+
+    /// The ledger under the current root key, with its generation.
     fn ledger(&self) -> (u64, Ledger);
 
     /// Called once a batch that moved the root key to `generation` is durable.
@@ -180,14 +182,14 @@ fn writer_loop(
             }
         }
         let batch = raw.mutations(keys);
-        let (generation, current) = keys.ledger();
         let result = if let Some(e) = &poisoned {
             Err(e.clone())
         } else if batch.is_empty() {
             Ok(())
-        } else if generation == ledger.0 {
+        } else if keys.generation() == ledger.0 {
             commit_with_ledger(backend, keys, &ledger.1, &mut tally, batch)
         } else {
+            let (generation, current) = keys.ledger();
             // A job of this batch replaced the root key: the ledger moves to the new root
             // key's MAC key, recomputed over every table in the same commit, so that someone
             // who held only the old root key cannot recompute it.
@@ -198,10 +200,11 @@ fn writer_loop(
                 .snapshot()
                 .and_then(|s| {
                     let scan = |t: Table, v: &mut dyn FnMut(&[u8], &[u8]) -> bool| s.scan(t, v);
-                    if let Some(t) = ledger.1.rebuild(&scan)?.first_difference(&tally.digests) {
+                    let (was, now) = ledger.1.rebuild_with(&current, &scan)?;
+                    if let Some(t) = was.first_difference(&tally.digests) {
                         return Err(crate::ledger::mismatch(t));
                     }
-                    current.rebuild(&scan)
+                    Ok(now)
                 })
                 .and_then(|digests| {
                     let mut fresh = Tally::new(digests);

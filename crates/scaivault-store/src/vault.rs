@@ -971,6 +971,10 @@ impl WriterKeys for Keys {
         Keys::seal(self, table, key, plain)
     }
 
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn ledger(&self) -> (u64, Ledger) {
         let root = self.root.read().unwrap_or_else(|p| p.into_inner());
         (
