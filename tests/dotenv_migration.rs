@@ -230,6 +230,64 @@ fn local_mode_import_is_one_transaction() {
     );
 }
 
+/// Issue #18: an import is one request and one transaction in both modes, so one secret the
+/// caller may not write leaves the vault as it was (before, a server got N separate writes
+/// that could fail half-way).
+#[test]
+fn an_import_refused_for_one_secret_writes_none() {
+    let dev = Dev::start();
+    let token = service_account(
+        &dev,
+        "sa:importer",
+        "importer",
+        "half/**",
+        &["read", "list"],
+        &["secrets:read", "secrets:list", "secrets:write"],
+    );
+    // Writes are allowed on one of the two paths only.
+    let (s, p) = dev.post(
+        "/v1/policies",
+        &dev.token,
+        serde_json::json!({ "name": "importer-write", "rules": [{ "path_pattern": "half/api_key", "permissions": ["write"] }] }),
+    );
+    assert_eq!(s, 201, "{p}");
+    let (s, _) = dev.post(
+        &format!("/v1/policies/{}/bindings", p["id"].as_str().unwrap()),
+        &dev.token,
+        serde_json::json!({ "identity_type": "service_account", "identity_id": "sa:importer" }),
+    );
+    assert_eq!(s, 201);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join(".env");
+    std::fs::write(&f, "API_KEY=k1\nDB_PASSWORD=p1\n").unwrap();
+    let out = dev.cli_as(
+        &token,
+        &["import", "dotenv", f.to_str().unwrap(), "--prefix", "half"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("half/db_password"),
+        "{}",
+        stderr(&out)
+    );
+    let (s, b) = dev.get("/v1/secrets/half/api_key", &dev.token);
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (404, Some("secret_not_found")),
+        "{b}"
+    );
+    // With both paths writable the same import lands whole, each write audited on its own.
+    let out = dev.cli(&["import", "dotenv", f.to_str().unwrap(), "--prefix", "half"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, logs) = dev.get(
+        "/v1/audit/logs?action=write&secret_path=half/db_password",
+        &dev.token,
+    );
+    assert_eq!(logs["logs"][0]["extra_data"]["batch"], true, "{logs}");
+    assert_eq!(logs["logs"][0]["success"], true, "{logs}");
+}
+
 #[test]
 fn run_injects_passes_the_exit_code_and_masks() {
     let dev = Dev::start();
@@ -437,10 +495,12 @@ fn run_in_local_mode_is_audited_and_releases_the_file() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "key=k-123\nchild-opened-vault\n");
     let out = cli_env(
-        &["audit", "query", "--action", "run", "--json", "--vault", v],
+        &["audit", "query", "--action", "read", "--json", "--vault", v],
         &env,
         None,
     );
+    // Each value the child got was read through the API, and audited as a read.
     let logs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(logs["logs"][0]["secret_path"], "svc/");
+    assert_eq!(logs["logs"][0]["secret_path"], "svc/api_key");
+    assert_eq!(logs["logs"][0]["extra_data"]["batch"], true);
 }

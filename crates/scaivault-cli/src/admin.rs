@@ -1,16 +1,13 @@
 //! `scaivault auth|identity|tokens|policies …`
 
-use reqwest::Method;
-use scaivault_core::scope::{Permission, ScopeSet};
+use scaivault_core::scope::Permission;
 use scaivault_core::{Error, ErrorCode};
-use scaivault_engine::{
-    BindingRequest, CreateIdentity, CreateToken, PolicyRequest, PolicyTestRequest,
-};
+use scaivault_engine::CreateToken;
 use serde_json::{Value, json};
 
 use crate::args::{AuthCmd, IdentityCmd, PoliciesCmd, TokensCmd};
 use crate::output::{Out, print_table, text as s};
-use crate::target::{CliResult, Target, local_caller, q, to_value};
+use crate::target::{CliResult, Method, VaultClient, q};
 
 fn usage(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidRequest, msg)
@@ -36,7 +33,7 @@ pub async fn login(url: String, given: Option<&str>, out: &Out) -> CliResult<()>
     if token.is_empty() {
         return Err(usage("no token given").into());
     }
-    let remote = crate::target::Remote::new(url, Some(token.to_string()));
+    let remote = VaultClient::http(url, Some(token.to_string()));
     let me = remote.call(Method::GET, "/v1/auth/whoami", None).await?;
     crate::config::set("token", &token).map_err(usage)?;
     out.emit(&me, || {
@@ -50,7 +47,7 @@ pub async fn login(url: String, given: Option<&str>, out: &Out) -> CliResult<()>
     Ok(())
 }
 
-pub async fn auth(target: &Target, cmd: AuthCmd, out: &Out) -> CliResult<()> {
+pub async fn auth(target: &VaultClient, cmd: AuthCmd, out: &Out) -> CliResult<()> {
     match cmd {
         AuthCmd::Login => {
             return Err(usage(
@@ -59,10 +56,7 @@ pub async fn auth(target: &Target, cmd: AuthCmd, out: &Out) -> CliResult<()> {
             .into());
         }
         AuthCmd::Whoami => {
-            let res = match target {
-                Target::Remote(r) => r.call(Method::GET, "/v1/auth/whoami", None).await?,
-                Target::Local(e) => e.whoami(&local_caller()),
-            };
+            let res = target.call(Method::GET, "/v1/auth/whoami", None).await?;
             out.emit(&res, || {
                 println!(
                     "identity:  {} ({})",
@@ -97,101 +91,69 @@ pub async fn auth(target: &Target, cmd: AuthCmd, out: &Out) -> CliResult<()> {
     Ok(())
 }
 
-pub async fn identity(target: &Target, cmd: IdentityCmd, out: &Out) -> CliResult<()> {
-    let c = local_caller();
-    let res = match (&cmd, target) {
-        (IdentityCmd::Create { id, display_name }, Target::Remote(r)) => {
-            r.call(
-                Method::POST,
-                "/v1/identities",
-                Some(&json!({"identity_id": id, "display_name": display_name})),
-            )
-            .await?
-        }
-        (IdentityCmd::Create { id, display_name }, Target::Local(e)) => to_value(
-            e.create_identity(
-                &c,
-                CreateIdentity {
-                    identity_id: id.clone(),
-                    display_name: display_name.clone(),
-                },
-            )
-            .await?,
-        )?,
-        (IdentityCmd::List, Target::Remote(r)) => {
-            r.call(Method::GET, "/v1/identities", None).await?
-        }
-        (IdentityCmd::List, Target::Local(e)) => {
-            json!({ "identities": to_value(e.list_identities(&c, None)?)? })
-        }
-        (IdentityCmd::Delete { id }, Target::Remote(r)) => {
-            r.call(Method::DELETE, &format!("/v1/identities/{}", q(id)), None)
+pub async fn identity(target: &VaultClient, cmd: IdentityCmd, out: &Out) -> CliResult<()> {
+    let res = match &cmd {
+        IdentityCmd::Create { id, display_name } => {
+            target
+                .call(
+                    Method::POST,
+                    "/v1/identities",
+                    Some(&json!({"identity_id": id, "display_name": display_name})),
+                )
                 .await?
         }
-        (IdentityCmd::Delete { id }, Target::Local(e)) => {
-            e.delete_identity(&c, id).await?;
-            Value::Null
-        }
-        (IdentityCmd::AddMember { group, id }, Target::Remote(r)) => {
-            r.call(
-                Method::POST,
-                &format!("/v1/identities/{}/members", q(group)),
-                Some(&json!({"member_id": id})),
-            )
-            .await?
-        }
-        (IdentityCmd::AddMember { group, id }, Target::Local(e)) => {
-            to_value(e.set_membership(&c, group, id, true).await?)?
-        }
-        (IdentityCmd::RemoveMember { group, id }, Target::Remote(r)) => {
-            r.call(
-                Method::DELETE,
-                &format!("/v1/identities/{}/members/{}", q(group), q(id)),
-                None,
-            )
-            .await?
-        }
-        (IdentityCmd::RemoveMember { group, id }, Target::Local(e)) => {
-            to_value(e.set_membership(&c, group, id, false).await?)?
-        }
-        (IdentityCmd::Credentials { id, scope }, Target::Remote(r)) => {
-            r.call(
-                Method::POST,
-                &format!("/v1/identities/{}/credentials", q(id)),
-                Some(&json!({"scopes": scope})),
-            )
-            .await?
-        }
-        (IdentityCmd::Credentials { id, scope }, Target::Local(e)) => {
-            e.create_client_credential(&c, id, ScopeSet::parse_list(scope)?)
+        IdentityCmd::List => target.call(Method::GET, "/v1/identities", None).await?,
+        IdentityCmd::Delete { id } => {
+            target
+                .call(Method::DELETE, &format!("/v1/identities/{}", q(id)), None)
                 .await?
         }
-        (IdentityCmd::ListCredentials { id }, Target::Remote(r)) => {
-            r.call(
-                Method::GET,
-                &format!("/v1/identities/{}/credentials", q(id)),
-                None,
-            )
-            .await?
+        IdentityCmd::AddMember { group, id } => {
+            target
+                .call(
+                    Method::POST,
+                    &format!("/v1/identities/{}/members", q(group)),
+                    Some(&json!({"member_id": id})),
+                )
+                .await?
         }
-        (IdentityCmd::ListCredentials { id }, Target::Local(e)) => {
-            e.list_client_credentials(&c, id)?
+        IdentityCmd::RemoveMember { group, id } => {
+            target
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/identities/{}/members/{}", q(group), q(id)),
+                    None,
+                )
+                .await?
         }
-        (IdentityCmd::RevokeCredential { id, credential_id }, Target::Remote(r)) => {
-            r.call(
-                Method::DELETE,
-                &format!("/v1/identities/{}/credentials/{}", q(id), q(credential_id)),
-                None,
-            )
-            .await?
+        IdentityCmd::Credentials { id, scope } => {
+            target
+                .call(
+                    Method::POST,
+                    &format!("/v1/identities/{}/credentials", q(id)),
+                    Some(&json!({"scopes": scope})),
+                )
+                .await?
         }
-        (IdentityCmd::RevokeCredential { id, credential_id }, Target::Local(e)) => {
-            e.revoke_client_credential(&c, id, credential_id).await?
+        IdentityCmd::ListCredentials { id } => {
+            target
+                .call(
+                    Method::GET,
+                    &format!("/v1/identities/{}/credentials", q(id)),
+                    None,
+                )
+                .await?
+        }
+        IdentityCmd::RevokeCredential { id, credential_id } => {
+            target
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/identities/{}/credentials/{}", q(id), q(credential_id)),
+                    None,
+                )
+                .await?
         }
     };
-    if matches!(cmd, IdentityCmd::Credentials { .. }) {
-        crate::record_before_showing(target, "identity", "credentials").await?;
-    }
     out.emit(&res, || match &cmd {
         IdentityCmd::Create { id, .. } => println!("Created {id}"),
         IdentityCmd::Delete { id } => println!("Deleted {id} and revoked its tokens"),
@@ -246,8 +208,7 @@ pub async fn identity(target: &Target, cmd: IdentityCmd, out: &Out) -> CliResult
     Ok(())
 }
 
-pub async fn tokens(target: &Target, cmd: TokensCmd, out: &Out) -> CliResult<()> {
-    let c = local_caller();
+pub async fn tokens(target: &VaultClient, cmd: TokensCmd, out: &Out) -> CliResult<()> {
     match cmd {
         TokensCmd::Create {
             identity,
@@ -262,21 +223,15 @@ pub async fn tokens(target: &Target, cmd: TokensCmd, out: &Out) -> CliResult<()>
                 name,
             };
             let body = json!({"identity_id": req.identity_id, "scopes": req.scopes, "ttl": req.ttl, "name": req.name});
-            let res = match target {
-                Target::Remote(r) => r.call(Method::POST, "/v1/auth/tokens", Some(&body)).await,
-                Target::Local(e) => e
-                    .create_token(&c, req)
-                    .await
-                    .map_err(Into::into)
-                    .and_then(to_value),
-            };
+            let res = target
+                .call(Method::POST, "/v1/auth/tokens", Some(&body))
+                .await;
             let res = res.map_err(|mut e| {
                 if e.error.code == ErrorCode::IdentityNotFound {
                     e.error.message = format!("{identity} does not exist; create it first: scaivault identity create {identity}");
                 }
                 e
             })?;
-            crate::record_before_showing(target, "tokens", "create").await?;
             out.emit(&res, || {
                 println!("{}", s(&res["token"]));
                 eprintln!(
@@ -296,15 +251,13 @@ pub async fn tokens(target: &Target, cmd: TokensCmd, out: &Out) -> CliResult<()>
             });
         }
         TokensCmd::List { identity } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    let f = identity
-                        .map(|i| format!("?identity_id={}", q(&i)))
-                        .unwrap_or_default();
-                    r.call(Method::GET, &format!("/v1/auth/tokens{f}"), None)
-                        .await?
-                }
-                Target::Local(e) => e.list_tokens(&c, identity.as_deref())?,
+            let res = {
+                let f = identity
+                    .map(|i| format!("?identity_id={}", q(&i)))
+                    .unwrap_or_default();
+                target
+                    .call(Method::GET, &format!("/v1/auth/tokens{f}"), None)
+                    .await?
             };
             out.emit(&res, || {
                 let rows = res["tokens"]
@@ -336,17 +289,13 @@ pub async fn tokens(target: &Target, cmd: TokensCmd, out: &Out) -> CliResult<()>
             });
         }
         TokensCmd::Revoke { token_id } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(
-                        Method::DELETE,
-                        &format!("/v1/auth/tokens/{}", q(&token_id)),
-                        None,
-                    )
-                    .await?
-                }
-                Target::Local(e) => e.revoke_token(&c, &token_id).await?,
-            };
+            let res = target
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/auth/tokens/{}", q(&token_id)),
+                    None,
+                )
+                .await?;
             out.emit(&res, || println!("Revoked {token_id}"));
         }
     }
@@ -369,8 +318,7 @@ fn parse_rule(raw: &str) -> Result<Value, Error> {
     Ok(json!({ "path_pattern": pattern, "permissions": perms }))
 }
 
-pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult<()> {
-    let c = local_caller();
+pub async fn policies(target: &VaultClient, cmd: PoliciesCmd, out: &Out) -> CliResult<()> {
     match cmd {
         PoliciesCmd::Create {
             name,
@@ -406,25 +354,16 @@ pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult
                         .collect::<Result<_, _>>()?,
                 );
             }
-            let res = match target {
-                Target::Remote(r) => r.call(Method::POST, "/v1/policies", Some(&body)).await?,
-                Target::Local(e) => {
-                    let req: PolicyRequest = serde_json::from_value(body)
-                        .map_err(|err| usage(format!("invalid policy: {err}")))?;
-                    to_value(e.create_policy(&c, req).await?)?
-                }
-            };
+            let res = target
+                .call(Method::POST, "/v1/policies", Some(&body))
+                .await?;
             out.emit(&res, || {
                 println!("Created policy {} ({})", s(&res["name"]), s(&res["id"]))
             });
         }
         PoliciesCmd::List => {
             let res = target
-                .all_pages(
-                    "/v1/policies?include_inactive=true",
-                    "policies",
-                    |e, cursor| e.list_policies(&c, true, Some(1000), cursor),
-                )
+                .all_pages("/v1/policies?include_inactive=true", "policies")
                 .await?;
             out.emit(&res, || {
                 let rows = res["policies"]
@@ -446,13 +385,9 @@ pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult
             });
         }
         PoliciesCmd::Get { id } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(Method::GET, &format!("/v1/policies/{}", q(&id)), None)
-                        .await?
-                }
-                Target::Local(e) => to_value(e.get_policy(&c, &id)?)?,
-            };
+            let res = target
+                .call(Method::GET, &format!("/v1/policies/{}", q(&id)), None)
+                .await?;
             out.emit(&res, || {
                 println!(
                     "{} ({}){}",
@@ -493,9 +428,9 @@ pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult
             });
         }
         PoliciesCmd::Delete { id, force } => {
-            match target {
-                Target::Remote(r) => {
-                    r.call(
+            {
+                target
+                    .call(
                         Method::DELETE,
                         &format!(
                             "/v1/policies/{}{}",
@@ -505,8 +440,6 @@ pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult
                         None,
                     )
                     .await?;
-                }
-                Target::Local(e) => e.delete_policy(&c, &id, force).await?,
             }
             out.emit(&json!({"deleted": id}), || println!("Deleted policy {id}"));
         }
@@ -517,21 +450,13 @@ pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult
             expires_at,
         } => {
             let body = json!({"identity_id": identity_id, "identity_type": identity_type, "expires_at": expires_at});
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(
-                        Method::POST,
-                        &format!("/v1/policies/{}/bindings", q(&id)),
-                        Some(&body),
-                    )
-                    .await?
-                }
-                Target::Local(e) => {
-                    let req: BindingRequest = serde_json::from_value(body)
-                        .map_err(|err| usage(format!("invalid binding: {err}")))?;
-                    to_value(e.create_binding(&c, &id, req).await?)?
-                }
-            };
+            let res = target
+                .call(
+                    Method::POST,
+                    &format!("/v1/policies/{}/bindings", q(&id)),
+                    Some(&body),
+                )
+                .await?;
             out.emit(&res, || {
                 println!(
                     "Bound {} to {id} ({})",
@@ -541,16 +466,14 @@ pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult
             });
         }
         PoliciesCmd::Unbind { id, binding } => {
-            match target {
-                Target::Remote(r) => {
-                    r.call(
+            {
+                target
+                    .call(
                         Method::DELETE,
                         &format!("/v1/policies/{}/bindings/{}", q(&id), q(&binding)),
                         None,
                     )
                     .await?;
-                }
-                Target::Local(e) => e.delete_binding(&c, &id, &binding).await?,
             }
             out.emit(&json!({"unbound": binding}), || {
                 println!("Removed binding {binding} from {id}")
@@ -562,17 +485,9 @@ pub async fn policies(target: &Target, cmd: PoliciesCmd, out: &Out) -> CliResult
             identity,
         } => {
             let body = json!({"identity_id": identity, "path": path, "permission": permission});
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(Method::POST, "/v1/policies/test", Some(&body))
-                        .await?
-                }
-                Target::Local(e) => {
-                    let req: PolicyTestRequest =
-                        serde_json::from_value(body).map_err(|err| usage(format!("{err}")))?;
-                    to_value(e.test_policy(&c, req)?)?
-                }
-            };
+            let res = target
+                .call(Method::POST, "/v1/policies/test", Some(&body))
+                .await?;
             out.emit(&res, || {
                 if res["allowed"] == json!(true) {
                     println!("allowed: {identity} may {permission} {path}");

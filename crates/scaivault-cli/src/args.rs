@@ -710,9 +710,10 @@ pub struct ImportDotenvArgs {
     /// tagged with its service and environment as well.
     #[arg(long)]
     pub fleet: Option<PathBuf>,
-    /// Parallel requests against a server.
-    #[arg(long, default_value_t = 32)]
-    pub concurrency: usize,
+    /// Accepted for old scripts and ignored: an import is now one request and one
+    /// transaction, all or none.
+    #[arg(long, hide = true)]
+    pub concurrency: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,7 +2,7 @@
 
 use std::io::Write as _;
 
-use reqwest::Method;
+use crate::target::Method;
 use scaivault_core::time::Timestamp;
 use scaivault_core::{Error, ErrorCode};
 use scaivault_engine::{AuditQuery, SummaryQuery};
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::args::{AuditCmd, AuditFilter};
 use crate::output::{Out, print_table, text as s};
-use crate::target::{CliResult, Target, local_caller, q, to_value};
+use crate::target::{CliResult, VaultClient, q};
 
 fn time(raw: &Option<String>) -> Result<Option<Timestamp>, Error> {
     raw.as_deref()
@@ -51,21 +51,17 @@ fn query_string(aq: &AuditQuery) -> String {
     parts.join("&")
 }
 
-async fn page(target: &Target, aq: &AuditQuery) -> CliResult<Value> {
-    match target {
-        Target::Remote(r) => {
-            r.call(
-                Method::GET,
-                &format!("/v1/audit/logs?{}", query_string(aq)),
-                None,
-            )
-            .await
-        }
-        Target::Local(e) => Ok(e.query_audit(&local_caller(), aq)?),
-    }
+async fn page(target: &VaultClient, aq: &AuditQuery) -> CliResult<Value> {
+    target
+        .call(
+            Method::GET,
+            &format!("/v1/audit/logs?{}", query_string(aq)),
+            None,
+        )
+        .await
 }
 
-pub async fn run(target: &Target, cmd: AuditCmd, out: &Out) -> CliResult<()> {
+pub async fn run(target: &VaultClient, cmd: AuditCmd, out: &Out) -> CliResult<()> {
     match cmd {
         AuditCmd::Query { filter, limit } => {
             let res = page(target, &query_of(&filter, limit.clamp(1, 1000), None)?).await?;
@@ -104,34 +100,28 @@ pub async fn run(target: &Target, cmd: AuditCmd, out: &Out) -> CliResult<()> {
                 identity_id,
                 secret_path: path,
             };
-            let res = match target {
-                Target::Remote(r) => {
-                    let aq = AuditQuery {
-                        from: sq.from,
-                        to: sq.to,
-                        identity_id: sq.identity_id.clone(),
-                        secret_path: sq.secret_path.clone(),
-                        ..Default::default()
-                    };
-                    r.call(
+            let res = {
+                let aq = AuditQuery {
+                    from: sq.from,
+                    to: sq.to,
+                    identity_id: sq.identity_id.clone(),
+                    secret_path: sq.secret_path.clone(),
+                    ..Default::default()
+                };
+                target
+                    .call(
                         Method::GET,
                         &format!("/v1/audit/summary?{}", query_string(&aq)),
                         None,
                     )
                     .await?
-                }
-                Target::Local(e) => e.audit_summary(&local_caller(), &sq)?,
             };
             out.emit(&res, || print_summary(&res));
         }
         AuditCmd::Verify { fast } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(Method::GET, &format!("/v1/audit/verify?fast={fast}"), None)
-                        .await?
-                }
-                Target::Local(e) => to_value(e.verify_audit(&local_caller(), fast)?)?,
-            };
+            let res = target
+                .call(Method::GET, &format!("/v1/audit/verify?fast={fast}"), None)
+                .await?;
             out.emit(&res, || {
                 if res["ok"] == json!(true) {
                     println!(
@@ -158,21 +148,13 @@ pub async fn run(target: &Target, cmd: AuditCmd, out: &Out) -> CliResult<()> {
             }
         }
         AuditCmd::Prune { older_than } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(
-                        Method::POST,
-                        "/v1/audit/prune",
-                        Some(&json!({ "older_than": older_than })),
-                    )
-                    .await?
-                }
-                Target::Local(e) => {
-                    let age = scaivault_core::duration::parse_duration(&older_than)?;
-                    e.prune_audit(&local_caller(), Timestamp::now().minus(age))
-                        .await?
-                }
-            };
+            let res = target
+                .call(
+                    Method::POST,
+                    "/v1/audit/prune",
+                    Some(&json!({ "older_than": older_than })),
+                )
+                .await?;
             out.emit(&res, || {
                 println!(
                     "Removed {} entries; the log now starts after entry {}",

@@ -1,5 +1,6 @@
-//! The `scaivault` command line: argument parsing, output, and the HTTP client. Business
-//! rules live in the engine; local (`--vault FILE`) mode calls it directly.
+//! The `scaivault` command line: argument parsing and output. Every command is written once
+//! against `scaivault_client::VaultClient`, which reaches a server over HTTP or, with
+//! `--vault FILE`, the same API served in this process. Business rules live in the engine.
 
 #![forbid(unsafe_code)]
 
@@ -27,7 +28,7 @@ use scaivault_core::{Error, ErrorCode};
 
 use crate::args::{Cli, Command, ConfigCmd, Global};
 use crate::output::Out;
-use crate::target::{CliError, CliResult, Remote, Target};
+use crate::target::{CliError, CliResult, VaultClient};
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
@@ -92,12 +93,17 @@ pub fn main() -> i32 {
     }
 }
 
-fn target(g: &Global) -> CliResult<Target> {
-    if g.vault.is_some() {
-        return Ok(Target::Local(serve::open_local(g)?));
+/// The vault a command talks to: the file given with `--vault`, opened here and served by
+/// the same router in this process, or a server over HTTP.
+fn target(g: &Global) -> CliResult<VaultClient> {
+    if let Some(path) = &g.vault {
+        let engine = serve::open_local(g)?;
+        return Ok(VaultClient::in_process(
+            scaivault_client::in_process::Local::new(path.clone(), engine),
+        ));
     }
     let token = g.token.clone().or_else(|| config::get("token"));
-    Ok(Target::Remote(Remote::new(server_url(g), token)))
+    Ok(VaultClient::http(server_url(g), token))
 }
 
 /// The server's address: `--url`, SCAIVAULT_URL, the config file, or the default.
@@ -106,6 +112,17 @@ fn server_url(g: &Global) -> String {
         .clone()
         .or_else(|| config::get("base_url"))
         .unwrap_or_else(|| "http://127.0.0.1:8200".into())
+}
+
+/// Runs one command against the vault and ends the session whatever its outcome (a file
+/// opened in this process persists its last-access times and closes, as a server would).
+macro_rules! on_vault {
+    ($g:expr, |$t:ident| $body:expr) => {{
+        let $t = target(&$g)?;
+        let result = $body.await;
+        $t.close().await;
+        result
+    }};
 }
 
 async fn run(cli: Cli) -> CliResult<()> {
@@ -121,176 +138,29 @@ async fn run(cli: Cli) -> CliResult<()> {
             }
             serve::server(&g, a).await
         }
-        Command::Secrets(c) => {
-            let (action, path) = secrets::describe(&c);
-            let t = target(&g)?;
-            // A local read records its entry itself, before the value is printed.
-            let self_recorded = matches!(c, args::SecretsCmd::Read { .. });
-            let result = secrets::run(&t, c, &out).await;
-            if !(self_recorded && result.is_ok()) {
-                audit_local(&t, action.into(), path, &result).await?;
-            }
-            result
-        }
+        Command::Secrets(c) => on_vault!(g, |t| secrets::run(&t, c, &out)),
         Command::Auth(args::AuthCmd::Login) if g.vault.is_none() => {
             admin::login(server_url(&g), g.token.as_deref(), &out).await
         }
-        Command::Auth(c) => admin::auth(&target(&g)?, c, &out).await,
+        Command::Auth(c) => on_vault!(g, |t| admin::auth(&t, c, &out)),
         Command::Config(ConfigCmd::Set { key, value }) => {
             config::set(&key, &value).map_err(|m| Error::new(ErrorCode::InvalidRequest, m))?;
             println!("Saved {key} in {}", config::path().display());
             Ok(())
         }
-        Command::Identity(c) => {
-            let action = local_action("identity", &variant(&c));
-            let self_recorded = matches!(c, args::IdentityCmd::Credentials { .. });
-            let t = target(&g)?;
-            let result = admin::identity(&t, c, &out).await;
-            if !(self_recorded && result.is_ok()) {
-                audit_local(&t, action, None, &result).await?;
-            }
-            result
-        }
-        Command::Tokens(c) => {
-            let action = local_action("tokens", &variant(&c));
-            let self_recorded = matches!(c, args::TokensCmd::Create { .. });
-            let t = target(&g)?;
-            let result = admin::tokens(&t, c, &out).await;
-            if !(self_recorded && result.is_ok()) {
-                audit_local(&t, action, None, &result).await?;
-            }
-            result
-        }
-        Command::Policies(c) => {
-            let action = local_action("policies", &variant(&c));
-            let t = target(&g)?;
-            let result = admin::policies(&t, c, &out).await;
-            audit_local(&t, action, None, &result).await?;
-            result
-        }
-        Command::Audit(c) => {
-            let action = local_action("audit", &variant(&c));
-            let t = target(&g)?;
-            let result = audit::run(&t, c, &out).await;
-            audit_local(&t, action, None, &result).await?;
-            result
-        }
-        Command::Webhooks(c) => {
-            let action = local_action("webhooks", &variant(&c));
-            let t = target(&g)?;
-            let result = webhooks::run(&t, c, &out).await;
-            audit_local(&t, action, None, &result).await?;
-            result
-        }
-        Command::Plugins(c) => {
-            let action = local_action("plugins", &variant(&c));
-            let self_recorded = matches!(c, args::PluginsCmd::Generate { .. });
-            let t = target(&g)?;
-            let result = plugins::run(&t, c, &out).await;
-            if !(self_recorded && result.is_ok()) {
-                audit_local(&t, action, None, &result).await?;
-            }
-            result
-        }
-        Command::Rotation(c) => {
-            let action = local_action("rotation", &variant(&c));
-            let t = target(&g)?;
-            let result = rotation::run(&t, c, &out).await;
-            audit_local(&t, action, None, &result).await?;
-            result
-        }
+        Command::Identity(c) => on_vault!(g, |t| admin::identity(&t, c, &out)),
+        Command::Tokens(c) => on_vault!(g, |t| admin::tokens(&t, c, &out)),
+        Command::Policies(c) => on_vault!(g, |t| admin::policies(&t, c, &out)),
+        Command::Audit(c) => on_vault!(g, |t| audit::run(&t, c, &out)),
+        Command::Webhooks(c) => on_vault!(g, |t| webhooks::run(&t, c, &out)),
+        Command::Plugins(c) => on_vault!(g, |t| plugins::run(&t, c, &out)),
+        Command::Rotation(c) => on_vault!(g, |t| rotation::run(&t, c, &out)),
         Command::Import(args::ImportCmd::Dotenv(a)) => {
-            let t = target(&g)?;
-            let result = migrate::import(&t, a, &out).await;
-            audit_local(&t, "import_dotenv".into(), None, &result).await?;
-            result
+            on_vault!(g, |t| migrate::import(&t, a, &out))
         }
-        Command::Export(c) => migrate::export(&target(&g)?, c).await,
+        Command::Export(c) => on_vault!(g, |t| migrate::export(&t, c)),
         Command::Run(a) => run::run(&g, a, || target(&g)).await,
         Command::Operator(c) => serve::operator(&g, || target(&g), c, &out).await,
         Command::Bench(c) => bench::run(c, &out).await,
     }
-}
-
-/// The audit action of a local-mode command: the server's name for the same act, so a query
-/// by action finds both (`policies create` is `policy_create` whichever way it ran).
-fn local_action(group: &str, variant: &str) -> String {
-    use scaivault_engine::AuditAction as A;
-    let a = match (group, variant) {
-        ("identity", "create") => A::IdentityCreate,
-        ("identity", "list") => A::IdentityRead,
-        ("identity", "delete") => A::IdentityDelete,
-        ("identity", "addmember") => A::IdentityMemberAdd,
-        ("identity", "removemember") => A::IdentityMemberRemove,
-        ("identity", "credentials") => A::CredentialCreate,
-        ("identity", "listcredentials") => A::CredentialList,
-        ("identity", "revokecredential") => A::CredentialRevoke,
-        ("tokens", "create") => A::TokenCreate,
-        ("tokens", "list") => A::TokenList,
-        ("tokens", "revoke") => A::TokenRevoke,
-        ("policies", "create") => A::PolicyCreate,
-        ("policies", "list" | "get" | "test") => A::PolicyRead,
-        ("policies", "delete") => A::PolicyDelete,
-        ("policies", "bind") => A::PolicyBind,
-        ("policies", "unbind") => A::PolicyUnbind,
-        ("webhooks", "list" | "get" | "deliveries") => A::WebhookRead,
-        ("webhooks", "create") => A::WebhookCreate,
-        ("webhooks", "update") => A::WebhookUpdate,
-        ("webhooks", "delete") => A::WebhookDelete,
-        ("webhooks", "test") => A::WebhookTest,
-        ("plugins", "list") => A::PluginRead,
-        ("plugins", "install") => A::PluginInstall,
-        ("plugins", "remove") => A::PluginRemove,
-        ("plugins", "verify") => A::PluginVerify,
-        ("plugins", "generate") => A::Generate,
-        ("audit", "query" | "summary" | "export") => A::AuditQuery,
-        ("audit", "prune") => A::AuditPrune,
-        ("audit", "verify") => A::Verify,
-        ("rotation", "rotate") => A::Rotate,
-        ("rotation", _) => A::RotationPolicy,
-        _ => return format!("{group}_{variant}"),
-    };
-    a.as_str().to_owned()
-}
-
-/// The lower-case name of a subcommand (`Create { .. }` → `create`), for audit actions.
-fn variant(c: &impl std::fmt::Debug) -> String {
-    let d = format!("{c:?}");
-    d.split(|ch: char| !ch.is_alphanumeric())
-        .next()
-        .unwrap_or("")
-        .to_lowercase()
-}
-
-/// Records the entry of a local command that shows a value it minted (a token, a client
-/// secret, a generated value) before that value is shown: if the entry cannot be made durable
-/// the value is never printed. The dispatcher then records no second entry.
-pub(crate) async fn record_before_showing(t: &Target, group: &str, variant: &str) -> CliResult<()> {
-    audit_local(t, local_action(group, variant), None, &Ok(())).await
-}
-
-/// Local mode is audited like the API: one entry per command, made durable before the
-/// command reports success; a command whose entry cannot be written fails.
-pub(crate) async fn audit_local(
-    t: &Target,
-    action: String,
-    path: Option<String>,
-    result: &CliResult<()>,
-) -> CliResult<()> {
-    let Target::Local(engine) = t else {
-        return Ok(());
-    };
-    let caller = target::local_caller();
-    let rid = format!("local_{}", std::process::id());
-    let mut input = scaivault_engine::input_for(Some(&caller), &action, path.as_deref(), &rid);
-    input.user_agent =
-        Some(concat!("scaivault-cli/", env!("CARGO_PKG_VERSION"), " (local)").to_owned());
-    input.success = result.is_ok();
-    if let Err(e) = result {
-        input
-            .extra_data
-            .insert("error_code".into(), e.error.code.as_str().into());
-    }
-    engine.record_audit(input).await?;
-    Ok(())
 }

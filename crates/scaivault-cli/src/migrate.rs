@@ -17,19 +17,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 
-use reqwest::Method;
 use scaivault_core::path::SecretPath;
 use scaivault_core::{Error, ErrorCode};
-use scaivault_engine::WriteRequest;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::args::{ExportCmd, ImportDotenvArgs};
 use crate::dotenv;
 use crate::output::{Out, print_table};
-use crate::target::{CliError, CliResult, Target, local_caller, q, to_value};
+use crate::target::{CliResult, Method, VaultClient, q};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,18 +140,8 @@ pub fn plan_secrets(
 }
 
 /// The current version of a secret, or `None` if there is none.
-pub async fn fetch(target: &Target, path: &str) -> CliResult<Option<Value>> {
-    let r = match target {
-        Target::Remote(r) => {
-            r.call(Method::GET, &format!("/v1/secrets/{path}"), None)
-                .await
-        }
-        Target::Local(e) => e
-            .read_secret(&local_caller(), path, None)
-            .map_err(CliError::from)
-            .and_then(to_value),
-    };
-    match r {
+pub async fn fetch(target: &VaultClient, path: &str) -> CliResult<Option<Value>> {
+    match target.get(&format!("/v1/secrets/{path}")).await {
         Ok(v) => Ok(Some(v)),
         Err(e)
             if e.error.code == ErrorCode::SecretNotFound
@@ -168,19 +155,15 @@ pub async fn fetch(target: &Target, path: &str) -> CliResult<Option<Value>> {
 
 /// The current versions of many secrets (absent ones are missing from the map): a batch
 /// read per 100 paths against a server, so planning a large import costs few round trips.
-pub async fn fetch_many(target: &Target, paths: Vec<String>) -> CliResult<HashMap<String, Value>> {
+pub async fn fetch_many(
+    target: &VaultClient,
+    paths: Vec<String>,
+) -> CliResult<HashMap<String, Value>> {
     let mut out = HashMap::with_capacity(paths.len());
-    match target {
-        Target::Local(_) => {
-            for p in paths {
-                if let Some(v) = fetch(target, &p).await? {
-                    out.insert(p, v);
-                }
-            }
-        }
-        Target::Remote(r) => {
+    {
+        {
             for chunk in paths.chunks(100) {
-                let res = r
+                let res = target
                     .call(
                         Method::POST,
                         "/v1/secrets/batch",
@@ -225,7 +208,7 @@ struct Step {
 }
 
 async fn build_steps(
-    target: &Target,
+    target: &VaultClient,
     planned: Vec<Planned>,
     args: &ImportDotenvArgs,
 ) -> CliResult<Vec<Step>> {
@@ -296,12 +279,7 @@ fn merge_tags(current: Option<&Value>, given: &[String], added: &[String]) -> Ve
     merged
 }
 
-async fn apply(
-    target: &Target,
-    steps: &[Step],
-    concurrency: usize,
-    progress: bool,
-) -> CliResult<usize> {
+async fn apply(target: &VaultClient, steps: &[Step], progress: bool) -> CliResult<usize> {
     let changes: Vec<&Step> = steps
         .iter()
         .filter(|s| s.action != Action::Unchanged)
@@ -309,73 +287,36 @@ async fn apply(
     if changes.is_empty() {
         return Ok(0);
     }
-    match target {
-        Target::Local(engine) => {
-            // One atomic transaction: the whole import lands, or none of it.
-            let writes = changes
-                .iter()
-                .map(|s| {
-                    let req: WriteRequest = serde_json::from_value(s.body.clone())
-                        .map_err(|e| usage(format!("bad write: {e}")))?;
-                    Ok((s.planned.path.clone(), req))
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
-            engine.write_secrets(&local_caller(), writes).await?;
-        }
-        Target::Remote(r) => {
-            let bar = if progress {
-                let b = indicatif::ProgressBar::new(changes.len() as u64);
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{bar:40} {pos}/{len} secrets written ({per_sec})",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                );
-                b
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
-            let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-            let mut tasks = Vec::with_capacity(changes.len());
-            for s in &changes {
-                let permit = sem
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| Error::internal("semaphore closed"))?;
-                let (r, path, body, bar) = (
-                    r.clone(),
-                    s.planned.path.clone(),
-                    s.body.clone(),
-                    bar.clone(),
-                );
-                tasks.push(tokio::spawn(async move {
-                    let res = r
-                        .call(Method::PUT, &format!("/v1/secrets/{path}"), Some(&body))
-                        .await;
-                    drop(permit);
-                    bar.inc(1);
-                    res.map_err(|mut e| {
-                        e.error.message = format!("{path}: {}", e.error.message);
-                        e
-                    })
-                }));
-            }
-            let mut first_err = None;
-            for t in tasks {
-                if let Err(e) = t
-                    .await
-                    .map_err(|_| CliError::from(Error::internal("import task failed")))?
-                {
-                    first_err.get_or_insert(e);
-                }
-            }
-            bar.finish_and_clear();
-            if let Some(e) = first_err {
-                return Err(e);
-            }
-        }
-    }
+    // One request, one transaction: the whole import lands, or none of it, and every
+    // secret written has its audit entry committed with it.
+    let writes: Vec<Value> = changes
+        .iter()
+        .map(|s| {
+            let mut w = s.body.clone();
+            w["path"] = json!(s.planned.path);
+            w
+        })
+        .collect();
+    let bar = if progress && changes.len() > 1 {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_message(format!(
+            "writing {} secrets in one transaction",
+            changes.len()
+        ));
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let res = target
+        .call(
+            Method::POST,
+            "/v1/secrets/batch/write",
+            Some(&json!({ "writes": writes })),
+        )
+        .await;
+    bar.finish_and_clear();
+    res?;
     Ok(changes.len())
 }
 
@@ -430,7 +371,7 @@ fn fleet_files(dir: &Path, base: &str) -> Result<Vec<Source>, Error> {
     Ok(out)
 }
 
-pub async fn import(target: &Target, args: ImportDotenvArgs, out: &Out) -> CliResult<()> {
+pub async fn import(target: &VaultClient, args: ImportDotenvArgs, out: &Out) -> CliResult<()> {
     let mapping = load_mapping(args.mapping.as_deref())?;
     let sources = match (&args.fleet, &args.file) {
         (Some(dir), None) => fleet_files(dir, args.prefix.as_deref().unwrap_or("environments"))?,
@@ -479,13 +420,7 @@ pub async fn import(target: &Target, args: ImportDotenvArgs, out: &Out) -> CliRe
     let written = if args.dry_run {
         0
     } else {
-        apply(
-            target,
-            &steps,
-            args.concurrency,
-            !out.json && args.fleet.is_some(),
-        )
-        .await?
+        apply(target, &steps, !out.json && args.fleet.is_some()).await?
     };
     let plan: Vec<Value> = steps
         .iter()
@@ -515,60 +450,36 @@ pub async fn import(target: &Target, args: ImportDotenvArgs, out: &Out) -> CliRe
     Ok(())
 }
 
-/// Every secret under `prefix`, read (values included).
-pub async fn read_all(target: &Target, prefix: &str) -> CliResult<Vec<Value>> {
-    let mut paths = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = match target {
-            Target::Remote(r) => {
-                let mut url = format!("/v1/secrets?prefix={}&limit=1000", q(prefix));
-                if let Some(c) = &cursor {
-                    url.push_str(&format!("&cursor={}", q(c)));
-                }
-                r.call(Method::GET, &url, None).await?
-            }
-            Target::Local(e) => {
-                to_value(e.list_secrets(&local_caller(), prefix, Some(1000), cursor.as_deref())?)?
-            }
-        };
-        paths.extend(
-            page["secrets"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|s| s["path"].as_str().map(str::to_owned)),
-        );
-        cursor = page["cursor"].as_str().map(str::to_owned);
-        if cursor.is_none() {
-            break;
-        }
-    }
+/// Every secret under `prefix`, read (values included): one batch read per 100 paths, each
+/// path audited as a read.
+pub async fn read_all(target: &VaultClient, prefix: &str) -> CliResult<Vec<Value>> {
+    let listed = target
+        .all_pages(&format!("/v1/secrets?prefix={}", q(prefix)), "secrets")
+        .await?;
+    let paths: Vec<String> = listed["secrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["path"].as_str().map(str::to_owned))
+        .collect();
     let mut out = Vec::with_capacity(paths.len());
     for chunk in paths.chunks(100) {
-        match target {
-            Target::Remote(r) => {
-                let res = r
-                    .call(Method::POST, "/v1/secrets/batch", Some(&json!({"paths": chunk, "options": {"include_metadata": true, "fail_fast": true}})))
-                    .await?;
-                for p in chunk {
-                    let mut s = res["secrets"][p].clone();
-                    s["path"] = json!(p);
-                    out.push(s);
-                }
-            }
-            Target::Local(e) => {
-                for p in chunk {
-                    out.push(to_value(e.read_secret(&local_caller(), p, None)?)?);
-                }
-            }
+        let res = target
+            .call(
+                Method::POST,
+                "/v1/secrets/batch",
+                Some(&json!({"paths": chunk, "options": {"include_metadata": true, "fail_fast": true}})),
+            )
+            .await?;
+        for p in chunk {
+            let mut s = res["secrets"][p].clone();
+            s["path"] = json!(p);
+            out.push(s);
         }
     }
     Ok(out)
 }
 
-/// Secrets → `(VARIABLE, value)` in the original order where it is known.
 pub fn to_vars(secrets: &[Value], mapping: &Mapping) -> Result<Vec<(String, String)>, Error> {
     let mut vars: Vec<(u64, String, String, String)> = Vec::new(); // (order, path, var, value)
     let reverse: HashMap<(&str, &str), &str> = mapping
@@ -627,28 +538,15 @@ pub fn to_vars(secrets: &[Value], mapping: &Mapping) -> Result<Vec<(String, Stri
     Ok(vars.into_iter().map(|(_, _, k, v)| (k, v)).collect())
 }
 
-pub async fn export(target: &Target, cmd: ExportCmd) -> CliResult<()> {
+pub async fn export(target: &VaultClient, cmd: ExportCmd) -> CliResult<()> {
     let ExportCmd::Dotenv {
         prefix,
         mapping,
         out,
     } = cmd;
     let mapping = load_mapping(mapping.as_deref())?;
-    let read = read_all(target, &prefix).await;
-    // Local mode records the export as the API records each read: durable before any value
-    // is printed or written (the server audited every read already in remote mode).
-    let outcome = read.as_ref().map(|_| ()).map_err(|e| CliError {
-        error: e.error.clone(),
-        request_id: None,
-    });
-    crate::audit_local(
-        target,
-        "export_dotenv".into(),
-        Some(prefix.clone()),
-        &outcome,
-    )
-    .await?;
-    let secrets = read?;
+    // Every value was read through the API, so each read's audit entry is durable already.
+    let secrets = read_all(target, &prefix).await?;
     let text = dotenv::render(&to_vars(&secrets, &mapping)?);
     match out {
         Some(p) => crate::config::write_private(&p, text.as_bytes())

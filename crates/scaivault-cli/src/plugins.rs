@@ -1,22 +1,18 @@
 //! `scaivault plugins …`
 
+use crate::target::Method;
 use base64::Engine as _;
-use reqwest::Method;
 use scaivault_core::{Error, ErrorCode};
 use serde_json::{Map, Value, json};
 
 use crate::args::PluginsCmd;
 use crate::output::{Out, print_table, text as s};
-use crate::target::{CliResult, Target, local_caller};
+use crate::target::{CliResult, VaultClient};
 
-pub async fn run(target: &Target, cmd: PluginsCmd, out: &Out) -> CliResult<()> {
-    let c = local_caller();
+pub async fn run(target: &VaultClient, cmd: PluginsCmd, out: &Out) -> CliResult<()> {
     match cmd {
         PluginsCmd::List => {
-            let res = match target {
-                Target::Remote(r) => r.call(Method::GET, "/v1/plugins", None).await?,
-                Target::Local(e) => scaivault_engine::plugins_json(&e.list_plugins(&c)?),
-            };
+            let res = target.call(Method::GET, "/v1/plugins", None).await?;
             out.emit(&res, || {
                 let rows = res["data"]
                     .as_array()
@@ -59,21 +55,20 @@ pub async fn run(target: &Target, cmd: PluginsCmd, out: &Out) -> CliResult<()> {
             let manifest_bytes = std::fs::read(&manifest).map_err(|e| {
                 Error::invalid_request(format!("cannot read {}: {e}", manifest.display()))
             })?;
-            let res = match target {
-                Target::Remote(r) => {
-                    let manifest: Value = serde_json::from_slice(&manifest_bytes).map_err(|e| {
-                        Error::new(
-                            ErrorCode::InvalidPlugin,
-                            format!("{} is not JSON: {e}", manifest.display()),
-                        )
-                    })?;
-                    let body = json!({
-                        "manifest": manifest,
-                        "wasm_base64": base64::engine::general_purpose::STANDARD.encode(&wasm),
-                    });
-                    r.call(Method::POST, "/v1/plugins", Some(&body)).await?
-                }
-                Target::Local(e) => json!(e.install_plugin(&c, &manifest_bytes, wasm).await?),
+            let res = {
+                let manifest: Value = serde_json::from_slice(&manifest_bytes).map_err(|e| {
+                    Error::new(
+                        ErrorCode::InvalidPlugin,
+                        format!("{} is not JSON: {e}", manifest.display()),
+                    )
+                })?;
+                let body = json!({
+                    "manifest": manifest,
+                    "wasm_base64": base64::engine::general_purpose::STANDARD.encode(&wasm),
+                });
+                target
+                    .call(Method::POST, "/v1/plugins", Some(&body))
+                    .await?
             };
             out.emit(&res, || {
                 println!(
@@ -85,23 +80,17 @@ pub async fn run(target: &Target, cmd: PluginsCmd, out: &Out) -> CliResult<()> {
             });
         }
         PluginsCmd::Remove { name } => {
-            match target {
-                Target::Remote(r) => {
-                    r.call(Method::DELETE, &format!("/v1/plugins/{name}"), None)
-                        .await?;
-                }
-                Target::Local(e) => e.remove_plugin(&c, &name).await?,
+            {
+                target
+                    .call(Method::DELETE, &format!("/v1/plugins/{name}"), None)
+                    .await?;
             }
             out.emit(&json!({ "removed": name }), || println!("removed {name}"));
         }
         PluginsCmd::Verify => {
-            let res = match target {
-                Target::Remote(r) => r.call(Method::POST, "/v1/plugins/verify", None).await?,
-                Target::Local(e) => {
-                    let checks = e.verify_plugins(&c)?;
-                    json!({ "ok": checks.iter().all(|c| c.ok), "plugins": checks })
-                }
-            };
+            let res = target
+                .call(Method::POST, "/v1/plugins/verify", None)
+                .await?;
             out.emit(&res, || {
                 for p in res["plugins"].as_array().into_iter().flatten() {
                     let mark = if p["ok"] == json!(true) {
@@ -134,18 +123,13 @@ pub async fn run(target: &Target, cmd: PluginsCmd, out: &Out) -> CliResult<()> {
                 };
                 cfg.insert(k.to_owned(), value);
             }
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(
-                        Method::POST,
-                        &format!("/v1/generators/{generator}/generate"),
-                        Some(&json!({ "config": cfg })),
-                    )
-                    .await?
-                }
-                Target::Local(e) => e.generate_value(&c, &generator, Value::Object(cfg)).await?,
-            };
-            crate::record_before_showing(target, "plugins", "generate").await?;
+            let res = target
+                .call(
+                    Method::POST,
+                    &format!("/v1/generators/{generator}/generate"),
+                    Some(&json!({ "config": cfg })),
+                )
+                .await?;
             out.emit(&res, || {
                 if let Some(v) = res["value"].as_str() {
                     println!("{v}");

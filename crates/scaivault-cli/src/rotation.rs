@@ -1,16 +1,14 @@
 //! `scaivault rotation …`
 
-use reqwest::Method;
+use crate::target::Method;
 use scaivault_core::{Error, ErrorCode};
-use scaivault_engine::RotationPolicyRequest;
 use serde_json::{Value, json};
 
 use crate::args::RotationCmd;
 use crate::output::{Out, print_table, text as s};
-use crate::target::{CliResult, Target, local_caller, q};
+use crate::target::{CliResult, VaultClient, q};
 
-pub async fn run(target: &Target, cmd: RotationCmd, out: &Out) -> CliResult<()> {
-    let c = local_caller();
+pub async fn run(target: &VaultClient, cmd: RotationCmd, out: &Out) -> CliResult<()> {
     match cmd {
         RotationCmd::Create {
             name,
@@ -55,17 +53,9 @@ pub async fn run(target: &Target, cmd: RotationCmd, out: &Out) -> CliResult<()> 
             if !fields.is_empty() {
                 body["fields"] = json!(fields);
             }
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(Method::POST, "/v1/rotation/policies", Some(&body))
-                        .await?
-                }
-                Target::Local(e) => {
-                    let req: RotationPolicyRequest = serde_json::from_value(body)
-                        .map_err(|e| Error::invalid_request(e.to_string()))?;
-                    e.create_rotation_policy(&c, req).await?
-                }
-            };
+            let res = target
+                .call(Method::POST, "/v1/rotation/policies", Some(&body))
+                .await?;
             out.emit(&res, || {
                 println!("{}", s(&res["id"]));
                 eprintln!(
@@ -81,11 +71,7 @@ pub async fn run(target: &Target, cmd: RotationCmd, out: &Out) -> CliResult<()> 
             });
         }
         RotationCmd::List => {
-            let res = target
-                .all_pages("/v1/rotation/policies", "data", |e, cursor| {
-                    e.list_rotation_policies(&c, false, Some(1000), cursor)
-                })
-                .await?;
+            let res = target.all_pages("/v1/rotation/policies", "data").await?;
             out.emit(&res, || {
                 let rows = res["data"]
                     .as_array()
@@ -110,32 +96,26 @@ pub async fn run(target: &Target, cmd: RotationCmd, out: &Out) -> CliResult<()> 
             });
         }
         RotationCmd::Get { id } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(
-                        Method::GET,
-                        &format!("/v1/rotation/policies/{}", q(&id)),
-                        None,
-                    )
-                    .await?
-                }
-                Target::Local(e) => e.get_rotation_policy(&c, &id)?,
-            };
+            let res = target
+                .call(
+                    Method::GET,
+                    &format!("/v1/rotation/policies/{}", q(&id)),
+                    None,
+                )
+                .await?;
             out.emit(&res, || {
                 println!("{}", serde_json::to_string_pretty(&res).unwrap_or_default())
             });
         }
         RotationCmd::Delete { id } => {
-            match target {
-                Target::Remote(r) => {
-                    r.call(
+            {
+                target
+                    .call(
                         Method::DELETE,
                         &format!("/v1/rotation/policies/{}", q(&id)),
                         None,
                     )
                     .await?;
-                }
-                Target::Local(e) => e.delete_rotation_policy(&c, &id).await?,
             }
             out.emit(&json!({ "deleted": id }), || {
                 println!("Deleted {id}; its secrets are detached")
@@ -144,17 +124,13 @@ pub async fn run(target: &Target, cmd: RotationCmd, out: &Out) -> CliResult<()> 
         RotationCmd::Enable { id } => toggle(target, &id, true, out).await?,
         RotationCmd::Disable { id } => toggle(target, &id, false, out).await?,
         RotationCmd::Assign { id, path } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(
-                        Method::POST,
-                        &format!("/v1/rotation/policies/{}/secrets", q(&id)),
-                        Some(&json!({ "secret_path": path })),
-                    )
-                    .await?
-                }
-                Target::Local(e) => e.assign_rotation(&c, &id, &path).await?,
-            };
+            let res = target
+                .call(
+                    Method::POST,
+                    &format!("/v1/rotation/policies/{}/secrets", q(&id)),
+                    Some(&json!({ "secret_path": path })),
+                )
+                .await?;
             out.emit(&res, || {
                 println!(
                     "Attached {path} to {}; next rotation {}",
@@ -164,36 +140,32 @@ pub async fn run(target: &Target, cmd: RotationCmd, out: &Out) -> CliResult<()> 
             });
         }
         RotationCmd::Unassign { id, path } => {
-            match target {
-                Target::Remote(r) => {
-                    r.call(
+            {
+                target
+                    .call(
                         Method::DELETE,
                         &format!("/v1/rotation/policies/{}/secrets/{path}", q(&id)),
                         None,
                     )
                     .await?;
-                }
-                Target::Local(e) => e.unassign_rotation(&c, &id, &path).await?,
             }
             out.emit(&json!({ "detached": path }), || {
                 println!("Detached {path} from {id}")
             });
         }
         RotationCmd::Rotate { id, path } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    let body = path
-                        .as_ref()
-                        .map(|p| json!({ "secret_path": p }))
-                        .unwrap_or(json!({}));
-                    r.call(
+            let res = {
+                let body = path
+                    .as_ref()
+                    .map(|p| json!({ "secret_path": p }))
+                    .unwrap_or(json!({}));
+                target
+                    .call(
                         Method::POST,
                         &format!("/v1/rotation/policies/{}/rotate", q(&id)),
                         Some(&body),
                     )
                     .await?
-                }
-                Target::Local(e) => e.rotate_now(&c, &id, path.as_deref()).await?,
             };
             out.emit(&res, || {
                 for r in res["rotated"].as_array().cloned().unwrap_or_default() {
@@ -226,16 +198,14 @@ pub async fn run(target: &Target, cmd: RotationCmd, out: &Out) -> CliResult<()> 
             }
         }
         RotationCmd::Status { path } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    let f = path
-                        .as_ref()
-                        .map(|p| format!("?path={}", q(p)))
-                        .unwrap_or_default();
-                    r.call(Method::GET, &format!("/v1/rotation/status{f}"), None)
-                        .await?
-                }
-                Target::Local(e) => e.rotation_status(&c, path.as_deref())?,
+            let res = {
+                let f = path
+                    .as_ref()
+                    .map(|p| format!("?path={}", q(p)))
+                    .unwrap_or_default();
+                target
+                    .call(Method::GET, &format!("/v1/rotation/status{f}"), None)
+                    .await?
             };
             out.emit(&res, || {
                 let rows = res["secrets"]
@@ -271,19 +241,15 @@ pub async fn run(target: &Target, cmd: RotationCmd, out: &Out) -> CliResult<()> 
     Ok(())
 }
 
-async fn toggle(target: &Target, id: &str, on: bool, out: &Out) -> CliResult<()> {
+async fn toggle(target: &VaultClient, id: &str, on: bool, out: &Out) -> CliResult<()> {
     let verb = if on { "enable" } else { "disable" };
-    let res: Value = match target {
-        Target::Remote(r) => {
-            r.call(
-                Method::POST,
-                &format!("/v1/rotation/policies/{}/{verb}", q(id)),
-                None,
-            )
-            .await?
-        }
-        Target::Local(e) => e.set_rotation_active(&local_caller(), id, on).await?,
-    };
+    let res: Value = target
+        .call(
+            Method::POST,
+            &format!("/v1/rotation/policies/{}/{verb}", q(id)),
+            None,
+        )
+        .await?;
     out.emit(&res, || println!("{id} {verb}d"));
     Ok(())
 }

@@ -19,14 +19,17 @@ use zeroize::Zeroizing;
 use crate::args::{Global, RunArgs};
 use crate::dotenv;
 use crate::migrate::{self, load_mapping};
-use crate::target::{CliError, CliResult, Target};
+use crate::target::{CliError, CliResult, VaultClient};
 
 fn usage(m: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidRequest, m)
 }
 
 /// `VAR=path#field` references; the field defaults to `value`.
-async fn from_refs(target: &Target, file: &std::path::Path) -> CliResult<Vec<(String, String)>> {
+async fn from_refs(
+    target: &VaultClient,
+    file: &std::path::Path,
+) -> CliResult<Vec<(String, String)>> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
     let parsed = dotenv::parse(&text).map_err(|e| usage(format!("{}: {e}", file.display())))?;
@@ -70,12 +73,15 @@ async fn from_refs(target: &Target, file: &std::path::Path) -> CliResult<Vec<(St
 async fn collect(
     g: &Global,
     args: &RunArgs,
-    target: impl FnOnce() -> CliResult<Target>,
+    target: impl FnOnce() -> CliResult<VaultClient>,
 ) -> CliResult<Vec<(String, String)>> {
     let _ = g;
     if args.prefix.is_none() && args.env_file.is_none() {
         return Err(usage("give --prefix or --env-file").into());
     }
+    // The client (and in local mode the vault file) is dropped when this returns, before the
+    // child starts, so a long-running child does not hold the file's lock. Every value is
+    // read through the API, so each read is audited before it is used.
     let target = target()?;
     let read = async {
         let mapping = load_mapping(args.mapping.as_deref())?;
@@ -87,16 +93,10 @@ async fn collect(
         if let Some(f) = &args.env_file {
             vars.extend(from_refs(&target, f).await?);
         }
-        Ok::<_, CliError>(vars)
+        Ok(vars)
     }
     .await;
-    // Local mode records the reads like the API would; the vault is closed (dropped) before
-    // the child starts, so a long-running child does not hold the file's lock.
-    let outcome = read.as_ref().map(|_| ()).map_err(|e| CliError {
-        error: e.error.clone(),
-        request_id: None,
-    });
-    crate::audit_local(&target, "run".into(), args.prefix.clone(), &outcome).await?;
+    target.close().await;
     read
 }
 
@@ -108,7 +108,7 @@ fn is_unreachable(e: &CliError) -> bool {
 pub async fn run(
     g: &Global,
     args: RunArgs,
-    target: impl FnOnce() -> CliResult<Target>,
+    target: impl FnOnce() -> CliResult<VaultClient>,
 ) -> CliResult<()> {
     let vars = match collect(g, &args, target).await {
         Ok(v) => v,

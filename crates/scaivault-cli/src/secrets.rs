@@ -4,12 +4,11 @@ use std::io::Read as _;
 
 use reqwest::Method;
 use scaivault_core::{Error, ErrorCode};
-use scaivault_engine::WriteRequest;
 use serde_json::{Map, Value, json};
 
 use crate::args::{SecretsCmd, WriteArgs};
 use crate::output::{Out, print_table};
-use crate::target::{CliResult, Target, local_caller, q, to_value};
+use crate::target::{CliResult, VaultClient, q};
 
 fn usage(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidRequest, msg)
@@ -141,45 +140,17 @@ fn write_body(args: &WriteArgs) -> Result<Value, Error> {
     Ok(body)
 }
 
-/// The audit action and path of a command (local mode records them like the API does).
-pub fn describe(cmd: &SecretsCmd) -> (&'static str, Option<String>) {
-    match cmd {
-        SecretsCmd::Write(a) => ("write", Some(a.path.clone())),
-        SecretsCmd::Read { path, .. } => ("read", Some(path.clone())),
-        SecretsCmd::List { .. } => ("list", None),
-        SecretsCmd::Delete { path, .. } => ("delete", Some(path.clone())),
-        SecretsCmd::Restore { path } => ("restore", Some(path.clone())),
-        SecretsCmd::Versions { path } => ("versions", Some(path.clone())),
-        SecretsCmd::Metadata { path, set } => (
-            if set.is_empty() {
-                "metadata_read"
-            } else {
-                "metadata_update"
-            },
-            Some(path.clone()),
-        ),
-    }
-}
-
-pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
+pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
     match cmd {
         SecretsCmd::Write(args) => {
             let body = write_body(&args)?;
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(
-                        Method::PUT,
-                        &format!("/v1/secrets/{}", args.path),
-                        Some(&body),
-                    )
-                    .await?
-                }
-                Target::Local(e) => {
-                    let req: WriteRequest =
-                        serde_json::from_value(body).map_err(|_| usage("invalid write request"))?;
-                    to_value(e.write_secret(&local_caller(), &args.path, req).await?)?
-                }
-            };
+            let res = target
+                .call(
+                    Method::PUT,
+                    &format!("/v1/secrets/{}", args.path),
+                    Some(&body),
+                )
+                .await?;
             out.emit(&res, || {
                 println!(
                     "Wrote {} version {} ({})",
@@ -194,20 +165,8 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
             version,
             field,
         } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    let v = version.map(|v| format!("?version={v}")).unwrap_or_default();
-                    r.call(Method::GET, &format!("/v1/secrets/{path}{v}"), None)
-                        .await?
-                }
-                Target::Local(e) => {
-                    let v = to_value(e.read_secret(&local_caller(), &path, version)?)?;
-                    // As the server does: the entry is durable before the value is shown,
-                    // or the value is not shown.
-                    crate::audit_local(target, "read".into(), Some(path.clone()), &Ok(())).await?;
-                    v
-                }
-            };
+            let v = version.map(|v| format!("?version={v}")).unwrap_or_default();
+            let res = target.get(&format!("/v1/secrets/{path}{v}")).await?;
             if let Some(f) = field {
                 let v = res["data"].get(&f).ok_or_else(|| {
                     Error::new(
@@ -250,24 +209,14 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
             let mut all = Vec::new();
             let mut cursor: Option<String> = None;
             loop {
-                let page = match target {
-                    Target::Remote(r) => {
-                        let mut url = format!("/v1/secrets?prefix={}", q(&prefix));
-                        if let Some(l) = limit {
-                            url.push_str(&format!("&limit={l}"));
-                        }
-                        if let Some(c) = &cursor {
-                            url.push_str(&format!("&cursor={}", q(c)));
-                        }
-                        r.call(Method::GET, &url, None).await?
-                    }
-                    Target::Local(e) => to_value(e.list_secrets(
-                        &local_caller(),
-                        &prefix,
-                        limit,
-                        cursor.as_deref(),
-                    )?)?,
-                };
+                let mut url = format!("/v1/secrets?prefix={}", q(&prefix));
+                if let Some(l) = limit {
+                    url.push_str(&format!("&limit={l}"));
+                }
+                if let Some(c) = &cursor {
+                    url.push_str(&format!("&cursor={}", q(c)));
+                }
+                let page = target.get(&url).await?;
                 all.extend(page["secrets"].as_array().cloned().unwrap_or_default());
                 cursor = page["cursor"].as_str().map(str::to_owned);
                 if !page["has_more"].as_bool().unwrap_or(false) || cursor.is_none() {
@@ -296,23 +245,16 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
             });
         }
         SecretsCmd::Delete { path, hard } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(
-                        Method::DELETE,
-                        &format!(
-                            "/v1/secrets/{path}{}",
-                            if hard { "?permanent=true" } else { "" }
-                        ),
-                        None,
-                    )
-                    .await?
-                }
-                Target::Local(e) => {
-                    let s = e.delete_secret(&local_caller(), &path, hard).await?;
-                    json!({"path": s.path, "deleted": true, "permanent": hard, "recoverable_until": s.recoverable_until})
-                }
-            };
+            let res = target
+                .call(
+                    Method::DELETE,
+                    &format!(
+                        "/v1/secrets/{path}{}",
+                        if hard { "?permanent=true" } else { "" }
+                    ),
+                    None,
+                )
+                .await?;
             out.emit(&res, || match res["recoverable_until"].as_str() {
                 Some(until) if !hard => println!(
                     "Deleted {path}; restorable until {until} (scaivault secrets restore {path})"
@@ -321,28 +263,15 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
             });
         }
         SecretsCmd::Restore { path } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(Method::POST, &format!("/v1/restore/{path}"), None)
-                        .await?
-                }
-                Target::Local(e) => to_value(e.restore_secret(&local_caller(), &path).await?)?,
-            };
+            let res = target
+                .call(Method::POST, &format!("/v1/restore/{path}"), None)
+                .await?;
             out.emit(&res, || {
                 println!("Restored {path} at version {}", res["version"])
             });
         }
         SecretsCmd::Versions { path } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    r.call(Method::GET, &format!("/v1/versions/{path}"), None)
-                        .await?
-                }
-                Target::Local(e) => {
-                    let m = e.secret_metadata(&local_caller(), &path)?;
-                    json!({"path": m.path, "current_version": m.version, "versions": m.versions})
-                }
-            };
+            let res = target.get(&format!("/v1/versions/{path}")).await?;
             out.emit(&res, || {
                 let cur = res["current_version"].as_u64();
                 let rows = res["versions"]
@@ -368,13 +297,7 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
         }
         SecretsCmd::Metadata { path, set } => {
             let res = if set.is_empty() {
-                match target {
-                    Target::Remote(r) => {
-                        r.call(Method::GET, &format!("/v1/metadata/{path}"), None)
-                            .await?
-                    }
-                    Target::Local(e) => to_value(e.secret_metadata(&local_caller(), &path)?)?,
-                }
+                target.get(&format!("/v1/metadata/{path}")).await?
             } else {
                 let mut patch = Map::new();
                 for kv in &set {
@@ -393,19 +316,13 @@ pub async fn run(target: &Target, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
                     };
                     patch.insert(k.to_owned(), value);
                 }
-                match target {
-                    Target::Remote(r) => {
-                        r.call(
-                            Method::PATCH,
-                            &format!("/v1/metadata/{path}"),
-                            Some(&json!({ "metadata": patch })),
-                        )
-                        .await?
-                    }
-                    Target::Local(e) => {
-                        to_value(e.update_metadata(&local_caller(), &path, patch).await?)?
-                    }
-                }
+                target
+                    .call(
+                        Method::PATCH,
+                        &format!("/v1/metadata/{path}"),
+                        Some(&json!({ "metadata": patch })),
+                    )
+                    .await?
             };
             out.emit(&res, || {
                 println!("path:      {}", res["path"].as_str().unwrap_or(""));

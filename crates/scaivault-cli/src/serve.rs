@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use reqwest::Method;
 use scaivault_core::duration::parse_duration;
 use scaivault_core::{Error, ErrorCode};
 use scaivault_crypto::KdfParams;
@@ -16,7 +15,7 @@ use zeroize::Zeroizing;
 use crate::args::{DevArgs, Global, InitArgs, LimitArgs, OperatorCmd, ServerArgs};
 use crate::output::Out;
 use crate::passphrase;
-use crate::target::{CliResult, Target};
+use crate::target::{CliResult, Method, VaultClient};
 
 /// The offline recovery key as printed: `svrk_` and 64 hex digits.
 fn format_recovery_key(key: &[u8]) -> Zeroizing<String> {
@@ -433,20 +432,29 @@ pub async fn server(g: &Global, args: ServerArgs) -> CliResult<()> {
     Ok(())
 }
 
+/// The engine of `--vault FILE`, for what works on the file itself and has no route.
+fn file_engine(g: &Global, what: &str) -> Result<Arc<Engine>, Error> {
+    if g.vault.is_none() {
+        return Err(Error::invalid_request(format!("{what}: give --vault FILE")));
+    }
+    open_local(g)
+}
+
 pub async fn operator(
     g: &Global,
-    target: impl FnOnce() -> CliResult<Target>,
+    target: impl FnOnce() -> CliResult<VaultClient>,
     cmd: OperatorCmd,
     out: &Out,
 ) -> CliResult<()> {
     match cmd {
         OperatorCmd::Unseal => {
-            let Target::Remote(r) = target()? else {
+            if g.vault.is_some() {
                 return Err(Error::invalid_request(
                     "unseal talks to a server; local mode unseals with the passphrase itself",
                 )
                 .into());
-            };
+            }
+            let r = target()?;
             let pass = passphrase::require(
                 g.passphrase_file.as_deref(),
                 "SCAIVAULT_PASSPHRASE",
@@ -467,9 +475,10 @@ pub async fn operator(
             out.emit(&res, || println!("Unsealed"));
         }
         OperatorCmd::Seal => {
-            let Target::Remote(r) = target()? else {
+            if g.vault.is_some() {
                 return Err(Error::invalid_request("seal talks to a server").into());
-            };
+            }
+            let r = target()?;
             let res = r.call(Method::POST, "/v1/sys/seal", None).await?;
             out.emit(&res, || println!("Sealed"));
         }
@@ -479,10 +488,7 @@ pub async fn operator(
                     let h = Vault::read_header(p)?;
                     json!({ "vault": p, "file_format_version": h.format_version, "kdf": h.kdf, "key_file": h.wrapped_root_keyfile.is_some() })
                 }
-                None => match target()? {
-                    Target::Remote(r) => r.call(Method::GET, "/v1/sys/status", None).await?,
-                    Target::Local(_) => unreachable!("local mode needs --vault"),
-                },
+                None => target()?.get("/v1/sys/status").await?,
             };
             out.emit(&res, || {
                 println!("{}", serde_json::to_string_pretty(&res).unwrap_or_default())
@@ -491,12 +497,7 @@ pub async fn operator(
         OperatorCmd::Passphrase {
             new_passphrase_file,
         } => {
-            let Target::Local(engine) = target()? else {
-                return Err(Error::invalid_request(
-                    "changing the passphrase works on the file: give --vault FILE",
-                )
-                .into());
-            };
+            let engine = file_engine(g, "changing the passphrase works on the file")?;
             let new = passphrase::require(
                 new_passphrase_file.as_deref(),
                 "SCAIVAULT_NEW_PASSPHRASE",
@@ -513,13 +514,9 @@ pub async fn operator(
             });
         }
         OperatorCmd::RotateKey => {
-            let res = match target()? {
-                Target::Remote(r) => r.call(Method::POST, "/v1/sys/rotate-key", None).await?,
-                Target::Local(e) => {
-                    let change = e.vault().rotate_data_key().await.map_err(Error::from)?;
-                    serde_json::to_value(change).expect("serializes")
-                }
-            };
+            let res = target()?
+                .call(Method::POST, "/v1/sys/rotate-key", None)
+                .await?;
             out.emit(&res, || {
                 println!(
                     "New data key {} is active and the root key replaced; older records keep their key",
@@ -528,12 +525,7 @@ pub async fn operator(
             });
         }
         OperatorCmd::Rekey { out: file } => {
-            let Target::Local(engine) = target()? else {
-                return Err(Error::invalid_request(
-                    "the recovery key is replaced on the file: give --vault FILE",
-                )
-                .into());
-            };
+            let engine = file_engine(g, "the recovery key is replaced on the file")?;
             let shown = new_recovery_key(engine.vault(), file.as_deref()).await?;
             let res = json!({ "recovery_key": shown.as_ref().map(|s| s.as_str()), "recovery_key_file": file });
             out.emit(&res, || match &shown {
@@ -545,17 +537,7 @@ pub async fn operator(
             });
         }
         OperatorCmd::Backup { out: file } => {
-            let res = match target()? {
-                Target::Remote(r) => r.download("/v1/sys/backup", &file).await?,
-                Target::Local(e) => {
-                    let f = file.clone();
-                    tokio::task::spawn_blocking(move || {
-                        e.backup(&crate::target::local_caller(), &f)
-                    })
-                    .await
-                    .map_err(|_| Error::internal("backup task failed"))??
-                }
-            };
+            let res = target()?.download("/v1/sys/backup", &file).await?;
             out.emit(&res, || {
                 println!(
                     "Wrote backup {} ({} bytes of vault, audit head {}, sha256 {})",
@@ -603,33 +585,15 @@ pub async fn operator(
                     }
                     json!({ "restored_to": to, "backup": t })
                 }
-                (None, Some(p)) => match target()? {
-                    Target::Remote(r) => {
-                        let v = version.map(|v| format!("&version={v}")).unwrap_or_default();
-                        r.upload(
+                (None, Some(p)) => {
+                    let v = version.map(|v| format!("&version={v}")).unwrap_or_default();
+                    target()?
+                        .upload(
                             &format!("/v1/sys/restore?path={}{v}", crate::target::q(&p)),
                             &from,
                         )
                         .await?
-                    }
-                    Target::Local(e) => {
-                        let caller = crate::target::local_caller();
-                        let mut entry = scaivault_engine::input_for(
-                            Some(&caller),
-                            scaivault_engine::AuditAction::RestoreFromBackup.as_str(),
-                            Some(&p),
-                            &format!("local_{}", std::process::id()),
-                        );
-                        entry.user_agent = Some(
-                            concat!("scaivault-cli/", env!("CARGO_PKG_VERSION"), " (local)")
-                                .to_owned(),
-                        );
-                        crate::target::to_value(
-                            e.restore_from_backup(&caller, &from, &p, version, entry)
-                                .await?,
-                        )?
-                    }
-                },
+                }
                 _ => {
                     return Err(Error::invalid_request(
                         "give --to NEW_VAULT_FILE, or --path P [--version N]",
@@ -650,10 +614,7 @@ pub async fn operator(
             });
         }
         OperatorCmd::Verify => {
-            let res = match target()? {
-                Target::Remote(r) => r.call(Method::POST, "/v1/sys/verify", None).await?,
-                Target::Local(e) => e.verify_vault(&crate::target::local_caller())?,
-            };
+            let res = target()?.call(Method::POST, "/v1/sys/verify", None).await?;
             out.emit(&res, || {
                 if res["ok"] == json!(true) {
                     println!("ok: {}", res["checked"]);
@@ -672,12 +633,7 @@ pub async fn operator(
             }
         }
         OperatorCmd::KeyFile { out: file } => {
-            let Target::Local(engine) = target()? else {
-                return Err(Error::invalid_request(
-                    "a key file is set up on the file: give --vault FILE",
-                )
-                .into());
-            };
+            let engine = file_engine(g, "a key file is set up on the file")?;
             if file.exists() {
                 return Err(Error::invalid_request(format!(
                     "{} exists; refusing to overwrite",

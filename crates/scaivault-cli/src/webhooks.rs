@@ -2,15 +2,14 @@
 
 use std::path::Path;
 
-use reqwest::Method;
+use crate::target::Method;
 use scaivault_core::{Error, ErrorCode};
-use scaivault_engine::WebhookRequest;
-use serde_json::{Value, json};
+use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::args::WebhooksCmd;
 use crate::output::{Out, print_table, text as s};
-use crate::target::{CliResult, Target, local_caller};
+use crate::target::{CliResult, VaultClient};
 
 /// The signing secret: from a file, else SCAIVAULT_WEBHOOK_SECRET.
 fn secret(file: Option<&Path>) -> Result<Zeroizing<String>, Error> {
@@ -31,18 +30,10 @@ fn secret(file: Option<&Path>) -> Result<Zeroizing<String>, Error> {
         })
 }
 
-fn request(body: &Value) -> Result<WebhookRequest, Error> {
-    serde_json::from_value(body.clone()).map_err(|e| Error::invalid_request(e.to_string()))
-}
-
-pub async fn run(target: &Target, cmd: WebhooksCmd, out: &Out) -> CliResult<()> {
-    let c = local_caller();
+pub async fn run(target: &VaultClient, cmd: WebhooksCmd, out: &Out) -> CliResult<()> {
     let res = match cmd {
         WebhooksCmd::List => {
-            let res = match target {
-                Target::Remote(r) => r.call(Method::GET, "/v1/webhooks", None).await?,
-                Target::Local(e) => e.list_webhooks(&c)?,
-            };
+            let res = target.call(Method::GET, "/v1/webhooks", None).await?;
             out.emit(&res, || {
                 let rows = res["webhooks"]
                     .as_array()
@@ -83,18 +74,15 @@ pub async fn run(target: &Target, cmd: WebhooksCmd, out: &Out) -> CliResult<()> 
                 "enabled": !disabled,
                 "filters": { "path_prefix": path_prefix, "secret_type": secret_type, "tags": tags },
             });
-            match target {
-                Target::Remote(r) => r.call(Method::POST, "/v1/webhooks", Some(&body)).await?,
-                Target::Local(e) => e.create_webhook(&c, request(&body)?).await?,
-            }
+            target
+                .call(Method::POST, "/v1/webhooks", Some(&body))
+                .await?
         }
-        WebhooksCmd::Get { id } => match target {
-            Target::Remote(r) => {
-                r.call(Method::GET, &format!("/v1/webhooks/{id}"), None)
-                    .await?
-            }
-            Target::Local(e) => e.get_webhook(&c, &id)?,
-        },
+        WebhooksCmd::Get { id } => {
+            target
+                .call(Method::GET, &format!("/v1/webhooks/{id}"), None)
+                .await?
+        }
         WebhooksCmd::Update {
             id,
             endpoint,
@@ -126,54 +114,44 @@ pub async fn run(target: &Target, cmd: WebhooksCmd, out: &Out) -> CliResult<()> 
             if let Some(t) = previous_secret_ttl {
                 body["previous_secret_ttl"] = json!(t);
             }
-            match target {
-                Target::Remote(r) => {
-                    r.call(Method::PATCH, &format!("/v1/webhooks/{id}"), Some(&body))
-                        .await?
-                }
-                Target::Local(e) => e.update_webhook(&c, &id, request(&body)?).await?,
-            }
+            target
+                .call(Method::PATCH, &format!("/v1/webhooks/{id}"), Some(&body))
+                .await?
         }
         WebhooksCmd::Delete { id } => {
-            match target {
-                Target::Remote(r) => {
-                    r.call(Method::DELETE, &format!("/v1/webhooks/{id}"), None)
-                        .await?;
-                }
-                Target::Local(e) => e.delete_webhook(&c, &id).await?,
+            {
+                target
+                    .call(Method::DELETE, &format!("/v1/webhooks/{id}"), None)
+                    .await?;
             }
             json!({ "deleted": id })
         }
-        WebhooksCmd::Test { id } => match target {
-            Target::Remote(r) => {
-                r.call(Method::POST, &format!("/v1/webhooks/{id}/test"), None)
-                    .await?
-            }
-            Target::Local(e) => e.test_webhook(&c, &id).await?,
-        },
+        WebhooksCmd::Test { id } => {
+            target
+                .call(Method::POST, &format!("/v1/webhooks/{id}/test"), None)
+                .await?
+        }
         WebhooksCmd::Deliveries { id, status, limit } => {
-            let res = match target {
-                Target::Remote(r) => {
-                    let mut q = Vec::new();
-                    if let Some(st) = &status {
-                        q.push(format!("status={st}"));
-                    }
-                    if let Some(l) = limit {
-                        q.push(format!("limit={l}"));
-                    }
-                    let qs = if q.is_empty() {
-                        String::new()
-                    } else {
-                        format!("?{}", q.join("&"))
-                    };
-                    r.call(
+            let res = {
+                let mut q = Vec::new();
+                if let Some(st) = &status {
+                    q.push(format!("status={st}"));
+                }
+                if let Some(l) = limit {
+                    q.push(format!("limit={l}"));
+                }
+                let qs = if q.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", q.join("&"))
+                };
+                target
+                    .call(
                         Method::GET,
                         &format!("/v1/webhooks/{id}/deliveries{qs}"),
                         None,
                     )
                     .await?
-                }
-                Target::Local(e) => e.list_deliveries(&c, &id, status.as_deref(), limit, None)?,
             };
             out.emit(&res, || {
                 let rows = res["deliveries"]

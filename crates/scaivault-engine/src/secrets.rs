@@ -66,6 +66,10 @@ pub struct WriteOutcome {
     pub expires_at: Option<Timestamp>,
 }
 
+/// Secrets one batch write may hold: an import of a large `.env` fleet fits, and one request
+/// cannot hold the writer for long.
+pub const MAX_BATCH_WRITES: usize = 1000;
+
 /// A secret as read: the value and what describes it.
 #[derive(Debug, Serialize)]
 pub struct SecretView {
@@ -783,6 +787,36 @@ impl Engine {
         caller: &Caller,
         writes: Vec<(String, WriteRequest)>,
     ) -> Result<Vec<WriteOutcome>> {
+        self.write_secrets_audited(caller, writes, |_| None).await
+    }
+
+    /// [`Engine::write_secrets`] with an audit entry per write (what `audit` makes of its
+    /// outcome) committed in the same transaction: the import and the record of who made it
+    /// are durable together or not at all.
+    pub async fn write_secrets_audited<A>(
+        &self,
+        caller: &Caller,
+        writes: Vec<(String, WriteRequest)>,
+        audit: A,
+    ) -> Result<Vec<WriteOutcome>>
+    where
+        A: Fn(&WriteOutcome) -> Option<crate::AuditInput> + Send + 'static,
+    {
+        if writes.len() > MAX_BATCH_WRITES {
+            return Err(Error::new(
+                ErrorCode::ValidationError,
+                format!("at most {MAX_BATCH_WRITES} secrets can be written at once"),
+            )
+            .with("max", MAX_BATCH_WRITES));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some((p, _)) = writes.iter().find(|(p, _)| !seen.insert(p.as_str())) {
+            return Err(Error::new(
+                ErrorCode::ValidationError,
+                "a path is written twice in one batch",
+            )
+            .with("path", p.as_str()));
+        }
         let mut prepared = writes
             .into_iter()
             .map(|(p, r)| {
@@ -792,12 +826,18 @@ impl Engine {
             .collect::<Result<Vec<_>>>()?;
         self.validate_prepared(&mut prepared).await?;
         let sink = self.events.clone();
+        let clock = self.clock.clone();
         self.vault
             .write(move |tx| {
-                prepared
-                    .into_iter()
-                    .map(|w| apply_and_announce(tx, w, &sink, false))
-                    .collect::<Result<Vec<_>>>()
+                let mut outs = Vec::with_capacity(prepared.len());
+                for w in prepared {
+                    let out = apply_and_announce(tx, w, &sink, false)?;
+                    if let Some(entry) = audit(&out) {
+                        crate::audit::append(tx, entry, &*clock)?;
+                    }
+                    outs.push(out);
+                }
+                Ok(outs)
             })
             .await
     }

@@ -20,6 +20,7 @@ use scaivault_core::{Error, ErrorCode};
 use scaivault_engine::{AuditAction, AuditInput, Caller, Engine};
 
 use crate::error::{ApiError, PendingError, envelope};
+use crate::in_process::LocalOperator;
 use crate::preauth::Record;
 use crate::ratelimit::Category;
 use crate::routes::table::{Access, Audited, RouteSpec};
@@ -186,7 +187,14 @@ pub(crate) async fn request_context(
 ) -> Response {
     let started = Instant::now();
     state.metrics.begin();
-    let rid = request_id(req.headers());
+    let local = req.extensions().get::<LocalOperator>().is_some();
+    let rid = if local {
+        // The id local entries have always had: a client over HTTP cannot send one like it.
+        let b: [u8; 8] = scaivault_crypto::unique_id_bytes();
+        format!("local_{}", hex::encode(b))
+    } else {
+        request_id(req.headers())
+    };
     let method = req.method().clone();
     let source_ip = req
         .extensions()
@@ -345,7 +353,11 @@ pub(crate) async fn guard(
             return Err(too_many_failures(wait));
         }
         let engine = state.engine()?;
-        let caller =
+        let caller = if req.extensions().get::<LocalOperator>().is_some() {
+            // The CLI's `--vault FILE` mode: the file was opened with its passphrase, so the
+            // caller is its operator (see `in_process`). Never set on a request from a socket.
+            Caller::local_operator()
+        } else {
             match bearer(req.headers()).and_then(|t| engine.authenticate(t, meta.source_ip)) {
                 Ok(c) => c,
                 Err(e) => {
@@ -357,7 +369,8 @@ pub(crate) async fn guard(
                         == Record::Individually;
                     return Err(e);
                 }
-            };
+            }
+        };
         caller_seen = Some(caller.clone());
         // Only an authenticated caller learns how the route reads its path (a 405 for a
         // `POST /v1/secrets/…` that is not a batch).

@@ -6,6 +6,7 @@
 mod body;
 mod context;
 mod error;
+mod in_process;
 mod json;
 mod metrics;
 mod openapi;
@@ -16,6 +17,7 @@ mod serve;
 mod state;
 
 pub use error::ApiError;
+pub use in_process::InProcess;
 pub use preauth::PreAuthLimits;
 pub use ratelimit::RateLimits;
 pub use routes::router;

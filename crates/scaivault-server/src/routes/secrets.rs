@@ -174,8 +174,8 @@ fn batch_entries<'a>(
         .collect()
 }
 
-/// `POST /v1/secrets/batch` (batch read) and `POST /v1/secrets/batch/metadata`. POST on any
-/// other secret path is not an operation.
+/// `POST /v1/secrets/batch` (batch read), `…/batch/metadata` and `…/batch/write` (an
+/// atomic import). POST on any other secret path is not an operation.
 pub async fn post(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -242,8 +242,66 @@ pub async fn post(
             }
             Ok(resp)
         }
+        "batch/write" => {
+            let req: BatchWriteRequest = parse(body)?;
+            let writes = req
+                .writes
+                .into_iter()
+                .map(|mut item| {
+                    let path = match item.remove("path") {
+                        Some(Value::String(p)) => p,
+                        _ => return Err(shape("each write needs a `path`")),
+                    };
+                    let req: WriteRequest = serde_json::from_value(Value::Object(item))
+                        .map_err(|e| shape(&redact_values(&e.to_string())))?;
+                    Ok((path, req))
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            let n = writes.len() as u64;
+            let (outs, recorded) = match audit {
+                Some(Extension(audit)) => {
+                    let caller = auth.caller.clone();
+                    let outs = auth
+                        .engine
+                        .write_secrets_audited(&auth.caller, writes, move |out| {
+                            let mut extra = write_note(out).0;
+                            extra.insert("batch".into(), true.into());
+                            extra.insert("status".into(), write_status(out).as_u16().into());
+                            Some(audit.input(&caller, "write", Some(out.path.clone()), true, extra))
+                        })
+                        .await?;
+                    (outs, true)
+                }
+                None => (
+                    auth.engine.write_secrets(&auth.caller, writes).await?,
+                    false,
+                ),
+            };
+            state.metrics.secret_writes.fetch_add(n, Ordering::Relaxed);
+            let mut resp = Json(json!({ "written": outs })).into_response();
+            if recorded {
+                resp.extensions_mut().insert(AuditRecorded);
+            }
+            Ok(resp)
+        }
         _ => Err(ErrorCode::MethodNotAllowed.into()),
     }
+}
+
+/// `POST /v1/secrets/batch/write`: `{"writes": [{"path", "data", "secret_type", "metadata",
+/// "options"}, …]}`, written in one transaction (all or none), each with its own audit entry
+/// committed in that transaction.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchWriteRequest {
+    writes: Vec<Map<String, Value>>,
+}
+
+fn shape(why: &str) -> ApiError {
+    ApiError(Error::new(
+        ErrorCode::InvalidRequest,
+        format!("the request body has the wrong shape: {why}"),
+    ))
 }
 
 pub async fn metadata(auth: Auth, uri: Uri) -> Result<Json<Value>, ApiError> {

@@ -149,9 +149,13 @@ routes! {
     DELETE "/v1/secrets/{*path}" => secrets::delete, s(SecretsDelete), Delete, Secret(A::Delete),
         "Soft delete, or ?permanent=true";
     POST "/v1/secrets/{*path}" => secrets::post,
-        Tail(&[("batch", SecretsRead, A::Read), ("batch/metadata", SecretsList, A::MetadataRead)]),
+        Tail(&[
+            ("batch", SecretsRead, A::Read),
+            ("batch/metadata", SecretsList, A::MetadataRead),
+            ("batch/write", SecretsWrite, A::Write),
+        ]),
         Batch, No,
-        "Batch read when {path} is `batch`; metadata of many paths when it is `batch/metadata`";
+        "Batch read when {path} is `batch`; metadata of many paths when it is `batch/metadata`; an atomic write of many secrets (one transaction, all or none) when it is `batch/write`";
     GET "/v1/metadata/{*path}" => secrets::metadata, s(SecretsList), List, Secret(A::MetadataRead),
         "Metadata without the value";
     PATCH "/v1/metadata/{*path}" => secrets::update_metadata, s(SecretsWrite), Write,
