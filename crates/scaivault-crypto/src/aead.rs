@@ -5,7 +5,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use crate::error::CryptoError;
-use crate::keys::{Key32, SecretBytes};
+use crate::material::{Key32, SecretBytes};
 
 const FORMAT: u8 = 1;
 const HEADER: usize = 1 + 4 + 24;

@@ -5,7 +5,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CryptoError;
-use crate::keys::{Kek, Key32};
+use crate::keys::Kek;
+use crate::material::Key32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KdfParams {

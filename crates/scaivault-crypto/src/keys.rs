@@ -6,63 +6,13 @@ use std::fmt;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::aead::{key_id_of, open_with, seal_with};
 use crate::error::CryptoError;
 use crate::mac::constant_time_eq;
-
-/// 256 bits of key material.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub(crate) struct Key32([u8; 32]);
-
-impl Key32 {
-    pub fn from_bytes(bytes: [u8; 32]) -> Key32 {
-        Key32(bytes)
-    }
-
-    pub fn generate() -> Key32 {
-        Key32(crate::random_bytes())
-    }
-
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    fn derive(&self, label: &[u8]) -> Key32 {
-        let hk = Hkdf::<Sha256>::new(Some(b"scaivault/v1"), &self.0);
-        let mut out = [0u8; 32];
-        hk.expand(label, &mut out)
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        Key32(out)
-    }
-}
-
-impl fmt::Debug for Key32 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Key32([redacted])")
-    }
-}
-
-/// A decrypted buffer (a secret's data, a keyring). Wiped on drop, never printed.
-#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
-pub struct SecretBytes(Vec<u8>);
-
-impl SecretBytes {
-    pub fn from_vec(v: Vec<u8>) -> SecretBytes {
-        SecretBytes(v)
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretBytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretBytes([redacted; {} bytes])", self.0.len())
-    }
-}
+use crate::material::Key32;
+pub use crate::material::SecretBytes;
 
 /// Key-encryption key: derived from the passphrase, used only to wrap the root key.
 pub struct Kek(pub(crate) Key32);
@@ -81,7 +31,7 @@ impl Kek {
         let hk = Hkdf::<Sha256>::new(Some(b"scaivault/v1/key-file"), material);
         let mut out = [0u8; 32];
         hk.expand(b"kek", &mut out).expect("valid length");
-        Kek(Key32(out))
+        Kek(Key32::from_bytes(out))
     }
 
     pub fn wrap(&self, root: &RootKey) -> Vec<u8> {
@@ -101,7 +51,7 @@ impl Kek {
             .as_bytes()
             .try_into()
             .map_err(|_| CryptoError::Malformed)?;
-        Ok(RootKey(Key32(bytes)))
+        Ok(RootKey(Key32::from_bytes(bytes)))
     }
 }
 
@@ -152,7 +102,7 @@ fn recipient_key(
     let mut out = [0u8; 32];
     hk.expand_multi_info(&[epk.as_bytes(), pk.as_bytes()], &mut out)
         .expect("32 bytes is a valid HKDF-SHA256 output length");
-    Key32(out)
+    Key32::from_bytes(out)
 }
 
 /// The private half of a [`Recipient`], derived from a key file's or recovery key's bytes.
@@ -175,9 +125,9 @@ impl UnlockKey {
         let hk = Hkdf::<Sha256>::new(Some(b"scaivault/v1/unlock-key"), material);
         let mut out = Zeroizing::new([0u8; 32]);
         hk.expand(b"x25519", &mut *out).expect("valid length");
-        let mut tag_key = Key32([0; 32]);
-        hk.expand(b"slot-tag", &mut tag_key.0)
-            .expect("valid length");
+        let mut tag = Zeroizing::new([0u8; 32]);
+        hk.expand(b"slot-tag", &mut *tag).expect("valid length");
+        let tag_key = Key32::from_bytes(*tag);
         UnlockKey {
             secret: x25519_dalek::StaticSecret::from(*out),
             tagger: Keyed::new(&tag_key),
@@ -215,7 +165,7 @@ impl UnlockKey {
             .as_bytes()
             .try_into()
             .map_err(|_| CryptoError::Malformed)?;
-        Ok(RootKey(Key32(bytes)))
+        Ok(RootKey(Key32::from_bytes(bytes)))
     }
 }
 
@@ -279,7 +229,7 @@ impl RootKey {
         let mut lineage = None;
         for c in b[4..].chunks_exact(36) {
             let id = u32::from_be_bytes(c[..4].try_into().expect("checked"));
-            let key = Key32(c[4..].try_into().expect("checked"));
+            let key = Key32::from_bytes(c[4..].try_into().expect("checked"));
             if id == LINEAGE_ID {
                 if lineage.replace(key).is_some() {
                     return Err(CryptoError::Malformed);

@@ -17,6 +17,7 @@ mod error;
 mod kdf;
 mod keys;
 mod mac;
+mod material;
 mod scram;
 
 pub use aead::sealing_fingerprint;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::events::Event;
 use crate::records::SecretHead;
-use crate::rotation::RotationRecord;
+use crate::rotation_state::RotationRecord;
 use crate::{Engine, encode, read, write};
 
 pub const DEFAULT_NOTIFY_BEFORE: &str = "30d,7d,1d";

@@ -18,14 +18,17 @@ mod events;
 mod expiry;
 mod identities;
 mod operations;
+mod outbox;
 mod plugins;
 mod policies;
 mod records;
 mod rotation;
 mod rotation_job;
+mod rotation_state;
 mod secret_policies;
 mod secrets;
 mod tokens;
+mod webhook_records;
 mod webhooks;
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,17 +44,19 @@ pub use identities::{CreateIdentity, IdentityView};
 pub use plugins::{PluginCheck, PluginSettings, plugins_json};
 pub use policies::{BindingRequest, PolicyRequest, PolicyTestRequest};
 pub use records::{IdentityRecord, SecretHead, TokenRecord};
-pub use rotation::{RotationPolicy, RotationPolicyRequest};
-pub use rotation_job::{JobStatus, MAX_ATTEMPTS, RotationJob, Step};
+pub use rotation::RotationPolicyRequest;
+pub use rotation_job::MAX_ATTEMPTS;
+pub use rotation_state::{JobStatus, RecipeField, RotationJob, RotationPolicy, SecretPolicy, Step};
 pub use scaivault_core::{Error, ErrorCode, Result};
 pub use scaivault_plugin_host::{Capability, PluginInfo};
-pub use secret_policies::{RecipeField, SecretPolicy, SecretPolicyRequest};
+pub use secret_policies::SecretPolicyRequest;
 pub use secrets::{
     BatchMetadataRequest, BatchReadRequest, ListPage, MAX_BATCH_METADATA_RESULTS, SecretView,
     WriteOutcome, WriteRequest,
 };
 pub use tokens::{CreateToken, IssuedToken};
-pub use webhooks::{DELIVERY_ATTEMPTS, WebhookFilters, WebhookRequest};
+pub use webhook_records::{DELIVERY_ATTEMPTS, WebhookFilters};
+pub use webhooks::WebhookRequest;
 
 use scaivault_core::policy::CompiledPolicy;
 use scaivault_store::{StoreError, Table, Vault};
@@ -73,12 +78,12 @@ pub struct Engine {
     identities: Arc<RwLock<identities::IdentityIndex>>,
     tokens: Arc<RwLock<HashMap<[u8; 32], TokenRecord>>>,
     heads: Arc<HeadCache>,
-    rotation: Arc<RwLock<rotation::RotationState>>,
+    rotation: Arc<RwLock<rotation_state::RotationState>>,
     plugins: Arc<scaivault_plugin_host::PluginHost>,
     plugin_dir: std::path::PathBuf,
     /// Hosts rotation backends and webhooks may reach (`host` or `host:port`).
     allow_hosts: Arc<Vec<String>>,
-    events: events::EventSink,
+    events: outbox::EventSink,
     /// For webhook deliveries: no redirects (the allow-list applies to the URL given).
     http: reqwest::Client,
     /// Held by every change to a configuration record (policy and its bindings, identity,
@@ -248,7 +253,7 @@ impl Engine {
             plugins,
             plugin_dir,
             allow_hosts: Arc::new(settings.allow_hosts.clone()),
-            events: events::EventSink {
+            events: outbox::EventSink {
                 state: Arc::default(),
                 seq: Arc::default(),
                 notify: Arc::default(),

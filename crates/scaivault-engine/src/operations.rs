@@ -153,7 +153,7 @@ impl Engine {
             ),
             (
                 "rotation_records",
-                decoded::<crate::rotation::RotationRecord>(v, Table::Rotation, p)?,
+                decoded::<crate::rotation_state::RotationRecord>(v, Table::Rotation, p)?,
             ),
             (
                 "plugins",
@@ -161,7 +161,7 @@ impl Engine {
             ),
             (
                 "webhook_records",
-                decoded::<crate::webhooks::WebhookItem>(v, Table::Webhooks, p)?,
+                decoded::<crate::webhook_records::WebhookItem>(v, Table::Webhooks, p)?,
             ),
         ];
         for (name, n) in checked {

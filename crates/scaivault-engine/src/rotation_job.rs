@@ -15,15 +15,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use scaivault_core::time::Timestamp;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
 use crate::backends::{AdminCredential, BackendServices};
 use crate::events::Event;
 use crate::records::SecretData;
-use crate::rotation::{RotationPolicy, RotationRecord, job_key};
+use crate::rotation_state::{
+    JobStatus, RotationJob, RotationPolicy, RotationRecord, Step, job_key, regenerate,
+};
 use crate::{
     AuditInput, Caller, Engine, Error, ErrorCode, Result, WriteRequest, encode, read, write,
 };
@@ -32,83 +32,6 @@ use crate::{
 pub const MAX_ATTEMPTS: u32 = 5;
 const BACKOFF_BASE: Duration = Duration::from_secs(30);
 const BACKOFF_CAP: Duration = Duration::from_secs(3600);
-
-/// The last step that completed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    Created,
-    Applied,
-    Tested,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    Running,
-    Failed,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RotationJob {
-    pub policy_id: String,
-    pub secret_path: String,
-    /// The version current when the job was created; finishing requires it still is.
-    pub from_version: u64,
-    pub secret_type: String,
-    pub step: Step,
-    pub status: JobStatus,
-    /// The new value. Never shown by status or logs (`SecretData` prints redacted).
-    #[serde(with = "pending_text")]
-    pub pending: SecretData,
-    pub attempts: u32,
-    pub next_attempt_at: Timestamp,
-    pub last_error: Option<String>,
-    /// After a failure past `set`: whether the backend restored the current value.
-    pub reverted: Option<bool>,
-    pub started_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-impl RotationJob {
-    /// What `rotation status` shows of a job: never the pending value.
-    pub fn view(&self) -> Value {
-        json!({
-            "state": match (self.status, self.step) {
-                (JobStatus::Failed, _) => "failed",
-                (_, Step::Created) => "pending_set",
-                (_, Step::Applied) => "pending_test",
-                (_, Step::Tested) => "pending_finish",
-            },
-            "step_completed": self.step,
-            "from_version": self.from_version,
-            "attempts": self.attempts,
-            "next_attempt_at": (self.status == JobStatus::Running).then_some(self.next_attempt_at),
-            "last_error": self.last_error,
-            "reverted": self.reverted,
-            "started_at": self.started_at,
-            "updated_at": self.updated_at,
-        })
-    }
-}
-
-/// The pending value as a JSON string inside the record: the record is an internally tagged
-/// enum, whose buffering cannot carry the raw JSON that `SecretData` otherwise uses.
-mod pending_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use zeroize::Zeroizing;
-
-    use crate::records::SecretData;
-
-    pub fn serialize<S: Serializer>(d: &SecretData, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(d.as_json_text())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretData, D::Error> {
-        let text = Zeroizing::new(String::deserialize(d)?);
-        Ok(SecretData::from_json_text(text.to_string()))
-    }
-}
 
 /// How a drive of a job ended.
 #[derive(Debug)]
@@ -184,7 +107,7 @@ impl Engine {
                 data.extend(self.run_recipe(&recipe.fields).await?);
                 Value::Object(data)
             }
-            None => crate::rotation::regenerate(p, path, &old)?,
+            None => regenerate(p, path, &old)?,
         };
         let now = self.now();
         let job = RotationJob {

@@ -3,36 +3,15 @@
 //! makes its new values with the recipe instead of the default random string.
 
 use scaivault_core::scope::Scope;
-use scaivault_core::time::Timestamp;
 use scaivault_store::Table;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::rotation::RotationRecord;
+pub use crate::rotation_state::RecipeField;
+use crate::rotation_state::{RotationRecord, SecretPolicy};
 use crate::{Caller, Engine, Error, ErrorCode, Result, encode, read, write};
 
 const POLICY_TYPES: &[&str] = &["password", "api_key", "oauth_client", "ssh_key", "custom"];
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RecipeField {
-    pub name: String,
-    pub generator: String,
-    #[serde(default)]
-    pub config: Map<String, Value>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SecretPolicy {
-    pub id: String,
-    pub name: String,
-    pub policy_type: String,
-    pub fields: Vec<RecipeField>,
-    pub is_active: bool,
-    #[serde(default)]
-    pub description: String,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

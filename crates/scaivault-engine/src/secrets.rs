@@ -18,8 +18,10 @@ use scaivault_core::{Error, ErrorCode, Result};
 use std::sync::Arc;
 
 use scaivault_store::{ReadView, Table, WriteTx};
+
+use crate::events::Event;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::records::{PathRecord, SecretData, SecretHead, VersionInfo, VersionRecord};
 use crate::{
@@ -67,8 +69,8 @@ pub struct WriteOutcome {
 }
 
 /// Secrets one batch write may hold: an import of a large `.env` fleet fits, and one request
-/// cannot hold the writer for long.
-pub const MAX_BATCH_WRITES: usize = 1000;
+/// holds the writer for at most a second or so (the request body limit bounds it too).
+pub const MAX_BATCH_WRITES: usize = 10_000;
 
 /// A secret as read: the value and what describes it.
 #[derive(Debug, Serialize)]
@@ -223,10 +225,34 @@ struct PreparedWrite {
     actor: String,
     accessed: Option<Timestamp>,
     /// Present when the write asks to attach a rotation policy and the caller may.
-    attach: Option<crate::rotation::AttachGrant>,
+    attach: Option<crate::rotation_state::AttachGrant>,
     paths: PathIndex,
     heads: Arc<HeadCache>,
-    rotation: Arc<std::sync::RwLock<crate::rotation::RotationState>>,
+    rotation: Arc<std::sync::RwLock<crate::rotation_state::RotationState>>,
+}
+
+/// The `data` of `secret.created` / `secret.updated`.
+fn secret_written_event(
+    out: &WriteOutcome,
+    actor: &str,
+    tags: Option<&Value>,
+    is_rotation: bool,
+    now: Timestamp,
+) -> Event {
+    let data = if out.created {
+        json!({ "version": out.version, "secret_type": out.secret_type, "created_by": actor,
+                "tags": tags.cloned().unwrap_or(json!([])), "expires_at": out.expires_at })
+    } else {
+        json!({ "old_version": out.version.saturating_sub(1), "new_version": out.version,
+                "updated_by": actor, "is_rotation": is_rotation, "secret_type": out.secret_type,
+                "tags": tags.cloned().unwrap_or(json!([])) })
+    };
+    let t = if out.created {
+        "secret.created"
+    } else {
+        "secret.updated"
+    };
+    Event::new(t, actor, Some(&out.path), data, now)
 }
 
 /// [`apply_write`], and the `secret.created` / `secret.updated` event queued in the same
@@ -234,13 +260,13 @@ struct PreparedWrite {
 fn apply_and_announce(
     tx: &mut WriteTx<'_, '_>,
     w: PreparedWrite,
-    sink: &crate::events::EventSink,
+    sink: &crate::outbox::EventSink,
     is_rotation: bool,
 ) -> Result<WriteOutcome> {
     let (actor, now) = (w.actor.clone(), w.now);
     let tags = w.req.metadata.as_ref().and_then(|m| m.get("tags")).cloned();
     let out = apply_write(tx, w)?;
-    let event = crate::events::secret_written_event(&out, &actor, tags.as_ref(), is_rotation, now);
+    let event = secret_written_event(&out, &actor, tags.as_ref(), is_rotation, now);
     sink.enqueue_in(tx, vec![event], &[], now);
     Ok(out)
 }
@@ -249,7 +275,7 @@ fn apply_and_announce(
 struct Indexes {
     paths: PathIndex,
     heads: Arc<HeadCache>,
-    rotation: Arc<std::sync::RwLock<crate::rotation::RotationState>>,
+    rotation: Arc<std::sync::RwLock<crate::rotation_state::RotationState>>,
 }
 
 /// Removes every trace of a secret inside a write job: its versions, its head, its listing
@@ -357,14 +383,14 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
         let grant = attach.as_ref().ok_or_else(|| {
             Error::internal("a write attached a rotation policy without the caller's grant")
         })?;
-        crate::rotation::attach_in(tx, grant, &rotation, &mut head, &pid, &path, now)?;
+        crate::rotation_state::attach_in(tx, grant, &rotation, &mut head, &pid, &path, now)?;
     }
     let grace = head
         .rotation_policy_id
         .as_ref()
         .and_then(|id| read(&rotation).grace_for(id));
     let replaced = head.current_version;
-    crate::rotation::on_write(&mut head, grace, replaced, now);
+    crate::rotation_state::on_write(&mut head, grace, replaced, now);
     head.expires_at = expires_at;
     head.current_version = version;
     head.updated_at = now;
@@ -412,7 +438,7 @@ pub(crate) fn version_key(path: &str, version: u64) -> Vec<u8> {
 fn validation(field: &str, problem: impl Into<String>) -> Error {
     let problem = problem.into();
     Error::new(ErrorCode::ValidationError, format!("{field}: {problem}"))
-        .with("fields", serde_json::json!({ field: problem }))
+        .with("fields", json!({ field: problem }))
 }
 
 /// Checks the shape every type shares; what each type needs on top is its plugin's
@@ -428,7 +454,7 @@ fn check_data(data: &SecretData) -> Result<()> {
                 limits::MAX_DATA_BYTES
             ),
         )
-        .with("fields", serde_json::json!({ "data": "too large" }))
+        .with("fields", json!({ "data": "too large" }))
         .with("limit", limits::MAX_DATA_BYTES));
     }
     // The raw value was not parsed when the request was read; serde_json's recursion limit
@@ -594,7 +620,7 @@ impl Engine {
                 .with("path", path)
                 .with("version", v)
             })?;
-        if !crate::rotation::readable(&head, v, now) {
+        if !crate::rotation_state::readable(&head, v, now) {
             return Err(Error::new(
                 ErrorCode::VersionNotFound,
                 format!(
@@ -1033,20 +1059,14 @@ impl Engine {
                     set_path_state(tx, &ix.paths, &p, true);
                 }
                 // Queued in the same transaction: the delete and its event stand or fall together.
-                let mut data = serde_json::json!({
+                let mut data = json!({
                     "version_count": head.versions.len(), "deleted_by": actor,
                     "permanent": permanent, "secret_type": head.secret_type,
                 });
                 if !permanent {
-                    data["recoverable_until"] = serde_json::json!(head.recoverable_until);
+                    data["recoverable_until"] = json!(head.recoverable_until);
                 }
-                let event = crate::events::Event::new(
-                    "secret.deleted",
-                    &actor,
-                    Some(p.as_str()),
-                    data,
-                    now,
-                );
+                let event = Event::new("secret.deleted", &actor, Some(p.as_str()), data, now);
                 sink.enqueue_in(tx, vec![event], &[], now);
                 Ok(head)
             })
@@ -1130,7 +1150,7 @@ impl Engine {
                         destroy_in(tx, &head, &ix);
                         let mut extra = Map::new();
                         extra.insert("version_count".into(), head.versions.len().into());
-                        extra.insert("deleted_at".into(), serde_json::json!(head.deleted_at));
+                        extra.insert("deleted_at".into(), json!(head.deleted_at));
                         crate::audit::append(
                             tx,
                             crate::AuditInput {
@@ -1177,7 +1197,7 @@ impl Engine {
                 .and_then(|sp| self.read_authorized(sp.as_str(), req.options.version));
             match result {
                 Ok(view) => {
-                    let mut item = serde_json::json!({
+                    let mut item = json!({
                         "data": serde_json::to_value(&view.data).unwrap_or(Value::Null),
                         "version": view.version,
                         "secret_type": view.secret_type,
@@ -1191,12 +1211,12 @@ impl Engine {
                 Err(e) => {
                     errors.insert(
                         p.clone(),
-                        serde_json::json!({ "code": e.code.as_str(), "message": e.message }),
+                        json!({ "code": e.code.as_str(), "message": e.message }),
                     );
                 }
             }
         }
-        Ok(serde_json::json!({ "secrets": secrets, "errors": errors }))
+        Ok(json!({ "secrets": secrets, "errors": errors }))
     }
 
     /// Metadata of many secrets: listing rights suffice (`secrets:list` and the `list`
@@ -1214,7 +1234,7 @@ impl Engine {
         let may_list = self.checker(caller, Permission::List);
         let mut secrets = Map::new();
         let mut errors = Map::new();
-        let error = |e: Error| serde_json::json!({ "code": e.code.as_str(), "message": e.message });
+        let error = |e: Error| json!({ "code": e.code.as_str(), "message": e.message });
         for entry in &req.paths {
             let is_pattern = entry.contains(['*', '?']);
             let found: Result<Vec<String>> = if is_pattern {
@@ -1258,7 +1278,7 @@ impl Engine {
                 }
             }
         }
-        Ok(serde_json::json!({ "secrets": secrets, "errors": errors }))
+        Ok(json!({ "secrets": secrets, "errors": errors }))
     }
 
     /// The live paths matching `pattern` that `may_list` allows; more than `room` is an

@@ -8,156 +8,18 @@ use std::time::{Duration, Instant};
 
 use scaivault_core::duration::parse_duration;
 use scaivault_core::scope::Scope;
-use scaivault_core::time::Timestamp;
 use scaivault_store::Table;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use crate::events::{EVENT_TYPES, Event, WebhookState};
+use crate::events::{EVENT_TYPES, Event};
+use crate::outbox::WebhookState;
+use crate::webhook_records::{
+    DELIVERY_ATTEMPTS, DeliveryRecord, DeliveryStatus, KEEP_DELIVERIES, RETRY_DELAYS,
+    WebhookFilters, WebhookItem, WebhookRecord, delivery_key, hook_key,
+};
 use crate::{Caller, Engine, Error, ErrorCode, Result, decode, encode, load_all, read, write};
-
-/// Delivery attempts before a delivery is marked failed, and the waits between them.
-pub const DELIVERY_ATTEMPTS: u32 = 6;
-const RETRY_DELAYS: [u64; 5] = [30, 120, 600, 3600, 6 * 3600];
-/// Consecutive failed deliveries after which a webhook's status is `failing`.
-const FAILING_AFTER: u32 = 3;
-/// Delivery log entries kept per webhook (the oldest finished ones go first).
-const KEEP_DELIVERIES: usize = 1000;
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookFilters {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path_prefix: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-}
-
-#[derive(Clone, Serialize, Deserialize)]
-pub struct WebhookRecord {
-    pub id: String,
-    pub name: String,
-    pub url: String,
-    secret: Zeroizing<String>,
-    /// The secret replaced by the last rotation of it, still sent as a second signature
-    /// until `previous_secret_expires_at`.
-    #[serde(default)]
-    previous_secret: Option<Zeroizing<String>>,
-    #[serde(default)]
-    previous_secret_expires_at: Option<Timestamp>,
-    pub events: Vec<String>,
-    #[serde(default)]
-    pub filters: WebhookFilters,
-    pub enabled: bool,
-    #[serde(default)]
-    pub consecutive_failures: u32,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-impl std::fmt::Debug for WebhookRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookRecord")
-            .field("id", &self.id)
-            .field("url", &self.url)
-            .finish_non_exhaustive()
-    }
-}
-
-impl WebhookRecord {
-    fn status(&self) -> &'static str {
-        if !self.enabled {
-            "disabled"
-        } else if self.consecutive_failures >= FAILING_AFTER {
-            "failing"
-        } else {
-            "healthy"
-        }
-    }
-
-    /// Never the secret.
-    fn view(&self) -> Value {
-        json!({
-            "id": self.id, "name": self.name, "url": self.url, "events": self.events,
-            "filters": self.filters, "enabled": self.enabled, "status": self.status(),
-            "previous_secret_expires_at": self.previous_secret_expires_at,
-            "created_at": self.created_at, "updated_at": self.updated_at,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    Pending,
-    Success,
-    Failed,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeliveryRecord {
-    pub seq: u64,
-    pub webhook_id: String,
-    pub event: Event,
-    pub status: DeliveryStatus,
-    pub attempts: u32,
-    pub next_attempt_at: Timestamp,
-    pub response_code: Option<u16>,
-    pub last_error: Option<String>,
-    pub duration_ms: Option<u64>,
-    pub created_at: Timestamp,
-    pub delivered_at: Option<Timestamp>,
-}
-
-impl DeliveryRecord {
-    pub(crate) fn new(seq: u64, webhook_id: &str, event: &Event, now: Timestamp) -> Self {
-        DeliveryRecord {
-            seq,
-            webhook_id: webhook_id.to_owned(),
-            event: event.clone(),
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            next_attempt_at: now,
-            response_code: None,
-            last_error: None,
-            duration_ms: None,
-            created_at: now,
-            delivered_at: None,
-        }
-    }
-
-    fn view(&self) -> Value {
-        json!({
-            "id": format!("dlv_{}", self.seq), "webhook_id": self.webhook_id,
-            "event_id": self.event.event_id, "event_type": self.event.event_type,
-            "timestamp": self.created_at, "status": self.status, "attempts": self.attempts,
-            "response_code": self.response_code, "error": self.last_error,
-            "duration_ms": self.duration_ms, "delivered_at": self.delivered_at,
-            "next_attempt_at": (self.status == DeliveryStatus::Pending).then_some(self.next_attempt_at),
-        })
-    }
-}
-
-/// Table `webhooks` holds both kinds of record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub(crate) enum WebhookItem {
-    Hook(WebhookRecord),
-    Delivery(DeliveryRecord),
-}
-
-fn hook_key(id: &str) -> Vec<u8> {
-    let mut k = b"hook/".to_vec();
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
-pub(crate) fn delivery_key(seq: u64) -> Vec<u8> {
-    format!("dlv/{seq:020}").into_bytes()
-}
 
 /// No `Debug`: it carries the signing secret.
 #[derive(Default, Deserialize)]
