@@ -62,7 +62,12 @@ fn backup_under_load_restores_every_acknowledged_write_and_verifies() {
     assert!(out.status.success(), "{}", stderr(&out));
     let facts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(facts["audit_head_seq"].as_u64().unwrap() > 0);
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Writes go on after the backup (they must not be in it).
+    let after_backup = acked.lock().unwrap().len();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while acked.lock().unwrap().len() < after_backup + 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.join().unwrap();
@@ -454,15 +459,32 @@ fn scheduled_backups_keep_the_newest() {
         ],
         &[("SCAIVAULT_PASSPHRASE", PASS)],
     );
-    std::thread::sleep(std::time::Duration::from_millis(4500));
+    // Wait until a third backup was made and the oldest pruned: two kept, three ever seen.
+    let list = || -> Vec<std::path::PathBuf> {
+        let mut names: Vec<_> = std::fs::read_dir(&backups)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        names.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "svbak"));
+        names.sort();
+        names
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let now = list();
+        seen.extend(now.iter().cloned());
+        if seen.len() >= 3 && now.len() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let _ = child.kill();
     let _ = child.wait();
-    let mut names: Vec<_> = std::fs::read_dir(&backups)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "svbak"))
-        .collect();
-    names.sort();
+    let names = list();
+    assert!(
+        seen.len() >= 3,
+        "fewer than three backups were made: {seen:?}"
+    );
     assert_eq!(names.len(), 2, "{names:?}");
     let to = dir.path().join("from-scheduled.db");
     let out = cli_env(

@@ -791,3 +791,93 @@ fn a_killed_server_resumes_the_rotation_after_restart() {
     let kinds: Vec<String> = receiver.event_types();
     assert_eq!(kinds, ["rotation.apply", "rotation.test", "rotation.test"]);
 }
+
+/// Issue #18: secrets rotate side by side. A backend that holds its call (a dead system,
+/// up to its timeout) holds up no other secret's rotation, and a secret that cannot be
+/// rotated at all is reported while the scheduler's pass goes on.
+#[test]
+fn one_stalled_or_broken_rotation_holds_up_no_other() {
+    use common::receiver::{Stall, eventually};
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Receiver::start(SIGNING);
+    let stall = Stall::start();
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let settings = PluginSettings {
+        allow_hosts: vec![
+            format!("127.0.0.1:{}", healthy.port),
+            format!("127.0.0.1:{}", stall.port),
+        ],
+        ..Default::default()
+    };
+    let vault = Vault::create(&dir.path().join("v.db"), VAULT_PASS, KdfParams::FLOOR).unwrap();
+    let e = Arc::new(Engine::load_with(Arc::new(vault), clock.clone(), settings).unwrap());
+    let root = Caller::local_operator();
+    rt.block_on(async {
+        for (path, data) in [
+            // No field a rotation could generate: rotating it is an error, not a failed job.
+            ("app/a-broken", json!({"username": "only"})),
+            ("app/b-stalled", json!({"password": "pw-b"})),
+            ("app/c-healthy", json!({"password": "pw-c"})),
+        ] {
+            let w: WriteRequest = serde_json::from_value(json!({ "data": data })).unwrap();
+            e.write_secret(&root, path, w).await.unwrap();
+        }
+        for (name, url, paths) in [
+            (
+                "healthy",
+                &healthy.url,
+                &["app/a-broken", "app/c-healthy"][..],
+            ),
+            ("stalled", &stall.url, &["app/b-stalled"][..]),
+        ] {
+            let p: RotationPolicyRequest = serde_json::from_value(json!({
+                "name": name, "interval": "7d", "auto_generate": true, "backend": "webhook",
+                "backend_config": {"url": url, "signing_secret": SIGNING},
+            }))
+            .unwrap();
+            e.create_rotation_policy(&root, p).await.unwrap();
+            for path in paths {
+                e.assign_rotation(&root, &format!("rot_{name}"), path)
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    clock.advance(Duration::from_secs(8 * 86_400));
+    let tick = {
+        let e = e.clone();
+        rt.spawn(async move { e.rotation_tick().await })
+    };
+    stall.wait_for_arrival();
+    // While b's backend holds its call, c's rotation goes through both of its steps.
+    assert!(
+        eventually(Duration::from_secs(20), || healthy.event_types()
+            == ["rotation.apply", "rotation.test"]),
+        "c was not rotated while b's backend stalled: {:?}",
+        healthy.event_types()
+    );
+    stall.release();
+    let done = rt.block_on(tick).unwrap().unwrap();
+    let status = |p: &str| {
+        done.iter()
+            .find(|d| d["secret_path"] == p)
+            .map(|d| d["status"].clone())
+    };
+    assert_eq!(status("app/a-broken"), Some(json!("error")), "{done:#?}");
+    assert_eq!(
+        status("app/b-stalled"),
+        Some(json!("completed")),
+        "{done:#?}"
+    );
+    assert_eq!(
+        status("app/c-healthy"),
+        Some(json!("completed")),
+        "{done:#?}"
+    );
+    let broken = done
+        .iter()
+        .find(|d| d["secret_path"] == "app/a-broken")
+        .unwrap();
+    assert_eq!(broken["error"]["code"], "validation_error", "{broken}");
+}

@@ -185,7 +185,11 @@ fn sigkill_mid_stream_keeps_every_acknowledged_write() {
             }
         }));
     }
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Kill it mid-stream, once a good number of writes were acknowledged.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while acked.lock().unwrap().len() < 100 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     child.kill().unwrap(); // SIGKILL
     let _ = child.wait();
     stop.store(true, Ordering::Relaxed);

@@ -36,6 +36,42 @@ fn wait_for_log(dev: &Dev, id: &str, query: &str, done: impl Fn(&Value) -> bool)
     }
 }
 
+/// A counter or gauge from `/v1/metrics`.
+fn metric(dev: &Dev, name: &str) -> u64 {
+    let text = dev
+        .http
+        .get(format!("{}/v1/metrics", dev.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics"))
+}
+
+/// Waits until every delivery the server queued has been attempted and recorded: a change
+/// queues its deliveries in its own transaction, so once its request has answered, nothing
+/// pending means nothing more is coming for it.
+fn settled(dev: &Dev) {
+    assert!(
+        common::receiver::eventually(Duration::from_secs(20), || metric(
+            dev,
+            "scaivault_webhook_deliveries_pending"
+        ) == 0),
+        "deliveries still pending"
+    );
+}
+
+/// Waits until the delivery worker has run a whole pass that began after this call.
+fn one_more_pass(dev: &Dev) {
+    let before = metric(dev, "scaivault_webhook_delivery_passes_total");
+    assert!(common::receiver::eventually(
+        Duration::from_secs(20),
+        || metric(dev, "scaivault_webhook_delivery_passes_total") >= before + 2
+    ));
+}
+
 fn start(r: &Receiver) -> Dev {
     let allow = format!("127.0.0.1:{}", r.port);
     Dev::start_with(&["--test-clock", "--allow-host", &allow])
@@ -160,7 +196,7 @@ fn failed_deliveries_are_retried_with_backoff_and_logged() {
         "{log}"
     );
     // Not retried before its time, then retried once the clock passes it.
-    std::thread::sleep(Duration::from_millis(2500));
+    one_more_pass(&dev);
     assert_eq!(r.deliveries().len(), 1);
     r.force("secret.created", None);
     let (s, b) = dev.post("/v1/sys/test/clock", &dev.token, json!({"advance": "1m"}));
@@ -297,7 +333,7 @@ fn rotation_events_reach_the_policy_webhooks() {
         json!({"data": {"password": "p1"}}),
     );
     dev.post("/v1/sys/test/clock", &dev.token, json!({"advance": "1d"}));
-    std::thread::sleep(Duration::from_millis(500));
+    settled(&dev);
     assert_eq!(r.deliveries().len(), 4);
 }
 
@@ -350,7 +386,7 @@ fn policy_changes_are_announced() {
     );
     assert!(s == 200 || s == 204, "{s}");
     let got = wait_for_deliveries(&r, 5);
-    std::thread::sleep(Duration::from_millis(300));
+    settled(&dev);
     let got_more = r.deliveries();
     assert_eq!(got.len(), got_more.len(), "more deliveries than changes");
     let mut seen: Vec<(String, Value)> = got
@@ -420,7 +456,7 @@ fn expiring_secrets_are_announced_once_per_threshold() {
         dev.post("/v1/sys/test/clock", &dev.token, json!({"advance": step}));
     }
     let got = wait_for_deliveries(&r, 5);
-    std::thread::sleep(Duration::from_millis(300));
+    settled(&dev);
     assert_eq!(r.deliveries().len(), 5, "a notice was sent twice");
     let seen: Vec<(String, String, Value)> = got
         .iter()
@@ -502,7 +538,7 @@ fn reads_are_announced_only_to_webhooks_that_ask_by_name() {
     );
     assert_eq!(s, 200, "{b}");
     let got = wait_for_deliveries(&r, before + 2);
-    std::thread::sleep(Duration::from_millis(500));
+    settled(&dev);
     let got_more = r.deliveries();
     assert_eq!(
         got.len(),

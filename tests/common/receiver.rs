@@ -159,3 +159,84 @@ impl Receiver {
         };
     }
 }
+
+/// An endpoint that holds its first request unanswered until the test lets it go, then
+/// answers every request `200`: a slow or dead system, to show that one held call holds up
+/// nothing else.
+pub struct Stall {
+    pub url: String,
+    pub port: u16,
+    arrived: std::sync::mpsc::Receiver<()>,
+    release: std::sync::mpsc::Sender<()>,
+}
+
+impl Stall {
+    pub fn start() -> Stall {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (arrived_tx, arrived) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let mut first = true;
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut len = 0usize;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                if first {
+                    first = false;
+                    let _ = arrived_tx.send(());
+                    let _ = release_rx.recv();
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        Stall {
+            url: format!("http://127.0.0.1:{port}/stalled"),
+            port,
+            arrived,
+            release,
+        }
+    }
+
+    /// Waits until the first request is being held.
+    pub fn wait_for_arrival(&self) {
+        self.arrived
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the held request arrived");
+    }
+
+    /// Answers the held request (and every later one at once).
+    pub fn release(&self) {
+        let _ = self.release.send(());
+    }
+}
+
+/// Waits until `f` holds, checking every few milliseconds; false if it still does not after
+/// `within` (a condition waited on, not a sleep before an assertion).
+pub fn eventually(within: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

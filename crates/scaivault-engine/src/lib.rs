@@ -19,6 +19,7 @@ mod expiry;
 mod identities;
 mod operations;
 mod outbox;
+mod path_locks;
 mod plugins;
 mod policies;
 mod records;
@@ -93,10 +94,11 @@ pub struct Engine {
     /// a plugin while the file pins another). Admin changes are rare; queueing them costs
     /// nothing, and secret writes and reads never take it.
     config: tokio::sync::Mutex<()>,
-    /// Held while a rotation job is created or driven: the scheduler and `rotate` on the same
-    /// secret would otherwise both create a job (two pending values), both call the backend
-    /// and race to finish, the loser marking a completed rotation failed.
-    rotation_run: tokio::sync::Mutex<()>,
+    /// Held per secret while its rotation job is created or driven: the scheduler and `rotate`
+    /// on the same secret would otherwise both create a job (two pending values), both call
+    /// the backend and race to finish, the loser marking a completed rotation failed. Other
+    /// secrets rotate meanwhile.
+    rotation_locks: path_locks::PathLocks,
 }
 
 /// Decrypted secret heads (metadata, never values) of recently read secrets, so a read
@@ -264,7 +266,7 @@ impl Engine {
                 .build()
                 .map_err(|e| Error::internal(format!("HTTP client: {e}")))?,
             config: tokio::sync::Mutex::new(()),
-            rotation_run: tokio::sync::Mutex::new(()),
+            rotation_locks: Default::default(),
         };
         engine.reload_policies()?;
         engine.reload_identities()?;
@@ -284,9 +286,10 @@ impl Engine {
         self.config.lock().await
     }
 
-    /// Waits for its turn to create or drive a rotation job (see `Engine::rotation_run`).
-    pub(crate) async fn rotation_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.rotation_run.lock().await
+    /// Waits for the turn to create or drive the rotation job of `path` (see
+    /// `Engine::rotation_locks`).
+    pub(crate) async fn rotation_turn(&self, path: &str) -> path_locks::PathGuard<'_> {
+        self.rotation_locks.lock(path).await
     }
 
     pub fn now(&self) -> scaivault_core::time::Timestamp {

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use scaivault_core::duration::{format_duration, parse_duration, parse_duration_list};
 use scaivault_core::path::SecretPath;
 use scaivault_core::scope::Scope;
@@ -487,11 +488,26 @@ impl Engine {
                 format!("{want} is not attached to {}", p.id),
             ));
         }
-        let mut rotated = Vec::new();
-        for sp in targets {
-            let _turn = self.rotation_turn().await;
-            rotated.push(self.rotate_one(&p, &sp).await?);
-        }
+        // One secret's failure is that secret's answer; the others still rotate.
+        let single = path.is_some();
+        let rotated: Vec<Value> = futures_util::stream::iter(targets)
+            .map(|sp| {
+                let p = &p;
+                async move {
+                    let _turn = self.rotation_turn(&sp).await;
+                    self.rotate_one(p, &sp).await.map_err(|e| (sp, e))
+                }
+            })
+            .buffered(ROTATIONS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .map(|r| match r {
+                Ok(v) => Ok(v),
+                Err((_, e)) if single => Err(e),
+                Err((sp, e)) => Ok(item_error(&p.id, &sp, &e)),
+            })
+            .collect::<Result<_>>()?;
         Ok(json!({ "policy_id": p.id, "rotated": rotated }))
     }
 
@@ -523,7 +539,7 @@ impl Engine {
     /// as a crash would, then resume from the file.
     #[cfg(any(test, feature = "test-hooks"))]
     pub async fn advance_rotation(&self, path: &str, steps: usize) -> Result<Value> {
-        let _turn = self.rotation_turn().await;
+        let _turn = self.rotation_turn(path).await;
         let o = self.drive_job(path, Some(steps)).await?;
         self.outcome_view(path, o)
     }
@@ -532,7 +548,7 @@ impl Engine {
     #[cfg(any(test, feature = "test-hooks"))]
     pub async fn begin_rotation(&self, id: &str, path: &str) -> Result<Value> {
         let p = self.find_rotation_policy(id)?;
-        let _turn = self.rotation_turn().await;
+        let _turn = self.rotation_turn(path).await;
         Ok(self.create_job(&p, path).await?.view())
     }
 
@@ -555,46 +571,84 @@ impl Engine {
                 })
                 .collect()
         };
-        let mut done = Vec::new();
-        for (p, path) in work {
-            // Whether it is due is decided in turn: a rotation someone started meanwhile
-            // (`rotate`) has either finished, and the secret is no longer due, or is running.
-            let _turn = self.rotation_turn().await;
-            let Some(head) = self.load_head(&path)? else {
-                continue;
-            };
-            if head.deleted_at.is_some() {
-                continue;
-            }
-            let interval = Duration::from_secs(p.interval_seconds);
-            let cycle = head.last_rotated_at.unwrap_or(head.created_at);
-            self.send_notices(&p, &path, cycle, now).await?;
-            match self.job(&path) {
-                _ if !p.auto_generate => {}
-                Some(j) if j.status == JobStatus::Running => {
-                    if j.next_attempt_at <= now {
-                        let o = self.drive_job(&path, None).await?;
-                        done.push(self.outcome_view(&path, o)?);
+        // Secrets rotate side by side, a few at a time (each may wait on its backend for up
+        // to its timeout); one that fails is logged and reported, and the pass goes on.
+        let done: Vec<Option<Value>> = futures_util::stream::iter(work)
+            .map(|(p, path)| async move {
+                match self.tick_one(&p, &path, now).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(policy = %p.id, secret_path = %path, code = e.code.as_str(),
+                            "the scheduler could not rotate one secret; the pass goes on");
+                        Some(item_error(&p.id, &path, &e))
                     }
                 }
-                Some(j) => {
-                    if now >= j.updated_at.plus(interval) {
-                        done.push(self.rotate_one(&p, &path).await?);
-                    }
-                }
-                None => {
-                    let due = head
-                        .last_rotated_at
-                        .unwrap_or(head.created_at)
-                        .plus(interval);
-                    if now >= due {
-                        done.push(self.rotate_one(&p, &path).await?);
-                    }
-                }
-            }
-        }
-        Ok(done)
+            })
+            .buffered(ROTATIONS_AT_ONCE)
+            .collect()
+            .await;
+        Ok(done.into_iter().flatten().collect())
     }
+
+    /// The scheduler's work on one secret: its notices, then its rotation if one is due (or
+    /// in progress and due for its next attempt).
+    async fn tick_one(
+        &self,
+        p: &RotationPolicy,
+        path: &str,
+        now: Timestamp,
+    ) -> Result<Option<Value>> {
+        // Whether it is due is decided in turn: a rotation someone started meanwhile
+        // (`rotate`) has either finished, and the secret is no longer due, or is running.
+        let _turn = self.rotation_turn(path).await;
+        let Some(head) = self.load_head(path)? else {
+            return Ok(None);
+        };
+        if head.deleted_at.is_some() {
+            return Ok(None);
+        }
+        let interval = Duration::from_secs(p.interval_seconds);
+        let cycle = head.last_rotated_at.unwrap_or(head.created_at);
+        self.send_notices(p, path, cycle, now).await?;
+        Ok(match self.job(path) {
+            _ if !p.auto_generate => None,
+            Some(j) if j.status == JobStatus::Running => {
+                if j.next_attempt_at <= now {
+                    let o = self.drive_job(path, None).await?;
+                    Some(self.outcome_view(path, o)?)
+                } else {
+                    None
+                }
+            }
+            Some(j) => {
+                if now >= j.updated_at.plus(interval) {
+                    Some(self.rotate_one(p, path).await?)
+                } else {
+                    None
+                }
+            }
+            None => {
+                let due = head
+                    .last_rotated_at
+                    .unwrap_or(head.created_at)
+                    .plus(interval);
+                if now >= due {
+                    Some(self.rotate_one(p, path).await?)
+                } else {
+                    None
+                }
+            }
+        })
+    }
+}
+
+/// Rotations the scheduler (or `rotate` on a whole policy) runs at once.
+const ROTATIONS_AT_ONCE: usize = 4;
+
+/// What a rotation that could not run reports in place of its outcome.
+fn item_error(policy_id: &str, path: &str, e: &Error) -> Value {
+    json!({ "secret_path": path, "policy_id": policy_id, "status": "error",
+            "error": { "code": e.code.as_str(), "message": e.message } })
 }
 
 impl Engine {

@@ -13,6 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+use futures_util::StreamExt as _;
+
 use crate::events::{EVENT_TYPES, Event};
 use crate::outbox::WebhookState;
 use crate::webhook_records::{
@@ -52,6 +54,9 @@ fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
     )
 }
 
+/// Webhooks a delivery pass serves at once (each delivery waits at most its timeout).
+const WEBHOOKS_AT_ONCE: usize = 8;
+
 impl Engine {
     pub(crate) fn reload_webhooks(&self) -> Result<()> {
         let mut state = WebhookState::default();
@@ -83,6 +88,11 @@ impl Engine {
     }
 
     /// Wakes when an event was queued (the server's delivery worker waits on it).
+    /// Deliveries not yet delivered or given up (due now or waiting for a retry).
+    pub fn deliveries_pending(&self) -> usize {
+        read(&self.events.state).pending.len()
+    }
+
     pub fn deliveries_queued(&self) -> Arc<tokio::sync::Notify> {
         self.events.notify.clone()
     }
@@ -621,27 +631,61 @@ impl Engine {
             .cloned()
             .collect();
         let n = due.len();
-        for mut d in due {
-            let Some(h) = read(&self.events.state).hooks.get(&d.webhook_id).cloned() else {
-                d.status = DeliveryStatus::Failed;
-                d.last_error = Some("the webhook was deleted".into());
-                self.save_delivery(d, None).await?;
-                continue;
-            };
-            if !h.enabled {
-                d.status = DeliveryStatus::Failed;
-                d.last_error = Some("the webhook is disabled".into());
-                self.save_delivery(d, None).await?;
-                continue;
+        // Each webhook's deliveries go in order, one at a time (a receiver sees them as they
+        // were raised, and is not flooded); different webhooks are served side by side, so
+        // one slow or dead endpoint holds up no other.
+        let mut by_hook: Vec<(String, Vec<DeliveryRecord>)> = Vec::new();
+        for d in due {
+            match by_hook.iter_mut().find(|(id, _)| *id == d.webhook_id) {
+                Some((_, list)) => list.push(d),
+                None => by_hook.push((d.webhook_id.clone(), vec![d])),
             }
-            self.attempt(&h, &mut d).await;
-            let health = match d.status {
-                DeliveryStatus::Success => Some(true),
-                DeliveryStatus::Failed => Some(false),
-                DeliveryStatus::Pending => None,
-            };
-            self.save_delivery(d, health).await?;
         }
-        Ok(n)
+        let failures: Vec<Error> = futures_util::stream::iter(by_hook)
+            .map(|(_, list)| async move {
+                let mut errors = Vec::new();
+                for d in list {
+                    if let Err(e) = self.deliver_one(d).await {
+                        tracing::warn!(
+                            code = e.code.as_str(),
+                            "could not record a webhook delivery; the pass goes on"
+                        );
+                        errors.push(e);
+                    }
+                }
+                errors
+            })
+            .buffer_unordered(WEBHOOKS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        match failures.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+
+    /// Sends one delivery (or fails it if its webhook went away or was disabled) and records
+    /// the outcome.
+    async fn deliver_one(&self, mut d: DeliveryRecord) -> Result<()> {
+        let Some(h) = read(&self.events.state).hooks.get(&d.webhook_id).cloned() else {
+            d.status = DeliveryStatus::Failed;
+            d.last_error = Some("the webhook was deleted".into());
+            return self.save_delivery(d, None).await;
+        };
+        if !h.enabled {
+            d.status = DeliveryStatus::Failed;
+            d.last_error = Some("the webhook is disabled".into());
+            return self.save_delivery(d, None).await;
+        }
+        self.attempt(&h, &mut d).await;
+        let health = match d.status {
+            DeliveryStatus::Success => Some(true),
+            DeliveryStatus::Failed => Some(false),
+            DeliveryStatus::Pending => None,
+        };
+        self.save_delivery(d, health).await
     }
 }

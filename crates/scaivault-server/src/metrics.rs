@@ -33,6 +33,8 @@ pub(crate) struct Metrics {
     rate_limited: Mutex<BTreeMap<&'static str, u64>>,
     pub secret_reads: AtomicU64,
     pub secret_writes: AtomicU64,
+    /// Passes of the webhook delivery worker (each attempts every delivery due when it starts).
+    pub delivery_passes: AtomicU64,
     /// Unseal attempts refused for a wrong passphrase, key file or recovery key.
     pub unseal_failures: AtomicU64,
 }
@@ -69,7 +71,11 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    pub fn render(&self, secrets_total: Option<usize>) -> String {
+    pub fn render(
+        &self,
+        secrets_total: Option<usize>,
+        deliveries_pending: Option<usize>,
+    ) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP scaivault_requests_total HTTP requests by method, path category and status.\n",
@@ -146,6 +152,18 @@ impl Metrics {
             out,
             "scaivault_secret_writes_total{{tenant=\"local\"}} {}",
             self.secret_writes.load(Ordering::Relaxed)
+        );
+        if let Some(n) = deliveries_pending {
+            out.push_str("# HELP scaivault_webhook_deliveries_pending Webhook deliveries not yet delivered or given up.\n");
+            out.push_str("# TYPE scaivault_webhook_deliveries_pending gauge\n");
+            let _ = writeln!(out, "scaivault_webhook_deliveries_pending {n}");
+        }
+        out.push_str("# HELP scaivault_webhook_delivery_passes_total Passes of the webhook delivery worker.\n");
+        out.push_str("# TYPE scaivault_webhook_delivery_passes_total counter\n");
+        let _ = writeln!(
+            out,
+            "scaivault_webhook_delivery_passes_total {}",
+            self.delivery_passes.load(Ordering::Relaxed)
         );
         out
     }

@@ -147,7 +147,12 @@ pub async fn serve(
                     continue;
                 };
                 let queued = engine.deliveries_queued();
-                match engine.deliver_pending().await {
+                let pass = engine.deliver_pending().await;
+                state
+                    .metrics
+                    .delivery_passes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match pass {
                     // A full batch: there may be more due right now.
                     Ok(n) if n >= 64 => continue,
                     Ok(_) => {}

@@ -66,10 +66,12 @@ pub async fn metrics(
         let auth = auth?;
         auth.engine.authorize(&auth.caller, Scope::Admin, None)?;
     }
-    let total = state.engine().ok().map(|e| e.secrets_total());
+    let engine = state.engine().ok();
+    let total = engine.as_ref().map(|e| e.secrets_total());
+    let pending = engine.as_ref().map(|e| e.deliveries_pending());
     Ok((
         [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(total),
+        state.metrics.render(total, pending),
     )
         .into_response())
 }
