@@ -63,12 +63,16 @@ fn settled(dev: &Dev) {
     );
 }
 
-/// Waits until the delivery worker has run a whole pass that began after this call.
+/// Waits until the delivery worker has looked for due deliveries at least once after this
+/// call, and nothing it started is still being sent.
 fn one_more_pass(dev: &Dev) {
     let before = metric(dev, "scaivault_webhook_delivery_passes_total");
     assert!(common::receiver::eventually(
         Duration::from_secs(20),
-        || metric(dev, "scaivault_webhook_delivery_passes_total") >= before + 2
+        || {
+            metric(dev, "scaivault_webhook_delivery_passes_total") >= before + 2
+                && metric(dev, "scaivault_webhook_deliveries_in_flight") == 0
+        }
     ));
 }
 
@@ -559,4 +563,43 @@ fn reads_are_announced_only_to_webhooks_that_ask_by_name() {
         assert!(!d.body.to_string().contains("canary-value-123"));
     }
     assert_eq!(accessed[1].body["data"]["batch"], true);
+}
+
+/// Issue #18: a webhook whose endpoint holds its delivery (a dead system, up to the request
+/// timeout) holds up no other webhook's deliveries.
+#[test]
+fn a_stalled_endpoint_holds_up_no_other_webhook() {
+    let r = Receiver::start(SECRET);
+    let stall = common::receiver::Stall::start();
+    let dev = Dev::start_with(&[
+        "--test-clock",
+        "--allow-host",
+        &format!("127.0.0.1:{}", r.port),
+        "--allow-host",
+        &format!("127.0.0.1:{}", stall.port),
+    ]);
+    let (s, b) = dev.post(
+        "/v1/webhooks",
+        &dev.token,
+        json!({
+            "name": "stalled", "url": stall.url, "secret": SECRET, "events": ["secret.created"],
+            "filters": {"path_prefix": "a/"},
+        }),
+    );
+    assert_eq!(s, 201, "{b}");
+    create_hook(
+        &dev,
+        &r,
+        json!(["secret.created"]),
+        json!({"path_prefix": "b/"}),
+    );
+    // The stalled webhook's delivery is queued first.
+    dev.put("/v1/secrets/a/one", &dev.token, json!({"data": {"k": "v"}}));
+    stall.wait_for_arrival();
+    dev.put("/v1/secrets/b/one", &dev.token, json!({"data": {"k": "v"}}));
+    let got = wait_for_deliveries(&r, 1);
+    assert_eq!(got.len(), 1, "the other webhook waited for the stalled one");
+    assert_eq!(got[0].body["path"], "b/one");
+    stall.release();
+    settled(&dev);
 }

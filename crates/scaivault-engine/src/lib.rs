@@ -99,6 +99,9 @@ pub struct Engine {
     /// the backend and race to finish, the loser marking a completed rotation failed. Other
     /// secrets rotate meanwhile.
     rotation_locks: path_locks::PathLocks,
+    /// Webhooks with deliveries being sent (see `webhooks`): each is served by one task at a
+    /// time, so its deliveries arrive in order.
+    delivering: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Decrypted secret heads (metadata, never values) of recently read secrets, so a read
@@ -267,6 +270,7 @@ impl Engine {
                 .map_err(|e| Error::internal(format!("HTTP client: {e}")))?,
             config: tokio::sync::Mutex::new(()),
             rotation_locks: Default::default(),
+            delivering: Default::default(),
         };
         engine.reload_policies()?;
         engine.reload_identities()?;

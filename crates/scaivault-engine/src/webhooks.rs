@@ -13,8 +13,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use futures_util::StreamExt as _;
-
 use crate::events::{EVENT_TYPES, Event};
 use crate::outbox::WebhookState;
 use crate::webhook_records::{
@@ -54,8 +52,26 @@ fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
     )
 }
 
-/// Webhooks a delivery pass serves at once (each delivery waits at most its timeout).
+/// Webhooks served at once (each delivery waits at most its timeout).
 const WEBHOOKS_AT_ONCE: usize = 8;
+
+/// A webhook marked in flight; unmarked when dropped (also if its task ends by a panic).
+struct InFlight<'a> {
+    engine: &'a Engine,
+    webhook_id: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.webhook_id.is_empty() {
+            self.engine
+                .delivering
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&self.webhook_id);
+        }
+    }
+}
 
 impl Engine {
     pub(crate) fn reload_webhooks(&self) -> Result<()> {
@@ -619,52 +635,107 @@ impl Engine {
             .await
     }
 
-    /// One pass of the delivery worker: every pending delivery whose time has come gets one
-    /// attempt. Returns how many were attempted.
-    pub async fn deliver_pending(&self) -> Result<usize> {
+    /// Takes the due deliveries of webhooks that have none in flight, grouped by webhook in
+    /// the order they were raised, and marks those webhooks in flight (at most
+    /// [`WEBHOOKS_AT_ONCE`] in all). A webhook's deliveries thus go one at a time, in order,
+    /// while different webhooks are served side by side.
+    fn take_due(&self) -> Vec<(InFlight<'_>, Vec<DeliveryRecord>)> {
         let now = self.now();
-        let due: Vec<DeliveryRecord> = read(&self.events.state)
-            .pending
-            .values()
-            .filter(|d| d.next_attempt_at <= now)
-            .take(64)
-            .cloned()
-            .collect();
-        let n = due.len();
-        // Each webhook's deliveries go in order, one at a time (a receiver sees them as they
-        // were raised, and is not flooded); different webhooks are served side by side, so
-        // one slow or dead endpoint holds up no other.
-        let mut by_hook: Vec<(String, Vec<DeliveryRecord>)> = Vec::new();
-        for d in due {
-            match by_hook.iter_mut().find(|(id, _)| *id == d.webhook_id) {
-                Some((_, list)) => list.push(d),
-                None => by_hook.push((d.webhook_id.clone(), vec![d])),
+        let state = read(&self.events.state);
+        let mut flying = self.delivering.lock().unwrap_or_else(|p| p.into_inner());
+        let mut groups: Vec<(String, Vec<DeliveryRecord>)> = Vec::new();
+        for d in state.pending.values().filter(|d| d.next_attempt_at <= now) {
+            if let Some((_, list)) = groups.iter_mut().find(|(id, _)| *id == d.webhook_id) {
+                if list.len() < 64 {
+                    list.push(d.clone());
+                }
+            } else if !flying.contains(&d.webhook_id) && flying.len() < WEBHOOKS_AT_ONCE {
+                flying.insert(d.webhook_id.clone());
+                groups.push((d.webhook_id.clone(), vec![d.clone()]));
             }
         }
-        let failures: Vec<Error> = futures_util::stream::iter(by_hook)
-            .map(|(_, list)| async move {
-                let mut errors = Vec::new();
-                for d in list {
-                    if let Err(e) = self.deliver_one(d).await {
-                        tracing::warn!(
-                            code = e.code.as_str(),
-                            "could not record a webhook delivery; the pass goes on"
-                        );
-                        errors.push(e);
-                    }
-                }
-                errors
-            })
-            .buffer_unordered(WEBHOOKS_AT_ONCE)
-            .collect::<Vec<_>>()
-            .await
+        groups
             .into_iter()
-            .flatten()
-            .collect();
-        match failures.into_iter().next() {
-            Some(e) => Err(e),
-            None => Ok(n),
+            .map(|(id, list)| {
+                (
+                    InFlight {
+                        engine: self,
+                        webhook_id: id,
+                    },
+                    list,
+                )
+            })
+            .collect()
+    }
+
+    /// Sends one webhook's deliveries in order; the first error it could not record is
+    /// returned after the others were tried.
+    async fn deliver_group(&self, list: Vec<DeliveryRecord>) -> Result<()> {
+        let mut first = None;
+        for d in list {
+            if let Err(e) = self.deliver_one(d).await {
+                tracing::warn!(
+                    code = e.code.as_str(),
+                    "could not record a webhook delivery; the pass goes on"
+                );
+                first.get_or_insert(e);
+            }
         }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// One pass of deliveries, waited for: every due delivery of a webhook not already being
+    /// served gets one attempt. Returns how many were attempted. (Tests call it; the server's
+    /// worker uses [`Engine::dispatch_deliveries`], which does not wait.)
+    pub async fn deliver_pending(&self) -> Result<usize> {
+        let groups = self.take_due();
+        let n = groups.iter().map(|(_, l)| l.len()).sum();
+        let results =
+            futures_util::future::join_all(groups.into_iter().map(|(flight, list)| async move {
+                let r = self.deliver_group(list).await;
+                drop(flight);
+                r
+            }))
+            .await;
+        results
+            .into_iter()
+            .find(|r| r.is_err())
+            .unwrap_or(Ok(()))
+            .map(|()| n)
+    }
+
+    /// The server's delivery worker: starts a task per webhook with due deliveries and none
+    /// in flight, and returns at once, so a webhook whose endpoint takes its full timeout
+    /// holds up neither the other webhooks nor deliveries queued meanwhile. A finished task
+    /// wakes the worker for what is due next. Returns how many tasks it started.
+    pub fn dispatch_deliveries(self: &Arc<Self>) -> usize {
+        let groups: Vec<(String, Vec<DeliveryRecord>)> = self
+            .take_due()
+            .into_iter()
+            .map(|(mut flight, list)| (std::mem::take(&mut flight.webhook_id), list))
+            .collect();
+        let n = groups.len();
+        for (webhook_id, list) in groups {
+            let engine = self.clone();
+            tokio::spawn(async move {
+                let flight = InFlight {
+                    engine: &engine,
+                    webhook_id,
+                };
+                let _ = engine.deliver_group(list).await;
+                drop(flight);
+                engine.events.notify.notify_one();
+            });
+        }
+        n
+    }
+
+    /// Webhooks with deliveries being sent right now.
+    pub fn deliveries_in_flight(&self) -> usize {
+        self.delivering
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Sends one delivery (or fails it if its webhook went away or was disabled) and records

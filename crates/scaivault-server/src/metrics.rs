@@ -71,11 +71,9 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    pub fn render(
-        &self,
-        secrets_total: Option<usize>,
-        deliveries_pending: Option<usize>,
-    ) -> String {
+    /// The text exposition. `engine_gauges` (secrets, pending deliveries, webhooks being
+    /// delivered to) are absent while the vault is sealed.
+    pub fn render(&self, engine_gauges: Option<(usize, usize, usize)>) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP scaivault_requests_total HTTP requests by method, path category and status.\n",
@@ -137,6 +135,8 @@ impl Metrics {
                 "scaivault_rate_limit_hits_total{{category=\"{c}\"}} {n}"
             );
         }
+        let secrets_total = engine_gauges.map(|g| g.0);
+        let deliveries_pending = engine_gauges.map(|g| g.1);
         if let Some(n) = secrets_total {
             out.push_str("# TYPE scaivault_secrets_total gauge\n");
             let _ = writeln!(out, "scaivault_secrets_total{{tenant=\"local\"}} {n}");
@@ -157,6 +157,13 @@ impl Metrics {
             out.push_str("# HELP scaivault_webhook_deliveries_pending Webhook deliveries not yet delivered or given up.\n");
             out.push_str("# TYPE scaivault_webhook_deliveries_pending gauge\n");
             let _ = writeln!(out, "scaivault_webhook_deliveries_pending {n}");
+        }
+        if let Some((_, _, n)) = engine_gauges {
+            out.push_str(
+                "# HELP scaivault_webhook_deliveries_in_flight Webhooks being delivered to now.\n",
+            );
+            out.push_str("# TYPE scaivault_webhook_deliveries_in_flight gauge\n");
+            let _ = writeln!(out, "scaivault_webhook_deliveries_in_flight {n}");
         }
         out.push_str("# HELP scaivault_webhook_delivery_passes_total Passes of the webhook delivery worker.\n");
         out.push_str("# TYPE scaivault_webhook_delivery_passes_total counter\n");

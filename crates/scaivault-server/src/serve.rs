@@ -136,8 +136,9 @@ pub async fn serve(
             }
         })
     };
-    // The webhook delivery worker: woken when a change queues a delivery, and every two
-    // seconds for retries whose time has come.
+    // The webhook delivery worker: woken when a change queues a delivery or a webhook's task
+    // finishes, and every two seconds for retries whose time has come. It starts a task per
+    // webhook with due deliveries and does not wait for them.
     let deliveries = {
         let state = state.clone();
         tokio::spawn(async move {
@@ -147,17 +148,11 @@ pub async fn serve(
                     continue;
                 };
                 let queued = engine.deliveries_queued();
-                let pass = engine.deliver_pending().await;
+                engine.dispatch_deliveries();
                 state
                     .metrics
                     .delivery_passes
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                match pass {
-                    // A full batch: there may be more due right now.
-                    Ok(n) if n >= 64 => continue,
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "webhook delivery pass failed"),
-                }
                 drop(engine);
                 let _ = tokio::time::timeout(Duration::from_secs(2), queued.notified()).await;
             }

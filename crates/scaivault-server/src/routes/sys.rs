@@ -66,12 +66,16 @@ pub async fn metrics(
         let auth = auth?;
         auth.engine.authorize(&auth.caller, Scope::Admin, None)?;
     }
-    let engine = state.engine().ok();
-    let total = engine.as_ref().map(|e| e.secrets_total());
-    let pending = engine.as_ref().map(|e| e.deliveries_pending());
+    let gauges = state.engine().ok().map(|e| {
+        (
+            e.secrets_total(),
+            e.deliveries_pending(),
+            e.deliveries_in_flight(),
+        )
+    });
     Ok((
         [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(total, pending),
+        state.metrics.render(gauges),
     )
         .into_response())
 }
