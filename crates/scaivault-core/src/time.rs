@@ -91,6 +91,17 @@ impl Timestamp {
 
 /// RFC 3339 in human-readable formats (the API's JSON); microseconds as an integer in binary
 /// ones (the vault file's records), where parsing text would cost more than the read itself.
+/// On the wire a timestamp is an RFC 3339 string (`2026-12-02T16:12:07.123456Z`).
+impl schemars::JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "date-time" })
+    }
+}
+
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {

@@ -13,7 +13,7 @@ use crate::caller::ROOT_IDENTITY;
 use crate::records::{ClientCredential, IdentityRecord, new_id};
 use crate::{Caller, Engine, decode, encode, load_all, read, write};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIdentity {
     pub identity_id: String,

@@ -19,7 +19,7 @@ use crate::events::Event;
 use crate::records::new_id;
 use crate::{Caller, Engine, decode, encode, load_all, read, write};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRequest {
     #[serde(default)]
@@ -65,7 +65,7 @@ impl PolicyChange {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindingRequest {
     #[serde(default)]
@@ -75,7 +75,7 @@ pub struct BindingRequest {
     pub expires_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyTestRequest {
     pub identity_id: String,
@@ -85,7 +85,7 @@ pub struct PolicyTestRequest {
     pub context: TestContext,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestContext {
     #[serde(default)]

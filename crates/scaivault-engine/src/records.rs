@@ -82,6 +82,21 @@ impl SecretHead {
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretData(Zeroizing<String>);
 
+/// On the wire `data` is a JSON object of the secret's fields.
+impl schemars::JsonSchema for SecretData {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SecretData".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "The secret's fields: names to values (strings, or any JSON a type plugin accepts)",
+            "additionalProperties": true
+        })
+    }
+}
+
 impl SecretData {
     pub fn from_json_text(text: String) -> SecretData {
         SecretData(Zeroizing::new(text))

@@ -29,7 +29,7 @@ use crate::{Caller, Engine, decode, encode, load_all, read, write};
 
 const DEFAULT_GRACE: &str = "48h";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotationPolicyRequest {
     #[serde(default)]

@@ -340,7 +340,7 @@ mod pending_text {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecipeField {
     pub name: String,
     pub generator: String,

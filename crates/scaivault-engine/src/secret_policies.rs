@@ -13,7 +13,7 @@ use crate::{Caller, Engine, Error, ErrorCode, Result, encode, read, write};
 
 const POLICY_TYPES: &[&str] = &["password", "api_key", "oauth_client", "ssh_key", "custom"];
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretPolicyRequest {
     pub name: Option<String>,

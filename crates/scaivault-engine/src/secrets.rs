@@ -28,7 +28,7 @@ use crate::{
     Caller, Engine, HeadCache, PathEntry, cursor, limits, pack, read, store_err, unpack, write,
 };
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteOptions {
     #[serde(default)]
@@ -42,7 +42,7 @@ pub struct WriteOptions {
 }
 
 /// The body of `PUT /v1/secrets/{path}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteRequest {
     pub data: SecretData,
@@ -115,7 +115,7 @@ pub struct ListPage {
     pub has_more: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchReadRequest {
     pub paths: Vec<String>,
@@ -124,7 +124,7 @@ pub struct BatchReadRequest {
 }
 
 /// `POST /v1/secrets/batch/metadata`: what describes many secrets, never their values.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchMetadataRequest {
     /// At most 100 paths; with `expand_wildcards`, also patterns (`*`, `?`, `**`) that the
@@ -137,7 +137,7 @@ pub struct BatchMetadataRequest {
 /// Secrets one batch-metadata call may return in all, patterns expanded.
 pub const MAX_BATCH_METADATA_RESULTS: usize = limits::MAX_LIST_LIMIT;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchOptions {
     #[serde(default)]

@@ -22,7 +22,7 @@ pub const TOKEN_PREFIX: &str = "skt_";
 const DEFAULT_TTL: Duration = Duration::from_secs(90 * 86_400);
 const CLIENT_CREDENTIALS_TTL: Duration = Duration::from_secs(3600);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub identity_id: String,

@@ -20,7 +20,7 @@ pub(crate) const FAILING_AFTER: u32 = 3;
 /// Delivery log entries kept per webhook (the oldest finished ones go first).
 pub(crate) const KEEP_DELIVERIES: usize = 1000;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookFilters {
     #[serde(default, skip_serializing_if = "Option::is_none")]

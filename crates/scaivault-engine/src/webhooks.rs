@@ -22,7 +22,7 @@ use crate::webhook_records::{
 use crate::{Caller, Engine, Error, ErrorCode, Result, decode, encode, load_all, read, write};
 
 /// No `Debug`: it carries the signing secret.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookRequest {
     pub name: Option<String>,

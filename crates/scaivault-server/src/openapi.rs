@@ -9,6 +9,11 @@ use crate::routes::table::{Access, ROUTES};
 pub(crate) const NOT_BUILT: &[&str] = &[];
 
 pub(crate) fn document() -> Value {
+    // Request bodies are described by the engine's and the handlers' own request types (the
+    // ones that parse them), so the document cannot describe a body the server would refuse.
+    let mut schemas = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.definitions_path = "/components/schemas".into())
+        .into_generator();
     let mut paths = Map::new();
     for spec in ROUTES.iter().filter(|r| !r.test_only) {
         let (method, summary) = (spec.method.to_ascii_lowercase(), spec.summary);
@@ -26,6 +31,17 @@ pub(crate) fn document() -> Value {
                 "default": { "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
             },
         });
+        if let Some(schema) = spec.request {
+            op["requestBody"] = json!({
+                "required": spec.method != "POST" || !spec.path.ends_with("/rotate"),
+                "content": { "application/json": { "schema": schema(&mut schemas) } },
+            });
+        } else if spec.binary_body {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": { "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } },
+            });
+        }
         match spec.access {
             Access::Public | Access::Metrics => op["security"] = json!([]),
             Access::Token => {}
@@ -41,6 +57,20 @@ pub(crate) fn document() -> Value {
         }
         paths.entry(path).or_insert_with(|| json!({}))[method.as_str()] = op;
     }
+    let mut components = Map::new();
+    components.insert(
+        "Error".into(),
+        json!({
+            "type": "object",
+            "required": ["error"],
+            "properties": { "error": { "type": "object", "required": ["code", "message", "details", "request_id"],
+                "properties": {
+                    "code": { "type": "string" }, "message": { "type": "string" },
+                    "details": { "type": "object" }, "request_id": { "type": "string" },
+                } } },
+        }),
+    );
+    components.extend(schemas.take_definitions(true));
     json!({
         "openapi": "3.1.0",
         "info": { "title": "ScaiVault", "version": env!("CARGO_PKG_VERSION") },
@@ -50,17 +80,7 @@ pub(crate) fn document() -> Value {
         "x-not-implemented": NOT_BUILT,
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "skt_… token" } },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": { "error": { "type": "object", "required": ["code", "message", "details", "request_id"],
-                        "properties": {
-                            "code": { "type": "string" }, "message": { "type": "string" },
-                            "details": { "type": "object" }, "request_id": { "type": "string" },
-                        } } },
-                },
-            },
+            "schemas": components,
         },
     })
 }
@@ -68,6 +88,8 @@ pub(crate) fn document() -> Value {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+
+    use serde_json::json;
 
     use super::ROUTES;
 
@@ -94,5 +116,56 @@ mod tests {
             doc["paths"]["/v1/sys/restore"]["post"]["x-scaivault-scope"],
             "admin"
         );
+    }
+
+    /// Every route that takes a body says what it is, and every schema it points to is in
+    /// the document.
+    #[test]
+    fn bodies_have_schemas_that_resolve() {
+        let doc = super::document();
+        // Routes whose POST/PUT/PATCH carries no body: acts named by their path alone.
+        const NO_BODY: &[&str] = &[
+            "/v1/sys/seal",
+            "/v1/sys/rotate-key",
+            "/v1/sys/verify",
+            "/v1/restore/{path}",
+            "/v1/plugins/verify",
+            "/v1/rotation/policies/{id}/enable",
+            "/v1/rotation/policies/{id}/disable",
+            "/v1/webhooks/{id}/test",
+            "/v1/secret-policies/{id}/generate",
+        ];
+        let mut with_body = 0;
+        for r in ROUTES.iter().filter(|r| !r.test_only) {
+            let path = r.path.replace("{*", "{");
+            let op = &doc["paths"][&path][r.method.to_ascii_lowercase()];
+            let has = op.get("requestBody").is_some();
+            if matches!(r.method, "POST" | "PUT" | "PATCH") && !NO_BODY.contains(&path.as_str()) {
+                assert!(has, "{} {path} has no request body schema", r.method);
+                with_body += 1;
+            } else {
+                assert!(
+                    !has,
+                    "{} {path} documents a body it does not take",
+                    r.method
+                );
+            }
+        }
+        assert!(with_body > 25, "{with_body}");
+        let text = doc.to_string();
+        let needle = "\"$ref\":\"#/components/schemas/";
+        for (i, _) in text.match_indices(needle) {
+            let name: String = text[i + needle.len()..]
+                .chars()
+                .take_while(|c| *c != '"')
+                .collect();
+            assert!(
+                doc["components"]["schemas"].get(&name).is_some(),
+                "{name} is referenced but not defined"
+            );
+        }
+        let write = &doc["components"]["schemas"]["WriteRequest"];
+        assert_eq!(write["required"], json!(["data"]), "{write}");
+        assert_eq!(write["additionalProperties"], false, "{write}");
     }
 }

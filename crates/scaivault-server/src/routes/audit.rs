@@ -61,7 +61,7 @@ pub async fn verify(
     Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PruneRequest {
     older_than: String,

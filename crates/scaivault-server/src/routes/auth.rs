@@ -16,9 +16,10 @@ pub async fn whoami(auth: Auth) -> Json<Value> {
     Json(auth.engine.whoami(&auth.caller))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectRequest {
+    #[schemars(with = "String")]
     token: Zeroizing<String>,
 }
 
@@ -29,12 +30,13 @@ pub async fn introspect(
     Ok(Json(auth.engine.introspect(&auth.caller, &req.token)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCredentialsRequest {
     #[serde(default)]
     grant_type: Option<String>,
     client_id: String,
+    #[schemars(with = "String")]
     client_secret: Zeroizing<String>,
 }
 

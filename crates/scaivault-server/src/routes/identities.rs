@@ -47,7 +47,7 @@ pub async fn delete(auth: Auth, Path(id): Path<String>) -> Result<StatusCode, Ap
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberRequest {
     member_id: String,
@@ -78,7 +78,7 @@ pub async fn remove_member(
     .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialRequest {
     scopes: Vec<String>,

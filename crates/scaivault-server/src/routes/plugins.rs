@@ -25,7 +25,7 @@ pub async fn get(auth: Auth, Path(name): Path<String>) -> Result<Json<Value>, Ap
     Ok(Json(json!(auth.engine.get_plugin(&auth.caller, &name)?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstallRequest {
     /// The manifest as a JSON object.
@@ -61,7 +61,7 @@ pub async fn verify(auth: Auth) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "ok": ok, "plugins": checks })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateRequest {
     #[serde(default)]

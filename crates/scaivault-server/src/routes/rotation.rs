@@ -80,7 +80,7 @@ pub async fn disable(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, 
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignRequest {
     secret_path: String,
@@ -112,7 +112,7 @@ pub async fn unassign(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     #[serde(default)]

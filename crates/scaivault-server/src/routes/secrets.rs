@@ -291,10 +291,24 @@ pub async fn post(
 /// `POST /v1/secrets/batch/write`: `{"writes": [{"path", "data", "secret_type", "metadata",
 /// "options"}, …]}`, written in one transaction (all or none), each with its own audit entry
 /// committed in that transaction.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchWriteRequest {
+pub struct BatchWriteRequest {
+    /// Each a write's body (`data`, `secret_type`, `metadata`, `options`) with its `path`.
     writes: Vec<Map<String, Value>>,
+}
+
+/// The body of `POST /v1/secrets/{path}`, whose shape follows the path: a batch read
+/// (`batch`), metadata of many paths (`batch/metadata`) or an atomic write of many secrets
+/// (`batch/write`). Described for the OpenAPI document; the handler reads the one the path
+/// names.
+#[derive(schemars::JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)]
+pub enum SecretsPost {
+    Read(BatchReadRequest),
+    Metadata(BatchMetadataRequest),
+    Write(BatchWriteRequest),
 }
 
 fn shape(why: &str) -> ApiError {
@@ -313,7 +327,7 @@ pub async fn metadata(auth: Auth, uri: Uri) -> Result<Json<Value>, ApiError> {
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataPatch {
     metadata: Map<String, Value>,

@@ -90,16 +90,19 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<serde_json::Valu
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnsealRequest {
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     passphrase: Option<Zeroizing<String>>,
     /// Base64 of a key file's bytes.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     key: Option<Zeroizing<String>>,
     /// The offline recovery key, `svrk_…`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     recovery_key: Option<Zeroizing<String>>,
 }
 
@@ -416,7 +419,7 @@ pub async fn verify(auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(report))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdvanceClock {
     /// A duration such as `8d`.

@@ -66,6 +66,11 @@ pub struct RouteSpec {
     /// A larger body than the server's limit (a plugin's WebAssembly, base64-encoded).
     pub large_body: bool,
     pub(crate) handler: fn(MethodFilter) -> MethodRouter<Arc<AppState>>,
+    /// The JSON body the route takes, as a schema for the OpenAPI document; `None` for a
+    /// route that takes no body or (with `binary_body`) a stream of bytes.
+    pub request: Option<fn(&mut schemars::SchemaGenerator) -> schemars::Schema>,
+    /// The body is a file's bytes (`application/octet-stream`): a backup to restore from.
+    pub binary_body: bool,
 }
 
 impl RouteSpec {
@@ -87,7 +92,7 @@ impl RouteSpec {
 }
 
 macro_rules! routes {
-    ($($method:ident $path:literal => $handler:path, $access:expr, $cat:ident, $audit:expr, $summary:literal $(, $opt:ident)*;)*) => {
+    ($($method:ident $path:literal => $handler:path $([$body:ty])?, $access:expr, $cat:ident, $audit:expr, $summary:literal $(, $opt:ident)*;)*) => {
         /// Every route the server answers.
         pub static ROUTES: &[RouteSpec] = &[$(
             RouteSpec {
@@ -99,13 +104,18 @@ macro_rules! routes {
                 summary: $summary,
                 test_only: routes!(@has test_only $($opt)*),
                 large_body: routes!(@has large_body $($opt)*),
+                binary_body: routes!(@has binary_body $($opt)*),
                 handler: |f| on(f, $handler),
+                request: routes!(@body $($body)?),
             },
         )*];
     };
+    (@body) => { None };
+    (@body $t:ty) => { Some(|g: &mut schemars::SchemaGenerator| g.subschema_for::<$t>()) };
     (@has $want:ident) => { false };
     (@has test_only test_only $($rest:ident)*) => { true };
     (@has large_body large_body $($rest:ident)*) => { true };
+    (@has binary_body binary_body $($rest:ident)*) => { true };
     (@has $want:ident $other:ident $($rest:ident)*) => { routes!(@has $want $($rest)*) };
 }
 
@@ -125,7 +135,7 @@ routes! {
     GET "/v1/metrics" => sys::metrics, Metrics, Public, No, "Prometheus metrics";
     GET "/v1/openapi.json" => sys::openapi, Public, Public, No, "This document";
     GET "/v1/sys/status" => sys::status, Public, Public, No, "Seal state";
-    POST "/v1/sys/unseal" => sys::unseal, Public, Public, Action(A::Unseal),
+    POST "/v1/sys/unseal" => sys::unseal [sys::UnsealRequest], Public, Public, Action(A::Unseal),
         "Unseal with a passphrase, key file or recovery key (one key derivation at a time)";
     POST "/v1/sys/seal" => sys::seal, s(Admin), Admin, ByHandler(A::Seal),
         "Seal (its audit entry is made durable before the vault closes)";
@@ -134,21 +144,21 @@ routes! {
     GET "/v1/sys/backup" => sys::backup, s(Admin), Admin, Action(A::Backup),
         "Stream a consistent, encrypted backup";
     POST "/v1/sys/restore" => sys::restore, s(Admin), Admin, ByHandler(A::RestoreFromBackup),
-        "Write one secret back from an uploaded backup (audited with its path and versions)";
+        "Write one secret back from an uploaded backup (audited with its path and versions)", binary_body;
     POST "/v1/sys/verify" => sys::verify, s(Admin), Admin, Action(A::Verify),
         "Check every record, the indexes and the audit chain";
-    POST "/v1/sys/test/clock" => sys::advance_test_clock, s(Admin), Admin, Action(A::TestClockAdvance),
+    POST "/v1/sys/test/clock" => sys::advance_test_clock [sys::AdvanceClock], s(Admin), Admin, Action(A::TestClockAdvance),
         "Move the test clock forward and run the rotation scheduler (dev --test-clock only)", test_only;
 
     GET "/v1/secrets" => secrets::list, s(SecretsList), List, Action(A::List),
         "List secrets by prefix (cursor pagination)";
     GET "/v1/secrets/{*path}" => secrets::read, s(SecretsRead), Read, Secret(A::Read),
         "Read a secret (current or ?version=N)";
-    PUT "/v1/secrets/{*path}" => secrets::write, s(SecretsWrite), Write, ByHandler(A::Write),
+    PUT "/v1/secrets/{*path}" => secrets::write [scaivault_engine::WriteRequest], s(SecretsWrite), Write, ByHandler(A::Write),
         "Write a new version";
     DELETE "/v1/secrets/{*path}" => secrets::delete, s(SecretsDelete), Delete, Secret(A::Delete),
         "Soft delete, or ?permanent=true";
-    POST "/v1/secrets/{*path}" => secrets::post,
+    POST "/v1/secrets/{*path}" => secrets::post [secrets::SecretsPost],
         Tail(&[
             ("batch", SecretsRead, A::Read),
             ("batch/metadata", SecretsList, A::MetadataRead),
@@ -158,7 +168,7 @@ routes! {
         "Batch read when {path} is `batch`; metadata of many paths when it is `batch/metadata`; an atomic write of many secrets (one transaction, all or none) when it is `batch/write`";
     GET "/v1/metadata/{*path}" => secrets::metadata, s(SecretsList), List, Secret(A::MetadataRead),
         "Metadata without the value";
-    PATCH "/v1/metadata/{*path}" => secrets::update_metadata, s(SecretsWrite), Write,
+    PATCH "/v1/metadata/{*path}" => secrets::update_metadata [secrets::MetadataPatch], s(SecretsWrite), Write,
         Secret(A::MetadataUpdate), "Merge metadata; no new version";
     GET "/v1/versions/{*path}" => secrets::versions, s(SecretsList), List, Secret(A::Versions),
         "Version history";
@@ -167,21 +177,21 @@ routes! {
 
     GET "/v1/policies" => policies::list, s(PoliciesRead), Policy, Action(A::PolicyRead),
         "List access policies";
-    POST "/v1/policies" => policies::create, s(Admin), Policy, Action(A::PolicyCreate),
+    POST "/v1/policies" => policies::create [scaivault_engine::PolicyRequest], s(Admin), Policy, Action(A::PolicyCreate),
         "Create an access policy (admin: policies decide who may do what)";
-    POST "/v1/policies/test" => policies::test, s(PoliciesRead), PolicyTest, No,
+    POST "/v1/policies/test" => policies::test [scaivault_engine::PolicyTestRequest], s(PoliciesRead), PolicyTest, No,
         "Dry-run an access decision (not audited)";
     GET "/v1/policies/{id}" => policies::get, s(PoliciesRead), Policy, Action(A::PolicyRead),
         "Get a policy";
-    PUT "/v1/policies/{id}" => policies::replace, s(Admin), Policy, Action(A::PolicyUpdate),
+    PUT "/v1/policies/{id}" => policies::replace [scaivault_engine::PolicyRequest], s(Admin), Policy, Action(A::PolicyUpdate),
         "Replace a policy (bindings kept; admin)";
-    PATCH "/v1/policies/{id}" => policies::patch, s(Admin), Policy, Action(A::PolicyUpdate),
+    PATCH "/v1/policies/{id}" => policies::patch [scaivault_engine::PolicyRequest], s(Admin), Policy, Action(A::PolicyUpdate),
         "Update part of a policy (admin)";
     DELETE "/v1/policies/{id}" => policies::delete, s(Admin), Policy, Action(A::PolicyDelete),
         "Delete a policy (?force=true with bindings; admin)";
     GET "/v1/policies/{id}/bindings" => policies::bindings, s(PoliciesRead), Policy,
         Action(A::PolicyRead), "List bindings";
-    POST "/v1/policies/{id}/bindings" => policies::bind, s(Admin), Policy, Action(A::PolicyBind),
+    POST "/v1/policies/{id}/bindings" => policies::bind [scaivault_engine::BindingRequest], s(Admin), Policy, Action(A::PolicyBind),
         "Bind an identity (admin)";
     DELETE "/v1/policies/{id}/bindings/{binding}" => policies::unbind, s(Admin), Policy,
         Action(A::PolicyUnbind), "Remove a binding (admin)";
@@ -196,16 +206,16 @@ routes! {
         "Counts by action, identity, path and hour (from, to, identity_id, secret_path)";
     GET "/v1/audit/verify" => audit::verify, s(AuditRead), Audit, Action(A::AuditQuery),
         "Verify the hash chain";
-    POST "/v1/audit/prune" => audit::prune, s(Admin), Audit, Action(A::AuditPrune),
+    POST "/v1/audit/prune" => audit::prune [audit::PruneRequest], s(Admin), Audit, Action(A::AuditPrune),
         "Prune entries older than a duration";
 
     GET "/v1/rotation/policies" => rotation::list, s(Admin), Admin, Action(A::RotationPolicy),
         "List rotation policies (`data`)";
-    POST "/v1/rotation/policies" => rotation::create, s(Admin), Admin, Action(A::RotationPolicy),
+    POST "/v1/rotation/policies" => rotation::create [scaivault_engine::RotationPolicyRequest], s(Admin), Admin, Action(A::RotationPolicy),
         "Create a rotation policy (`rot_<name>`)";
     GET "/v1/rotation/policies/{id}" => rotation::get, s(Admin), Admin, Action(A::RotationPolicy),
         "Get a rotation policy and its secrets";
-    PATCH "/v1/rotation/policies/{id}" => rotation::patch, s(Admin), Admin,
+    PATCH "/v1/rotation/policies/{id}" => rotation::patch [scaivault_engine::RotationPolicyRequest], s(Admin), Admin,
         Action(A::RotationPolicy), "Update a rotation policy";
     DELETE "/v1/rotation/policies/{id}" => rotation::delete, s(Admin), Admin,
         Action(A::RotationPolicy), "Delete a rotation policy (detaches its secrets)";
@@ -213,42 +223,42 @@ routes! {
         Action(A::RotationPolicy), "Resume a paused policy";
     POST "/v1/rotation/policies/{id}/disable" => rotation::disable, s(Admin), Admin,
         Action(A::RotationPolicy), "Pause a policy";
-    POST "/v1/rotation/policies/{id}/secrets" => rotation::assign, s(Admin), Admin,
+    POST "/v1/rotation/policies/{id}/secrets" => rotation::assign [rotation::AssignRequest], s(Admin), Admin,
         Action(A::RotationPolicy), "Attach a secret";
     DELETE "/v1/rotation/policies/{id}/secrets/{*path}" => rotation::unassign, s(Admin), Admin,
         Action(A::RotationPolicy), "Detach a secret";
-    POST "/v1/rotation/policies/{id}/rotate" => rotation::rotate, s(Admin), Admin,
+    POST "/v1/rotation/policies/{id}/rotate" => rotation::rotate [rotation::RotateRequest], s(Admin), Admin,
         Action(A::Rotate), "Rotate now (all, or `secret_path`)";
     GET "/v1/rotation/status" => rotation::status, s(Admin), Admin, Action(A::RotationPolicy),
         "Per-secret rotation state";
 
     GET "/v1/auth/whoami" => auth::whoami, Token, Auth, Action(A::Whoami), "The caller";
-    POST "/v1/auth/introspect" => auth::introspect, s(Admin), Auth, Action(A::Introspect),
+    POST "/v1/auth/introspect" => auth::introspect [auth::IntrospectRequest], s(Admin), Auth, Action(A::Introspect),
         "Inspect another token";
-    POST "/v1/auth/token" => auth::client_credentials, Public, Public, Action(A::TokenIssue),
+    POST "/v1/auth/token" => auth::client_credentials [auth::ClientCredentialsRequest], Public, Public, Action(A::TokenIssue),
         "Client-credentials grant (rate-limited per address and per client)";
     GET "/v1/auth/tokens" => auth::list_tokens, s(Admin), Admin, Action(A::TokenList),
         "List tokens (never their values)";
-    POST "/v1/auth/tokens" => auth::create_token, s(Admin), Admin, Action(A::TokenCreate),
+    POST "/v1/auth/tokens" => auth::create_token [scaivault_engine::CreateToken], s(Admin), Admin, Action(A::TokenCreate),
         "Create a token (shown once)";
     DELETE "/v1/auth/tokens/{id}" => auth::revoke_token, s(Admin), Admin, Action(A::TokenRevoke),
         "Revoke a token";
 
     GET "/v1/identities" => identities::list, s(IdentityRead), Admin, Action(A::IdentityRead),
         "List identities";
-    POST "/v1/identities" => identities::create, s(Admin), Admin, Action(A::IdentityCreate),
+    POST "/v1/identities" => identities::create [scaivault_engine::CreateIdentity], s(Admin), Admin, Action(A::IdentityCreate),
         "Create a user, service account or group";
     GET "/v1/identities/{id}" => identities::get, s(IdentityRead), Admin, Action(A::IdentityRead),
         "Get an identity";
     DELETE "/v1/identities/{id}" => identities::delete, s(Admin), Admin,
         Action(A::IdentityDelete), "Delete an identity and revoke its tokens";
-    POST "/v1/identities/{id}/members" => identities::add_member, s(Admin), Admin,
+    POST "/v1/identities/{id}/members" => identities::add_member [identities::MemberRequest], s(Admin), Admin,
         Action(A::IdentityMemberAdd), "Add a group member";
     DELETE "/v1/identities/{id}/members/{member}" => identities::remove_member, s(Admin), Admin,
         Action(A::IdentityMemberRemove), "Remove a group member";
     GET "/v1/identities/{id}/credentials" => identities::list_credentials, s(Admin), Admin,
         Action(A::CredentialList), "List an identity's client credentials (never their secrets)";
-    POST "/v1/identities/{id}/credentials" => identities::create_credential, s(Admin), Admin,
+    POST "/v1/identities/{id}/credentials" => identities::create_credential [identities::CredentialRequest], s(Admin), Admin,
         Action(A::CredentialCreate), "Issue a client credential";
     DELETE "/v1/identities/{id}/credentials/{credential}" => identities::revoke_credential,
         s(Admin), Admin, Action(A::CredentialRevoke),
@@ -256,11 +266,11 @@ routes! {
 
     GET "/v1/secret-policies" => secret_policies::list, s(Admin), Admin,
         Action(A::SecretPolicyRead), "List secret (generation) policies";
-    POST "/v1/secret-policies" => secret_policies::create, s(Admin), Admin,
+    POST "/v1/secret-policies" => secret_policies::create [scaivault_engine::SecretPolicyRequest], s(Admin), Admin,
         Action(A::SecretPolicyCreate), "Create a recipe of {name, generator, config} fields";
     GET "/v1/secret-policies/{id}" => secret_policies::get, s(Admin), Admin,
         Action(A::SecretPolicyRead), "Get a secret policy";
-    PATCH "/v1/secret-policies/{id}" => secret_policies::patch, s(Admin), Admin,
+    PATCH "/v1/secret-policies/{id}" => secret_policies::patch [scaivault_engine::SecretPolicyRequest], s(Admin), Admin,
         Action(A::SecretPolicyUpdate), "Update a secret policy";
     DELETE "/v1/secret-policies/{id}" => secret_policies::delete, s(Admin), Admin,
         Action(A::SecretPolicyDelete), "Delete a secret policy no rotation policy uses";
@@ -268,11 +278,11 @@ routes! {
         Action(A::Generate), "Generate a data object with the recipe, storing nothing";
 
     GET "/v1/webhooks" => webhooks::list, s(Admin), Admin, Action(A::WebhookRead), "List webhooks";
-    POST "/v1/webhooks" => webhooks::create, s(Admin), Admin, Action(A::WebhookCreate),
+    POST "/v1/webhooks" => webhooks::create [scaivault_engine::WebhookRequest], s(Admin), Admin, Action(A::WebhookCreate),
         "Create a webhook (events, filters, signing secret)";
     GET "/v1/webhooks/{id}" => webhooks::get, s(Admin), Admin, Action(A::WebhookRead),
         "Get a webhook with delivery statistics";
-    PATCH "/v1/webhooks/{id}" => webhooks::patch, s(Admin), Admin, Action(A::WebhookUpdate),
+    PATCH "/v1/webhooks/{id}" => webhooks::patch [scaivault_engine::WebhookRequest], s(Admin), Admin, Action(A::WebhookUpdate),
         "Update a webhook; a new secret with previous_secret_ttl keeps the old one signing too";
     DELETE "/v1/webhooks/{id}" => webhooks::delete, s(Admin), Admin, Action(A::WebhookDelete),
         "Delete a webhook";
@@ -282,7 +292,7 @@ routes! {
         Action(A::WebhookRead), "The delivery log, newest first";
 
     GET "/v1/plugins" => plugins::list, s(Admin), Admin, Action(A::PluginRead), "List plugins";
-    POST "/v1/plugins" => plugins::install, s(Admin), Admin, Action(A::PluginInstall),
+    POST "/v1/plugins" => plugins::install [plugins::InstallRequest], s(Admin), Admin, Action(A::PluginInstall),
         "Install an external plugin (manifest + base64 wasm); pins its SHA-256", large_body;
     POST "/v1/plugins/verify" => plugins::verify, s(Admin), Admin, Action(A::PluginVerify),
         "Check every plugin's bytes against its pinned SHA-256";
@@ -290,7 +300,7 @@ routes! {
         "Get a plugin";
     DELETE "/v1/plugins/{name}" => plugins::remove, s(Admin), Admin, Action(A::PluginRemove),
         "Remove an external plugin";
-    POST "/v1/generators/{name}/generate" => plugins::generate, s(SecretsWrite), Admin,
+    POST "/v1/generators/{name}/generate" => plugins::generate [plugins::GenerateRequest], s(SecretsWrite), Admin,
         Action(A::Generate), "Run a value generator without storing anything";
 }
 
@@ -307,7 +317,9 @@ pub static UNROUTED: RouteSpec = RouteSpec {
     summary: "no such endpoint",
     test_only: false,
     large_body: false,
+    binary_body: false,
     handler: |f| on(f, || async {}),
+    request: None,
 };
 
 #[cfg(test)]

@@ -1,0 +1,71 @@
+"""The OpenAPI document, checked by tools nobody here wrote: it is a valid OpenAPI 3.1
+document (openapi-spec-validator), and its request schemas agree with the server, which
+accepts the bodies they allow and refuses the ones they do not (jsonschema)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import jsonschema
+from openapi_spec_validator import validate
+
+
+def fetch(dev, method: str, path: str, body: object | None = None) -> tuple[int, object]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(dev.url + path, data=data, method=method)
+    req.add_header("Authorization", f"Bearer {dev.token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def request_schema(doc: dict, method: str, path: str) -> dict:
+    schema = doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+    # Resolve references against the whole document.
+    return {**schema, "components": doc["components"]}
+
+
+def test_the_document_is_valid_openapi_31(dev):
+    status, doc = fetch(dev, "GET", "/v1/openapi.json")
+    assert status == 200
+    assert doc["openapi"].startswith("3.1")
+    validate(doc)
+    bodies = [
+        (path, method)
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
+        if "requestBody" in op
+    ]
+    assert len(bodies) > 25, bodies
+
+
+def test_request_schemas_agree_with_the_server(dev):
+    _, doc = fetch(dev, "GET", "/v1/openapi.json")
+    write = request_schema(doc, "put", "/v1/secrets/{path}")
+    cases = [
+        ({"data": {"password": "pw"}, "metadata": {"tags": ["db"]}}, True),
+        ({"data": {"password": "pw"}, "options": {"max_versions": 3}}, True),
+        ({"data": {"password": "pw"}, "colour": "red"}, False),
+        ({"metadata": {"tags": ["db"]}}, False),
+    ]
+    for n, (body, allowed) in enumerate(cases):
+        valid = jsonschema.Draft202012Validator(write).is_valid(body)
+        assert valid == allowed, (body, valid)
+        status, answer = fetch(dev, "PUT", f"/v1/secrets/openapi/case{n}", body)
+        assert (status < 300) == allowed, (body, status, answer)
+
+    policy = request_schema(doc, "post", "/v1/policies")
+    body = {"name": "svc", "rules": [{"path_pattern": "svc/**", "permissions": ["read"]}]}
+    assert jsonschema.Draft202012Validator(policy).is_valid(body)
+    status, answer = fetch(dev, "POST", "/v1/policies", body)
+    assert status == 201, answer
+    wrong = {"name": "svc2", "rules": [{"path_pattern": "svc/**", "permissions": ["fly"]}]}
+    assert not jsonschema.Draft202012Validator(policy).is_valid(wrong)
+    status, _ = fetch(dev, "POST", "/v1/policies", wrong)
+    assert status >= 400
