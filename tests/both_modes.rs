@@ -13,6 +13,16 @@ use std::collections::BTreeMap;
 use common::*;
 use serde_json::Value;
 
+const HOOK_SECRET: &str = "whsec_both_modes_0123456789";
+
+/// A secret type that accepts anything: `sv_call` answers with an empty output.
+const NOOP_PLUGIN: &str = r#"(module
+  (import "scaivault" "output" (func (param i32 i32)))
+  (memory (export "memory") 1)
+  (func (export "scaivault_abi_v1") (result i32) (i32.const 0))
+  (func (export "sv_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "sv_call") (param i32 i32 i32 i32) (result i32) (i32.const 0)))"#;
+
 /// Whether two answers have the same shape: the same keys, holding values of the same
 /// kinds (ids and times differ between two vaults; what they are must not). A null matches
 /// any single value: the local operator has no token, so `whoami` shows no token id.
@@ -63,7 +73,7 @@ impl Mode {
         let out = cli_env(&args, &env, stdin);
         let text = stdout(&out);
         if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            for key in ["token_id", "id", "binding_id", "client_id"] {
+            for key in ["token_id", "id", "credential_id", "client_id"] {
                 if let Some(s) = v[key].as_str() {
                     self.seen.insert(key.into(), s.into());
                 }
@@ -111,21 +121,43 @@ fn every_command_behaves_the_same_over_http_and_in_process() {
     let env_file = env_file.to_str().unwrap().to_owned();
     let backup_dir = tempfile::tempdir().unwrap();
 
-    let dev = Dev::start();
+    // A webhook receiver both modes may reach, and a plugin both install.
+    let hooks = common::receiver::Receiver::start(HOOK_SECRET);
+    let allow = format!("127.0.0.1:{}", hooks.port);
+    let wasm = wat::parse_str(NOOP_PLUGIN).unwrap();
+    let files = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for d in &files {
+        std::fs::write(d.path().join("noop.wasm"), &wasm).unwrap();
+        let manifest = serde_json::json!({"name": "noop", "version": "0.1.0", "kind": "secret_types",
+            "abi": "1.0", "wasm_sha256": sha256_of(&d.path().join("noop.wasm")),
+            "provides": {"secret_types": ["noop"]}});
+        std::fs::write(d.path().join("noop.json"), manifest.to_string()).unwrap();
+    }
+    let seen = |d: &tempfile::TempDir| {
+        BTreeMap::from([
+            ("dir".to_owned(), d.path().to_str().unwrap().to_owned()),
+            ("hook_url".to_owned(), hooks.url.clone()),
+        ])
+    };
+
+    let dev = Dev::start_with(&["--allow-host", &allow]);
     let mut remote = Mode {
         env: vec![
             ("SCAIVAULT_URL".into(), dev.url.clone()),
             ("SCAIVAULT_TOKEN".into(), dev.token.clone()),
+            ("SCAIVAULT_WEBHOOK_SECRET".into(), HOOK_SECRET.into()),
         ],
-        seen: BTreeMap::new(),
+        seen: seen(&files[0]),
     };
     let (vault, _) = init(dir.path());
     let mut local = Mode {
         env: vec![
             ("SCAIVAULT_PASSPHRASE".into(), PASS.into()),
             ("SCAIVAULT_VAULT".into(), vault.to_str().unwrap().into()),
+            ("SCAIVAULT_WEBHOOK_SECRET".into(), HOOK_SECRET.into()),
+            ("SCAIVAULT_ALLOW_HOSTS".into(), allow.clone()),
         ],
-        seen: BTreeMap::new(),
+        seen: seen(&files[1]),
     };
 
     let steps: Vec<(Vec<&str>, Option<&str>)> = vec![
@@ -139,6 +171,9 @@ fn every_command_behaves_the_same_over_http_and_in_process() {
         ),
         (vec!["secrets", "read", "app/db"], None),
         (vec!["secrets", "read", "app/missing"], None),
+        // A path that would change the URL is refused as a path, in both modes.
+        (vec!["secrets", "write", "app/q?x=1", "v=1"], None),
+        (vec!["secrets", "read", ""], None),
         (vec!["secrets", "list", "--prefix", "app/"], None),
         (vec!["secrets", "versions", "app/db"], None),
         (
@@ -215,29 +250,156 @@ fn every_command_behaves_the_same_over_http_and_in_process() {
         ),
         (vec!["policies", "delete", "svc"], None),
         (vec!["policies", "delete", "svc", "--force"], None),
+        (vec!["identity", "create", "group:ops"], None),
+        (vec!["identity", "add-member", "group:ops", "sa:svc"], None),
+        (
+            vec!["identity", "remove-member", "group:ops", "sa:svc"],
+            None,
+        ),
+        (
+            vec![
+                "identity",
+                "credentials",
+                "sa:svc",
+                "--scope",
+                "secrets:list",
+            ],
+            None,
+        ),
+        (
+            vec!["identity", "revoke-credential", "sa:svc", "{credential_id}"],
+            None,
+        ),
+        (
+            vec!["policies", "create", "extra", "--rule", "app/**:list"],
+            None,
+        ),
+        (
+            vec!["policies", "bind", "extra", "--identity-id", "sa:svc"],
+            None,
+        ),
+        (vec!["policies", "unbind", "extra", "{id}"], None),
+        (vec!["identity", "delete", "group:ops"], None),
+        (vec!["secrets", "write", "tmp/gone", "k=v"], None),
+        (vec!["secrets", "delete", "tmp/gone", "--hard"], None),
+        (vec!["secrets", "read", "tmp/gone"], None),
+        (
+            vec![
+                "run",
+                "--prefix",
+                "svc/",
+                "--",
+                "sh",
+                "-c",
+                "echo $STRIPE_KEY",
+            ],
+            None,
+        ),
+        (
+            vec!["run", "--prefix", "nothing/", "--", "sh", "-c", "exit 3"],
+            None,
+        ),
         (vec!["plugins", "list"], None),
+        (
+            vec![
+                "plugins",
+                "install",
+                "{dir}/noop.wasm",
+                "--manifest",
+                "{dir}/noop.json",
+            ],
+            None,
+        ),
         (vec!["plugins", "verify"], None),
+        (vec!["plugins", "remove", "noop"], None),
+        (vec!["plugins", "generate", "random", "length=24"], None),
+        (
+            vec![
+                "webhooks",
+                "create",
+                "--name",
+                "hook1",
+                "--endpoint",
+                "{hook_url}",
+                "--events",
+                "rotation.failed",
+            ],
+            None,
+        ),
         (vec!["webhooks", "list"], None),
+        (vec!["webhooks", "get", "hook1"], None),
+        (
+            vec![
+                "webhooks",
+                "update",
+                "hook1",
+                "--events",
+                "rotation.failed,rotation.completed",
+            ],
+            None,
+        ),
+        (vec!["webhooks", "test", "hook1"], None),
+        (vec!["webhooks", "deliveries", "hook1"], None),
+        (vec!["webhooks", "delete", "hook1"], None),
+        (vec!["webhooks", "get", "hook1"], None),
+        (
+            vec![
+                "rotation",
+                "create",
+                "--name",
+                "r1",
+                "--interval",
+                "7d",
+                "--auto-generate",
+            ],
+            None,
+        ),
         (vec!["rotation", "list"], None),
+        (vec!["rotation", "assign", "rot_r1", "app/db"], None),
+        (vec!["rotation", "get", "rot_r1"], None),
+        (vec!["rotation", "disable", "rot_r1"], None),
+        (vec!["rotation", "enable", "rot_r1"], None),
+        (vec!["rotation", "rotate", "rot_r1"], None),
         (vec!["rotation", "status"], None),
+        (vec!["rotation", "unassign", "rot_r1", "app/db"], None),
+        (vec!["rotation", "delete", "rot_r1"], None),
+        (vec!["audit", "query", "--action", "rotate"], None),
+        (vec!["audit", "export", "--out", "{dir}/audit.jsonl"], None),
+        (vec!["audit", "prune", "--older-than", "365d"], None),
+        (vec!["operator", "rotate-key"], None),
         (vec!["auth", "whoami"], None),
         (vec!["operator", "verify"], None),
         (vec!["audit", "verify"], None),
         (vec!["audit", "summary"], None),
     ];
     for (args, stdin) in &steps {
+        let raw = matches!(args[0], "export" | "run");
         let mut with_json = args.clone();
-        if args[0] != "export" {
+        if !raw {
             with_json.push("--json");
         }
         let (rc, r) = remote.run(&with_json, *stdin);
         let (lc, l) = local.run(&with_json, *stdin);
+        let expected = match args[..] {
+            ["secrets", "read", "app/missing" | "tmp/gone"] => 4,
+            ["secrets", "read", ""] | ["secrets", "write", "app/q?x=1", ..] => 5,
+            ["secrets", "write", "app/db", "x=1", "--cas", "1"] => 1,
+            ["tokens", "create", "--identity", "sa:nobody", ..] => 4,
+            ["policies", "delete", "svc"] => 1,
+            ["run", "--prefix", "nothing/", ..] => 3,
+            ["webhooks", "get", "hook1"] if remote.seen.contains_key("deleted_hook") => 4,
+            _ => 0,
+        };
+        assert_eq!(rc, Some(expected), "{args:?}\nremote: {r}");
+        if args[..] == ["webhooks", "delete", "hook1"] {
+            remote.seen.insert("deleted_hook".into(), String::new());
+        }
         assert_eq!(
             rc, lc,
             "{args:?}: exit codes differ\nremote: {r}\nlocal: {l}"
         );
-        if args[0] == "export" {
-            assert_eq!(r, l, "{args:?}: the exported files differ");
+        if raw {
+            assert_eq!(r, l, "{args:?}: the outputs differ");
             continue;
         }
         match (
@@ -281,7 +443,16 @@ fn every_command_behaves_the_same_over_http_and_in_process() {
     let (r, l) = (remote.audit(), local.audit());
     assert_eq!(r, l, "the audit logs differ");
     // The scenario's reads, refusals and writes are all there, under the server's names.
+    // Every route a command used is in both logs (the comparison above is entry by entry).
     for want in [
+        ("webhook_test", "", true),
+        ("plugin_install", "", true),
+        ("rotate", "", true),
+        ("audit_prune", "", true),
+        ("key_rotate", "", true),
+        ("credential_revoke", "", true),
+        ("identity_member_add", "", true),
+        ("policy_unbind", "", true),
         ("write", "app/db", true),
         ("read", "app/db", true),
         ("read", "app/missing", false),

@@ -288,6 +288,52 @@ fn an_import_refused_for_one_secret_writes_none() {
     assert_eq!(logs["logs"][0]["success"], true, "{logs}");
 }
 
+/// An import larger than one batch (1,000 secrets) goes in several requests, each one
+/// transaction; planning it records no failed read for the secrets that are new, and running
+/// it again finds everything unchanged.
+#[test]
+fn a_large_import_goes_in_batches_and_plans_without_failed_reads() {
+    let dev = Dev::start();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("big.env");
+    let text: String = (0..2500)
+        .map(|i| format!("VAR_{i:05}=value-{i}\n"))
+        .collect();
+    std::fs::write(&f, text).unwrap();
+    let import = || {
+        dev.cli(&[
+            "import",
+            "dotenv",
+            f.to_str().unwrap(),
+            "--prefix",
+            "big",
+            "--json",
+        ])
+    };
+    let out = import();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let res: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (res["create"].as_u64(), res["written"].as_u64()),
+        (Some(2500), Some(2500))
+    );
+    let (_, failed) = dev.get("/v1/audit/logs?action=read&success=false", &dev.token);
+    assert_eq!(failed["logs"].as_array().unwrap().len(), 0, "{failed}");
+    let (_, writes) = dev.get("/v1/audit/logs?action=write&limit=1000", &dev.token);
+    assert_eq!(
+        writes["logs"].as_array().unwrap().len(),
+        1000,
+        "one entry per secret written"
+    );
+    let out = import();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let res: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (res["unchanged"].as_u64(), res["written"].as_u64()),
+        (Some(2500), Some(0))
+    );
+}
+
 #[test]
 fn run_injects_passes_the_exit_code_and_masks() {
     let dev = Dev::start();

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::args::{AuthCmd, IdentityCmd, PoliciesCmd, TokensCmd};
 use crate::output::{Out, print_table, text as s};
-use crate::target::{CliResult, Method, VaultClient, q};
+use crate::target::{CliResult, Method, VaultClient, q, seg};
 
 fn usage(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidRequest, msg)
@@ -105,14 +105,14 @@ pub async fn identity(target: &VaultClient, cmd: IdentityCmd, out: &Out) -> CliR
         IdentityCmd::List => target.call(Method::GET, "/v1/identities", None).await?,
         IdentityCmd::Delete { id } => {
             target
-                .call(Method::DELETE, &format!("/v1/identities/{}", q(id)), None)
+                .call(Method::DELETE, &format!("/v1/identities/{}", seg(id)), None)
                 .await?
         }
         IdentityCmd::AddMember { group, id } => {
             target
                 .call(
                     Method::POST,
-                    &format!("/v1/identities/{}/members", q(group)),
+                    &format!("/v1/identities/{}/members", seg(group)),
                     Some(&json!({"member_id": id})),
                 )
                 .await?
@@ -121,7 +121,7 @@ pub async fn identity(target: &VaultClient, cmd: IdentityCmd, out: &Out) -> CliR
             target
                 .call(
                     Method::DELETE,
-                    &format!("/v1/identities/{}/members/{}", q(group), q(id)),
+                    &format!("/v1/identities/{}/members/{}", seg(group), seg(id)),
                     None,
                 )
                 .await?
@@ -130,7 +130,7 @@ pub async fn identity(target: &VaultClient, cmd: IdentityCmd, out: &Out) -> CliR
             target
                 .call(
                     Method::POST,
-                    &format!("/v1/identities/{}/credentials", q(id)),
+                    &format!("/v1/identities/{}/credentials", seg(id)),
                     Some(&json!({"scopes": scope})),
                 )
                 .await?
@@ -139,7 +139,7 @@ pub async fn identity(target: &VaultClient, cmd: IdentityCmd, out: &Out) -> CliR
             target
                 .call(
                     Method::GET,
-                    &format!("/v1/identities/{}/credentials", q(id)),
+                    &format!("/v1/identities/{}/credentials", seg(id)),
                     None,
                 )
                 .await?
@@ -148,7 +148,11 @@ pub async fn identity(target: &VaultClient, cmd: IdentityCmd, out: &Out) -> CliR
             target
                 .call(
                     Method::DELETE,
-                    &format!("/v1/identities/{}/credentials/{}", q(id), q(credential_id)),
+                    &format!(
+                        "/v1/identities/{}/credentials/{}",
+                        seg(id),
+                        seg(credential_id)
+                    ),
                     None,
                 )
                 .await?
@@ -292,7 +296,7 @@ pub async fn tokens(target: &VaultClient, cmd: TokensCmd, out: &Out) -> CliResul
             let res = target
                 .call(
                     Method::DELETE,
-                    &format!("/v1/auth/tokens/{}", q(&token_id)),
+                    &format!("/v1/auth/tokens/{}", seg(&token_id)),
                     None,
                 )
                 .await?;
@@ -386,7 +390,7 @@ pub async fn policies(target: &VaultClient, cmd: PoliciesCmd, out: &Out) -> CliR
         }
         PoliciesCmd::Get { id } => {
             let res = target
-                .call(Method::GET, &format!("/v1/policies/{}", q(&id)), None)
+                .call(Method::GET, &format!("/v1/policies/{}", seg(&id)), None)
                 .await?;
             out.emit(&res, || {
                 println!(
@@ -453,7 +457,7 @@ pub async fn policies(target: &VaultClient, cmd: PoliciesCmd, out: &Out) -> CliR
             let res = target
                 .call(
                     Method::POST,
-                    &format!("/v1/policies/{}/bindings", q(&id)),
+                    &format!("/v1/policies/{}/bindings", seg(&id)),
                     Some(&body),
                 )
                 .await?;
@@ -470,7 +474,7 @@ pub async fn policies(target: &VaultClient, cmd: PoliciesCmd, out: &Out) -> CliR
                 target
                     .call(
                         Method::DELETE,
-                        &format!("/v1/policies/{}/bindings/{}", q(&id), q(&binding)),
+                        &format!("/v1/policies/{}/bindings/{}", seg(&id), seg(&binding)),
                         None,
                     )
                     .await?;

@@ -74,7 +74,9 @@ pub fn main() -> i32 {
     match rt.block_on(run(cli)) {
         Ok(()) => 0,
         Err(CliError { error, request_id }) => {
-            match request_id {
+            // A local command's request id (`local_…`) is in its audit entry; it means
+            // nothing to quote to a server's operator.
+            match request_id.filter(|r| !r.starts_with("local_")) {
                 Some(rid) => eprintln!("error: {}: {} (request {rid})", error.code, error.message),
                 None => eprintln!("error: {}: {}", error.code, error.message),
             }

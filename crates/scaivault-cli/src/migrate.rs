@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 use crate::args::{ExportCmd, ImportDotenvArgs};
 use crate::dotenv;
 use crate::output::{Out, print_table};
-use crate::target::{CliResult, Method, VaultClient, q};
+use crate::target::{CliResult, Method, VaultClient, q, secret_path};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,7 +141,10 @@ pub fn plan_secrets(
 
 /// The current version of a secret, or `None` if there is none.
 pub async fn fetch(target: &VaultClient, path: &str) -> CliResult<Option<Value>> {
-    match target.get(&format!("/v1/secrets/{path}")).await {
+    match target
+        .get(&format!("/v1/secrets/{}", secret_path(path)?))
+        .await
+    {
         Ok(v) => Ok(Some(v)),
         Err(e)
             if e.error.code == ErrorCode::SecretNotFound
@@ -153,41 +156,53 @@ pub async fn fetch(target: &VaultClient, path: &str) -> CliResult<Option<Value>>
     }
 }
 
-/// The current versions of many secrets (absent ones are missing from the map): a batch
-/// read per 100 paths against a server, so planning a large import costs few round trips.
+/// The current versions of the planned secrets that exist (absent ones are new). Which exist
+/// is learnt by listing their directories, so planning records a `list` entry per page and a
+/// `read` per existing secret in the audit log, never a failed read per new one; the existing
+/// ones are read a batch per 100 paths.
 pub async fn fetch_many(
     target: &VaultClient,
     paths: Vec<String>,
 ) -> CliResult<HashMap<String, Value>> {
-    let mut out = HashMap::with_capacity(paths.len());
-    {
-        {
-            for chunk in paths.chunks(100) {
-                let res = target
-                    .call(
-                        Method::POST,
-                        "/v1/secrets/batch",
-                        Some(&json!({"paths": chunk, "options": {"include_metadata": true}})),
-                    )
-                    .await?;
-                for p in chunk {
-                    if let Some(s) = res["secrets"].get(p) {
-                        out.insert(p.clone(), s.clone());
-                    } else if let Some(e) = res["errors"].get(p) {
-                        let code = e["code"]
-                            .as_str()
-                            .and_then(ErrorCode::parse)
-                            .unwrap_or(ErrorCode::InternalError);
-                        // Missing secrets are new; a soft-deleted one, a denial or an expiry stops the import.
-                        if code != ErrorCode::SecretNotFound {
-                            return Err(Error::new(
-                                code,
-                                format!("{p}: {}", e["message"].as_str().unwrap_or("")),
-                            )
-                            .into());
-                        }
-                    }
-                }
+    let dirs: std::collections::BTreeSet<&str> = paths
+        .iter()
+        .map(|p| p.rfind('/').map_or("", |i| &p[..=i]))
+        .collect();
+    let mut existing = std::collections::HashSet::new();
+    for dir in dirs {
+        let listed = target
+            .all_pages(&format!("/v1/secrets?prefix={}", q(dir)), "secrets")
+            .await?;
+        for s in listed["secrets"].as_array().into_iter().flatten() {
+            if let Some(p) = s["path"].as_str() {
+                existing.insert(p.to_owned());
+            }
+        }
+    }
+    let wanted: Vec<String> = paths.into_iter().filter(|p| existing.contains(p)).collect();
+    let mut out = HashMap::with_capacity(wanted.len());
+    for chunk in wanted.chunks(100) {
+        let res = target
+            .call(
+                Method::POST,
+                "/v1/secrets/batch",
+                Some(&json!({"paths": chunk, "options": {"include_metadata": true}})),
+            )
+            .await?;
+        for p in chunk {
+            if let Some(s) = res["secrets"].get(p) {
+                out.insert(p.clone(), s.clone());
+            } else if let Some(e) = res["errors"].get(p) {
+                // A soft-deleted secret, a denial or an expiry stops the import.
+                let code = e["code"]
+                    .as_str()
+                    .and_then(ErrorCode::parse)
+                    .unwrap_or(ErrorCode::InternalError);
+                return Err(Error::new(
+                    code,
+                    format!("{p}: {}", e["message"].as_str().unwrap_or("")),
+                )
+                .into());
             }
         }
     }
@@ -279,6 +294,30 @@ fn merge_tags(current: Option<&Value>, given: &[String], added: &[String]) -> Ve
     merged
 }
 
+/// Secrets per batch write, and the bytes of JSON a batch may hold: under the engine's
+/// limit of 1,000 and well under a server's default 1 MiB body limit.
+const BATCH_SECRETS: usize = 1000;
+const BATCH_BYTES: usize = 768 * 1024;
+
+/// `writes` cut into batches of at most [`BATCH_SECRETS`] secrets and about [`BATCH_BYTES`]
+/// bytes (a secret larger than that goes alone).
+fn batches(writes: &[Value]) -> Vec<&[Value]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, w) in writes.iter().enumerate() {
+        let size = w.to_string().len() + 1;
+        if i > start && (i - start == BATCH_SECRETS || bytes + size > BATCH_BYTES) {
+            out.push(&writes[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < writes.len() {
+        out.push(&writes[start..]);
+    }
+    out
+}
+
 async fn apply(target: &VaultClient, steps: &[Step], progress: bool) -> CliResult<usize> {
     let changes: Vec<&Step> = steps
         .iter()
@@ -287,8 +326,10 @@ async fn apply(target: &VaultClient, steps: &[Step], progress: bool) -> CliResul
     if changes.is_empty() {
         return Ok(0);
     }
-    // One request, one transaction: the whole import lands, or none of it, and every
-    // secret written has its audit entry committed with it.
+    // A batch per request, each one transaction: a batch lands whole or not at all, and every
+    // secret written has its audit entry committed with it. An import that fits in one batch
+    // (most do) is atomic; a larger one that fails part-way says how far it got, and running
+    // it again writes the rest (what landed is then unchanged).
     let writes: Vec<Value> = changes
         .iter()
         .map(|s| {
@@ -297,26 +338,44 @@ async fn apply(target: &VaultClient, steps: &[Step], progress: bool) -> CliResul
             w
         })
         .collect();
-    let bar = if progress && changes.len() > 1 {
-        let b = indicatif::ProgressBar::new_spinner();
-        b.set_message(format!(
-            "writing {} secrets in one transaction",
-            changes.len()
-        ));
-        b.enable_steady_tick(std::time::Duration::from_millis(120));
+    let batches = batches(&writes);
+    let bar = if progress && batches.len() > 1 {
+        let b = indicatif::ProgressBar::new(writes.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} secrets written")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
         b
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let res = target
-        .call(
-            Method::POST,
-            "/v1/secrets/batch/write",
-            Some(&json!({ "writes": writes })),
-        )
-        .await;
+    let mut written = 0;
+    for batch in batches {
+        let res = target
+            .call(
+                Method::POST,
+                "/v1/secrets/batch/write",
+                Some(&json!({ "writes": batch })),
+            )
+            .await;
+        if let Err(mut e) = res {
+            bar.finish_and_clear();
+            if let Some(p) = e.error.details.get("path").and_then(Value::as_str) {
+                e.error.message = format!("{p}: {}", e.error.message);
+            }
+            if written > 0 {
+                e.error.message = format!(
+                    "{} ({written} of {} secrets were written before; running the import again writes the rest)",
+                    e.error.message,
+                    writes.len()
+                );
+            }
+            return Err(e);
+        }
+        written += batch.len();
+        bar.set_position(written as u64);
+    }
     bar.finish_and_clear();
-    res?;
     Ok(changes.len())
 }
 
@@ -560,6 +619,23 @@ pub async fn export(target: &VaultClient, cmd: ExportCmd) -> CliResult<()> {
 #[allow(clippy::disallowed_methods)] // fixture files
 mod tests {
     use super::*;
+
+    #[test]
+    fn imports_are_cut_into_batches_by_count_and_size() {
+        let small: Vec<Value> = (0..2500)
+            .map(|i| json!({"path": format!("a/{i}")}))
+            .collect();
+        let sizes: Vec<usize> = batches(&small).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        let big = json!({"data": {"v": "x".repeat(300 * 1024)}});
+        let large = vec![big.clone(), big.clone(), big.clone(), json!({})];
+        let sizes: Vec<usize> = batches(&large).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [2, 2]);
+        let huge = vec![json!({"data": {"v": "x".repeat(900 * 1024)}}), json!({})];
+        let sizes: Vec<usize> = batches(&huge).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [1, 1], "a secret larger than a batch goes alone");
+        assert!(batches(&[]).is_empty());
+    }
 
     #[test]
     fn default_and_grouped_plans() {

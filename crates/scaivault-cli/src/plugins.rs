@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::args::PluginsCmd;
 use crate::output::{Out, print_table, text as s};
-use crate::target::{CliResult, VaultClient};
+use crate::target::{CliResult, VaultClient, seg};
 
 pub async fn run(target: &VaultClient, cmd: PluginsCmd, out: &Out) -> CliResult<()> {
     match cmd {
@@ -82,7 +82,7 @@ pub async fn run(target: &VaultClient, cmd: PluginsCmd, out: &Out) -> CliResult<
         PluginsCmd::Remove { name } => {
             {
                 target
-                    .call(Method::DELETE, &format!("/v1/plugins/{name}"), None)
+                    .call(Method::DELETE, &format!("/v1/plugins/{}", seg(&name)), None)
                     .await?;
             }
             out.emit(&json!({ "removed": name }), || println!("removed {name}"));
@@ -126,7 +126,7 @@ pub async fn run(target: &VaultClient, cmd: PluginsCmd, out: &Out) -> CliResult<
             let res = target
                 .call(
                     Method::POST,
-                    &format!("/v1/generators/{generator}/generate"),
+                    &format!("/v1/generators/{}/generate", seg(&generator)),
                     Some(&json!({ "config": cfg })),
                 )
                 .await?;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::args::RotationCmd;
 use crate::output::{Out, print_table, text as s};
-use crate::target::{CliResult, VaultClient, q};
+use crate::target::{CliResult, VaultClient, q, secret_path, seg};
 
 pub async fn run(target: &VaultClient, cmd: RotationCmd, out: &Out) -> CliResult<()> {
     match cmd {
@@ -99,7 +99,7 @@ pub async fn run(target: &VaultClient, cmd: RotationCmd, out: &Out) -> CliResult
             let res = target
                 .call(
                     Method::GET,
-                    &format!("/v1/rotation/policies/{}", q(&id)),
+                    &format!("/v1/rotation/policies/{}", seg(&id)),
                     None,
                 )
                 .await?;
@@ -112,7 +112,7 @@ pub async fn run(target: &VaultClient, cmd: RotationCmd, out: &Out) -> CliResult
                 target
                     .call(
                         Method::DELETE,
-                        &format!("/v1/rotation/policies/{}", q(&id)),
+                        &format!("/v1/rotation/policies/{}", seg(&id)),
                         None,
                     )
                     .await?;
@@ -127,7 +127,7 @@ pub async fn run(target: &VaultClient, cmd: RotationCmd, out: &Out) -> CliResult
             let res = target
                 .call(
                     Method::POST,
-                    &format!("/v1/rotation/policies/{}/secrets", q(&id)),
+                    &format!("/v1/rotation/policies/{}/secrets", seg(&id)),
                     Some(&json!({ "secret_path": path })),
                 )
                 .await?;
@@ -144,7 +144,11 @@ pub async fn run(target: &VaultClient, cmd: RotationCmd, out: &Out) -> CliResult
                 target
                     .call(
                         Method::DELETE,
-                        &format!("/v1/rotation/policies/{}/secrets/{path}", q(&id)),
+                        &format!(
+                            "/v1/rotation/policies/{}/secrets/{}",
+                            seg(&id),
+                            secret_path(&path)?
+                        ),
                         None,
                     )
                     .await?;
@@ -162,7 +166,7 @@ pub async fn run(target: &VaultClient, cmd: RotationCmd, out: &Out) -> CliResult
                 target
                     .call(
                         Method::POST,
-                        &format!("/v1/rotation/policies/{}/rotate", q(&id)),
+                        &format!("/v1/rotation/policies/{}/rotate", seg(&id)),
                         Some(&body),
                     )
                     .await?
@@ -246,7 +250,7 @@ async fn toggle(target: &VaultClient, id: &str, on: bool, out: &Out) -> CliResul
     let res: Value = target
         .call(
             Method::POST,
-            &format!("/v1/rotation/policies/{}/{verb}", q(id)),
+            &format!("/v1/rotation/policies/{}/{verb}", seg(id)),
             None,
         )
         .await?;

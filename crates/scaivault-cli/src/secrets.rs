@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::args::{SecretsCmd, WriteArgs};
 use crate::output::{Out, print_table};
-use crate::target::{CliResult, VaultClient, q};
+use crate::target::{CliResult, VaultClient, q, secret_path};
 
 fn usage(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidRequest, msg)
@@ -141,6 +141,18 @@ fn write_body(args: &WriteArgs) -> Result<Value, Error> {
 }
 
 pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
+    let named = match &cmd {
+        SecretsCmd::Write(a) => Some(&a.path),
+        SecretsCmd::Read { path, .. }
+        | SecretsCmd::Delete { path, .. }
+        | SecretsCmd::Restore { path }
+        | SecretsCmd::Versions { path }
+        | SecretsCmd::Metadata { path, .. } => Some(path),
+        SecretsCmd::List { .. } => None,
+    };
+    if let Some(p) = named {
+        secret_path(p)?;
+    }
     match cmd {
         SecretsCmd::Write(args) => {
             let body = write_body(&args)?;

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::args::WebhooksCmd;
 use crate::output::{Out, print_table, text as s};
-use crate::target::{CliResult, VaultClient};
+use crate::target::{CliResult, VaultClient, seg};
 
 /// The signing secret: from a file, else SCAIVAULT_WEBHOOK_SECRET.
 fn secret(file: Option<&Path>) -> Result<Zeroizing<String>, Error> {
@@ -80,7 +80,7 @@ pub async fn run(target: &VaultClient, cmd: WebhooksCmd, out: &Out) -> CliResult
         }
         WebhooksCmd::Get { id } => {
             target
-                .call(Method::GET, &format!("/v1/webhooks/{id}"), None)
+                .call(Method::GET, &format!("/v1/webhooks/{}", seg(&id)), None)
                 .await?
         }
         WebhooksCmd::Update {
@@ -115,20 +115,28 @@ pub async fn run(target: &VaultClient, cmd: WebhooksCmd, out: &Out) -> CliResult
                 body["previous_secret_ttl"] = json!(t);
             }
             target
-                .call(Method::PATCH, &format!("/v1/webhooks/{id}"), Some(&body))
+                .call(
+                    Method::PATCH,
+                    &format!("/v1/webhooks/{}", seg(&id)),
+                    Some(&body),
+                )
                 .await?
         }
         WebhooksCmd::Delete { id } => {
             {
                 target
-                    .call(Method::DELETE, &format!("/v1/webhooks/{id}"), None)
+                    .call(Method::DELETE, &format!("/v1/webhooks/{}", seg(&id)), None)
                     .await?;
             }
             json!({ "deleted": id })
         }
         WebhooksCmd::Test { id } => {
             target
-                .call(Method::POST, &format!("/v1/webhooks/{id}/test"), None)
+                .call(
+                    Method::POST,
+                    &format!("/v1/webhooks/{}/test", seg(&id)),
+                    None,
+                )
                 .await?
         }
         WebhooksCmd::Deliveries { id, status, limit } => {
@@ -148,7 +156,7 @@ pub async fn run(target: &VaultClient, cmd: WebhooksCmd, out: &Out) -> CliResult
                 target
                     .call(
                         Method::GET,
-                        &format!("/v1/webhooks/{id}/deliveries{qs}"),
+                        &format!("/v1/webhooks/{}/deliveries{qs}", seg(&id)),
                         None,
                     )
                     .await?

@@ -68,9 +68,9 @@ pub struct WriteOutcome {
     pub expires_at: Option<Timestamp>,
 }
 
-/// Secrets one batch write may hold: an import of a large `.env` fleet fits, and one request
-/// holds the writer for at most a second or so (the request body limit bounds it too).
-pub const MAX_BATCH_WRITES: usize = 10_000;
+/// Secrets one batch write may hold: one request holds the writer for a fraction of a second
+/// (the request body limit bounds it too). The CLI's import sends larger imports in batches.
+pub const MAX_BATCH_WRITES: usize = 1000;
 
 /// A secret as read: the value and what describes it.
 #[derive(Debug, Serialize)]

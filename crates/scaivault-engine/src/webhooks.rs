@@ -242,6 +242,33 @@ impl Engine {
             .ok_or_else(|| not_found(id))
     }
 
+    /// The id of the webhook `id_or_name` names: its id, or the name of exactly one webhook
+    /// (names need not be unique; an ambiguous one asks for the id).
+    fn resolve_webhook(&self, id_or_name: &str) -> Result<String> {
+        let s = read(&self.events.state);
+        if s.hooks.contains_key(id_or_name) {
+            return Ok(id_or_name.to_owned());
+        }
+        let named: Vec<&String> = s
+            .hooks
+            .values()
+            .filter(|h| h.name == id_or_name)
+            .map(|h| &h.id)
+            .collect();
+        match named.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(not_found(id_or_name)),
+            many => Err(Error::new(
+                ErrorCode::ValidationError,
+                format!(
+                    "{} webhooks are named {id_or_name}; give the id",
+                    many.len()
+                ),
+            )
+            .with("ids", many.iter().map(|i| i.as_str()).collect::<Vec<_>>())),
+        }
+    }
+
     pub fn list_webhooks(&self, caller: &Caller) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
         let hooks: Vec<Value> = read(&self.events.state)
@@ -254,6 +281,8 @@ impl Engine {
 
     pub fn get_webhook(&self, caller: &Caller, id: &str) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
+        let id = self.resolve_webhook(id)?;
+        let id = id.as_str();
         let h = self.find_webhook(id)?;
         let mut v = h.view();
         let day_ago = self.now().minus(Duration::from_secs(86_400));
@@ -293,6 +322,8 @@ impl Engine {
         req: WebhookRequest,
     ) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
+        let id = self.resolve_webhook(id)?;
+        let id = id.as_str();
         let _change = self.config_change().await;
         let mut h = self.find_webhook(id)?;
         if let Some(n) = req.name {
@@ -340,6 +371,8 @@ impl Engine {
 
     pub async fn delete_webhook(&self, caller: &Caller, id: &str) -> Result<()> {
         self.authorize(caller, Scope::Admin, None)?;
+        let id = self.resolve_webhook(id)?;
+        let id = id.as_str();
         let _change = self.config_change().await;
         self.find_webhook(id)?;
         let state = self.events.state.clone();
@@ -428,6 +461,8 @@ impl Engine {
         cursor: Option<&str>,
     ) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
+        let id = self.resolve_webhook(id)?;
+        let id = id.as_str();
         self.find_webhook(id)?;
         let limit = limit.unwrap_or(100);
         if limit == 0 || limit > 1000 {
@@ -467,6 +502,8 @@ impl Engine {
     /// Sends a `webhook.test` event now and reports how it went.
     pub async fn test_webhook(&self, caller: &Caller, id: &str) -> Result<Value> {
         self.authorize(caller, Scope::Admin, None)?;
+        let id = self.resolve_webhook(id)?;
+        let id = id.as_str();
         let h = self.find_webhook(id)?;
         let now = self.now();
         let event = Event::new(

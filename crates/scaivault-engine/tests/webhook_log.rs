@@ -63,7 +63,10 @@ fn the_delivery_log_is_pruned_per_webhook_and_goes_with_it() {
                 (format!("app/s{i:04}"), w)
             })
             .collect();
+        let mut writes = writes;
+        let rest = writes.split_off(1000);
         e.write_secrets(root, writes).await.unwrap();
+        e.write_secrets(root, rest).await.unwrap();
         // Every attempt fails; move the clock past each retry until all have given up.
         for _ in 0..8 {
             while e.deliver_pending().await.unwrap() > 0 {}

@@ -246,7 +246,8 @@ pub(crate) async fn request_context(
         error = error_code.map(|c| c.as_str()).unwrap_or("-"),
         micros = elapsed.as_micros() as u64, "request"
     );
-    if status == StatusCode::INTERNAL_SERVER_ERROR {
+    // A local command reports its own failure; the server's log line is for a server.
+    if status == StatusCode::INTERNAL_SERVER_ERROR && !local {
         tracing::error!(request_id = %rid, code = error_code.map(|c| c.as_str()).unwrap_or("-"), "request failed");
     }
     resp
