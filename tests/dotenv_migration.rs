@@ -332,6 +332,10 @@ fn a_large_import_goes_in_batches_and_plans_without_failed_reads() {
         (res["unchanged"].as_u64(), res["written"].as_u64()),
         (Some(2500), Some(0))
     );
+    // The query does find failed reads when there are some.
+    dev.get("/v1/secrets/big/missing", &dev.token);
+    let (_, failed) = dev.get("/v1/audit/logs?action=read&success=false", &dev.token);
+    assert_eq!(failed["logs"].as_array().unwrap().len(), 1, "{failed}");
 }
 
 #[test]
