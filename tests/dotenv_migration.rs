@@ -338,6 +338,113 @@ fn a_large_import_goes_in_batches_and_plans_without_failed_reads() {
     assert_eq!(failed["logs"].as_array().unwrap().len(), 1, "{failed}");
 }
 
+/// Batch writes are charged per secret against the identity's bulk-write budget (a batch is
+/// one request but many writes), and a refused batch shows in every named path's history.
+#[test]
+fn batch_writes_are_charged_per_secret_and_refusals_are_in_each_history() {
+    // 10,000 secrets a minute × 0.05: a budget of 500 (and of 5 batch requests).
+    let dev = Dev::start_with(&["--rate-limit-multiplier", "0.05"]);
+    let batch = |from: usize, n: usize| {
+        let writes: Vec<serde_json::Value> = (from..from + n)
+            .map(|i| serde_json::json!({"path": format!("bulk/s{i}"), "data": {"v": "x"}}))
+            .collect();
+        dev.post(
+            "/v1/secrets/batch/write",
+            &dev.token,
+            serde_json::json!({ "writes": writes }),
+        )
+    };
+    let (s, b) = batch(0, 300);
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = batch(300, 300);
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{b}"
+    );
+    assert_eq!(b["error"]["details"]["category"], "bulk_write");
+    assert!(b["error"]["details"]["retry_after"].as_u64().unwrap() >= 1);
+    let (s, _) = dev.get("/v1/secrets/bulk/s300", &dev.token);
+    assert_eq!(s, 404, "a refused batch writes nothing");
+    let (s, b) = dev.post(
+        "/v1/secrets/batch/write",
+        &dev.token,
+        serde_json::json!({"writes": []}),
+    );
+    assert_eq!(s, 400, "{b}");
+
+    let dev = Dev::start();
+    let token = service_account(
+        &dev,
+        "sa:narrow",
+        "narrow",
+        "ok/**",
+        &["read", "write"],
+        &["secrets:read", "secrets:write"],
+    );
+    let (s, b) = dev.post(
+        "/v1/secrets/batch/write",
+        &token,
+        serde_json::json!({"writes": [
+            {"path": "ok/one", "data": {"v": "1"}},
+            {"path": "no/two", "data": {"v": "2"}},
+        ]}),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("access_denied")),
+        "{b}"
+    );
+    for path in ["ok/one", "no/two"] {
+        let (_, h) = dev.get(&format!("/v1/audit/secrets/{path}"), &dev.token);
+        let e = &h["logs"][0];
+        assert_eq!(
+            (
+                e["action"].as_str(),
+                e["success"].as_bool(),
+                e["identity_id"].as_str()
+            ),
+            (Some("write"), Some(false), Some("sa:narrow")),
+            "{path}: {h}"
+        );
+        assert_eq!(e["extra_data"]["error_code"], "access_denied");
+    }
+}
+
+/// An import the server's rate limit holds back waits as the server says (`Retry-After`)
+/// and goes on, instead of failing part-way.
+#[test]
+fn an_import_waits_out_the_rate_limit() {
+    // 10,000 secrets a minute × 0.2: 2,000 a minute, 33 a second.
+    let dev = Dev::start_with(&["--rate-limit-multiplier", "0.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, n: usize| {
+        let f = dir.path().join(name);
+        let text: String = (0..n).map(|i| format!("V_{i:05}=v{i}\n")).collect();
+        std::fs::write(&f, text).unwrap();
+        f
+    };
+    let (a, b) = (write("a.env", 2000), write("b.env", 60));
+    for (f, prefix) in [(&a, "first"), (&b, "second")] {
+        let out = dev.cli(&[
+            "import",
+            "dotenv",
+            f.to_str().unwrap(),
+            "--prefix",
+            prefix,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{prefix}: {}", stderr(&out));
+    }
+    let (_, listed) = dev.get("/v1/secrets?prefix=second/&limit=100", &dev.token);
+    assert_eq!(listed["secrets"].as_array().unwrap().len(), 60);
+    let (_, limited) = dev.get("/v1/audit/logs?action=write&success=false", &dev.token);
+    assert!(
+        !limited["logs"].as_array().unwrap().is_empty(),
+        "the second import was held back at least once: {limited}"
+    );
+}
+
 #[test]
 fn run_injects_passes_the_exit_code_and_masks() {
     let dev = Dev::start();

@@ -87,6 +87,10 @@ pub trait Transport: Send + Sync {
     }
 }
 
+/// How long one call may wait in all for a rate limit to let it through before the `429` is
+/// the answer.
+pub const RATE_LIMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Answers larger than this are refused (a listing of every secret fits many times over).
 const MAX_ANSWER: usize = 512 * 1024 * 1024;
 
@@ -124,24 +128,46 @@ impl VaultClient {
         self.transport.close().await;
     }
 
-    /// Sends one call; a non-2xx answer becomes the vault's error with its code.
+    /// Sends one call; a non-2xx answer becomes the vault's error with its code. A `429`
+    /// whose `Retry-After` is short is waited out and the call sent again (a refused call did
+    /// nothing, so sending it again is safe), up to [`RATE_LIMIT_PATIENCE`] in all.
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
-        let payload = match body {
-            Some(b) => Payload::Json(
-                serde_json::to_vec(b).map_err(|_| Error::internal("serialization failed"))?,
-            ),
-            None => Payload::Empty,
+        let bytes = match body {
+            Some(b) => {
+                Some(serde_json::to_vec(b).map_err(|_| Error::internal("serialization failed"))?)
+            }
+            None => None,
         };
-        let answer = self
-            .transport
-            .send(Call {
-                method,
-                path: path.to_owned(),
-                payload,
-                long: false,
-            })
-            .await?;
-        json_of(answer).await
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            let answer = self
+                .transport
+                .send(Call {
+                    method: method.clone(),
+                    path: path.to_owned(),
+                    payload: bytes.clone().map_or(Payload::Empty, Payload::Json),
+                    long: false,
+                })
+                .await?;
+            match json_of(answer).await {
+                Err(e) if e.error.code == ErrorCode::RateLimited => {
+                    let wait = e
+                        .error
+                        .details
+                        .get("retry_after")
+                        .and_then(Value::as_u64)
+                        .map(std::time::Duration::from_secs);
+                    match wait {
+                        Some(w) if waited + w <= RATE_LIMIT_PATIENCE => {
+                            tokio::time::sleep(w).await;
+                            waited += w;
+                        }
+                        _ => return Err(e),
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {

@@ -54,8 +54,8 @@ fn request_id(headers: &HeaderMap) -> String {
         // for entries no request made (`agg_…` failure counts, `local_…` CLI entries).
         .filter(|s| {
             !s.is_empty()
-                && !s.starts_with("agg_")
-                && !s.starts_with("local_")
+                && !s.to_ascii_lowercase().starts_with("agg_")
+                && !s.to_ascii_lowercase().starts_with("local_")
                 && s.len() <= 128
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
@@ -532,7 +532,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-request-id", HeaderValue::from_static("trace-42"));
         assert_eq!(request_id(&h), "trace-42");
-        for forged in ["agg_1764662400", "local_4242"] {
+        for forged in ["agg_1764662400", "local_4242", "Local_4242", "AGG_1"] {
             h.insert("x-request-id", HeaderValue::from_static(forged));
             assert!(request_id(&h).starts_with("req_"), "{forged} was kept");
         }

@@ -35,6 +35,9 @@ pub(crate) enum Category {
     Admin,
     /// Tokens minted by the client-credentials grant, per client id.
     Grant,
+    /// Secrets written by batch writes, counted per secret (a batch request also counts once
+    /// in `Batch`): what one identity can make the single writer do in bulk.
+    BulkWrite,
     Public,
 }
 
@@ -52,6 +55,7 @@ impl Category {
             Category::Audit => "audit",
             Category::Admin => "admin",
             Category::Grant => "grant",
+            Category::BulkWrite => "bulk_write",
             Category::Public => "public",
         }
     }
@@ -69,6 +73,7 @@ impl Category {
             Category::PolicyTest => 200.0,
             Category::Auth => 300.0,
             Category::Grant => 30.0,
+            Category::BulkWrite => 10_000.0,
             Category::Public => f64::INFINITY,
         }
     }
@@ -102,6 +107,13 @@ impl RateLimiter {
     }
 
     pub fn check(&self, identity: &str, category: Category) -> Option<Verdict> {
+        self.take(identity, category, 1.0)
+    }
+
+    /// Takes `n` units from the identity's bucket. A request larger than the whole bucket is
+    /// let through only when the bucket is full, and leaves it that much in debt (its next
+    /// request waits the longer), so no size is refused for ever.
+    pub fn take(&self, identity: &str, category: Category, n: f64) -> Option<Verdict> {
         if !self.limits.enabled || category == Category::Public {
             return None;
         }
@@ -117,9 +129,9 @@ impl RateLimiter {
             });
         b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * per_sec).min(capacity);
         b.last = now;
-        let allowed = b.tokens >= 1.0;
+        let allowed = b.tokens >= n.min(capacity);
         if allowed {
-            b.tokens -= 1.0;
+            b.tokens -= n;
         }
         Some(Verdict {
             allowed,
@@ -128,7 +140,7 @@ impl RateLimiter {
             retry_after: if allowed {
                 0
             } else {
-                ((1.0 - b.tokens) / per_sec).ceil().max(1.0) as u64
+                ((n.min(capacity) - b.tokens) / per_sec).ceil().max(1.0) as u64
             },
             reset_in: ((capacity - b.tokens) / per_sec).ceil() as u64,
         })
@@ -162,5 +174,21 @@ mod tests {
             .check("a", Category::Read)
             .is_none()
         );
+    }
+
+    #[test]
+    fn a_bulk_request_is_charged_per_item() {
+        let l = RateLimiter::new(RateLimits {
+            enabled: true,
+            multiplier: 0.1,
+        });
+        // 10,000/min × 0.1 → 1,000 secrets a minute.
+        assert!(l.take("sa:x", Category::BulkWrite, 600.0).unwrap().allowed);
+        let v = l.take("sa:x", Category::BulkWrite, 600.0).unwrap();
+        assert!(!v.allowed, "only 400 left");
+        assert!(v.retry_after >= 12, "{}", v.retry_after);
+        // Larger than the whole bucket: through once it is full, then in debt.
+        assert!(l.take("sa:y", Category::BulkWrite, 1500.0).unwrap().allowed);
+        assert!(!l.take("sa:y", Category::BulkWrite, 1.0).unwrap().allowed);
     }
 }

@@ -14,6 +14,7 @@ use super::raw_tail;
 use crate::context::{AuditNote, AuditRecorded, Auth, HandlerAudit, unrecorded};
 use crate::error::ApiError;
 use crate::json::{ApiJson, ApiQuery, redact_values};
+use crate::ratelimit::Category;
 use crate::state::AppState;
 
 fn note(items: &[(&str, Value)]) -> AuditNote {
@@ -257,20 +258,55 @@ pub async fn post(
                     Ok((path, req))
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
+            if writes.is_empty() {
+                return Err(shape("`writes` holds no write"));
+            }
             let n = writes.len() as u64;
+            // Charged per secret: a batch is one request but many writes for the one writer.
+            if let Some(v) = state.limiter.take(
+                auth.caller.identity_id.as_str(),
+                Category::BulkWrite,
+                n as f64,
+            ) && !v.allowed
+            {
+                state.metrics.rate_limited(Category::BulkWrite.name());
+                return Err(ApiError(
+                    Error::new(
+                        ErrorCode::RateLimited,
+                        format!(
+                            "too many secrets written in batches; retry in {}s",
+                            v.retry_after
+                        ),
+                    )
+                    .with("category", Category::BulkWrite.name())
+                    .with("retry_after", v.retry_after),
+                ));
+            }
+            let paths: Vec<String> = writes.iter().map(|(p, _)| p.clone()).collect();
             let (outs, recorded) = match audit {
                 Some(Extension(audit)) => {
                     let caller = auth.caller.clone();
-                    let outs = auth
+                    let for_entries = audit.clone();
+                    let written = auth
                         .engine
                         .write_secrets_audited(&auth.caller, writes, move |out| {
                             let mut extra = write_note(out).0;
                             extra.insert("batch".into(), true.into());
                             extra.insert("status".into(), write_status(out).as_u16().into());
-                            Some(audit.input(&caller, "write", Some(out.path.clone()), true, extra))
+                            Some(for_entries.input(
+                                &caller,
+                                "write",
+                                Some(out.path.clone()),
+                                true,
+                                extra,
+                            ))
                         })
-                        .await?;
-                    (outs, true)
+                        .await;
+                    match written {
+                        Ok(outs) => (outs, true),
+                        // Nothing was written; each path's history shows who tried.
+                        Err(e) => return refused_batch(&auth, &audit, &paths, e).await,
+                    }
                 }
                 None => (
                     auth.engine.write_secrets(&auth.caller, writes).await?,
@@ -288,6 +324,46 @@ pub async fn post(
     }
 }
 
+/// A refused batch write: one failed `write` entry per path it named (each secret's audit
+/// history shows the attempt, as a refused single write's does), then the error.
+async fn refused_batch(
+    auth: &Auth,
+    audit: &HandlerAudit,
+    paths: &[String],
+    e: Error,
+) -> Result<Response, ApiError> {
+    let status = ApiError(e.clone()).into_response().status();
+    let entries = paths
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|p| {
+            let mut extra = Map::new();
+            extra.insert("batch".into(), true.into());
+            extra.insert("error_code".into(), e.code.as_str().into());
+            extra.insert("status".into(), status.as_u16().into());
+            let path = p.chars().take(512).collect();
+            audit.input(&auth.caller, "write", Some(path), false, extra)
+        })
+        .collect();
+    auth.engine
+        .record_audits(entries)
+        .await
+        .map_err(|err| ApiError(unrecorded(&audit.request_id, &err)))?;
+    let mut resp = ApiError(e).into_response();
+    resp.extensions_mut().insert(AuditRecorded);
+    Ok(resp)
+}
+
+/// One write of a batch, as the OpenAPI document describes it: a write's body with its path.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+struct BatchWriteItem {
+    path: String,
+    #[serde(flatten)]
+    write: WriteRequest,
+}
+
 /// `POST /v1/secrets/batch/write`: `{"writes": [{"path", "data", "secret_type", "metadata",
 /// "options"}, …]}`, written in one transaction (all or none), each with its own audit entry
 /// committed in that transaction.
@@ -295,6 +371,7 @@ pub async fn post(
 #[serde(deny_unknown_fields)]
 pub struct BatchWriteRequest {
     /// Each a write's body (`data`, `secret_type`, `metadata`, `options`) with its `path`.
+    #[schemars(with = "Vec<BatchWriteItem>", length(min = 1, max = 1000))]
     writes: Vec<Map<String, Value>>,
 }
 
