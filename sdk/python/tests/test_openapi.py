@@ -69,3 +69,17 @@ def test_request_schemas_agree_with_the_server(dev):
     assert not jsonschema.Draft202012Validator(policy).is_valid(wrong)
     status, _ = fetch(dev, "POST", "/v1/policies", wrong)
     assert status >= 400
+
+
+def test_the_batch_write_schema_agrees_with_the_server(dev):
+    _, doc = fetch(dev, "GET", "/v1/openapi.json")
+    post = request_schema(doc, "post", "/v1/secrets/{path}")
+    good = {"writes": [{"path": "bw/a", "data": {"k": "v"}, "metadata": {"tags": ["x"]}}]}
+    bad = {"writes": [{"data": {"k": "v"}}]}
+    assert jsonschema.Draft202012Validator(post).is_valid(good)
+    assert not jsonschema.Draft202012Validator(post).is_valid(bad)
+    status, answer = fetch(dev, "POST", "/v1/secrets/batch/write", good)
+    assert status == 200, answer
+    assert answer["written"][0]["path"] == "bw/a"
+    status, _ = fetch(dev, "POST", "/v1/secrets/batch/write", bad)
+    assert status == 400
