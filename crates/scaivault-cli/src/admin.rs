@@ -34,13 +34,13 @@ pub async fn login(url: String, given: Option<&str>, out: &Out) -> CliResult<()>
         return Err(usage("no token given").into());
     }
     let remote = VaultClient::http(url, Some(token.to_string()));
-    let me = remote.call(Method::GET, "/v1/auth/whoami", None).await?;
+    let me = remote.whoami().await?;
     crate::config::set("token", &token).map_err(usage)?;
     out.emit(&me, || {
         println!(
             "Logged in as {} ({}); token saved in {}",
-            s(&me["identity_id"]),
-            s(&me["identity_type"]),
+            me.identity_id,
+            me.identity_type,
             crate::config::path().display()
         );
     });
@@ -56,34 +56,15 @@ pub async fn auth(target: &VaultClient, cmd: AuthCmd, out: &Out) -> CliResult<()
             .into());
         }
         AuthCmd::Whoami => {
-            let res = target.call(Method::GET, "/v1/auth/whoami", None).await?;
-            out.emit(&res, || {
-                println!(
-                    "identity:  {} ({})",
-                    s(&res["identity_id"]),
-                    s(&res["identity_type"])
-                );
-                println!(
-                    "scopes:    {}",
-                    res["scopes"]
-                        .as_array()
-                        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
-                        .unwrap_or_default()
-                );
-                println!(
-                    "groups:    {}",
-                    res["groups"]
-                        .as_array()
-                        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
-                        .unwrap_or_default()
-                );
+            let me = target.whoami().await?;
+            out.emit(&me, || {
+                println!("identity:  {} ({})", me.identity_id, me.identity_type);
+                println!("scopes:    {}", me.scopes.join(", "));
+                println!("groups:    {}", me.groups.join(", "));
                 println!(
                     "expires:   {}",
-                    if res["token_expires_at"].is_null() {
-                        "never".into()
-                    } else {
-                        s(&res["token_expires_at"])
-                    }
+                    me.token_expires_at
+                        .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
                 );
             });
         }

@@ -8,7 +8,7 @@ pub struct Out {
 }
 
 impl Out {
-    pub fn emit(&self, value: &Value, human: impl FnOnce()) {
+    pub fn emit<T: serde::Serialize + ?Sized>(&self, value: &T, human: impl FnOnce()) {
         if self.json {
             println!(
                 "{}",

@@ -2,13 +2,13 @@
 
 use std::io::Read as _;
 
-use reqwest::Method;
 use scaivault_core::{Error, ErrorCode};
+use scaivault_engine::{SecretData, WriteOptions, WriteRequest};
 use serde_json::{Map, Value, json};
 
 use crate::args::{SecretsCmd, WriteArgs};
 use crate::output::{Out, print_table};
-use crate::target::{CliResult, VaultClient, q, secret_path};
+use crate::target::{CliResult, VaultClient, secret_path};
 
 fn usage(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidRequest, msg)
@@ -105,13 +105,10 @@ fn data_from(args: &WriteArgs) -> Result<Value, Error> {
     Ok(Value::Object(map))
 }
 
-fn write_body(args: &WriteArgs) -> Result<Value, Error> {
-    let mut body = json!({ "data": data_from(args)? });
-    if let Some(t) = &args.secret_type {
-        body["secret_type"] = json!(t);
-    }
+fn write_body(args: &WriteArgs) -> Result<WriteRequest, Error> {
+    let data = data_from(args)?;
     let tags = crate::output::split_tags(&args.tags);
-    if !tags.is_empty() || args.description.is_some() || args.owner.is_some() {
+    let metadata = if !tags.is_empty() || args.description.is_some() || args.owner.is_some() {
         let mut m = Map::new();
         if !tags.is_empty() {
             m.insert("tags".into(), json!(tags));
@@ -122,53 +119,42 @@ fn write_body(args: &WriteArgs) -> Result<Value, Error> {
         if let Some(o) = &args.owner {
             m.insert("owner".into(), json!(o));
         }
-        body["metadata"] = Value::Object(m);
-    }
-    let mut options = Map::new();
-    if let Some(e) = &args.expires_in {
-        options.insert("expires_in".into(), json!(e));
-    }
-    if let Some(n) = args.max_versions {
-        options.insert("max_versions".into(), json!(n));
-    }
-    if let Some(c) = args.cas {
-        options.insert("cas".into(), json!(c));
-    }
-    if !options.is_empty() {
-        body["options"] = Value::Object(options);
-    }
-    Ok(body)
+        Some(m)
+    } else {
+        None
+    };
+    Ok(WriteRequest {
+        data: SecretData::from_json_text(data.to_string()),
+        secret_type: args.secret_type.clone(),
+        metadata,
+        options: WriteOptions {
+            max_versions: args.max_versions,
+            expires_in: args.expires_in.clone(),
+            rotation_policy_id: None,
+            cas: args.cas,
+        },
+        cas: None,
+    })
+}
+
+fn tags_of(metadata: &Map<String, Value>) -> Vec<&str> {
+    metadata
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
+        .unwrap_or_default()
 }
 
 pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<()> {
-    let named = match &cmd {
-        SecretsCmd::Write(a) => Some(&a.path),
-        SecretsCmd::Read { path, .. }
-        | SecretsCmd::Delete { path, .. }
-        | SecretsCmd::Restore { path }
-        | SecretsCmd::Versions { path }
-        | SecretsCmd::Metadata { path, .. } => Some(path),
-        SecretsCmd::List { .. } => None,
-    };
-    if let Some(p) = named {
-        secret_path(p)?;
-    }
     match cmd {
         SecretsCmd::Write(args) => {
-            let body = write_body(&args)?;
-            let res = target
-                .call(
-                    Method::PUT,
-                    &format!("/v1/secrets/{}", args.path),
-                    Some(&body),
-                )
-                .await?;
+            // Checked before a value is read from a prompt or stdin for it.
+            secret_path(&args.path)?;
+            let res = target.write_secret(&args.path, &write_body(&args)?).await?;
             out.emit(&res, || {
                 println!(
                     "Wrote {} version {} ({})",
-                    res["path"].as_str().unwrap_or(""),
-                    res["version"],
-                    res["secret_type"].as_str().unwrap_or("")
+                    res.path, res.version, res.secret_type
                 );
             });
         }
@@ -177,10 +163,10 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
             version,
             field,
         } => {
-            let v = version.map(|v| format!("?version={v}")).unwrap_or_default();
-            let res = target.get(&format!("/v1/secrets/{path}{v}")).await?;
+            let res = target.read_secret(&path, version).await?;
+            let data = res.data.to_value();
             if let Some(f) = field {
-                let v = res["data"].get(&f).ok_or_else(|| {
+                let v = data.get(&f).ok_or_else(|| {
                     Error::new(
                         ErrorCode::ValidationError,
                         format!("{path} has no field {f}"),
@@ -194,14 +180,13 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
                 return Ok(());
             }
             out.emit(&res, || {
-                println!("path:     {}", res["path"].as_str().unwrap_or(""));
-                println!("type:     {}", res["secret_type"].as_str().unwrap_or(""));
-                println!("version:  {}", res["version"]);
-                if let Some(tags) = res["metadata"]["tags"].as_array() {
-                    let t: Vec<&str> = tags.iter().filter_map(|t| t.as_str()).collect();
-                    println!("tags:     {}", t.join(", "));
+                println!("path:     {}", res.path);
+                println!("type:     {}", res.secret_type);
+                println!("version:  {}", res.version);
+                if res.metadata.contains_key("tags") {
+                    println!("tags:     {}", tags_of(&res.metadata).join(", "));
                 }
-                if let Value::Object(data) = &res["data"] {
+                if let Value::Object(data) = &data {
                     let rows: Vec<Vec<String>> = data
                         .iter()
                         .map(|(k, v)| {
@@ -221,35 +206,25 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
             let mut all = Vec::new();
             let mut cursor: Option<String> = None;
             loop {
-                let mut url = format!("/v1/secrets?prefix={}", q(&prefix));
-                if let Some(l) = limit {
-                    url.push_str(&format!("&limit={l}"));
-                }
-                if let Some(c) = &cursor {
-                    url.push_str(&format!("&cursor={}", q(c)));
-                }
-                let page = target.get(&url).await?;
-                all.extend(page["secrets"].as_array().cloned().unwrap_or_default());
-                cursor = page["cursor"].as_str().map(str::to_owned);
-                if !page["has_more"].as_bool().unwrap_or(false) || cursor.is_none() {
+                let page = target
+                    .list_secrets(&prefix, limit, cursor.as_deref())
+                    .await?;
+                all.extend(page.secrets);
+                cursor = page.cursor;
+                if !page.has_more || cursor.is_none() {
                     break;
                 }
             }
-            let res = json!({ "secrets": all });
-            out.emit(&res, || {
+            out.emit(&json!({ "secrets": all }), || {
                 let rows = all
                     .iter()
                     .map(|s| {
-                        let tags: Vec<&str> = s["metadata"]["tags"]
-                            .as_array()
-                            .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
-                            .unwrap_or_default();
                         vec![
-                            s["path"].as_str().unwrap_or("").to_owned(),
-                            s["secret_type"].as_str().unwrap_or("").to_owned(),
-                            s["version"].to_string(),
-                            tags.join(","),
-                            s["updated_at"].as_str().unwrap_or("").to_owned(),
+                            s.path.clone(),
+                            s.secret_type.clone(),
+                            s.version.to_string(),
+                            tags_of(&s.metadata).join(","),
+                            s.updated_at.to_rfc3339(),
                         ]
                     })
                     .collect();
@@ -257,46 +232,33 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
             });
         }
         SecretsCmd::Delete { path, hard } => {
-            let res = target
-                .call(
-                    Method::DELETE,
-                    &format!(
-                        "/v1/secrets/{path}{}",
-                        if hard { "?permanent=true" } else { "" }
-                    ),
-                    None,
-                )
-                .await?;
-            out.emit(&res, || match res["recoverable_until"].as_str() {
+            let res = target.delete_secret(&path, hard).await?;
+            out.emit(&res, || match res.recoverable_until {
                 Some(until) if !hard => println!(
-                    "Deleted {path}; restorable until {until} (scaivault secrets restore {path})"
+                    "Deleted {path}; restorable until {} (scaivault secrets restore {path})",
+                    until.to_rfc3339()
                 ),
                 _ => println!("Destroyed {path} and every version"),
             });
         }
         SecretsCmd::Restore { path } => {
-            let res = target
-                .call(Method::POST, &format!("/v1/restore/{path}"), None)
-                .await?;
+            let res = target.restore_secret(&path).await?;
             out.emit(&res, || {
-                println!("Restored {path} at version {}", res["version"])
+                println!("Restored {path} at version {}", res.version)
             });
         }
         SecretsCmd::Versions { path } => {
-            let res = target.get(&format!("/v1/versions/{path}")).await?;
+            let res = target.secret_versions(&path).await?;
             out.emit(&res, || {
-                let cur = res["current_version"].as_u64();
-                let rows = res["versions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+                let rows = res
+                    .versions
                     .iter()
                     .map(|v| {
                         vec![
-                            v["version"].to_string(),
-                            v["created_at"].as_str().unwrap_or("").to_owned(),
-                            v["created_by"].as_str().unwrap_or("").to_owned(),
-                            if v["version"].as_u64() == cur {
+                            v.version.to_string(),
+                            v.created_at.to_rfc3339(),
+                            v.created_by.clone(),
+                            if v.version == res.current_version {
                                 "current".into()
                             } else {
                                 String::new()
@@ -309,7 +271,7 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
         }
         SecretsCmd::Metadata { path, set } => {
             let res = if set.is_empty() {
-                target.get(&format!("/v1/metadata/{path}")).await?
+                target.secret_metadata(&path).await?
             } else {
                 let mut patch = Map::new();
                 for kv in &set {
@@ -328,27 +290,19 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
                     };
                     patch.insert(k.to_owned(), value);
                 }
-                target
-                    .call(
-                        Method::PATCH,
-                        &format!("/v1/metadata/{path}"),
-                        Some(&json!({ "metadata": patch })),
-                    )
-                    .await?
+                target.update_metadata(&path, patch).await?
             };
             out.emit(&res, || {
-                println!("path:      {}", res["path"].as_str().unwrap_or(""));
-                println!("type:      {}", res["secret_type"].as_str().unwrap_or(""));
-                println!(
-                    "version:   {} ({} kept)",
-                    res["version"], res["version_count"]
-                );
-                println!("updated:   {}", res["updated_at"].as_str().unwrap_or(""));
+                println!("path:      {}", res.path);
+                println!("type:      {}", res.secret_type);
+                println!("version:   {} ({} kept)", res.version, res.version_count);
+                println!("updated:   {}", res.updated_at.to_rfc3339());
                 println!(
                     "expires:   {}",
-                    res["expires_at"].as_str().unwrap_or("never")
+                    res.expires_at
+                        .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
                 );
-                println!("metadata:  {}", res["metadata"]);
+                println!("metadata:  {}", Value::Object(res.metadata.clone()));
             });
         }
     }

@@ -14,6 +14,9 @@
 
 pub mod http;
 pub mod in_process;
+mod typed;
+
+pub use typed::secret_path;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

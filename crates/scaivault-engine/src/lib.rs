@@ -45,6 +45,7 @@ pub use identities::{CreateIdentity, IdentityView};
 pub use plugins::{PluginCheck, PluginSettings, plugins_json};
 pub use policies::{BindingRequest, PolicyRequest, PolicyTestRequest};
 pub use records::{IdentityRecord, SecretHead, TokenRecord};
+pub use records::{SecretData, VersionInfo};
 pub use rotation::RotationPolicyRequest;
 pub use rotation_job::MAX_ATTEMPTS;
 pub use rotation_state::{JobStatus, RecipeField, RotationJob, RotationPolicy, SecretPolicy, Step};
@@ -52,10 +53,11 @@ pub use scaivault_core::{Error, ErrorCode, Result};
 pub use scaivault_plugin_host::{Capability, PluginInfo};
 pub use secret_policies::SecretPolicyRequest;
 pub use secrets::{
-    BatchMetadataRequest, BatchReadRequest, ListPage, MAX_BATCH_METADATA_RESULTS, SecretView,
+    BatchMetadataRequest, BatchReadRequest, BatchWritten, Deletion, ListPage,
+    MAX_BATCH_METADATA_RESULTS, SecretSummary, SecretView, VersionHistory, WriteOptions,
     WriteOutcome, WriteRequest,
 };
-pub use tokens::{CreateToken, IssuedToken};
+pub use tokens::{CreateToken, IssuedToken, Whoami};
 pub use webhook_records::{DELIVERY_ATTEMPTS, WebhookFilters};
 pub use webhooks::WebhookRequest;
 

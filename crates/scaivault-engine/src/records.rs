@@ -20,7 +20,7 @@ pub(crate) struct PathRecord {
 }
 
 /// One version's place in a secret's history.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VersionInfo {
     pub version: u64,
     pub created_at: Timestamp,

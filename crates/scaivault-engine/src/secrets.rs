@@ -28,36 +28,46 @@ use crate::{
     Caller, Engine, HeadCache, PathEntry, cursor, limits, pack, read, store_err, unpack, write,
 };
 
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteOptions {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_versions: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_policy_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cas: Option<u64>,
 }
 
-/// The body of `PUT /v1/secrets/{path}`.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+impl WriteOptions {
+    fn is_empty(&self) -> bool {
+        self.max_versions.is_none()
+            && self.expires_in.is_none()
+            && self.rotation_policy_id.is_none()
+            && self.cas.is_none()
+    }
+}
+
+/// The body of `PUT /v1/secrets/{path}` (and of each write of a batch). Clients build it too:
+/// it serialises to exactly what the server parses.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteRequest {
     pub data: SecretData,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "WriteOptions::is_empty")]
     pub options: WriteOptions,
     /// Accepted at the top level too, for clients that send it there.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cas: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WriteOutcome {
     pub path: String,
     pub version: u64,
@@ -73,7 +83,7 @@ pub struct WriteOutcome {
 pub const MAX_BATCH_WRITES: usize = 1000;
 
 /// A secret as read: the value and what describes it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SecretView {
     pub path: String,
     pub secret_type: String,
@@ -89,7 +99,7 @@ pub struct SecretView {
     pub secret_policy_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SecretSummary {
     pub path: String,
     pub secret_type: String,
@@ -108,7 +118,32 @@ pub struct SecretSummary {
     pub versions: Option<Vec<VersionInfo>>,
 }
 
-#[derive(Debug, Serialize)]
+/// A secret's version history (`GET /v1/versions/{path}`).
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct VersionHistory {
+    pub path: String,
+    pub current_version: u64,
+    pub versions: Vec<VersionInfo>,
+}
+
+/// What a delete did (`DELETE /v1/secrets/{path}`).
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Deletion {
+    pub path: String,
+    pub deleted: bool,
+    pub permanent: bool,
+    pub version_count: usize,
+    /// Until when `restore` brings it back (a soft delete only).
+    pub recoverable_until: Option<Timestamp>,
+}
+
+/// What a batch write wrote, in the order given (`POST /v1/secrets/batch/write`).
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BatchWritten {
+    pub written: Vec<WriteOutcome>,
+}
+
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ListPage {
     pub secrets: Vec<SecretSummary>,
     pub cursor: Option<String>,

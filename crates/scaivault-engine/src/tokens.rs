@@ -73,6 +73,24 @@ fn view(t: &TokenRecord) -> Value {
     })
 }
 
+/// The caller as the vault sees it (`GET /v1/auth/whoami`).
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Whoami {
+    pub identity_id: String,
+    /// `user`, `service_account` or `group`.
+    pub identity_type: String,
+    pub display_name: String,
+    pub tenant_id: String,
+    pub partner_id: String,
+    pub scopes: Vec<String>,
+    pub groups: Vec<String>,
+    pub roles: Vec<String>,
+    pub mfa_verified_at: Option<Timestamp>,
+    pub token_expires_at: Option<Timestamp>,
+    /// None for the local operator (`--vault FILE`), who has no token.
+    pub token_id: Option<String>,
+}
+
 impl Engine {
     pub(crate) fn reload_tokens(&self) -> Result<()> {
         let all = load_all(&self.vault, Table::Tokens, |b| {
@@ -237,19 +255,36 @@ impl Engine {
         })
     }
 
-    pub fn whoami(&self, caller: &Caller) -> Value {
+    pub fn whoami(&self, caller: &Caller) -> Whoami {
         let display = self
             .identity(caller.identity_id.as_str())
             .map(|r| r.display_name)
             .unwrap_or_else(|| "root".to_owned());
-        json!({
-            "identity_id": caller.identity_id, "identity_type": caller.identity_type,
-            "display_name": display, "tenant_id": "tnt_local", "partner_id": "ptn_local",
-            "scopes": caller.scopes, "groups": caller.groups,
-            "roles": if caller.root { vec!["super_admin"] } else { Vec::new() },
-            "mfa_verified_at": null, "token_expires_at": caller.token_expires_at,
-            "token_id": caller.token_id,
-        })
+        Whoami {
+            identity_id: caller.identity_id.to_string(),
+            identity_type: serde_json::to_value(caller.identity_type)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            display_name: display,
+            tenant_id: "tnt_local".into(),
+            partner_id: "ptn_local".into(),
+            scopes: caller
+                .scopes
+                .names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            groups: caller.groups.iter().map(|g| g.to_string()).collect(),
+            roles: if caller.root {
+                vec!["super_admin".into()]
+            } else {
+                Vec::new()
+            },
+            mfa_verified_at: None,
+            token_expires_at: caller.token_expires_at,
+            token_id: caller.token_id.clone(),
+        }
     }
 
     pub fn introspect(&self, caller: &Caller, token: &str) -> Result<Value> {

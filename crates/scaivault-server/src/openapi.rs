@@ -23,11 +23,17 @@ pub(crate) fn document() -> Value {
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
+        let success = match spec.response {
+            Some(schema) => {
+                json!({ "description": "success", "content": { "application/json": { "schema": schema(&mut schemas) } } })
+            }
+            None => json!({ "description": "success" }),
+        };
         let mut op = json!({
             "summary": summary,
             "parameters": params,
             "responses": {
-                "2XX": { "description": "success" },
+                "2XX": success,
                 "default": { "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
             },
         });

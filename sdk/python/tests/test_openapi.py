@@ -83,3 +83,35 @@ def test_the_batch_write_schema_agrees_with_the_server(dev):
     assert answer["written"][0]["path"] == "bw/a"
     status, _ = fetch(dev, "POST", "/v1/secrets/batch/write", bad)
     assert status == 400
+
+
+def response_schema(doc: dict, method: str, path: str) -> dict:
+    schema = doc["paths"][path][method]["responses"]["2XX"]["content"]["application/json"]["schema"]
+    return {**schema, "components": doc["components"]}
+
+
+def test_typed_answers_match_their_schemas(dev):
+    _, doc = fetch(dev, "GET", "/v1/openapi.json")
+    calls = [
+        ("put", "/v1/secrets/{path}", "PUT", "/v1/secrets/typed/a", {"data": {"k": "v"}, "metadata": {"tags": ["t"]}}),
+        ("put", "/v1/secrets/{path}", "PUT", "/v1/secrets/typed/a", {"data": {"k": "v2"}}),
+        ("get", "/v1/secrets/{path}", "GET", "/v1/secrets/typed/a", None),
+        ("get", "/v1/secrets", "GET", "/v1/secrets?prefix=typed/", None),
+        ("get", "/v1/metadata/{path}", "GET", "/v1/metadata/typed/a", None),
+        ("patch", "/v1/metadata/{path}", "PATCH", "/v1/metadata/typed/a", {"metadata": {"owner": "x"}}),
+        ("get", "/v1/versions/{path}", "GET", "/v1/versions/typed/a", None),
+        ("delete", "/v1/secrets/{path}", "DELETE", "/v1/secrets/typed/a", None),
+        ("post", "/v1/restore/{path}", "POST", "/v1/restore/typed/a", None),
+        ("get", "/v1/auth/whoami", "GET", "/v1/auth/whoami", None),
+    ]
+    for method, template, verb, path, body in calls:
+        status, answer = fetch(dev, verb, path, body)
+        assert status < 300, (path, answer)
+        schema = response_schema(doc, method, template)
+        errors = list(jsonschema.Draft202012Validator(schema).iter_errors(answer))
+        assert not errors, (verb, path, [e.message for e in errors])
+    # A schema is not a rubber stamp: an answer missing a field fails it.
+    read = response_schema(doc, "get", "/v1/secrets/{path}")
+    _, answer = fetch(dev, "GET", "/v1/secrets/typed/a")
+    del answer["version"]
+    assert not jsonschema.Draft202012Validator(read).is_valid(answer)

@@ -12,7 +12,7 @@ use crate::context::Auth;
 use crate::error::ApiError;
 use crate::json::{ApiJson, ApiQuery};
 
-pub async fn whoami(auth: Auth) -> Json<Value> {
+pub async fn whoami(auth: Auth) -> Json<scaivault_engine::Whoami> {
     Json(auth.engine.whoami(&auth.caller))
 }
 

@@ -6,9 +6,12 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use scaivault_core::{Error, ErrorCode};
-use scaivault_engine::{BatchMetadataRequest, BatchReadRequest, WriteOutcome, WriteRequest};
+use scaivault_engine::{
+    BatchMetadataRequest, BatchReadRequest, BatchWritten, Deletion, VersionHistory, WriteOutcome,
+    WriteRequest,
+};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::raw_tail;
 use crate::context::{AuditNote, AuditRecorded, Auth, HandlerAudit, unrecorded};
@@ -133,16 +136,19 @@ pub async fn delete(
     auth: Auth,
     uri: Uri,
     ApiQuery(q): ApiQuery<DeleteQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deletion>, ApiError> {
     let permanent = q.permanent.or(q.hard).unwrap_or(false);
     let s = auth
         .engine
         .delete_secret(&auth.caller, raw_tail(&uri, "/v1/secrets/"), permanent)
         .await?;
-    Ok(Json(json!({
-        "path": s.path, "deleted": true, "permanent": permanent,
-        "version_count": s.version_count, "recoverable_until": s.recoverable_until,
-    })))
+    Ok(Json(Deletion {
+        path: s.path,
+        deleted: true,
+        permanent,
+        version_count: s.version_count,
+        recoverable_until: s.recoverable_until,
+    }))
 }
 
 /// The audit entries of a batch call (`action`): one per path (or, for a refused pattern,
@@ -314,7 +320,7 @@ pub async fn post(
                 ),
             };
             state.metrics.secret_writes.fetch_add(n, Ordering::Relaxed);
-            let mut resp = Json(json!({ "written": outs })).into_response();
+            let mut resp = Json(BatchWritten { written: outs }).into_response();
             if recorded {
                 resp.extensions_mut().insert(AuditRecorded);
             }
@@ -424,12 +430,14 @@ pub async fn update_metadata(
     ))
 }
 
-pub async fn versions(auth: Auth, uri: Uri) -> Result<Json<Value>, ApiError> {
+pub async fn versions(auth: Auth, uri: Uri) -> Result<Json<VersionHistory>, ApiError> {
     let path = raw_tail(&uri, "/v1/versions/");
     let s = auth.engine.secret_metadata(&auth.caller, path)?;
-    Ok(Json(
-        json!({ "path": s.path, "current_version": s.version, "versions": s.versions }),
-    ))
+    Ok(Json(VersionHistory {
+        path: s.path,
+        current_version: s.version,
+        versions: s.versions.unwrap_or_default(),
+    }))
 }
 
 pub async fn restore(auth: Auth, uri: Uri) -> Result<Json<Value>, ApiError> {

@@ -69,6 +69,8 @@ pub struct RouteSpec {
     /// The JSON body the route takes, as a schema for the OpenAPI document; `None` for a
     /// route that takes no body or (with `binary_body`) a stream of bytes.
     pub request: Option<fn(&mut schemars::SchemaGenerator) -> schemars::Schema>,
+    /// The JSON a success answers with, where the handler returns a typed result.
+    pub response: Option<fn(&mut schemars::SchemaGenerator) -> schemars::Schema>,
     /// The body is a file's bytes (`application/octet-stream`): a backup to restore from.
     pub binary_body: bool,
 }
@@ -92,7 +94,7 @@ impl RouteSpec {
 }
 
 macro_rules! routes {
-    ($($method:ident $path:literal => $handler:path $([$body:ty])?, $access:expr, $cat:ident, $audit:expr, $summary:literal $(, $opt:ident)*;)*) => {
+    ($($method:ident $path:literal => $handler:path $([$($body:ty)? $(=> $resp:ty)?])?, $access:expr, $cat:ident, $audit:expr, $summary:literal $(, $opt:ident)*;)*) => {
         /// Every route the server answers.
         pub static ROUTES: &[RouteSpec] = &[$(
             RouteSpec {
@@ -106,7 +108,8 @@ macro_rules! routes {
                 large_body: routes!(@has large_body $($opt)*),
                 binary_body: routes!(@has binary_body $($opt)*),
                 handler: |f| on(f, $handler),
-                request: routes!(@body $($body)?),
+                request: routes!(@body $($($body)?)?),
+                response: routes!(@body $($($resp)?)?),
             },
         )*];
     };
@@ -150,13 +153,13 @@ routes! {
     POST "/v1/sys/test/clock" => sys::advance_test_clock [sys::AdvanceClock], s(Admin), Admin, Action(A::TestClockAdvance),
         "Move the test clock forward and run the rotation scheduler (dev --test-clock only)", test_only;
 
-    GET "/v1/secrets" => secrets::list, s(SecretsList), List, Action(A::List),
+    GET "/v1/secrets" => secrets::list [=> scaivault_engine::ListPage], s(SecretsList), List, Action(A::List),
         "List secrets by prefix (cursor pagination)";
-    GET "/v1/secrets/{*path}" => secrets::read, s(SecretsRead), Read, Secret(A::Read),
+    GET "/v1/secrets/{*path}" => secrets::read [=> scaivault_engine::SecretView], s(SecretsRead), Read, Secret(A::Read),
         "Read a secret (current or ?version=N)";
-    PUT "/v1/secrets/{*path}" => secrets::write [scaivault_engine::WriteRequest], s(SecretsWrite), Write, ByHandler(A::Write),
+    PUT "/v1/secrets/{*path}" => secrets::write [scaivault_engine::WriteRequest => scaivault_engine::WriteOutcome], s(SecretsWrite), Write, ByHandler(A::Write),
         "Write a new version";
-    DELETE "/v1/secrets/{*path}" => secrets::delete, s(SecretsDelete), Delete, Secret(A::Delete),
+    DELETE "/v1/secrets/{*path}" => secrets::delete [=> scaivault_engine::Deletion], s(SecretsDelete), Delete, Secret(A::Delete),
         "Soft delete, or ?permanent=true";
     POST "/v1/secrets/{*path}" => secrets::post [secrets::SecretsPost],
         Tail(&[
@@ -166,13 +169,13 @@ routes! {
         ]),
         Batch, No,
         "Batch read when {path} is `batch`; metadata of many paths when it is `batch/metadata`; an atomic write of many secrets (one transaction, all or none) when it is `batch/write`";
-    GET "/v1/metadata/{*path}" => secrets::metadata, s(SecretsList), List, Secret(A::MetadataRead),
+    GET "/v1/metadata/{*path}" => secrets::metadata [=> scaivault_engine::SecretSummary], s(SecretsList), List, Secret(A::MetadataRead),
         "Metadata without the value";
-    PATCH "/v1/metadata/{*path}" => secrets::update_metadata [secrets::MetadataPatch], s(SecretsWrite), Write,
+    PATCH "/v1/metadata/{*path}" => secrets::update_metadata [secrets::MetadataPatch => scaivault_engine::SecretSummary], s(SecretsWrite), Write,
         Secret(A::MetadataUpdate), "Merge metadata; no new version";
-    GET "/v1/versions/{*path}" => secrets::versions, s(SecretsList), List, Secret(A::Versions),
+    GET "/v1/versions/{*path}" => secrets::versions [=> scaivault_engine::VersionHistory], s(SecretsList), List, Secret(A::Versions),
         "Version history";
-    POST "/v1/restore/{*path}" => secrets::restore, s(SecretsDelete), Delete, Secret(A::Restore),
+    POST "/v1/restore/{*path}" => secrets::restore [=> scaivault_engine::SecretSummary], s(SecretsDelete), Delete, Secret(A::Restore),
         "Undo a soft delete";
 
     GET "/v1/policies" => policies::list, s(PoliciesRead), Policy, Action(A::PolicyRead),
@@ -232,7 +235,7 @@ routes! {
     GET "/v1/rotation/status" => rotation::status, s(Admin), Admin, Action(A::RotationPolicy),
         "Per-secret rotation state";
 
-    GET "/v1/auth/whoami" => auth::whoami, Token, Auth, Action(A::Whoami), "The caller";
+    GET "/v1/auth/whoami" => auth::whoami [=> scaivault_engine::Whoami], Token, Auth, Action(A::Whoami), "The caller";
     POST "/v1/auth/introspect" => auth::introspect [auth::IntrospectRequest], s(Admin), Auth, Action(A::Introspect),
         "Inspect another token";
     POST "/v1/auth/token" => auth::client_credentials [auth::ClientCredentialsRequest], Public, Public, Action(A::TokenIssue),
@@ -320,6 +323,7 @@ pub static UNROUTED: RouteSpec = RouteSpec {
     binary_body: false,
     handler: |f| on(f, || async {}),
     request: None,
+    response: None,
 };
 
 #[cfg(test)]
