@@ -549,3 +549,54 @@ fn a_bare_value_is_never_echoed() {
     );
     assert!(stderr(&out).contains("argument 1 after the path is not key=value"));
 }
+
+/// Issue #19: shell completions and man pages, generated from the same clap tree as `--help`.
+#[test]
+fn completions_and_man_pages_come_from_the_command_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli_env(&["completions", "bash"], &[], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = dir.path().join("scaivault.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    // bash itself completes `scaivault sec` and `scaivault secrets wr`.
+    let complete = |words: &str, cword: usize| {
+        // As bash calls a completion function: the command, the word being completed, the
+        // word before it.
+        let w: Vec<&str> = words.split(' ').collect();
+        let probe = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; _scaivault scaivault {} {}; echo \"${{COMPREPLY[@]}}\"",
+            script.display(),
+            w[cword],
+            w[cword - 1]
+        );
+        let o = std::process::Command::new("bash")
+            .args(["-c", &probe])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(
+        complete("scaivault sec", 1)
+            .split_whitespace()
+            .any(|w| w == "secrets")
+    );
+    assert!(
+        complete("scaivault secrets wr", 2)
+            .split_whitespace()
+            .any(|w| w == "write")
+    );
+    for shell in ["zsh", "fish"] {
+        let out = cli_env(&["completions", shell], &[], None);
+        assert!(out.status.success() && out.stdout.len() > 1000, "{shell}");
+    }
+    let man = dir.path().join("man");
+    let out = cli_env(&["man", "--out-dir", man.to_str().unwrap()], &[], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = std::fs::read_to_string(man.join("scaivault-secrets-write.1")).unwrap();
+    assert!(
+        page.contains("max\\-versions") || page.contains("max-versions"),
+        "{page}"
+    );
+    assert!(man.join("scaivault.1").exists());
+    assert!(man.join("scaivault-operator-backup.1").exists());
+}

@@ -113,6 +113,17 @@ pub enum Command {
     /// Benchmarks whose figures are reported in docs/PERFORMANCE.md.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Print a shell completion script: `source <(scaivault completions bash)`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (scaivault.1 and one per subcommand) into a directory.
+    Man {
+        /// Where to write them (created if missing).
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -1030,5 +1041,43 @@ mod tests {
             "{} without help: {missing:#?}",
             missing.len()
         );
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// Every subcommand says what it does and every argument has help: `--help`, the man
+    /// pages and the completions are all generated from this tree.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) -> usize {
+            let mut seen = 0;
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" || arg.is_hide_set() {
+                    continue;
+                }
+                seen += 1;
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{p} (no about)"));
+                }
+                seen += walk(sub, &p, missing);
+            }
+            seen
+        }
+        let mut missing = Vec::new();
+        let seen = walk(&Cli::command(), "scaivault", &mut missing);
+        assert!(seen > 200, "only {seen} arguments walked");
+        assert!(missing.is_empty(), "without help: {missing:#?}");
     }
 }

@@ -164,5 +164,41 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Run(a) => run::run(&g, a, || target(&g)).await,
         Command::Operator(c) => serve::operator(&g, || target(&g), c, &out).await,
         Command::Bench(c) => bench::run(c, &out).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            use std::io::Write as _;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "scaivault", &mut script);
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            let _ = std::io::stdout().write_all(&script);
+            Ok(())
+        }
+        Command::Man { out_dir } => man_pages(&out_dir),
     }
+}
+
+/// `scaivault man`: one page for the binary and one per subcommand (`scaivault-secrets-write.1`),
+/// generated from the same clap tree as `--help`, so they cannot disagree.
+fn man_pages(dir: &std::path::Path) -> CliResult<()> {
+    use clap::CommandFactory as _;
+    fn write_all(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> Result<usize, Error> {
+        let cmd = cmd.clone().name(name.to_owned());
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .render(&mut page)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let file = dir.join(format!("{name}.1"));
+        scaivault_store::private_fs::write(&file, &page)
+            .map_err(|e| Error::internal(format!("cannot write {}: {e}", file.display())))?;
+        let mut n = 1;
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            n += write_all(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        Ok(n)
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
+    let n = write_all(&Cli::command(), "scaivault", dir)?;
+    println!("Wrote {n} man pages into {}", dir.display());
+    Ok(())
 }
