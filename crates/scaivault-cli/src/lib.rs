@@ -196,7 +196,7 @@ fn man_pages(dir: &std::path::Path) -> CliResult<()> {
         }
         Ok(n)
     }
-    std::fs::create_dir_all(dir)
+    scaivault_store::private_fs::create_dir_all(dir)
         .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
     let n = write_all(&Cli::command(), "scaivault", dir)?;
     println!("Wrote {n} man pages into {}", dir.display());
