@@ -600,3 +600,68 @@ fn completions_and_man_pages_come_from_the_command_tree() {
     assert!(man.join("scaivault.1").exists());
     assert!(man.join("scaivault-operator-backup.1").exists());
 }
+
+/// Issue #19: `secrets list --limit` caps what is listed, `audit query --action a,b` finds
+/// either, a bare date is a time, and a denied `policies test` exits non-zero.
+#[test]
+fn daily_flags_do_what_they_say() {
+    let dev = Dev::start();
+    for i in 0..5 {
+        dev.put(
+            &format!("/v1/secrets/daily/s{i}"),
+            &dev.token,
+            serde_json::json!({"data": {"k": "v"}}),
+        );
+    }
+    dev.get("/v1/secrets/daily/s0", &dev.token);
+    let listed = |args: &[&str]| -> serde_json::Value {
+        let out = dev.cli(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = listed(&[
+        "secrets", "list", "--prefix", "daily/", "--limit", "2", "--json",
+    ]);
+    assert_eq!(v["secrets"].as_array().unwrap().len(), 2);
+    let v = listed(&["secrets", "list", "--prefix", "daily/", "--json"]);
+    assert_eq!(v["secrets"].as_array().unwrap().len(), 5);
+    let v = listed(&[
+        "audit",
+        "query",
+        "--action",
+        "read,write",
+        "--json",
+        "--limit",
+        "100",
+    ]);
+    let actions: std::collections::BTreeSet<&str> = v["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["read", "write"].into_iter().collect());
+    let v = listed(&[
+        "audit",
+        "query",
+        "--from",
+        "2020-01-01",
+        "--action",
+        "read",
+        "--json",
+    ]);
+    assert!(!v["logs"].as_array().unwrap().is_empty());
+    let v = listed(&["audit", "query", "--from", "2999-01-01", "--json"]);
+    assert!(v["logs"].as_array().unwrap().is_empty());
+
+    let out = dev.cli(&[
+        "policies",
+        "test",
+        "daily/s0",
+        "read",
+        "--identity",
+        "sa:nobody",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stdout(&out).contains("denied"), "{}", stdout(&out));
+}

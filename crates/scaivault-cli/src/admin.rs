@@ -491,6 +491,15 @@ pub async fn policies(target: &VaultClient, cmd: PoliciesCmd, out: &Out) -> CliR
                     println!("  reason: {}", s(&res["reason"]));
                 }
             });
+            // As `test` in a shell: a denial is a non-zero exit (3, as any refusal), after
+            // the explanation was printed.
+            if res["allowed"] != json!(true) {
+                return Err(scaivault_core::Error::new(
+                    ErrorCode::AccessDenied,
+                    format!("{identity} may not {permission} {path}"),
+                )
+                .into());
+            }
         }
     }
     Ok(())

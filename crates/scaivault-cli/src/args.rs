@@ -252,7 +252,7 @@ pub enum SecretsCmd {
         /// Only secrets under this path prefix.
         #[arg(long, default_value = "")]
         prefix: String,
-        /// Page size.
+        /// List at most this many (default: all of them).
         #[arg(long)]
         limit: Option<usize>,
     },
@@ -774,17 +774,18 @@ pub struct AuditFilter {
     /// Only entries of this identity.
     #[arg(long)]
     pub identity_id: Option<String>,
-    /// Only entries with this action (read, write, delete, …).
+    /// Only entries with this action, or any of several: `read,write`.
     #[arg(long)]
     pub action: Option<String>,
     /// Only entries whose secret path starts with this.
     #[arg(long)]
     pub path_prefix: Option<String>,
-    /// RFC 3339, or "1 hour ago", "2 days ago", yesterday, today.
-    #[arg(long)]
+    /// From this time: RFC 3339, a date (2026-12-02), "1 hour ago", "2 days ago", yesterday,
+    /// today. Also `--from`, as the API calls it.
+    #[arg(long, visible_alias = "from")]
     pub start: Option<String>,
-    /// Until this time (RFC 3339, or "1 hour ago", yesterday, today).
-    #[arg(long)]
+    /// Until this time (as `--start`). Also `--to`.
+    #[arg(long, visible_alias = "to")]
     pub end: Option<String>,
     /// Only successes (true) or failures (false).
     #[arg(long)]

@@ -203,17 +203,23 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
             });
         }
         SecretsCmd::List { prefix, limit } => {
+            // `--limit N` caps what is listed; without it, every page is fetched.
             let mut all = Vec::new();
             let mut cursor: Option<String> = None;
             loop {
+                let room = limit.map(|l| l.saturating_sub(all.len()));
                 let page = target
-                    .list_secrets(&prefix, limit, cursor.as_deref())
+                    .list_secrets(&prefix, room.map(|r| r.min(1000)), cursor.as_deref())
                     .await?;
                 all.extend(page.secrets);
                 cursor = page.cursor;
-                if !page.has_more || cursor.is_none() {
+                let full = limit.is_some_and(|l| all.len() >= l);
+                if full || !page.has_more || cursor.is_none() {
                     break;
                 }
+            }
+            if let Some(l) = limit {
+                all.truncate(l);
             }
             out.emit(&json!({ "secrets": all }), || {
                 let rows = all

@@ -132,7 +132,7 @@ impl Timestamp {
             Error::new(
                 ErrorCode::InvalidRequest,
                 format!(
-                    "cannot read the time {raw:?}: use RFC 3339, 'now', 'today', 'yesterday' or 'N hours ago'"
+                    "cannot read the time {raw:?}: use RFC 3339, a date (2026-12-02), 'now', 'today', 'yesterday' or 'N hours ago'"
                 ),
             )
         };
@@ -166,7 +166,12 @@ impl Timestamp {
                 .ok_or_else(bad)?;
             return Ok(now.minus(std::time::Duration::from_secs(secs)));
         }
-        Timestamp::parse_rfc3339(raw.trim()).map_err(|_| bad())
+        // A bare date is its midnight, UTC.
+        let t = raw.trim();
+        if t.len() == 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-' {
+            return Timestamp::parse_rfc3339(&format!("{t}T00:00:00Z")).map_err(|_| bad());
+        }
+        Timestamp::parse_rfc3339(t).map_err(|_| bad())
     }
 }
 
@@ -187,6 +192,17 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_date_is_its_midnight_utc() {
+        let now = Timestamp::parse_rfc3339("2026-12-02T16:00:00Z").unwrap();
+        assert_eq!(
+            Timestamp::parse_human("2026-12-01", now).unwrap(),
+            Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").unwrap()
+        );
+        assert!(Timestamp::parse_human("2026-13-01", now).is_err());
+        assert!(Timestamp::parse_human("2026/12/01", now).is_err());
+    }
 
     #[test]
     fn round_trips_with_microseconds() {

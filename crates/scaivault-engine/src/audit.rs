@@ -158,7 +158,11 @@ impl AuditQuery {
     fn matches(&self, e: &AuditEntry) -> bool {
         self.from.is_none_or(|f| e.timestamp >= f)
             && self.to.is_none_or(|t| e.timestamp <= t)
-            && self.action.as_ref().is_none_or(|a| &e.action == a)
+            // `read,write`: either action.
+            && self
+                .action
+                .as_ref()
+                .is_none_or(|a| a.split(',').any(|one| one.trim() == e.action))
             && self
                 .identity_id
                 .as_ref()
