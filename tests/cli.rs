@@ -654,6 +654,18 @@ fn daily_flags_do_what_they_say() {
     let v = listed(&["audit", "query", "--from", "2999-01-01", "--json"]);
     assert!(v["logs"].as_array().unwrap().is_empty());
 
+    // With --json an error is JSON too: the API's envelope, on stderr.
+    let out = dev.cli(&["secrets", "read", "daily/missing", "--json"]);
+    assert_eq!(out.status.code(), Some(4));
+    let e: serde_json::Value = serde_json::from_str(&stderr(&out)).unwrap();
+    assert_eq!(e["error"]["code"], "secret_not_found", "{e}");
+    assert!(
+        e["error"]["request_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("req_")
+    );
+
     let out = dev.cli(&[
         "policies",
         "test",
@@ -664,4 +676,28 @@ fn daily_flags_do_what_they_say() {
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stdout(&out).contains("denied"), "{}", stdout(&out));
+}
+
+/// Issue #19: `run` answers a missing or non-executable command as a shell does.
+#[test]
+fn run_exits_127_for_a_missing_command_and_126_for_one_that_cannot_run() {
+    let dev = Dev::start();
+    dev.put(
+        "/v1/secrets/runx/key",
+        &dev.token,
+        serde_json::json!({"data": {"value": "v"}}),
+    );
+    let out = dev.cli(&[
+        "run",
+        "--prefix",
+        "runx/",
+        "--",
+        "no-such-command-scaivault",
+    ]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let out = dev.cli(&["run", "--prefix", "runx/", "--", script.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
 }

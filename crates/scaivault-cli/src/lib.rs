@@ -44,6 +44,7 @@ pub fn main() -> i32 {
         }
     };
     let serving = matches!(cli.command, Command::Dev(_) | Command::Server(_));
+    let json_errors = cli.global.json;
     let filter = std::env::var("SCAIVAULT_LOG").unwrap_or_else(|_| {
         if std::env::var("SCAIVAULT_DEBUG").as_deref() == Ok("1") {
             "debug".into()
@@ -73,6 +74,18 @@ pub fn main() -> i32 {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => 0,
+        Err(CliError { error, request_id }) if json_errors => {
+            // With `--json`, the error too is JSON (the API's envelope), on stderr.
+            let request_id = request_id.filter(|r| !r.starts_with("local_"));
+            eprintln!(
+                "{}",
+                serde_json::json!({ "error": {
+                    "code": error.code.as_str(), "message": error.message,
+                    "details": error.details, "request_id": request_id,
+                } })
+            );
+            error.code.exit_code()
+        }
         Err(CliError { error, request_id }) => {
             // A local command's request id (`local_…`) is in its audit entry; it means
             // nothing to quote to a server's operator.

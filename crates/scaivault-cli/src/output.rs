@@ -39,14 +39,24 @@ pub fn split_tags(tags: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// A table for a person at a terminal; for a pipe or a file, plain tab-separated lines with
+/// the header first (what `cut`, `awk` and a spreadsheet read). Cells are never wrapped: a
+/// long value (a token) stays on one line, so what is copied is the value itself.
 pub fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        println!("{}", headers.join("\t"));
+        for r in rows {
+            println!("{}", r.join("\t"));
+        }
+        return;
+    }
     if rows.is_empty() {
         println!("(none)");
         return;
     }
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(headers.to_vec());
     for r in rows {
         t.add_row(r);

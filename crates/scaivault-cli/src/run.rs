@@ -145,9 +145,18 @@ pub async fn run(
     // Listen for the signals before the child exists: one that arrives between the spawn and
     // the listener would otherwise kill this runner and orphan the child.
     let signals = signal_streams();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| usage(format!("cannot start {program}: {e}")))?;
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        // As a shell answers: 127 for a command not found, 126 for one that cannot run.
+        Err(e) => {
+            eprintln!("scaivault run: {program}: {e}");
+            std::process::exit(if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            });
+        }
+    };
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let mut pumps = Vec::new();
     if args.mask {

@@ -186,19 +186,17 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
                 if res.metadata.contains_key("tags") {
                     println!("tags:     {}", tags_of(&res.metadata).join(", "));
                 }
+                // One `key: value` line per field, never boxed or wrapped: what is copied
+                // from the terminal is the value (`--field K` prints it alone).
                 if let Value::Object(data) = &data {
-                    let rows: Vec<Vec<String>> = data
-                        .iter()
-                        .map(|(k, v)| {
-                            vec![
-                                k.clone(),
-                                v.as_str()
-                                    .map(str::to_owned)
-                                    .unwrap_or_else(|| v.to_string()),
-                            ]
-                        })
-                        .collect();
-                    print_table(&["KEY", "VALUE"], rows);
+                    println!("data:");
+                    for (k, v) in data {
+                        let v = v
+                            .as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string());
+                        println!("  {k}: {v}");
+                    }
                 }
             });
         }
