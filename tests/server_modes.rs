@@ -545,3 +545,84 @@ fn a_server_with_a_small_page_cache_serves_and_a_bad_one_is_refused() {
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(stderr(&out).contains("cache_mib"), "{}", stderr(&out));
 }
+
+/// Issue #19: against a server with a self-signed certificate, the CLI says the certificate
+/// is not trusted (not "connection refused"), trusts it when given its CA with `--ca-cert`,
+/// and skips the check only when told to, with a warning.
+#[test]
+fn the_cli_trusts_the_ca_it_is_given_and_says_when_it_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, root) = init(dir.path());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            // A self-signed server certificate must not claim to be a CA (rustls, like every
+            // WebPKI client, refuses a CA certificate as a server's own).
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is needed for the TLS test");
+    assert!(st.success());
+    let (mut child, url) = server(
+        &vault,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[("SCAIVAULT_PASSPHRASE", PASS)],
+    );
+    let env = [
+        ("SCAIVAULT_URL", url.as_str()),
+        ("SCAIVAULT_TOKEN", root.as_str()),
+    ];
+    let out = cli_env(&["auth", "whoami"], &env, None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("certificate") && err.contains("--ca-cert"),
+        "{err}"
+    );
+    let out = cli_env(
+        &["auth", "whoami", "--ca-cert", cert.to_str().unwrap()],
+        &env,
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("user:root"));
+    let with_env: Vec<(&str, &str)> = env
+        .iter()
+        .copied()
+        .chain([("SCAIVAULT_CACERT", cert.to_str().unwrap())])
+        .collect();
+    assert!(
+        cli_env(&["auth", "whoami"], &with_env, None)
+            .status
+            .success()
+    );
+    let out = cli_env(&["auth", "whoami", "--tls-skip-verify"], &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not checked"), "{}", stderr(&out));
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -15,7 +15,12 @@ fn usage(msg: impl Into<String>) -> Error {
 
 /// `auth login`: the token is checked with `whoami` before it is saved, so a typo or a
 /// revoked token is reported now rather than at the next command.
-pub async fn login(url: String, given: Option<&str>, out: &Out) -> CliResult<()> {
+pub async fn login(
+    url: String,
+    given: Option<&str>,
+    trust: &scaivault_client::http::Trust,
+    out: &Out,
+) -> CliResult<()> {
     use std::io::{BufRead as _, IsTerminal as _};
     let token = zeroize::Zeroizing::new(match given {
         Some(t) if t != "-" => t.to_owned(),
@@ -33,7 +38,7 @@ pub async fn login(url: String, given: Option<&str>, out: &Out) -> CliResult<()>
     if token.is_empty() {
         return Err(usage("no token given").into());
     }
-    let remote = VaultClient::http(url, Some(token.to_string()));
+    let remote = VaultClient::http(url, Some(token.to_string()), trust)?;
     let me = remote.whoami().await?;
     crate::config::set("token", &token).map_err(usage)?;
     out.emit(&me, || {

@@ -59,6 +59,15 @@ pub struct Global {
         value_delimiter = ','
     )]
     pub allow_hosts: Vec<String>,
+    /// Trust this CA certificate (PEM) for the server's TLS, besides the system's trust
+    /// store: a server with a self-signed or private-CA certificate. Also `ca_cert` in the
+    /// config file.
+    #[arg(long, global = true, env = "SCAIVAULT_CACERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Do not check the server's TLS certificate at all. Anyone on the path can then read
+    /// the token and every secret; for a throwaway test only (a warning says so each time).
+    #[arg(long, global = true, env = "SCAIVAULT_TLS_SKIP_VERIFY")]
+    pub tls_skip_verify: bool,
 }
 
 #[derive(Debug, Subcommand)]

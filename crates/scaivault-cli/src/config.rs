@@ -24,8 +24,10 @@ pub fn get(key: &str) -> Option<String> {
 }
 
 pub fn set(key: &str, value: &str) -> Result<(), String> {
-    if !matches!(key, "base_url" | "token") {
-        return Err(format!("unknown config key {key:?} (base_url, token)"));
+    if !matches!(key, "base_url" | "token" | "ca_cert") {
+        return Err(format!(
+            "unknown config key {key:?} (base_url, token, ca_cert)"
+        ));
     }
     let mut cfg = load();
     cfg.insert(key.to_owned(), Value::String(value.to_owned()));

@@ -118,7 +118,24 @@ fn target(g: &Global) -> CliResult<VaultClient> {
         ));
     }
     let token = g.token.clone().or_else(|| config::get("token"));
-    Ok(VaultClient::http(server_url(g), token))
+    VaultClient::http(server_url(g), token, &trust(g))
+}
+
+/// How the server's certificate is checked: `--ca-cert` (or the config file's `ca_cert`),
+/// and `--tls-skip-verify`, which is said out loud each time.
+pub(crate) fn trust(g: &Global) -> scaivault_client::http::Trust {
+    if g.tls_skip_verify {
+        eprintln!(
+            "warning: --tls-skip-verify: the server's certificate is not checked; anyone on the network path can read the token and every secret"
+        );
+    }
+    scaivault_client::http::Trust {
+        ca_cert: g
+            .ca_cert
+            .clone()
+            .or_else(|| config::get("ca_cert").map(Into::into)),
+        skip_verify: g.tls_skip_verify,
+    }
 }
 
 /// The server's address: `--url`, SCAIVAULT_URL, the config file, or the default.
@@ -155,7 +172,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         }
         Command::Secrets(c) => on_vault!(g, |t| secrets::run(&t, c, &out)),
         Command::Auth(args::AuthCmd::Login) if g.vault.is_none() => {
-            admin::login(server_url(&g), g.token.as_deref(), &out).await
+            admin::login(server_url(&g), g.token.as_deref(), &trust(&g), &out).await
         }
         Command::Auth(c) => on_vault!(g, |t| admin::auth(&t, c, &out)),
         Command::Config(ConfigCmd::Set { key, value }) => {

@@ -16,20 +16,78 @@ pub struct Http {
     client: reqwest::Client,
 }
 
+/// How the server's TLS certificate is checked.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// A CA certificate (PEM) trusted besides the system's store.
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// No check at all (a throwaway test only).
+    pub skip_verify: bool,
+}
+
 impl Http {
-    pub fn new(base_url: String, token: Option<String>) -> Http {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("scaivault-cli/", env!("CARGO_PKG_VERSION")))
+    pub fn new(base_url: String, token: Option<String>, trust: &Trust) -> Result<Http> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("scaivault-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &trust.ca_cert {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidConfig,
+                    format!("cannot read the CA certificate {}: {e}", path.display()),
+                )
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| {
+                Error::new(
+                    ErrorCode::InvalidConfig,
+                    format!("{} holds no PEM certificate", path.display()),
+                )
+            })?;
+            if certs.is_empty() {
+                return Err(Error::new(
+                    ErrorCode::InvalidConfig,
+                    format!("{} holds no PEM certificate", path.display()),
+                )
+                .into());
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        if trust.skip_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let client = builder
             .build()
-            .expect("HTTP client builds");
-        Http {
+            .map_err(|e| Error::internal(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Http {
             base_url: base_url.trim_end_matches('/').to_owned(),
             token: token.map(zeroize::Zeroizing::new),
             client,
-        }
+        })
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> ClientError {
+        // A certificate the client does not trust is not a server that is down: say so, and
+        // how to trust it.
+        let mut source: Option<&dyn std::error::Error> = Some(e);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if text.contains("certificate") || text.contains("UnknownIssuer") {
+                let hint = if text.contains("CaUsedAsEndEntity") {
+                    "the server presents a CA certificate as its own; make its certificate with basicConstraints CA:FALSE, or sign it with a CA and give that CA with --ca-cert"
+                } else {
+                    "give its CA with --ca-cert or SCAIVAULT_CACERT"
+                };
+                return ClientError::from(Error::new(
+                    ErrorCode::ServiceUnavailable,
+                    format!(
+                        "the TLS certificate of {} is not trusted ({text}); {hint}",
+                        self.base_url
+                    ),
+                ));
+            }
+            source = s.source();
+        }
         let why = if e.is_connect() {
             "connection refused"
         } else if e.is_timeout() {

@@ -105,12 +105,16 @@ pub struct VaultClient {
 }
 
 impl VaultClient {
-    /// A server at `base_url`, called with `token`.
-    pub fn http(base_url: String, token: Option<String>) -> VaultClient {
-        VaultClient {
-            transport: Arc::new(http::Http::new(base_url, token)),
+    /// A server at `base_url`, called with `token`, its certificate checked as `trust` says.
+    pub fn http(
+        base_url: String,
+        token: Option<String>,
+        trust: &http::Trust,
+    ) -> Result<VaultClient> {
+        Ok(VaultClient {
+            transport: Arc::new(http::Http::new(base_url, token, trust)?),
             local: false,
-        }
+        })
     }
 
     /// A vault file opened in this process (`--vault FILE`); calls run as its operator.
