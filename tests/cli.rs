@@ -426,6 +426,40 @@ fn config_metadata_policy_files_and_membership() {
             "the config holds a token: owner only"
         );
     }
+    // One name per setting: `base_url` was saved as `url`, the flag's name.
+    let out = run_home(&["config", "get", "url"]);
+    assert_eq!(stdout(&out).trim(), dev.url);
+    let out = run_home(&["config", "list"]);
+    assert!(
+        stdout(&out).contains(&format!("url\t{}", dev.url)),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !stdout(&out).contains(&dev.token),
+        "config list shows the token whole"
+    );
+    assert!(stdout(&out).contains("token\tskt_"), "{}", stdout(&out));
+    assert_eq!(
+        run_home(&["config", "get", "colour"]).status.code(),
+        Some(5)
+    );
+    // `auth logout` forgets the token: the next command has none.
+    assert!(run_home(&["auth", "logout"]).status.success());
+    let out = run_home(&["auth", "whoami"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        run_home(&["auth", "login", "--token", &dev.token])
+            .status
+            .success()
+    );
+    assert!(run_home(&["config", "unset", "url"]).status.success());
+    assert_eq!(run_home(&["config", "get", "url"]).status.code(), Some(5));
+    assert!(
+        run_home(&["config", "set", "url", &dev.url])
+            .status
+            .success()
+    );
 
     assert!(
         dev.cli(&[

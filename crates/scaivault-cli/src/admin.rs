@@ -54,6 +54,12 @@ pub async fn login(
 
 pub async fn auth(target: &VaultClient, cmd: AuthCmd, out: &Out) -> CliResult<()> {
     match cmd {
+        AuthCmd::Logout => {
+            return Err(usage(
+                "auth logout forgets a saved server token; it has no meaning with --vault",
+            )
+            .into());
+        }
         AuthCmd::Login => {
             return Err(usage(
                 "auth login saves a token for a server; it has no meaning with --vault",

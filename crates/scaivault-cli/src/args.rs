@@ -335,16 +335,31 @@ pub enum AuthCmd {
     Login,
     /// Who the current token belongs to, and its scopes.
     Whoami,
+    /// Forget the token saved by `auth login`.
+    Logout,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCmd {
-    /// Set a key (base_url).
+    /// Save a setting: url (as --url), token (as --token; `auth login` checks it first),
+    /// ca_cert (as --ca-cert).
     Set {
-        /// The setting: base_url or token.
+        /// url, token or ca_cert (base_url is the old name of url).
         key: String,
         /// Its new value.
         value: String,
+    },
+    /// Print one setting's value.
+    Get {
+        /// url, token or ca_cert.
+        key: String,
+    },
+    /// Print every setting (the token shortened to its prefix).
+    List,
+    /// Remove a setting.
+    Unset {
+        /// url, token or ca_cert.
+        key: String,
     },
 }
 

@@ -1,4 +1,5 @@
-//! `~/.scaivault/config.json`: base_url and token, written with owner-only permissions.
+//! `~/.scaivault/config.json`: the CLI's saved settings (`url`, `token`, `ca_cert`), each
+//! named as its flag is, written with owner-only permissions.
 
 use std::path::PathBuf;
 
@@ -19,18 +20,53 @@ pub fn load() -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-pub fn get(key: &str) -> Option<String> {
-    load().get(key).and_then(|v| v.as_str()).map(str::to_owned)
+/// The settings, by the name of the flag each stands for.
+pub const KEYS: &[&str] = &["url", "token", "ca_cert"];
+
+/// A setting's one name: `base_url`, its old name, is `url`.
+pub fn key(name: &str) -> Result<&'static str, String> {
+    match name {
+        "base_url" => Ok("url"),
+        k => KEYS
+            .iter()
+            .find(|known| **known == k)
+            .copied()
+            .ok_or_else(|| format!("unknown setting {name:?} ({})", KEYS.join(", "))),
+    }
 }
 
-pub fn set(key: &str, value: &str) -> Result<(), String> {
-    if !matches!(key, "base_url" | "token" | "ca_cert") {
-        return Err(format!(
-            "unknown config key {key:?} (base_url, token, ca_cert)"
-        ));
-    }
+pub fn get(name: &str) -> Option<String> {
+    let cfg = load();
+    let k = key(name).ok()?;
+    cfg.get(k)
+        // Files written before `url` was the name.
+        .or_else(|| (k == "url").then(|| cfg.get("base_url")).flatten())
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+}
+
+pub fn set(name: &str, value: &str) -> Result<(), String> {
+    let k = key(name)?;
     let mut cfg = load();
-    cfg.insert(key.to_owned(), Value::String(value.to_owned()));
+    if k == "url" {
+        cfg.remove("base_url");
+    }
+    cfg.insert(k.to_owned(), Value::String(value.to_owned()));
+    save(cfg)
+}
+
+pub fn unset(name: &str) -> Result<bool, String> {
+    let k = key(name)?;
+    let mut cfg = load();
+    let mut had = cfg.remove(k).is_some();
+    if k == "url" {
+        had |= cfg.remove("base_url").is_some();
+    }
+    save(cfg)?;
+    Ok(had)
+}
+
+fn save(cfg: Map<String, Value>) -> Result<(), String> {
     let p = path();
     if let Some(dir) = p.parent() {
         scaivault_store::private_fs::create_dir_all(dir)

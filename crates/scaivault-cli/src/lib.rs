@@ -142,7 +142,7 @@ pub(crate) fn trust(g: &Global) -> scaivault_client::http::Trust {
 fn server_url(g: &Global) -> String {
     g.url
         .clone()
-        .or_else(|| config::get("base_url"))
+        .or_else(|| config::get("url"))
         .unwrap_or_else(|| "http://127.0.0.1:8200".into())
 }
 
@@ -174,12 +174,20 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Auth(args::AuthCmd::Login) if g.vault.is_none() => {
             admin::login(server_url(&g), g.token.as_deref(), &trust(&g), &out).await
         }
-        Command::Auth(c) => on_vault!(g, |t| admin::auth(&t, c, &out)),
-        Command::Config(ConfigCmd::Set { key, value }) => {
-            config::set(&key, &value).map_err(|m| Error::new(ErrorCode::InvalidRequest, m))?;
-            println!("Saved {key} in {}", config::path().display());
+        Command::Auth(args::AuthCmd::Logout) => {
+            let had =
+                config::unset("token").map_err(|m| Error::new(ErrorCode::InvalidRequest, m))?;
+            out.emit(&serde_json::json!({ "logged_out": had }), || {
+                if had {
+                    println!("Removed the saved token from {}", config::path().display());
+                } else {
+                    println!("No token was saved");
+                }
+            });
             Ok(())
         }
+        Command::Auth(c) => on_vault!(g, |t| admin::auth(&t, c, &out)),
+        Command::Config(c) => config_cmd(c, &out),
         Command::Identity(c) => on_vault!(g, |t| admin::identity(&t, c, &out)),
         Command::Tokens(c) => on_vault!(g, |t| admin::tokens(&t, c, &out)),
         Command::Policies(c) => on_vault!(g, |t| admin::policies(&t, c, &out)),
@@ -230,5 +238,60 @@ fn man_pages(dir: &std::path::Path) -> CliResult<()> {
         .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
     let n = write_all(&Cli::command(), "scaivault", dir)?;
     println!("Wrote {n} man pages into {}", dir.display());
+    Ok(())
+}
+
+/// `config set|get|list|unset`: the CLI's saved settings, named as their flags.
+fn config_cmd(c: ConfigCmd, out: &Out) -> CliResult<()> {
+    let bad = |m: String| Error::new(ErrorCode::InvalidRequest, m);
+    match c {
+        ConfigCmd::Set { key, value } => {
+            config::set(&key, &value).map_err(bad)?;
+            println!(
+                "Saved {} in {}",
+                config::key(&key).map_err(bad)?,
+                config::path().display()
+            );
+        }
+        ConfigCmd::Get { key } => {
+            config::key(&key).map_err(bad)?;
+            let v = config::get(&key).ok_or_else(|| {
+                Error::new(ErrorCode::InvalidRequest, format!("{key} is not set"))
+            })?;
+            out.emit(&serde_json::json!({ key.as_str(): v }), || println!("{v}"));
+        }
+        ConfigCmd::List => {
+            let mut all = serde_json::Map::new();
+            for k in config::KEYS {
+                if let Some(v) = config::get(k) {
+                    // The token is shown by its prefix only: a listing is for looking.
+                    let shown = if *k == "token" {
+                        format!("{}…", v.chars().take(8).collect::<String>())
+                    } else {
+                        v
+                    };
+                    all.insert((*k).to_owned(), shown.into());
+                }
+            }
+            out.emit(&all, || {
+                for (k, v) in &all {
+                    println!("{k}\t{}", v.as_str().unwrap_or(""));
+                }
+            });
+        }
+        ConfigCmd::Unset { key } => {
+            let had = config::unset(&key).map_err(bad)?;
+            out.emit(&serde_json::json!({ "unset": key, "was_set": had }), || {
+                println!(
+                    "{}",
+                    if had {
+                        format!("Removed {key}")
+                    } else {
+                        format!("{key} was not set")
+                    }
+                )
+            });
+        }
+    }
     Ok(())
 }
