@@ -440,6 +440,27 @@ fn the_recovery_key_unseals_without_the_passphrase() {
         "the replaced key still unseals: {}",
         stderr(&out)
     );
+    // Given the file, `rekey --out` replaces the key in it: the file opens the vault again
+    // (and the key printed above does not).
+    let out = cli_env(
+        &[
+            "operator",
+            "rekey",
+            "--out",
+            rk.to_str().unwrap(),
+            "--vault",
+            vault.to_str().unwrap(),
+        ],
+        &[("SCAIVAULT_PASSPHRASE", "a passphrase nobody remembers")],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(std::fs::read_to_string(&rk).unwrap(), key_text);
+    assert!(!rk.with_extension("new").exists());
+    let (mut child, url) = server(&vault, &["--recovery-key-file", rk.to_str().unwrap()], &[]);
+    assert!(url.starts_with("http"));
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

@@ -889,7 +889,8 @@ pub enum OperatorCmd {
     },
     /// Replace the offline recovery key (the old one stops working). Local mode.
     Rekey {
-        /// Write the new key here instead of printing it.
+        /// Write the new key to this file instead of printing it (replacing the key a previous
+        /// `init --recovery-key-file` or `rekey --out` wrote there, once the vault uses it).
         #[arg(long)]
         out: Option<PathBuf>,
     },

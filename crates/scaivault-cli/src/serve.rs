@@ -63,18 +63,33 @@ async fn new_recovery_key(
 ) -> Result<Option<Zeroizing<String>>, Error> {
     let key = Zeroizing::new(scaivault_crypto::random_bytes::<32>().to_vec());
     let text = format_recovery_key(&key);
-    if let Some(p) = out {
-        if p.exists() {
-            return Err(Error::invalid_request(format!(
-                "{} exists; refusing to overwrite",
-                p.display()
-            )));
+    let Some(p) = out else {
+        warn_dropped(&vault.set_recovery_key(key).await?);
+        return Ok(Some(text));
+    };
+    // The new key is on disk (beside the file it replaces) before the vault switches to it,
+    // and takes the file's name only once the vault did: a failure at any point leaves a key
+    // that opens the vault under the name the operator gave (a crash between the two leaves
+    // the new key in `<file>.new`, and says so below).
+    let staged = p.with_extension("new");
+    let _ = std::fs::remove_file(&staged);
+    crate::config::write_private(&staged, format!("{}\n", text.as_str()).as_bytes())
+        .map_err(|e| Error::internal(format!("cannot write {}: {e}", staged.display())))?;
+    match vault.set_recovery_key(key).await {
+        Ok(change) => warn_dropped(&change),
+        Err(e) => {
+            let _ = std::fs::remove_file(&staged);
+            return Err(e.into());
         }
-        crate::config::write_private(p, format!("{}\n", text.as_str()).as_bytes())
-            .map_err(|e| Error::internal(format!("cannot write {}: {e}", p.display())))?;
     }
-    warn_dropped(&vault.set_recovery_key(key).await?);
-    Ok(if out.is_some() { None } else { Some(text) })
+    std::fs::rename(&staged, p).map_err(|e| {
+        Error::internal(format!(
+            "the vault now opens with the key in {}, but it could not be renamed to {}: {e}",
+            staged.display(),
+            p.display()
+        ))
+    })?;
+    Ok(None)
 }
 
 /// Says which ways in stopped working when the root key was replaced (slots of a file made
