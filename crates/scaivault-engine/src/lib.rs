@@ -57,7 +57,7 @@ pub use secrets::{
     MAX_BATCH_METADATA_RESULTS, SecretSummary, SecretView, VersionHistory, WriteOptions,
     WriteOutcome, WriteRequest,
 };
-pub use tokens::{CreateToken, IssuedToken, Whoami};
+pub use tokens::{CreateToken, IssuedToken, TokenList, TokenRevoked, TokenView, Whoami};
 pub use webhook_records::{DELIVERY_ATTEMPTS, WebhookFilters};
 pub use webhooks::WebhookRequest;
 

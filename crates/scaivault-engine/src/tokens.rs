@@ -65,12 +65,56 @@ fn auth_error(code: ErrorCode, msg: &str) -> Error {
     Error::new(code, msg)
 }
 
-fn view(t: &TokenRecord) -> Value {
-    json!({
-        "token_id": t.id, "name": t.name, "kind": t.kind, "identity_id": t.identity_id,
-        "identity_type": t.identity_type, "scopes": t.scopes, "created_at": t.created_at,
-        "expires_at": t.expires_at, "revoked_at": t.revoked_at, "created_by": t.created_by,
-    })
+/// A token as listed: never its value or its hash.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TokenView {
+    pub token_id: String,
+    pub name: Option<String>,
+    /// `root`, `personal` or `client_credentials`.
+    pub kind: String,
+    pub identity_id: String,
+    pub identity_type: String,
+    pub scopes: Vec<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub created_by: String,
+}
+
+/// `GET /v1/auth/tokens`.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
+}
+
+/// `DELETE /v1/auth/tokens/{id}`: the token as it now is.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TokenRevoked {
+    pub revoked: bool,
+    pub token: TokenView,
+}
+
+/// The wire name of an enum that serialises to a string (`service_account`).
+fn wire_name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn view(t: &TokenRecord) -> TokenView {
+    TokenView {
+        token_id: t.id.clone(),
+        name: t.name.clone(),
+        kind: wire_name(&t.kind),
+        identity_id: t.identity_id.to_string(),
+        identity_type: wire_name(&t.identity_type),
+        scopes: t.scopes.names().into_iter().map(str::to_owned).collect(),
+        created_at: t.created_at,
+        expires_at: t.expires_at,
+        revoked_at: t.revoked_at,
+        created_by: t.created_by.clone(),
+    }
 }
 
 /// The caller as the vault sees it (`GET /v1/auth/whoami`).
@@ -262,10 +306,7 @@ impl Engine {
             .unwrap_or_else(|| "root".to_owned());
         Whoami {
             identity_id: caller.identity_id.to_string(),
-            identity_type: serde_json::to_value(caller.identity_type)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            identity_type: wire_name(&caller.identity_type),
             display_name: display,
             tenant_id: "tnt_local".into(),
             partner_id: "ptn_local".into(),
@@ -304,7 +345,7 @@ impl Engine {
         })
     }
 
-    pub fn list_tokens(&self, caller: &Caller, identity: Option<&str>) -> Result<Value> {
+    pub fn list_tokens(&self, caller: &Caller, identity: Option<&str>) -> Result<TokenList> {
         self.authorize(caller, Scope::Admin, None)?;
         let mut all: Vec<TokenRecord> = read(&self.tokens)
             .values()
@@ -312,11 +353,13 @@ impl Engine {
             .cloned()
             .collect();
         all.sort_by_key(|t| t.created_at);
-        Ok(json!({ "tokens": all.iter().map(view).collect::<Vec<_>>() }))
+        Ok(TokenList {
+            tokens: all.iter().map(view).collect(),
+        })
     }
 
     /// Revokes a token by id; takes effect for the next request.
-    pub async fn revoke_token(&self, caller: &Caller, token_id: &str) -> Result<Value> {
+    pub async fn revoke_token(&self, caller: &Caller, token_id: &str) -> Result<TokenView> {
         self.authorize(caller, Scope::Admin, None)?;
         let mut record = read(&self.tokens)
             .values()

@@ -110,6 +110,19 @@ def test_typed_answers_match_their_schemas(dev):
         schema = response_schema(doc, method, template)
         errors = list(jsonschema.Draft202012Validator(schema).iter_errors(answer))
         assert not errors, (verb, path, [e.message for e in errors])
+    # Tokens: listed and revoked answers, never a token value.
+    fetch(dev, "POST", "/v1/identities", {"identity_id": "sa:typed"})
+    status, issued = fetch(dev, "POST", "/v1/auth/tokens", {"identity_id": "sa:typed", "scopes": ["secrets:read"]})
+    assert status == 201, issued
+    for method, template, verb, path in [
+        ("get", "/v1/auth/tokens", "GET", "/v1/auth/tokens?identity_id=sa:typed"),
+        ("delete", "/v1/auth/tokens/{id}", "DELETE", f"/v1/auth/tokens/{issued['token_id']}"),
+    ]:
+        status, answer = fetch(dev, verb, path)
+        assert status < 300, (path, answer)
+        errors = list(jsonschema.Draft202012Validator(response_schema(doc, method, template)).iter_errors(answer))
+        assert not errors, (verb, path, [e.message for e in errors])
+        assert issued["token"] not in json.dumps(answer)
     # A schema is not a rubber stamp: an answer missing a field fails it.
     read = response_schema(doc, "get", "/v1/secrets/{path}")
     _, answer = fetch(dev, "GET", "/v1/secrets/typed/a")

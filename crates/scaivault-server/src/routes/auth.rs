@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use scaivault_core::Error;
 use scaivault_engine::CreateToken;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::context::Auth;
@@ -92,7 +92,7 @@ pub struct TokenListQuery {
 pub async fn list_tokens(
     auth: Auth,
     ApiQuery(q): ApiQuery<TokenListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<scaivault_engine::TokenList>, ApiError> {
     Ok(Json(
         auth.engine
             .list_tokens(&auth.caller, q.identity_id.as_deref())?,
@@ -107,7 +107,13 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, Json(&issued)).into_response())
 }
 
-pub async fn revoke_token(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let t = auth.engine.revoke_token(&auth.caller, &id).await?;
-    Ok(Json(json!({ "revoked": true, "token": t })))
+pub async fn revoke_token(
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<scaivault_engine::TokenRevoked>, ApiError> {
+    let token = auth.engine.revoke_token(&auth.caller, &id).await?;
+    Ok(Json(scaivault_engine::TokenRevoked {
+        revoked: true,
+        token,
+    }))
 }

@@ -240,11 +240,11 @@ routes! {
         "Inspect another token";
     POST "/v1/auth/token" => auth::client_credentials [auth::ClientCredentialsRequest], Public, Public, Action(A::TokenIssue),
         "Client-credentials grant (rate-limited per address and per client)";
-    GET "/v1/auth/tokens" => auth::list_tokens, s(Admin), Admin, Action(A::TokenList),
+    GET "/v1/auth/tokens" => auth::list_tokens [=> scaivault_engine::TokenList], s(Admin), Admin, Action(A::TokenList),
         "List tokens (never their values)";
     POST "/v1/auth/tokens" => auth::create_token [scaivault_engine::CreateToken], s(Admin), Admin, Action(A::TokenCreate),
         "Create a token (shown once)";
-    DELETE "/v1/auth/tokens/{id}" => auth::revoke_token, s(Admin), Admin, Action(A::TokenRevoke),
+    DELETE "/v1/auth/tokens/{id}" => auth::revoke_token [=> scaivault_engine::TokenRevoked], s(Admin), Admin, Action(A::TokenRevoke),
         "Revoke a token";
 
     GET "/v1/identities" => identities::list, s(IdentityRead), Admin, Action(A::IdentityRead),
