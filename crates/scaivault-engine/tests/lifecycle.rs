@@ -437,7 +437,7 @@ fn tokens_scopes_and_policies() {
             .unwrap();
         assert_eq!(e.prune_expired_tokens().await.unwrap(), 0, "expired less than a day ago");
         f.clock.advance(Duration::from_secs(24 * 3600));
-        let listed = |e: &Engine| e.list_tokens(&f.root, None).unwrap()["tokens"].as_array().unwrap().len();
+        let listed = |e: &Engine| e.list_tokens(&f.root, None).unwrap().tokens.len();
         let before = listed(e);
         assert_eq!(e.prune_expired_tokens().await.unwrap(), 1);
         assert_eq!(listed(e), before - 1);
