@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use scaivault_core::identity::{IdentityId, IdentityType};
 use scaivault_core::scope::{Scope, ScopeSet};
+use scaivault_core::time::Timestamp;
 use scaivault_core::{Error, ErrorCode, Result};
 use scaivault_store::Table;
 use serde::{Deserialize, Serialize};
@@ -90,6 +91,50 @@ impl IdentityIndex {
         self.by_id.remove(id);
         self.rebuild();
     }
+}
+
+/// A client credential just issued: the only time its secret exists outside the caller.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct IssuedCredential {
+    pub client_id: String,
+    #[schemars(with = "String")]
+    pub client_secret: zeroize::Zeroizing<String>,
+    pub credential_id: String,
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for IssuedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "IssuedCredential {{ client_id: {}, credential_id: {}, client_secret: [redacted] }}",
+            self.client_id, self.credential_id
+        )
+    }
+}
+
+/// A client credential as listed: never its secret.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CredentialView {
+    pub credential_id: String,
+    pub scopes: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+/// `GET /v1/identities/{id}/credentials`.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CredentialList {
+    pub client_id: String,
+    pub credentials: Vec<CredentialView>,
+}
+
+/// `DELETE /v1/identities/{id}/credentials/{credential}`.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CredentialRevoked {
+    pub client_id: String,
+    pub credential_id: String,
+    pub revoked: bool,
+    pub tokens_revoked: usize,
 }
 
 impl Engine {
@@ -292,7 +337,7 @@ impl Engine {
         caller: &Caller,
         sa: &str,
         scopes: ScopeSet,
-    ) -> Result<serde_json::Value> {
+    ) -> Result<IssuedCredential> {
         self.authorize(caller, Scope::Admin, None)?;
         let _change = self.config_change().await;
         let mut r = self.identity(sa).ok_or_else(|| identity_not_found(sa))?;
@@ -313,26 +358,31 @@ impl Engine {
         let cred_id = cred.id.clone();
         r.credentials.push(cred);
         self.save_identity(r).await?;
-        Ok(serde_json::json!({
-            "client_id": sa, "client_secret": secret.as_str(), "credential_id": cred_id, "scopes": scopes,
-        }))
+        Ok(IssuedCredential {
+            client_id: sa.to_owned(),
+            client_secret: secret,
+            credential_id: cred_id,
+            scopes: scopes.names().into_iter().map(str::to_owned).collect(),
+        })
     }
 
     /// A service account's client credentials: ids, scopes and creation times, never the
     /// secrets (only their keyed hashes are stored).
-    pub fn list_client_credentials(&self, caller: &Caller, sa: &str) -> Result<serde_json::Value> {
+    pub fn list_client_credentials(&self, caller: &Caller, sa: &str) -> Result<CredentialList> {
         self.authorize(caller, Scope::Admin, None)?;
         let r = self.identity(sa).ok_or_else(|| identity_not_found(sa))?;
-        let creds: Vec<serde_json::Value> = r
-            .credentials
-            .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "credential_id": c.id, "scopes": c.scopes, "created_at": c.created_at,
+        Ok(CredentialList {
+            client_id: sa.to_owned(),
+            credentials: r
+                .credentials
+                .iter()
+                .map(|c| CredentialView {
+                    credential_id: c.id.clone(),
+                    scopes: c.scopes.names().into_iter().map(str::to_owned).collect(),
+                    created_at: c.created_at,
                 })
-            })
-            .collect();
-        Ok(serde_json::json!({ "client_id": sa, "credentials": creds }))
+                .collect(),
+        })
     }
 
     /// Revokes one client credential: its secret stops working at once, and the tokens it
@@ -342,7 +392,7 @@ impl Engine {
         caller: &Caller,
         sa: &str,
         credential_id: &str,
-    ) -> Result<serde_json::Value> {
+    ) -> Result<CredentialRevoked> {
         self.authorize(caller, Scope::Admin, None)?;
         let _change = self.config_change().await;
         let mut r = self.identity(sa).ok_or_else(|| identity_not_found(sa))?;
@@ -358,8 +408,11 @@ impl Engine {
         let id = r.id.clone();
         self.save_identity(r).await?;
         let revoked = self.revoke_tokens_minted_by(&id, credential_id).await?;
-        Ok(serde_json::json!({
-            "client_id": sa, "credential_id": credential_id, "revoked": true, "tokens_revoked": revoked,
-        }))
+        Ok(CredentialRevoked {
+            client_id: sa.to_owned(),
+            credential_id: credential_id.to_owned(),
+            revoked: true,
+            tokens_revoked: revoked,
+        })
     }
 }

@@ -41,7 +41,9 @@ pub use audit_action::AuditAction;
 pub use caller::Caller;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use events::{EVENT_TYPES, Event};
-pub use identities::{CreateIdentity, IdentityView};
+pub use identities::{
+    CreateIdentity, CredentialList, CredentialRevoked, CredentialView, IdentityView, IssuedCredential,
+};
 pub use plugins::{PluginCheck, PluginSettings, plugins_json};
 pub use policies::{BindingRequest, PolicyRequest, PolicyTestRequest};
 pub use records::{IdentityRecord, SecretHead, TokenRecord};

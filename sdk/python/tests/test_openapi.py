@@ -123,6 +123,19 @@ def test_typed_answers_match_their_schemas(dev):
         errors = list(jsonschema.Draft202012Validator(response_schema(doc, method, template)).iter_errors(answer))
         assert not errors, (verb, path, [e.message for e in errors])
         assert issued["token"] not in json.dumps(answer)
+    # Client credentials: issued (the secret shown once), listed and revoked.
+    status, cred = fetch(dev, "POST", "/v1/identities/sa:typed/credentials", {"scopes": ["secrets:read"]})
+    assert status == 201, cred
+    checks = [
+        ("post", "/v1/identities/{id}/credentials", cred),
+        ("get", "/v1/identities/{id}/credentials", fetch(dev, "GET", "/v1/identities/sa:typed/credentials")[1]),
+        ("delete", "/v1/identities/{id}/credentials/{credential}",
+         fetch(dev, "DELETE", f"/v1/identities/sa:typed/credentials/{cred['credential_id']}")[1]),
+    ]
+    for method, template, answer in checks:
+        errors = list(jsonschema.Draft202012Validator(response_schema(doc, method, template)).iter_errors(answer))
+        assert not errors, (method, template, [e.message for e in errors])
+    assert cred["client_secret"] not in json.dumps(checks[1][2])
     # A schema is not a rubber stamp: an answer missing a field fails it.
     read = response_schema(doc, "get", "/v1/secrets/{path}")
     _, answer = fetch(dev, "GET", "/v1/secrets/typed/a")

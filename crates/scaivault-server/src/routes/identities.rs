@@ -97,7 +97,10 @@ pub async fn create_credential(
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
-pub async fn list_credentials(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn list_credentials(
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<scaivault_engine::CredentialList>, ApiError> {
     Ok(Json(
         auth.engine.list_client_credentials(&auth.caller, &id)?,
     ))
@@ -106,7 +109,7 @@ pub async fn list_credentials(auth: Auth, Path(id): Path<String>) -> Result<Json
 pub async fn revoke_credential(
     auth: Auth,
     Path((id, credential)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<scaivault_engine::CredentialRevoked>, ApiError> {
     Ok(Json(
         auth.engine
             .revoke_client_credential(&auth.caller, &id, &credential)

@@ -259,11 +259,11 @@ routes! {
         Action(A::IdentityMemberAdd), "Add a group member";
     DELETE "/v1/identities/{id}/members/{member}" => identities::remove_member, s(Admin), Admin,
         Action(A::IdentityMemberRemove), "Remove a group member";
-    GET "/v1/identities/{id}/credentials" => identities::list_credentials, s(Admin), Admin,
+    GET "/v1/identities/{id}/credentials" => identities::list_credentials [=> scaivault_engine::CredentialList], s(Admin), Admin,
         Action(A::CredentialList), "List an identity's client credentials (never their secrets)";
-    POST "/v1/identities/{id}/credentials" => identities::create_credential [identities::CredentialRequest], s(Admin), Admin,
+    POST "/v1/identities/{id}/credentials" => identities::create_credential [identities::CredentialRequest => scaivault_engine::IssuedCredential], s(Admin), Admin,
         Action(A::CredentialCreate), "Issue a client credential";
-    DELETE "/v1/identities/{id}/credentials/{credential}" => identities::revoke_credential,
+    DELETE "/v1/identities/{id}/credentials/{credential}" => identities::revoke_credential [=> scaivault_engine::CredentialRevoked],
         s(Admin), Admin, Action(A::CredentialRevoke),
         "Revoke a client credential and the tokens it minted";
 
