@@ -42,7 +42,8 @@ pub use caller::Caller;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use events::{EVENT_TYPES, Event};
 pub use identities::{
-    CreateIdentity, CredentialList, CredentialRevoked, CredentialView, IdentityView, IssuedCredential,
+    CreateIdentity, CredentialList, CredentialRevoked, CredentialView, IdentityView,
+    IssuedCredential,
 };
 pub use plugins::{PluginCheck, PluginSettings, plugins_json};
 pub use policies::{BindingRequest, PolicyRequest, PolicyTestRequest};
@@ -60,7 +61,10 @@ pub use secrets::{
     WriteOutcome, WriteRequest,
 };
 pub use tokens::{CreateToken, IssuedToken, TokenList, TokenRevoked, TokenView, Whoami};
-pub use webhook_records::{DELIVERY_ATTEMPTS, WebhookFilters};
+pub use webhook_records::{
+    DELIVERY_ATTEMPTS, DeliveryPage, DeliveryStatus, DeliveryView, LastDelivery, WebhookDetail,
+    WebhookFilters, WebhookList, WebhookStatistics, WebhookTested, WebhookView,
+};
 pub use webhooks::WebhookRequest;
 
 use scaivault_core::policy::CompiledPolicy;

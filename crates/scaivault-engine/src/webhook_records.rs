@@ -4,7 +4,6 @@
 
 use scaivault_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::events::Event;
@@ -74,17 +73,23 @@ impl WebhookRecord {
     }
 
     /// Never the secret.
-    pub(crate) fn view(&self) -> Value {
-        json!({
-            "id": self.id, "name": self.name, "url": self.url, "events": self.events,
-            "filters": self.filters, "enabled": self.enabled, "status": self.status(),
-            "previous_secret_expires_at": self.previous_secret_expires_at,
-            "created_at": self.created_at, "updated_at": self.updated_at,
-        })
+    pub(crate) fn view(&self) -> WebhookView {
+        WebhookView {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            url: self.url.clone(),
+            events: self.events.clone(),
+            filters: self.filters.clone(),
+            enabled: self.enabled,
+            status: self.status().to_owned(),
+            previous_secret_expires_at: self.previous_secret_expires_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     Pending,
@@ -124,15 +129,22 @@ impl DeliveryRecord {
         }
     }
 
-    pub(crate) fn view(&self) -> Value {
-        json!({
-            "id": format!("dlv_{}", self.seq), "webhook_id": self.webhook_id,
-            "event_id": self.event.event_id, "event_type": self.event.event_type,
-            "timestamp": self.created_at, "status": self.status, "attempts": self.attempts,
-            "response_code": self.response_code, "error": self.last_error,
-            "duration_ms": self.duration_ms, "delivered_at": self.delivered_at,
-            "next_attempt_at": (self.status == DeliveryStatus::Pending).then_some(self.next_attempt_at),
-        })
+    pub(crate) fn view(&self) -> DeliveryView {
+        DeliveryView {
+            id: format!("dlv_{}", self.seq),
+            webhook_id: self.webhook_id.clone(),
+            event_id: self.event.event_id.clone(),
+            event_type: self.event.event_type.clone(),
+            timestamp: self.created_at,
+            status: self.status,
+            attempts: self.attempts,
+            response_code: self.response_code,
+            error: self.last_error.clone(),
+            duration_ms: self.duration_ms,
+            delivered_at: self.delivered_at,
+            next_attempt_at: (self.status == DeliveryStatus::Pending)
+                .then_some(self.next_attempt_at),
+        }
     }
 }
 
@@ -152,4 +164,89 @@ pub(crate) fn hook_key(id: &str) -> Vec<u8> {
 
 pub(crate) fn delivery_key(seq: u64) -> Vec<u8> {
     format!("dlv/{seq:020}").into_bytes()
+}
+
+/// A webhook as the API shows it: never its signing secret.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WebhookView {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub filters: WebhookFilters,
+    pub enabled: bool,
+    /// `healthy`, `failing` (3 failed deliveries in a row) or `disabled`.
+    pub status: String,
+    /// Until when the previous signing secret also signs, after a rotation of it.
+    pub previous_secret_expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// `GET /v1/webhooks/{id}`: the webhook with its last day's deliveries summed up.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WebhookDetail {
+    #[serde(flatten)]
+    pub webhook: WebhookView,
+    pub statistics: WebhookStatistics,
+    pub last_delivery: Option<LastDelivery>,
+}
+
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WebhookStatistics {
+    pub deliveries_24h: usize,
+    pub success_rate_24h: Option<f64>,
+    pub avg_latency_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct LastDelivery {
+    pub id: String,
+    pub timestamp: Timestamp,
+    pub status: DeliveryStatus,
+    pub response_code: Option<u16>,
+}
+
+/// `GET /v1/webhooks`.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<WebhookView>,
+    pub cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// One delivery in the log: the event it carried is named, never included.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DeliveryView {
+    pub id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub timestamp: Timestamp,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub response_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub delivered_at: Option<Timestamp>,
+    /// For a delivery still pending: when it is tried next.
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+/// `GET /v1/webhooks/{id}/deliveries`, newest first.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<DeliveryView>,
+    pub cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// `POST /v1/webhooks/{id}/test`: the one attempt made.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WebhookTested {
+    pub delivery_id: String,
+    pub status: DeliveryStatus,
+    pub response_code: Option<u16>,
+    pub duration_ms: Option<u64>,
+    pub error: Option<String>,
 }

@@ -10,14 +10,15 @@ use scaivault_core::duration::parse_duration;
 use scaivault_core::scope::Scope;
 use scaivault_store::Table;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::events::{EVENT_TYPES, Event};
 use crate::outbox::WebhookState;
 use crate::webhook_records::{
-    DELIVERY_ATTEMPTS, DeliveryRecord, DeliveryStatus, KEEP_DELIVERIES, RETRY_DELAYS,
-    WebhookFilters, WebhookItem, WebhookRecord, delivery_key, hook_key,
+    DELIVERY_ATTEMPTS, DeliveryPage, DeliveryRecord, DeliveryStatus, KEEP_DELIVERIES, LastDelivery,
+    RETRY_DELAYS, WebhookDetail, WebhookFilters, WebhookItem, WebhookList, WebhookRecord,
+    WebhookStatistics, WebhookTested, WebhookView, delivery_key, hook_key,
 };
 use crate::{Caller, Engine, Error, ErrorCode, Result, decode, encode, load_all, read, write};
 
@@ -173,7 +174,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn save_webhook(&self, h: WebhookRecord) -> Result<Value> {
+    async fn save_webhook(&self, h: WebhookRecord) -> Result<WebhookView> {
         let state = self.events.state.clone();
         let view = h.view();
         self.vault
@@ -192,7 +193,11 @@ impl Engine {
         Ok(view)
     }
 
-    pub async fn create_webhook(&self, caller: &Caller, req: WebhookRequest) -> Result<Value> {
+    pub async fn create_webhook(
+        &self,
+        caller: &Caller,
+        req: WebhookRequest,
+    ) -> Result<WebhookView> {
         self.authorize(caller, Scope::Admin, None)?;
         let _change = self.config_change().await;
         let name = req
@@ -269,22 +274,25 @@ impl Engine {
         }
     }
 
-    pub fn list_webhooks(&self, caller: &Caller) -> Result<Value> {
+    pub fn list_webhooks(&self, caller: &Caller) -> Result<WebhookList> {
         self.authorize(caller, Scope::Admin, None)?;
-        let hooks: Vec<Value> = read(&self.events.state)
+        let webhooks = read(&self.events.state)
             .hooks
             .values()
             .map(WebhookRecord::view)
             .collect();
-        Ok(json!({ "webhooks": hooks, "cursor": null, "has_more": false }))
+        Ok(WebhookList {
+            webhooks,
+            cursor: None,
+            has_more: false,
+        })
     }
 
-    pub fn get_webhook(&self, caller: &Caller, id: &str) -> Result<Value> {
+    pub fn get_webhook(&self, caller: &Caller, id: &str) -> Result<WebhookDetail> {
         self.authorize(caller, Scope::Admin, None)?;
         let id = self.resolve_webhook(id)?;
         let id = id.as_str();
         let h = self.find_webhook(id)?;
-        let mut v = h.view();
         let day_ago = self.now().minus(Duration::from_secs(86_400));
         // Newest first: the first delivery older than a day ends the walk.
         let mut log = Vec::new();
@@ -304,15 +312,21 @@ impl Engine {
             .filter(|d| d.status == DeliveryStatus::Success)
             .count();
         let latency: Vec<u64> = recent.iter().filter_map(|d| d.duration_ms).collect();
-        v["statistics"] = json!({
-            "deliveries_24h": recent.len(),
-            "success_rate_24h": if recent.is_empty() { Value::Null } else { json!(ok as f64 / recent.len() as f64) },
-            "avg_latency_ms": if latency.is_empty() { Value::Null } else { json!(latency.iter().sum::<u64>() / latency.len() as u64) },
-        });
-        v["last_delivery"] = log.first().map(|d| json!({
-            "id": format!("dlv_{}", d.seq), "timestamp": d.created_at, "status": d.status, "response_code": d.response_code,
-        })).unwrap_or(Value::Null);
-        Ok(v)
+        Ok(WebhookDetail {
+            webhook: h.view(),
+            statistics: WebhookStatistics {
+                deliveries_24h: recent.len(),
+                success_rate_24h: (!recent.is_empty()).then(|| ok as f64 / recent.len() as f64),
+                avg_latency_ms: (!latency.is_empty())
+                    .then(|| latency.iter().sum::<u64>() / latency.len() as u64),
+            },
+            last_delivery: log.first().map(|d| LastDelivery {
+                id: format!("dlv_{}", d.seq),
+                timestamp: d.created_at,
+                status: d.status,
+                response_code: d.response_code,
+            }),
+        })
     }
 
     pub async fn update_webhook(
@@ -320,7 +334,7 @@ impl Engine {
         caller: &Caller,
         id: &str,
         req: WebhookRequest,
-    ) -> Result<Value> {
+    ) -> Result<WebhookView> {
         self.authorize(caller, Scope::Admin, None)?;
         let id = self.resolve_webhook(id)?;
         let id = id.as_str();
@@ -459,7 +473,7 @@ impl Engine {
         status: Option<&str>,
         limit: Option<usize>,
         cursor: Option<&str>,
-    ) -> Result<Value> {
+    ) -> Result<DeliveryPage> {
         self.authorize(caller, Scope::Admin, None)?;
         let id = self.resolve_webhook(id)?;
         let id = id.as_str();
@@ -494,13 +508,17 @@ impl Engine {
             all.len() <= limit
         })?;
         let has_more = all.len() > limit;
-        let page: Vec<Value> = all.iter().take(limit).map(DeliveryRecord::view).collect();
+        let deliveries = all.iter().take(limit).map(DeliveryRecord::view).collect();
         let cursor = has_more.then(|| crate::cursor::encode(&all[limit - 1].seq.to_string()));
-        Ok(json!({ "deliveries": page, "cursor": cursor, "has_more": has_more }))
+        Ok(DeliveryPage {
+            deliveries,
+            cursor,
+            has_more,
+        })
     }
 
     /// Sends a `webhook.test` event now and reports how it went.
-    pub async fn test_webhook(&self, caller: &Caller, id: &str) -> Result<Value> {
+    pub async fn test_webhook(&self, caller: &Caller, id: &str) -> Result<WebhookTested> {
         self.authorize(caller, Scope::Admin, None)?;
         let id = self.resolve_webhook(id)?;
         let id = id.as_str();
@@ -522,9 +540,13 @@ impl Engine {
         }
         let view = d.view();
         self.save_delivery(d, None).await?;
-        Ok(
-            json!({ "delivery_id": view["id"], "status": view["status"], "response_code": view["response_code"], "duration_ms": view["duration_ms"], "error": view["error"] }),
-        )
+        Ok(WebhookTested {
+            delivery_id: view.id,
+            status: view.status,
+            response_code: view.response_code,
+            duration_ms: view.duration_ms,
+            error: view.error,
+        })
     }
 
     /// One delivery attempt: sign, POST, record the outcome on `d` (success, or pending with

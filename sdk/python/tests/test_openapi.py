@@ -141,3 +141,31 @@ def test_typed_answers_match_their_schemas(dev):
     _, answer = fetch(dev, "GET", "/v1/secrets/typed/a")
     del answer["version"]
     assert not jsonschema.Draft202012Validator(read).is_valid(answer)
+
+
+def test_webhook_answers_match_their_schemas():
+    from conftest import Dev
+
+    dev = Dev("--allow-host", "127.0.0.1:9")
+    try:
+        _, doc = fetch(dev, "GET", "/v1/openapi.json")
+        status, hook = fetch(dev, "POST", "/v1/webhooks", {
+            "name": "typed", "url": "http://127.0.0.1:9/hook", "secret": "whsec_typed_0123456789",
+            "events": ["secret.created"]})
+        assert status == 201, hook
+        hid = hook["id"]
+        answers = [
+            ("post", "/v1/webhooks", hook),
+            ("get", "/v1/webhooks", fetch(dev, "GET", "/v1/webhooks")[1]),
+            ("patch", "/v1/webhooks/{id}", fetch(dev, "PATCH", f"/v1/webhooks/{hid}", {"enabled": True})[1]),
+            ("post", "/v1/webhooks/{id}/test", fetch(dev, "POST", f"/v1/webhooks/{hid}/test")[1]),
+            ("get", "/v1/webhooks/{id}", fetch(dev, "GET", f"/v1/webhooks/{hid}")[1]),
+            ("get", "/v1/webhooks/{id}/deliveries", fetch(dev, "GET", f"/v1/webhooks/{hid}/deliveries")[1]),
+        ]
+        for method, template, answer in answers:
+            errors = list(jsonschema.Draft202012Validator(response_schema(doc, method, template)).iter_errors(answer))
+            assert not errors, (method, template, answer, [e.message for e in errors])
+            assert "whsec_typed" not in json.dumps(answer), "the signing secret is never shown"
+        assert answers[4][2]["last_delivery"]["status"] == "failed"
+    finally:
+        dev.stop()

@@ -280,18 +280,18 @@ routes! {
     POST "/v1/secret-policies/{id}/generate" => secret_policies::generate, s(SecretsWrite), Admin,
         Action(A::Generate), "Generate a data object with the recipe, storing nothing";
 
-    GET "/v1/webhooks" => webhooks::list, s(Admin), Admin, Action(A::WebhookRead), "List webhooks";
-    POST "/v1/webhooks" => webhooks::create [scaivault_engine::WebhookRequest], s(Admin), Admin, Action(A::WebhookCreate),
+    GET "/v1/webhooks" => webhooks::list [=> scaivault_engine::WebhookList], s(Admin), Admin, Action(A::WebhookRead), "List webhooks";
+    POST "/v1/webhooks" => webhooks::create [scaivault_engine::WebhookRequest => scaivault_engine::WebhookView], s(Admin), Admin, Action(A::WebhookCreate),
         "Create a webhook (events, filters, signing secret)";
-    GET "/v1/webhooks/{id}" => webhooks::get, s(Admin), Admin, Action(A::WebhookRead),
+    GET "/v1/webhooks/{id}" => webhooks::get [=> scaivault_engine::WebhookDetail], s(Admin), Admin, Action(A::WebhookRead),
         "Get a webhook with delivery statistics";
-    PATCH "/v1/webhooks/{id}" => webhooks::patch [scaivault_engine::WebhookRequest], s(Admin), Admin, Action(A::WebhookUpdate),
+    PATCH "/v1/webhooks/{id}" => webhooks::patch [scaivault_engine::WebhookRequest => scaivault_engine::WebhookView], s(Admin), Admin, Action(A::WebhookUpdate),
         "Update a webhook; a new secret with previous_secret_ttl keeps the old one signing too";
     DELETE "/v1/webhooks/{id}" => webhooks::delete, s(Admin), Admin, Action(A::WebhookDelete),
         "Delete a webhook";
-    POST "/v1/webhooks/{id}/test" => webhooks::test, s(Admin), Admin, Action(A::WebhookTest),
+    POST "/v1/webhooks/{id}/test" => webhooks::test [=> scaivault_engine::WebhookTested], s(Admin), Admin, Action(A::WebhookTest),
         "Send a webhook.test event now";
-    GET "/v1/webhooks/{id}/deliveries" => webhooks::deliveries, s(Admin), Admin,
+    GET "/v1/webhooks/{id}/deliveries" => webhooks::deliveries [=> scaivault_engine::DeliveryPage], s(Admin), Admin,
         Action(A::WebhookRead), "The delivery log, newest first";
 
     GET "/v1/plugins" => plugins::list, s(Admin), Admin, Action(A::PluginRead), "List plugins";

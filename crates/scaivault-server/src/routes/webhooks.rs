@@ -4,15 +4,16 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use scaivault_engine::WebhookRequest;
+use scaivault_engine::{
+    DeliveryPage, WebhookDetail, WebhookList, WebhookRequest, WebhookTested, WebhookView,
+};
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::context::Auth;
 use crate::error::ApiError;
 use crate::json::{ApiJson, ApiQuery};
 
-pub async fn list(auth: Auth) -> Result<Json<Value>, ApiError> {
+pub async fn list(auth: Auth) -> Result<Json<WebhookList>, ApiError> {
     Ok(Json(auth.engine.list_webhooks(&auth.caller)?))
 }
 
@@ -24,7 +25,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(w)).into_response())
 }
 
-pub async fn get(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(auth: Auth, Path(id): Path<String>) -> Result<Json<WebhookDetail>, ApiError> {
     Ok(Json(auth.engine.get_webhook(&auth.caller, &id)?))
 }
 
@@ -32,7 +33,7 @@ pub async fn patch(
     auth: Auth,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<WebhookRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookView>, ApiError> {
     Ok(Json(
         auth.engine.update_webhook(&auth.caller, &id, req).await?,
     ))
@@ -43,7 +44,7 @@ pub async fn delete(auth: Auth, Path(id): Path<String>) -> Result<StatusCode, Ap
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn test(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn test(auth: Auth, Path(id): Path<String>) -> Result<Json<WebhookTested>, ApiError> {
     Ok(Json(auth.engine.test_webhook(&auth.caller, &id).await?))
 }
 
@@ -62,7 +63,7 @@ pub async fn deliveries(
     auth: Auth,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DeliveriesQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryPage>, ApiError> {
     Ok(Json(auth.engine.list_deliveries(
         &auth.caller,
         &id,
