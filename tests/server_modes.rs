@@ -256,29 +256,7 @@ fn non_loopback_without_tls_is_refused() {
 fn tls_and_key_file_unseal() {
     let dir = tempfile::tempdir().unwrap();
     let (vault, root) = init(dir.path());
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let st = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl is needed for the TLS test");
-    assert!(st.success());
+    let (cert, key) = self_signed(dir.path(), &[]);
     // A key file, set up in local mode, unseals the server without the passphrase.
     let kf = dir.path().join("vault.key");
     let out = cli_env(
@@ -553,35 +531,15 @@ fn a_server_with_a_small_page_cache_serves_and_a_bad_one_is_refused() {
 fn the_cli_trusts_the_ca_it_is_given_and_says_when_it_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let (vault, root) = init(dir.path());
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let st = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
+    // A self-signed server certificate must not claim to be a CA (rustls, like every WebPKI
+    // client, refuses a CA certificate as a server's own).
+    let (cert, key) = self_signed(
+        dir.path(),
+        &[
             "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            // A self-signed server certificate must not claim to be a CA (rustls, like every
-            // WebPKI client, refuses a CA certificate as a server's own).
-            "-addext",
             "basicConstraints=critical,CA:FALSE",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl is needed for the TLS test");
-    assert!(st.success());
+        ],
+    );
     let (mut child, url) = server(
         &vault,
         &[
@@ -625,4 +583,37 @@ fn the_cli_trusts_the_ca_it_is_given_and_says_when_it_does_not() {
     assert!(stderr(&out).contains("not checked"), "{}", stderr(&out));
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A self-signed P-256 certificate and its key in `dir`, for the server's TLS; `extra` adds
+/// `-addext` extensions.
+fn self_signed(dir: &std::path::Path, extra: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    for e in extra {
+        cmd.args(["-addext", e]);
+    }
+    let st = cmd
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is needed for the TLS tests");
+    assert!(st.success());
+    (cert, key)
 }

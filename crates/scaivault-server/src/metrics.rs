@@ -136,7 +136,6 @@ impl Metrics {
             );
         }
         let secrets_total = engine_gauges.map(|g| g.0);
-        let deliveries_pending = engine_gauges.map(|g| g.1);
         if let Some(n) = secrets_total {
             out.push_str("# TYPE scaivault_secrets_total gauge\n");
             let _ = writeln!(out, "scaivault_secrets_total{{tenant=\"local\"}} {n}");
@@ -153,25 +152,37 @@ impl Metrics {
             "scaivault_secret_writes_total{{tenant=\"local\"}} {}",
             self.secret_writes.load(Ordering::Relaxed)
         );
-        if let Some(n) = deliveries_pending {
-            out.push_str("# HELP scaivault_webhook_deliveries_pending Webhook deliveries not yet delivered or given up.\n");
-            out.push_str("# TYPE scaivault_webhook_deliveries_pending gauge\n");
-            let _ = writeln!(out, "scaivault_webhook_deliveries_pending {n}");
-        }
-        if let Some((_, _, n)) = engine_gauges {
-            out.push_str(
-                "# HELP scaivault_webhook_deliveries_in_flight Webhooks being delivered to now.\n",
+        if let Some((_, pending, in_flight)) = engine_gauges {
+            metric(
+                &mut out,
+                "scaivault_webhook_deliveries_pending",
+                "gauge",
+                "Webhook deliveries not yet delivered or given up.",
+                pending as u64,
             );
-            out.push_str("# TYPE scaivault_webhook_deliveries_in_flight gauge\n");
-            let _ = writeln!(out, "scaivault_webhook_deliveries_in_flight {n}");
+            metric(
+                &mut out,
+                "scaivault_webhook_deliveries_in_flight",
+                "gauge",
+                "Webhooks being delivered to now.",
+                in_flight as u64,
+            );
         }
-        out.push_str("# HELP scaivault_webhook_delivery_passes_total Passes of the webhook delivery worker.\n");
-        out.push_str("# TYPE scaivault_webhook_delivery_passes_total counter\n");
-        let _ = writeln!(
-            out,
-            "scaivault_webhook_delivery_passes_total {}",
-            self.delivery_passes.load(Ordering::Relaxed)
+        metric(
+            &mut out,
+            "scaivault_webhook_delivery_passes_total",
+            "counter",
+            "Passes of the webhook delivery worker.",
+            self.delivery_passes.load(Ordering::Relaxed),
         );
         out
     }
+}
+
+/// One unlabelled metric with its help and type lines.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
