@@ -735,3 +735,93 @@ fn run_exits_127_for_a_missing_command_and_126_for_one_that_cannot_run() {
     let out = dev.cli(&["run", "--prefix", "runx/", "--", script.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
 }
+
+/// After review: a value's control characters are shown escaped on a terminal, never acted
+/// on (they could clear the screen, write the clipboard, or forge a line), but `--field` into
+/// a pipe gives the exact bytes; a reader that closes the pipe early ends the command quietly.
+#[test]
+fn hostile_values_are_shown_not_obeyed_and_a_closed_pipe_is_not_a_crash() {
+    let dev = Dev::start();
+    let evil = "pwn\u{1b}[2J\u{1b}]52;c;ZXZpbA==\u{7}\nadmin_password: hunter2";
+    dev.put(
+        "/v1/secrets/evil/one",
+        &dev.token,
+        serde_json::json!({"data": {"note": evil}}),
+    );
+    for i in 0..50 {
+        dev.put(
+            &format!("/v1/secrets/many/s{i:02}"),
+            &dev.token,
+            serde_json::json!({"data": {"k": "v"}}),
+        );
+    }
+    // On a terminal (script gives the command a pty).
+    let shown = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} secrets read evil/one", bin()),
+            "/dev/null",
+        ])
+        .env("SCAIVAULT_URL", &dev.url)
+        .env("SCAIVAULT_TOKEN", &dev.token)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("note: pwn\\u{1b}[2J"), "{text:?}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape reached the terminal: {text:?}"
+    );
+    assert!(
+        !text.contains("\nadmin_password"),
+        "a forged line: {text:?}"
+    );
+    // Into a pipe, `--field` is the exact value.
+    let out = dev.cli(&["secrets", "read", "evil/one", "--field", "note"]);
+    assert_eq!(stdout(&out), format!("{evil}\n"));
+    // `| head -1`: exit 141 as a process stopped by SIGPIPE, no panic, no backtrace.
+    let piped = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "{} secrets list --prefix many/ | head -1 >/dev/null; echo ${{PIPESTATUS[0]}}",
+                bin()
+            ),
+        ])
+        .env("SCAIVAULT_URL", &dev.url)
+        .env("SCAIVAULT_TOKEN", &dev.token)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&piped.stdout).trim().to_owned();
+    assert!(status == "141" || status == "0", "{status}");
+    assert!(
+        !String::from_utf8_lossy(&piped.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    // A limited list says it was cut.
+    let out = dev.cli(&[
+        "secrets", "list", "--prefix", "many/", "--limit", "3", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["has_more"], true);
+    let out = dev.cli(&["secrets", "list", "--prefix", "many/", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["secrets"].as_array().unwrap().len(), &v["has_more"]),
+        (50, &serde_json::json!(false))
+    );
+    // `--to` a bare date includes that day.
+    let today = stdout(
+        &std::process::Command::new("date")
+            .args(["-u", "+%F"])
+            .output()
+            .unwrap(),
+    )
+    .trim()
+    .to_owned();
+    let out = dev.cli(&["audit", "query", "--from", &today, "--to", &today, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!v["logs"].as_array().unwrap().is_empty(), "{v}");
+}

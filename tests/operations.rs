@@ -441,7 +441,9 @@ fn the_recovery_key_unseals_without_the_passphrase() {
         stderr(&out)
     );
     // Given the file, `rekey --out` replaces the key in it: the file opens the vault again
-    // (and the key printed above does not).
+    // (and the key printed above does not). A file beside it is left alone.
+    let neighbour = rk.with_extension("new");
+    std::fs::write(&neighbour, "unrelated").unwrap();
     let out = cli_env(
         &[
             "operator",
@@ -456,7 +458,8 @@ fn the_recovery_key_unseals_without_the_passphrase() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_ne!(std::fs::read_to_string(&rk).unwrap(), key_text);
-    assert!(!rk.with_extension("new").exists());
+    assert!(!std::path::PathBuf::from(format!("{}.new", rk.display())).exists());
+    assert_eq!(std::fs::read_to_string(&neighbour).unwrap(), "unrelated");
     let (mut child, url) = server(&vault, &["--recovery-key-file", rk.to_str().unwrap()], &[]);
     assert!(url.starts_with("http"));
     let _ = child.kill();

@@ -578,6 +578,12 @@ fn the_cli_trusts_the_ca_it_is_given_and_says_when_it_does_not() {
             .status
             .success()
     );
+    let skip: Vec<(&str, &str)> = env
+        .iter()
+        .copied()
+        .chain([("SCAIVAULT_TLS_SKIP_VERIFY", "1")])
+        .collect();
+    assert!(cli_env(&["auth", "whoami"], &skip, None).status.success());
     let out = cli_env(&["auth", "whoami", "--tls-skip-verify"], &env, None);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("not checked"), "{}", stderr(&out));

@@ -66,7 +66,12 @@ pub struct Global {
     pub ca_cert: Option<PathBuf>,
     /// Do not check the server's TLS certificate at all. Anyone on the path can then read
     /// the token and every secret; for a throwaway test only (a warning says so each time).
-    #[arg(long, global = true, env = "SCAIVAULT_TLS_SKIP_VERIFY")]
+    #[arg(
+        long,
+        global = true,
+        env = "SCAIVAULT_TLS_SKIP_VERIFY",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     pub tls_skip_verify: bool,
 }
 

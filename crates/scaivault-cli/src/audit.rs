@@ -18,10 +18,26 @@ fn time(raw: &Option<String>) -> Result<Option<Timestamp>, Error> {
         .transpose()
 }
 
+/// An end bound: a bare date means the whole of that day (`--to 2026-12-02` includes it).
+fn end_time(raw: &Option<String>) -> Result<Option<Timestamp>, Error> {
+    let t = time(raw)?;
+    let bare_date = raw.as_deref().is_some_and(|r| {
+        let r = r.trim();
+        r.len() == 10 && r.as_bytes()[4] == b'-' && r.as_bytes()[7] == b'-'
+    });
+    Ok(t.map(|t| {
+        if bare_date {
+            t.plus(std::time::Duration::from_micros(86_400_000_000 - 1))
+        } else {
+            t
+        }
+    }))
+}
+
 fn query_of(f: &AuditFilter, limit: usize, cursor: Option<String>) -> Result<AuditQuery, Error> {
     Ok(AuditQuery {
         from: time(&f.start)?,
-        to: time(&f.end)?,
+        to: end_time(&f.end)?,
         action: f.action.clone(),
         identity_id: f.identity_id.clone(),
         path_prefix: f.path_prefix.clone(),
@@ -96,7 +112,7 @@ pub async fn run(target: &VaultClient, cmd: AuditCmd, out: &Out) -> CliResult<()
         } => {
             let sq = SummaryQuery {
                 from: time(&start)?,
-                to: time(&end)?,
+                to: end_time(&end)?,
                 identity_id,
                 secret_path: path,
             };

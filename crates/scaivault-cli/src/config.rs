@@ -47,6 +47,17 @@ pub fn get(name: &str) -> Option<String> {
 
 pub fn set(name: &str, value: &str) -> Result<(), String> {
     let k = key(name)?;
+    // A file is saved by its absolute path: the next command may run from anywhere.
+    let absolute;
+    let value = if k == "ca_cert" {
+        absolute = std::fs::canonicalize(value)
+            .map_err(|e| format!("cannot find {value}: {e}"))?
+            .to_string_lossy()
+            .into_owned();
+        absolute.as_str()
+    } else {
+        value
+    };
     let mut cfg = load();
     if k == "url" {
         cfg.remove("base_url");

@@ -32,6 +32,21 @@ use crate::target::{CliError, CliResult, VaultClient};
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
+    // A reader that closes the pipe early (`| head`) ends the command quietly, as it ends
+    // `cat`: `println!` panics on a closed stdout, and that one panic is not an error.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

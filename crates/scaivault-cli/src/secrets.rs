@@ -7,7 +7,7 @@ use scaivault_engine::{SecretData, WriteOptions, WriteRequest};
 use serde_json::{Map, Value, json};
 
 use crate::args::{SecretsCmd, WriteArgs};
-use crate::output::{Out, print_table};
+use crate::output::{Out, print_table, shown};
 use crate::target::{CliResult, VaultClient, secret_path};
 
 fn usage(msg: impl Into<String>) -> Error {
@@ -173,9 +173,15 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
                     )
                     .with("field", f.as_str())
                 })?;
-                match v {
-                    Value::String(s) => println!("{s}"),
-                    other => println!("{other}"),
+                // The value alone, exactly, for a pipe or a file; escaped for a terminal.
+                let v = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string());
+                if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                    println!("{}", crate::output::shown(&v));
+                } else {
+                    println!("{v}");
                 }
                 return Ok(());
             }
@@ -195,7 +201,7 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
                             .as_str()
                             .map(str::to_owned)
                             .unwrap_or_else(|| v.to_string());
-                        println!("  {k}: {v}");
+                        println!("  {}: {}", shown(k), shown(&v));
                     }
                 }
             });
@@ -204,6 +210,7 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
             // `--limit N` caps what is listed; without it, every page is fetched.
             let mut all = Vec::new();
             let mut cursor: Option<String> = None;
+            let mut more;
             loop {
                 let room = limit.map(|l| l.saturating_sub(all.len()));
                 let page = target
@@ -211,15 +218,18 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
                     .await?;
                 all.extend(page.secrets);
                 cursor = page.cursor;
+                more = page.has_more && cursor.is_some();
                 let full = limit.is_some_and(|l| all.len() >= l);
-                if full || !page.has_more || cursor.is_none() {
+                if full || !more {
                     break;
                 }
             }
             if let Some(l) = limit {
+                more |= all.len() > l;
                 all.truncate(l);
             }
-            out.emit(&json!({ "secrets": all }), || {
+            // `has_more`: the limit cut the list (a script can tell it saw everything).
+            out.emit(&json!({ "secrets": all, "has_more": more }), || {
                 let rows = all
                     .iter()
                     .map(|s| {

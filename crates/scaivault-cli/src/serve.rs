@@ -71,7 +71,7 @@ async fn new_recovery_key(
     // and takes the file's name only once the vault did: a failure at any point leaves a key
     // that opens the vault under the name the operator gave (a crash between the two leaves
     // the new key in `<file>.new`, and says so below).
-    let staged = p.with_extension("new");
+    let staged = std::path::PathBuf::from(format!("{}.new", p.display()));
     let _ = std::fs::remove_file(&staged);
     crate::config::write_private(&staged, format!("{}\n", text.as_str()).as_bytes())
         .map_err(|e| Error::internal(format!("cannot write {}: {e}", staged.display())))?;

@@ -76,7 +76,7 @@ impl Http {
                 let hint = if text.contains("CaUsedAsEndEntity") {
                     "the server presents a CA certificate as its own; make its certificate with basicConstraints CA:FALSE, or sign it with a CA and give that CA with --ca-cert"
                 } else {
-                    "give its CA with --ca-cert or SCAIVAULT_CACERT"
+                    "give its CA with --ca-cert, SCAIVAULT_CACERT or `scaivault config set ca_cert FILE`"
                 };
                 return ClientError::from(Error::new(
                     ErrorCode::ServiceUnavailable,

@@ -54,7 +54,7 @@ pub use rotation_job::MAX_ATTEMPTS;
 pub use rotation_state::{JobStatus, RecipeField, RotationJob, RotationPolicy, SecretPolicy, Step};
 pub use scaivault_core::{Error, ErrorCode, Result};
 pub use scaivault_plugin_host::{Capability, PluginInfo};
-pub use secret_policies::SecretPolicyRequest;
+pub use secret_policies::{Generated, SecretPolicyList, SecretPolicyRequest};
 pub use secrets::{
     BatchMetadataRequest, BatchReadRequest, BatchWritten, Deletion, ListPage,
     MAX_BATCH_METADATA_RESULTS, SecretSummary, SecretView, VersionHistory, WriteOptions,

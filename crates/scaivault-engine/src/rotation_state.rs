@@ -348,7 +348,7 @@ pub struct RecipeField {
     pub config: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SecretPolicy {
     pub id: String,
     pub name: String,

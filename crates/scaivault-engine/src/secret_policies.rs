@@ -4,7 +4,7 @@
 
 use scaivault_core::scope::Scope;
 use scaivault_store::Table;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 pub use crate::rotation_state::RecipeField;
@@ -40,6 +40,29 @@ pub(crate) fn key(id: &str) -> Vec<u8> {
     let mut k = b"sp/".to_vec();
     k.extend_from_slice(id.as_bytes());
     k
+}
+
+/// `GET /v1/secret-policies`.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SecretPolicyList {
+    pub secret_policies: Vec<SecretPolicy>,
+    pub cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// Values a recipe made, stored nowhere (`POST /v1/secret-policies/{id}/generate`). `Debug`
+/// shows only the field names.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Generated {
+    pub data: Map<String, Value>,
+}
+
+impl std::fmt::Debug for Generated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generated")
+            .field("fields", &self.data.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
@@ -107,9 +130,9 @@ impl Engine {
         .map_err(|_| Error::internal("generator task panicked"))?
     }
 
-    async fn save_secret_policy(&self, p: SecretPolicy) -> Result<Value> {
+    async fn save_secret_policy(&self, p: SecretPolicy) -> Result<SecretPolicy> {
         let state = self.rotation.clone();
-        let view = json!(p);
+        let view = p.clone();
         self.vault
             .write(move |tx| {
                 tx.put(
@@ -126,26 +149,30 @@ impl Engine {
         Ok(view)
     }
 
-    pub fn list_secret_policies(&self, caller: &Caller) -> Result<Value> {
+    pub fn list_secret_policies(&self, caller: &Caller) -> Result<SecretPolicyList> {
         self.authorize(caller, Scope::Admin, None)?;
         let list: Vec<SecretPolicy> = read(&self.rotation)
             .secret_policies
             .values()
             .cloned()
             .collect();
-        Ok(json!({ "secret_policies": list, "cursor": null, "has_more": false }))
+        Ok(SecretPolicyList {
+            secret_policies: list,
+            cursor: None,
+            has_more: false,
+        })
     }
 
-    pub fn get_secret_policy(&self, caller: &Caller, id: &str) -> Result<Value> {
+    pub fn get_secret_policy(&self, caller: &Caller, id: &str) -> Result<SecretPolicy> {
         self.authorize(caller, Scope::Admin, None)?;
-        Ok(json!(self.find_secret_policy(id)?))
+        self.find_secret_policy(id)
     }
 
     pub async fn create_secret_policy(
         &self,
         caller: &Caller,
         req: SecretPolicyRequest,
-    ) -> Result<Value> {
+    ) -> Result<SecretPolicy> {
         self.authorize(caller, Scope::Admin, None)?;
         let _change = self.config_change().await;
         let name = req.name.ok_or_else(|| validation("name", "is required"))?;
@@ -187,7 +214,7 @@ impl Engine {
         caller: &Caller,
         id: &str,
         req: SecretPolicyRequest,
-    ) -> Result<Value> {
+    ) -> Result<SecretPolicy> {
         self.authorize(caller, Scope::Admin, None)?;
         let _change = self.config_change().await;
         let mut p = self.find_secret_policy(id)?;
@@ -250,12 +277,18 @@ impl Engine {
     }
 
     /// Makes a value with the recipe and stores nothing.
-    pub async fn generate_with_secret_policy(&self, caller: &Caller, id: &str) -> Result<Value> {
+    pub async fn generate_with_secret_policy(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Generated> {
         self.authorize(caller, Scope::SecretsWrite, None)?;
         let p = self.find_secret_policy(id)?;
         if !p.is_active {
             return Err(Error::invalid_request(format!("{} is not active", p.id)));
         }
-        Ok(json!({ "data": self.run_recipe(&p.fields).await? }))
+        Ok(Generated {
+            data: self.run_recipe(&p.fields).await?,
+        })
     }
 }

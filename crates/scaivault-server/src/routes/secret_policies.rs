@@ -4,14 +4,13 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use scaivault_engine::SecretPolicyRequest;
-use serde_json::Value;
+use scaivault_engine::{Generated, SecretPolicy, SecretPolicyList, SecretPolicyRequest};
 
 use crate::context::Auth;
 use crate::error::ApiError;
 use crate::json::ApiJson;
 
-pub async fn list(auth: Auth) -> Result<Json<Value>, ApiError> {
+pub async fn list(auth: Auth) -> Result<Json<SecretPolicyList>, ApiError> {
     Ok(Json(auth.engine.list_secret_policies(&auth.caller)?))
 }
 
@@ -23,7 +22,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(p)).into_response())
 }
 
-pub async fn get(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(auth: Auth, Path(id): Path<String>) -> Result<Json<SecretPolicy>, ApiError> {
     Ok(Json(auth.engine.get_secret_policy(&auth.caller, &id)?))
 }
 
@@ -31,7 +30,7 @@ pub async fn patch(
     auth: Auth,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<SecretPolicyRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SecretPolicy>, ApiError> {
     Ok(Json(
         auth.engine
             .update_secret_policy(&auth.caller, &id, req)
@@ -44,7 +43,7 @@ pub async fn delete(auth: Auth, Path(id): Path<String>) -> Result<StatusCode, Ap
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn generate(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn generate(auth: Auth, Path(id): Path<String>) -> Result<Json<Generated>, ApiError> {
     Ok(Json(
         auth.engine
             .generate_with_secret_policy(&auth.caller, &id)

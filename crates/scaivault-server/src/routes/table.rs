@@ -267,17 +267,17 @@ routes! {
         s(Admin), Admin, Action(A::CredentialRevoke),
         "Revoke a client credential and the tokens it minted";
 
-    GET "/v1/secret-policies" => secret_policies::list, s(Admin), Admin,
+    GET "/v1/secret-policies" => secret_policies::list [=> scaivault_engine::SecretPolicyList], s(Admin), Admin,
         Action(A::SecretPolicyRead), "List secret (generation) policies";
-    POST "/v1/secret-policies" => secret_policies::create [scaivault_engine::SecretPolicyRequest], s(Admin), Admin,
+    POST "/v1/secret-policies" => secret_policies::create [scaivault_engine::SecretPolicyRequest => scaivault_engine::SecretPolicy], s(Admin), Admin,
         Action(A::SecretPolicyCreate), "Create a recipe of {name, generator, config} fields";
-    GET "/v1/secret-policies/{id}" => secret_policies::get, s(Admin), Admin,
+    GET "/v1/secret-policies/{id}" => secret_policies::get [=> scaivault_engine::SecretPolicy], s(Admin), Admin,
         Action(A::SecretPolicyRead), "Get a secret policy";
-    PATCH "/v1/secret-policies/{id}" => secret_policies::patch [scaivault_engine::SecretPolicyRequest], s(Admin), Admin,
+    PATCH "/v1/secret-policies/{id}" => secret_policies::patch [scaivault_engine::SecretPolicyRequest => scaivault_engine::SecretPolicy], s(Admin), Admin,
         Action(A::SecretPolicyUpdate), "Update a secret policy";
     DELETE "/v1/secret-policies/{id}" => secret_policies::delete, s(Admin), Admin,
         Action(A::SecretPolicyDelete), "Delete a secret policy no rotation policy uses";
-    POST "/v1/secret-policies/{id}/generate" => secret_policies::generate, s(SecretsWrite), Admin,
+    POST "/v1/secret-policies/{id}/generate" => secret_policies::generate [=> scaivault_engine::Generated], s(SecretsWrite), Admin,
         Action(A::Generate), "Generate a data object with the recipe, storing nothing";
 
     GET "/v1/webhooks" => webhooks::list [=> scaivault_engine::WebhookList], s(Admin), Admin, Action(A::WebhookRead), "List webhooks";
