@@ -56,9 +56,9 @@ pub use scaivault_core::{Error, ErrorCode, Result};
 pub use scaivault_plugin_host::{Capability, PluginInfo};
 pub use secret_policies::{Generated, SecretPolicyList, SecretPolicyRequest};
 pub use secrets::{
-    BatchMetadataRequest, BatchReadRequest, BatchWritten, Deletion, ListPage,
-    MAX_BATCH_METADATA_RESULTS, SecretSummary, SecretView, VersionHistory, WriteOptions,
-    WriteOutcome, WriteRequest,
+    BatchError, BatchItem, BatchMetadata, BatchMetadataRequest, BatchRead, BatchReadRequest,
+    BatchWritten, Deletion, ListPage, MAX_BATCH_METADATA_RESULTS, SecretSummary, SecretView,
+    VersionHistory, WriteOptions, WriteOutcome, WriteRequest,
 };
 pub use tokens::{CreateToken, IssuedToken, TokenList, TokenRevoked, TokenView, Whoami};
 pub use webhook_records::{

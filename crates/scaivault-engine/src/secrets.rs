@@ -7,6 +7,7 @@
 //! - soft-deleted secrets stay restorable for 30 days; writing to one answers `secret_exists`;
 //! - `cas` is the version the writer expects to be current (`0`: the secret must not exist).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -76,6 +77,48 @@ pub struct WriteOutcome {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub expires_at: Option<Timestamp>,
+}
+
+/// One secret of a batch read.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BatchItem {
+    pub data: SecretData,
+    pub version: u64,
+    pub secret_type: String,
+    /// With `options.include_metadata`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// Why one path of a batch has no answer.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BatchError {
+    pub code: String,
+    pub message: String,
+}
+
+impl From<&Error> for BatchError {
+    fn from(e: &Error) -> Self {
+        BatchError {
+            code: e.code.as_str().to_owned(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+/// `POST /v1/secrets/batch`: each path's secret, or why there is none.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BatchRead {
+    pub secrets: BTreeMap<String, BatchItem>,
+    pub errors: BTreeMap<String, BatchError>,
+}
+
+/// `POST /v1/secrets/batch/metadata`: what describes each path (or each secret a pattern
+/// matched), or why there is nothing.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BatchMetadata {
+    pub secrets: BTreeMap<String, SecretSummary>,
+    pub errors: BTreeMap<String, BatchError>,
 }
 
 /// Secrets one batch write may hold: one request holds the writer for a fraction of a second
@@ -1209,7 +1252,7 @@ impl Engine {
     }
 
     /// Reads up to 100 paths; each is authorized on its own and failures go to `errors`.
-    pub fn batch_read(&self, caller: &Caller, req: BatchReadRequest) -> Result<Value> {
+    pub fn batch_read(&self, caller: &Caller, req: BatchReadRequest) -> Result<BatchRead> {
         self.authorize(caller, Scope::SecretsRead, None)?;
         if req.paths.is_empty() || req.paths.len() > limits::MAX_BATCH_PATHS {
             return Err(validation(
@@ -1217,8 +1260,8 @@ impl Engine {
                 format!("must hold 1 to {} paths", limits::MAX_BATCH_PATHS),
             ));
         }
-        let mut secrets = Map::new();
-        let mut errors = Map::new();
+        let mut secrets = BTreeMap::new();
+        let mut errors = BTreeMap::new();
         for p in &req.paths {
             let result = SecretPath::parse(p)
                 .and_then(|sp| {
@@ -1232,33 +1275,32 @@ impl Engine {
                 .and_then(|sp| self.read_authorized(sp.as_str(), req.options.version));
             match result {
                 Ok(view) => {
-                    let mut item = json!({
-                        "data": serde_json::to_value(&view.data).unwrap_or(Value::Null),
-                        "version": view.version,
-                        "secret_type": view.secret_type,
-                    });
-                    if req.options.include_metadata {
-                        item["metadata"] = Value::Object(view.metadata);
-                    }
+                    let item = BatchItem {
+                        data: view.data,
+                        version: view.version,
+                        secret_type: view.secret_type,
+                        metadata: req.options.include_metadata.then_some(view.metadata),
+                    };
                     secrets.insert(p.clone(), item);
                 }
                 Err(e) if req.options.fail_fast => return Err(e.with("failed_path", p.as_str())),
                 Err(e) => {
-                    errors.insert(
-                        p.clone(),
-                        json!({ "code": e.code.as_str(), "message": e.message }),
-                    );
+                    errors.insert(p.clone(), BatchError::from(&e));
                 }
             }
         }
-        Ok(json!({ "secrets": secrets, "errors": errors }))
+        Ok(BatchRead { secrets, errors })
     }
 
     /// Metadata of many secrets: listing rights suffice (`secrets:list` and the `list`
     /// permission on each path), as for `GET /v1/secrets`. Partial success: a path that is
     /// missing, denied or malformed goes to `errors`; a pattern expands to the matching paths
     /// the caller may list (none is not an error), in path order.
-    pub fn batch_metadata(&self, caller: &Caller, req: BatchMetadataRequest) -> Result<Value> {
+    pub fn batch_metadata(
+        &self,
+        caller: &Caller,
+        req: BatchMetadataRequest,
+    ) -> Result<BatchMetadata> {
         self.authorize(caller, Scope::SecretsList, None)?;
         if req.paths.is_empty() || req.paths.len() > limits::MAX_BATCH_PATHS {
             return Err(validation(
@@ -1267,9 +1309,9 @@ impl Engine {
             ));
         }
         let may_list = self.checker(caller, Permission::List);
-        let mut secrets = Map::new();
-        let mut errors = Map::new();
-        let error = |e: Error| json!({ "code": e.code.as_str(), "message": e.message });
+        let mut secrets = BTreeMap::new();
+        let mut errors = BTreeMap::new();
+        let error = |e: Error| BatchError::from(&e);
         for entry in &req.paths {
             let is_pattern = entry.contains(['*', '?']);
             let found: Result<Vec<String>> = if is_pattern {
@@ -1302,9 +1344,7 @@ impl Engine {
             for p in paths {
                 match self.load_head(&p)? {
                     Some(head) if head.deleted_at.is_none() => {
-                        let summary = serde_json::to_value(self.summary(&head, false))
-                            .map_err(|_| Error::internal("serialization failed"))?;
-                        secrets.insert(p, summary);
+                        secrets.insert(p, self.summary(&head, false));
                     }
                     _ if is_pattern => {}
                     _ => {
@@ -1313,7 +1353,7 @@ impl Engine {
                 }
             }
         }
-        Ok(json!({ "secrets": secrets, "errors": errors }))
+        Ok(BatchMetadata { secrets, errors })
     }
 
     /// The live paths matching `pattern` that `may_list` allows; more than `room` is an

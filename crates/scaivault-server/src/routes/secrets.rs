@@ -153,30 +153,31 @@ pub async fn delete(
 
 /// The audit entries of a batch call (`action`): one per path (or, for a refused pattern,
 /// per pattern), answered or refused, in the order of `keys`; each once.
+/// `outcome` says, for a path, the version answered or the code of the refusal.
 fn batch_entries<'a>(
     audit: &HandlerAudit,
     caller: &scaivault_engine::Caller,
     action: &str,
     keys: impl Iterator<Item = &'a String>,
-    out: &Value,
+    outcome: impl Fn(&str) -> Result<u64, Option<String>>,
 ) -> Vec<scaivault_engine::AuditInput> {
     let mut seen = std::collections::HashSet::new();
     keys.filter(|p| seen.insert(p.as_str()))
         .map(|p| {
             let mut extra = Map::new();
             extra.insert("batch".into(), true.into());
-            let read = out["secrets"].get(p);
-            match read {
-                Some(item) => {
-                    extra.insert("version".into(), item["version"].clone());
+            let found = outcome(p);
+            match &found {
+                Ok(version) => {
+                    extra.insert("version".into(), (*version).into());
                 }
-                None => {
-                    extra.insert("error_code".into(), out["errors"][p]["code"].clone());
+                Err(code) => {
+                    extra.insert("error_code".into(), code.clone().into());
                 }
             }
             // A malformed path is recorded as it was sent, cut to the longest a path may be.
             let path = p.chars().take(512).collect();
-            audit.input(caller, action, Some(path), read.is_some(), extra)
+            audit.input(caller, action, Some(path), found.is_ok(), extra)
         })
         .collect()
 }
@@ -211,13 +212,18 @@ pub async fn post(
             let req: BatchReadRequest = parse(body)?;
             let paths = req.paths.clone();
             let out = auth.engine.batch_read(&auth.caller, req)?;
-            let n = out["secrets"].as_object().map_or(0, |m| m.len()) as u64;
+            let n = out.secrets.len() as u64;
             state.metrics.secret_reads.fetch_add(n, Ordering::Relaxed);
             let mut resp = Json(&out).into_response();
             if let Some(Extension(audit)) = audit {
                 // One entry per path, as if each were read alone: who read what is asked of
                 // the log per path. Durable before the values leave, or nothing leaves.
-                let entries = batch_entries(&audit, &auth.caller, "read", paths.iter(), &out);
+                let entries = batch_entries(&audit, &auth.caller, "read", paths.iter(), |p| {
+                    match out.secrets.get(p) {
+                        Some(item) => Ok(item.version),
+                        None => Err(out.errors.get(p).map(|e| e.code.clone())),
+                    }
+                });
                 auth.engine
                     .record_audits(entries)
                     .await
@@ -231,15 +237,17 @@ pub async fn post(
             let out = auth.engine.batch_metadata(&auth.caller, req)?;
             let mut resp = Json(&out).into_response();
             if let Some(Extension(audit)) = audit {
-                let empty = Map::new();
-                let found = out["secrets"].as_object().unwrap_or(&empty).keys();
-                let refused = out["errors"].as_object().unwrap_or(&empty).keys();
+                let found = out.secrets.keys();
+                let refused = out.errors.keys();
                 let entries = batch_entries(
                     &audit,
                     &auth.caller,
                     "metadata_read",
                     found.chain(refused),
-                    &out,
+                    |p| match out.secrets.get(p) {
+                        Some(s) => Ok(s.version),
+                        None => Err(out.errors.get(p).map(|e| e.code.clone())),
+                    },
                 );
                 auth.engine
                     .record_audits(entries)
@@ -385,6 +393,16 @@ pub struct BatchWriteRequest {
 /// (`batch`), metadata of many paths (`batch/metadata`) or an atomic write of many secrets
 /// (`batch/write`). Described for the OpenAPI document; the handler reads the one the path
 /// names.
+/// What `POST /v1/secrets/{path}` answers, following its path (for the OpenAPI document).
+#[derive(schemars::JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)]
+pub enum SecretsPostAnswer {
+    Read(scaivault_engine::BatchRead),
+    Metadata(scaivault_engine::BatchMetadata),
+    Write(BatchWritten),
+}
+
 #[derive(schemars::JsonSchema)]
 #[schemars(untagged)]
 #[allow(dead_code)]

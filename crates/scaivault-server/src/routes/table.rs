@@ -161,7 +161,7 @@ routes! {
         "Write a new version";
     DELETE "/v1/secrets/{*path}" => secrets::delete [=> scaivault_engine::Deletion], s(SecretsDelete), Delete, Secret(A::Delete),
         "Soft delete, or ?permanent=true";
-    POST "/v1/secrets/{*path}" => secrets::post [secrets::SecretsPost],
+    POST "/v1/secrets/{*path}" => secrets::post [secrets::SecretsPost => secrets::SecretsPostAnswer],
         Tail(&[
             ("batch", SecretsRead, A::Read),
             ("batch/metadata", SecretsList, A::MetadataRead),
