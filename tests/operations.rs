@@ -542,6 +542,13 @@ fn a_damaged_or_missing_head_is_an_integrity_error_not_a_missing_secret() {
             assert!(out.status.success(), "{}", stderr(&out));
         }
     }
+    let backup = dir.path().join("before.svbak");
+    let out = cli_env(
+        &["operator", "backup", backup.to_str().unwrap()],
+        &env,
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
     {
         use scaivault_store::{Mutation, Table, Unlock, Vault};
         let (gone_key, flipped) = {
@@ -614,6 +621,88 @@ fn a_damaged_or_missing_head_is_an_integrity_error_not_a_missing_secret() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+
+    // The operator repairs each damaged secret on its own, while the vault serves.
+    let remote = [("SCAIVAULT_URL", url.as_str()), ("SCAIVAULT_TOKEN", &root)];
+    let verify = || cli_env(&["--json", "operator", "verify"], &remote, None);
+    assert!(!verify().status.success(), "the damage is a verify problem");
+    let out = cli_env(&["operator", "destroy-damaged", "app/fine"], &remote, None);
+    assert!(
+        !out.status.success(),
+        "an intact secret is not destroyed so"
+    );
+    assert!(stderr(&out).contains("not damaged"), "{}", stderr(&out));
+    let out = cli_env(
+        &["--json", "operator", "destroy-damaged", "app/gone"],
+        &remote,
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gone: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (gone["path"].as_str(), gone["swept"].as_bool()),
+        (Some("app/gone"), Some(false)),
+        "app/flipped is damaged too, so no version record can be swept yet: {gone}"
+    );
+    // The other one gets its whole history back from the backup.
+    let out = cli_env(
+        &[
+            "--json",
+            "operator",
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--path",
+            "app/flipped",
+        ],
+        &remote,
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let restored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(restored["version"], 2, "{restored}");
+    for (version, want) in [(1, "v1"), (2, "v2")] {
+        let b: serde_json::Value = c
+            .get(format!("{url}/v1/secrets/app/flipped?version={version}"))
+            .bearer_auth(&root)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(b["data"]["k"], want, "{b}");
+    }
+    // Nothing is left over: every version record belongs to a secret again.
+    let out = verify();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The destroyed path starts a new history; both repairs are in the audit log by path.
+    let r = c
+        .put(format!("{url}/v1/secrets/app/gone"))
+        .bearer_auth(&root)
+        .json(&json!({ "data": { "k": "fresh" } }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap());
+    let audit: serde_json::Value = c
+        .get(format!("{url}/v1/audit/logs?path_prefix=app/"))
+        .bearer_auth(&root)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let entries = audit["logs"].as_array().unwrap();
+    let find = |action: &str, path: &str| {
+        entries
+            .iter()
+            .find(|e| e["action"] == action && e["secret_path"] == path && e["success"] == true)
+            .cloned()
+    };
+    assert!(find("destroy_damaged", "app/gone").is_some(), "{audit}");
+    let repair = find("restore_from_backup", "app/flipped").expect("the restore's entry");
+    assert_eq!(repair["extra_data"]["repaired_damage"], true, "{repair}");
 }
 
 /// Issue #17, item 4: a backup whose trailer was changed — here its `created_at`, which the

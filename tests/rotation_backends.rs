@@ -69,9 +69,10 @@ impl Fixture {
     }
 
     fn status(&self) -> Value {
-        self.e()
+        js(self
+            .e()
             .rotation_status(&Caller::local_operator(), Some(PATH))
-            .unwrap()["secrets"][0]
+            .unwrap())["secrets"][0]
             .clone()
     }
 }
@@ -129,7 +130,7 @@ fn a_webhook_rotation_applies_tests_then_finishes() {
     let rt = rt();
     let f = setup(&rt);
     f.clock.advance(Duration::from_secs(8 * 86_400));
-    let done = rt.block_on(f.e().rotation_tick()).unwrap();
+    let done = js(rt.block_on(f.e().rotation_tick()).unwrap());
     assert_eq!(done[0]["status"], "completed", "{done:?}");
     let (version, data) = f.current();
     assert_eq!(version, 2);
@@ -149,10 +150,10 @@ fn a_webhook_rotation_applies_tests_then_finishes() {
         (Some(PATH), Some("system:rotation-scheduler"))
     );
     // The signing secret is never shown back.
-    let p = f
+    let p = js(f
         .e()
         .get_rotation_policy(&Caller::local_operator(), "rot_db-weekly")
-        .unwrap();
+        .unwrap());
     assert_eq!(p["backend_config"]["signing_secret"], "********");
     assert!(!p.to_string().contains(SIGNING));
 }
@@ -163,7 +164,7 @@ fn a_failing_set_retries_with_backoff_then_fails_and_keeps_the_current_value() {
     let f = setup(&rt);
     f.receiver.force("rotation.apply", Some(503));
     f.clock.advance(Duration::from_secs(8 * 86_400));
-    let done = rt.block_on(f.e().rotation_tick()).unwrap();
+    let done = js(rt.block_on(f.e().rotation_tick()).unwrap());
     assert_eq!(done[0]["status"], "pending", "{done:?}");
     assert_eq!(f.status()["rotation"]["attempts"], 1);
     // Before the backoff is over, nothing is retried.
@@ -185,22 +186,22 @@ fn a_failing_set_retries_with_backoff_then_fails_and_keeps_the_current_value() {
         (1, original()),
         "the current value is untouched"
     );
-    let logs = f
+    let logs = js(f
         .e()
         .query_audit(
             &Caller::local_operator(),
             &serde_json::from_value(json!({"action": "rotation_failed"})).unwrap(),
         )
-        .unwrap();
+        .unwrap());
     assert_eq!(logs["logs"].as_array().map(Vec::len), Some(1), "{logs}");
     // `rotate` starts afresh once the receiver is fixed.
     f.receiver.force("rotation.apply", None);
-    let r = rt
+    let r = js(rt
         .block_on(
             f.e()
                 .rotate_now(&Caller::local_operator(), "rot_db-weekly", Some(PATH)),
         )
-        .unwrap();
+        .unwrap());
     assert_eq!(r["rotated"][0]["status"], "completed", "{r}");
     assert_eq!(f.current().0, 2);
 }
@@ -211,7 +212,7 @@ fn a_failing_test_reverts_the_external_system_and_keeps_the_current_value() {
     let f = setup(&rt);
     f.receiver.force("rotation.test", Some(400)); // final: no retries
     f.clock.advance(Duration::from_secs(8 * 86_400));
-    let done = rt.block_on(f.e().rotation_tick()).unwrap();
+    let done = js(rt.block_on(f.e().rotation_tick()).unwrap());
     assert_eq!(done[0]["status"], "failed", "{done:?}");
     let st = f.status();
     assert_eq!(st["rotation"]["reverted"], true, "{st}");
@@ -239,7 +240,7 @@ fn a_crash_between_steps_resumes_with_the_same_pending_value() {
     assert_eq!(f.status()["rotation"]["state"], "pending_set");
     assert_eq!(f.current(), (1, original()));
     // One step (set), then crash again.
-    let r = rt.block_on(f.e().advance_rotation(PATH, 1)).unwrap();
+    let r = js(rt.block_on(f.e().advance_rotation(PATH, 1)).unwrap());
     assert_eq!(r["status"], "pending", "{r}");
     let applied = f.receiver.applied().expect("set ran");
     f.crash_and_reopen();
@@ -255,7 +256,7 @@ fn a_crash_between_steps_resumes_with_the_same_pending_value() {
     assert_eq!(f.status()["rotation"]["state"], "pending_finish");
     assert_eq!(f.current(), (1, original()));
     // The scheduler resumes it after the restart.
-    let done = rt.block_on(f.e().rotation_tick()).unwrap();
+    let done = js(rt.block_on(f.e().rotation_tick()).unwrap());
     assert_eq!(done[0]["status"], "completed", "{done:?}");
     assert_eq!(
         f.current(),
@@ -280,7 +281,7 @@ fn a_write_during_a_rotation_supersedes_it() {
     .unwrap();
     rt.block_on(f.e().write_secret(&Caller::local_operator(), PATH, w))
         .unwrap();
-    let r = rt.block_on(f.e().advance_rotation(PATH, 1)).unwrap();
+    let r = js(rt.block_on(f.e().advance_rotation(PATH, 1)).unwrap());
     assert_eq!(r["status"], "failed", "{r}");
     assert!(r["error"].as_str().unwrap().contains("superseded"));
     assert_eq!(f.current().1["password"], "typed-by-hand");
@@ -305,7 +306,7 @@ fn backends_reach_only_allow_listed_hosts() {
         .unwrap();
         e.create_rotation_policy(&root, p).await.unwrap();
         e.assign_rotation(&root, "rot_r", PATH).await.unwrap();
-        let r = e.rotate_now(&root, "rot_r", None).await.unwrap();
+        let r = js(e.rotate_now(&root, "rot_r", None).await.unwrap());
         assert_eq!(r["rotated"][0]["status"], "failed", "{r}");
         assert!(
             r["rotated"][0]["error"]
@@ -858,9 +859,11 @@ fn one_stalled_or_broken_rotation_holds_up_no_other() {
         healthy.event_types()
     );
     stall.release();
-    let done = rt.block_on(tick).unwrap().unwrap();
+    let done = js(rt.block_on(tick).unwrap().unwrap());
     let status = |p: &str| {
-        done.iter()
+        done.as_array()
+            .unwrap()
+            .iter()
             .find(|d| d["secret_path"] == p)
             .map(|d| d["status"].clone())
     };
@@ -876,8 +879,15 @@ fn one_stalled_or_broken_rotation_holds_up_no_other() {
         "{done:#?}"
     );
     let broken = done
+        .as_array()
+        .unwrap()
         .iter()
         .find(|d| d["secret_path"] == "app/a-broken")
         .unwrap();
     assert_eq!(broken["error"]["code"], "validation_error", "{broken}");
+}
+
+/// A typed answer as the JSON the API sends, to look into by field name.
+fn js(v: impl serde::Serialize) -> Value {
+    serde_json::to_value(v).unwrap()
 }

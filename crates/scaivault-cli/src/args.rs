@@ -905,7 +905,7 @@ pub enum OperatorCmd {
         out: PathBuf,
     },
     /// Restore a whole backup into a new vault file (--to), or one secret from it as a new
-    /// version (--path [--version]).
+    /// version (--path [--version]); a damaged secret gets its records back from the backup.
     Restore {
         /// The backup file to restore from.
         #[arg(long)]
@@ -913,7 +913,8 @@ pub enum OperatorCmd {
         /// Restore the whole vault into this new file.
         #[arg(long, conflicts_with = "path")]
         to: Option<PathBuf>,
-        /// Restore only this secret, as a new version, into the vault.
+        /// Restore only this secret, as a new version, into the vault (a damaged secret gets
+        /// its whole history back from the backup).
         #[arg(long)]
         path: Option<String>,
         /// The version of --path to restore (default: the backup's current one).
@@ -922,6 +923,12 @@ pub enum OperatorCmd {
     },
     /// Check every record, the indexes and the audit chain; names each problem.
     Verify,
+    /// Destroy what is left of a damaged secret (one that answers integrity_error), so its
+    /// path can be written again. To get it back instead: `operator restore --from B --path P`.
+    DestroyDamaged {
+        /// The damaged secret's path.
+        path: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

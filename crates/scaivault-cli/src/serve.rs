@@ -628,6 +628,20 @@ pub async fn operator(
                 ),
             });
         }
+        OperatorCmd::DestroyDamaged { path } => {
+            let res = target()?.destroy_damaged(&path).await?;
+            out.emit(&res, || {
+                println!(
+                    "Destroyed the damaged secret {path} ({} version records removed)",
+                    res.versions_removed
+                );
+                if !res.swept {
+                    println!(
+                        "Another secret is damaged too, so its versions and these could not be told apart: none were removed. `scaivault operator verify` names them until the last damaged secret is destroyed or restored."
+                    );
+                }
+            });
+        }
         OperatorCmd::Verify => {
             let res = target()?.call(Method::POST, "/v1/sys/verify", None).await?;
             out.emit(&res, || {

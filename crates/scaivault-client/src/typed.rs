@@ -4,8 +4,8 @@
 
 use scaivault_core::path::SecretPath;
 use scaivault_engine::{
-    Deletion, ListPage, SecretSummary, SecretView, VersionHistory, Whoami, WriteOutcome,
-    WriteRequest,
+    DamagedDestroyed, Deletion, ListPage, SecretSummary, SecretView, VersionHistory, Whoami,
+    WriteOutcome, WriteRequest,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -93,6 +93,12 @@ impl VaultClient {
     pub async fn delete_secret(&self, path: &str, permanent: bool) -> Result<Deletion> {
         let hard = if permanent { "?permanent=true" } else { "" };
         let url = format!("/v1/secrets/{}{hard}", secret_path(path)?);
+        self.call_as(Method::DELETE, &url, None::<&()>).await
+    }
+
+    /// Destroys what is left of a damaged secret (an admin's repair).
+    pub async fn destroy_damaged(&self, path: &str) -> Result<DamagedDestroyed> {
+        let url = format!("/v1/sys/damaged/{}", secret_path(path)?);
         self.call_as(Method::DELETE, &url, None::<&()>).await
     }
 

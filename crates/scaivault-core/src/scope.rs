@@ -124,6 +124,11 @@ impl ScopeSet {
     pub fn names(&self) -> Vec<&'static str> {
         self.0.iter().map(|s| s.as_str()).collect()
     }
+
+    /// The names as owned strings, for answers that carry them.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0.iter().map(|s| s.as_str().to_owned()).collect()
+    }
 }
 
 #[derive(

@@ -7,6 +7,8 @@
 //! verifier start from the last one. Entries go through the commit pipeline like every write:
 //! a request is answered only once its entry is durable, and fails if it cannot be made so.
 
+use std::collections::BTreeMap;
+
 use scaivault_core::identity::IdentityType;
 use scaivault_core::scope::Scope;
 use scaivault_core::time::Timestamp;
@@ -42,6 +44,17 @@ impl Hash32 {
     }
 }
 
+/// On the wire: 64 hex digits.
+impl schemars::JsonSchema for Hash32 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Hash32".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": "^[0-9a-f]{64}$" })
+    }
+}
+
 impl Serialize for Hash32 {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         if s.is_human_readable() {
@@ -68,7 +81,7 @@ impl<'de> Deserialize<'de> for Hash32 {
 }
 
 /// One audit entry, with the spec's fields (§1.8). Never a secret value.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub id: String,
     pub seq: u64,
@@ -83,6 +96,7 @@ pub struct AuditEntry {
     pub duration_ms: u64,
     pub request_id: String,
     #[serde(with = "crate::records::json_text")]
+    #[schemars(with = "Map<String, Value>")]
     pub extra_data: Map<String, Value>,
     pub prev_hash: Hash32,
     pub hash: Hash32,
@@ -239,39 +253,87 @@ impl Tally {
             .or_default() += 1;
     }
 
-    fn into_json(self, q: &SummaryQuery, complete: bool) -> Value {
-        fn top(counts: std::collections::HashMap<String, u64>) -> Map<String, Value> {
+    fn into_summary(self, q: &SummaryQuery, complete: bool) -> AuditSummary {
+        fn top(counts: std::collections::HashMap<String, u64>) -> BTreeMap<String, u64> {
             let mut rows: Vec<(String, u64)> = counts.into_iter().collect();
             rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             rows.truncate(SUMMARY_TOP);
-            rows.sort();
-            rows.into_iter().map(|(k, n)| (k, n.into())).collect()
+            rows.into_iter().collect()
         }
         let recent = self.by_hour.len().saturating_sub(SUMMARY_TOP);
-        let by_hour: Map<String, Value> = self
+        let by_hour = self
             .by_hour
             .into_iter()
             .skip(recent)
-            .map(|(h, n)| {
-                (
-                    Timestamp::from_unix_seconds(h * 3600).to_rfc3339(),
-                    n.into(),
-                )
-            })
+            .map(|(h, n)| (Timestamp::from_unix_seconds(h * 3600).to_rfc3339(), n))
             .collect();
-        json!({
-            "total_events": self.total, "failures": self.failures,
-            "first_at": self.first_at, "last_at": self.last_at,
-            "by_action": self.by_action, "by_identity": top(self.by_identity),
-            "by_path": top(self.by_path), "by_hour": by_hour,
-            "from": q.from, "to": q.to, "identity_id": q.identity_id, "secret_path": q.secret_path,
-            "complete": complete,
-        })
+        AuditSummary {
+            total_events: self.total,
+            failures: self.failures,
+            first_at: self.first_at,
+            last_at: self.last_at,
+            by_action: self.by_action,
+            by_identity: top(self.by_identity),
+            by_path: top(self.by_path),
+            by_hour,
+            from: q.from,
+            to: q.to,
+            identity_id: q.identity_id.clone(),
+            secret_path: q.secret_path.clone(),
+            complete,
+        }
     }
 }
 
+/// `GET /v1/audit/summary`: counts over a time range, by action, identity, path and hour.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AuditSummary {
+    pub total_events: u64,
+    pub failures: u64,
+    pub first_at: Option<Timestamp>,
+    pub last_at: Option<Timestamp>,
+    pub by_action: BTreeMap<String, u64>,
+    /// The largest rows only (see `SUMMARY_TOP`); `-` for entries without an identity.
+    pub by_identity: BTreeMap<String, u64>,
+    pub by_path: BTreeMap<String, u64>,
+    /// The most recent hours, keyed by the hour's start.
+    pub by_hour: BTreeMap<String, u64>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub identity_id: Option<String>,
+    pub secret_path: Option<String>,
+    /// Whether the whole range was read (at most `SUMMARY_MAX_SCAN` entries are).
+    pub complete: bool,
+}
+
+/// `GET /v1/audit/logs`: entries newest first, a page at a time.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AuditPage {
+    pub logs: Vec<AuditEntry>,
+    pub cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// `GET /v1/audit/secrets/{path}` and `/v1/audit/identities/{id}`: a page of the trail, with
+/// its last 30 days summed up.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AuditTrail {
+    #[serde(flatten)]
+    pub page: AuditPage,
+    pub summary: AuditSummary,
+}
+
+/// `POST /v1/audit/prune`: what went.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AuditPruned {
+    pub removed: u64,
+    /// The checkpoint the chain is now verified from.
+    pub pruned_through: u64,
+    pub before: Timestamp,
+}
+
 /// What `audit verify` found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VerifyReport {
     pub ok: bool,
     pub verified: u64,
@@ -439,7 +501,7 @@ impl Engine {
     }
 
     /// Newest first, filtered, paginated by sequence number.
-    pub fn query_audit(&self, caller: &Caller, q: &AuditQuery) -> Result<Value> {
+    pub fn query_audit(&self, caller: &Caller, q: &AuditQuery) -> Result<AuditPage> {
         self.authorize(caller, Scope::AuditRead, None)?;
         let limit = q.limit.unwrap_or(DEFAULT_QUERY_LIMIT);
         if limit == 0 || limit > MAX_QUERY_LIMIT {
@@ -498,7 +560,11 @@ impl Engine {
         } else {
             None
         };
-        Ok(json!({ "logs": logs, "cursor": cursor, "has_more": has_more }))
+        Ok(AuditPage {
+            logs,
+            cursor,
+            has_more,
+        })
     }
 
     /// Counts over a time range (optionally of one identity or one secret): by action,
@@ -506,7 +572,7 @@ impl Engine {
     /// the vault, what, and since when". Bounded work: at most [`SUMMARY_MAX_SCAN`] entries,
     /// newest first, are read (`complete` says whether the range was covered), and each
     /// breakdown keeps its [`SUMMARY_TOP`] largest rows (by_hour: the most recent hours).
-    pub fn audit_summary(&self, caller: &Caller, q: &SummaryQuery) -> Result<Value> {
+    pub fn audit_summary(&self, caller: &Caller, q: &SummaryQuery) -> Result<AuditSummary> {
         self.authorize(caller, Scope::AuditRead, None)?;
         // The time range is applied by the scan; the rest is a query's filter.
         let filter = AuditQuery {
@@ -547,7 +613,7 @@ impl Engine {
         if let Some(e) = failure {
             return Err(e);
         }
-        Ok(tally.into_json(q, complete))
+        Ok(tally.into_summary(q, complete))
     }
 
     /// The summary that `GET /v1/audit/secrets/{path}` and `/v1/audit/identities/{id}` add
@@ -557,7 +623,7 @@ impl Engine {
         caller: &Caller,
         identity_id: Option<String>,
         secret_path: Option<String>,
-    ) -> Result<Value> {
+    ) -> Result<AuditSummary> {
         let since = self.now().unix_seconds() - TRAIL_SUMMARY_DAYS * 86_400;
         self.audit_summary(
             caller,
@@ -692,7 +758,7 @@ impl Engine {
 
     /// Removes entries older than `before`, up to the last checkpoint that is entirely older,
     /// so the rest of the chain still verifies from that checkpoint. Returns how many went.
-    pub async fn prune_audit(&self, caller: &Caller, before: Timestamp) -> Result<Value> {
+    pub async fn prune_audit(&self, caller: &Caller, before: Timestamp) -> Result<AuditPruned> {
         self.authorize(caller, Scope::Admin, None)?;
         let done = self.pruned_through()?;
         // The newest checkpoint whose entry is older than the cutoff.
@@ -752,7 +818,11 @@ impl Engine {
             removed += end - next + 1;
             next = end + 1;
         }
-        Ok(json!({ "removed": removed, "pruned_through": cut, "before": before }))
+        Ok(AuditPruned {
+            removed,
+            pruned_through: cut,
+            before,
+        })
     }
 
     /// Test support: rewrites or removes entries with the vault's key, the way only someone

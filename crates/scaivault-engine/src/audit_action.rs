@@ -62,6 +62,7 @@ actions! {
     KeyRotate => "key_rotate",
     Backup => "backup",
     RestoreFromBackup => "restore_from_backup",
+    DestroyDamaged => "destroy_damaged",
     Verify => "verify",
     TestClockAdvance => "test_clock_advance",
     Generate => "generate",

@@ -362,7 +362,7 @@ impl Engine {
             client_id: sa.to_owned(),
             client_secret: secret,
             credential_id: cred_id,
-            scopes: scopes.names().into_iter().map(str::to_owned).collect(),
+            scopes: scopes.to_strings(),
         })
     }
 
@@ -378,7 +378,7 @@ impl Engine {
                 .iter()
                 .map(|c| CredentialView {
                     credential_id: c.id.clone(),
-                    scopes: c.scopes.names().into_iter().map(str::to_owned).collect(),
+                    scopes: c.scopes.to_strings(),
                     created_at: c.created_at,
                 })
                 .collect(),

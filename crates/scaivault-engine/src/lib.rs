@@ -23,9 +23,11 @@ mod path_locks;
 mod plugins;
 mod policies;
 mod records;
+mod repair;
 mod rotation;
 mod rotation_job;
 mod rotation_state;
+mod rotation_views;
 mod secret_policies;
 mod secrets;
 mod tokens;
@@ -36,7 +38,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, RwLock};
 
-pub use audit::{AuditEntry, AuditInput, AuditQuery, SummaryQuery, VerifyReport, input_for};
+pub use audit::{
+    AuditEntry, AuditInput, AuditPage, AuditPruned, AuditQuery, AuditSummary, AuditTrail, Hash32,
+    SummaryQuery, VerifyReport, input_for,
+};
 pub use audit_action::AuditAction;
 pub use caller::Caller;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -45,13 +50,19 @@ pub use identities::{
     CreateIdentity, CredentialList, CredentialRevoked, CredentialView, IdentityView,
     IssuedCredential,
 };
-pub use plugins::{PluginCheck, PluginSettings, plugins_json};
-pub use policies::{BindingRequest, PolicyRequest, PolicyTestRequest};
+pub use operations::{AuditHead, VaultReport};
+pub use plugins::{PluginCheck, PluginList, PluginSettings, PluginVerification};
+pub use policies::{BindingRequest, PolicyList, PolicyRequest, PolicySummary, PolicyTestRequest};
 pub use records::{IdentityRecord, SecretHead, TokenRecord};
 pub use records::{SecretData, VersionInfo};
+pub use repair::DamagedDestroyed;
 pub use rotation::RotationPolicyRequest;
 pub use rotation_job::MAX_ATTEMPTS;
 pub use rotation_state::{JobStatus, RecipeField, RotationJob, RotationPolicy, SecretPolicy, Step};
+pub use rotation_views::{
+    JobState, JobView, OutcomeError, RotateResult, RotationAssignment, RotationOutcome,
+    RotationPolicyList, RotationPolicyView, RotationStatus, SecretRotation,
+};
 pub use scaivault_core::{Error, ErrorCode, Result};
 pub use scaivault_plugin_host::{Capability, PluginInfo};
 pub use secret_policies::{Generated, SecretPolicyList, SecretPolicyRequest};
@@ -60,7 +71,10 @@ pub use secrets::{
     BatchWritten, Deletion, ListPage, MAX_BATCH_METADATA_RESULTS, SecretSummary, SecretView,
     VersionHistory, WriteOptions, WriteOutcome, WriteRequest,
 };
-pub use tokens::{CreateToken, IssuedToken, TokenList, TokenRevoked, TokenView, Whoami};
+pub use tokens::{
+    ActiveToken, CreateToken, Introspection, IssuedToken, TokenGrant, TokenList, TokenRevoked,
+    TokenView, Whoami,
+};
 pub use webhook_records::{
     DELIVERY_ATTEMPTS, DeliveryPage, DeliveryStatus, DeliveryView, LastDelivery, WebhookDetail,
     WebhookFilters, WebhookList, WebhookStatistics, WebhookTested, WebhookView,

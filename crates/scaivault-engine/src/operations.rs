@@ -1,13 +1,14 @@
 //! Operations: backups, per-secret restore from a backup, and whole-vault verification.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use scaivault_core::scope::{Permission, Scope};
 use scaivault_core::{Error, Result};
-use scaivault_store::{StoreError, Table, Vault, extract_backup};
-use serde_json::{Value, json};
+use scaivault_store::{BackupTrailer, StoreError, Table, Vault, extract_backup};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::records::{IdentityRecord, PathRecord, SecretHead, TokenRecord};
 use crate::secrets::version_key;
@@ -15,18 +16,16 @@ use crate::{Caller, Engine, SystemClock, WriteOutcome, WriteRequest, decode, sto
 
 impl Engine {
     /// Writes a backup of the whole vault (still encrypted) to `out`, while serving.
-    pub fn backup(&self, caller: &Caller, out: &Path) -> Result<Value> {
+    pub fn backup(&self, caller: &Caller, out: &Path) -> Result<BackupTrailer> {
         self.authorize(caller, Scope::Admin, None)?;
         let head = self.verify_audit(caller, true)?;
-        let trailer = self
-            .vault
+        self.vault
             .backup_to(
                 out,
                 (head.head_seq, head.head_hash),
                 self.now().to_rfc3339(),
             )
-            .map_err(store_err)?;
-        Ok(serde_json::to_value(trailer).unwrap_or(Value::Null))
+            .map_err(store_err)
     }
 
     /// Reads `path` (at `version`, or its current version) from a backup and writes it back
@@ -54,6 +53,30 @@ impl Engine {
             .map_err(store_err)?;
         let snapshot = Arc::new(self.vault.open_sibling(&copy).map_err(store_err)?);
         let old = Engine::load(snapshot, Arc::new(SystemClock))?;
+        entry.action = crate::AuditAction::RestoreFromBackup.into();
+        entry.success = true;
+        // A damaged secret gets its records back from the backup (its whole history there);
+        // a version asked for beyond that one is then written on top, as for an intact one.
+        let path = scaivault_core::path::SecretPath::parse(path)?;
+        let path = path.as_str();
+        if self.is_damaged(path)? {
+            entry.secret_path = Some(path.to_owned());
+            let head = self.restore_damaged(&old, path, entry.clone()).await?;
+            if version.is_none_or(|v| v == head.current_version) {
+                return Ok(WriteOutcome {
+                    path: head.path.clone(),
+                    version: head.current_version,
+                    created: false,
+                    secret_type: head.secret_type.clone(),
+                    created_at: head
+                        .versions
+                        .last()
+                        .map_or(head.updated_at, |v| v.created_at),
+                    updated_at: head.updated_at,
+                    expires_at: head.expires_at,
+                });
+            }
+        }
         let view = old.read_secret(&Caller::local_operator(), path, version)?;
         let req: WriteRequest = serde_json::from_value(json!({
             "data": view.data,
@@ -63,9 +86,7 @@ impl Engine {
         .map_err(|_| Error::internal("could not rebuild the write"))?;
         drop(old);
         let restored = view.version;
-        entry.action = crate::AuditAction::RestoreFromBackup.into();
         entry.secret_path = Some(view.path.clone());
-        entry.success = true;
         self.write_secret_audited(caller, path, req, move |out| {
             entry
                 .extra_data
@@ -80,10 +101,10 @@ impl Engine {
 
     /// Checks that every record opens and decodes, that the indexes agree with the tables,
     /// and that the audit chain is whole. Names every problem it finds.
-    pub fn verify_vault(&self, caller: &Caller) -> Result<Value> {
+    pub fn verify_vault(&self, caller: &Caller) -> Result<VaultReport> {
         self.authorize(caller, Scope::Admin, None)?;
         let mut problems: Vec<String> = Vec::new();
-        let mut counts = serde_json::Map::new();
+        let mut counts = BTreeMap::new();
         let v = &self.vault;
 
         let mut indexed = BTreeSet::new();
@@ -94,7 +115,7 @@ impl Engine {
             indexed.insert(r.path);
             Ok(())
         })?;
-        counts.insert("paths".into(), n.into());
+        counts.insert("paths".into(), n);
 
         let mut heads = Vec::new();
         let mut n = 0u64;
@@ -103,7 +124,7 @@ impl Engine {
             heads.push(unpack::<SecretHead>(Table::Secrets, b)?);
             Ok(())
         })?;
-        counts.insert("secrets".into(), n.into());
+        counts.insert("secrets".into(), n);
         let mut referenced = 0u64;
         for h in &heads {
             if !indexed.remove(&h.path) {
@@ -135,7 +156,7 @@ impl Engine {
                 "{stored} version records, but secrets reference {referenced}"
             ));
         }
-        counts.insert("versions".into(), stored.into());
+        counts.insert("versions".into(), stored);
 
         // Identities, tokens, policies; rotation policies, assignments, jobs, notices and
         // recipes; the plugin catalogue; webhooks and their deliveries: each record opens and
@@ -165,7 +186,7 @@ impl Engine {
             ),
         ];
         for (name, n) in checked {
-            counts.insert(name.into(), n.into());
+            counts.insert(name.into(), n);
         }
         for check in self.verify_plugins(caller)? {
             if !check.ok {
@@ -181,17 +202,38 @@ impl Engine {
         }
 
         let audit = self.verify_audit(caller, false)?;
-        counts.insert("audit_entries".into(), audit.verified.into());
+        counts.insert("audit_entries".into(), audit.verified);
         if let Some(p) = &audit.problem {
             problems.push(format!("audit log: {p}"));
         }
-        Ok(json!({
-            "ok": problems.is_empty(),
-            "checked": counts,
-            "audit_head": { "seq": audit.head_seq, "hash": audit.head_hash },
-            "problems": problems,
-        }))
+        Ok(VaultReport {
+            ok: problems.is_empty(),
+            checked: counts,
+            audit_head: AuditHead {
+                seq: audit.head_seq,
+                hash: audit.head_hash,
+            },
+            problems,
+        })
     }
+}
+
+/// `POST /v1/sys/verify`: what `operator verify` checked and every problem it found.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct VaultReport {
+    pub ok: bool,
+    /// Records checked, by table (and audit entries verified).
+    pub checked: BTreeMap<String, u64>,
+    pub audit_head: AuditHead,
+    /// Each problem, named: the table and record, or the audit entry.
+    pub problems: Vec<String>,
+}
+
+/// The audit chain's head: the value to anchor outside the vault.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: String,
 }
 
 /// Opens every record of `table`, collecting a problem per record that fails.

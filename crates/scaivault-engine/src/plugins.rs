@@ -13,7 +13,7 @@ use scaivault_plugin_host::{
 };
 use scaivault_store::{Table, Vault};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{Caller, Clock, Engine, Error, ErrorCode, Result, decode, encode, load_all};
 
@@ -106,11 +106,18 @@ pub(crate) fn load_catalogue(vault: &Vault, host: &PluginHost, dir: &Path) -> Re
 }
 
 /// One row of `plugins verify`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PluginCheck {
     pub name: String,
     pub ok: bool,
     pub detail: String,
+}
+
+/// `POST /v1/plugins/verify`: every plugin file checked against its pin.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct PluginVerification {
+    pub ok: bool,
+    pub plugins: Vec<PluginCheck>,
 }
 
 impl Engine {
@@ -351,7 +358,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
 }
 
-/// The JSON shape of a list of plugins, shared by both transports.
-pub fn plugins_json(list: &[PluginInfo]) -> Value {
-    json!({ "data": list })
+/// `GET /v1/plugins`: the catalogue.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct PluginList {
+    pub data: Vec<PluginInfo>,
 }

@@ -12,8 +12,8 @@ use scaivault_core::scope::{Permission, Scope};
 use scaivault_core::time::Timestamp;
 use scaivault_core::{Error, ErrorCode, Result};
 use scaivault_store::Table;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::events::Event;
 use crate::records::new_id;
@@ -112,6 +112,28 @@ fn check_scope_field(scope: &str) -> Result<()> {
             format!("unknown policy scope {other:?}"),
         )),
     }
+}
+
+/// `GET /v1/policies`: a page of policies by name, without their rules.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PolicyList {
+    pub policies: Vec<PolicySummary>,
+    pub cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// One policy in a list: what it is and how big, not its rules or bindings.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PolicySummary {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub rule_count: usize,
+    pub binding_count: usize,
+    pub is_active: bool,
+    pub scope: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 impl Engine {
@@ -215,24 +237,34 @@ impl Engine {
         include_inactive: bool,
         limit: Option<usize>,
         cursor: Option<&str>,
-    ) -> Result<Value> {
+    ) -> Result<PolicyList> {
         self.authorize(caller, Scope::PoliciesRead, None)?;
         let policies = read(&self.policies).clone();
-        let keyed: Vec<(String, Value)> = policies
+        let keyed: Vec<(String, PolicySummary)> = policies
             .iter()
             .filter(|p| include_inactive || p.policy.is_active)
             .map(|p| {
-                let view = json!({
-                    "id": p.policy.id, "name": p.policy.name, "description": p.policy.description,
-                    "rule_count": p.policy.rules.len(), "binding_count": p.policy.bindings.len(),
-                    "is_active": p.policy.is_active, "scope": p.policy.scope,
-                    "created_at": p.policy.created_at, "updated_at": p.policy.updated_at,
-                });
-                (p.policy.name.clone(), view)
+                let p = &p.policy;
+                let view = PolicySummary {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    description: p.description.clone(),
+                    rule_count: p.rules.len(),
+                    binding_count: p.bindings.len(),
+                    is_active: p.is_active,
+                    scope: p.scope.clone(),
+                    created_at: p.created_at,
+                    updated_at: p.updated_at,
+                };
+                (p.name.clone(), view)
             })
             .collect();
         let page = crate::cursor::page(keyed, limit, cursor)?;
-        Ok(json!({ "policies": page.items, "cursor": page.cursor, "has_more": page.has_more }))
+        Ok(PolicyList {
+            policies: page.items,
+            cursor: page.cursor,
+            has_more: page.has_more,
+        })
     }
 
     /// Finds a policy by id (`pol_…`) or, for convenience, by name.

@@ -22,8 +22,12 @@ use serde_json::{Map, Value, json};
 
 use crate::rotation_job::Outcome;
 use crate::rotation_state::{
-    JobStatus, RotationPolicy, RotationRecord, RotationState, assignment_key, attach_in,
-    looks_secret, not_found, notice_key,
+    JobStatus, RotationPolicy, RotationRecord, RotationState, assignment_key, attach_in, not_found,
+    notice_key,
+};
+use crate::rotation_views::{
+    JobView, OutcomeError, RotateResult, RotationAssignment, RotationOutcome, RotationPolicyList,
+    RotationPolicyView, RotationStatus, SecretRotation,
 };
 use crate::{Caller, Engine, decode, encode, load_all, read, write};
 
@@ -98,23 +102,13 @@ impl Engine {
         Ok(())
     }
 
-    fn policy_view(&self, p: &RotationPolicy) -> Value {
+    fn policy_view(&self, p: &RotationPolicy) -> RotationPolicyView {
         let count = read(&self.rotation)
             .assigned
             .values()
             .filter(|id| **id == p.id)
             .count();
-        let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
-        v["secrets_count"] = json!(count);
-        // A webhook's signing secret is configuration, but a secret: never shown back.
-        if let Some(cfg) = v.get_mut("backend_config").and_then(Value::as_object_mut) {
-            for (k, val) in cfg.iter_mut() {
-                if looks_secret(k) {
-                    *val = json!("********");
-                }
-            }
-        }
-        v
+        RotationPolicyView::new(p, count)
     }
 
     fn find_rotation_policy(&self, id: &str) -> Result<RotationPolicy> {
@@ -127,7 +121,7 @@ impl Engine {
             .ok_or_else(|| not_found(id))
     }
 
-    async fn save_rotation_policy(&self, p: RotationPolicy) -> Result<Value> {
+    async fn save_rotation_policy(&self, p: RotationPolicy) -> Result<RotationPolicyView> {
         let state = self.rotation.clone();
         let stored = p.clone();
         self.vault
@@ -153,7 +147,7 @@ impl Engine {
         active_only: bool,
         limit: Option<usize>,
         cursor: Option<&str>,
-    ) -> Result<Value> {
+    ) -> Result<RotationPolicyList> {
         self.authorize(caller, Scope::Admin, None)?;
         let policies: Vec<RotationPolicy> = read(&self.rotation)
             .policies
@@ -166,10 +160,14 @@ impl Engine {
             .map(|p| (p.name.clone(), self.policy_view(p)))
             .collect();
         let page = crate::cursor::page(keyed, limit, cursor)?;
-        Ok(json!({ "data": page.items, "cursor": page.cursor, "has_more": page.has_more }))
+        Ok(RotationPolicyList {
+            data: page.items,
+            cursor: page.cursor,
+            has_more: page.has_more,
+        })
     }
 
-    pub fn get_rotation_policy(&self, caller: &Caller, id: &str) -> Result<Value> {
+    pub fn get_rotation_policy(&self, caller: &Caller, id: &str) -> Result<RotationPolicyView> {
         self.authorize(caller, Scope::Admin, None)?;
         let p = self.find_rotation_policy(id)?;
         let mut v = self.policy_view(&p);
@@ -179,7 +177,7 @@ impl Engine {
             .filter(|(_, pid)| **pid == p.id)
             .map(|(path, _)| path.clone())
             .collect();
-        v["secrets"] = json!(secrets);
+        v.secrets = Some(secrets);
         Ok(v)
     }
 
@@ -262,7 +260,7 @@ impl Engine {
         &self,
         caller: &Caller,
         req: RotationPolicyRequest,
-    ) -> Result<Value> {
+    ) -> Result<RotationPolicyView> {
         self.authorize(caller, Scope::Admin, None)?;
         let _change = self.config_change().await;
         let name = req
@@ -314,7 +312,7 @@ impl Engine {
         caller: &Caller,
         id: &str,
         req: RotationPolicyRequest,
-    ) -> Result<Value> {
+    ) -> Result<RotationPolicyView> {
         self.authorize(caller, Scope::Admin, None)?;
         let _change = self.config_change().await;
         let mut p = self.find_rotation_policy(id)?;
@@ -334,7 +332,7 @@ impl Engine {
         caller: &Caller,
         id: &str,
         active: bool,
-    ) -> Result<Value> {
+    ) -> Result<RotationPolicyView> {
         self.authorize(caller, Scope::Admin, None)?;
         let _change = self.config_change().await;
         let mut p = self.find_rotation_policy(id)?;
@@ -371,7 +369,12 @@ impl Engine {
     }
 
     /// Attaches a secret: its schedule starts from its last rotation (or now).
-    pub async fn assign_rotation(&self, caller: &Caller, id: &str, path: &str) -> Result<Value> {
+    pub async fn assign_rotation(
+        &self,
+        caller: &Caller,
+        id: &str,
+        path: &str,
+    ) -> Result<RotationAssignment> {
         let grant = self.may_attach_rotation(caller)?;
         let _change = self.config_change().await;
         let p = self.find_rotation_policy(id)?;
@@ -393,9 +396,12 @@ impl Engine {
             })
             .await?;
         let next = last.map(|l| l.plus(Duration::from_secs(p.interval_seconds)));
-        Ok(
-            json!({ "policy_id": p.id, "secret_path": path, "last_rotated_at": last, "next_rotation_at": next }),
-        )
+        Ok(RotationAssignment {
+            policy_id: p.id,
+            secret_path: path,
+            last_rotated_at: last,
+            next_rotation_at: next,
+        })
     }
 
     pub async fn unassign_rotation(&self, caller: &Caller, id: &str, path: &str) -> Result<()> {
@@ -433,7 +439,7 @@ impl Engine {
     }
 
     /// Per-secret rotation state, for one path or every attached secret.
-    pub fn rotation_status(&self, caller: &Caller, path: Option<&str>) -> Result<Value> {
+    pub fn rotation_status(&self, caller: &Caller, path: Option<&str>) -> Result<RotationStatus> {
         self.authorize(caller, Scope::Admin, None)?;
         let assigned: Vec<(String, String)> = {
             let s = read(&self.rotation);
@@ -452,20 +458,31 @@ impl Engine {
             let policy = self.find_rotation_policy(&pid)?;
             let last = head.last_rotated_at.unwrap_or(head.created_at);
             let next = last.plus(Duration::from_secs(policy.interval_seconds));
-            out.push(json!({
-                "secret_path": p, "policy_id": pid, "version": head.current_version,
-                "last_rotated_at": last, "next_rotation_at": next, "due": now >= next,
-                "previous_version": head.previous_version, "grace_until": head.grace_until,
-                "auto_generate": policy.auto_generate, "is_active": policy.is_active,
-                "backend": policy.backend,
-                "rotation": self.job(&p).map(|j| j.view()),
-            }));
+            out.push(SecretRotation {
+                rotation: self.job(&p).as_ref().map(JobView::from),
+                secret_path: p,
+                policy_id: pid,
+                version: head.current_version,
+                last_rotated_at: last,
+                next_rotation_at: next,
+                due: now >= next,
+                previous_version: head.previous_version,
+                grace_until: head.grace_until,
+                auto_generate: policy.auto_generate,
+                is_active: policy.is_active,
+                backend: policy.backend,
+            });
         }
-        Ok(json!({ "secrets": out }))
+        Ok(RotationStatus { secrets: out })
     }
 
     /// Rotates now: one attached secret, or all of a policy's. Needs `auto_generate`.
-    pub async fn rotate_now(&self, caller: &Caller, id: &str, path: Option<&str>) -> Result<Value> {
+    pub async fn rotate_now(
+        &self,
+        caller: &Caller,
+        id: &str,
+        path: Option<&str>,
+    ) -> Result<RotateResult> {
         self.authorize(caller, Scope::Admin, None)?;
         let p = self.find_rotation_policy(id)?;
         if !p.auto_generate {
@@ -490,7 +507,7 @@ impl Engine {
         }
         // One secret's failure is that secret's answer; the others still rotate.
         let single = path.is_some();
-        let rotated: Vec<Value> = futures_util::stream::iter(targets)
+        let rotated: Vec<RotationOutcome> = futures_util::stream::iter(targets)
             .map(|sp| {
                 let p = &p;
                 async move {
@@ -508,37 +525,46 @@ impl Engine {
                 Err((sp, e)) => Ok(item_error(&p.id, &sp, &e)),
             })
             .collect::<Result<_>>()?;
-        Ok(json!({ "policy_id": p.id, "rotated": rotated }))
+        Ok(RotateResult {
+            policy_id: p.id,
+            rotated,
+        })
     }
 
     /// Starts (or resumes) the rotation of one secret and drives it as far as it can go now.
     /// The caller holds [`Engine::rotation_turn`].
-    async fn rotate_one(&self, p: &RotationPolicy, path: &str) -> Result<Value> {
+    async fn rotate_one(&self, p: &RotationPolicy, path: &str) -> Result<RotationOutcome> {
         self.create_job(p, path).await?;
         self.outcome_view(path, self.drive_job(path, None).await?)
     }
 
-    fn outcome_view(&self, path: &str, o: Outcome) -> Result<Value> {
+    fn outcome_view(&self, path: &str, o: Outcome) -> Result<RotationOutcome> {
+        let secret_path = path.to_owned();
         Ok(match o {
             Outcome::Completed {
                 old_version,
                 new_version,
-            } => {
-                json!({ "secret_path": path, "status": "completed", "old_version": old_version, "new_version": new_version })
-            }
-            Outcome::Pending => {
-                json!({ "secret_path": path, "status": "pending", "rotation": self.job(path).map(|j| j.view()) })
-            }
-            Outcome::Failed(why) => {
-                json!({ "secret_path": path, "status": "failed", "error": why, "rotation": self.job(path).map(|j| j.view()) })
-            }
+            } => RotationOutcome::Completed {
+                secret_path,
+                old_version,
+                new_version,
+            },
+            Outcome::Pending => RotationOutcome::Pending {
+                secret_path,
+                rotation: self.job(path).as_ref().map(JobView::from),
+            },
+            Outcome::Failed(why) => RotationOutcome::Failed {
+                secret_path,
+                error: why,
+                rotation: self.job(path).as_ref().map(JobView::from),
+            },
         })
     }
 
     /// Drives a rotation in progress by at most `steps` steps: lets tests stop between steps
     /// as a crash would, then resume from the file.
     #[cfg(any(test, feature = "test-hooks"))]
-    pub async fn advance_rotation(&self, path: &str, steps: usize) -> Result<Value> {
+    pub async fn advance_rotation(&self, path: &str, steps: usize) -> Result<RotationOutcome> {
         let _turn = self.rotation_turn(path).await;
         let o = self.drive_job(path, Some(steps)).await?;
         self.outcome_view(path, o)
@@ -546,10 +572,10 @@ impl Engine {
 
     /// Starts a rotation job without driving it (tests of the state machine).
     #[cfg(any(test, feature = "test-hooks"))]
-    pub async fn begin_rotation(&self, id: &str, path: &str) -> Result<Value> {
+    pub async fn begin_rotation(&self, id: &str, path: &str) -> Result<JobView> {
         let p = self.find_rotation_policy(id)?;
         let _turn = self.rotation_turn(path).await;
-        Ok(self.create_job(&p, path).await?.view())
+        Ok(JobView::from(&self.create_job(&p, path).await?))
     }
 
     /// One pass of the scheduler: resumes every rotation in progress whose next attempt is
@@ -557,7 +583,7 @@ impl Engine {
     /// every active auto-generating policy. A failed rotation is retried at its next interval
     /// (or at once with `rotate`). Returns what happened. Called by the server every few
     /// seconds; tests call it after moving the clock.
-    pub async fn rotation_tick(&self) -> Result<Vec<Value>> {
+    pub async fn rotation_tick(&self) -> Result<Vec<RotationOutcome>> {
         let now = self.now();
         let work: Vec<(RotationPolicy, String)> = {
             let s = read(&self.rotation);
@@ -573,7 +599,7 @@ impl Engine {
         };
         // Secrets rotate side by side, a few at a time (each may wait on its backend for up
         // to its timeout); one that fails is logged and reported, and the pass goes on.
-        let done: Vec<Option<Value>> = futures_util::stream::iter(work)
+        let done: Vec<Option<RotationOutcome>> = futures_util::stream::iter(work)
             .map(|(p, path)| async move {
                 match self.tick_one(&p, &path, now).await {
                     Ok(v) => v,
@@ -597,7 +623,7 @@ impl Engine {
         p: &RotationPolicy,
         path: &str,
         now: Timestamp,
-    ) -> Result<Option<Value>> {
+    ) -> Result<Option<RotationOutcome>> {
         // Whether it is due is decided in turn: a rotation someone started meanwhile
         // (`rotate`) has either finished, and the secret is no longer due, or is running.
         let _turn = self.rotation_turn(path).await;
@@ -646,9 +672,15 @@ impl Engine {
 const ROTATIONS_AT_ONCE: usize = 4;
 
 /// What a rotation that could not run reports in place of its outcome.
-fn item_error(policy_id: &str, path: &str, e: &Error) -> Value {
-    json!({ "secret_path": path, "policy_id": policy_id, "status": "error",
-            "error": { "code": e.code.as_str(), "message": e.message } })
+fn item_error(policy_id: &str, path: &str, e: &Error) -> RotationOutcome {
+    RotationOutcome::Error {
+        secret_path: path.to_owned(),
+        policy_id: policy_id.to_owned(),
+        error: OutcomeError {
+            code: e.code.as_str().to_owned(),
+            message: e.message.clone(),
+        },
+    }
 }
 
 impl Engine {

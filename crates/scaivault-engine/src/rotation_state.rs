@@ -18,12 +18,12 @@ use scaivault_core::time::Timestamp;
 use scaivault_core::{Error, ErrorCode, Result};
 use scaivault_store::Table;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::records::SecretData;
 use crate::{Caller, Engine, encode, read, write};
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RotationPolicy {
     pub id: String,
     pub name: String,
@@ -264,7 +264,7 @@ pub(crate) fn readable(head: &crate::records::SecretHead, version: u64, now: Tim
 }
 
 /// The last step that completed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Created,
@@ -298,28 +298,6 @@ pub struct RotationJob {
     pub reverted: Option<bool>,
     pub started_at: Timestamp,
     pub updated_at: Timestamp,
-}
-
-impl RotationJob {
-    /// What `rotation status` shows of a job: never the pending value.
-    pub fn view(&self) -> Value {
-        json!({
-            "state": match (self.status, self.step) {
-                (JobStatus::Failed, _) => "failed",
-                (_, Step::Created) => "pending_set",
-                (_, Step::Applied) => "pending_test",
-                (_, Step::Tested) => "pending_finish",
-            },
-            "step_completed": self.step,
-            "from_version": self.from_version,
-            "attempts": self.attempts,
-            "next_attempt_at": (self.status == JobStatus::Running).then_some(self.next_attempt_at),
-            "last_error": self.last_error,
-            "reverted": self.reverted,
-            "started_at": self.started_at,
-            "updated_at": self.updated_at,
-        })
-    }
 }
 
 /// The pending value as a JSON string inside the record: the record is an internally tagged

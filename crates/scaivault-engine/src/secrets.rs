@@ -226,11 +226,16 @@ pub struct BatchOptions {
     pub version: Option<u64>,
 }
 
-type PathIndex = Arc<std::sync::RwLock<std::collections::BTreeMap<String, PathEntry>>>;
+pub(crate) type PathIndex = Arc<std::sync::RwLock<std::collections::BTreeMap<String, PathEntry>>>;
 
 /// Records a path in the listing index (new, deleted or restored); the in-memory index
 /// follows once the batch is durable.
-fn set_path_state(tx: &mut WriteTx<'_, '_>, paths: &PathIndex, path: &str, deleted: bool) {
+pub(crate) fn set_path_state(
+    tx: &mut WriteTx<'_, '_>,
+    paths: &PathIndex,
+    path: &str,
+    deleted: bool,
+) {
     tx.put(
         Table::Paths,
         path.as_bytes(),
@@ -350,10 +355,10 @@ fn apply_and_announce(
 }
 
 /// The in-memory state a destroyed secret leaves behind.
-struct Indexes {
-    paths: PathIndex,
-    heads: Arc<HeadCache>,
-    rotation: Arc<std::sync::RwLock<crate::rotation_state::RotationState>>,
+pub(crate) struct Indexes {
+    pub(crate) paths: PathIndex,
+    pub(crate) heads: Arc<HeadCache>,
+    pub(crate) rotation: Arc<std::sync::RwLock<crate::rotation_state::RotationState>>,
 }
 
 /// Removes every trace of a secret inside a write job: its versions, its head, its listing
@@ -596,7 +601,7 @@ impl Engine {
     }
 
     /// Validates a path and authorizes one operation on it: every secret use case starts so.
-    fn authorize_path(
+    pub(crate) fn authorize_path(
         &self,
         caller: &Caller,
         path: &str,
@@ -1189,7 +1194,7 @@ impl Engine {
         Ok(self.summary(&head, false))
     }
 
-    fn indexes(&self) -> Indexes {
+    pub(crate) fn indexes(&self) -> Indexes {
         Indexes {
             paths: self.paths.clone(),
             heads: self.heads.clone(),

@@ -10,7 +10,6 @@ use scaivault_core::{Error, ErrorCode, Result};
 use scaivault_crypto::{constant_time_eq, random_token_body};
 use scaivault_store::Table;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::caller::ROOT_IDENTITY;
@@ -109,11 +108,61 @@ fn view(t: &TokenRecord) -> TokenView {
         kind: wire_name(&t.kind),
         identity_id: t.identity_id.to_string(),
         identity_type: wire_name(&t.identity_type),
-        scopes: t.scopes.names().into_iter().map(str::to_owned).collect(),
+        scopes: t.scopes.to_strings(),
         created_at: t.created_at,
         expires_at: t.expires_at,
         revoked_at: t.revoked_at,
         created_by: t.created_by.clone(),
+    }
+}
+
+/// `POST /v1/auth/introspect`: whether a token is live, and if so whose and what it may do.
+/// An inactive one says only that (not whether it expired, was revoked or never existed).
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<ActiveToken>,
+}
+
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ActiveToken {
+    pub identity_id: String,
+    pub identity_type: IdentityType,
+    pub tenant_id: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<Timestamp>,
+    pub issued_at: Option<Timestamp>,
+    pub token_id: Option<String>,
+}
+
+/// `POST /v1/auth/token`: the client-credentials grant's answer (RFC 6749 §4.4.3).
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TokenGrant {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    /// The token's scopes, space-separated.
+    pub scope: String,
+    pub token_id: String,
+}
+
+/// The token is the secret: wiped from memory when the answer has been sent.
+impl Drop for TokenGrant {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.access_token);
+    }
+}
+
+/// The token is the secret: `Debug` never shows it.
+impl std::fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenGrant")
+            .field("token_id", &self.token_id)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
     }
 }
 
@@ -310,12 +359,7 @@ impl Engine {
             display_name: display,
             tenant_id: "tnt_local".into(),
             partner_id: "ptn_local".into(),
-            scopes: caller
-                .scopes
-                .names()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            scopes: caller.scopes.to_strings(),
             groups: caller.groups.iter().map(|g| g.to_string()).collect(),
             roles: if caller.root {
                 vec!["super_admin".into()]
@@ -328,20 +372,27 @@ impl Engine {
         }
     }
 
-    pub fn introspect(&self, caller: &Caller, token: &str) -> Result<Value> {
+    pub fn introspect(&self, caller: &Caller, token: &str) -> Result<Introspection> {
         self.authorize(caller, Scope::Admin, None)?;
         Ok(match self.authenticate(token, None) {
-            Ok(c) => {
-                let issued = read(&self.tokens)
-                    .get(&self.vault.token_hasher().hash(token))
-                    .map(|r| r.created_at);
-                json!({
-                    "active": true, "identity_id": c.identity_id, "identity_type": c.identity_type,
-                    "tenant_id": "tnt_local", "scopes": c.scopes, "expires_at": c.token_expires_at,
-                    "issued_at": issued, "token_id": c.token_id,
-                })
-            }
-            Err(_) => json!({ "active": false }),
+            Ok(c) => Introspection {
+                active: true,
+                token: Some(ActiveToken {
+                    issued_at: read(&self.tokens)
+                        .get(&self.vault.token_hasher().hash(token))
+                        .map(|r| r.created_at),
+                    identity_id: c.identity_id.to_string(),
+                    identity_type: c.identity_type,
+                    tenant_id: "tnt_local".into(),
+                    scopes: c.scopes.to_strings(),
+                    expires_at: c.token_expires_at,
+                    token_id: c.token_id,
+                }),
+            },
+            Err(_) => Introspection {
+                active: false,
+                token: None,
+            },
         })
     }
 
@@ -475,7 +526,7 @@ impl Engine {
         client_id: &str,
         client_secret: &str,
         admit: impl FnOnce() -> Result<()>,
-    ) -> Result<Value> {
+    ) -> Result<TokenGrant> {
         let bad = || {
             Error::new(
                 ErrorCode::InvalidCredentials,
@@ -505,11 +556,13 @@ impl Engine {
                 r.id.to_string(),
             )
             .await?;
-        Ok(json!({
-            "access_token": issued.token, "token_type": "Bearer",
-            "expires_in": CLIENT_CREDENTIALS_TTL.as_secs(), "scope": issued.scopes.names().join(" "),
-            "token_id": issued.token_id,
-        }))
+        Ok(TokenGrant {
+            access_token: issued.token.clone(),
+            token_type: "Bearer".into(),
+            expires_in: CLIENT_CREDENTIALS_TTL.as_secs(),
+            scope: issued.scopes.names().join(" "),
+            token_id: issued.token_id.clone(),
+        })
     }
 }
 

@@ -58,18 +58,25 @@ fn chain_verifies_and_queries_filter() {
         ..Default::default()
     };
     let page = e.query_audit(&root, &q).unwrap();
-    let logs = page["logs"].as_array().unwrap();
+    let logs = &page.logs;
     assert_eq!(logs.len(), 4);
-    assert_eq!(logs[0]["secret_path"], "app/s27", "newest first");
-    assert!(logs.iter().all(|l| l["identity_id"] == "sa:a"));
-    assert_eq!(page["has_more"], true);
+    assert_eq!(
+        logs[0].secret_path.as_deref(),
+        Some("app/s27"),
+        "newest first"
+    );
+    assert!(
+        logs.iter()
+            .all(|l| l.identity_id.as_deref() == Some("sa:a"))
+    );
+    assert!(page.has_more);
     let q2 = AuditQuery {
-        cursor: page["cursor"].as_str().map(str::to_owned),
+        cursor: page.cursor.clone(),
         ..q
     };
     let rest = e.query_audit(&root, &q2).unwrap();
-    assert_eq!(rest["logs"].as_array().unwrap().len(), 4);
-    assert_eq!(rest["logs"][0]["secret_path"], "app/s15");
+    assert_eq!(rest.logs.len(), 4);
+    assert_eq!(rest.logs[0].secret_path.as_deref(), Some("app/s15"));
     let fails = e
         .query_audit(
             &root,
@@ -79,7 +86,7 @@ fn chain_verifies_and_queries_filter() {
             },
         )
         .unwrap();
-    assert_eq!(fails["logs"].as_array().unwrap().len(), 6);
+    assert_eq!(fails.logs.len(), 6);
 }
 
 #[test]
@@ -182,11 +189,7 @@ fn pruning_keeps_the_rest_verifiable_from_a_checkpoint() {
         }
         let cutoff = e.now().minus(std::time::Duration::from_secs(3600));
         let r = e.prune_audit(&root, cutoff).await.unwrap();
-        assert_eq!(
-            (r["removed"].as_u64(), r["pruned_through"].as_u64()),
-            (Some(2048), Some(2048)),
-            "{r}"
-        );
+        assert_eq!((r.removed, r.pruned_through), (2048, 2048), "{r:?}");
         let v = e.verify_audit(&root, false).unwrap();
         assert!(v.ok, "{v:?}");
         assert_eq!((v.from_seq, v.verified, v.head_seq), (2049, 552, 2600));
@@ -201,7 +204,7 @@ fn pruning_keeps_the_rest_verifiable_from_a_checkpoint() {
                 },
             )
             .unwrap();
-        assert_eq!(old["logs"].as_array().unwrap().len(), 452);
+        assert_eq!(old.logs.len(), 452);
         // Truncating the tail is still detected after pruning.
         e.tamper_audit_for_tests(2600, true).await.unwrap();
         assert!(!e.verify_audit(&root, false).unwrap().ok);

@@ -682,16 +682,18 @@ fn soft_deletes_are_purged_after_their_window() {
         let q: scaivault_engine::AuditQuery =
             serde_json::from_value(serde_json::json!({"action": "purge"})).unwrap();
         let logs = e.query_audit(&f.root, &q).unwrap();
-        let mut purged: Vec<&str> = logs["logs"]
-            .as_array()
-            .unwrap()
+        let mut purged: Vec<&str> = logs
+            .logs
             .iter()
-            .map(|l| l["secret_path"].as_str().unwrap())
+            .map(|l| l.secret_path.as_deref().unwrap())
             .collect();
         purged.sort();
         assert_eq!(purged, ["old/a", "old/b"]);
-        assert_eq!(logs["logs"][0]["identity_id"], "system:scheduler");
-        assert_eq!(logs["logs"][0]["extra_data"]["version_count"], 3);
+        assert_eq!(
+            logs.logs[0].identity_id.as_deref(),
+            Some("system:scheduler")
+        );
+        assert_eq!(logs.logs[0].extra_data["version_count"], 3);
     });
     // Reopened, the file agrees: the purged paths are not listed.
     let Fixture {

@@ -6,7 +6,9 @@ use std::time::Duration;
 use scaivault_core::ErrorCode;
 use scaivault_core::time::Timestamp;
 use scaivault_crypto::KdfParams;
-use scaivault_engine::{Caller, Engine, ManualClock, RotationPolicyRequest, WriteRequest};
+use scaivault_engine::{
+    Caller, Engine, ManualClock, RotationOutcome, RotationPolicyRequest, WriteRequest,
+};
 use scaivault_store::Vault;
 
 const DAY: u64 = 86_400;
@@ -44,8 +46,8 @@ fn auto_generate_rotates_on_schedule_and_the_old_value_lives_for_the_grace_perio
             .create_rotation_policy(&root, policy(serde_json::json!({"name": "quarterly", "interval": "90d", "grace_period": "48h", "auto_generate": true, "fields": ["password"]})))
             .await
             .unwrap();
-        assert_eq!(p["id"], "rot_quarterly");
-        assert_eq!(p["interval_seconds"], 90 * DAY);
+        assert_eq!(p.policy.id, "rot_quarterly");
+        assert_eq!(p.policy.interval_seconds, 90 * DAY);
         let path = "environments/production/billing/database";
         e.write_secret(&root, path, write(serde_json::json!({"data": {"user": "billing", "password": "initial-pw"}}))).await.unwrap();
         e.assign_rotation(&root, "rot_quarterly", path).await.unwrap();
@@ -55,7 +57,10 @@ fn auto_generate_rotates_on_schedule_and_the_old_value_lives_for_the_grace_perio
         clock.advance(Duration::from_secs(DAY + 1));
         let done = e.rotation_tick().await.unwrap();
         assert_eq!(done.len(), 1);
-        assert_eq!((done[0]["old_version"].as_u64(), done[0]["new_version"].as_u64()), (Some(1), Some(2)));
+        assert!(
+            matches!(done[0], RotationOutcome::Completed { old_version: 1, new_version: 2, .. }),
+            "{done:?}"
+        );
 
         let cur = e.read_secret(&root, path, None).unwrap().data.to_value();
         assert_eq!(cur["user"], "billing", "fields not named by the policy are kept");
@@ -72,11 +77,11 @@ fn auto_generate_rotates_on_schedule_and_the_old_value_lives_for_the_grace_perio
         assert_eq!(e.read_secret(&root, path, None).unwrap().version, 2);
 
         let status = e.rotation_status(&root, Some(path)).unwrap();
-        assert_eq!(status["secrets"][0]["version"], 2);
-        assert_eq!(status["secrets"][0]["due"], false);
+        assert_eq!((status.secrets[0].version, status.secrets[0].due), (2, false));
         let logs = e.query_audit(&root, &scaivault_engine::AuditQuery { action: Some("rotate".into()), ..Default::default() }).unwrap();
-        assert_eq!(logs["logs"][0]["identity_id"], "system:rotation-scheduler");
-        assert!(!logs.to_string().contains(&new_pw), "a generated value reached the audit log");
+        assert_eq!(logs.logs[0].identity_id.as_deref(), Some("system:rotation-scheduler"));
+        let text = serde_json::to_string(&logs).unwrap();
+        assert!(!text.contains(&new_pw), "a generated value reached the audit log");
     });
 }
 
@@ -87,16 +92,16 @@ fn a_manual_write_counts_as_the_rotation_and_policies_can_be_managed() {
     rt().block_on(async {
         e.create_rotation_policy(&root, policy(serde_json::json!({"name": "weekly", "interval": "7d", "grace_period": "24h"}))).await.unwrap();
         e.write_secret(&root, "app/key", write(serde_json::json!({"data": {"value": "one"}, "options": {"rotation_policy_id": "rot_weekly"}}))).await.unwrap();
-        assert_eq!(e.get_rotation_policy(&root, "rot_weekly").unwrap()["secrets"], serde_json::json!(["app/key"]));
+        assert_eq!(e.get_rotation_policy(&root, "rot_weekly").unwrap().secrets, Some(vec!["app/key".to_owned()]));
         clock.advance(Duration::from_secs(8 * DAY));
         assert!(e.rotation_tick().await.unwrap().is_empty(), "without auto_generate the scheduler waits for a write");
-        assert_eq!(e.rotation_status(&root, None).unwrap()["secrets"][0]["due"], true);
+        assert!(e.rotation_status(&root, None).unwrap().secrets[0].due);
         assert_eq!(e.rotate_now(&root, "rot_weekly", None).await.unwrap_err().code, ErrorCode::InvalidRequest);
         e.write_secret(&root, "app/key", write(serde_json::json!({"data": {"value": "two"}}))).await.unwrap();
         assert_eq!(e.read_secret(&root, "app/key", Some(1)).unwrap().data.to_value()["value"], "one");
         clock.advance(Duration::from_secs(25 * 3600));
         assert_eq!(e.read_secret(&root, "app/key", Some(1)).unwrap_err().code, ErrorCode::VersionNotFound);
-        assert_eq!(e.rotation_status(&root, None).unwrap()["secrets"][0]["due"], false);
+        assert!(!e.rotation_status(&root, None).unwrap().secrets[0].due);
 
         let err = e
             .write_secret(&root, "app/other", write(serde_json::json!({"data": {"value": "x"}, "options": {"rotation_policy_id": "rot_nope"}})))
@@ -106,7 +111,7 @@ fn a_manual_write_counts_as_the_rotation_and_policies_can_be_managed() {
         assert_eq!(e.read_secret(&root, "app/other", None).unwrap_err().code, ErrorCode::SecretNotFound, "the failed write wrote nothing");
 
         e.set_rotation_active(&root, "rot_weekly", false).await.unwrap();
-        assert_eq!(e.list_rotation_policies(&root, true, None, None).unwrap()["data"].as_array().unwrap().len(), 0);
+        assert!(e.list_rotation_policies(&root, true, None, None).unwrap().data.is_empty());
         e.delete_rotation_policy(&root, "rot_weekly").await.unwrap();
         assert_eq!(e.get_rotation_policy(&root, "rot_weekly").unwrap_err().code, ErrorCode::RotationPolicyNotFound);
         // Detached: history is readable again like any secret's.
@@ -149,19 +154,16 @@ fn the_scheduler_and_rotate_now_take_turns_on_one_secret() {
             async move { e.rotate_now(&root, "rot_daily", None).await.unwrap() }
         });
         let (ticked, rotated) = (tick.await.unwrap(), now.await.unwrap());
-        let reports: Vec<&serde_json::Value> = ticked
-            .iter()
-            .chain(rotated["rotated"].as_array().unwrap())
-            .collect();
+        let reports: Vec<&RotationOutcome> = ticked.iter().chain(&rotated.rotated).collect();
         assert!(
-            reports.iter().all(|r| r["status"] == "completed"),
+            reports.iter().all(|r| matches!(r, RotationOutcome::Completed { .. })),
             "{reports:#?}"
         );
         for i in 0..8 {
             let path = format!("app/db-{i}");
             let status = e.rotation_status(&root, Some(&path)).unwrap();
-            assert!(status["secrets"][0]["rotation"].is_null(), "{status}");
-            let runs = reports.iter().filter(|r| r["secret_path"] == path.as_str()).count();
+            assert!(status.secrets[0].rotation.is_none(), "{status:?}");
+            let runs = reports.iter().filter(|r| r.secret_path() == path).count();
             // rotate_now always rotates; the scheduler only if it came first.
             assert!((1..=2).contains(&runs), "{path}: {runs}");
             assert_eq!(e.read_secret(&root, &path, None).unwrap().version, 1 + runs as u64);

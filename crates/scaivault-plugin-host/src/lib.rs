@@ -85,7 +85,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(scaivault_crypto::sha256(bytes))
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     Builtin,
@@ -185,7 +185,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A row of `plugins list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PluginInfo {
     pub name: String,
     pub version: String,

@@ -7,7 +7,19 @@ use scaivault_core::{Error, ErrorCode, Result};
 use serde::{Deserialize, Serialize};
 
 /// What the host can grant. A guest import exists only for a granted capability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Capability {
     /// Bytes from the host's CSPRNG.
@@ -54,7 +66,7 @@ impl fmt::Display for Capability {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     SecretTypes,
@@ -63,7 +75,7 @@ pub enum Kind {
 }
 
 /// Per-call resource limits. Every call gets a fresh store with exactly these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Wasm fuel (roughly, instructions) for one call.
@@ -134,7 +146,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Provides {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

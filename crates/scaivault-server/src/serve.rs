@@ -170,7 +170,7 @@ pub async fn serve(
                         .prune_audit(&scaivault_engine::Caller::local_operator(), before)
                         .await
                     {
-                        Ok(r) => tracing::info!(removed = %r["removed"], "audit retention applied"),
+                        Ok(r) => tracing::info!(removed = r.removed, "audit retention applied"),
                         Err(e) => tracing::warn!(error = %e, "audit retention failed"),
                     }
                 }

@@ -87,6 +87,14 @@ impl Digests {
         self.0.get(&table).copied().unwrap_or([0; 32])
     }
 
+    fn set(&mut self, table: Table, digest: [u8; 32]) {
+        if digest == [0; 32] {
+            self.0.remove(&table);
+        } else {
+            self.0.insert(table, digest);
+        }
+    }
+
     /// The first table whose digest differs between the two.
     pub(crate) fn first_difference(&self, other: &Digests) -> Option<Table> {
         covered().find(|t| self.of(*t) != other.of(*t))
@@ -237,6 +245,45 @@ impl Ledger {
             next.recent.insert((table, key.clone()), new);
         }
         Ok(next)
+    }
+
+    /// Recomputes `table`'s digest from the records it will hold once `batch` is applied to
+    /// `committed`, replacing the running one. Only a repair does this: a damaged record's
+    /// original term is lost with it, so the running digest of its table could never match
+    /// the file again. It accepts the table as it is then (see docs/SECURITY.md).
+    pub(crate) fn reanchor(
+        &self,
+        tally: &mut Tally,
+        table: Table,
+        committed: &dyn Snapshot,
+        batch: &[Mutation],
+    ) -> Result<(), StoreError> {
+        let mut changed = std::collections::HashSet::new();
+        let mut d = Digests::default();
+        for m in batch {
+            match m {
+                Mutation::Put {
+                    table: t,
+                    key,
+                    value,
+                } if *t == table => {
+                    changed.insert(key.as_slice());
+                    d.toggle(table, self.term(table, key, value));
+                }
+                Mutation::Delete { table: t, key } if *t == table => {
+                    changed.insert(key.as_slice());
+                }
+                _ => {}
+            }
+        }
+        committed.scan(table, &mut |k, v| {
+            if !changed.contains(k) {
+                d.toggle(table, self.term(table, k, v));
+            }
+            true
+        })?;
+        tally.digests.set(table, d.of(table));
+        Ok(())
     }
 
     /// Compares the recorded digests of `tables` with the records `scan` sees; the first

@@ -62,6 +62,9 @@ pub struct RawTx<'a> {
     backend: &'a dyn Backend,
     batch: BTreeMap<(Table, Vec<u8>), Pending>,
     job: BTreeMap<(Table, Vec<u8>), Pending>,
+    /// Tables whose ledger digest this batch (or job) recomputes (see [`Ledger::reanchor`]).
+    batch_reanchor: std::collections::BTreeSet<Table>,
+    job_reanchor: std::collections::BTreeSet<Table>,
 }
 
 impl<'a> RawTx<'a> {
@@ -70,6 +73,8 @@ impl<'a> RawTx<'a> {
             backend,
             batch: BTreeMap::new(),
             job: BTreeMap::new(),
+            batch_reanchor: Default::default(),
+            job_reanchor: Default::default(),
         }
     }
 
@@ -97,12 +102,42 @@ impl<'a> RawTx<'a> {
         self.job.insert((table, key), Pending::Deleted);
     }
 
+    /// Every key of `table` as this job sees it: the committed ones, with the batch's and
+    /// this job's puts added and their deletes taken away.
+    pub(crate) fn keys(&self, table: Table) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut keys = std::collections::BTreeSet::new();
+        self.backend.scan(table, &mut |k, _| {
+            keys.insert(k.to_vec());
+            true
+        })?;
+        for layer in [&self.batch, &self.job] {
+            for ((t, k), p) in layer {
+                if *t != table {
+                    continue;
+                }
+                if matches!(p, Pending::Deleted) {
+                    keys.remove(k);
+                } else {
+                    keys.insert(k.clone());
+                }
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+
     /// Ends the current job: its writes join the batch, or vanish.
     pub(crate) fn end_job(&mut self, keep: bool) {
         let job = std::mem::take(&mut self.job);
+        let reanchor = std::mem::take(&mut self.job_reanchor);
         if keep {
             self.batch.extend(job);
+            self.batch_reanchor.extend(reanchor);
         }
+    }
+
+    /// Asks the commit to recompute `table`'s ledger digest from the file (a repair).
+    pub(crate) fn reanchor(&mut self, table: Table) {
+        self.job_reanchor.insert(table);
     }
 
     fn mutations(&mut self, keys: &dyn WriterKeys) -> Vec<Mutation> {
@@ -181,13 +216,14 @@ fn writer_loop(
                 Err(_) => raw.end_job(false),
             }
         }
+        let reanchor = std::mem::take(&mut raw.batch_reanchor);
         let batch = raw.mutations(keys);
         let result = if let Some(e) = &poisoned {
             Err(e.clone())
-        } else if batch.is_empty() {
+        } else if batch.is_empty() && reanchor.is_empty() {
             Ok(())
         } else if keys.generation() == ledger.0 {
-            commit_with_ledger(backend, keys, &ledger.1, &mut tally, batch)
+            commit_with_ledger(backend, keys, &ledger.1, &mut tally, batch, &reanchor)
         } else {
             let (generation, current) = keys.ledger();
             // A job of this batch replaced the root key: the ledger moves to the new root
@@ -208,7 +244,8 @@ fn writer_loop(
                 })
                 .and_then(|digests| {
                     let mut fresh = Tally::new(digests);
-                    commit_with_ledger(backend, keys, &current, &mut fresh, batch).map(|()| fresh)
+                    commit_with_ledger(backend, keys, &current, &mut fresh, batch, &reanchor)
+                        .map(|()| fresh)
                 });
             match moved {
                 Ok(fresh) => {
@@ -242,10 +279,15 @@ pub(crate) fn commit_with_ledger(
     ledger: &Ledger,
     tally: &mut Tally,
     mut batch: Vec<Mutation>,
+    reanchor: &std::collections::BTreeSet<Table>,
 ) -> Result<(), StoreError> {
     let next = {
         let committed = backend.snapshot()?;
-        ledger.advance(tally, &*committed, &batch)?
+        let mut next = ledger.advance(tally, &*committed, &batch)?;
+        for &t in reanchor {
+            ledger.reanchor(&mut next, t, &*committed, &batch)?;
+        }
+        next
     };
     batch.push(Mutation::Put {
         table: Table::Integrity,

@@ -169,3 +169,61 @@ def test_webhook_answers_match_their_schemas():
         assert answers[4][2]["last_delivery"]["status"] == "failed"
     finally:
         dev.stop()
+
+
+def test_rotation_audit_policy_plugin_and_token_answers_match_their_schemas(dev):
+    _, doc = fetch(dev, "GET", "/v1/openapi.json")
+    status, pol = fetch(dev, "POST", "/v1/rotation/policies", {
+        "name": "typed", "interval": "7d", "auto_generate": True, "fields": ["password"]})
+    assert status == 201, pol
+    fetch(dev, "PUT", "/v1/secrets/typed/db", {"data": {"user": "u", "password": "first"}})
+    fetch(dev, "POST", "/v1/identities", {"identity_id": "sa:typed-grant"})
+    status, cred = fetch(dev, "POST", "/v1/identities/sa:typed-grant/credentials", {"scopes": ["secrets:read"]})
+    assert status == 201, cred
+    grant_req = urllib.request.Request(
+        dev.url + "/v1/auth/token", method="POST",
+        data=json.dumps({"grant_type": "client_credentials", "client_id": "sa:typed-grant",
+                         "client_secret": cred["client_secret"]}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(grant_req) as resp:
+        grant = json.loads(resp.read())
+    answers = [
+        ("post", "/v1/rotation/policies", (201, pol)),
+        ("post", "/v1/rotation/policies/{id}/secrets",
+         fetch(dev, "POST", "/v1/rotation/policies/rot_typed/secrets", {"secret_path": "typed/db"})),
+        ("get", "/v1/rotation/policies", fetch(dev, "GET", "/v1/rotation/policies")),
+        ("get", "/v1/rotation/policies/{id}", fetch(dev, "GET", "/v1/rotation/policies/rot_typed")),
+        ("patch", "/v1/rotation/policies/{id}",
+         fetch(dev, "PATCH", "/v1/rotation/policies/rot_typed", {"description": "typed"})),
+        ("post", "/v1/rotation/policies/{id}/rotate", fetch(dev, "POST", "/v1/rotation/policies/rot_typed/rotate")),
+        ("get", "/v1/rotation/status", fetch(dev, "GET", "/v1/rotation/status")),
+        ("post", "/v1/rotation/policies/{id}/disable", fetch(dev, "POST", "/v1/rotation/policies/rot_typed/disable")),
+        ("post", "/v1/rotation/policies/{id}/enable", fetch(dev, "POST", "/v1/rotation/policies/rot_typed/enable")),
+        ("get", "/v1/audit/logs", fetch(dev, "GET", "/v1/audit/logs?limit=5")),
+        ("get", "/v1/audit/secrets/{path}", fetch(dev, "GET", "/v1/audit/secrets/typed/db")),
+        ("get", "/v1/audit/identities/{id}", fetch(dev, "GET", "/v1/audit/identities/sa:typed-grant")),
+        ("get", "/v1/audit/summary", fetch(dev, "GET", "/v1/audit/summary")),
+        ("get", "/v1/audit/verify", fetch(dev, "GET", "/v1/audit/verify")),
+        ("post", "/v1/audit/prune", fetch(dev, "POST", "/v1/audit/prune", {"older_than": "3650d"})),
+        ("get", "/v1/policies", fetch(dev, "GET", "/v1/policies")),
+        ("get", "/v1/plugins", fetch(dev, "GET", "/v1/plugins")),
+        ("get", "/v1/plugins/{name}", fetch(dev, "GET", "/v1/plugins/types")),
+        ("post", "/v1/plugins/verify", fetch(dev, "POST", "/v1/plugins/verify")),
+        ("post", "/v1/auth/introspect", fetch(dev, "POST", "/v1/auth/introspect", {"token": grant["access_token"]})),
+        ("post", "/v1/auth/introspect", fetch(dev, "POST", "/v1/auth/introspect", {"token": "skt_not_a_token"})),
+        ("post", "/v1/auth/token", (200, grant)),
+        ("post", "/v1/sys/verify", fetch(dev, "POST", "/v1/sys/verify")),
+    ]
+    for method, template, (status, answer) in answers:
+        assert status < 300, (method, template, answer)
+        errors = list(jsonschema.Draft202012Validator(response_schema(doc, method, template)).iter_errors(answer))
+        assert not errors, (method, template, answer, [e.message for e in errors])
+    rotated = answers[5][2][1]["rotated"]
+    assert [r["status"] for r in rotated] == ["completed"], rotated
+    introspected = answers[19][2][1]
+    assert introspected["active"] is True and introspected["identity_id"] == "sa:typed-grant"
+    assert answers[20][2][1] == {"active": False}
+    # The rotation's outcome is a tagged union: an unknown status fails the schema.
+    bogus = {"policy_id": "rot_typed", "rotated": [{"status": "exploded", "secret_path": "typed/db"}]}
+    assert not jsonschema.Draft202012Validator(
+        response_schema(doc, "post", "/v1/rotation/policies/{id}/rotate")).is_valid(bogus)

@@ -1,16 +1,20 @@
 use axum::Json;
 use axum::extract::Path;
 use axum::http::Uri;
-use scaivault_engine::{AuditQuery, SummaryQuery};
+use scaivault_engine::{
+    AuditPage, AuditPruned, AuditQuery, AuditSummary, AuditTrail, SummaryQuery, VerifyReport,
+};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::raw_tail;
 use crate::context::Auth;
 use crate::error::ApiError;
 use crate::json::{ApiJson, ApiQuery};
 
-pub async fn logs(auth: Auth, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn logs(
+    auth: Auth,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
     Ok(Json(auth.engine.query_audit(&auth.caller, &q)?))
 }
 
@@ -18,29 +22,31 @@ pub async fn for_secret(
     auth: Auth,
     uri: Uri,
     ApiQuery(mut q): ApiQuery<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditTrail>, ApiError> {
     let path = raw_tail(&uri, "/v1/audit/secrets/").to_owned();
     q.secret_path = Some(path.clone());
-    let mut trail = auth.engine.query_audit(&auth.caller, &q)?;
-    trail["summary"] = auth.engine.trail_summary(&auth.caller, None, Some(path))?;
-    Ok(Json(trail))
+    Ok(Json(AuditTrail {
+        page: auth.engine.query_audit(&auth.caller, &q)?,
+        summary: auth.engine.trail_summary(&auth.caller, None, Some(path))?,
+    }))
 }
 
 pub async fn for_identity(
     auth: Auth,
     Path(id): Path<String>,
     ApiQuery(mut q): ApiQuery<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditTrail>, ApiError> {
     q.identity_id = Some(id.clone());
-    let mut trail = auth.engine.query_audit(&auth.caller, &q)?;
-    trail["summary"] = auth.engine.trail_summary(&auth.caller, Some(id), None)?;
-    Ok(Json(trail))
+    Ok(Json(AuditTrail {
+        page: auth.engine.query_audit(&auth.caller, &q)?,
+        summary: auth.engine.trail_summary(&auth.caller, Some(id), None)?,
+    }))
 }
 
 pub async fn summary(
     auth: Auth,
     ApiQuery(q): ApiQuery<SummaryQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditSummary>, ApiError> {
     Ok(Json(auth.engine.audit_summary(&auth.caller, &q)?))
 }
 
@@ -54,11 +60,11 @@ pub struct VerifyQuery {
 pub async fn verify(
     auth: Auth,
     ApiQuery(q): ApiQuery<VerifyQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let report = auth
-        .engine
-        .verify_audit(&auth.caller, q.fast.unwrap_or(false))?;
-    Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+) -> Result<Json<VerifyReport>, ApiError> {
+    Ok(Json(
+        auth.engine
+            .verify_audit(&auth.caller, q.fast.unwrap_or(false))?,
+    ))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -71,7 +77,7 @@ pub struct PruneRequest {
 pub async fn prune(
     auth: Auth,
     ApiJson(req): ApiJson<PruneRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditPruned>, ApiError> {
     let age = scaivault_core::duration::parse_duration(&req.older_than)?;
     let before = auth.engine.now().minus(age);
     Ok(Json(auth.engine.prune_audit(&auth.caller, before).await?))

@@ -5,7 +5,6 @@ use axum::response::{IntoResponse, Response};
 use scaivault_core::Error;
 use scaivault_engine::CreateToken;
 use serde::Deserialize;
-use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::context::Auth;
@@ -26,7 +25,7 @@ pub struct IntrospectRequest {
 pub async fn introspect(
     auth: Auth,
     ApiJson(req): ApiJson<IntrospectRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<scaivault_engine::Introspection>, ApiError> {
     Ok(Json(auth.engine.introspect(&auth.caller, &req.token)?))
 }
 
@@ -44,7 +43,7 @@ pub struct ClientCredentialsRequest {
 pub async fn client_credentials(
     state: axum::extract::State<std::sync::Arc<crate::state::AppState>>,
     ApiJson(req): ApiJson<ClientCredentialsRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<scaivault_engine::TokenGrant>, ApiError> {
     if req
         .grant_type
         .as_deref()

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use scaivault_core::{Error, ErrorCode};
+use scaivault_engine::{PluginInfo, PluginList, PluginVerification};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -16,13 +17,14 @@ use crate::json::ApiJson;
 /// Largest install request: a plugin up to 12 MiB, base64-encoded.
 pub const MAX_INSTALL_BODY: usize = 16 * 1024 * 1024;
 
-pub async fn list(auth: Auth) -> Result<Json<Value>, ApiError> {
-    let list = auth.engine.list_plugins(&auth.caller)?;
-    Ok(Json(scaivault_engine::plugins_json(&list)))
+pub async fn list(auth: Auth) -> Result<Json<PluginList>, ApiError> {
+    Ok(Json(PluginList {
+        data: auth.engine.list_plugins(&auth.caller)?,
+    }))
 }
 
-pub async fn get(auth: Auth, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(auth.engine.get_plugin(&auth.caller, &name)?)))
+pub async fn get(auth: Auth, Path(name): Path<String>) -> Result<Json<PluginInfo>, ApiError> {
+    Ok(Json(auth.engine.get_plugin(&auth.caller, &name)?))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -47,7 +49,7 @@ pub async fn install(
         .engine
         .install_plugin(&auth.caller, &manifest, wasm)
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(info))).into_response())
+    Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
 pub async fn remove(auth: Auth, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
@@ -55,10 +57,12 @@ pub async fn remove(auth: Auth, Path(name): Path<String>) -> Result<StatusCode, 
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn verify(auth: Auth) -> Result<Json<Value>, ApiError> {
-    let checks = auth.engine.verify_plugins(&auth.caller)?;
-    let ok = checks.iter().all(|c| c.ok);
-    Ok(Json(json!({ "ok": ok, "plugins": checks })))
+pub async fn verify(auth: Auth) -> Result<Json<PluginVerification>, ApiError> {
+    let plugins = auth.engine.verify_plugins(&auth.caller)?;
+    Ok(Json(PluginVerification {
+        ok: plugins.iter().all(|c| c.ok),
+        plugins,
+    }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -23,7 +23,10 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-pub async fn list(auth: Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    auth: Auth,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<scaivault_engine::PolicyList>, ApiError> {
     // `scope` (tenant/partner) names the managed service's tenancy; a single-node vault has
     // one tenant, so every policy is in either scope.
     let _ = &q.scope;

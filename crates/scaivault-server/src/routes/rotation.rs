@@ -2,9 +2,10 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use scaivault_engine::RotationPolicyRequest;
+use scaivault_engine::{
+    RotateResult, RotationPolicyList, RotationPolicyRequest, RotationPolicyView, RotationStatus,
+};
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::context::Auth;
 use crate::error::ApiError;
@@ -21,7 +22,10 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-pub async fn list(auth: Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    auth: Auth,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<RotationPolicyList>, ApiError> {
     Ok(Json(auth.engine.list_rotation_policies(
         &auth.caller,
         q.active_only.unwrap_or(false),
@@ -41,7 +45,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(p)).into_response())
 }
 
-pub async fn get(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(auth: Auth, Path(id): Path<String>) -> Result<Json<RotationPolicyView>, ApiError> {
     Ok(Json(auth.engine.get_rotation_policy(&auth.caller, &id)?))
 }
 
@@ -49,7 +53,7 @@ pub async fn patch(
     auth: Auth,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<RotationPolicyRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RotationPolicyView>, ApiError> {
     Ok(Json(
         auth.engine
             .update_rotation_policy(&auth.caller, &id, req)
@@ -64,7 +68,10 @@ pub async fn delete(auth: Auth, Path(id): Path<String>) -> Result<StatusCode, Ap
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn enable(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn enable(
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<RotationPolicyView>, ApiError> {
     Ok(Json(
         auth.engine
             .set_rotation_active(&auth.caller, &id, true)
@@ -72,7 +79,10 @@ pub async fn enable(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, A
     ))
 }
 
-pub async fn disable(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn disable(
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<RotationPolicyView>, ApiError> {
     Ok(Json(
         auth.engine
             .set_rotation_active(&auth.caller, &id, false)
@@ -124,7 +134,7 @@ pub async fn rotate(
     auth: Auth,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RotateResult>, ApiError> {
     let req: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RotateRequest::default()
     } else {
@@ -149,7 +159,7 @@ pub struct StatusQuery {
 pub async fn status(
     auth: Auth,
     ApiQuery(q): ApiQuery<StatusQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RotationStatus>, ApiError> {
     Ok(Json(
         auth.engine
             .rotation_status(&auth.caller, q.path.as_deref())?,

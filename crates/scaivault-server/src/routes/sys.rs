@@ -315,7 +315,8 @@ pub async fn backup(auth: Auth) -> Result<Response, ApiError> {
         axum::http::HeaderValue::from_static("application/octet-stream"),
     );
     h.insert("content-length", len.into());
-    if let Ok(v) = axum::http::HeaderValue::from_str(&facts.to_string()) {
+    let facts = serde_json::to_string(&facts).unwrap_or_default();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&facts) {
         h.insert("x-scaivault-backup", v);
     }
     Ok(resp)
@@ -410,7 +411,16 @@ pub async fn restore(
     Ok(resp)
 }
 
-pub async fn verify(auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {
+/// `DELETE /v1/sys/damaged/{path}`: the path is taken raw, like secrets'.
+pub async fn destroy_damaged(
+    auth: Auth,
+    uri: axum::http::Uri,
+) -> Result<Json<scaivault_engine::DamagedDestroyed>, ApiError> {
+    let path = crate::routes::raw_tail(&uri, "/v1/sys/damaged/");
+    Ok(Json(auth.engine.destroy_damaged(&auth.caller, path).await?))
+}
+
+pub async fn verify(auth: Auth) -> Result<Json<scaivault_engine::VaultReport>, ApiError> {
     let engine = auth.engine.clone();
     let caller = auth.caller.clone();
     let report = tokio::task::spawn_blocking(move || engine.verify_vault(&caller))

@@ -148,7 +148,9 @@ routes! {
         "Stream a consistent, encrypted backup";
     POST "/v1/sys/restore" => sys::restore, s(Admin), Admin, ByHandler(A::RestoreFromBackup),
         "Write one secret back from an uploaded backup (audited with its path and versions)", binary_body;
-    POST "/v1/sys/verify" => sys::verify, s(Admin), Admin, Action(A::Verify),
+    DELETE "/v1/sys/damaged/{*path}" => sys::destroy_damaged [=> scaivault_engine::DamagedDestroyed], s(Admin), Admin, Secret(A::DestroyDamaged),
+        "Destroy what is left of a damaged secret (one that answers integrity_error), so its path can be written again";
+    POST "/v1/sys/verify" => sys::verify [=> scaivault_engine::VaultReport], s(Admin), Admin, Action(A::Verify),
         "Check every record, the indexes and the audit chain";
     POST "/v1/sys/test/clock" => sys::advance_test_clock [sys::AdvanceClock], s(Admin), Admin, Action(A::TestClockAdvance),
         "Move the test clock forward and run the rotation scheduler (dev --test-clock only)", test_only;
@@ -178,7 +180,7 @@ routes! {
     POST "/v1/restore/{*path}" => secrets::restore [=> scaivault_engine::SecretSummary], s(SecretsDelete), Delete, Secret(A::Restore),
         "Undo a soft delete";
 
-    GET "/v1/policies" => policies::list, s(PoliciesRead), Policy, Action(A::PolicyRead),
+    GET "/v1/policies" => policies::list [=> scaivault_engine::PolicyList], s(PoliciesRead), Policy, Action(A::PolicyRead),
         "List access policies";
     POST "/v1/policies" => policies::create [scaivault_engine::PolicyRequest], s(Admin), Policy, Action(A::PolicyCreate),
         "Create an access policy (admin: policies decide who may do what)";
@@ -199,46 +201,46 @@ routes! {
     DELETE "/v1/policies/{id}/bindings/{binding}" => policies::unbind, s(Admin), Policy,
         Action(A::PolicyUnbind), "Remove a binding (admin)";
 
-    GET "/v1/audit/logs" => audit::logs, s(AuditRead), Audit, Action(A::AuditQuery),
+    GET "/v1/audit/logs" => audit::logs [=> scaivault_engine::AuditPage], s(AuditRead), Audit, Action(A::AuditQuery),
         "Query the audit log";
-    GET "/v1/audit/secrets/{*path}" => audit::for_secret, s(AuditRead), Audit, Action(A::AuditQuery),
+    GET "/v1/audit/secrets/{*path}" => audit::for_secret [=> scaivault_engine::AuditTrail], s(AuditRead), Audit, Action(A::AuditQuery),
         "Audit entries of one secret, with its 30-day summary";
-    GET "/v1/audit/identities/{id}" => audit::for_identity, s(AuditRead), Audit,
+    GET "/v1/audit/identities/{id}" => audit::for_identity [=> scaivault_engine::AuditTrail], s(AuditRead), Audit,
         Action(A::AuditQuery), "Audit entries of one identity, with its 30-day summary";
-    GET "/v1/audit/summary" => audit::summary, s(AuditRead), Audit, Action(A::AuditQuery),
+    GET "/v1/audit/summary" => audit::summary [=> scaivault_engine::AuditSummary], s(AuditRead), Audit, Action(A::AuditQuery),
         "Counts by action, identity, path and hour (from, to, identity_id, secret_path)";
-    GET "/v1/audit/verify" => audit::verify, s(AuditRead), Audit, Action(A::AuditQuery),
+    GET "/v1/audit/verify" => audit::verify [=> scaivault_engine::VerifyReport], s(AuditRead), Audit, Action(A::AuditQuery),
         "Verify the hash chain";
-    POST "/v1/audit/prune" => audit::prune [audit::PruneRequest], s(Admin), Audit, Action(A::AuditPrune),
+    POST "/v1/audit/prune" => audit::prune [audit::PruneRequest => scaivault_engine::AuditPruned], s(Admin), Audit, Action(A::AuditPrune),
         "Prune entries older than a duration";
 
-    GET "/v1/rotation/policies" => rotation::list, s(Admin), Admin, Action(A::RotationPolicy),
+    GET "/v1/rotation/policies" => rotation::list [=> scaivault_engine::RotationPolicyList], s(Admin), Admin, Action(A::RotationPolicy),
         "List rotation policies (`data`)";
-    POST "/v1/rotation/policies" => rotation::create [scaivault_engine::RotationPolicyRequest], s(Admin), Admin, Action(A::RotationPolicy),
+    POST "/v1/rotation/policies" => rotation::create [scaivault_engine::RotationPolicyRequest => scaivault_engine::RotationPolicyView], s(Admin), Admin, Action(A::RotationPolicy),
         "Create a rotation policy (`rot_<name>`)";
-    GET "/v1/rotation/policies/{id}" => rotation::get, s(Admin), Admin, Action(A::RotationPolicy),
+    GET "/v1/rotation/policies/{id}" => rotation::get [=> scaivault_engine::RotationPolicyView], s(Admin), Admin, Action(A::RotationPolicy),
         "Get a rotation policy and its secrets";
-    PATCH "/v1/rotation/policies/{id}" => rotation::patch [scaivault_engine::RotationPolicyRequest], s(Admin), Admin,
+    PATCH "/v1/rotation/policies/{id}" => rotation::patch [scaivault_engine::RotationPolicyRequest => scaivault_engine::RotationPolicyView], s(Admin), Admin,
         Action(A::RotationPolicy), "Update a rotation policy";
     DELETE "/v1/rotation/policies/{id}" => rotation::delete, s(Admin), Admin,
         Action(A::RotationPolicy), "Delete a rotation policy (detaches its secrets)";
-    POST "/v1/rotation/policies/{id}/enable" => rotation::enable, s(Admin), Admin,
+    POST "/v1/rotation/policies/{id}/enable" => rotation::enable [=> scaivault_engine::RotationPolicyView], s(Admin), Admin,
         Action(A::RotationPolicy), "Resume a paused policy";
-    POST "/v1/rotation/policies/{id}/disable" => rotation::disable, s(Admin), Admin,
+    POST "/v1/rotation/policies/{id}/disable" => rotation::disable [=> scaivault_engine::RotationPolicyView], s(Admin), Admin,
         Action(A::RotationPolicy), "Pause a policy";
-    POST "/v1/rotation/policies/{id}/secrets" => rotation::assign [rotation::AssignRequest], s(Admin), Admin,
+    POST "/v1/rotation/policies/{id}/secrets" => rotation::assign [rotation::AssignRequest => scaivault_engine::RotationAssignment], s(Admin), Admin,
         Action(A::RotationPolicy), "Attach a secret";
     DELETE "/v1/rotation/policies/{id}/secrets/{*path}" => rotation::unassign, s(Admin), Admin,
         Action(A::RotationPolicy), "Detach a secret";
-    POST "/v1/rotation/policies/{id}/rotate" => rotation::rotate [rotation::RotateRequest], s(Admin), Admin,
+    POST "/v1/rotation/policies/{id}/rotate" => rotation::rotate [rotation::RotateRequest => scaivault_engine::RotateResult], s(Admin), Admin,
         Action(A::Rotate), "Rotate now (all, or `secret_path`)";
-    GET "/v1/rotation/status" => rotation::status, s(Admin), Admin, Action(A::RotationPolicy),
+    GET "/v1/rotation/status" => rotation::status [=> scaivault_engine::RotationStatus], s(Admin), Admin, Action(A::RotationPolicy),
         "Per-secret rotation state";
 
     GET "/v1/auth/whoami" => auth::whoami [=> scaivault_engine::Whoami], Token, Auth, Action(A::Whoami), "The caller";
-    POST "/v1/auth/introspect" => auth::introspect [auth::IntrospectRequest], s(Admin), Auth, Action(A::Introspect),
+    POST "/v1/auth/introspect" => auth::introspect [auth::IntrospectRequest => scaivault_engine::Introspection], s(Admin), Auth, Action(A::Introspect),
         "Inspect another token";
-    POST "/v1/auth/token" => auth::client_credentials [auth::ClientCredentialsRequest], Public, Public, Action(A::TokenIssue),
+    POST "/v1/auth/token" => auth::client_credentials [auth::ClientCredentialsRequest => scaivault_engine::TokenGrant], Public, Public, Action(A::TokenIssue),
         "Client-credentials grant (rate-limited per address and per client)";
     GET "/v1/auth/tokens" => auth::list_tokens [=> scaivault_engine::TokenList], s(Admin), Admin, Action(A::TokenList),
         "List tokens (never their values)";
@@ -294,12 +296,12 @@ routes! {
     GET "/v1/webhooks/{id}/deliveries" => webhooks::deliveries [=> scaivault_engine::DeliveryPage], s(Admin), Admin,
         Action(A::WebhookRead), "The delivery log, newest first";
 
-    GET "/v1/plugins" => plugins::list, s(Admin), Admin, Action(A::PluginRead), "List plugins";
-    POST "/v1/plugins" => plugins::install [plugins::InstallRequest], s(Admin), Admin, Action(A::PluginInstall),
+    GET "/v1/plugins" => plugins::list [=> scaivault_engine::PluginList], s(Admin), Admin, Action(A::PluginRead), "List plugins";
+    POST "/v1/plugins" => plugins::install [plugins::InstallRequest => scaivault_engine::PluginInfo], s(Admin), Admin, Action(A::PluginInstall),
         "Install an external plugin (manifest + base64 wasm); pins its SHA-256", large_body;
-    POST "/v1/plugins/verify" => plugins::verify, s(Admin), Admin, Action(A::PluginVerify),
+    POST "/v1/plugins/verify" => plugins::verify [=> scaivault_engine::PluginVerification], s(Admin), Admin, Action(A::PluginVerify),
         "Check every plugin's bytes against its pinned SHA-256";
-    GET "/v1/plugins/{name}" => plugins::get, s(Admin), Admin, Action(A::PluginRead),
+    GET "/v1/plugins/{name}" => plugins::get [=> scaivault_engine::PluginInfo], s(Admin), Admin, Action(A::PluginRead),
         "Get a plugin";
     DELETE "/v1/plugins/{name}" => plugins::remove, s(Admin), Admin, Action(A::PluginRemove),
         "Remove an external plugin";

@@ -1,0 +1,232 @@
+//! Repairing one damaged secret in place.
+//!
+//! A secret whose head is missing or fails to authenticate answers `integrity_error` and
+//! refuses writes, so no write can start a new history over a damaged one. This module holds
+//! the two ways an operator ends that state for just that secret, each one transaction:
+//! destroy what is left of it ([`Engine::destroy_damaged`]), or put its records back from a
+//! backup ([`Engine::restore_damaged`], which `restore_from_backup` uses when the live secret
+//! is damaged).
+//!
+//! Version records are keyed by a blinded `path + version`, and a damaged head no longer says
+//! which versions it had: they cannot be found by path. So the remains are swept instead:
+//! every version record that no intact secret refers to is removed. Another damaged secret's
+//! versions cannot be told apart from these; while one exists nothing is swept, and
+//! `operator verify` keeps naming the leftover records until the last damaged secret is dealt
+//! with.
+
+use std::collections::BTreeSet;
+
+use scaivault_core::scope::{Permission, Scope};
+use scaivault_core::{Error, ErrorCode, Result};
+use scaivault_store::{Table, WriteTx};
+use serde::{Deserialize, Serialize};
+
+use crate::records::{PathRecord, SecretHead};
+use crate::rotation_state::{assignment_key, job_key, notice_key};
+use crate::secrets::{Indexes, head_in, put_head, set_path_state, version_key};
+use crate::{Caller, Engine, read, store_err, unpack, write};
+
+/// `DELETE /v1/sys/damaged/{path}`: what destroying a damaged secret removed.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DamagedDestroyed {
+    pub path: String,
+    /// Version records swept: this secret's, and any other record no secret referred to.
+    pub versions_removed: usize,
+    /// `false` while another secret is damaged too: its versions cannot be told apart from
+    /// this one's, so none were swept (`operator verify` names them until the last damaged
+    /// secret is destroyed or restored).
+    pub swept: bool,
+}
+
+impl Engine {
+    /// Whether `path` is listed but its head is missing or fails to authenticate.
+    pub(crate) fn is_damaged(&self, path: &str) -> Result<bool> {
+        match self.load_head(path) {
+            Err(e) if e.code == ErrorCode::IntegrityError => Ok(true),
+            Err(e) => Err(e),
+            Ok(Some(_)) => Ok(false),
+            Ok(None) => Ok(self
+                .vault
+                .get(Table::Paths, path.as_bytes())
+                .map_err(store_err)?
+                .is_some()),
+        }
+    }
+
+    /// Destroys what is left of a damaged secret: its head, listing entry, rotation and expiry
+    /// records, and its version records. Only for a damaged secret (an intact one is destroyed
+    /// with a permanent delete); an admin's act, and it needs delete on the path too.
+    pub async fn destroy_damaged(&self, caller: &Caller, path: &str) -> Result<DamagedDestroyed> {
+        self.authorize(caller, Scope::Admin, None)?;
+        let path = self.authorize_path(caller, path, Scope::SecretsDelete, Permission::Delete)?;
+        let p = path.as_str().to_owned();
+        let ix = self.indexes();
+        self.vault
+            .write(move |tx| {
+                ensure_damaged(tx, &p)?;
+                let (versions_removed, swept) = remove_remains(tx, &p, &ix, false)?;
+                Ok(DamagedDestroyed {
+                    path: p,
+                    versions_removed,
+                    swept,
+                })
+            })
+            .await
+    }
+
+    /// Replaces a damaged secret with its records from a backup (`snapshot`, opened under the
+    /// same keys): head and every version it holds, as they were when the backup was taken.
+    /// The secret keeps the rotation policy it is attached to in this vault; a rotation that
+    /// was in progress is dropped. `entry` is the request's audit entry, committed in the same
+    /// transaction. Returns the head put back.
+    pub(crate) async fn restore_damaged(
+        &self,
+        snapshot: &Engine,
+        path: &str,
+        entry: crate::AuditInput,
+    ) -> Result<SecretHead> {
+        let mut head = snapshot.load_head(path)?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::SecretNotFound,
+                format!("the backup has no secret at {path}"),
+            )
+            .with("path", path)
+        })?;
+        let mut versions = Vec::with_capacity(head.versions.len());
+        for info in &head.versions {
+            let key = version_key(path, info.version);
+            let record = snapshot
+                .vault
+                .get(Table::Versions, &key)
+                .map_err(store_err)?
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::IntegrityError,
+                        format!(
+                            "version {} of {path} is missing from the backup",
+                            info.version
+                        ),
+                    )
+                    .with("path", path)
+                })?;
+            versions.push((key, record));
+        }
+        head.rotation_policy_id = read(&self.rotation).assigned.get(path).cloned();
+        head.previous_version = None;
+        head.grace_until = None;
+        let (p, ix, clock) = (path.to_owned(), self.indexes(), self.clock.clone());
+        let restored = head.current_version;
+        self.vault
+            .write(move |tx| {
+                ensure_damaged(tx, &p)?;
+                remove_remains(tx, &p, &ix, true)?;
+                for (key, record) in &versions {
+                    tx.put(Table::Versions, key, record.as_bytes());
+                }
+                put_head(tx, &ix.heads, &head);
+                set_path_state(tx, &ix.paths, &p, head.deleted_at.is_some());
+                let mut entry = entry;
+                entry
+                    .extra_data
+                    .insert("restored_version".into(), restored.into());
+                entry.extra_data.insert("version".into(), restored.into());
+                entry
+                    .extra_data
+                    .insert("repaired_damage".into(), true.into());
+                crate::audit::append(tx, entry, &*clock)?;
+                Ok(head)
+            })
+            .await
+    }
+}
+
+/// Refuses unless `p` is damaged as this write job sees it.
+fn ensure_damaged(tx: &WriteTx<'_, '_>, p: &str) -> Result<()> {
+    match head_in(tx, p) {
+        Err(e) if e.code == ErrorCode::IntegrityError => Ok(()),
+        Err(e) => Err(e),
+        Ok(Some(_)) => Err(Error::invalid_request(format!(
+            "{p} is not damaged: destroy it with `scaivault secrets delete {p} --permanent`, or restore a version with `scaivault operator restore`"
+        ))
+        .with("path", p)),
+        Ok(None) => Err(
+            Error::new(ErrorCode::SecretNotFound, format!("no secret at {p}")).with("path", p),
+        ),
+    }
+}
+
+/// Removes a damaged secret's records (keeping its rotation attachment when `keep_rotation`),
+/// then sweeps version records no intact secret refers to. Returns how many version records
+/// were swept and whether the sweep ran (it does not while another secret is damaged).
+fn remove_remains(
+    tx: &mut WriteTx<'_, '_>,
+    p: &str,
+    ix: &Indexes,
+    keep_rotation: bool,
+) -> Result<(usize, bool)> {
+    tx.delete(Table::Secrets, p.as_bytes());
+    tx.delete(Table::Paths, p.as_bytes());
+    // The damaged head's term in the ledger is lost with it: the heads' digest is taken anew
+    // from the file (the versions and the path index keep theirs, moved record by record).
+    tx.reanchor(Table::Secrets);
+    tx.delete(Table::Rotation, &crate::expiry::expiry_key(p));
+    tx.delete(Table::Rotation, &job_key(p));
+    tx.delete(Table::Rotation, &notice_key(p));
+    if !keep_rotation {
+        tx.delete(Table::Rotation, &assignment_key(p));
+    }
+    let (heads, paths, rotation, key) = (
+        ix.heads.clone(),
+        ix.paths.clone(),
+        ix.rotation.clone(),
+        p.to_owned(),
+    );
+    tx.on_commit(move || {
+        heads.invalidate(&key);
+        write(&paths).remove(&key);
+        let mut r = write(&rotation);
+        r.expiry.remove(&key);
+        r.jobs.remove(&key);
+        r.notices.remove(&key);
+        if !keep_rotation {
+            r.assigned.remove(&key);
+        }
+    });
+
+    let mut keep = Vec::new();
+    let mut intact = BTreeSet::new();
+    let mut damaged_elsewhere = false;
+    tx.scan(Table::Secrets, &mut |r| {
+        match r
+            .map_err(store_err)
+            .and_then(|b| unpack::<SecretHead>(Table::Secrets, b.as_bytes()))
+        {
+            Ok(h) => {
+                keep.extend(h.versions.iter().map(|v| version_key(&h.path, v.version)));
+                intact.insert(h.path);
+            }
+            Err(_) => damaged_elsewhere = true,
+        }
+        !damaged_elsewhere
+    })
+    .map_err(store_err)?;
+    // A secret listed without a head is damaged too.
+    if !damaged_elsewhere {
+        tx.scan(Table::Paths, &mut |r| {
+            damaged_elsewhere = match r
+                .map_err(store_err)
+                .and_then(|b| unpack::<PathRecord>(Table::Paths, b.as_bytes()))
+            {
+                Ok(listed) => !intact.contains(&listed.path),
+                Err(_) => true,
+            };
+            !damaged_elsewhere
+        })
+        .map_err(store_err)?;
+    }
+    if damaged_elsewhere {
+        return Ok((0, false));
+    }
+    let swept = tx.retain(Table::Versions, keep).map_err(store_err)?;
+    Ok((swept, true))
+}
