@@ -606,7 +606,18 @@ pub async fn export(target: &VaultClient, cmd: ExportCmd) -> CliResult<()> {
     let mapping = load_mapping(mapping.as_deref())?;
     // Every value was read through the API, so each read's audit entry is durable already.
     let secrets = read_all(target, &prefix).await?;
-    let text = dotenv::render(&to_vars(&secrets, &mapping)?);
+    let vars = to_vars(&secrets, &mapping)?;
+    let text = dotenv::render(&vars);
+    let inexact: Vec<String> = vars
+        .iter()
+        .filter_map(|(k, v)| dotenv::inexact_in(v).map(|r| format!("{k} (differs in {r})")))
+        .collect();
+    if !inexact.is_empty() {
+        eprintln!(
+            "warning: no .env quoting reads these values back exactly in every reader: {}. `scaivault run` passes every value exactly.",
+            inexact.join(", ")
+        );
+    }
     match out {
         Some(p) => crate::config::write_private(&p, text.as_bytes())
             .map_err(|e| Error::internal(format!("cannot write {}: {e}", p.display())))?,

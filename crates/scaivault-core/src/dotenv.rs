@@ -3,7 +3,7 @@
 //! Accepted: blank lines and `#` comments, an optional `export ` prefix, `KEY=value` with `=`
 //! allowed inside values, unquoted values (trailing whitespace and ` # comment` dropped),
 //! single-quoted values (literal, may span lines), double-quoted values (escapes `\n \r \t \"
-//! \\ \$`, may span lines), empty values, CRLF line ends. Variables are not expanded. A key that
+//! \\ \$ \'`, may span lines), empty values, CRLF line ends. Variables are not expanded. A key that
 //! appears twice is reported; the last value wins, as in every dotenv loader.
 
 use std::fmt;
@@ -133,7 +133,8 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
                             'n' => value.push('\n'),
                             'r' => value.push('\r'),
                             't' => value.push('\t'),
-                            '"' | '\\' | '$' => value.push(n),
+                            // `\'` as python-dotenv and compose read it.
+                            '"' | '\\' | '$' | '\'' => value.push(n),
                             other => {
                                 value.push('\\');
                                 value.push(other);
@@ -218,28 +219,97 @@ fn is_safe_unquoted(v: &str) -> bool {
         .all(|c| c.is_ascii_alphanumeric() || "_./:@%+,=-".contains(c))
 }
 
-/// Renders variables so that [`parse`] gives them back exactly, in order.
+/// How a value is written so that the readers people load `.env` files with read it back
+/// exactly: bash (`set -a; . file`), python-dotenv, docker compose's `env_file`, and [`parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quoting {
+    /// `KEY=value`: only characters no reader treats specially.
+    Bare,
+    /// `KEY='value'`: literal in every reader (newlines included), when the value holds no
+    /// `'`, no `\` (python-dotenv unescapes `\\` and `\'` inside single quotes) and no CR
+    /// (python-dotenv reads files with universal newlines).
+    Single,
+    /// `KEY="value"` with `\\` and `\"` escaped and newlines literal: what bash and
+    /// python-dotenv agree on, when every `$` is one bash leaves alone and no backtick or CR
+    /// is present.
+    Double,
+    /// No quoting reads back exactly in bash: the value holds a `'` or `\` (so it cannot be
+    /// single-quoted) together with a `$` bash would expand, a backtick or a CR.
+    /// Double-quoted as for python-dotenv (`$` raw, CR as `\r`); [`inexact_in`] names the
+    /// readers that differ.
+    Inexact,
+}
+
+/// The readers that read `v` back differently however it is quoted, if any: bash when
+/// [`quoting`] says [`Quoting::Inexact`], python-dotenv whenever it holds `${` (it expands
+/// `${…}` inside any quotes and has no escape for it).
+pub fn inexact_in(v: &str) -> Option<&'static str> {
+    match (quoting(v) == Quoting::Inexact, v.contains("${")) {
+        (true, true) => Some("bash and python-dotenv"),
+        (true, false) => Some("bash"),
+        (false, true) => Some("python-dotenv"),
+        (false, false) => None,
+    }
+}
+
+/// Whether bash leaves `$` literal inside double quotes when `next` follows it.
+fn dollar_is_literal_in_bash(next: Option<char>) -> bool {
+    matches!(
+        next,
+        None | Some(
+            ' ' | '/' | '.' | ',' | ':' | '%' | '=' | '+' | ']' | '}' | '~' | '^' | '\n' | '\t'
+        )
+    )
+}
+
+/// The quoting [`render`] uses for `v`.
+pub fn quoting(v: &str) -> Quoting {
+    if is_safe_unquoted(v) {
+        return Quoting::Bare;
+    }
+    if !v.contains(['\'', '\\', '\r']) {
+        return Quoting::Single;
+    }
+    let chars: Vec<char> = v.chars().collect();
+    let exact = chars.iter().enumerate().all(|(i, &c)| match c {
+        '`' | '\r' => false,
+        // bash expands most `$x` (python-dotenv only `${…}`, which bash expands too).
+        '$' => dollar_is_literal_in_bash(chars.get(i + 1).copied()),
+        _ => true,
+    });
+    if exact {
+        Quoting::Double
+    } else {
+        Quoting::Inexact
+    }
+}
+
+/// Renders variables so that [`parse`] gives them back exactly, in order, and bash and
+/// python-dotenv do too, except in the readers [`inexact_in`] names for a value.
 pub fn render(vars: &[(String, String)]) -> String {
     let mut out = String::new();
     for (k, v) in vars {
         out.push_str(k);
         out.push('=');
-        if is_safe_unquoted(v) {
-            out.push_str(v);
-        } else {
-            out.push('"');
-            for c in v.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    '$' => out.push_str("\\$"),
-                    c => out.push(c),
-                }
+        match quoting(v) {
+            Quoting::Bare => out.push_str(v),
+            Quoting::Single => {
+                out.push('\'');
+                out.push_str(v);
+                out.push('\'');
             }
-            out.push('"');
+            q @ (Quoting::Double | Quoting::Inexact) => {
+                out.push('"');
+                for c in v.chars() {
+                    match c {
+                        '\\' => out.push_str("\\\\"),
+                        '"' => out.push_str("\\\""),
+                        '\r' if q == Quoting::Inexact => out.push_str("\\r"),
+                        c => out.push(c),
+                    }
+                }
+                out.push('"');
+            }
         }
         out.push('\n');
     }
@@ -298,6 +368,35 @@ mod tests {
             let e = parse(text).unwrap_err();
             assert_eq!(e.line, line, "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn each_value_gets_the_quoting_every_reader_agrees_on() {
+        for (v, q) in [
+            ("plain-value_1", Quoting::Bare),
+            ("", Quoting::Bare),
+            ("$HOME/x", Quoting::Single),
+            ("two words # not a comment", Quoting::Single),
+            ("line1\nline2", Quoting::Single),
+            ("${HOME}", Quoting::Single),
+            ("it's", Quoting::Double),
+            ("C:\\path\\n", Quoting::Double),
+            ("it's $5 or $", Quoting::Inexact),
+            ("it's `cmd`", Quoting::Inexact),
+            ("a\\${B}", Quoting::Inexact),
+            ("crlf\r\n", Quoting::Inexact),
+            ("it's 100$ / $.", Quoting::Double),
+        ] {
+            assert_eq!(quoting(v), q, "{v:?}");
+        }
+        assert_eq!(inexact_in("a\\${B}"), Some("bash and python-dotenv"));
+        assert_eq!(inexact_in("${B}"), Some("python-dotenv"));
+        assert_eq!(inexact_in("it's $5"), Some("bash"));
+        assert_eq!(inexact_in("it's"), None);
+        assert_eq!(
+            render(&[("A".into(), "it's".into()), ("B".into(), "$x".into())]),
+            "A=\"it's\"\nB='$x'\n"
+        );
     }
 
     proptest! {

@@ -30,7 +30,8 @@ def test_every_walkthrough_command_runs(dev, tmp_path):
         "SALESFORCE_CLIENT_SECRET=csecret\nLOG_LEVEL=info\nDATABASE_URL='postgres://b:p@db/b'\n"
     )
     (tmp_path / "mapping.json").write_text(
-        '{"secrets": {"salesforce": {"SALESFORCE_CLIENT_ID": "client_id", "SALESFORCE_CLIENT_SECRET": "client_secret"}},'
+        '{"secrets": {"stripe": {"STRIPE_SECRET_KEY": "secret_key"},'
+        ' "salesforce": {"SALESFORCE_CLIENT_ID": "client_id", "SALESFORCE_CLIENT_SECRET": "client_secret"}},'
         ' "skip": ["LOG_LEVEL"]}'
     )
     service = tmp_path / "billing-service"

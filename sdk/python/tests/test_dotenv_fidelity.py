@@ -1,0 +1,94 @@
+"""`scaivault export dotenv` read back by the loaders people use, with hostile values: every
+value comes back exactly in python-dotenv (interpolation on, as applications load it) and in
+bash (`set -a; . file`), except those the export warns no quoting can carry to a reader, and
+then only in the readers it names."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.request
+
+from dotenv import dotenv_values
+
+from conftest import binary
+
+# Each value is stored as its own secret and exported under its own variable.
+CORPUS = [
+    "plain-value_1",
+    "",
+    "two words  # not a comment",
+    "$HOME/x",
+    "${HOME} and $(whoami) and `id`",
+    "it's",
+    'say "hi"',
+    "C:\\path\\new",
+    "ends with a backslash\\",
+    "\\\\double",
+    "line1\nline2\n",
+    "tab\there",
+    "  padded  ",
+    "héllo ✓ 🗝",
+    "a=b=c",
+    "!bang *glob? ~tilde ;rm -rf / &",
+    "-----BEGIN KEY-----\nMIIB\\n+/=\n-----END KEY-----",
+    "it's 100$ / $.",
+    # No quoting carries these to every reader: the export says which differ.
+    "it's $5",
+    "it's `id`",
+    "back\\slash ${HOME}",
+    "crlf\r\nline",
+]
+
+
+def put(dev, path: str, data: dict) -> None:
+    req = urllib.request.Request(
+        f"{dev.url}/v1/secrets/{path}", method="PUT", data=json.dumps({"data": data}).encode(),
+        headers={"Authorization": f"Bearer {dev.token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as resp:
+        assert resp.status in (200, 201)
+
+
+def test_exported_values_read_back_exactly_in_python_dotenv_and_bash(dev, tmp_path):
+    want = {}
+    for i, value in enumerate(CORPUS):
+        put(dev, f"hostile/v{i:02}", {"value": value})
+        want[f"V{i:02}"] = value
+    out = tmp_path / "exported.env"
+    env = dict(os.environ, SCAIVAULT_URL=dev.url, SCAIVAULT_TOKEN=dev.token, HOME=str(tmp_path))
+    r = subprocess.run([binary(), "export", "dotenv", "--prefix", "hostile/", "--out", str(out)],
+                       env=env, capture_output=True, text=True, check=True)
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    warned = r.stderr
+
+    # What the export says cannot reach a reader exactly.
+    differs = {k: "" for k in want}
+    for k in want:
+        for readers in ("bash and python-dotenv", "bash", "python-dotenv"):
+            if f"{k} (differs in {readers})" in warned:
+                differs[k] = readers
+                break
+    flagged = {k: d for k, d in differs.items() if d}
+    assert flagged == {"V04": "python-dotenv", "V18": "bash", "V19": "bash",
+                       "V20": "bash and python-dotenv", "V21": "bash"}, warned
+
+    # python-dotenv, as applications load it (interpolation on).
+    got = dotenv_values(out)
+    for k, v in want.items():
+        if "python-dotenv" not in differs[k]:
+            assert got[k] == v, (k, v, got[k], out.read_text())
+
+    # bash: source it with every variable exported, then print each NUL-terminated.
+    keys = " ".join(want)
+    script = f'set -a; . "{out}"; for k in {keys}; do printf "%s\\0" "${{!k}}"; done'
+    dumped = subprocess.run(["bash", "-c", script], env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"},
+                            capture_output=True, check=True).stdout.decode()
+    values = dumped.split("\0")[:-1]
+    assert len(values) == len(want)
+    for (k, v), seen in zip(want.items(), values):
+        if "bash" not in differs[k]:
+            assert seen == v, (k, v, seen)
+    # The flagged ones really do differ: the warning is not a blanket excuse.
+    assert all(seen != want[k] for k, seen in zip(want, values) if "bash" in differs[k])
+    assert all(got[k] != want[k] for k in want if "python-dotenv" in differs[k])
