@@ -640,10 +640,46 @@ fn a_damaged_or_missing_head_is_an_integrity_error_not_a_missing_secret() {
     assert!(out.status.success(), "{}", stderr(&out));
     let gone: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        (gone["path"].as_str(), gone["swept"].as_bool()),
-        (Some("app/gone"), Some(false)),
-        "app/flipped is damaged too, so no version record can be swept yet: {gone}"
+        (
+            gone["path"].as_str(),
+            gone["versions_removed"].as_u64(),
+            gone["other_unreferenced"].as_u64()
+        ),
+        (Some("app/gone"), Some(2), Some(2)),
+        "app/gone's two versions go; app/flipped's (its head is damaged too) stay: {gone}"
     );
+    // A version the backup lacks, or a file that is no backup, is refused before anything is
+    // put back: the secret is still damaged after either.
+    let junk = dir.path().join("junk.svbak");
+    std::fs::write(&junk, b"not a backup at all").unwrap();
+    for (from, version, says) in [
+        (&backup, Some("99"), "version_not_found"),
+        (&junk, None, "the backup cannot be used"),
+    ] {
+        let mut args = vec![
+            "--json",
+            "operator",
+            "restore",
+            "--from",
+            from.to_str().unwrap(),
+            "--path",
+            "app/flipped",
+        ];
+        args.extend(version.iter().flat_map(|v| ["--version", v]));
+        let out = cli_env(&args, &remote, None);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+        let r = c
+            .get(format!("{url}/v1/secrets/app/flipped"))
+            .bearer_auth(&root)
+            .send()
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            500,
+            "still damaged after a refused restore"
+        );
+    }
     // The other one gets its whole history back from the backup.
     let out = cli_env(
         &[
@@ -703,6 +739,18 @@ fn a_damaged_or_missing_head_is_an_integrity_error_not_a_missing_secret() {
     assert!(find("destroy_damaged", "app/gone").is_some(), "{audit}");
     let repair = find("restore_from_backup", "app/flipped").expect("the restore's entry");
     assert_eq!(repair["extra_data"]["repaired_damage"], true, "{repair}");
+    let refused = entries
+        .iter()
+        .filter(|e| {
+            e["action"] == "restore_from_backup"
+                && e["secret_path"] == "app/flipped"
+                && e["success"] == false
+        })
+        .count();
+    assert_eq!(
+        refused, 2,
+        "refused restores are found by their path too: {audit}"
+    );
 }
 
 /// Issue #17, item 4: a backup whose trailer was changed — here its `created_at`, which the

@@ -635,9 +635,10 @@ pub async fn operator(
                     "Destroyed the damaged secret {path} ({} version records removed)",
                     res.versions_removed
                 );
-                if !res.swept {
+                if res.other_unreferenced > 0 {
                     println!(
-                        "Another secret is damaged too, so its versions and these could not be told apart: none were removed. `scaivault operator verify` names them until the last damaged secret is destroyed or restored."
+                        "{} other version records belong to no intact secret (another damaged secret's, or left by a head rolled back outside the vault): they were left in place, and `scaivault operator verify` names them",
+                        res.other_unreferenced
                     );
                 }
             });

@@ -47,12 +47,28 @@ impl Engine {
         self.authorize(caller, Scope::SecretsWrite, Some((path, Permission::Write)))?;
         let dir = tempfile::tempdir().map_err(|e| Error::internal(format!("no temp dir: {e}")))?;
         let copy = dir.path().join("snapshot.db");
-        let trailer = extract_backup(backup, &copy).map_err(store_err)?;
+        // Whatever is wrong with the upload is the upload's fault, not the vault's: a 400
+        // naming the backup, never an `integrity_error` that reads as damage to the vault.
+        let unusable = |e: Error| {
+            Error::invalid_request(format!(
+                "the backup cannot be used (nothing was changed): {}",
+                e.message
+            ))
+        };
+        let trailer = extract_backup(backup, &copy)
+            .map_err(store_err)
+            .map_err(unusable)?;
         self.vault
             .check_backup_trailer(&trailer)
-            .map_err(store_err)?;
-        let snapshot = Arc::new(self.vault.open_sibling(&copy).map_err(store_err)?);
-        let old = Engine::load(snapshot, Arc::new(SystemClock))?;
+            .map_err(store_err)
+            .map_err(unusable)?;
+        let snapshot = Arc::new(
+            self.vault
+                .open_sibling(&copy)
+                .map_err(store_err)
+                .map_err(unusable)?,
+        );
+        let old = Engine::load(snapshot, Arc::new(SystemClock)).map_err(unusable)?;
         entry.action = crate::AuditAction::RestoreFromBackup.into();
         entry.success = true;
         // A damaged secret gets its records back from the backup (its whole history there);
@@ -60,6 +76,10 @@ impl Engine {
         let path = scaivault_core::path::SecretPath::parse(path)?;
         let path = path.as_str();
         if self.is_damaged(path)? {
+            // The version asked for must be in the backup before anything is put back.
+            if let Some(v) = version {
+                old.read_secret(&Caller::local_operator(), path, Some(v))?;
+            }
             entry.secret_path = Some(path.to_owned());
             let head = self.restore_damaged(&old, path, entry.clone()).await?;
             if version.is_none_or(|v| v == head.current_version) {

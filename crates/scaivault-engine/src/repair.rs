@@ -8,20 +8,18 @@
 //! is damaged).
 //!
 //! Version records are keyed by a blinded `path + version`, and a damaged head no longer says
-//! which versions it had: they cannot be found by path. So the remains are swept instead:
-//! every version record that no intact secret refers to is removed. Another damaged secret's
-//! versions cannot be told apart from these; while one exists nothing is swept, and
-//! `operator verify` keeps naming the leftover records until the last damaged secret is dealt
-//! with.
-
-use std::collections::BTreeSet;
+//! which versions it had. So its versions are found among the records no intact secret refers
+//! to, by recomputing this path's keys for versions 1, 2, … (up to [`MAX_VERSION_PROBE`])
+//! until none is left to match: only records proven to be this secret's are removed. Any other
+//! unreferenced record (another damaged secret's, or the evidence of a rolled-back head) stays,
+//! counted in the answer, and `operator verify` keeps naming it.
 
 use scaivault_core::scope::{Permission, Scope};
 use scaivault_core::{Error, ErrorCode, Result};
 use scaivault_store::{Table, WriteTx};
 use serde::{Deserialize, Serialize};
 
-use crate::records::{PathRecord, SecretHead};
+use crate::records::SecretHead;
 use crate::rotation_state::{assignment_key, job_key, notice_key};
 use crate::secrets::{Indexes, head_in, put_head, set_path_state, version_key};
 use crate::{Caller, Engine, read, store_err, unpack, write};
@@ -30,13 +28,16 @@ use crate::{Caller, Engine, read, store_err, unpack, write};
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DamagedDestroyed {
     pub path: String,
-    /// Version records swept: this secret's, and any other record no secret referred to.
+    /// This secret's version records removed.
     pub versions_removed: usize,
-    /// `false` while another secret is damaged too: its versions cannot be told apart from
-    /// this one's, so none were swept (`operator verify` names them until the last damaged
-    /// secret is destroyed or restored).
-    pub swept: bool,
+    /// Version records no intact secret refers to that are not this secret's (another damaged
+    /// secret's, or left by a head rolled back outside the vault): left in place for the
+    /// operator to look at; `operator verify` names them.
+    pub other_unreferenced: usize,
 }
+
+/// The highest version number a repair looks for a damaged secret's records under.
+pub const MAX_VERSION_PROBE: u64 = 1 << 20;
 
 impl Engine {
     /// Whether `path` is listed but its head is missing or fails to authenticate.
@@ -64,11 +65,11 @@ impl Engine {
         self.vault
             .write(move |tx| {
                 ensure_damaged(tx, &p)?;
-                let (versions_removed, swept) = remove_remains(tx, &p, &ix, false)?;
+                let (versions_removed, other_unreferenced) = remove_remains(tx, &p, &ix, false)?;
                 Ok(DamagedDestroyed {
                     path: p,
                     versions_removed,
-                    swept,
+                    other_unreferenced,
                 })
             })
             .await
@@ -146,7 +147,7 @@ fn ensure_damaged(tx: &WriteTx<'_, '_>, p: &str) -> Result<()> {
         Err(e) if e.code == ErrorCode::IntegrityError => Ok(()),
         Err(e) => Err(e),
         Ok(Some(_)) => Err(Error::invalid_request(format!(
-            "{p} is not damaged: destroy it with `scaivault secrets delete {p} --permanent`, or restore a version with `scaivault operator restore`"
+            "{p} is not damaged: destroy it with `scaivault secrets delete {p} --hard`, or restore a version with `scaivault operator restore`"
         ))
         .with("path", p)),
         Ok(None) => Err(
@@ -156,14 +157,14 @@ fn ensure_damaged(tx: &WriteTx<'_, '_>, p: &str) -> Result<()> {
 }
 
 /// Removes a damaged secret's records (keeping its rotation attachment when `keep_rotation`),
-/// then sweeps version records no intact secret refers to. Returns how many version records
-/// were swept and whether the sweep ran (it does not while another secret is damaged).
+/// its version records among those no intact secret refers to included. Returns how many
+/// version records were its, and how many other unreferenced ones were left.
 fn remove_remains(
     tx: &mut WriteTx<'_, '_>,
     p: &str,
     ix: &Indexes,
     keep_rotation: bool,
-) -> Result<(usize, bool)> {
+) -> Result<(usize, usize)> {
     tx.delete(Table::Secrets, p.as_bytes());
     tx.delete(Table::Paths, p.as_bytes());
     // The damaged head's term in the ledger is lost with it: the heads' digest is taken anew
@@ -193,40 +194,31 @@ fn remove_remains(
         }
     });
 
+    // Every version an intact head refers to is kept; among the rest, this path's are found by
+    // recomputing their keys. A head that does not open contributes nothing to `keep`, so its
+    // versions are unreferenced too, but they never match this path's keys.
     let mut keep = Vec::new();
-    let mut intact = BTreeSet::new();
-    let mut damaged_elsewhere = false;
     tx.scan(Table::Secrets, &mut |r| {
-        match r
+        if let Ok(h) = r
             .map_err(store_err)
             .and_then(|b| unpack::<SecretHead>(Table::Secrets, b.as_bytes()))
         {
-            Ok(h) => {
-                keep.extend(h.versions.iter().map(|v| version_key(&h.path, v.version)));
-                intact.insert(h.path);
-            }
-            Err(_) => damaged_elsewhere = true,
+            keep.extend(h.versions.iter().map(|v| version_key(&h.path, v.version)));
         }
-        !damaged_elsewhere
+        true
     })
     .map_err(store_err)?;
-    // A secret listed without a head is damaged too.
-    if !damaged_elsewhere {
-        tx.scan(Table::Paths, &mut |r| {
-            damaged_elsewhere = match r
-                .map_err(store_err)
-                .and_then(|b| unpack::<PathRecord>(Table::Paths, b.as_bytes()))
-            {
-                Ok(listed) => !intact.contains(&listed.path),
-                Err(_) => true,
-            };
-            !damaged_elsewhere
-        })
-        .map_err(store_err)?;
+    let mut loose = tx.unreferenced(Table::Versions, keep).map_err(store_err)?;
+    let mut mine = 0;
+    for v in 1..=MAX_VERSION_PROBE {
+        if loose.is_empty() {
+            break;
+        }
+        let k = tx.record_key(Table::Versions, &version_key(p, v));
+        if loose.remove(&k) {
+            tx.delete_record(Table::Versions, k);
+            mine += 1;
+        }
     }
-    if damaged_elsewhere {
-        return Ok((0, false));
-    }
-    let swept = tx.retain(Table::Versions, keep).map_err(store_err)?;
-    Ok((swept, true))
+    Ok((mine, loose.len()))
 }

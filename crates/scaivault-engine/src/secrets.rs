@@ -590,12 +590,15 @@ fn check_metadata(meta: &Map<String, Value>) -> Result<()> {
 
 impl Engine {
     pub(crate) fn load_head(&self, path: &str) -> Result<Option<SecretHead>> {
+        // A head that does not open names its path, so a list or write it stops says which.
         match self
             .vault
             .get(Table::Secrets, path.as_bytes())
-            .map_err(store_err)?
+            .map_err(|e| store_err(e).with("path", path))?
         {
-            Some(p) => unpack(Table::Secrets, p.as_bytes()).map(Some),
+            Some(p) => unpack(Table::Secrets, p.as_bytes())
+                .map(Some)
+                .map_err(|e| e.with("path", path)),
             None => Ok(None),
         }
     }

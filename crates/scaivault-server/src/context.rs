@@ -514,10 +514,24 @@ fn too_many_failures(wait: u64) -> Error {
 }
 
 /// The secret a route's `{*path}` tail names (the raw, still percent-encoded bytes, as the
-/// handlers match them), cut to 512 characters for the audit entry.
+/// handlers match them), or for a route without one its `path` query parameter (a
+/// per-secret restore), cut to 512 characters for the audit entry. Even a refused request is
+/// then found by a query by path.
 fn secret_path(spec: &RouteSpec, uri: &axum::http::Uri) -> Option<String> {
-    let prefix = spec.tail_prefix()?;
-    let t = uri.path().strip_prefix(prefix)?.trim_end_matches('/');
+    let t = match spec.tail_prefix() {
+        Some(prefix) => uri
+            .path()
+            .strip_prefix(prefix)?
+            .trim_end_matches('/')
+            .to_owned(),
+        None => {
+            let axum::extract::Query(mut q) = axum::extract::Query::<
+                std::collections::HashMap<String, String>,
+            >::try_from_uri(uri)
+            .ok()?;
+            q.remove("path")?
+        }
+    };
     Some(t.chars().take(512).collect())
 }
 

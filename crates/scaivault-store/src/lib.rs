@@ -30,4 +30,4 @@ pub use header::{FORMAT_VERSION, Header};
 pub use ledger::CHECKED_AT_OPEN;
 pub use redb_backend::{DEFAULT_CACHE_MIB, RedbBackend, set_cache_mib};
 pub use table::Table;
-pub use vault::{ReadView, RootChange, Unlock, Vault, VaultStats, WriteTx};
+pub use vault::{ReadView, RecordKey, RootChange, Unlock, Vault, VaultStats, WriteTx};

@@ -1064,6 +1064,10 @@ impl ReadView<'_> {
     }
 }
 
+/// A record's key as the file holds it (blinded): comparable, and opaque outside the store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordKey(Vec<u8>);
+
 /// A write job's view: logical keys in, blinded keys and sealed values out.
 pub struct WriteTx<'r, 'b> {
     raw: &'r mut RawTx<'b>,
@@ -1129,26 +1133,35 @@ impl WriteTx<'_, '_> {
         Ok(())
     }
 
-    /// Deletes every record of `table` whose key is none of `keep`; returns how many it
-    /// deleted. Sweeps records nothing refers to any more, such as the versions of a secret
-    /// whose head was lost (their keys are blinded, so they cannot be found by path).
-    pub fn retain(
-        &mut self,
+    /// The keys of `table`'s records, as this job sees them, that are none of `keep` (logical
+    /// keys): records nothing refers to any more, such as the versions of a secret whose head
+    /// was lost (their keys are blinded, so they cannot be listed by path).
+    pub fn unreferenced(
+        &self,
         table: Table,
         keep: impl IntoIterator<Item = Vec<u8>>,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<std::collections::HashSet<RecordKey>, StoreError> {
         let keep: std::collections::HashSet<Vec<u8>> = keep
             .into_iter()
             .map(|k| self.keys.blind(table, &k))
             .collect();
-        let mut swept = 0;
-        for blinded in self.raw.keys(table)? {
-            if !keep.contains(&blinded) {
-                self.raw.delete(table, blinded);
-                swept += 1;
-            }
-        }
-        Ok(swept)
+        Ok(self
+            .raw
+            .keys(table)?
+            .into_iter()
+            .filter(|k| !keep.contains(k))
+            .map(RecordKey)
+            .collect())
+    }
+
+    /// The key a logical key is stored under, to compare with [`WriteTx::unreferenced`]'s.
+    pub fn record_key(&self, table: Table, key: &[u8]) -> RecordKey {
+        RecordKey(self.keys.blind(table, key))
+    }
+
+    /// Deletes the record stored under `key`.
+    pub fn delete_record(&mut self, table: Table, key: RecordKey) {
+        self.raw.delete(table, key.0);
     }
 
     /// Recomputes `table`'s ledger digest from the file when this batch commits, instead of
@@ -1206,7 +1219,7 @@ mod tests {
     }
 
     #[test]
-    fn a_write_job_scans_and_sweeps_what_it_sees_including_its_own_batch() {
+    fn a_write_job_scans_and_finds_loose_records_in_what_it_sees_including_its_own_batch() {
         let dir = tempfile::tempdir().unwrap();
         let v = Vault::create(&dir.path().join("v.db"), PASS, KdfParams::FLOOR).unwrap();
         v.write_blocking(|tx| {
@@ -1216,7 +1229,7 @@ mod tests {
             Ok::<_, StoreError>(())
         })
         .unwrap();
-        let (mut seen, swept) = v
+        let (mut seen, deleted) = v
             .write_blocking(|tx| {
                 tx.put(Table::Versions, b"d", b"d");
                 tx.delete(Table::Versions, b"a");
@@ -1225,13 +1238,21 @@ mod tests {
                     seen.push(r.unwrap().as_bytes().to_vec());
                     true
                 })?;
-                let swept = tx.retain(Table::Versions, [b"b".to_vec(), b"d".to_vec()])?;
-                Ok::<_, StoreError>((seen, swept))
+                let loose = tx.unreferenced(Table::Versions, [b"b".to_vec(), b"d".to_vec()])?;
+                assert_eq!(
+                    loose,
+                    [tx.record_key(Table::Versions, b"c")].into_iter().collect(),
+                    "only c is neither kept nor already deleted"
+                );
+                for k in loose {
+                    tx.delete_record(Table::Versions, k);
+                }
+                Ok::<_, StoreError>((seen, 1))
             })
             .unwrap();
         seen.sort();
         assert_eq!(seen, [b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
-        assert_eq!(swept, 1, "only c is neither kept nor already deleted");
+        assert_eq!(deleted, 1);
         for (k, present) in [(b"a", false), (b"b", true), (b"c", false), (b"d", true)] {
             assert_eq!(
                 v.get(Table::Versions, k).unwrap().is_some(),

@@ -146,7 +146,7 @@ routes! {
         "Add a data key; new writes use it";
     GET "/v1/sys/backup" => sys::backup, s(Admin), Admin, Action(A::Backup),
         "Stream a consistent, encrypted backup";
-    POST "/v1/sys/restore" => sys::restore, s(Admin), Admin, ByHandler(A::RestoreFromBackup),
+    POST "/v1/sys/restore" => sys::restore [=> scaivault_engine::WriteOutcome], s(Admin), Admin, ByHandler(A::RestoreFromBackup),
         "Write one secret back from an uploaded backup (audited with its path and versions)", binary_body;
     DELETE "/v1/sys/damaged/{*path}" => sys::destroy_damaged [=> scaivault_engine::DamagedDestroyed], s(Admin), Admin, Secret(A::DestroyDamaged),
         "Destroy what is left of a damaged secret (one that answers integrity_error), so its path can be written again";
