@@ -242,20 +242,47 @@ fn pump(from: impl std::io::Read, mut to: impl Write, masks: &[Zeroizing<String>
 
 type SignalStreams = Vec<(tokio::signal::unix::Signal, nix::sys::signal::Signal)>;
 
-/// Installs the handlers for the signals the runner forwards (at creation, not first poll).
+/// Installs the handlers for the signals the runner forwards (at creation, not first poll):
+/// every one a process may catch and that means something to the child (SIGUSR1 used to kill
+/// the runner and orphan the child). Job control (SIGTSTP, SIGCONT) is left to the terminal.
+///
+/// Ctrl-C and Ctrl-\ reach the whole foreground process group, the child included; when this
+/// runner is in the terminal's foreground group, forwarding SIGINT and SIGQUIT as well would
+/// deliver them twice, so they are not forwarded then (a `kill -INT` from elsewhere still is
+/// when the runner is in the background or has no terminal).
 fn signal_streams() -> SignalStreams {
     use nix::sys::signal::Signal;
     use tokio::signal::unix::{SignalKind, signal};
+    let terminal_delivers = in_terminal_foreground();
     let kinds = [
         (SignalKind::interrupt(), Signal::SIGINT),
         (SignalKind::terminate(), Signal::SIGTERM),
         (SignalKind::hangup(), Signal::SIGHUP),
         (SignalKind::quit(), Signal::SIGQUIT),
+        (SignalKind::user_defined1(), Signal::SIGUSR1),
+        (SignalKind::user_defined2(), Signal::SIGUSR2),
+        (SignalKind::window_change(), Signal::SIGWINCH),
+        (SignalKind::alarm(), Signal::SIGALRM),
     ];
     kinds
         .into_iter()
-        .filter_map(|(kind, sig)| signal(kind).ok().map(|s| (s, sig)))
+        .filter_map(|(kind, sig)| {
+            // The handler is installed either way, and tokio keeps it for the life of the
+            // process: the runner never dies of one of these.
+            let stream = signal(kind).ok()?;
+            let from_terminal = matches!(sig, Signal::SIGINT | Signal::SIGQUIT | Signal::SIGWINCH);
+            (!(terminal_delivers && from_terminal)).then_some((stream, sig))
+        })
         .collect()
+}
+
+/// Whether this process is in the foreground process group of its controlling terminal: then
+/// the terminal's own signals reach the child without the runner's help.
+fn in_terminal_foreground() -> bool {
+    let Ok(tty) = std::fs::File::open("/dev/tty") else {
+        return false;
+    };
+    nix::unistd::tcgetpgrp(&tty).is_ok_and(|fg| fg == nix::unistd::getpgrp())
 }
 
 async fn forward_signals(streams: SignalStreams, pid: nix::unistd::Pid) {
