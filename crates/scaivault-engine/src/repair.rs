@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::records::SecretHead;
 use crate::rotation_state::{assignment_key, job_key, notice_key};
-use crate::secrets::{Indexes, head_in, put_head, set_path_state, version_key};
+use crate::secrets::{Indexes, forget_in, head_in, put_head, set_path_state, version_key};
 use crate::{Caller, Engine, read, store_err, unpack, write};
 
 /// `DELETE /v1/sys/damaged/{path}`: what destroying a damaged secret removed.
@@ -165,28 +165,18 @@ fn remove_remains(
     ix: &Indexes,
     keep_rotation: bool,
 ) -> Result<(usize, usize)> {
-    tx.delete(Table::Secrets, p.as_bytes());
-    tx.delete(Table::Paths, p.as_bytes());
+    forget_in(tx, p, ix);
     // The damaged head's term in the ledger is lost with it: the heads' digest is taken anew
     // from the file (the versions and the path index keep theirs, moved record by record).
     tx.reanchor(Table::Secrets);
-    tx.delete(Table::Rotation, &crate::expiry::expiry_key(p));
     tx.delete(Table::Rotation, &job_key(p));
     tx.delete(Table::Rotation, &notice_key(p));
     if !keep_rotation {
         tx.delete(Table::Rotation, &assignment_key(p));
     }
-    let (heads, paths, rotation, key) = (
-        ix.heads.clone(),
-        ix.paths.clone(),
-        ix.rotation.clone(),
-        p.to_owned(),
-    );
+    let (rotation, key) = (ix.rotation.clone(), p.to_owned());
     tx.on_commit(move || {
-        heads.invalidate(&key);
-        write(&paths).remove(&key);
         let mut r = write(&rotation);
-        r.expiry.remove(&key);
         r.jobs.remove(&key);
         r.notices.remove(&key);
         if !keep_rotation {

@@ -368,6 +368,13 @@ fn destroy_in(tx: &mut WriteTx<'_, '_>, head: &SecretHead, ix: &Indexes) {
     for v in &head.versions {
         tx.delete(Table::Versions, &version_key(p, v.version));
     }
+    forget_in(tx, p, ix);
+}
+
+/// Removes a secret's head, listing entry and expiry-notice record, and (once the batch is
+/// durable) its cached head, index entry and expiry state: what destroying it and repairing a
+/// damaged one share. Its versions are the caller's to remove.
+pub(crate) fn forget_in(tx: &mut WriteTx<'_, '_>, p: &str, ix: &Indexes) {
     tx.delete(Table::Secrets, p.as_bytes());
     tx.delete(Table::Paths, p.as_bytes());
     tx.delete(Table::Rotation, &crate::expiry::expiry_key(p));
