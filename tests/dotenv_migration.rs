@@ -494,9 +494,10 @@ fn run_injects_passes_the_exit_code_and_masks() {
     assert!(stderr(&out).contains("err=******") && !stderr(&out).contains("sk_live_runtest"));
 
     let refs = dir.path().join("refs.env");
+    // References and plain values mix: only scaivault:// makes a value a reference.
     std::fs::write(
         &refs,
-        "PAYMENTS_KEY=run/billing/stripe_secret_key#value\nPW=run/billing/db_password\n",
+        "PAYMENTS_KEY=scaivault://run/billing/stripe_secret_key#value\nPW=scaivault://run/billing/db_password\nLOG_LEVEL=debug\nOLD=run/billing/db_password#value\n",
     )
     .unwrap();
     let out = dev.cli(&[
@@ -506,9 +507,81 @@ fn run_injects_passes_the_exit_code_and_masks() {
         "--",
         "sh",
         "-c",
-        "echo $PAYMENTS_KEY $PW",
+        "echo $PAYMENTS_KEY $PW $LOG_LEVEL $OLD",
     ]);
-    assert_eq!(stdout(&out).trim(), "sk_live_runtest hunter2hunter2");
+    assert_eq!(
+        stdout(&out).trim(),
+        "sk_live_runtest hunter2hunter2 debug run/billing/db_password#value"
+    );
+    // The old form is passed as it is, with a warning that names the line, not the value.
+    assert!(
+        stderr(&out).contains("line 4 (OLD) looks like a secret reference without scaivault://"),
+        "{}",
+        stderr(&out)
+    );
+    // A reference to a missing field names the file and line, and nothing runs.
+    std::fs::write(&refs, "A=1\nB=scaivault://run/billing/db_password#nope\n").unwrap();
+    let out = dev.cli(&[
+        "run",
+        "--env-file",
+        refs.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo ran",
+    ]);
+    assert!(!out.status.success());
+    assert!(!stdout(&out).contains("ran"));
+    assert!(stderr(&out).contains("line 2 (B)") && stderr(&out).contains("no field nope"));
+
+    // inject: a template's references rendered into a file created owner-only; other braces
+    // stay; an existing file is replaced only with --force; a bad reference writes nothing.
+    let template = dir.path().join("app.yaml.tpl");
+    std::fs::write(
+        &template,
+        "db:\n  password: {{ scaivault://run/billing/db_password }}\n  key: {{ scaivault \"run/billing/stripe_secret_key#value\" }}\n  other: {{ .Values.keep }}\n",
+    )
+    .unwrap();
+    let rendered = dir.path().join("app.yaml");
+    let inject = |extra: &[&str]| {
+        let mut args = vec![
+            "inject",
+            "-i",
+            template.to_str().unwrap(),
+            "-o",
+            rendered.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        dev.cli(&args)
+    };
+    let out = inject(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&rendered).unwrap(),
+        "db:\n  password: hunter2hunter2\n  key: sk_live_runtest\n  other: {{ .Values.keep }}\n"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&rendered).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let out = inject(&[]);
+    assert!(!out.status.success() && stderr(&out).contains("--force"));
+    std::fs::write(&template, "ok: {{ scaivault://run/billing/missing }}\n").unwrap();
+    let out = inject(&["--force"]);
+    assert!(!out.status.success() && stderr(&out).contains("line 1"));
+    assert!(
+        std::fs::read_to_string(&rendered)
+            .unwrap()
+            .contains("hunter2hunter2"),
+        "a failed inject leaves the previous file as it was"
+    );
+    std::fs::write(&template, "pw={{ scaivault://run/billing/db_password }}\n").unwrap();
+    assert!(inject(&["--force"]).status.success());
+    assert_eq!(
+        std::fs::read_to_string(&rendered).unwrap(),
+        "pw=hunter2hunter2\n"
+    );
 
     // An unreachable vault: fail, or with --fallback-env keep the environment and say so.
     let env = [

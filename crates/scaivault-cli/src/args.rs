@@ -109,6 +109,9 @@ pub enum Command {
     Export(ExportCmd),
     /// Run a command with secrets injected as environment variables.
     Run(RunArgs),
+    /// Render a template's secret references ({{ scaivault://path#field }}) into a file
+    /// created owner-only, as `op inject` does.
+    Inject(InjectArgs),
     /// Rotation policies: schedules, grace periods, auto-generated values.
     #[command(subcommand)]
     Rotation(RotationCmd),
@@ -777,7 +780,8 @@ pub struct RunArgs {
     /// Inject every secret under this prefix.
     #[arg(long)]
     pub prefix: Option<String>,
-    /// A file of VAR=path#field references to inject.
+    /// A .env file whose values are passed on: `scaivault://path#field` references are
+    /// resolved from the vault, any other value is passed as it is.
     #[arg(long)]
     pub env_file: Option<PathBuf>,
     /// A JSON file mapping variable names to secret paths and fields.
@@ -796,6 +800,19 @@ pub struct RunArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// The template (default: standard input).
+    #[arg(short = 'i', long = "in-file", value_name = "TEMPLATE")]
+    pub in_file: Option<PathBuf>,
+    /// The file to write, created owner-only (default: standard output).
+    #[arg(short = 'o', long = "out-file", value_name = "FILE")]
+    pub out_file: Option<PathBuf>,
+    /// Replace --out-file when it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

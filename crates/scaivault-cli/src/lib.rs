@@ -11,10 +11,12 @@ mod bench;
 mod config;
 pub use scaivault_core::dotenv;
 mod harden;
+mod inject;
 mod migrate;
 mod output;
 mod passphrase;
 mod plugins;
+mod references;
 mod rotation;
 mod run;
 mod secrets;
@@ -215,6 +217,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         }
         Command::Export(c) => on_vault!(g, |t| migrate::export(&t, c)),
         Command::Run(a) => run::run(&g, a, || target(&g)).await,
+        Command::Inject(a) => on_vault!(g, |t| inject::inject(&t, a)),
         Command::Operator(c) => serve::operator(&g, || target(&g), c, &out).await,
         Command::Bench(c) => bench::run(c, &out).await,
         Command::Completions { shell } => {

@@ -19,53 +19,41 @@ use zeroize::Zeroizing;
 use crate::args::{Global, RunArgs};
 use crate::dotenv;
 use crate::migrate::{self, load_mapping};
+use crate::references::{Reference, Resolver, looks_like_old_reference};
 use crate::target::{CliError, CliResult, VaultClient};
 
 fn usage(m: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidRequest, m)
 }
 
-/// `VAR=path#field` references; the field defaults to `value`.
-async fn from_refs(
+/// The variables of a `.env` file: `scaivault://path#field` values resolved from the vault,
+/// the others passed as they are.
+async fn from_env_file(
     target: &VaultClient,
     file: &std::path::Path,
 ) -> CliResult<Vec<(String, String)>> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
     let parsed = dotenv::parse(&text).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+    let mut resolver = Resolver::new(target);
     let mut out = Vec::new();
     for e in parsed.entries {
-        let (path, field) = e
-            .value
-            .split_once('#')
-            .unwrap_or((e.value.as_str(), "value"));
-        let secret = migrate::fetch(target, path).await?.ok_or_else(|| {
-            Error::new(
-                ErrorCode::SecretNotFound,
-                format!(
-                    "{}: {} (line {}) names {path}, which does not exist",
-                    file.display(),
-                    e.key,
-                    e.line
-                ),
-            )
-        })?;
-        let v = secret["data"].get(field).ok_or_else(|| {
-            Error::new(
-                ErrorCode::ValidationError,
-                format!(
-                    "{}: {path} has no field {field} (line {})",
-                    file.display(),
-                    e.line
-                ),
-            )
-        })?;
-        out.push((
-            e.key,
-            v.as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| v.to_string()),
-        ));
+        let whence = format!("{} line {} ({})", file.display(), e.line, e.key);
+        let value = match Reference::parse(&e.value) {
+            Some(r) => {
+                let r = r.map_err(|err| usage(format!("{whence}: {}", err.message)))?;
+                resolver.value(&r, &whence).await?
+            }
+            None => {
+                if looks_like_old_reference(&e.value) {
+                    eprintln!(
+                        "scaivault run: {whence} looks like a secret reference without scaivault:// and is passed as it is; a reference is written scaivault://path#field"
+                    );
+                }
+                e.value
+            }
+        };
+        out.push((e.key, value));
     }
     Ok(out)
 }
@@ -91,7 +79,7 @@ async fn collect(
             vars.extend(migrate::to_vars(&secrets, &mapping)?);
         }
         if let Some(f) = &args.env_file {
-            vars.extend(from_refs(&target, f).await?);
+            vars.extend(from_env_file(&target, f).await?);
         }
         Ok(vars)
     }
