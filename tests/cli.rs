@@ -231,11 +231,27 @@ fn documented_commands_against_dev() {
 }
 
 #[test]
-fn usage_errors_exit_5_and_a_down_server_exits_1() {
+fn exit_codes_tell_usage_invalid_and_unavailable_apart() {
     let dev = Dev::start();
+    // A command line that does not parse: 64, and with --json the API's envelope on stderr.
     for args in [
         vec!["secrets", "write", "a/b", "--no-such-flag"],
         vec!["secrets", "read"],
+        vec!["--json", "secrets", "read"],
+    ] {
+        let out = dev.cli_as(&dev.token, &args, None);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
+        if args[0] == "--json" {
+            let e: serde_json::Value = serde_json::from_str(stderr(&out).trim()).unwrap();
+            assert_eq!(e["error"]["code"], "invalid_request", "{e}");
+            assert!(
+                e["error"]["message"].as_str().unwrap().contains("<PATH>"),
+                "{e}"
+            );
+        }
+    }
+    // A request the vault (or the CLI before it) refuses as invalid: 5.
+    for args in [
         vec!["secrets", "write", "a/b", "novalue"],
         vec!["secrets", "write", "a/b", "--json-file", "-"],
         vec!["secrets", "write", "Bad/Path", "k=v"],
@@ -252,7 +268,7 @@ fn usage_errors_exit_5_and_a_down_server_exits_1() {
         ],
         None,
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(7), "unavailable");
     let err = stderr(&out);
     assert!(
         err.contains("cannot reach the vault") && !err.contains("panicked"),

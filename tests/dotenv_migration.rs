@@ -602,7 +602,7 @@ fn run_injects_passes_the_exit_code_and_masks() {
         &env,
         None,
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(7), "unavailable");
     let out = cli_env(
         &[
             "run",

@@ -512,7 +512,7 @@ fn a_server_with_a_small_page_cache_serves_and_a_bad_one_is_refused() {
     let _ = child.wait();
     let v = vault.to_str().unwrap();
     let out = cli_env(&["server", "--vault", v, "--cache-mib", "0"], &[], None);
-    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     let cfg = dir.path().join("scaivault.toml");
     std::fs::write(&cfg, format!("vault = {v:?}\ncache_mib = 5000\n")).unwrap();
     let out = cli_env(
@@ -555,7 +555,11 @@ fn the_cli_trusts_the_ca_it_is_given_and_says_when_it_does_not() {
         ("SCAIVAULT_TOKEN", root.as_str()),
     ];
     let out = cli_env(&["auth", "whoami"], &env, None);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "an untrusted server is unavailable"
+    );
     let err = stderr(&out);
     assert!(
         err.contains("certificate") && err.contains("--ca-cert"),

@@ -11,7 +11,12 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "scaivault",
     version,
-    about = "One binary, one encrypted file: a secrets vault."
+    about = "One binary, one encrypted file: a secrets vault.",
+    after_help = "Exit codes: 0 success; 1 other failure (conflict, internal, storage full); \
+2 not authenticated; 3 denied; 4 not found; 5 invalid request; 6 rate limited (retry later); \
+7 unavailable (down, sealed, unreachable, untrusted certificate); 64 usage error (the command \
+line does not parse). `run` passes its command's exit code through (127: not found, 126: \
+cannot run)."
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -52,12 +52,28 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => ErrorCode::InvalidRequest.exit_code(),
-            };
-            let _ = e.print();
-            return code;
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return 0;
+            }
+            // A command line that does not parse: with --json anywhere on it, the error is
+            // the API's JSON envelope too (clap's text, uncoloured, as its message).
+            if std::env::args().any(|a| a == "--json") {
+                let message = e.render().to_string();
+                eprintln!(
+                    "{}",
+                    serde_json::json!({ "error": {
+                        "code": ErrorCode::InvalidRequest.as_str(),
+                        "message": message.trim(),
+                        "details": { "usage": true },
+                        "request_id": null,
+                    } })
+                );
+            } else {
+                let _ = e.print();
+            }
+            return scaivault_core::error::USAGE_EXIT_CODE;
         }
     };
     let serving = matches!(cli.command, Command::Dev(_) | Command::Server(_));
@@ -135,7 +151,18 @@ fn target(g: &Global) -> CliResult<VaultClient> {
         ));
     }
     let token = g.token.clone().or_else(|| config::get("token"));
-    VaultClient::http(server_url(g), token, &trust(g))
+    let client = VaultClient::http(server_url(g), token, &trust(g))?;
+    // A rate limit is waited out (up to a minute): on a terminal, say so instead of hanging.
+    Ok(if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        client.with_wait_notice(std::sync::Arc::new(|w: std::time::Duration| {
+            eprintln!(
+                "scaivault: the vault is rate-limiting these requests; trying again in {}s",
+                w.as_secs().max(1)
+            )
+        }))
+    } else {
+        client
+    })
 }
 
 /// How the server's certificate is checked: `--ca-cert` (or the config file's `ca_cert`),

@@ -97,11 +97,15 @@ pub const RATE_LIMIT_PATIENCE: std::time::Duration = std::time::Duration::from_s
 /// Answers larger than this are refused (a listing of every secret fits many times over).
 const MAX_ANSWER: usize = 512 * 1024 * 1024;
 
+/// Told how long a call will wait for a rate limit before it is sent again.
+pub type WaitNotice = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+
 /// A vault, wherever it is.
 #[derive(Clone)]
 pub struct VaultClient {
     transport: Arc<dyn Transport>,
     local: bool,
+    on_wait: Option<WaitNotice>,
 }
 
 impl VaultClient {
@@ -114,6 +118,7 @@ impl VaultClient {
         Ok(VaultClient {
             transport: Arc::new(http::Http::new(base_url, token, trust)?),
             local: false,
+            on_wait: None,
         })
     }
 
@@ -122,7 +127,15 @@ impl VaultClient {
         VaultClient {
             transport: Arc::new(local),
             local: true,
+            on_wait: None,
         }
+    }
+
+    /// Calls `notice` before each wait for a rate limit (a CLI says so rather than going
+    /// silent for up to [`RATE_LIMIT_PATIENCE`]).
+    pub fn with_wait_notice(mut self, notice: WaitNotice) -> VaultClient {
+        self.on_wait = Some(notice);
+        self
     }
 
     /// Whether calls reach a file opened in this process rather than a server.
@@ -166,6 +179,9 @@ impl VaultClient {
                         .map(std::time::Duration::from_secs);
                     match wait {
                         Some(w) if waited + w <= RATE_LIMIT_PATIENCE => {
+                            if let Some(notice) = &self.on_wait {
+                                notice(w);
+                            }
                             tokio::time::sleep(w).await;
                             waited += w;
                         }
@@ -364,6 +380,52 @@ mod tests {
         let e = error_of(StatusCode::TOO_MANY_REQUESTS, &h, b"slow down");
         assert_eq!(e.error.code, ErrorCode::RateLimited);
         assert_eq!(e.request_id.as_deref(), Some("req_2"));
+    }
+
+    /// Answers 429 (retry at once) `limited` times, then 200.
+    struct Limited(std::sync::atomic::AtomicUsize);
+
+    impl Transport for Limited {
+        fn send(&self, _: Call) -> Pin<Box<dyn Future<Output = Result<Answer>> + Send + '_>> {
+            let left = self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                let (status, body) = if left > 0 {
+                    (
+                        429,
+                        r#"{"error":{"code":"rate_limited","message":"slow down","details":{"retry_after":0}}}"#,
+                    )
+                } else {
+                    (200, r#"{"ok":true}"#)
+                };
+                Ok(axum::http::Response::builder()
+                    .status(status)
+                    .body(Body::from(body))
+                    .unwrap())
+            })
+        }
+    }
+
+    #[test]
+    fn a_rate_limited_call_waits_says_so_and_is_sent_again() {
+        let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let client = VaultClient {
+            transport: Arc::new(Limited(2.into())),
+            local: false,
+            on_wait: None,
+        }
+        .with_wait_notice({
+            let told = told.clone();
+            Arc::new(move |_| {
+                told.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let v = rt.block_on(client.get("/v1/anything")).unwrap();
+        assert_eq!(v["ok"], true);
+        assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -234,18 +234,27 @@ impl ErrorCode {
         }
     }
 
-    /// The CLI exit code (spec §3.2): 2 authentication, 3 authorization, 4 not found,
-    /// 5 validation, 1 anything else.
+    /// The CLI exit code: spec §3.2's 2 authentication, 3 authorization, 4 not found,
+    /// 5 validation, and beyond it 6 rate limited (retry later) and 7 unavailable (the vault
+    /// is down, sealed, unreachable or not trusted), so a script can tell "try again" from
+    /// "fix the request"; 1 anything else. A command line clap cannot parse exits
+    /// [`USAGE_EXIT_CODE`].
     pub fn exit_code(self) -> i32 {
         match self.http_status() {
             401 => 2,
             403 => 3,
             404 | 410 => 4,
             400 | 413 | 415 | 422 => 5,
+            429 => 6,
+            503 => 7,
             _ => 1,
         }
     }
 }
+
+/// The exit code of a command line that does not parse (BSD's `EX_USAGE`): distinct from a
+/// request the vault refused as invalid (5).
+pub const USAGE_EXIT_CODE: i32 = 64;
 
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -331,6 +340,9 @@ mod tests {
         assert_eq!(ErrorCode::InvalidPath.exit_code(), 5);
         assert_eq!(ErrorCode::ValidationError.exit_code(), 5);
         assert_eq!(ErrorCode::InternalError.exit_code(), 1);
+        assert_eq!(ErrorCode::RateLimited.exit_code(), 6);
+        assert_eq!(ErrorCode::VaultSealed.exit_code(), 7);
+        assert_eq!(ErrorCode::ServiceUnavailable.exit_code(), 7);
         assert_eq!(ErrorCode::VersionConflict.exit_code(), 1);
     }
 }
