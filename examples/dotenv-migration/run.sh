@@ -81,7 +81,7 @@ say "a service account and a narrow policy per service"
 for svc in billing reporting notifications; do
   "$bin" identity create "sa:$svc-prod" >/dev/null
   "$bin" policies create "$svc-prod-reader" --rule "environments/production/$svc/**:read,list" >/dev/null
-  "$bin" policies bind "$svc-prod-reader" --identity-id "sa:$svc-prod" >/dev/null
+  "$bin" policies bind "$svc-prod-reader" --identity "sa:$svc-prod" >/dev/null
   "$bin" tokens create --identity "sa:$svc-prod" --scope secrets:read,secrets:list --ttl 1h >"$work/$svc.token" 2>/dev/null
 done
 "$bin" policies test environments/production/billing/stripe_secret_key read --identity sa:billing-prod
@@ -103,7 +103,7 @@ echo "$out"
 check '[[ "$out" == *"WAREHOUSE_PASSWORD=******"* ]]'
 
 say "the audit log: is billing really reading from the vault?"
-reads=$("$bin" audit query --identity-id sa:billing-prod --start "1 hour ago" --json)
+reads=$("$bin" audit query --identity sa:billing-prod --start "1 hour ago" --json)
 echo "$reads" | python3 -c 'import json,sys; [print(e["timestamp"], e["action"], e["secret_path"], "ok" if e["success"] else "DENIED") for e in json.load(sys.stdin)["logs"]]'
 check "[ \"\$(echo '$reads' | python3 -c 'import json,sys;print(sum(1 for e in json.load(sys.stdin)[\"logs\"] if e[\"success\"]))')\" = 2 ]"
 "$bin" audit verify

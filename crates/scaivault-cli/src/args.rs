@@ -26,6 +26,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Work directly on this vault file instead of talking to a server.
     #[arg(long, global = true, env = "SCAIVAULT_VAULT")]
@@ -495,7 +496,7 @@ pub enum PoliciesCmd {
         /// Its id (or name).
         id: String,
         /// The identity to bind (user:…, sa:… or group:…).
-        #[arg(long)]
+        #[arg(long = "identity", alias = "identity-id")]
         identity_id: String,
         /// Its type, when the id does not say (user, service_account, group).
         #[arg(long)]
@@ -544,10 +545,10 @@ pub enum WebhooksCmd {
         #[arg(long)]
         secret_file: Option<PathBuf>,
         /// Only events about secrets under this prefix.
-        #[arg(long)]
+        #[arg(long = "prefix", alias = "path-prefix")]
         path_prefix: Option<String>,
         /// Only events about secrets of this type.
-        #[arg(long)]
+        #[arg(long = "type", alias = "secret-type")]
         secret_type: Option<String>,
         /// Only events about secrets with this tag (repeatable).
         #[arg(long = "tag")]
@@ -823,13 +824,13 @@ pub struct InjectArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct AuditFilter {
     /// Only entries of this identity.
-    #[arg(long)]
+    #[arg(long = "identity", alias = "identity-id")]
     pub identity_id: Option<String>,
     /// Only entries with this action, or any of several: `read,write`.
     #[arg(long)]
     pub action: Option<String>,
     /// Only entries whose secret path starts with this.
-    #[arg(long)]
+    #[arg(long = "prefix", alias = "path-prefix")]
     pub path_prefix: Option<String>,
     /// From this time: RFC 3339, a date (2026-12-02), "1 hour ago", "2 days ago", yesterday,
     /// today. Also `--from`, as the API calls it.
@@ -855,14 +856,14 @@ pub enum AuditCmd {
     },
     /// Counts by action, identity, path and hour (of one identity or secret if given).
     Summary {
-        /// From this time (RFC 3339, or "1 hour ago", yesterday, today).
-        #[arg(long)]
+        /// From this time (as `audit query --start`). Also `--from`.
+        #[arg(long, visible_alias = "from")]
         start: Option<String>,
-        /// Until this time (RFC 3339, or "1 hour ago", yesterday, today).
-        #[arg(long)]
+        /// Until this time (as `audit query --end`). Also `--to`.
+        #[arg(long, visible_alias = "to")]
         end: Option<String>,
         /// Only this identity's requests, e.g. sa:billing-prod.
-        #[arg(long)]
+        #[arg(long = "identity", alias = "identity-id")]
         identity_id: Option<String>,
         /// Only the requests naming this secret.
         #[arg(long)]
@@ -1011,6 +1012,67 @@ mod tests {
     use clap::CommandFactory;
 
     use super::Cli;
+
+    /// One name per concept across command groups; the older spellings still parse, but no
+    /// help shows them.
+    #[test]
+    fn one_name_per_concept_and_old_spellings_are_hidden_aliases() {
+        for (name, cmd) in all_commands() {
+            for a in cmd.get_arguments() {
+                let long = a.get_long().unwrap_or("");
+                assert!(
+                    !["identity-id", "path-prefix", "secret-type"].contains(&long),
+                    "{name} shows --{long}"
+                );
+            }
+        }
+        use clap::Parser;
+        for (old, new) in [
+            (
+                vec![
+                    "scaivault",
+                    "policies",
+                    "bind",
+                    "p",
+                    "--identity-id",
+                    "sa:a",
+                ],
+                vec!["scaivault", "policies", "bind", "p", "--identity", "sa:a"],
+            ),
+            (
+                vec![
+                    "scaivault",
+                    "audit",
+                    "query",
+                    "--path-prefix",
+                    "a/",
+                    "--identity-id",
+                    "sa:a",
+                ],
+                vec![
+                    "scaivault",
+                    "audit",
+                    "query",
+                    "--prefix",
+                    "a/",
+                    "--identity",
+                    "sa:a",
+                ],
+            ),
+        ] {
+            let (a, b) = (
+                Cli::try_parse_from(&old).unwrap(),
+                Cli::try_parse_from(&new).unwrap(),
+            );
+            assert_eq!(
+                format!("{:?}", a.command),
+                format!("{:?}", b.command),
+                "{old:?}"
+            );
+        }
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("Global options:"), "{help}");
+    }
 
     /// Every command of the tree with its full name (`scaivault webhooks create`).
     fn walk(cmd: &clap::Command, name: String, out: &mut Vec<(String, clap::Command)>) {
