@@ -41,34 +41,9 @@ SCAIVAULT_URL=$(python3 -c "import json;print(json.load(open('$work/dev.json'))[
 SCAIVAULT_TOKEN=$(python3 -c "import json;print(json.load(open('$work/dev.json'))['root_token'])")
 export SCAIVAULT_URL SCAIVAULT_TOKEN HOME="$work"
 
-say "the .env files the services use today"
-mkdir -p "$work/services/billing" "$work/services/reporting" "$work/services/notifications"
-cat >"$work/services/billing/.env.production" <<'ENV'
-# Billing — production
-STRIPE_SECRET_KEY=sk_live_51HbillingDEMO
-STRIPE_WEBHOOK_SECRET="whsec_demo=="
-DATABASE_URL=postgres://billing:b1ll1ng@db.internal:5432/billing
-PUBLIC_URL=https://billing.example.com
-ENV
-cat >"$work/services/reporting/.env.production" <<'ENV'
-DATABASE_URL=postgres://reporting:r3port@db.internal:5432/reporting
-WAREHOUSE_PASSWORD='w@rehouse pass'
-LOG_LEVEL=info
-ENV
-cat >"$work/services/notifications/.env.production" <<'ENV'
-export SENDGRID_API_KEY=SG.demo-key
-SALESFORCE_CLIENT_ID=3MVG9demo
-SALESFORCE_CLIENT_SECRET=sf-secret-demo
-PUBLIC_URL=https://notify.example.com
-ENV
-cat >"$work/mapping.json" <<'JSON'
-{
-  "secrets": {
-    "salesforce": { "SALESFORCE_CLIENT_ID": "client_id", "SALESFORCE_CLIENT_SECRET": "client_secret" }
-  },
-  "skip": ["PUBLIC_URL", "LOG_LEVEL"]
-}
-JSON
+say "the .env files the services use today (services/*/.env.production, next to this script)"
+cp -R "$here/services" "$here/mapping.json" "$work/"
+find "$work/services" -type f | sort
 
 say "import the fleet: plan first, then for real, then again (nothing changes)"
 "$bin" import dotenv --fleet "$work/services" --mapping "$work/mapping.json" --dry-run
