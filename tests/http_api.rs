@@ -374,6 +374,29 @@ fn secret_lifecycle_endpoints() {
         (200, Some(2), Some(2))
     );
     assert!(m.get("data").is_none(), "metadata never carries the value");
+    assert_eq!(m["secret_type"], "kv");
+    // The type is a hint: without one, any JSON object is taken (nested data makes it `json`),
+    // and it reads back as written.
+    let nested = json!({"host": "db", "port": 5432, "replicas": ["a", "b"], "tls": {"on": true}});
+    let (s, w) = dev.put(
+        "/v1/secrets/shared/typed/config",
+        &dev.token,
+        json!({ "data": nested }),
+    );
+    assert_eq!((s, w["secret_type"].as_str()), (201, Some("json")), "{w}");
+    let (_, r) = dev.get("/v1/secrets/shared/typed/config", &dev.token);
+    assert_eq!(r["data"], nested);
+    let (s, _) = dev.put(
+        "/v1/secrets/shared/typed/config",
+        &dev.token,
+        json!({"data": {"password": "two"}}),
+    );
+    assert_eq!(s, 200, "a json secret stays json for string data");
+    let (_, m) = dev.get("/v1/metadata/shared/typed/config", &dev.token);
+    assert_eq!(
+        (m["secret_type"].as_str(), m["version"].as_u64()),
+        (Some("json"), Some(2))
+    );
     let (s, m) = dev.req(
         Method::PATCH,
         &format!("/v1/metadata/{p}"),

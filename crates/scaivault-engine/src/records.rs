@@ -106,6 +106,14 @@ impl SecretData {
         &self.0
     }
 
+    /// Whether every field is a string (the `kv` shape), read without copying a value.
+    pub fn all_strings(&self) -> bool {
+        serde_json::from_str::<std::collections::HashMap<String, &serde_json::value::RawValue>>(
+            &self.0,
+        )
+        .is_ok_and(|m| m.values().all(|v| v.get().starts_with('"')))
+    }
+
     /// Parses the data (a transient copy, for callers that need fields).
     pub fn to_value(&self) -> Value {
         serde_json::from_str(&self.0).unwrap_or(Value::Null)

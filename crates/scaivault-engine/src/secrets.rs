@@ -256,6 +256,18 @@ pub(crate) fn set_path_state(
     });
 }
 
+/// The type a write that names none is checked and stored as: the secret's own, except
+/// that a new secret, or a `kv` one, is `kv` only while every field is a string and `json`
+/// otherwise. The reference calls the type a hint: a write without one accepts any JSON
+/// object, and a typed secret (a certificate, say) keeps being checked as what it is.
+pub(crate) fn implied_type(stored: Option<&str>, data: &SecretData) -> String {
+    match stored {
+        Some(t) if t != "kv" => t.to_owned(),
+        _ if data.all_strings() => "kv".into(),
+        _ => "json".into(),
+    }
+}
+
 /// The head of `path` as this write job sees it.
 ///
 /// A head that is missing while the path index lists the path, or that fails to
@@ -429,16 +441,16 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
         }
         existing = None;
     }
-    let stored_type = existing.as_ref().map_or("kv", |h| h.secret_type.as_str());
-    if secret_type.is_none() && stored_type != validated_type {
+    let implied = implied_type(existing.as_ref().map(|h| h.secret_type.as_str()), &req.data);
+    if secret_type.is_none() && implied != validated_type {
         return Err(Error::new(
             ErrorCode::VersionConflict,
             format!(
-                "{path} became a {stored_type} secret while this write was checked as {validated_type}; send it again"
+                "{path} became a {implied} secret while this write was checked as {validated_type}; send it again"
             ),
         )
         .with("path", path.as_str())
-        .with("secret_type", stored_type));
+        .with("secret_type", implied.as_str()));
     }
     let current = existing.as_ref().map_or(0, |h| h.current_version);
     if let Some(expected) = cas
@@ -460,9 +472,9 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
         .map_or(0, |v| v.version)
         .max(head.current_version)
         + 1;
-    if let Some(t) = secret_type {
-        head.secret_type = t;
-    }
+    // Without a type, the one it was checked as: a `kv` secret given nested data becomes
+    // `json` (see `implied_type`).
+    head.secret_type = secret_type.unwrap_or(validated_type);
     if let Some(m) = req.metadata {
         head.metadata = m;
     }
@@ -970,11 +982,13 @@ impl Engine {
             // its retention, starts the secret afresh as `kv` (see `apply_write`).
             w.validated_type = match &w.secret_type {
                 Some(t) => t.clone(),
-                None => self
-                    .load_head(&w.path)?
-                    .filter(|h| h.deleted_at.is_none())
-                    .map(|h| h.secret_type)
-                    .unwrap_or_else(|| "kv".into()),
+                None => {
+                    let stored = self
+                        .load_head(&w.path)?
+                        .filter(|h| h.deleted_at.is_none())
+                        .map(|h| h.secret_type);
+                    implied_type(stored.as_deref(), &w.req.data)
+                }
             };
             items.push((w.path.clone(), w.validated_type.clone(), w.req.data.clone()));
         }
@@ -1454,6 +1468,23 @@ mod tests {
 
     fn req(v: Value) -> WriteRequest {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_write_without_a_type_takes_any_json_object() {
+        let d = |v: Value| SecretData::from_json_text(v.to_string());
+        assert_eq!(implied_type(None, &d(json!({"a": "1", "b": "2"}))), "kv");
+        assert_eq!(implied_type(None, &d(json!({"port": 5432}))), "json");
+        assert_eq!(
+            implied_type(Some("kv"), &d(json!({"a": {"b": ["c"]}}))),
+            "json"
+        );
+        assert_eq!(implied_type(Some("json"), &d(json!({"a": "1"}))), "json");
+        assert_eq!(
+            implied_type(Some("certificate"), &d(json!({"n": 1}))),
+            "certificate",
+            "a typed secret is still checked as its type"
+        );
     }
 
     /// A write that sends no type is checked against the stored one; if another write changes

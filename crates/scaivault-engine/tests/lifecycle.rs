@@ -292,7 +292,8 @@ fn bad_input_is_rejected_with_codes() {
             ),
             (
                 "a/b",
-                serde_json::json!({"data": {"k": {"nested": 1}}}),
+                // `kv` is flat when asked for (without a type, nested data is `json`).
+                serde_json::json!({"data": {"k": {"nested": 1}}, "secret_type": "kv"}),
                 ErrorCode::ValidationError,
             ),
             (

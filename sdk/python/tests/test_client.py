@@ -90,7 +90,7 @@ async def scenario(client, dev):
 
     err = await raises(ValidationError, lambda: s.write(path="Bad/Path", data={"k": "v"}))
     assert err.code == "invalid_path"
-    err = await raises(ValidationError, lambda: s.write(path="a/b", data={"k": {"nested": 1}}))
+    err = await raises(ValidationError, lambda: s.write(path="a/b", data={"k": {"nested": 1}}, secret_type="kv"))
     assert err.code == "validation_error" and "fields" in err.details
 
     # Policies.
