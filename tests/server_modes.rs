@@ -627,3 +627,38 @@ fn self_signed(dir: &std::path::Path, extra: &[&str]) -> (std::path::PathBuf, st
     assert!(st.success());
     (cert, key)
 }
+
+/// Logs written to a pipe (a file, journald) are plain text: no terminal colour codes.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    use std::io::{BufRead as _, Read as _};
+    let mut child = Command::new(bin())
+        .args(["dev", "--listen", "127.0.0.1:0", "--json"])
+        .env("SCAIVAULT_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("root_token"), "{line}");
+    // Stopped as an operator would: it logs its shutdown, then stderr ends.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let _ = child.wait();
+    assert!(logs.contains("shutting down"), "{logs:?}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "colour codes in piped logs: {logs:?}"
+    );
+}
