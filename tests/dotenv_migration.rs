@@ -734,3 +734,38 @@ fn run_in_local_mode_is_audited_and_releases_the_file() {
     assert_eq!(logs["logs"][0]["secret_path"], "svc/api_key");
     assert_eq!(logs["logs"][0]["extra_data"]["batch"], true);
 }
+
+/// A vault that accepts the connection and then says nothing (hung) costs `run` no more than
+/// its `--timeout`: without `--fallback-env` it fails as unavailable (7), with it the command
+/// runs with the environment it has, and says so.
+#[test]
+fn run_gives_a_hung_vault_only_its_timeout() {
+    // Connections complete in the kernel's backlog; nothing ever answers them.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", hung.local_addr().unwrap());
+    let env = [
+        ("SCAIVAULT_URL", url.as_str()),
+        ("SCAIVAULT_TOKEN", "skt_x"),
+        ("STRIPE_SECRET_KEY", "from-env"),
+    ];
+    let args = |fallback: bool| {
+        let mut a = vec!["run", "--prefix", "svc", "--timeout", "1s"];
+        if fallback {
+            a.push("--fallback-env");
+        }
+        a.extend(["--", "sh", "-c", "echo $STRIPE_SECRET_KEY"]);
+        a
+    };
+    let out = cli_env(&args(false), &env, None);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no answer within 1s"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli_env(&args(true), &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "from-env");
+    assert!(stderr(&out).contains("--fallback-env"), "{}", stderr(&out));
+    drop(hung);
+}

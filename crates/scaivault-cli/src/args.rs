@@ -799,6 +799,11 @@ pub struct RunArgs {
     /// If the vault cannot be reached, run with the environment as it is (and say so).
     #[arg(long)]
     pub fallback_env: bool,
+    /// How long to wait for the vault's answers in all before giving up (or, with
+    /// --fallback-env, running without them), e.g. 5s. A hung server no longer holds the
+    /// command for half a minute.
+    #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+    pub timeout: std::time::Duration,
     /// Pass this vault credential variable (SCAIVAULT_TOKEN, SCAIVAULT_PASSPHRASE, …) on to
     /// the command; by default every one is removed from its environment. Repeatable.
     #[arg(long = "pass-credential", value_name = "VAR")]
@@ -1003,6 +1008,11 @@ pub enum BenchCmd {
         #[arg(long, default_value = "bench/secret-0")]
         path: String,
     },
+}
+
+/// A duration flag (`5s`, `2m`), as the API writes them.
+fn parse_duration_arg(v: &str) -> Result<std::time::Duration, String> {
+    scaivault_core::duration::parse_duration(v).map_err(|e| e.message)
 }
 
 #[cfg(test)]

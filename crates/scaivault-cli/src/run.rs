@@ -98,7 +98,21 @@ pub async fn run(
     args: RunArgs,
     target: impl FnOnce() -> CliResult<VaultClient>,
 ) -> CliResult<()> {
-    let vars = match collect(g, &args, target).await {
+    // Every answer the command needs, within --timeout: a vault that accepts the connection
+    // and then says nothing is as unreachable as one that is down.
+    let collected = tokio::time::timeout(args.timeout, collect(g, &args, target))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorCode::ServiceUnavailable,
+                format!(
+                    "cannot reach the vault (no answer within {}s, --timeout)",
+                    args.timeout.as_secs_f64()
+                ),
+            )
+            .into())
+        });
+    let vars = match collected {
         Ok(v) => v,
         Err(e) if args.fallback_env && is_unreachable(&e) => {
             eprintln!(
