@@ -769,3 +769,65 @@ fn run_gives_a_hung_vault_only_its_timeout() {
     assert!(stderr(&out).contains("--fallback-env"), "{}", stderr(&out));
     drop(hung);
 }
+
+/// `--fallback-snapshot`: each successful run keeps the variables sealed to its token; when
+/// the same vault is then down, the command runs with them (and says so). The file is
+/// owner-only and holds no value in the clear; another token, or another command's
+/// selection, does not open it.
+#[test]
+fn run_falls_back_on_its_last_known_good_snapshot() {
+    let dev = Dev::start();
+    dev.put(
+        "/v1/secrets/snap/api_key",
+        &dev.token,
+        serde_json::json!({"data": {"value": "k-snapshot-1"}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("svc.snapshot");
+    let snap_s = snap.to_str().unwrap();
+    let (url, token) = (dev.url.clone(), dev.token.clone());
+    let run = |prefix: &str, token: &str| {
+        cli_env(
+            &[
+                "run",
+                "--prefix",
+                prefix,
+                "--fallback-snapshot",
+                snap_s,
+                "--timeout",
+                "5s",
+                "--",
+                "sh",
+                "-c",
+                "echo $API_KEY",
+            ],
+            &[("SCAIVAULT_URL", url.as_str()), ("SCAIVAULT_TOKEN", token)],
+            None,
+        )
+    };
+    let out = run("snap", &token);
+    assert_eq!(stdout(&out).trim(), "k-snapshot-1", "{}", stderr(&out));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&snap).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let sealed = std::fs::read(&snap).unwrap();
+    assert!(!sealed.windows(12).any(|w| w == b"k-snapshot-1"));
+    dev.terminate();
+
+    let out = run("snap", &token);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "k-snapshot-1");
+    assert!(
+        stderr(&out).contains("running with the snapshot"),
+        "{}",
+        stderr(&out)
+    );
+    for (prefix, tok) in [("snap", "skt_another_token"), ("other", token.as_str())] {
+        let out = run(prefix, tok);
+        assert_eq!(out.status.code(), Some(7), "{prefix}: {}", stderr(&out));
+        assert!(stderr(&out).contains("does not open"), "{}", stderr(&out));
+        assert!(!stdout(&out).contains("k-snapshot-1"));
+    }
+}

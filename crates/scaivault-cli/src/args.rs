@@ -799,6 +799,11 @@ pub struct RunArgs {
     /// If the vault cannot be reached, run with the environment as it is (and say so).
     #[arg(long)]
     pub fallback_env: bool,
+    /// Keep an encrypted copy of the variables in FILE after each successful read (owner-only,
+    /// sealed with a key derived from the token), and run with it when the vault cannot be
+    /// reached, as `doppler run --fallback` does. Tried before --fallback-env.
+    #[arg(long, value_name = "FILE")]
+    pub fallback_snapshot: Option<PathBuf>,
     /// How long to wait for the vault's answers in all before giving up (or, with
     /// --fallback-env, running without them), e.g. 5s. A hung server no longer holds the
     /// command for half a minute.

@@ -1,7 +1,7 @@
 //! `~/.scaivault/config.json`: the CLI's saved settings (`url`, `token`, `ca_cert`), each
 //! named as its flag is, written with owner-only permissions.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -90,4 +90,20 @@ fn save(cfg: Map<String, Value>) -> Result<(), String> {
 /// Writes a file readable only by its owner (it may hold a token or key).
 pub fn write_private(p: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     scaivault_store::private_fs::write(p, bytes)
+}
+
+/// Writes `bytes` next to `path`, then renames it over `path`: created owner-only, whole.
+pub fn replace_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut staged = path.as_os_str().to_owned();
+    staged.push(".scaivault-new");
+    let staged = std::path::PathBuf::from(staged);
+    let _ = std::fs::remove_file(&staged);
+    let mut f = scaivault_store::private_fs::create_new(&staged)?;
+    let written = std::io::Write::write_all(&mut f, bytes).and_then(|()| f.sync_all());
+    drop(f);
+    written
+        .and_then(|()| std::fs::rename(&staged, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&staged);
+        })
 }

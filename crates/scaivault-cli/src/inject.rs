@@ -5,7 +5,6 @@
 //! owner-only and replaced in one rename, so a reader never sees half of it.
 
 use std::io::{Read as _, Write as _};
-use std::path::Path;
 
 use scaivault_core::Error;
 
@@ -83,22 +82,6 @@ async fn render(target: &VaultClient, template: &str, name: &str) -> CliResult<S
     Ok(out)
 }
 
-/// Writes `bytes` next to `path`, then renames it over `path`: created owner-only, whole.
-fn replace_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut staged = path.as_os_str().to_owned();
-    staged.push(".scaivault-new");
-    let staged = std::path::PathBuf::from(staged);
-    let _ = std::fs::remove_file(&staged);
-    let mut f = scaivault_store::private_fs::create_new(&staged)?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
-    drop(f);
-    written
-        .and_then(|()| std::fs::rename(&staged, path))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&staged);
-        })
-}
-
 pub async fn inject(target: &VaultClient, args: InjectArgs) -> CliResult<()> {
     let (template, name) = match &args.in_file {
         Some(p) => (
@@ -126,7 +109,7 @@ pub async fn inject(target: &VaultClient, args: InjectArgs) -> CliResult<()> {
     }
     let rendered = zeroize::Zeroizing::new(render(target, &template, &name).await?);
     match &args.out_file {
-        Some(out) => replace_private(out, rendered.as_bytes())
+        Some(out) => crate::config::replace_private(out, rendered.as_bytes())
             .map_err(|e| Error::internal(format!("cannot write {}: {e}", out.display())))?,
         None => {
             let mut stdout = std::io::stdout().lock();

@@ -152,8 +152,7 @@ fn target(g: &Global) -> CliResult<VaultClient> {
             scaivault_client::in_process::Local::new(path.clone(), engine),
         ));
     }
-    let token = g.token.clone().or_else(|| config::get("token"));
-    let client = VaultClient::http(server_url(g), token, &trust(g))?;
+    let client = VaultClient::http(server_url(g), token(g), &trust(g))?;
     // A rate limit is waited out (up to a minute): on a terminal, say so instead of hanging.
     Ok(if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         client.with_wait_notice(std::sync::Arc::new(|w: std::time::Duration| {
@@ -184,8 +183,13 @@ pub(crate) fn trust(g: &Global) -> scaivault_client::http::Trust {
     }
 }
 
+/// The token the CLI calls a server with: `--token`, SCAIVAULT_TOKEN, or the config file.
+pub(crate) fn token(g: &Global) -> Option<String> {
+    g.token.clone().or_else(|| config::get("token"))
+}
+
 /// The server's address: `--url`, SCAIVAULT_URL, the config file, or the default.
-fn server_url(g: &Global) -> String {
+pub(crate) fn server_url(g: &Global) -> String {
     g.url
         .clone()
         .or_else(|| config::get("url"))

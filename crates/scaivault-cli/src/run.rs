@@ -88,6 +88,96 @@ async fn collect(
     read
 }
 
+/// `--fallback-snapshot`: the last variables the vault gave this command, sealed to the token
+/// that read them and bound to what was asked (the server, `--prefix`, `--env-file`,
+/// `--mapping`), so a snapshot never stands in for another command's.
+struct Snapshot {
+    file: std::path::PathBuf,
+    token: Zeroizing<String>,
+    purpose: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotBody {
+    written_at: String,
+    vars: Vec<(String, String)>,
+}
+
+impl Snapshot {
+    fn new(g: &Global, args: &RunArgs, file: &std::path::Path) -> CliResult<Snapshot> {
+        if g.vault.is_some() {
+            return Err(usage(
+                "--fallback-snapshot is for a vault reached over HTTP; a vault file is always at hand",
+            )
+            .into());
+        }
+        let token = crate::token(g).ok_or_else(|| {
+            usage("--fallback-snapshot needs a token (its key is derived from it)")
+        })?;
+        let shown = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        let purpose = format!(
+            "scaivault run snapshot\0{}\0{}\0{}\0{}",
+            crate::server_url(g),
+            args.prefix.as_deref().unwrap_or(""),
+            shown(&args.env_file),
+            shown(&args.mapping)
+        );
+        Ok(Snapshot {
+            file: file.to_owned(),
+            token: Zeroizing::new(token),
+            purpose,
+        })
+    }
+
+    /// Replaces the snapshot with `vars`. A failure is said, never fatal: the command runs.
+    fn save(&self, vars: &[(String, String)]) {
+        let body = SnapshotBody {
+            written_at: scaivault_core::time::Timestamp::now().to_rfc3339(),
+            vars: vars.to_vec(),
+        };
+        let plain = Zeroizing::new(serde_json::to_vec(&body).unwrap_or_default());
+        drop(body);
+        let sealed =
+            scaivault_crypto::seal_to_credential(self.token.as_bytes(), &self.purpose, &plain);
+        if let Err(e) = crate::config::replace_private(&self.file, &sealed) {
+            eprintln!(
+                "scaivault run: cannot write the snapshot {}: {e}",
+                self.file.display()
+            );
+        }
+    }
+
+    /// The snapshot's variables, said out loud, or `None` (and why) when there is none to use.
+    fn load(&self, why: &CliError) -> Option<Vec<(String, String)>> {
+        let name = self.file.display();
+        let sealed = match std::fs::read(&self.file) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("scaivault run: no snapshot to fall back on ({name}: {e})");
+                return None;
+            }
+        };
+        let Ok(plain) =
+            scaivault_crypto::open_with_credential(self.token.as_bytes(), &self.purpose, &sealed)
+        else {
+            eprintln!(
+                "scaivault run: the snapshot {name} does not open with this token for this command; not used"
+            );
+            return None;
+        };
+        let body: SnapshotBody = serde_json::from_slice(plain.as_bytes()).ok()?;
+        eprintln!(
+            "scaivault run: the vault is unreachable ({}); running with the snapshot {name} written at {} (--fallback-snapshot)",
+            why.error.message, body.written_at
+        );
+        Some(body.vars)
+    }
+}
+
 fn is_unreachable(e: &CliError) -> bool {
     e.error.code == ErrorCode::ServiceUnavailable
         && e.error.message.starts_with("cannot reach the vault")
@@ -112,8 +202,23 @@ pub async fn run(
             )
             .into())
         });
+    let snapshot = match &args.fallback_snapshot {
+        Some(file) => Some(Snapshot::new(g, &args, file)?),
+        None => None,
+    };
     let vars = match collected {
-        Ok(v) => v,
+        Ok(v) => {
+            if let Some(s) = &snapshot {
+                s.save(&v);
+            }
+            v
+        }
+        Err(e)
+            if is_unreachable(&e)
+                && let Some(v) = snapshot.as_ref().and_then(|s| s.load(&e)) =>
+        {
+            v
+        }
         Err(e) if args.fallback_env && is_unreachable(&e) => {
             eprintln!(
                 "scaivault run: the vault is unreachable ({}); running with the environment as it is (--fallback-env)",

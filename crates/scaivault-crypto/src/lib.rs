@@ -13,6 +13,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod aead;
+mod credential_seal;
 mod error;
 mod kdf;
 mod keys;
@@ -21,6 +22,7 @@ mod material;
 mod scram;
 
 pub use aead::sealing_fingerprint;
+pub use credential_seal::{open_with_credential, seal_to_credential};
 pub use error::CryptoError;
 pub use kdf::{KdfParams, derive_kek};
 pub use keys::{
