@@ -664,6 +664,29 @@ fn daily_flags_do_what_they_say() {
         );
     }
     dev.get("/v1/secrets/daily/s0", &dev.token);
+    // --format: yaml (every string quoted, so `no` stays a string), env (the variables run
+    // would give), json (as --json); env elsewhere is refused, --json with --format too.
+    dev.put(
+        "/v1/secrets/fmt/db",
+        &dev.token,
+        serde_json::json!({"data": {"user": "no", "password": "two words"}}),
+    );
+    let out = dev.cli(&["secrets", "read", "fmt/db", "--format", "yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = stdout(&out);
+    assert!(
+        yaml.contains("\"data\":\n  \"password\": \"two words\"\n  \"user\": \"no\"\n"),
+        "{yaml}"
+    );
+    let out = dev.cli(&["secrets", "read", "fmt/db", "--format", "env"]);
+    assert_eq!(stdout(&out), "DB_PASSWORD='two words'\nDB_USER=no\n");
+    let out = dev.cli(&["secrets", "read", "fmt/db", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["data"]["user"], "no");
+    let out = dev.cli(&["secrets", "list", "--format", "env"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let out = dev.cli(&["secrets", "list", "--format", "yaml", "--json"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     let listed = |args: &[&str]| -> serde_json::Value {
         let out = dev.cli(args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));

@@ -25,6 +25,15 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+    Env,
+}
+
 #[derive(Debug, Args, Clone)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
@@ -40,9 +49,13 @@ pub struct Global {
     /// API token (overrides the config file).
     #[arg(long, global = true, env = "SCAIVAULT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Machine-readable JSON output.
+    /// Machine-readable JSON output (the same as --format json).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Output format: table (for people; tab-separated lines in a pipe), json, yaml, or env
+    /// (`secrets read` only: KEY=value lines, quoted as `export dotenv` quotes them).
+    #[arg(long, global = true, value_enum, conflicts_with = "json")]
+    pub format: Option<Format>,
     /// Where installed plugin files live (default: `<vault file>.plugins/`).
     #[arg(long, global = true, env = "SCAIVAULT_PLUGIN_DIR")]
     pub plugin_dir: Option<PathBuf>,

@@ -77,7 +77,7 @@ pub fn main() -> i32 {
         }
     };
     let serving = matches!(cli.command, Command::Dev(_) | Command::Server(_));
-    let json_errors = cli.global.json;
+    let json_errors = cli.global.json || cli.global.format == Some(args::Format::Json);
     let filter = std::env::var("SCAIVAULT_LOG").unwrap_or_else(|_| {
         if std::env::var("SCAIVAULT_DEBUG").as_deref() == Ok("1") {
             "debug".into()
@@ -209,7 +209,18 @@ macro_rules! on_vault {
 
 async fn run(cli: Cli) -> CliResult<()> {
     let g = cli.global;
-    let out = Out { json: g.json };
+    let out = Out::new(g.json, g.format);
+    if out.format == args::Format::Env
+        && !matches!(
+            cli.command,
+            Command::Secrets(args::SecretsCmd::Read { field: None, .. })
+        )
+    {
+        return Err(Error::invalid_request(
+            "--format env is for `secrets read` (a whole prefix: `scaivault export dotenv`)",
+        )
+        .into());
+    }
     match cli.command {
         Command::Init(a) => serve::init(&g, a, &out).await,
         Command::Dev(a) => serve::dev(&g, a, &out).await,

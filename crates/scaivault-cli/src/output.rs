@@ -2,22 +2,85 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{ContentArrangement, Table};
 use serde_json::Value;
 
-/// Human tables by default, JSON with `--json`.
+use crate::args::Format;
+
+/// Human tables by default; JSON with `--json` or `--format json`, YAML with `--format yaml`.
 pub struct Out {
+    /// Whether the answer is machine-readable JSON (commands that stream or print progress
+    /// ask this).
     pub json: bool,
+    pub format: Format,
 }
 
 impl Out {
-    pub fn emit<T: serde::Serialize + ?Sized>(&self, value: &T, human: impl FnOnce()) {
-        if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).unwrap_or_default()
-            );
-        } else {
-            human();
+    pub fn new(json: bool, format: Option<Format>) -> Out {
+        let format = format.unwrap_or(if json { Format::Json } else { Format::Table });
+        Out {
+            json: format == Format::Json,
+            format,
         }
     }
+
+    pub fn emit<T: serde::Serialize + ?Sized>(&self, value: &T, human: impl FnOnce()) {
+        match self.format {
+            Format::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            ),
+            Format::Yaml => print!(
+                "{}",
+                yaml(&serde_json::to_value(value).unwrap_or(Value::Null))
+            ),
+            Format::Table | Format::Env => human(),
+        }
+    }
+}
+
+/// A JSON value as a YAML 1.2 block document. Every string (keys too) is written as a JSON
+/// string, which YAML reads as the same double-quoted scalar: no value is ever taken for a
+/// number, a boolean, `null` or a tag (`no`, `1e3`, `!!python`), and nothing needs escaping
+/// rules of its own.
+pub fn yaml(v: &Value) -> String {
+    fn scalar(v: &Value) -> Option<String> {
+        match v {
+            Value::Object(m) if m.is_empty() => Some("{}".into()),
+            Value::Array(a) if a.is_empty() => Some("[]".into()),
+            Value::Object(_) | Value::Array(_) => None,
+            other => Some(other.to_string()),
+        }
+    }
+    fn block(v: &Value, indent: usize, out: &mut String) {
+        let pad = " ".repeat(indent);
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, v) in m {
+                    let key = Value::String(k.clone()).to_string();
+                    match scalar(v) {
+                        Some(s) => out.push_str(&format!("{pad}{key}: {s}\n")),
+                        None => {
+                            out.push_str(&format!("{pad}{key}:\n"));
+                            block(v, indent + 2, out);
+                        }
+                    }
+                }
+            }
+            Value::Array(a) if !a.is_empty() => {
+                for v in a {
+                    match scalar(v) {
+                        Some(s) => out.push_str(&format!("{pad}- {s}\n")),
+                        None => {
+                            out.push_str(&format!("{pad}-\n"));
+                            block(v, indent + 2, out);
+                        }
+                    }
+                }
+            }
+            other => out.push_str(&format!("{pad}{}\n", scalar(other).unwrap_or_default())),
+        }
+    }
+    let mut out = String::new();
+    block(v, 0, &mut out);
+    out
 }
 
 /// A JSON value as a table cell: strings bare, null empty, anything else as JSON.
@@ -100,5 +163,37 @@ mod shown_tests {
         assert_eq!(shown("x\nadmin: y"), "x\\nadmin: y");
         assert_eq!(shown("a\tb"), "a\\tb");
         assert_eq!(shown("é ünïcode"), "é ünïcode");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::yaml;
+
+    #[test]
+    fn yaml_quotes_every_string_and_nests_in_blocks() {
+        let v = json!({
+            "path": "a/b", "version": 2, "no": "no", "empty": {}, "list": [],
+            "data": {"port": "5432", "tags": ["x", {"k": null}]}
+        });
+        assert_eq!(
+            yaml(&v),
+            concat!(
+                "\"data\":\n",
+                "  \"port\": \"5432\"\n",
+                "  \"tags\":\n",
+                "    - \"x\"\n",
+                "    -\n",
+                "      \"k\": null\n",
+                "\"empty\": {}\n",
+                "\"list\": []\n",
+                "\"no\": \"no\"\n",
+                "\"path\": \"a/b\"\n",
+                "\"version\": 2\n",
+            )
+        );
+        assert_eq!(yaml(&json!("line\nbreak")), "\"line\\nbreak\"\n");
     }
 }

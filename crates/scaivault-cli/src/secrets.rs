@@ -185,6 +185,13 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
                 }
                 return Ok(());
             }
+            if out.format == crate::args::Format::Env {
+                // The variables `run --prefix` would give, quoted as `export dotenv` quotes.
+                let one = serde_json::json!({ "path": res.path, "data": data });
+                let vars = crate::migrate::to_vars(&[one], &Default::default())?;
+                print!("{}", crate::dotenv::render(&vars));
+                return Ok(());
+            }
             out.emit(&res, || {
                 println!("path:     {}", res.path);
                 println!("type:     {}", res.secret_type);
