@@ -269,6 +269,26 @@ fn exit_codes_tell_usage_invalid_and_unavailable_apart() {
         None,
     );
     assert_eq!(out.status.code(), Some(7), "unavailable");
+    // Rate limited: past its budget of failed authentications an address is answered 429;
+    // told not to wait (SCAIVAULT_RATE_LIMIT_WAIT=0), the CLI exits 6 at once.
+    let limited = Dev::start_with(&["--auth-failures-per-minute", "3"]);
+    let bad = |wait: Option<&str>| {
+        let mut env = vec![
+            ("SCAIVAULT_URL", limited.url.as_str()),
+            ("SCAIVAULT_TOKEN", "skt_not_a_real_token"),
+        ];
+        env.extend(wait.map(|w| ("SCAIVAULT_RATE_LIMIT_WAIT", w)));
+        cli_env(&["secrets", "list"], &env, None)
+    };
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        codes.push(bad(Some("0")).status.code());
+        if codes.last() == Some(&Some(6)) {
+            break;
+        }
+    }
+    assert_eq!(codes.first(), Some(&Some(2)), "unauthenticated: {codes:?}");
+    assert_eq!(codes.last(), Some(&Some(6)), "then rate limited: {codes:?}");
     let err = stderr(&out);
     assert!(
         err.contains("cannot reach the vault") && !err.contains("panicked"),

@@ -152,7 +152,17 @@ fn target(g: &Global) -> CliResult<VaultClient> {
             scaivault_client::in_process::Local::new(path.clone(), engine),
         ));
     }
-    let client = VaultClient::http(server_url(g), token(g), &trust(g))?;
+    let mut client = VaultClient::http(server_url(g), token(g), &trust(g))?;
+    // SCAIVAULT_RATE_LIMIT_WAIT: how long to wait out rate limits (`0s`: fail at once, exit 6).
+    if let Ok(w) = std::env::var("SCAIVAULT_RATE_LIMIT_WAIT") {
+        let patience = match w.trim() {
+            "0" | "0s" => std::time::Duration::ZERO,
+            w => scaivault_core::duration::parse_duration(w).map_err(|e| {
+                Error::invalid_request(format!("SCAIVAULT_RATE_LIMIT_WAIT: {}", e.message))
+            })?,
+        };
+        client = client.with_rate_limit_patience(patience);
+    }
     // A rate limit is waited out (up to a minute): on a terminal, say so instead of hanging.
     Ok(if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         client.with_wait_notice(std::sync::Arc::new(|w: std::time::Duration| {

@@ -91,7 +91,7 @@ pub trait Transport: Send + Sync {
 }
 
 /// How long one call may wait in all for a rate limit to let it through before the `429` is
-/// the answer.
+/// the answer, unless [`VaultClient::with_rate_limit_patience`] says otherwise.
 pub const RATE_LIMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Answers larger than this are refused (a listing of every secret fits many times over).
@@ -106,6 +106,7 @@ pub struct VaultClient {
     transport: Arc<dyn Transport>,
     local: bool,
     on_wait: Option<WaitNotice>,
+    patience: std::time::Duration,
 }
 
 impl VaultClient {
@@ -119,6 +120,7 @@ impl VaultClient {
             transport: Arc::new(http::Http::new(base_url, token, trust)?),
             local: false,
             on_wait: None,
+            patience: RATE_LIMIT_PATIENCE,
         })
     }
 
@@ -128,7 +130,15 @@ impl VaultClient {
             transport: Arc::new(local),
             local: true,
             on_wait: None,
+            patience: RATE_LIMIT_PATIENCE,
         }
+    }
+
+    /// How long a call may wait in all for rate limits (zero: a `429` is the answer at once,
+    /// for a script that would rather fail fast).
+    pub fn with_rate_limit_patience(mut self, patience: std::time::Duration) -> VaultClient {
+        self.patience = patience;
+        self
     }
 
     /// Calls `notice` before each wait for a rate limit (a CLI says so rather than going
@@ -178,7 +188,7 @@ impl VaultClient {
                         .and_then(Value::as_u64)
                         .map(std::time::Duration::from_secs);
                     match wait {
-                        Some(w) if waited + w <= RATE_LIMIT_PATIENCE => {
+                        Some(w) if waited + w <= self.patience => {
                             if let Some(notice) = &self.on_wait {
                                 notice(w);
                             }
@@ -412,6 +422,7 @@ mod tests {
             transport: Arc::new(Limited(2.into())),
             local: false,
             on_wait: None,
+            patience: RATE_LIMIT_PATIENCE,
         }
         .with_wait_notice({
             let told = told.clone();

@@ -487,7 +487,7 @@ impl Engine {
         let p = self.find_rotation_policy(id)?;
         if !p.auto_generate {
             return Err(Error::invalid_request(format!(
-                "{} does not auto-generate values: write the new value with PUT /v1/secrets/{{path}}",
+                "{} does not auto-generate values: write the new value with `scaivault secrets write PATH …` (PUT /v1/secrets/{{path}}); that write is the rotation",
                 p.id
             )));
         }
