@@ -31,7 +31,12 @@ pub enum Format {
     Table,
     Json,
     Yaml,
+    /// `secrets read` only.
     Env,
+    /// `audit export` only: one JSON entry per line.
+    Jsonl,
+    /// `audit export` only.
+    Csv,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -52,8 +57,9 @@ pub struct Global {
     /// Machine-readable JSON output (the same as --format json).
     #[arg(long, global = true)]
     pub json: bool,
-    /// Output format: table (for people; tab-separated lines in a pipe), json, yaml, or env
-    /// (`secrets read` only: KEY=value lines, quoted as `export dotenv` quotes them).
+    /// Output format: table (for people; tab-separated lines in a pipe), json, yaml; env for
+    /// `secrets read` (KEY=value lines, quoted as `export dotenv` quotes them); jsonl or csv
+    /// for `audit export`.
     #[arg(long, global = true, value_enum, conflicts_with = "json")]
     pub format: Option<Format>,
     /// Where installed plugin files live (default: `<vault file>.plugins/`).
@@ -904,13 +910,10 @@ pub enum AuditCmd {
         #[arg(long)]
         older_than: String,
     },
-    /// Write matching entries to a JSON-lines or CSV file.
+    /// Write matching entries to a JSON-lines (default) or CSV file (`--format csv`).
     Export {
         #[command(flatten)]
         filter: AuditFilter,
-        /// jsonl or csv.
-        #[arg(long, default_value = "jsonl")]
-        format: String,
         /// The file to write (created owner-only).
         #[arg(long)]
         out: PathBuf,

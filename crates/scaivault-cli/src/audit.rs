@@ -178,16 +178,13 @@ pub async fn run(target: &VaultClient, cmd: AuditCmd, out: &Out) -> CliResult<()
                 )
             });
         }
-        AuditCmd::Export {
-            filter,
-            format,
-            out: file,
-        } => {
-            if !matches!(format.as_str(), "jsonl" | "csv") {
-                return Err(
-                    Error::new(ErrorCode::InvalidRequest, "--format is jsonl or csv").into(),
-                );
-            }
+        AuditCmd::Export { filter, out: file } => {
+            // `--format csv`, else JSON lines (`jsonl`, or `json` as a synonym).
+            let format = if out.format == crate::args::Format::Csv {
+                "csv"
+            } else {
+                "jsonl"
+            };
             let mut w =
                 std::io::BufWriter::new(scaivault_store::private_fs::create(&file).map_err(
                     |e| Error::internal(format!("cannot create {}: {e}", file.display())),

@@ -220,16 +220,31 @@ macro_rules! on_vault {
 async fn run(cli: Cli) -> CliResult<()> {
     let g = cli.global;
     let out = Out::new(g.json, g.format);
-    if out.format == args::Format::Env
-        && !matches!(
-            cli.command,
-            Command::Secrets(args::SecretsCmd::Read { field: None, .. })
-        )
-    {
-        return Err(Error::invalid_request(
-            "--format env is for `secrets read` (a whole prefix: `scaivault export dotenv`)",
-        )
-        .into());
+    let exporting = matches!(cli.command, Command::Audit(args::AuditCmd::Export { .. }));
+    match out.format {
+        args::Format::Env
+            if !matches!(
+                cli.command,
+                Command::Secrets(args::SecretsCmd::Read { field: None, .. })
+            ) =>
+        {
+            return Err(Error::invalid_request(
+                "--format env is for `secrets read` (a whole prefix: `scaivault export dotenv`)",
+            )
+            .into());
+        }
+        args::Format::Jsonl | args::Format::Csv if !exporting => {
+            return Err(
+                Error::invalid_request("--format jsonl and csv are for `audit export`").into(),
+            );
+        }
+        args::Format::Table | args::Format::Yaml | args::Format::Env if exporting => {
+            return Err(Error::invalid_request(
+                "audit export writes --format jsonl (default) or csv",
+            )
+            .into());
+        }
+        _ => {}
     }
     match cli.command {
         Command::Init(a) => serve::init(&g, a, &out).await,

@@ -31,7 +31,7 @@ impl Out {
                 "{}",
                 yaml(&serde_json::to_value(value).unwrap_or(Value::Null))
             ),
-            Format::Table | Format::Env => human(),
+            Format::Table | Format::Env | Format::Jsonl | Format::Csv => human(),
         }
     }
 }
