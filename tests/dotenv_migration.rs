@@ -831,3 +831,78 @@ fn run_falls_back_on_its_last_known_good_snapshot() {
         assert!(!stdout(&out).contains("k-snapshot-1"));
     }
 }
+
+/// What someone who can write secrets under a prefix chooses — field names, values, a
+/// neighbouring folder — never becomes code: not in a shell that sources the export, not in
+/// the program `run` starts, not through a symlink at `--out`.
+#[test]
+fn vault_data_never_steers_the_shell_or_the_runner() {
+    let dev = Dev::start();
+    let dir = tempfile::tempdir().unwrap();
+    let put = |path: &str, data: serde_json::Value| {
+        let (s, b) = dev.put(
+            &format!("/v1/secrets/{path}"),
+            &dev.token,
+            serde_json::json!({ "data": data }),
+        );
+        assert!(s < 300, "{b}");
+    };
+    // A field name that would be a command in `set -a; . file`.
+    put("inj/db", serde_json::json!({"x;touch PWNED;y": "1"}));
+    let out = dev.cli(&["export", "dotenv", "--prefix", "inj/"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("inj/db") && stderr(&out).contains("not one"));
+    assert!(stdout(&out).is_empty());
+    // `--prefix app` is the folder app/, never apple/.
+    put("app/api_key", serde_json::json!({"value": "k-app"}));
+    put("apple/api_key", serde_json::json!({"value": "k-apple"}));
+    let out = dev.cli(&["run", "--prefix", "app", "--", "sh", "-c", "echo $API_KEY"]);
+    assert_eq!(stdout(&out).trim(), "k-app", "{}", stderr(&out));
+    // A secret that would set PATH (the command is looked up on the child's PATH).
+    put("evil/path", serde_json::json!({"value": "/tmp/evil"}));
+    let out = dev.cli(&["run", "--prefix", "evil", "--", "sh", "-c", "echo ran"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("refusing to set PATH") && !stdout(&out).contains("ran"));
+    // A NUL byte no environment can carry: said before anything runs.
+    put("nul/api_key", serde_json::json!({"value": "a\u{0}b"}));
+    let out = dev.cli(&["run", "--prefix", "nul", "--", "sh", "-c", "echo ran"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("NUL"));
+    // A stored value that reads as a reference is pointed out by the export.
+    put(
+        "refs/api_key",
+        serde_json::json!({"value": "scaivault://app/api_key"}),
+    );
+    let link = dir.path().join("link.env");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let out = dev.cli(&[
+        "export",
+        "dotenv",
+        "--prefix",
+        "refs/",
+        "--out",
+        link.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("API_KEY") && stderr(&out).contains("scaivault://"));
+    // --out replaced the link, not the file it pointed at.
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    assert!(!std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    // A URL that is no URL is a mistake to fix (5), not a vault that is down (7); a --json
+    // after `--` belongs to the command, not to the CLI's error format.
+    let out = cli_env(
+        &["secrets", "list"],
+        &[("SCAIVAULT_URL", "notaurl"), ("SCAIVAULT_TOKEN", "skt_x")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let out = dev.cli(&["secrets", "read", "a/b", "--", "--json"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        !stderr(&out).trim_start().starts_with('{'),
+        "{}",
+        stderr(&out)
+    );
+}

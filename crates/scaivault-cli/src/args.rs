@@ -839,13 +839,13 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct InjectArgs {
-    /// The template (default: standard input).
-    #[arg(short = 'i', long = "in-file", value_name = "TEMPLATE")]
+    /// The template (default, or `-`: standard input).
+    #[arg(short = 'i', long = "in", alias = "in-file", value_name = "TEMPLATE")]
     pub in_file: Option<PathBuf>,
-    /// The file to write, created owner-only (default: standard output).
-    #[arg(short = 'o', long = "out-file", value_name = "FILE")]
+    /// The file to write, created owner-only (default, or `-`: standard output).
+    #[arg(short = 'o', long = "out", alias = "out-file", value_name = "FILE")]
     pub out_file: Option<PathBuf>,
-    /// Replace --out-file when it exists.
+    /// Replace --out when it exists.
     #[arg(long)]
     pub force: bool,
 }

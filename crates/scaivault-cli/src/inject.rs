@@ -24,11 +24,21 @@ struct Slot {
 fn slots(template: &str) -> Result<Vec<Slot>, Error> {
     let mut out = Vec::new();
     let mut from = 0;
+    // Lines are counted as the scan moves on (counting from the start each time made a
+    // template of many references quadratic).
+    let (mut line, mut counted) = (1, 0);
     while let Some(open) = template[from..].find("{{").map(|i| from + i) {
+        line += template[counted..open].matches('\n').count();
+        counted = open;
         let Some(close) = template[open..].find("}}").map(|i| open + i) else {
+            // An opening with no end: a reference cut short is an error, anything else text.
+            if template[open + 2..].trim_start().starts_with("scaivault") {
+                return Err(Error::invalid_request(format!(
+                    "line {line}: a reference is never closed with }}}}"
+                )));
+            }
             break;
         };
-        let line = template[..open].matches('\n').count() + 1;
         let inner = template[open + 2..close].trim();
         let named: Option<String> = if inner.starts_with(SCHEME) {
             Some(inner.to_owned())
@@ -83,7 +93,7 @@ async fn render(target: &VaultClient, template: &str, name: &str) -> CliResult<S
 }
 
 pub async fn inject(target: &VaultClient, args: InjectArgs) -> CliResult<()> {
-    let (template, name) = match &args.in_file {
+    let (template, name) = match args.in_file.as_ref().filter(|p| p.as_os_str() != "-") {
         Some(p) => (
             std::fs::read_to_string(p)
                 .map_err(|e| Error::invalid_request(format!("cannot read {}: {e}", p.display())))?,
@@ -98,6 +108,7 @@ pub async fn inject(target: &VaultClient, args: InjectArgs) -> CliResult<()> {
         }
     };
     if let Some(out) = &args.out_file
+        && out.as_os_str() != "-"
         && out.exists()
         && !args.force
     {
@@ -108,7 +119,7 @@ pub async fn inject(target: &VaultClient, args: InjectArgs) -> CliResult<()> {
         .into());
     }
     let rendered = zeroize::Zeroizing::new(render(target, &template, &name).await?);
-    match &args.out_file {
+    match args.out_file.as_ref().filter(|p| p.as_os_str() != "-") {
         Some(out) => crate::config::replace_private(out, rendered.as_bytes())
             .map_err(|e| Error::internal(format!("cannot write {}: {e}", out.display())))?,
         None => {

@@ -59,7 +59,10 @@ pub fn main() -> i32 {
             }
             // A command line that does not parse: with --json anywhere on it, the error is
             // the API's JSON envelope too (clap's text, uncoloured, as its message).
-            if std::env::args().any(|a| a == "--json") {
+            if std::env::args()
+                .take_while(|a| a != "--")
+                .any(|a| a == "--json")
+            {
                 let message = e.render().to_string();
                 eprintln!(
                     "{}",

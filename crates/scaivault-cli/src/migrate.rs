@@ -511,9 +511,17 @@ pub async fn import(target: &VaultClient, args: ImportDotenvArgs, out: &Out) -> 
 
 /// Every secret under `prefix`, read (values included): one batch read per 100 paths, each
 /// path audited as a read.
+/// Every secret under the folder `prefix` names, values included. `app` means `app/`: a
+/// prefix is a folder here, so `run --prefix app` never picks up `apple/…`, whose writers
+/// may not be `app/`'s.
 pub async fn read_all(target: &VaultClient, prefix: &str) -> CliResult<Vec<Value>> {
+    let folder = if prefix.is_empty() || prefix.ends_with('/') {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}/")
+    };
     let listed = target
-        .all_pages(&format!("/v1/secrets?prefix={}", q(prefix)), "secrets")
+        .all_pages(&format!("/v1/secrets?prefix={}", q(&folder)), "secrets")
         .await?;
     let paths: Vec<String> = listed["secrets"]
         .as_array()
@@ -537,6 +545,15 @@ pub async fn read_all(target: &VaultClient, prefix: &str) -> CliResult<Vec<Value
         }
     }
     Ok(out)
+}
+
+/// A shell variable name: what bash assigns with `NAME=value` (and every dotenv loader reads).
+pub fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 pub fn to_vars(secrets: &[Value], mapping: &Mapping) -> Result<Vec<(String, String)>, Error> {
@@ -588,6 +605,14 @@ pub fn to_vars(secrets: &[Value], mapping: &Mapping) -> Result<Vec<(String, Stri
     vars.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let mut seen = std::collections::HashSet::new();
     for (_, path, var, _) in &vars {
+        // A name is data someone wrote (a field name, a recorded variable): it becomes a line
+        // of a file a shell sources, so only a plain identifier is one.
+        if !is_variable_name(var) {
+            return Err(usage(format!(
+                "{path} gives the variable name {:?}, which is not one (letters, digits and _, not starting with a digit); rename the field, or name it in a mapping",
+                var.chars().take(64).collect::<String>()
+            )));
+        }
         if !seen.insert(var.clone()) {
             return Err(usage(format!(
                 "two secrets give the variable {var} (one is {path}); use a mapping"
@@ -618,8 +643,20 @@ pub async fn export(target: &VaultClient, cmd: ExportCmd) -> CliResult<()> {
             inexact.join(", ")
         );
     }
+    let references: Vec<&str> = vars
+        .iter()
+        .filter(|(_, v)| v.starts_with(crate::references::SCHEME))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !references.is_empty() {
+        eprintln!(
+            "warning: these values start with scaivault:// and `run --env-file` would take them for references, not values: {}",
+            references.join(", ")
+        );
+    }
     match out {
-        Some(p) => crate::config::write_private(&p, text.as_bytes())
+        // Replaced in one rename: a symlink at --out is replaced, never followed.
+        Some(p) => crate::config::replace_private(&p, text.as_bytes())
             .map_err(|e| Error::internal(format!("cannot write {}: {e}", p.display())))?,
         None => print!("{text}"),
     }

@@ -42,7 +42,9 @@ async fn from_env_file(
         let value = match Reference::parse(&e.value) {
             Some(r) => {
                 let r = r.map_err(|err| usage(format!("{whence}: {}", err.message)))?;
-                resolver.value(&r, &whence).await?
+                let v = resolver.value(&r, &whence).await?;
+                check_injectable([&(e.key.clone(), v.clone())], true)?;
+                v
             }
             None => {
                 if looks_like_old_reference(&e.value) {
@@ -53,7 +55,9 @@ async fn from_env_file(
                 e.value
             }
         };
-        out.push((e.key, value));
+        let var = (e.key, value);
+        check_injectable([&var], false)?;
+        out.push(var);
     }
     Ok(out)
 }
@@ -76,7 +80,9 @@ async fn collect(
         let mut vars = Vec::new();
         if let Some(prefix) = &args.prefix {
             let secrets: Vec<Value> = migrate::read_all(&target, prefix).await?;
-            vars.extend(migrate::to_vars(&secrets, &mapping)?);
+            let from_prefix = migrate::to_vars(&secrets, &mapping)?;
+            check_injectable(&from_prefix, true)?;
+            vars.extend(from_prefix);
         }
         if let Some(f) = &args.env_file {
             vars.extend(from_env_file(&target, f).await?);
@@ -86,6 +92,52 @@ async fn collect(
     .await;
     target.close().await;
     read
+}
+
+/// Variables `run` never takes from the vault: they decide which program runs and what it
+/// loads (the command is looked up on the child's PATH), so whoever can write one secret
+/// under the prefix would run their own code as this user. Set them yourself.
+const LOADER_VARS: &[&str] = &[
+    "PATH",
+    "IFS",
+    "ENV",
+    "BASH_ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PERL5OPT",
+    "PERL5LIB",
+    "RUBYOPT",
+    "NODE_OPTIONS",
+    "JAVA_TOOL_OPTIONS",
+];
+
+/// Refuses what no environment can carry, and, for values the vault gave (`from_vault`),
+/// what would change which program runs. A literal in the user's own --env-file is theirs.
+fn check_injectable<'a>(
+    vars: impl IntoIterator<Item = &'a (String, String)>,
+    from_vault: bool,
+) -> CliResult<()> {
+    for (k, v) in vars {
+        if from_vault
+            && (LOADER_VARS.contains(&k.as_str()) || k.starts_with("LD_") || k.starts_with("DYLD_"))
+        {
+            return Err(usage(format!(
+                "refusing to set {k} from the vault: it decides which program runs or what it loads; set it yourself (or rename the secret)"
+            ))
+            .into());
+        }
+        if v.contains('\0') {
+            return Err(usage(format!(
+                "the value of {k} holds a NUL byte, which no environment variable can carry"
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// `--fallback-snapshot`: the last variables the vault gave this command, sealed to the token
@@ -114,9 +166,18 @@ impl Snapshot {
         let token = crate::token(g).ok_or_else(|| {
             usage("--fallback-snapshot needs a token (its key is derived from it)")
         })?;
+        // A file is named by what it holds: an edited --env-file or --mapping asks for
+        // something else, which an older snapshot does not answer.
         let shown = |p: &Option<std::path::PathBuf>| {
             p.as_ref()
-                .map(|p| p.display().to_string())
+                .map(|p| {
+                    let held = std::fs::read(p).unwrap_or_default();
+                    format!(
+                        "{}#{}",
+                        p.display(),
+                        hex::encode(scaivault_crypto::sha256(&held))
+                    )
+                })
                 .unwrap_or_default()
         };
         let purpose = format!(
@@ -165,7 +226,7 @@ impl Snapshot {
             scaivault_crypto::open_with_credential(self.token.as_bytes(), &self.purpose, &sealed)
         else {
             eprintln!(
-                "scaivault run: the snapshot {name} does not open with this token for this command; not used"
+                "scaivault run: the snapshot {name} does not open with this token for this command (written for another token or selection, or damaged); not used"
             );
             return None;
         };

@@ -27,6 +27,15 @@ pub struct Trust {
 
 impl Http {
     pub fn new(base_url: String, token: Option<String>, trust: &Trust) -> Result<Http> {
+        // A URL that is no URL is a mistake to fix, not a server that is down.
+        if !reqwest::Url::parse(&base_url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        {
+            return Err(Error::invalid_request(format!(
+                "{base_url:?} is not the URL of a vault (http://host:port or https://…)"
+            ))
+            .into());
+        }
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("scaivault-cli/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &trust.ca_cert {

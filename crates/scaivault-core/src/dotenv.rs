@@ -244,6 +244,9 @@ pub enum Quoting {
 /// [`quoting`] says [`Quoting::Inexact`], python-dotenv whenever it holds `${` (it expands
 /// `${…}` inside any quotes and has no escape for it).
 pub fn inexact_in(v: &str) -> Option<&'static str> {
+    if v.contains('\0') {
+        return Some("every reader: no environment variable can hold a NUL byte");
+    }
     match (quoting(v) == Quoting::Inexact, v.contains("${")) {
         (true, true) => Some("bash and python-dotenv"),
         (true, false) => Some("bash"),
@@ -393,6 +396,7 @@ mod tests {
         assert_eq!(inexact_in("${B}"), Some("python-dotenv"));
         assert_eq!(inexact_in("it's $5"), Some("bash"));
         assert_eq!(inexact_in("it's"), None);
+        assert!(inexact_in("a\0b").unwrap().contains("NUL"));
         assert_eq!(
             render(&[("A".into(), "it's".into()), ("B".into(), "$x".into())]),
             "A=\"it's\"\nB='$x'\n"
