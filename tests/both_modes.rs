@@ -132,6 +132,11 @@ fn every_command_behaves_the_same_over_http_and_in_process() {
             "abi": "1.0", "wasm_sha256": sha256_of(&d.path().join("noop.wasm")),
             "provides": {"secret_types": ["noop"]}});
         std::fs::write(d.path().join("noop.json"), manifest.to_string()).unwrap();
+        std::fs::write(
+            d.path().join("app.tpl"),
+            "stripe: {{ scaivault://svc/stripe_key }}\nother: {{ .Values.x }}\n",
+        )
+        .unwrap();
     }
     let seen = |d: &tempfile::TempDir| {
         BTreeMap::from([
@@ -299,6 +304,9 @@ fn every_command_behaves_the_same_over_http_and_in_process() {
             vec!["run", "--prefix", "nothing/", "--", "sh", "-c", "exit 3"],
             None,
         ),
+        (vec!["inject", "-i", "{dir}/app.tpl"], None),
+        // An intact secret is not destroyed as a damaged one, in either mode.
+        (vec!["operator", "destroy-damaged", "app/db"], None),
         (vec!["plugins", "list"], None),
         (
             vec![
@@ -386,6 +394,7 @@ fn every_command_behaves_the_same_over_http_and_in_process() {
             ["secrets", "write", "app/db", "x=1", "--cas", "1"] => 1,
             ["tokens", "create", "--identity", "sa:nobody", ..] => 4,
             ["policies", "delete", "svc"] => 1,
+            ["operator", "destroy-damaged", "app/db"] => 5,
             ["run", "--prefix", "nothing/", ..] => 3,
             ["webhooks", "get", "hook1"] if remote.seen.contains_key("deleted_hook") => 4,
             _ => 0,
