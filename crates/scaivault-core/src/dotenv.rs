@@ -240,18 +240,32 @@ pub enum Quoting {
     Inexact,
 }
 
-/// The readers that read `v` back differently however it is quoted, if any: bash when
-/// [`quoting`] says [`Quoting::Inexact`], python-dotenv whenever it holds `${` (it expands
-/// `${…}` inside any quotes and has no escape for it).
-pub fn inexact_in(v: &str) -> Option<&'static str> {
+/// The readers that read `v` back differently however it is quoted, if any (`"bash and
+/// python-dotenv"`, …): bash when [`quoting`] says [`Quoting::Inexact`]; python-dotenv whenever
+/// `v` holds `${` (it expands `${…}` inside any quotes and has no escape for it); docker
+/// compose when an inexact value holds `${` or `$name` (compose expands both inside double
+/// quotes, and an inexact value is double-quoted).
+pub fn inexact_in(v: &str) -> Option<String> {
     if v.contains('\0') {
-        return Some("every reader: no environment variable can hold a NUL byte");
+        return Some("every reader: no environment variable can hold a NUL byte".into());
     }
-    match (quoting(v) == Quoting::Inexact, v.contains("${")) {
-        (true, true) => Some("bash and python-dotenv"),
-        (true, false) => Some("bash"),
-        (false, true) => Some("python-dotenv"),
-        (false, false) => None,
+    let inexact = quoting(v) == Quoting::Inexact;
+    let chars: Vec<char> = v.chars().collect();
+    let compose_expands = chars
+        .windows(2)
+        .any(|w| w[0] == '$' && (w[1] == '{' || w[1] == '_' || w[1].is_ascii_alphabetic()));
+    let readers: Vec<&str> = [
+        (inexact, "bash"),
+        (v.contains("${"), "python-dotenv"),
+        (inexact && compose_expands, "docker compose"),
+    ]
+    .into_iter()
+    .filter_map(|(differs, reader)| differs.then_some(reader))
+    .collect();
+    match readers.as_slice() {
+        [] => None,
+        [one] => Some((*one).to_owned()),
+        [init @ .., last] => Some(format!("{} and {last}", init.join(", "))),
     }
 }
 
@@ -287,8 +301,8 @@ pub fn quoting(v: &str) -> Quoting {
     }
 }
 
-/// Renders variables so that [`parse`] gives them back exactly, in order, and bash and
-/// python-dotenv do too, except in the readers [`inexact_in`] names for a value.
+/// Renders variables so that [`parse`] gives them back exactly, in order, and so do bash,
+/// python-dotenv and docker compose, except in the readers [`inexact_in`] names for a value.
 pub fn render(vars: &[(String, String)]) -> String {
     let mut out = String::new();
     for (k, v) in vars {
@@ -392,9 +406,16 @@ mod tests {
         ] {
             assert_eq!(quoting(v), q, "{v:?}");
         }
-        assert_eq!(inexact_in("a\\${B}"), Some("bash and python-dotenv"));
-        assert_eq!(inexact_in("${B}"), Some("python-dotenv"));
-        assert_eq!(inexact_in("it's $5"), Some("bash"));
+        assert_eq!(
+            inexact_in("a\\${B}").as_deref(),
+            Some("bash, python-dotenv and docker compose")
+        );
+        assert_eq!(inexact_in("${B}").as_deref(), Some("python-dotenv"));
+        assert_eq!(inexact_in("it's $5").as_deref(), Some("bash"));
+        assert_eq!(
+            inexact_in("it's $HOME").as_deref(),
+            Some("bash and docker compose")
+        );
         assert_eq!(inexact_in("it's"), None);
         assert!(inexact_in("a\0b").unwrap().contains("NUL"));
         assert_eq!(

@@ -1,0 +1,3 @@
+module composedotenv
+
+go 1.19
