@@ -296,6 +296,16 @@ fn certificates_are_validated_and_get_their_expiry_from_the_leaf() {
     );
     let (s, _) = dev.get(path, &dev.token);
     assert_eq!(s, 404);
+    // The error names the type (it is not a value to redact); the value stays out.
+    let (s, b) = dev.put(
+        path,
+        &dev.token,
+        json!({"secret_type": "certificate", "data": {"key_pem": "not-a-key-at-all"}}),
+    );
+    assert_eq!(s, 422, "{b}");
+    let said = b["error"].to_string();
+    assert!(said.contains("certificate secret"), "{said}");
+    assert!(!said.contains("not-a-key-at-all"), "{said}");
 
     let (s, b) = dev.put(
         path,

@@ -14,8 +14,9 @@ use zeroize::{Zeroize, Zeroizing};
 /// Shorter strings are too common to be told from ordinary words ("true", "prod").
 const MIN_LEN: usize = 4;
 /// Top-level fields of a call's input that name things rather than hold values: a plugin's
-/// words may keep them ("rotating environments/production/billing/db failed").
-const NAMES: &[&str] = &["secret_path", "policy_id", "secret_type"];
+/// words may keep them ("rotating environments/production/billing/db failed", "cert_pem is
+/// required for a certificate secret": a type call's input names its type in `type`).
+const NAMES: &[&str] = &["secret_path", "policy_id", "secret_type", "type"];
 pub(crate) const MARK: &str = "[redacted]";
 
 #[derive(Default)]
@@ -133,6 +134,17 @@ mod tests {
             "the longer value is cut out whole, short strings and keys stay"
         );
         assert_eq!(other, "nothing here");
+
+        // The secret's type names it; its data is cut out.
+        let mut r = Redactor::default();
+        r.add_input(br#"{"type": "certificate", "data": {"x": "certificate-pem"}}"#);
+        let mut msg =
+            "cert_pem: is required for a certificate secret, not certificate-pem".to_owned();
+        r.apply_all(&mut [&mut msg]);
+        assert_eq!(
+            msg,
+            "cert_pem: is required for a certificate secret, not [redacted]"
+        );
     }
 
     #[test]
