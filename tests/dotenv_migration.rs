@@ -108,6 +108,18 @@ fn a_changed_variable_becomes_a_new_version_and_bad_files_write_nothing() {
     assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
     let (s, _) = dev.get("/v1/secrets/bad/good", &dev.token);
     assert_eq!(s, 404, "a file with a syntax error wrote something");
+
+    // A name no shell can set would import but never come back out: refused, nothing written.
+    std::fs::write(&f, "GOOD=1\nspring.datasource.url=jdbc:pg://db\n").unwrap();
+    let out = dev.cli(&["import", "dotenv", f.to_str().unwrap(), "--prefix", "dots"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("spring.datasource.url (line 2)") && !stderr(&out).contains("jdbc"),
+        "{}",
+        stderr(&out)
+    );
+    let (s, _) = dev.get("/v1/secrets/dots/good", &dev.token);
+    assert_eq!(s, 404, "a refused file wrote something");
 }
 
 #[test]

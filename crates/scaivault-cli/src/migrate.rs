@@ -78,7 +78,7 @@ pub struct Planned {
 }
 
 fn default_name(var: &str) -> String {
-    var.to_ascii_lowercase().replace('.', "_")
+    var.to_ascii_lowercase()
 }
 
 /// Turns parsed variables into secrets under `prefix`.
@@ -88,6 +88,22 @@ pub fn plan_secrets(
     prefix: &str,
 ) -> Result<(Vec<Planned>, Vec<String>), Error> {
     let prefix = prefix.trim_end_matches('/');
+    // A name bash cannot assign (`spring.datasource.url`) could be imported but never come
+    // back out through `export` or `run`: refuse the file before anything is written.
+    let unnamed: Vec<String> = entries
+        .iter()
+        .filter(|e| !mapping.skip.contains(&e.key) && !is_variable_name(&e.key))
+        .map(|e| format!("{} (line {})", e.key, e.line))
+        .collect();
+    if !unnamed.is_empty() {
+        return Err(Error::new(
+            ErrorCode::ValidationError,
+            format!(
+                "not variable names `scaivault run`, `export` and bash can set (letters, digits and _, not starting with a digit): {}; rename them in the file (e.g. SPRING_DATASOURCE_URL, which Spring also reads) or list them under `skip` in the mapping. Nothing was written.",
+                unnamed.join(", ")
+            ),
+        ));
+    }
     let mut by_path: BTreeMap<String, Planned> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut skipped = Vec::new();
@@ -643,6 +659,17 @@ pub async fn export(target: &VaultClient, cmd: ExportCmd) -> CliResult<()> {
             inexact.join(", ")
         );
     }
+    let refused: Vec<&str> = vars
+        .iter()
+        .filter(|(_, v)| dotenv::compose_may_refuse(v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !refused.is_empty() {
+        eprintln!(
+            "warning: docker compose may refuse this whole file because of {}: `${{` in double quotes is a variable to compose.",
+            refused.join(", ")
+        );
+    }
     let references: Vec<&str> = vars
         .iter()
         .filter(|(_, v)| v.starts_with(crate::references::SCHEME))
@@ -704,6 +731,25 @@ mod tests {
         assert_eq!(plan[0].data["value"], "sk");
         assert_eq!(plan[1].path, "environments/production/billing/salesforce");
         assert_eq!(plan[1].data["client_secret"], "sec");
+    }
+
+    #[test]
+    fn names_no_shell_can_set_are_refused_unless_skipped() {
+        let parsed = dotenv::parse("spring.datasource.url=jdbc:x\nOK=1\nmy-flag=on\n").unwrap();
+        let err = plan_secrets(&parsed.entries, &Mapping::default(), "app").unwrap_err();
+        assert_eq!(err.code, ErrorCode::ValidationError);
+        assert!(
+            err.message
+                .contains("spring.datasource.url (line 1), my-flag (line 3)"),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("jdbc"), "no value in the error");
+        let skip: Mapping =
+            serde_json::from_str(r#"{"skip":["spring.datasource.url","my-flag"]}"#).unwrap();
+        let (plan, skipped) = plan_secrets(&parsed.entries, &skip, "app").unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(skipped.len(), 2);
     }
 
     #[test]
@@ -775,7 +821,7 @@ mod tests {
 
     #[test]
     fn invalid_names_are_reported_with_their_line() {
-        let parsed = dotenv::parse("A=1\nb.c-D=2\n").unwrap();
+        let parsed = dotenv::parse("A=1\nb_c_D=2\n").unwrap();
         assert!(plan_secrets(&parsed.entries, &Mapping::default(), "x").is_ok());
         let err = plan_secrets(&parsed.entries, &Mapping::default(), "Bad Prefix").unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidPath);

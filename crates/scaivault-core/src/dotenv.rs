@@ -242,7 +242,8 @@ pub enum Quoting {
 
 /// The readers that read `v` back differently however it is quoted, if any (`"bash and
 /// python-dotenv"`, …): bash when [`quoting`] says [`Quoting::Inexact`]; python-dotenv whenever
-/// `v` holds `${` (it expands `${…}` inside any quotes and has no escape for it); docker
+/// `v` holds a `${name}` or `${name:-default}` (it expands those inside any quotes and has
+/// no escape for them; a `${` without its `}` stays literal); docker
 /// compose when an inexact value holds `${` or `$name` (compose expands both inside double
 /// quotes, and an inexact value is double-quoted).
 pub fn inexact_in(v: &str) -> Option<String> {
@@ -256,7 +257,7 @@ pub fn inexact_in(v: &str) -> Option<String> {
         .any(|w| w[0] == '$' && (w[1] == '{' || w[1] == '_' || w[1].is_ascii_alphabetic()));
     let readers: Vec<&str> = [
         (inexact, "bash"),
-        (v.contains("${"), "python-dotenv"),
+        (python_dotenv_expands(v), "python-dotenv"),
         (inexact && compose_expands, "docker compose"),
     ]
     .into_iter()
@@ -267,6 +268,23 @@ pub fn inexact_in(v: &str) -> Option<String> {
         [one] => Some((*one).to_owned()),
         [init @ .., last] => Some(format!("{} and {last}", init.join(", "))),
     }
+}
+
+/// Whether python-dotenv's interpolation matches somewhere in `v`: its pattern is
+/// `\$\{[^}:]*(:-[^}]*)?\}`.
+fn python_dotenv_expands(v: &str) -> bool {
+    v.match_indices("${").any(|(i, _)| {
+        let rest = &v[i + 2..];
+        let name_end = rest.find(['}', ':']).unwrap_or(rest.len());
+        let after = &rest[name_end..];
+        after.starts_with('}') || (after.starts_with(":-") && after[2..].contains('}'))
+    })
+}
+
+/// Whether docker compose refuses the whole exported file because of `v`: an inexact value is
+/// double-quoted, and compose reads a `${` there as a variable that must be well formed.
+pub fn compose_may_refuse(v: &str) -> bool {
+    quoting(v) == Quoting::Inexact && v.contains("${")
 }
 
 /// Whether bash leaves `$` literal inside double quotes when `next` follows it.
@@ -411,6 +429,11 @@ mod tests {
             Some("bash, python-dotenv and docker compose")
         );
         assert_eq!(inexact_in("${B}").as_deref(), Some("python-dotenv"));
+        assert_eq!(inexact_in("${B:-x}").as_deref(), Some("python-dotenv"));
+        // python-dotenv leaves a `${` without its `}` (or with `:x`) alone.
+        assert_eq!(inexact_in("${B"), None);
+        assert_eq!(inexact_in("a ${B:x}"), None);
+        assert!(compose_may_refuse("it's ${x") && !compose_may_refuse("${x"));
         assert_eq!(inexact_in("it's $5").as_deref(), Some("bash"));
         assert_eq!(
             inexact_in("it's $HOME").as_deref(),

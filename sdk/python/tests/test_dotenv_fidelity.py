@@ -116,3 +116,19 @@ def compose_reader(tmp_path: pathlib.Path) -> str:
     subprocess.run([go, "build", "-o", str(exe), "."], cwd=ROOT / "tests" / "readers" / "compose-dotenv",
                    env=env, check=True)
     return str(exe)
+
+
+def test_a_file_compose_would_refuse_is_named_and_python_dotenv_reads_unclosed_braces(dev, tmp_path):
+    # `${x` with no `}`: python-dotenv keeps it literal, so no warning for it alone; next to a
+    # `'` it must be double-quoted, where compose takes `${` as a variable and refuses the file.
+    put(dev, "braces/a", {"value": "${x"})
+    put(dev, "braces/b", {"value": "it's ${x"})
+    out = tmp_path / "braces.env"
+    env = dict(os.environ, SCAIVAULT_URL=dev.url, SCAIVAULT_TOKEN=dev.token, HOME=str(tmp_path))
+    r = subprocess.run([binary(), "export", "dotenv", "--prefix", "braces/", "--out", str(out)],
+                       env=env, capture_output=True, text=True, check=True)
+    assert "A (differs" not in r.stderr and "B (differs in bash and docker compose)" in r.stderr, r.stderr
+    assert "docker compose may refuse this whole file because of B:" in r.stderr, r.stderr
+    assert dotenv_values(out) == {"A": "${x", "B": "it's ${x"}
+    composed = subprocess.run([compose_reader(tmp_path), str(out)], env=env, capture_output=True, text=True)
+    assert composed.returncode != 0 and "Invalid template" in composed.stderr, composed
