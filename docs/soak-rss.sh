@@ -19,7 +19,7 @@ echo "start rss=$(rss)"
 end=$((SECONDS+secs)); n=0
 while [ $SECONDS -lt $end ]; do
   n=$((n+1)); mode=$([ $((n%2)) = 0 ] && echo write || echo read)
-  $bin bench http --target $url --connections 32 --seconds 10 --mode $mode --path bench/secret-0 >/dev/null 2>&1 || true
+  $bin bench http --url $url --connections 32 --seconds 10 --mode $mode --path bench/secret-0 >/dev/null 2>&1 || true
   $bin secrets list bench/ >/dev/null 2>&1 || true
   echo "t=$((SECONDS)) $mode rss=$(rss)"
 done

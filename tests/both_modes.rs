@@ -438,7 +438,7 @@ fn every_command_behaves_the_same_over_http_and_in_process() {
             &[
                 "operator",
                 "restore",
-                "--from",
+                "--backup",
                 file,
                 "--path",
                 "svc/stripe_key",

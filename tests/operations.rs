@@ -86,9 +86,9 @@ fn backup_under_load_restores_every_acknowledged_write_and_verifies() {
         &[
             "operator",
             "restore",
-            "--from",
+            "--backup",
             backup.to_str().unwrap(),
-            "--to",
+            "--into",
             restored.to_str().unwrap(),
         ],
         &[("SCAIVAULT_PASSPHRASE", PASS)],

@@ -352,25 +352,31 @@ fn webhook_backend_through_the_binary_with_signed_deliveries() {
     );
     assert_eq!(s, 201, "{b}");
     let url_cfg = format!("url={}", receiver.url);
-    let secret_cfg = format!("signing_secret={SIGNING}");
-    let out = dev.cli(&[
-        "rotation",
-        "create",
-        "--name",
-        "billing-db",
-        "--interval",
-        "7d",
-        "--grace-period",
-        "24h",
-        "--auto-generate",
-        "--backend",
-        "webhook",
-        "--backend-config",
-        &url_cfg,
-        "--backend-config",
-        &secret_cfg,
-    ]);
+    // The signing secret comes from stdin (`key=-`), not the command line.
+    let secret_cfg = "signing_secret=-";
+    let out = dev.cli_as(
+        &dev.token,
+        &[
+            "rotation",
+            "create",
+            "--name",
+            "billing-db",
+            "--interval",
+            "7d",
+            "--grace-period",
+            "24h",
+            "--auto-generate",
+            "--backend",
+            "webhook",
+            "--backend-config",
+            &url_cfg,
+            "--backend-config",
+            secret_cfg,
+        ],
+        Some(&format!("{SIGNING}\n")),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "rot_billing-db");
     let out = dev.cli(&["rotation", "assign", "rot_billing-db", PATH]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -401,6 +401,7 @@ pub enum IdentityCmd {
     /// Create `user:…`, `sa:…` or `group:…`.
     Create {
         /// The identity: user:<name>, sa:<name> or group:<name>.
+        #[arg(value_name = "IDENTITY")]
         id: String,
         /// A human-readable name.
         #[arg(long)]
@@ -411,25 +412,31 @@ pub enum IdentityCmd {
     /// Delete an identity and revoke its tokens.
     Delete {
         /// The identity to delete (its tokens are revoked).
+        #[arg(value_name = "IDENTITY")]
         id: String,
     },
     /// Add an identity to a group.
     AddMember {
         /// The group (group:<name>).
+        #[arg(value_name = "GROUP")]
         group: String,
         /// The identity to add to it.
+        #[arg(value_name = "IDENTITY")]
         id: String,
     },
     /// Remove an identity from a group.
     RemoveMember {
         /// The group (group:<name>).
+        #[arg(value_name = "GROUP")]
         group: String,
         /// The member to remove.
+        #[arg(value_name = "IDENTITY")]
         id: String,
     },
     /// Issue a client credential (client_id + client_secret) for a service account.
     Credentials {
         /// The service account (sa:<name>).
+        #[arg(value_name = "SERVICE_ACCOUNT")]
         id: String,
         /// A scope the credential's tokens get (repeatable or comma-separated).
         #[arg(long, value_delimiter = ',', required = true)]
@@ -438,11 +445,13 @@ pub enum IdentityCmd {
     /// List a service account's client credentials (ids and scopes, never the secrets).
     ListCredentials {
         /// The service account (sa:<name>).
+        #[arg(value_name = "SERVICE_ACCOUNT")]
         id: String,
     },
     /// Revoke one client credential; the tokens it minted are revoked with it.
     RevokeCredential {
         /// The service account (sa:<name>).
+        #[arg(value_name = "SERVICE_ACCOUNT")]
         id: String,
         /// The credential's id (cred_…, from list-credentials).
         credential_id: String,
@@ -515,7 +524,7 @@ pub enum PoliciesCmd {
         /// Its id (or name).
         id: String,
         /// The identity to bind (user:…, sa:… or group:…).
-        #[arg(long = "identity", alias = "identity-id")]
+        #[arg(long = "identity", alias = "identity-id", value_name = "IDENTITY")]
         identity_id: String,
         /// Its type, when the id does not say (user, service_account, group).
         #[arg(long)]
@@ -691,8 +700,9 @@ pub enum RotationCmd {
         /// Rotation backend plugin that applies each new value (webhook, postgres).
         #[arg(long)]
         backend: Option<String>,
-        /// Backend settings as key=value (repeatable), e.g. url=…, signing_secret=… for
-        /// webhook; host=…, port=…, role=…, admin_secret_path=… for postgres.
+        /// Backend settings as key=value (repeatable), e.g. url=…, signing_secret=@FILE for
+        /// webhook; host=…, port=…, role=…, admin_secret_path=… for postgres. `key=@FILE`
+        /// reads the value from a file and `key=-` from stdin, keeping secrets out of argv.
         #[arg(long = "backend-config")]
         backend_config: Vec<String>,
     },
@@ -853,7 +863,7 @@ pub struct InjectArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct AuditFilter {
     /// Only entries of this identity.
-    #[arg(long = "identity", alias = "identity-id")]
+    #[arg(long = "identity", alias = "identity-id", value_name = "IDENTITY")]
     pub identity_id: Option<String>,
     /// Only entries with this action, or any of several: `read,write`.
     #[arg(long)]
@@ -892,7 +902,7 @@ pub enum AuditCmd {
         #[arg(long, visible_alias = "to")]
         end: Option<String>,
         /// Only this identity's requests, e.g. sa:billing-prod.
-        #[arg(long = "identity", alias = "identity-id")]
+        #[arg(long = "identity", alias = "identity-id", value_name = "IDENTITY")]
         identity_id: Option<String>,
         /// Only the requests naming this secret.
         #[arg(long)]
@@ -953,14 +963,19 @@ pub enum OperatorCmd {
         /// The backup file to write (created owner-only; must not exist).
         out: PathBuf,
     },
-    /// Restore a whole backup into a new vault file (--to), or one secret from it as a new
+    /// Restore a whole backup into a new vault file (--into), or one secret from it as a new
     /// version (--path [--version]); a damaged secret gets its records back from the backup.
     Restore {
-        /// The backup file to restore from.
-        #[arg(long)]
+        /// The backup file to restore from (`--from` still works; it means a time elsewhere).
+        #[arg(long = "backup", alias = "from", value_name = "BACKUP_FILE")]
         from: PathBuf,
-        /// Restore the whole vault into this new file.
-        #[arg(long, conflicts_with = "path")]
+        /// Restore the whole vault into this new file (`--to` still works).
+        #[arg(
+            long = "into",
+            alias = "to",
+            value_name = "NEW_VAULT_FILE",
+            conflicts_with = "path"
+        )]
         to: Option<PathBuf>,
         /// Restore only this secret, as a new version, into the vault (a damaged secret gets
         /// its whole history back from the backup).
@@ -973,7 +988,7 @@ pub enum OperatorCmd {
     /// Check every record, the indexes and the audit chain; names each problem.
     Verify,
     /// Destroy what is left of a damaged secret (one that answers integrity_error), so its
-    /// path can be written again. To get it back instead: `operator restore --from B --path P`.
+    /// path can be written again. To get it back instead: `operator restore --backup B --path P`.
     DestroyDamaged {
         /// The damaged secret's path.
         path: String,
@@ -1011,11 +1026,12 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 20_000)]
         iterations: usize,
     },
-    /// HTTP load: N keep-alive connections against a running server, reads or writes.
+    /// HTTP load: N keep-alive connections against a running server (the global --url,
+    /// SCAIVAULT_URL or the config file; --token likewise), reads or writes.
     Http {
-        /// The server's URL.
-        #[arg(long)]
-        target: String,
+        /// Old spelling of the global --url.
+        #[arg(long, hide = true)]
+        target: Option<String>,
         /// Keep-alive connections.
         #[arg(long, default_value_t = 64)]
         connections: usize,
@@ -1055,6 +1071,11 @@ mod tests {
                     !["identity-id", "path-prefix", "secret-type"].contains(&long),
                     "{name} shows --{long}"
                 );
+                // One placeholder per concept in the help, too.
+                if long == "identity" {
+                    let shown: Vec<_> = a.get_value_names().unwrap_or_default().to_vec();
+                    assert_eq!(shown, ["IDENTITY"], "{name} --identity");
+                }
             }
         }
         use clap::Parser;

@@ -174,7 +174,7 @@ fn plugin_bench(iterations: usize) -> Result<serde_json::Value, Error> {
     }))
 }
 
-pub async fn run(cmd: BenchCmd, out: &Out) -> CliResult<()> {
+pub async fn run(cmd: BenchCmd, g: &crate::args::Global, out: &Out) -> CliResult<()> {
     match cmd {
         BenchCmd::Unseal { file } => {
             let r = unseal_report(&file)?;
@@ -281,8 +281,9 @@ pub async fn run(cmd: BenchCmd, out: &Out) -> CliResult<()> {
             mode,
             path,
         } => {
-            let token = std::env::var("SCAIVAULT_TOKEN").unwrap_or_default();
-            let res = http_load(&target, &token, connections, seconds, &mode, &path).await?;
+            let url = target.unwrap_or_else(|| crate::server_url(g));
+            let token = crate::token(g).unwrap_or_default();
+            let res = http_load(&url, &token, connections, seconds, &mode, &path).await?;
             out.emit(&res, || {
                 println!("{}", serde_json::to_string_pretty(&res).unwrap_or_default())
             });

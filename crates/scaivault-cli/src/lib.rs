@@ -291,7 +291,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Run(a) => run::run(&g, a, || target(&g)).await,
         Command::Inject(a) => on_vault!(g, |t| inject::inject(&t, a)),
         Command::Operator(c) => serve::operator(&g, || target(&g), c, &out).await,
-        Command::Bench(c) => bench::run(c, &out).await,
+        Command::Bench(c) => bench::run(c, &g, &out).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             use std::io::Write as _;

@@ -8,6 +8,66 @@ use crate::args::RotationCmd;
 use crate::output::{Out, print_table, text as s};
 use crate::target::{CliResult, VaultClient, q, secret_path, seg};
 
+/// `--backend-config` pairs as a JSON object. As `vault write` does, `key=@FILE` takes the value
+/// from a file (one trailing newline dropped) and `key=-` from stdin, so a signing secret or
+/// password need not sit in the command line, where `ps` and shell history would show it; an
+/// inline value for a key named like a secret gets a warning saying so.
+fn backend_settings(pairs: &[String]) -> Result<serde_json::Map<String, Value>, Error> {
+    let mut cfg = serde_json::Map::new();
+    let mut stdin_used = false;
+    for pair in pairs {
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            Error::new(
+                ErrorCode::ValidationError,
+                "--backend-config takes key=value (one was given without `=`)",
+            )
+        })?;
+        let value = if v == "-" {
+            if std::mem::replace(&mut stdin_used, true) {
+                return Err(Error::new(
+                    ErrorCode::ValidationError,
+                    "only one --backend-config value can be read from stdin (`key=-`)",
+                ));
+            }
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| Error::invalid_request(format!("cannot read {k} from stdin: {e}")))?;
+            trim_one_newline(text)
+        } else if let Some(file) = v.strip_prefix('@') {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Error::invalid_request(format!("cannot read {k} from {file}: {e}")))?;
+            trim_one_newline(text)
+        } else {
+            if looks_secret(k) {
+                eprintln!(
+                    "warning: --backend-config {k}=… puts a secret in the command line (visible to `ps` and kept in shell history); use {k}=@FILE or {k}=- to read it from a file or stdin"
+                );
+            }
+            v.to_owned()
+        };
+        cfg.insert(k.to_owned(), json!(value));
+    }
+    Ok(cfg)
+}
+
+fn trim_one_newline(mut text: String) -> String {
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    text
+}
+
+fn looks_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["secret", "password", "token", "key"]
+        .iter()
+        .any(|w| key.contains(w))
+        && !key.ends_with("_path")
+}
+
 pub async fn run(target: &VaultClient, cmd: RotationCmd, out: &Out) -> CliResult<()> {
     match cmd {
         RotationCmd::Create {
@@ -28,17 +88,7 @@ pub async fn run(target: &VaultClient, cmd: RotationCmd, out: &Out) -> CliResult
                 body["backend"] = json!(b);
             }
             if !backend_config.is_empty() {
-                let mut cfg = serde_json::Map::new();
-                for pair in backend_config {
-                    let (k, v) = pair.split_once('=').ok_or_else(|| {
-                        Error::new(
-                            ErrorCode::ValidationError,
-                            format!("--backend-config {pair:?} is not key=value"),
-                        )
-                    })?;
-                    cfg.insert(k.to_owned(), json!(v));
-                }
-                body["backend_config"] = Value::Object(cfg);
+                body["backend_config"] = Value::Object(backend_settings(&backend_config)?);
             }
             for (k, v) in [
                 ("grace_period", grace_period),
@@ -256,4 +306,33 @@ async fn toggle(target: &VaultClient, id: &str, on: bool, out: &Out) -> CliResul
         .await?;
     out.emit(&res, || println!("{id} {verb}d"));
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixture files
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_settings_read_files_and_warn_only_for_inline_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sig");
+        std::fs::write(&file, "s3cret-signing-key-0123\n").unwrap();
+        let cfg = backend_settings(&[
+            "url=http://127.0.0.1:1/hook".into(),
+            format!("signing_secret=@{}", file.display()),
+        ])
+        .unwrap();
+        assert_eq!(cfg["signing_secret"], "s3cret-signing-key-0123");
+        assert_eq!(cfg["url"], "http://127.0.0.1:1/hook");
+        let missing = backend_settings(&["signing_secret=@/nonexistent/sig".into()]).unwrap_err();
+        assert!(
+            missing.to_string().contains("/nonexistent/sig"),
+            "{missing}"
+        );
+        let bare = backend_settings(&["signing_secret".into()]).unwrap_err();
+        assert_eq!(bare.code, ErrorCode::ValidationError);
+        assert!(looks_secret("signing_secret") && looks_secret("API_KEY"));
+        assert!(!looks_secret("admin_secret_path") && !looks_secret("host"));
+    }
 }

@@ -611,7 +611,7 @@ pub async fn operator(
                 }
                 _ => {
                     return Err(Error::invalid_request(
-                        "give --to NEW_VAULT_FILE, or --path P [--version N]",
+                        "give --into NEW_VAULT_FILE, or --path P [--version N]",
                     )
                     .into());
                 }

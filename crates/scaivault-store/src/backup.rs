@@ -129,7 +129,7 @@ impl Vault {
         };
         if trailer.backup_format < BACKUP_FORMAT {
             return Err(bad(
-                "is of a format whose trailer is not authenticated (made before this version); restore the whole file with `operator restore --to`",
+                "is of a format whose trailer is not authenticated (made before this version); restore the whole file with `operator restore --into`",
             ));
         }
         let tag = trailer
