@@ -1,6 +1,12 @@
-"""ScaiVault's Python client: `ScaiVaultClient` (sync or awaited) and `SyncScaiVaultClient`."""
+"""ScaiVault's Python client.
 
-from ._client import USER_AGENT, ScaiVaultClient, SyncScaiVaultClient, __version__
+`Client` (blocking) and `AsyncClient` (awaited) are the clients to use; `ScaiVaultClient`
+(either, by context, as the tutorial uses it) and `SyncScaiVaultClient` (= `Client`) remain.
+"""
+
+from ._cache import CacheConfig
+from ._client import AsyncClient, Client, Pending, ScaiVaultClient, SyncScaiVaultClient
+from ._transport import USER_AGENT, __version__
 from .errors import (
     AccessDeniedError,
     AuthenticationError,
@@ -9,28 +15,76 @@ from .errors import (
     RateLimitError,
     ScaiVaultError,
     ServiceUnavailableError,
+    TransportError,
     ValidationError,
 )
-from .models import BatchMetadata, BatchResult, Secret, SecretInfo, SecretMetadata, SecretType, WriteResult
+from .models import (
+    AuditEntry,
+    AuditSummary,
+    AuditVerification,
+    BatchMetadata,
+    BatchResult,
+    Binding,
+    CredentialList,
+    Deletion,
+    IssuedCredential,
+    Page,
+    Policy,
+    PolicyDecision,
+    PolicySummary,
+    RotateResult,
+    RotationAssignment,
+    RotationPolicy,
+    Secret,
+    SecretInfo,
+    SecretMetadata,
+    SecretRotation,
+    SecretType,
+    VersionEntry,
+    Whoami,
+    WriteResult,
+)
 
 __all__ = [
     "USER_AGENT",
     "AccessDeniedError",
+    "AsyncClient",
+    "AuditEntry",
+    "AuditSummary",
+    "AuditVerification",
     "AuthenticationError",
     "BatchMetadata",
     "BatchResult",
+    "Binding",
+    "CacheConfig",
+    "Client",
     "ConflictError",
+    "CredentialList",
+    "Deletion",
+    "IssuedCredential",
     "NotFoundError",
+    "Page",
+    "Pending",
+    "Policy",
+    "PolicyDecision",
+    "PolicySummary",
     "RateLimitError",
+    "RotateResult",
+    "RotationAssignment",
+    "RotationPolicy",
     "ScaiVaultClient",
     "ScaiVaultError",
     "Secret",
     "SecretInfo",
     "SecretMetadata",
+    "SecretRotation",
     "SecretType",
     "ServiceUnavailableError",
     "SyncScaiVaultClient",
+    "TransportError",
     "ValidationError",
+    "VersionEntry",
+    "Whoami",
     "WriteResult",
     "__version__",
 ]

@@ -1,8 +1,22 @@
-"""Errors that carry the server's stable code. Messages never contain secret values."""
+"""The one exception hierarchy. Every failure of a call is a `ScaiVaultError` carrying the
+server's stable `code` (or `connection_error` / `timeout` when the server was not reached),
+the HTTP `status`, the `request_id` to find it in the audit log, and `retry_after` when the
+server said when to come back. Messages never contain secret values.
+
+    ScaiVaultError
+    ├── TransportError          connection_error, timeout (no answer: fall back, retry later)
+    ├── AuthenticationError     401
+    ├── AccessDeniedError       403
+    ├── NotFoundError           404, 410
+    ├── ConflictError           409 (cas mismatch, soft-deleted, in use)
+    ├── ValidationError         400, 413, 415, 422
+    ├── RateLimitError          429 (`retry_after` seconds)
+    └── ServiceUnavailableError 503 (sealed, unavailable)
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 
 class ScaiVaultError(Exception):
@@ -16,16 +30,28 @@ class ScaiVaultError(Exception):
         status_code: int | None = None,
         request_id: str | None = None,
         details: dict[str, Any] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.status_code = status_code
         self.request_id = request_id
-        self.details = details or {}
+        self.details: dict[str, Any] = details or {}
+        self.retry_after = retry_after
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status (`None` when no answer came)."""
+        return self.status_code
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code!r}, status_code={self.status_code!r}, request_id={self.request_id!r})"
+        return f"{type(self).__name__}(code={self.code!r}, status={self.status_code!r}, request_id={self.request_id!r})"
+
+
+class TransportError(ScaiVaultError):
+    """No answer: the server could not be reached (`connection_error`) or did not answer in
+    time (`timeout`). The moment to fall back to environment variables."""
 
 
 class AuthenticationError(ScaiVaultError):
@@ -51,10 +77,6 @@ class ConflictError(ScaiVaultError):
 class RateLimitError(ScaiVaultError):
     """429: honour ``retry_after`` (seconds)."""
 
-    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.retry_after = retry_after
-
 
 class ServiceUnavailableError(ScaiVaultError):
     """503: sealed or temporarily unavailable."""
@@ -75,17 +97,26 @@ _BY_STATUS: dict[int, type[ScaiVaultError]] = {
 }
 
 
-def from_response(status: int, body: Any, headers: Any) -> ScaiVaultError:
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """`Retry-After` in seconds, when the server sent a number."""
+    value = headers.get("retry-after")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def from_response(status: int, body: Any, headers: Mapping[str, str]) -> ScaiVaultError:
+    """The exception for an error answer."""
     err = body.get("error", {}) if isinstance(body, dict) else {}
     code = err.get("code") or f"http_{status}"
     message = err.get("message") or "request failed"
-    kwargs: dict[str, Any] = {
-        "status_code": status,
-        "request_id": err.get("request_id") or headers.get("x-request-id"),
-        "details": err.get("details") or {},
-    }
     cls = _BY_STATUS.get(status, ScaiVaultError)
-    if cls is RateLimitError:
-        retry = headers.get("retry-after")
-        return RateLimitError(code, message, retry_after=float(retry) if retry else None, **kwargs)
-    return cls(code, message, **kwargs)
+    return cls(
+        code,
+        message,
+        status_code=status,
+        request_id=err.get("request_id") or headers.get("x-request-id"),
+        details=err.get("details") or {},
+        retry_after=retry_after_seconds(headers),
+    )

@@ -1,14 +1,22 @@
-"""Typed results. Secret values are excluded from ``repr`` so they never reach a log line."""
+"""Typed results. Secret values are excluded from ``repr`` so they never reach a log line.
+
+Secrets are dataclasses; the answers about policies, rotation, audit and identities are
+`TypedDict`s (plain dicts, checked by mypy key by key)."""
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypedDict, TypeVar
+
+from typing_extensions import NotRequired
+
+T = TypeVar("T")
 
 
-class SecretType(str, enum.Enum):
+class SecretType:
+    """The built-in secret types. A type is a string: plugins add their own (`acme_token`)."""
+
     KV = "kv"
     JSON = "json"
     CERTIFICATE = "certificate"
@@ -54,7 +62,7 @@ class SecretMetadata:
 class Secret:
     path: str
     version: int
-    secret_type: SecretType
+    secret_type: str
     data: dict[str, Any] = field(repr=False)
     metadata: SecretMetadata
     created_at: datetime | None = None
@@ -67,7 +75,7 @@ class Secret:
         return cls(
             path=d.get("path") or path or "",
             version=int(d["version"]),
-            secret_type=SecretType(d.get("secret_type", "kv")),
+            secret_type=str(d.get("secret_type", "kv")),
             data=dict(d.get("data") or {}),
             metadata=SecretMetadata.from_json(d.get("metadata")),
             created_at=_ts(d.get("created_at")),
@@ -82,11 +90,11 @@ class WriteResult:
     path: str
     version: int
     created: bool
-    secret_type: SecretType
+    secret_type: str
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "WriteResult":
-        return cls(path=d["path"], version=int(d["version"]), created=bool(d.get("created")), secret_type=SecretType(d["secret_type"]))
+        return cls(path=d["path"], version=int(d["version"]), created=bool(d.get("created")), secret_type=str(d["secret_type"]))
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,7 @@ class SecretInfo:
 
     path: str
     version: int
-    secret_type: SecretType
+    secret_type: str
     metadata: SecretMetadata
     version_count: int = 0
     updated_at: datetime | None = None
@@ -107,7 +115,7 @@ class SecretInfo:
         return cls(
             path=d["path"],
             version=int(d.get("version", 0)),
-            secret_type=SecretType(d.get("secret_type", "kv")),
+            secret_type=str(d.get("secret_type", "kv")),
             metadata=SecretMetadata.from_json(d.get("metadata")),
             version_count=int(d.get("version_count", 0)),
             updated_at=_ts(d.get("updated_at")),
@@ -128,3 +136,193 @@ class BatchMetadata:
 
     secrets: dict[str, SecretInfo]
     errors: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing, for callers that page themselves (`cursor` goes to the next)."""
+
+    items: list[T]
+    cursor: str | None
+    has_more: bool
+
+
+class VersionEntry(TypedDict):
+    version: int
+    created_at: str
+    created_by: str
+
+
+class Deletion(TypedDict):
+    path: str
+    deleted: bool
+    permanent: bool
+    version_count: int
+    recoverable_until: NotRequired[str | None]
+
+
+class PolicySummary(TypedDict):
+    id: str
+    name: str
+    description: str
+    rule_count: int
+    binding_count: int
+    is_active: bool
+    scope: str
+    created_at: str
+    updated_at: str
+
+
+class Policy(TypedDict, total=False):
+    id: str
+    name: str
+    description: str
+    rules: list[dict[str, Any]]
+    is_active: bool
+    scope: str
+    created_at: str
+    updated_at: str
+
+
+class Binding(TypedDict, total=False):
+    id: str
+    policy_id: str
+    identity_id: str
+    identity_type: str
+    expires_at: str | None
+    created_at: str
+
+
+class PolicyDecision(TypedDict, total=False):
+    allowed: bool
+    policy_id: str | None
+    rule_index: int | None
+    reason: str
+
+
+class RotationPolicy(TypedDict, total=False):
+    id: str
+    name: str
+    interval: str
+    interval_seconds: int
+    grace_period: str
+    grace_period_seconds: int
+    auto_generate: bool
+    is_active: bool
+    description: str
+    backend: str | None
+    backend_config: dict[str, Any]
+    fields: list[str]
+    secret_policy_id: str | None
+    warn_before: str | None
+    secrets: list[str]
+    secrets_count: int
+    webhook_ids: list[str]
+    created_at: str
+    updated_at: str
+
+
+class RotateResult(TypedDict):
+    policy_id: str
+    rotated: list[dict[str, Any]]
+
+
+class RotationAssignment(TypedDict, total=False):
+    policy_id: str
+    secret_path: str
+    last_rotated_at: str | None
+    next_rotation_at: str | None
+
+
+class SecretRotation(TypedDict, total=False):
+    secret_path: str
+    policy_id: str
+    version: int
+    previous_version: int | None
+    last_rotated_at: str
+    next_rotation_at: str
+    due: bool
+    grace_until: str | None
+    auto_generate: bool
+    is_active: bool
+    backend: str | None
+    rotation: dict[str, Any] | None
+
+
+class AuditEntry(TypedDict, total=False):
+    id: str
+    seq: int
+    timestamp: str
+    action: str
+    success: bool
+    duration_ms: int
+    request_id: str
+    identity_id: str | None
+    identity_type: str | None
+    secret_path: str | None
+    source_ip: str | None
+    user_agent: str | None
+    extra_data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditSummary(TypedDict, total=False):
+    total_events: int
+    successful_events: int
+    failures: int
+    by_action: dict[str, int]
+    by_identity: dict[str, int]
+    by_path: dict[str, int]
+    by_hour: dict[str, int]
+    complete: bool
+    first_at: str | None
+    last_at: str | None
+
+
+class AuditVerification(TypedDict, total=False):
+    ok: bool
+    verified: int
+    from_seq: int
+    head_seq: int
+    head_hash: str
+    broken_at: int | None
+    problem: str | None
+
+
+class Whoami(TypedDict, total=False):
+    identity_id: str
+    identity_type: str
+    display_name: str
+    tenant_id: str
+    partner_id: str
+    scopes: list[str]
+    groups: list[str]
+    roles: list[str]
+    token_id: str | None
+    token_expires_at: str | None
+
+
+class IssuedCredential(TypedDict):
+    client_id: str
+    client_secret: str
+    credential_id: str
+    scopes: list[str]
+
+
+class CredentialView(TypedDict):
+    credential_id: str
+    scopes: list[str]
+    created_at: str
+
+
+class CredentialList(TypedDict):
+    client_id: str
+    credentials: list[CredentialView]
+
+
+class CredentialRevoked(TypedDict):
+    client_id: str
+    credential_id: str
+    revoked: bool
+    tokens_revoked: int

@@ -199,10 +199,11 @@ def test_client_credentials_fetch_and_refresh_tokens(dev):
     SyncScaiVaultClient(base_url=dev.url, token=dev.token).secrets.write(path="svc/key", data={"k": "v"})
     c = SyncScaiVaultClient(base_url=dev.url, client_id=cred["client_id"], client_secret=cred["client_secret"])
     assert c.secrets.read("svc/key").data["k"] == "v"
-    first = c._token
-    c._token_expires = 0  # as if the hour had passed
+    tokens = c._transport.tokens
+    first = tokens.token
+    tokens.expires = 0  # as if the hour had passed
     assert c.secrets.read("svc/key").data["k"] == "v"
-    assert c._token != first, "the token was not refreshed before expiry"
+    assert tokens.token != first, "the token was not refreshed before expiry"
     assert cred["client_secret"] not in repr(c)
     with pytest.raises(AuthenticationError) as e:
         SyncScaiVaultClient(base_url=dev.url, client_id="sa:svc", client_secret="scs_wrong").secrets.read("svc/key")

@@ -1,0 +1,222 @@
+"""The blocking API: `Client.secrets`, `.policies`, `.rotation`, `.audit`, `.auth`.
+
+`_async_api.py` is made from this file by `sdk/python/tools/unasync.py` (every `run` awaited,
+every iterator asynchronous); edit this one and run the tool. A test checks they agree.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any, Iterator
+
+from . import _calls as calls
+from ._transport import SyncTransport
+from .models import (
+    AuditEntry,
+    AuditSummary,
+    AuditVerification,
+    BatchMetadata,
+    BatchResult,
+    Binding,
+    CredentialList,
+    CredentialRevoked,
+    Deletion,
+    IssuedCredential,
+    Policy,
+    PolicyDecision,
+    PolicySummary,
+    RotateResult,
+    RotationAssignment,
+    RotationPolicy,
+    Secret,
+    SecretInfo,
+    SecretMetadata,
+    SecretRotation,
+    VersionEntry,
+    Whoami,
+    WriteResult,
+)
+
+
+class Secrets:
+    """`client.secrets`: read, write, list, versions, delete, restore, metadata, batch."""
+
+    def __init__(self, t: SyncTransport) -> None:
+        self._t = t
+
+    def read(self, path: str, version: int | None = None) -> Secret:
+        """The current version of the secret at `path` (or `version`). With a cache, the
+        current version may come from it."""
+        return self._t.run(calls.read_secret(path, version))
+
+    def write(
+        self,
+        path: str,
+        data: dict[str, Any],
+        secret_type: str | None = None,
+        metadata: SecretMetadata | dict[str, Any] | None = None,
+        max_versions: int | None = None,
+        expires_in: str | None = None,
+        rotation_policy_id: str | None = None,
+        cas: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WriteResult:
+        """Writes a new version (`created` is true for the first). `cas=N` writes only if the
+        current version is N. Each call sends an `Idempotency-Key` (yours, or a fresh one), so
+        a retry after a lost answer returns the first write's result instead of writing twice."""
+        return self._t.run(
+            calls.write_secret(path, data, secret_type, metadata, max_versions, expires_in, rotation_policy_id, cas, idempotency_key)
+        )
+
+    def list(self, prefix: str = "", page_size: int = 100) -> Iterator[SecretInfo]:
+        """Every secret under `prefix` (descriptions, never values), fetched a page at a time."""
+        return self._t.pages(calls.list_secrets(prefix, page_size))
+
+    def versions(self, path: str) -> builtins.list[VersionEntry]:
+        """The retained versions of a secret, oldest first."""
+        return self._t.run(calls.secret_versions(path))
+
+    def delete(self, path: str, permanent: bool = False) -> Deletion:
+        """Soft-deletes the secret (restorable until `recoverable_until`), or destroys it with
+        `permanent=True`."""
+        return self._t.run(calls.delete_secret(path, permanent))
+
+    def restore(self, path: str) -> SecretInfo:
+        """Brings back a soft-deleted secret."""
+        return self._t.run(calls.restore_secret(path))
+
+    def read_metadata(self, path: str) -> SecretInfo:
+        """Everything about a secret but its value (needs only `secrets:list`)."""
+        return self._t.run(calls.read_metadata(path))
+
+    def update_metadata(self, path: str, metadata: dict[str, Any]) -> SecretInfo:
+        """Merges `metadata` into the secret's (a `None` value removes a key); no new version."""
+        return self._t.run(calls.update_metadata(path, metadata))
+
+    def batch_read(self, paths: builtins.list[str], include_metadata: bool = False, version: int | None = None) -> BatchResult:
+        """Up to 100 secrets in one call: `.secrets` (path → `Secret`) and `.errors`
+        (path → `{code, message}`) for the ones that could not be read."""
+        return self._t.run(calls.batch_read(paths, include_metadata, version))
+
+    def batch_metadata(self, paths: builtins.list[str], expand_wildcards: bool = False) -> BatchMetadata:
+        """Metadata (never values) of up to 100 paths; with `expand_wildcards`, entries may be
+        patterns (`billing/**`)."""
+        return self._t.run(calls.batch_metadata(paths, expand_wildcards))
+
+
+class Policies:
+    """`client.policies`: access policies, bindings and the dry-run `test`."""
+
+    def __init__(self, t: SyncTransport) -> None:
+        self._t = t
+
+    def list(self, include_inactive: bool = False) -> builtins.list[PolicySummary]:
+        """Every policy, all pages."""
+        return self._t.collect(calls.list_policies(include_inactive))
+
+    def get(self, policy_id: str) -> Policy:
+        """One policy with its rules, by id or name."""
+        return self._t.run(calls.get_policy(policy_id))
+
+    def create(self, name: str, rules: builtins.list[dict[str, Any]], description: str | None = None) -> Policy:
+        """A new policy (`pol_<name>`) from `rules` (`{"path", "permissions", "effect"}`)."""
+        return self._t.run(calls.create_policy(name, rules, description))
+
+    def update(self, policy_id: str, **fields: Any) -> Policy:
+        """Changes the given fields (`rules`, `description`, `is_active` …)."""
+        return self._t.run(calls.update_policy(policy_id, fields))
+
+    def delete(self, policy_id: str, force: bool = False) -> dict[str, Any]:
+        """Deletes a policy; a bound one only with `force=True`."""
+        return self._t.run(calls.delete_policy(policy_id, force))
+
+    def bindings(self, policy_id: str) -> builtins.list[Binding]:
+        """Who the policy applies to."""
+        return self._t.run(calls.policy_bindings(policy_id))
+
+    def bind(self, policy_id: str, identity_id: str, identity_type: str | None = None, expires_at: str | None = None) -> Binding:
+        """Applies the policy to an identity (until `expires_at`, if given)."""
+        return self._t.run(calls.bind_policy(policy_id, identity_id, identity_type, expires_at))
+
+    def unbind(self, policy_id: str, binding_id: str) -> dict[str, Any]:
+        """Removes one binding."""
+        return self._t.run(calls.unbind_policy(policy_id, binding_id))
+
+    def test(self, identity_id: str, path: str, permission: str, context: dict[str, Any] | None = None) -> PolicyDecision:
+        """Would `identity_id` get `permission` on `path`? Says which rule decided."""
+        return self._t.run(calls.test_policy(identity_id, path, permission, context))
+
+
+class Rotation:
+    """`client.rotation`: rotation policies (`rot_<name>`), attachment, rotate-now, status."""
+
+    def __init__(self, t: SyncTransport) -> None:
+        self._t = t
+
+    def list_policies(self) -> builtins.list[RotationPolicy]:
+        """Every rotation policy, all pages."""
+        return self._t.collect(calls.list_rotation_policies())
+
+    def create_policy(self, name: str, interval: str, **fields: Any) -> RotationPolicy:
+        """A rotation policy rotating every `interval` (`7d`); other fields as the API takes
+        them (`grace_period`, `auto_generate`, `backend`, `backend_config` …)."""
+        return self._t.run(calls.create_rotation_policy(name, interval, fields))
+
+    def rotate(self, policy_id: str, secret_path: str | None = None) -> RotateResult:
+        """Rotates the policy's secrets now (or just `secret_path`). Never resent after a lost
+        answer: check `status` instead."""
+        return self._t.run(calls.rotate(policy_id, secret_path))
+
+    def assign(self, policy_id: str, secret_path: str) -> RotationAssignment:
+        """Attaches a secret to the policy (needs `rotate` on the secret)."""
+        return self._t.run(calls.assign_rotation(policy_id, secret_path))
+
+    def status(self, path: str | None = None) -> builtins.list[SecretRotation]:
+        """Last and next rotation of every attached secret (or the one at `path`)."""
+        return self._t.run(calls.rotation_status(path))
+
+
+class Audit:
+    """`client.audit`: the audit log."""
+
+    def __init__(self, t: SyncTransport) -> None:
+        self._t = t
+
+    def query(self, page_size: int = 100, **filters: Any) -> Iterator[AuditEntry]:
+        """Entries newest first, a page at a time: filters `from_`, `to` (datetimes or RFC
+        3339), `action` (one, or a list of any), `identity_id`, `identity_type`,
+        `path_prefix`, `success`, `source_ip`, `request_id`."""
+        return self._t.pages(calls.audit_query(page_size, filters))
+
+    def summary(self, **filters: Any) -> AuditSummary:
+        """Counts by action, identity, path and hour: filters `from_`, `to`, `identity_id`,
+        `secret_path`."""
+        return self._t.run(calls.audit_summary(filters))
+
+    def verify(self, fast: bool = False) -> AuditVerification:
+        """Checks the audit chain; `ok` is false with `broken_at` where it breaks."""
+        return self._t.run(calls.audit_verify(fast))
+
+
+class Auth:
+    """`client.auth`: who the client is, and service-account credentials."""
+
+    def __init__(self, t: SyncTransport) -> None:
+        self._t = t
+
+    def whoami(self) -> Whoami:
+        """The identity, scopes and groups of the client's token."""
+        return self._t.run(calls.whoami())
+
+    def create_credential(self, identity_id: str, scopes: builtins.list[str]) -> IssuedCredential:
+        """Issues a client credential for a service account; the secret is in the answer
+        (`client_secret`) and nowhere else, ever. Needs an admin token; never resent."""
+        return self._t.run(calls.create_credential(identity_id, scopes))
+
+    def list_credentials(self, identity_id: str) -> CredentialList:
+        """A service account's client credentials (never their secrets). Needs an admin token."""
+        return self._t.run(calls.list_credentials(identity_id))
+
+    def revoke_credential(self, identity_id: str, credential_id: str) -> CredentialRevoked:
+        """Revokes one client credential; the tokens it minted stop working with it."""
+        return self._t.run(calls.revoke_credential(identity_id, credential_id))
