@@ -199,6 +199,33 @@ fn every_route_enforces_its_scope_and_the_path_policy() {
                             spec.method, c.name
                         ));
                     }
+                    // A write's `Idempotency-Key` changes nothing about who may write: the
+                    // first request and its replay answer as the plain write did.
+                    if spec.method == "PUT" && spec.path == "/v1/secrets/{*path}" {
+                        let key: String = format!("matrix-{}-{allowed}", c.name)
+                            .chars()
+                            .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
+                            .collect();
+                        for attempt in ["first", "replay"] {
+                            let mut r = http()
+                                .put(format!("{}{url}", dev.url))
+                                .header("Idempotency-Key", &key);
+                            if let Some(t) = &c.token {
+                                r = r.bearer_auth(t);
+                            }
+                            if let Some(b) = &body {
+                                r = r.json(b);
+                            }
+                            let got = r.send().unwrap().status().as_u16();
+                            checked += 1;
+                            if got != status {
+                                failures.push(format!(
+                                    "PUT {url} as {} with Idempotency-Key ({attempt}): got {got}, without it {status}",
+                                    c.name
+                                ));
+                            }
+                        }
+                    }
                 }
             }
         }

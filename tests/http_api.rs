@@ -1021,3 +1021,87 @@ fn batch_metadata_answers_what_the_caller_may_list() {
         "the two refused calls"
     );
 }
+
+/// `Idempotency-Key` on a write: a repeat (a client retrying after a lost answer) gets the first
+/// answer and writes nothing; the same key for another body is refused; a caller no longer
+/// allowed to write gets no replay; the audit log shows the repeat as a replay.
+#[test]
+fn a_repeated_idempotency_key_writes_once() {
+    let dev = Dev::start();
+    let sa = common::service_account(
+        &dev,
+        "sa:idem",
+        "idem",
+        "idem/**",
+        &["read", "write"],
+        &["secrets:read", "secrets:write"],
+    );
+    let put = |key: &str, value: &str, token: &str| {
+        let resp = common::http()
+            .put(format!("{}/v1/secrets/idem/db", dev.url))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&json!({"data": {"password": value}}))
+            .send()
+            .unwrap();
+        let replayed = resp.headers().get("idempotent-replayed").is_some();
+        let status = resp.status().as_u16();
+        (status, replayed, resp.json::<serde_json::Value>().unwrap())
+    };
+    let (s, replayed, first) = put("retry-1", "pw-1", &sa);
+    assert_eq!((s, replayed), (201, false), "{first}");
+    for _ in 0..3 {
+        let (s, replayed, again) = put("retry-1", "pw-1", &sa);
+        assert_eq!((s, replayed), (201, true), "{again}");
+        assert_eq!(again, first, "a replay answers as the first write did");
+    }
+    let (_, history) = dev.get("/v1/versions/idem/db", &dev.token);
+    assert_eq!(
+        history["versions"].as_array().unwrap().len(),
+        1,
+        "{history}"
+    );
+
+    // Another body under the same key is refused and writes nothing.
+    let (s, _, b) = put("retry-1", "pw-2", &sa);
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{b}"
+    );
+    // The same key from another identity is that identity's own.
+    let (s, replayed, _) = put("retry-1", "pw-1", &dev.token);
+    assert_eq!((s, replayed), (200, false));
+    let (_, cur) = dev.get("/v1/secrets/idem/db", &dev.token);
+    assert_eq!(cur["version"], 2);
+    // A malformed key is refused.
+    let (s, _, b) = put("has space", "pw-3", &sa);
+    assert_eq!(s, 400, "{b}");
+
+    // Once the policy no longer lets the caller write, no replay is answered.
+    let (s, _) = dev.req(
+        reqwest::Method::DELETE,
+        "/v1/policies/idem?force=true",
+        Some(&dev.token),
+        None,
+    );
+    assert_eq!(s, 204);
+    let (s, replayed, b) = put("retry-1", "pw-1", &sa);
+    assert_eq!((s, replayed), (403, false), "{b}");
+
+    // The audit log: one write, three replays (marked), refusals.
+    let (_, logs) = dev.get(
+        "/v1/audit/logs?action=write&identity_id=sa:idem",
+        &dev.token,
+    );
+    let entries = logs["logs"].as_array().unwrap();
+    let replays = entries
+        .iter()
+        .filter(|e| e["extra_data"]["replayed"] == true)
+        .count();
+    let wrote = entries
+        .iter()
+        .filter(|e| e["success"] == true && e["extra_data"].get("replayed").is_none())
+        .count();
+    assert_eq!((wrote, replays), (1, 3), "{logs}");
+}

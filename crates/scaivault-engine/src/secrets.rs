@@ -68,7 +68,7 @@ pub struct WriteRequest {
     pub cas: Option<u64>,
 }
 
-#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WriteOutcome {
     pub path: String,
     pub version: u64,

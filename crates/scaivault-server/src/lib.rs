@@ -6,6 +6,7 @@
 mod body;
 mod context;
 mod error;
+mod idempotency;
 mod in_process;
 mod json;
 mod metrics;

@@ -83,6 +83,8 @@ pub struct AppState {
     /// Unseal attempts waiting for a permit (at most `UNSEAL_QUEUE`; more answer 429).
     pub(crate) unseal_waiting: std::sync::atomic::AtomicUsize,
     pub(crate) started: Instant,
+    /// Writes' `Idempotency-Key`s and what they answered.
+    pub(crate) idempotency: crate::idempotency::Idempotency,
 }
 
 impl AppState {
@@ -105,6 +107,7 @@ impl AppState {
             config,
             metrics: Metrics::default(),
             started: Instant::now(),
+            idempotency: Default::default(),
         })
     }
 

@@ -2,9 +2,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use scaivault_core::scope::{Permission, Scope};
 use scaivault_core::{Error, ErrorCode};
 use scaivault_engine::{
     BatchMetadataRequest, BatchReadRequest, BatchWritten, Deletion, VersionHistory, WriteOutcome,
@@ -16,6 +17,7 @@ use serde_json::{Map, Value};
 use super::raw_tail;
 use crate::context::{AuditNote, AuditRecorded, Auth, HandlerAudit, unrecorded};
 use crate::error::ApiError;
+use crate::idempotency;
 use crate::json::{ApiJson, ApiQuery, redact_values};
 use crate::ratelimit::Category;
 use crate::state::AppState;
@@ -92,31 +94,65 @@ fn write_note(out: &WriteOutcome) -> AuditNote {
 
 /// A successful write commits its audit entry in its own transaction (one commit, and never
 /// one without the other); a refused or failed one is recorded by the middleware as usual.
+/// With an `Idempotency-Key`, a repeat of an earlier write is answered as that write was
+/// (`Idempotent-Replayed: true`), and the middleware records it as a replay.
 pub async fn write(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     audit: Option<Extension<HandlerAudit>>,
+    headers: HeaderMap,
     uri: Uri,
     ApiJson(req): ApiJson<WriteRequest>,
 ) -> Result<Response, ApiError> {
     let path = raw_tail(&uri, "/v1/secrets/");
     let recorded = audit.is_some();
-    let out = match audit {
-        Some(Extension(audit)) => {
-            let caller = auth.caller.clone();
-            auth.engine
-                .write_secret_audited(&auth.caller, path, req, move |out| {
-                    audit.write_input(&caller, write_status(out), write_note(out).0)
-                })
-                .await?
+    let run = |req: WriteRequest| async {
+        match audit {
+            Some(Extension(audit)) => {
+                let caller = auth.caller.clone();
+                auth.engine
+                    .write_secret_audited(&auth.caller, path, req, move |out| {
+                        audit.write_input(&caller, write_status(out), write_note(out).0)
+                    })
+                    .await
+            }
+            None => auth.engine.write_secret(&auth.caller, path, req).await,
         }
-        None => auth.engine.write_secret(&auth.caller, path, req).await?,
     };
-    state.metrics.secret_writes.fetch_add(1, Ordering::Relaxed);
-    let note = write_note(&out);
+    let (out, replayed) = match headers.get("idempotency-key") {
+        None => (run(req).await?, false),
+        Some(raw) => {
+            let key = idempotency::parse_key(raw.as_bytes())?;
+            // A repeat is answered only to a caller still allowed to make the write.
+            auth.engine.authorize(
+                &auth.caller,
+                Scope::SecretsWrite,
+                Some((path, Permission::Write)),
+            )?;
+            let fingerprint = state.idempotency.fingerprint(path, &req);
+            let identity = auth.caller.identity_id.to_string();
+            let answer = state
+                .idempotency
+                .write(&identity, key, fingerprint, state.clock.now(), || run(req))
+                .await?;
+            match answer {
+                idempotency::Answer::Wrote(out) => (out, false),
+                idempotency::Answer::Replayed(out) => (out, true),
+            }
+        }
+    };
+    let mut note = write_note(&out);
+    if replayed {
+        note.0.insert("replayed".into(), true.into());
+    } else {
+        state.metrics.secret_writes.fetch_add(1, Ordering::Relaxed);
+    }
     let mut resp = (write_status(&out), Json(out)).into_response();
     resp.extensions_mut().insert(note);
-    if recorded {
+    if replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    } else if recorded {
         resp.extensions_mut().insert(AuditRecorded);
     }
     Ok(resp)

@@ -1,0 +1,249 @@
+//! `Idempotency-Key` on `PUT /v1/secrets/{path}`: a write sent again with the same key (a
+//! client retrying after a lost answer) gets the first write's answer instead of writing a
+//! second version. An extension of the reference, as Stripe's API has it.
+//!
+//! Keys are per identity, remembered by this server process for [`KEEP`] and at most
+//! [`CAPACITY`] at once (the oldest go first); a restart forgets them, so a retry that spans
+//! a restart writes again (`cas` is the durable guard). The same key with another path or
+//! body is refused rather than answered with the other request's result. A request still
+//! running when its repeat arrives makes the repeat wait for it. A failed write is not
+//! remembered: its retry runs again.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use scaivault_core::Error;
+use scaivault_core::time::Timestamp;
+use scaivault_engine::{WriteOutcome, WriteRequest};
+use zeroize::Zeroizing;
+
+/// How long a key is remembered.
+pub const KEEP: Duration = Duration::from_secs(24 * 3600);
+/// How many keys are remembered at once.
+pub const CAPACITY: usize = 50_000;
+/// The longest key accepted.
+pub const MAX_KEY_LEN: usize = 255;
+
+type Id = [u8; 32];
+
+struct Slot {
+    fingerprint: [u8; 32],
+    at: Timestamp,
+    outcome: tokio::sync::OnceCell<WriteOutcome>,
+}
+
+pub struct Idempotency {
+    /// Keys the fingerprints, so what is kept in memory reveals nothing of a request's values.
+    mac_key: Zeroizing<[u8; 32]>,
+    slots: Mutex<(HashMap<Id, Arc<Slot>>, VecDeque<(Id, Timestamp)>)>,
+}
+
+/// Whether a write ran or was answered from an earlier one.
+pub enum Answer {
+    Wrote(WriteOutcome),
+    Replayed(WriteOutcome),
+}
+
+impl Default for Idempotency {
+    fn default() -> Self {
+        Idempotency {
+            mac_key: Zeroizing::new(scaivault_crypto::random_bytes()),
+            slots: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+}
+
+/// The key as sent, if it is one: 1 to 255 visible ASCII characters.
+pub fn parse_key(raw: &[u8]) -> Result<&str, Error> {
+    let ok = !raw.is_empty()
+        && raw.len() <= MAX_KEY_LEN
+        && raw.iter().all(|b| (0x21..=0x7e).contains(b));
+    if !ok {
+        return Err(Error::invalid_request(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters (a UUID, say)"
+        )));
+    }
+    Ok(std::str::from_utf8(raw).unwrap_or_default())
+}
+
+impl Idempotency {
+    /// What identifies a request's path and body, keyed so that it reveals nothing of them.
+    pub fn fingerprint(&self, path: &str, req: &WriteRequest) -> [u8; 32] {
+        let body = Zeroizing::new(serde_json::to_vec(req).unwrap_or_default());
+        let mut msg = Zeroizing::new(Vec::with_capacity(path.len() + 1 + body.len()));
+        msg.extend_from_slice(path.as_bytes());
+        msg.push(0);
+        msg.extend_from_slice(&body);
+        scaivault_crypto::hmac_sha256(&*self.mac_key, &msg)
+    }
+
+    /// Runs `write` unless this identity sent `key` with the same [`Self::fingerprint`]
+    /// before (then answers what that write answered).
+    pub async fn write<F, Fut>(
+        &self,
+        identity: &str,
+        key: &str,
+        fingerprint: [u8; 32],
+        now: Timestamp,
+        write: F,
+    ) -> Result<Answer, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<WriteOutcome, Error>>,
+    {
+        let id = scaivault_crypto::sha256(format!("{identity}\0{key}").as_bytes());
+        let slot = self.slot(id, fingerprint, now)?;
+        let mut ran = false;
+        let outcome = slot
+            .outcome
+            .get_or_try_init(|| {
+                ran = true;
+                write()
+            })
+            .await?
+            .clone();
+        Ok(if ran {
+            Answer::Wrote(outcome)
+        } else {
+            Answer::Replayed(outcome)
+        })
+    }
+
+    fn slot(&self, id: Id, fingerprint: [u8; 32], now: Timestamp) -> Result<Arc<Slot>, Error> {
+        let mut guard = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let (slots, order) = &mut *guard;
+        let horizon = now.minus(KEEP);
+        while let Some(&(old, at)) = order.front() {
+            if at > horizon && slots.len() < CAPACITY {
+                break;
+            }
+            order.pop_front();
+            if slots.get(&old).is_some_and(|s| s.at == at) {
+                slots.remove(&old);
+            }
+        }
+        if let Some(slot) = slots.get(&id) {
+            if !scaivault_crypto::constant_time_eq(&slot.fingerprint, &fingerprint) {
+                return Err(Error::invalid_request(
+                    "this Idempotency-Key was used for a different request (another path or body); use a new key for a new write",
+                ));
+            }
+            return Ok(slot.clone());
+        }
+        let slot = Arc::new(Slot {
+            fingerprint,
+            at: now,
+            outcome: tokio::sync::OnceCell::new(),
+        });
+        slots.insert(id, slot.clone());
+        order.push_back((id, now));
+        Ok(slot)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.lock().unwrap().0.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scaivault_core::ErrorCode;
+
+    fn fp(idem: &Idempotency, path: &str, v: &str) -> [u8; 32] {
+        let req: WriteRequest =
+            serde_json::from_value(serde_json::json!({"data": {"k": v}})).unwrap();
+        idem.fingerprint(path, &req)
+    }
+
+    fn outcome(version: u64) -> WriteOutcome {
+        serde_json::from_value(serde_json::json!({
+            "path": "a/b", "version": version, "secret_type": "kv", "created": version == 1,
+            "created_at": "2026-12-03T00:00:00Z", "updated_at": "2026-12-03T00:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_repeat_is_answered_once_and_a_changed_request_is_refused() {
+        let idem = Idempotency::default();
+        let now = Timestamp::from_unix_seconds(1_800_000_000);
+        let mut writes = 0;
+        for _ in 0..3 {
+            let answer = idem
+                .write("sa:a", "k1", fp(&idem, "a/b", "v"), now, || {
+                    writes += 1;
+                    async { Ok(outcome(1)) }
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                match answer {
+                    Answer::Wrote(o) | Answer::Replayed(o) => o.version,
+                },
+                1
+            );
+        }
+        assert_eq!(writes, 1);
+        // Another identity's same key is its own.
+        let other = idem
+            .write("sa:b", "k1", fp(&idem, "a/b", "v"), now, || async {
+                Ok(outcome(2))
+            })
+            .await
+            .unwrap();
+        assert!(matches!(other, Answer::Wrote(_)));
+        // The same key for another body or path is refused, and writes nothing.
+        for (path, value) in [("a/b", "w"), ("a/c", "v")] {
+            let err = idem
+                .write("sa:a", "k1", fp(&idem, path, value), now, || async {
+                    panic!("wrote")
+                })
+                .await
+                .err()
+                .unwrap();
+            assert_eq!(err.code, ErrorCode::InvalidRequest);
+        }
+        // A failed write is not remembered: its retry runs.
+        let failed = idem
+            .write("sa:a", "k2", fp(&idem, "a/b", "v"), now, || async {
+                Err(Error::invalid_request("no"))
+            })
+            .await;
+        assert!(failed.is_err());
+        let retried = idem
+            .write("sa:a", "k2", fp(&idem, "a/b", "v"), now, || async {
+                Ok(outcome(3))
+            })
+            .await
+            .unwrap();
+        assert!(matches!(retried, Answer::Wrote(o) if o.version == 3));
+        // After KEEP the key is forgotten.
+        let later = now.plus(KEEP + Duration::from_secs(1));
+        let again = idem
+            .write("sa:a", "k1", fp(&idem, "a/b", "v"), later, || async {
+                Ok(outcome(4))
+            })
+            .await
+            .unwrap();
+        assert!(matches!(again, Answer::Wrote(o) if o.version == 4));
+        assert!(idem.len() <= 2, "expired keys are dropped");
+    }
+
+    #[test]
+    fn keys_are_bounded_and_visible_ascii() {
+        assert!(parse_key(b"7f0c2c9e-4d1b-4a39-9a43-5b0e2a3f8c11").is_ok());
+        for bad in [
+            &b""[..],
+            b"has space",
+            b"tab\t",
+            "é".as_bytes(),
+            &[b'a'; 256],
+        ] {
+            assert!(parse_key(bad).is_err(), "{bad:?}");
+        }
+    }
+}
