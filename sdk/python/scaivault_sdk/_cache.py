@@ -10,6 +10,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable
 
 from .models import Secret
 
@@ -29,8 +30,9 @@ class CacheConfig:
 
 
 class SecretCache:
-    def __init__(self, config: CacheConfig) -> None:
+    def __init__(self, config: CacheConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self._clock = clock  # seconds; a test gives its own
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple[Secret, float]] = OrderedDict()
         self._refreshing: set[str] = set()
@@ -39,7 +41,7 @@ class SecretCache:
     def lookup(self, path: str) -> tuple[Secret | None, bool]:
         """The cached copy (or `None`), and whether the caller should refresh it now (the
         first caller past `refresh_ahead` is told so; the others keep being served)."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             found = self._entries.get(path)
             if found is None:
@@ -65,7 +67,7 @@ class SecretCache:
             self._refreshing.discard(path)
             if self._generation.get(path, 0) != generation:
                 return
-            self._entries[path] = (secret, time.monotonic())
+            self._entries[path] = (secret, self._clock())
             self._entries.move_to_end(path)
             while len(self._entries) > self.config.max_entries:
                 self._entries.popitem(last=False)

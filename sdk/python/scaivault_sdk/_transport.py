@@ -103,8 +103,7 @@ class _Attempts:
         never_sent = isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout))
         delay = self._wait(None) if (never_sent or self.call.safe_to_retry) else None
         if delay is None:
-            code = "timeout" if isinstance(e, httpx.TimeoutException) else "connection_error"
-            raise TransportError(code, f"cannot reach the vault ({type(e).__name__})") from None
+            raise _unreachable(e) from None
         return delay
 
     def after_answer(self, resp: httpx.Response) -> float | None:
@@ -113,6 +112,18 @@ class _Attempts:
         if status == 429 or (status == 503 and self.call.safe_to_retry):
             return self._wait(retry_after_seconds(resp.headers))
         return None
+
+
+def _unreachable(e: httpx.TransportError) -> TransportError:
+    if isinstance(e, httpx.TimeoutException):
+        return TransportError("timeout", f"no answer from the vault in time ({type(e).__name__})")
+    if "CERTIFICATE_VERIFY_FAILED" in str(e) or "certificate verify failed" in str(e):
+        # Said as such: a certificate problem is not an outage (the CLI says the same).
+        return TransportError(
+            "connection_error",
+            "the vault's TLS certificate is not trusted: give ca_cert= (or SCAIVAULT_CACERT) for a private CA",
+        )
+    return TransportError("connection_error", f"cannot reach the vault ({type(e).__name__})")
 
 
 def _decode(resp: httpx.Response, call: Call[T]) -> T:

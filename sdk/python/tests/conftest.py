@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import subprocess
+from typing import Iterator
 
 import pytest
 
@@ -27,6 +28,7 @@ class Dev:
             stderr=subprocess.DEVNULL,
             text=True,
         )
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         info = json.loads(line)
         self.url: str = info["url"]
@@ -42,14 +44,14 @@ class Dev:
 
 
 @pytest.fixture
-def dev():
+def dev() -> Iterator[Dev]:
     d = Dev()
     yield d
     d.stop()
 
 
 @pytest.fixture
-def limited_dev():
+def limited_dev() -> Iterator[Dev]:
     d = Dev("--rate-limit-multiplier", "0.02")
     yield d
     d.stop()

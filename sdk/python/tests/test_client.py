@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import inspect
+from typing import Any
 
 import pytest
 
-from conftest import service_account
+from conftest import Dev, service_account
 from scaivault_sdk import (
     AccessDeniedError,
     AuthenticationError,
@@ -26,24 +27,24 @@ from scaivault_sdk import (
 BILLING = "environments/production/billing"
 
 
-async def w(v):
+async def w(v: Any) -> Any:
     """Awaits what the async client returns; passes through what the sync client returns."""
     return await v if inspect.isawaitable(v) else v
 
 
-async def items(it):
+async def items(it: Any) -> list[Any]:
     if hasattr(it, "__aiter__"):
         return [x async for x in it]
     return list(it)
 
 
-async def raises(exc, v):
+async def raises(exc: type[BaseException], v: Any) -> Any:
     with pytest.raises(exc) as info:
         await w(v() if callable(v) else v)
     return info.value
 
 
-async def scenario(client, dev):
+async def scenario(client: Any, dev: Dev) -> None:
     s = client.secrets
     r = await w(s.write(path=f"{BILLING}/stripe", data={"secret_key": "sk_live_1"}, secret_type="api_key",
                         metadata={"tags": ["billing"], "owner": "team:payments"}, max_versions=5))
@@ -137,20 +138,20 @@ async def scenario(client, dev):
     assert err.code == "rotation_policy_not_found"
 
 
-def test_sync_client_covers_every_method(dev):
+def test_sync_client_covers_every_method(dev: Dev) -> None:
     with SyncScaiVaultClient(base_url=dev.url, token=dev.token) as c:
         asyncio.run(scenario(c, dev))
 
 
-def test_async_client_awaited_covers_every_method(dev):
-    async def main():
+def test_async_client_awaited_covers_every_method(dev: Dev) -> None:
+    async def main() -> None:
         async with ScaiVaultClient(base_url=dev.url, token=dev.token) as c:
             await scenario(c, dev)
 
     asyncio.run(main())
 
 
-def test_async_client_called_plainly_from_sync_code(dev):
+def test_async_client_called_plainly_from_sync_code(dev: Dev) -> None:
     c = ScaiVaultClient(base_url=dev.url, token=dev.token)
     r = c.secrets.write(path="app/db", data={"password": "pw"})
     assert r.version == 1
@@ -160,7 +161,7 @@ def test_async_client_called_plainly_from_sync_code(dev):
     c.close()
 
 
-def test_errors_carry_codes(dev):
+def test_errors_carry_codes(dev: Dev) -> None:
     sa = service_account(dev, "sa:narrow", "app/**", "read", "secrets:read")
     c = SyncScaiVaultClient(base_url=dev.url, token=sa)
     SyncScaiVaultClient(base_url=dev.url, token=dev.token).secrets.write(path="other/x", data={"k": "v"})
@@ -170,16 +171,16 @@ def test_errors_carry_codes(dev):
     with pytest.raises(AccessDeniedError) as e:
         c.secrets.write(path="app/x", data={"k": "v"})
     assert e.value.code == "insufficient_scope"
-    with pytest.raises(AuthenticationError) as e:
+    with pytest.raises(AuthenticationError) as unauthenticated:
         SyncScaiVaultClient(base_url=dev.url, token="skt_not_a_real_token").secrets.read("app/x")
-    assert e.value.code == "token_invalid"
+    assert unauthenticated.value.code == "token_invalid"
     dead = SyncScaiVaultClient(base_url="http://127.0.0.1:9", token="skt_x", retries=1, backoff=0.01)
-    with pytest.raises(ScaiVaultError) as e:
+    with pytest.raises(ScaiVaultError) as unreachable:
         dead.secrets.read("app/x")
-    assert e.value.code == "connection_error"
+    assert unreachable.value.code == "connection_error"
 
 
-def test_rate_limits_are_retried_then_raised(limited_dev):
+def test_rate_limits_are_retried_then_raised(limited_dev: Dev) -> None:
     # Policy operations allow 1 per minute here; the client retries honouring Retry-After, so
     # give it no retries to see the error.
     c = SyncScaiVaultClient(base_url=limited_dev.url, token=limited_dev.token, retries=0)
@@ -189,7 +190,7 @@ def test_rate_limits_are_retried_then_raised(limited_dev):
     assert e.value.code == "rate_limited" and e.value.retry_after and e.value.retry_after >= 1
 
 
-def test_client_credentials_fetch_and_refresh_tokens(dev):
+def test_client_credentials_fetch_and_refresh_tokens(dev: Dev) -> None:
     dev.cli("identity", "create", "sa:svc")
     dev.cli("policies", "create", "svc", "--rule", "svc/**:read")
     dev.cli("policies", "bind", "svc", "--identity-id", "sa:svc")
@@ -210,7 +211,7 @@ def test_client_credentials_fetch_and_refresh_tokens(dev):
     assert e.value.code == "invalid_credentials"
 
 
-def test_client_credentials_are_listed_and_revoked_through_the_cli_and_the_sdk(dev):
+def test_client_credentials_are_listed_and_revoked_through_the_cli_and_the_sdk(dev: Dev) -> None:
     import json
 
     dev.cli("identity", "create", "sa:ci")

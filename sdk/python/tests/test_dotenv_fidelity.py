@@ -16,7 +16,7 @@ import urllib.request
 
 from dotenv import dotenv_values
 
-from conftest import ROOT, binary
+from conftest import Dev, ROOT, binary
 
 # Each value is stored as its own secret and exported under its own variable.
 CORPUS = [
@@ -47,7 +47,7 @@ CORPUS = [
 ]
 
 
-def put(dev, path: str, data: dict) -> None:
+def put(dev: Dev, path: str, data: dict[str, str]) -> None:
     req = urllib.request.Request(
         f"{dev.url}/v1/secrets/{path}", method="PUT", data=json.dumps({"data": data}).encode(),
         headers={"Authorization": f"Bearer {dev.token}", "Content-Type": "application/json"})
@@ -55,7 +55,7 @@ def put(dev, path: str, data: dict) -> None:
         assert resp.status in (200, 201)
 
 
-def test_exported_values_read_back_exactly_in_python_dotenv_and_bash(dev, tmp_path):
+def test_exported_values_read_back_exactly_in_python_dotenv_and_bash(dev: Dev, tmp_path: pathlib.Path) -> None:
     want = {}
     for i, value in enumerate(CORPUS):
         put(dev, f"hostile/v{i:02}", {"value": value})
@@ -118,7 +118,7 @@ def compose_reader(tmp_path: pathlib.Path) -> str:
     return str(exe)
 
 
-def test_a_file_compose_would_refuse_is_named_and_python_dotenv_reads_unclosed_braces(dev, tmp_path):
+def test_a_file_compose_would_refuse_is_named_and_python_dotenv_reads_unclosed_braces(dev: Dev, tmp_path: pathlib.Path) -> None:
     # `${x` with no `}`: python-dotenv keeps it literal, so no warning for it alone; next to a
     # `'` it must be double-quoted, where compose takes `${` as a variable and refuses the file.
     put(dev, "braces/a", {"value": "${x"})

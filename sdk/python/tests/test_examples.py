@@ -9,7 +9,7 @@ import sys
 from conftest import ROOT, binary
 
 
-def test_dotenv_migration_example_runs_end_to_end():
+def test_dotenv_migration_example_runs_end_to_end() -> None:
     env = dict(os.environ, SCAIVAULT_BIN=binary(), PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
     env.pop("SCAIVAULT_URL", None)
     env.pop("SCAIVAULT_TOKEN", None)

@@ -7,10 +7,11 @@ import os
 import pathlib
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
-from conftest import ROOT, service_account
+from conftest import Dev, ROOT, service_account
 from scaivault_sdk import ScaiVaultClient, ScaiVaultError, SyncScaiVaultClient
 
 BILLING = "environments/production/billing"
@@ -32,7 +33,7 @@ def load_config(env: dict[str, str]) -> dict[str, str]:
         client.close()
 
 
-def test_load_config_reads_the_vault_and_falls_back(dev):
+def test_load_config_reads_the_vault_and_falls_back(dev: Dev) -> None:
     SyncScaiVaultClient(base_url=dev.url, token=dev.token).secrets.write(path=f"{BILLING}/stripe", data={"secret_key": "sk_from_vault"})
     token = service_account(dev, "sa:billing-prod", f"{BILLING}/**", "read", "secrets:read")
     env = {"USE_SCAIVAULT": "true", "SCAIVAULT_URL": dev.url, "SCAIVAULT_TOKEN": token, "STRIPE_SECRET_KEY": "sk_from_env"}
@@ -48,14 +49,14 @@ def test_load_config_reads_the_vault_and_falls_back(dev):
     assert [(x["action"], x["secret_path"], x["success"]) for x in logs] == [("read", f"{BILLING}/stripe", True)]
 
 
-def test_bulk_import_example_twice(dev, tmp_path):
+def test_bulk_import_example_twice(dev: Dev, tmp_path: pathlib.Path) -> None:
     fleet = ROOT / "tests" / "fixtures" / "fleet"
     script = ROOT / "examples" / "dotenv-bulk-import" / "bulk_import.py"
     env = dict(os.environ, SCAIVAULT_URL=dev.url, SCAIVAULT_TOKEN=dev.token)
     client = SyncScaiVaultClient(base_url=dev.url, token=dev.token)
 
-    def snapshot():
-        out = {}
+    def snapshot() -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for info in client.secrets.list(prefix="environments/"):
             s = client.secrets.read(info.path)
             out[info.path] = (s.version, s.data, s.metadata.tags)

@@ -5,14 +5,17 @@ accepts the bodies they allow and refuses the ones they do not (jsonschema)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 import urllib.error
 import urllib.request
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 from openapi_spec_validator import validate
 
+from conftest import Dev
 
-def fetch(dev, method: str, path: str, body: object | None = None) -> tuple[int, object]:
+
+def fetch(dev: Dev, method: str, path: str, body: object | None = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(dev.url + path, data=data, method=method)
     req.add_header("Authorization", f"Bearer {dev.token}")
@@ -25,13 +28,13 @@ def fetch(dev, method: str, path: str, body: object | None = None) -> tuple[int,
         return e.code, json.loads(e.read() or b"null")
 
 
-def request_schema(doc: dict, method: str, path: str) -> dict:
+def request_schema(doc: dict[str, Any], method: str, path: str) -> dict[str, Any]:
     schema = doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
     # Resolve references against the whole document.
     return {**schema, "components": doc["components"]}
 
 
-def test_the_document_is_valid_openapi_31(dev):
+def test_the_document_is_valid_openapi_31(dev: Dev) -> None:
     status, doc = fetch(dev, "GET", "/v1/openapi.json")
     assert status == 200
     assert doc["openapi"].startswith("3.1")
@@ -45,7 +48,7 @@ def test_the_document_is_valid_openapi_31(dev):
     assert len(bodies) > 25, bodies
 
 
-def test_request_schemas_agree_with_the_server(dev):
+def test_request_schemas_agree_with_the_server(dev: Dev) -> None:
     _, doc = fetch(dev, "GET", "/v1/openapi.json")
     write = request_schema(doc, "put", "/v1/secrets/{path}")
     cases = [
@@ -71,7 +74,7 @@ def test_request_schemas_agree_with_the_server(dev):
     assert status >= 400
 
 
-def test_the_batch_write_schema_agrees_with_the_server(dev):
+def test_the_batch_write_schema_agrees_with_the_server(dev: Dev) -> None:
     _, doc = fetch(dev, "GET", "/v1/openapi.json")
     post = request_schema(doc, "post", "/v1/secrets/{path}")
     good = {"writes": [{"path": "bw/a", "data": {"k": "v"}, "metadata": {"tags": ["x"]}}]}
@@ -85,12 +88,12 @@ def test_the_batch_write_schema_agrees_with_the_server(dev):
     assert status == 400
 
 
-def response_schema(doc: dict, method: str, path: str) -> dict:
+def response_schema(doc: dict[str, Any], method: str, path: str) -> dict[str, Any]:
     schema = doc["paths"][path][method]["responses"]["2XX"]["content"]["application/json"]["schema"]
     return {**schema, "components": doc["components"]}
 
 
-def test_typed_answers_match_their_schemas(dev):
+def test_typed_answers_match_their_schemas(dev: Dev) -> None:
     _, doc = fetch(dev, "GET", "/v1/openapi.json")
     calls = [
         ("put", "/v1/secrets/{path}", "PUT", "/v1/secrets/typed/a", {"data": {"k": "v"}, "metadata": {"tags": ["t"]}}),
@@ -143,7 +146,7 @@ def test_typed_answers_match_their_schemas(dev):
     assert not jsonschema.Draft202012Validator(read).is_valid(answer)
 
 
-def test_webhook_answers_match_their_schemas():
+def test_webhook_answers_match_their_schemas() -> None:
     from conftest import Dev
 
     dev = Dev("--allow-host", "127.0.0.1:9")
@@ -171,7 +174,7 @@ def test_webhook_answers_match_their_schemas():
         dev.stop()
 
 
-def test_rotation_audit_policy_plugin_and_token_answers_match_their_schemas(dev):
+def test_rotation_audit_policy_plugin_and_token_answers_match_their_schemas(dev: Dev) -> None:
     _, doc = fetch(dev, "GET", "/v1/openapi.json")
     status, pol = fetch(dev, "POST", "/v1/rotation/policies", {
         "name": "typed", "interval": "7d", "auto_generate": True, "fields": ["password"]})

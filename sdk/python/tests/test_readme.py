@@ -6,12 +6,14 @@ lines are set from it), a `services/billing/.env.production`, a `mapping.json`, 
 
 from __future__ import annotations
 
+import pathlib
+
 import os
 import re
 import shutil
 import subprocess
 
-from conftest import ROOT, binary
+from conftest import Dev, ROOT, binary
 
 
 def walkthrough_blocks() -> list[str]:
@@ -20,7 +22,7 @@ def walkthrough_blocks() -> list[str]:
     return re.findall(r"```sh\n(.*?)```", section, re.S)
 
 
-def test_every_walkthrough_command_runs(dev, tmp_path):
+def test_every_walkthrough_command_runs(dev: Dev, tmp_path: pathlib.Path) -> None:
     assert shutil.which("jq"), "the walk-through pipes into jq"
     blocks = walkthrough_blocks()
     assert len(blocks) >= 6

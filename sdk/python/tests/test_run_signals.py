@@ -4,29 +4,31 @@ the child once, not twice (the terminal already delivers it to the whole foregro
 
 from __future__ import annotations
 
+import pathlib
+
 import os
 import pty
 import select
 import signal
 import subprocess
 
-from conftest import binary
+from conftest import Dev, binary
 
 
 def run_args(script: str) -> list[str]:
     return [binary(), "run", "--prefix", "sig/", "--", "bash", "-c", script]
 
 
-def env_for(dev, tmp_path) -> dict:
+def env_for(dev: Dev, tmp_path: pathlib.Path) -> dict[str, str]:
     return dict(os.environ, SCAIVAULT_URL=dev.url, SCAIVAULT_TOKEN=dev.token, HOME=str(tmp_path))
 
 
-def test_a_signal_sent_to_the_runner_reaches_the_child(dev, tmp_path):
+def test_a_signal_sent_to_the_runner_reaches_the_child(dev: Dev, tmp_path: pathlib.Path) -> None:
     dev.cli("secrets", "write", "sig/api_key", "value=k")
     script = 'trap "echo got-usr1; exit 7" USR1; trap "echo got-usr2; exit 9" USR2; echo ready; while :; do sleep 0.05; done'
     for sig, said, code in [(signal.SIGUSR1, "got-usr1", 7), (signal.SIGUSR2, "got-usr2", 9)]:
         p = subprocess.Popen(run_args(script), env=env_for(dev, tmp_path), stdout=subprocess.PIPE, text=True)
-        assert p.stdout.readline().strip() == "ready"
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
         p.send_signal(sig)
         out, _ = p.communicate(timeout=30)
         assert said in out, out
@@ -47,7 +49,7 @@ def read_until(fd: int, marker: bytes | None, seen: bytearray) -> None:
         seen.extend(chunk)
 
 
-def test_ctrl_c_on_a_terminal_reaches_the_child_once(dev, tmp_path):
+def test_ctrl_c_on_a_terminal_reaches_the_child_once(dev: Dev, tmp_path: pathlib.Path) -> None:
     dev.cli("secrets", "write", "sig/api_key", "value=k")
     # The child counts its SIGINTs; after the first it waits a moment for a duplicate.
     script = 'n=0; trap "n=\\$((n+1))" INT; echo ready; while [ $n -eq 0 ]; do sleep 0.05; done; sleep 0.5; echo "ints=$n"'

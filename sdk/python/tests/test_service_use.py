@@ -1,0 +1,301 @@
+"""The SDK used as services use it, against the real binary: retries that never write twice,
+a deadline that holds, blocking and awaited clients, settings from the environment and the
+CLI, a private CA, the read cache, and the error hierarchy."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from conftest import Dev, binary
+from scaivault_sdk import (
+    AsyncClient,
+    CacheConfig,
+    Client,
+    RateLimitError,
+    ScaiVaultClient,
+    ScaiVaultError,
+    Secret,
+    TransportError,
+)
+from scaivault_sdk._cache import SecretCache
+
+
+class Proxy:
+    """A TCP proxy in front of the dev server that misbehaves on purpose: `hold` delays every
+    answer by `delay` seconds; `drop_first` passes the first request on and then closes the
+    client's connection without its answer (a lost answer to a write that happened)."""
+
+    def __init__(self, upstream: str, mode: str, delay: float = 1.5) -> None:
+        host, port = upstream.removeprefix("http://").split(":")
+        self.upstream = (host, int(port))
+        self.mode = mode
+        self.delay = delay
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            n = self.connections
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(client, n), daemon=True).start()
+
+    def _serve(self, client: socket.socket, n: int) -> None:
+        up = socket.create_connection(self.upstream)
+
+        def forward() -> None:
+            try:
+                while data := client.recv(65536):
+                    up.sendall(data)
+            except OSError:
+                pass
+
+        threading.Thread(target=forward, daemon=True).start()
+        try:
+            while data := up.recv(65536):
+                if self.mode == "drop_first" and n == 0:
+                    client.shutdown(socket.SHUT_RDWR)
+                    return
+                if self.mode == "hold":
+                    time.sleep(self.delay)  # the misbehaviour under test, not a wait in the test
+                client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            client.close()
+            up.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def admin(dev: Dev) -> Iterator[Client]:
+    with Client(dev.url, dev.token) as c:
+        yield c
+
+
+def test_a_write_whose_answer_is_lost_is_retried_once_and_writes_one_version(dev: Dev, admin: Client) -> None:
+    proxy = Proxy(dev.url, "drop_first")
+    try:
+        c = Client(proxy.url, dev.token, retries=2, backoff=0.01)
+        out = c.secrets.write("svc/db", {"password": "pw-1"})
+        assert (out.version, out.created) == (1, True)
+        assert proxy.connections >= 2, "the first answer was not lost: nothing was retried"
+    finally:
+        proxy.close()
+    assert [v["version"] for v in admin.secrets.versions("svc/db")] == [1]
+    replays = [e for e in admin.audit.query(action="write") if e["extra_data"].get("replayed")]
+    assert len(replays) == 1, "the retry reached the server and was answered from the first write"
+
+
+def test_a_slow_answer_ends_at_the_timeout_and_writes_one_version(dev: Dev, admin: Client) -> None:
+    proxy = Proxy(dev.url, "hold", delay=1.5)
+    try:
+        c = Client(proxy.url, dev.token, timeout=1.0, retries=3, backoff=0.01)
+        started = time.monotonic()
+        with pytest.raises(TransportError) as e:
+            c.secrets.write("svc/slow", {"password": "pw-1"})
+        assert e.value.code == "timeout" and e.value.status is None
+        assert time.monotonic() - started < 1.4, "retries ran past the deadline"
+    finally:
+        proxy.close()
+    deadline = time.monotonic() + 10
+    while not list(admin.secrets.list("svc/")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the held write lands on the server after the client gave up
+    assert [v["version"] for v in admin.secrets.versions("svc/slow")] == [1]
+
+
+def test_a_server_that_never_answers_costs_only_the_timeout() -> None:
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        c = Client(f"http://127.0.0.1:{silent.getsockname()[1]}", "skt_x", timeout=1.0, retries=3)
+        started = time.monotonic()
+        with pytest.raises(TransportError) as e:
+            c.secrets.read("app/x")
+        assert e.value.code == "timeout"
+        assert time.monotonic() - started < 1.5
+    finally:
+        silent.close()
+
+
+def test_async_client_serves_several_event_loops_and_the_dual_client_refuses_a_missed_await(dev: Dev, admin: Client) -> None:
+    admin.secrets.write("svc/k", {"k": "v"})
+    ac = AsyncClient(dev.url, dev.token)
+    for _ in range(2):  # a second asyncio.run() used to fail with "Event loop is closed"
+        secret = asyncio.run(ac.secrets.read("svc/k"))
+        assert secret.data["k"] == "v"
+
+    async def listed() -> list[str]:
+        async with AsyncClient(dev.url, dev.token) as c:
+            return [s.path async for s in c.secrets.list("svc/")]
+
+    assert asyncio.run(listed()) == ["svc/k"]
+
+    dual = ScaiVaultClient(base_url=dev.url, token=dev.token)
+    assert dual.secrets.read("svc/k").data["k"] == "v"  # plain code: a value, as the tutorial uses it
+
+    def sync_helper() -> Any:
+        return dual.secrets.read("svc/k").data["k"]
+
+    async def handler() -> None:
+        with pytest.raises(TypeError, match="await it, or use scaivault_sdk.Client"):
+            sync_helper()
+        assert (await dual.secrets.read("svc/k")).data["k"] == "v"
+
+    with pytest.warns(RuntimeWarning, match="never awaited"):
+        asyncio.run(handler())  # twice: the dual client's awaited half serves a new loop too
+        asyncio.run(handler())
+        gc.collect()
+
+
+def test_settings_come_from_the_environment_and_the_cli_login(dev: Dev, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Client(dev.url, dev.token).secrets.write("svc/k", {"k": "v"})
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SCAIVAULT_URL", dev.url)
+    monkeypatch.setenv("SCAIVAULT_TOKEN", dev.token)
+    assert Client().secrets.read("svc/k").data["k"] == "v"
+    # As hvac does without VAULT_TOKEN: no token anywhere is a clear error.
+    monkeypatch.delenv("SCAIVAULT_TOKEN")
+    with pytest.raises(ValueError, match="no token"):
+        Client()
+    # The CLI's saved login and address, as `scaivault auth login` leaves them.
+    env = {**os.environ, "HOME": str(tmp_path)}
+    subprocess.run([binary(), "config", "set", "url", dev.url], env=env, check=True, capture_output=True)
+    subprocess.run([binary(), "auth", "login", "--token", "-"], input=dev.token, text=True, env=env, check=True,
+                   capture_output=True)
+    monkeypatch.delenv("SCAIVAULT_URL")
+    assert Client().auth.whoami()["identity_id"] == "user:root"
+    assert dev.token not in repr(Client()) and dev.token not in repr(Client()._transport.settings)
+
+
+def test_a_private_ca_is_trusted_only_when_given(tmp_path: pathlib.Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    vault = tmp_path / "vault.db"
+    env = {**os.environ, "HOME": str(tmp_path), "SCAIVAULT_PASSPHRASE": "correct horse battery staple"}
+    init = subprocess.run([binary(), "init", "--vault", str(vault), "--json", "--kdf-memory-mib", "19", "--kdf-passes", "2"],
+                          env=env, check=True, capture_output=True, text=True)
+    root = json.loads(init.stdout)["root_token"]
+    kf = tmp_path / "vault.key"
+    subprocess.run([binary(), "operator", "key-file", str(kf), "--vault", str(vault)], env=env, check=True, capture_output=True)
+    env.pop("SCAIVAULT_PASSPHRASE")
+    server = subprocess.Popen([binary(), "server", "--vault", str(vault), "--listen", "127.0.0.1:0", "--key-file", str(kf),
+                               "--tls-cert", str(cert), "--tls-key", str(key)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        url = ""
+        for line in server.stderr:
+            if "listening on " in line:
+                url = line.split("listening on ")[1].split()[0]
+                break
+        assert url.startswith("https://"), url
+        with pytest.raises(TransportError) as e:
+            Client(url, root, retries=0).auth.whoami()
+        assert e.value.code == "connection_error" and "certificate" in e.value.message
+        assert Client(url, root, ca_cert=str(cert)).auth.whoami()["identity_id"] == "user:root"
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_the_cache_serves_refreshes_ahead_and_forgets_what_the_client_changes(dev: Dev, admin: Client) -> None:
+    admin.secrets.write("svc/k", {"k": "v1"})
+    now = [0.0]
+    c = Client(dev.url, dev.token, cache=CacheConfig(ttl=10, refresh_ahead=0.5))
+    cache = c._transport.cache
+    assert isinstance(cache, SecretCache)
+    cache._clock = lambda: now[0]
+    assert c.secrets.read("svc/k").data["k"] == "v1"
+    admin.secrets.write("svc/k", {"k": "v2"})  # through another client: this one cannot know
+    now[0] = 2
+    assert c.secrets.read("svc/k").data["k"] == "v1", "a fresh copy is served from the cache"
+    now[0] = 6  # past refresh_ahead: served, and refreshed in the background
+    assert c.secrets.read("svc/k").data["k"] == "v1"
+    deadline = time.monotonic() + 10
+    while cache.lookup("svc/k")[0] is not None and cache.lookup("svc/k")[0].data["k"] != "v2":  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the background refresh never landed"
+        time.sleep(0.01)
+    assert c.secrets.read("svc/k").data["k"] == "v2"
+    # A write through this client drops its copy; so does the ttl.
+    c.secrets.write("svc/k", {"k": "v3"})
+    assert c.secrets.read("svc/k").data["k"] == "v3"
+    admin.secrets.write("svc/k", {"k": "v4"})
+    now[0] = 100
+    assert c.secrets.read("svc/k").data["k"] == "v4"
+    # A pinned version never comes from the cache.
+    assert c.secrets.read("svc/k", version=1).data["k"] == "v1"
+
+    # Threads share it safely.
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for _ in range(50):
+                assert c.secrets.read("svc/k").data["k"] == "v4"
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert "v4" not in repr(c.secrets.read("svc/k"))
+
+
+def test_every_error_carries_code_status_request_id_and_retry_after(limited_dev: Dev) -> None:
+    c = Client(limited_dev.url, limited_dev.token, retries=0)
+    with pytest.raises(ScaiVaultError) as e:
+        c.secrets.read("app/missing")
+    assert (e.value.code, e.value.status, e.value.retry_after) == ("secret_not_found", 404, None)
+    assert e.value.request_id and e.value.request_id.startswith("req_")
+    limited: RateLimitError | None = None
+    for _ in range(500):
+        try:
+            c.secrets.read("app/missing")
+        except RateLimitError as r:
+            limited = r
+            break
+        except ScaiVaultError:
+            continue
+    assert limited is not None and limited.status == 429 and limited.retry_after and limited.retry_after >= 1
+
+
+def test_plugin_types_are_strings() -> None:
+    s = Secret.from_json({"path": "a/b", "version": 1, "secret_type": "acme_token", "data": {"t": "x"}})
+    assert s.secret_type == "acme_token"
+
+
+def test_mypy_strict_catches_a_misspelt_field(tmp_path: pathlib.Path) -> None:
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text(
+        "from scaivault_sdk import Client\n"
+        "s = Client('http://127.0.0.1:1', 'skt_x').secrets.read('a/b')\n"
+        "print(s.dataa['x'])\n"
+        "n: str = Client('http://127.0.0.1:1', 'skt_x').policies.test('sa:a', 'a/b', 'read')['allowed']\n"
+    )
+    r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(wrong)], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout
+    assert '"Secret" has no attribute "dataa"' in r.stdout, r.stdout
+    assert "Incompatible types in assignment" in r.stdout, r.stdout
