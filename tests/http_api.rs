@@ -741,6 +741,23 @@ fn bad_input_is_rejected_and_changes_nothing() {
             "invalid_policy",
         ),
         (
+            Method::POST,
+            "/v1/policies".into(),
+            Some((
+                "application/json",
+                r#"{"name":"p","rules":[{"path_pattern":"app/**","permissions":["fly"]}]}"#,
+            )),
+            400,
+            "invalid_policy",
+        ),
+        (
+            Method::POST,
+            "/v1/policies/pol_none/bindings".into(),
+            Some(("application/json", r#"{"identity_id":7}"#)),
+            400,
+            "invalid_policy",
+        ),
+        (
             Method::GET,
             "/v1/secrets?cursor=bogus".into(),
             None,

@@ -63,6 +63,13 @@ fn rotation_policies_from_the_cli() {
             .iter()
             .any(|e| e["identity_id"] == "system:rotation-scheduler")
     );
+    // The new version (and its secret.updated event, which takes the same author) names the
+    // scheduler as the audit log does.
+    let (_, history) = dev.get(&format!("/v1/versions/{path}"), &dev.token);
+    assert_eq!(
+        history["versions"][1]["created_by"], "system:rotation-scheduler",
+        "{history}"
+    );
 
     // A backend no plugin provides is refused.
     let out = dev.cli(&[
@@ -96,11 +103,17 @@ fn rotation_policies_from_the_cli() {
         (404, Some("rotation_policy_not_found"))
     );
 
-    assert!(
-        dev.cli(&["rotation", "unassign", "rot_db-passwords-weekly", path])
-            .status
-            .success()
+    // Detached with the path as one URL-encoded segment, as the reference writes it.
+    let encoded = path.replace('/', "%2F");
+    let (s, b) = dev.req(
+        reqwest::Method::DELETE,
+        &format!("/v1/rotation/policies/rot_db-passwords-weekly/secrets/{encoded}"),
+        Some(&dev.token),
+        None,
     );
+    assert_eq!(s, 204, "{b}");
+    let (_, p) = dev.get("/v1/rotation/policies/rot_db-passwords-weekly", &dev.token);
+    assert_eq!(p["secrets_count"], 0, "{p}");
     assert!(
         dev.cli(&["rotation", "delete", "rot_db-passwords-weekly"])
             .status

@@ -673,8 +673,11 @@ pub enum RotationCmd {
     /// Create a policy; prints its id (`rot_<name>`).
     Create {
         /// The policy's name (its id becomes rot_<name>).
-        #[arg(long)]
-        name: String,
+        #[arg(required_unless_present = "name_flag")]
+        name: Option<String>,
+        /// The name given as a flag, as earlier versions took it.
+        #[arg(long = "name", hide = true, conflicts_with = "name")]
+        name_flag: Option<String>,
         /// How often to rotate, e.g. 30d.
         #[arg(long)]
         interval: String,

@@ -72,6 +72,7 @@ pub async fn run(target: &VaultClient, cmd: RotationCmd, out: &Out) -> CliResult
     match cmd {
         RotationCmd::Create {
             name,
+            name_flag,
             interval,
             grace_period,
             auto_generate,
@@ -82,6 +83,7 @@ pub async fn run(target: &VaultClient, cmd: RotationCmd, out: &Out) -> CliResult
             backend,
             backend_config,
         } => {
+            let name = name.or(name_flag);
             let mut body =
                 json!({ "name": name, "interval": interval, "auto_generate": auto_generate });
             if let Some(b) = backend {

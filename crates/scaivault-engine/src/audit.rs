@@ -269,6 +269,7 @@ impl Tally {
             .collect();
         AuditSummary {
             total_events: self.total,
+            successful_events: self.total - self.failures,
             failures: self.failures,
             first_at: self.first_at,
             last_at: self.last_at,
@@ -289,6 +290,8 @@ impl Tally {
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditSummary {
     pub total_events: u64,
+    /// `total_events - failures`, as the reference names it.
+    pub successful_events: u64,
     pub failures: u64,
     pub first_at: Option<Timestamp>,
     pub last_at: Option<Timestamp>,

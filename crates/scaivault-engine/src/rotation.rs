@@ -739,7 +739,7 @@ impl Engine {
             data["rotation_policy_id"] = json!(p.id);
             events.push(crate::events::Event::new(
                 kind,
-                "system:rotation-scheduler",
+                crate::rotation_job::SCHEDULER,
                 Some(path),
                 data,
                 now,

@@ -19,6 +19,9 @@ use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
 use crate::backends::{AdminCredential, BackendServices};
+
+/// Who automatic rotations are by, in versions, events and the audit log.
+pub(crate) const SCHEDULER: &str = "system:rotation-scheduler";
 use crate::events::Event;
 use crate::records::SecretData;
 use crate::rotation_state::{
@@ -242,7 +245,7 @@ impl Engine {
         let now = self.now();
         let event = Event::new(
             "rotation.failed",
-            "system:rotation-scheduler",
+            SCHEDULER,
             Some(&path),
             json!({ "rotation_policy_id": job.policy_id, "step": job.step, "attempts": job.attempts,
                     "error": why, "reverted": job.reverted }),
@@ -250,7 +253,7 @@ impl Engine {
         );
         let audit = AuditInput {
             action: "rotation_failed".into(),
-            identity_id: Some("system:rotation-scheduler".into()),
+            identity_id: Some(SCHEDULER.into()),
             secret_path: Some(path),
             success: false,
             request_id: format!("rotation:{}", now.0),
@@ -296,7 +299,7 @@ impl Engine {
             p.grace_period_seconds,
         );
         let written = self
-            .write_secret_with(&system, &path, req, move |tx, out| {
+            .write_secret_with(&system, SCHEDULER, &path, req, move |tx, out| {
                 tx.delete(scaivault_store::Table::Rotation, &job_key(&out.path));
                 let mut extra = Map::new();
                 extra.insert("event".into(), json!("rotation.completed"));
@@ -310,7 +313,7 @@ impl Engine {
                     tx,
                     AuditInput {
                         action: "rotate".into(),
-                        identity_id: Some("system:rotation-scheduler".into()),
+                        identity_id: Some(SCHEDULER.into()),
                         secret_path: Some(out.path.clone()),
                         success: true,
                         request_id: format!("{pid}:{}", out.version),
@@ -327,18 +330,12 @@ impl Engine {
                 let events = vec![
                     Event::new(
                         "secret.rotated",
-                        "system:rotation-scheduler",
+                        SCHEDULER,
                         Some(&out.path),
                         data.clone(),
                         now,
                     ),
-                    Event::new(
-                        "rotation.completed",
-                        "system:rotation-scheduler",
-                        Some(&out.path),
-                        data,
-                        now,
-                    ),
+                    Event::new("rotation.completed", SCHEDULER, Some(&out.path), data, now),
                 ];
                 sink.enqueue_in(tx, events, &hooks, now);
                 let p2 = out.path.clone();
@@ -417,7 +414,7 @@ impl Engine {
             extra.insert("for_path".into(), json!(job.secret_path));
             self.record_audit(AuditInput {
                 action: "read".into(),
-                identity_id: Some("system:rotation-scheduler".into()),
+                identity_id: Some(SCHEDULER.into()),
                 secret_path: Some(ap.to_owned()),
                 success: true,
                 request_id: format!("rotation:{}", self.now().0),

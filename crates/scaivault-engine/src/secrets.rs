@@ -879,6 +879,7 @@ impl Engine {
     pub(crate) async fn write_secret_with<F>(
         &self,
         caller: &Caller,
+        actor: &str,
         path: &str,
         req: WriteRequest,
         extra: F,
@@ -886,7 +887,18 @@ impl Engine {
     where
         F: FnOnce(&mut WriteTx<'_, '_>, &WriteOutcome) -> Result<()> + Send + 'static,
     {
-        self.write_one(caller, path, req, true, extra).await
+        let mut w = self.prepare_write(caller, path, req)?;
+        // The version's author and the event's actor, as the audit entry names them.
+        w.actor = actor.to_owned();
+        self.validate_prepared(std::slice::from_mut(&mut w)).await?;
+        let sink = self.events.clone();
+        self.vault
+            .write(move |tx| {
+                let out = apply_and_announce(tx, w, &sink, true)?;
+                extra(tx, &out)?;
+                Ok(out)
+            })
+            .await
     }
 
     async fn write_one<F>(

@@ -20,12 +20,36 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(ApiError(map_rejection(rejection))),
+            Err(rejection) => Err(ApiError(map_rejection(
+                rejection,
+                ErrorCode::InvalidRequest,
+            ))),
         }
     }
 }
 
-fn map_rejection(r: JsonRejection) -> Error {
+/// [`ApiJson`] for policy bodies: a rule or binding of the wrong shape (an unknown
+/// permission, a pattern that is not a string) is `400 invalid_policy`, as the reference
+/// says for bad rules and bindings.
+pub struct PolicyJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for PolicyJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(PolicyJson(v)),
+            Err(rejection) => Err(ApiError(map_rejection(rejection, ErrorCode::InvalidPolicy))),
+        }
+    }
+}
+
+/// `shape` is the code for a body that is JSON but not of the expected shape.
+fn map_rejection(r: JsonRejection, shape: ErrorCode) -> Error {
     match r {
         JsonRejection::MissingJsonContentType(_) => Error::new(
             ErrorCode::UnsupportedMediaType,
@@ -36,7 +60,7 @@ fn map_rejection(r: JsonRejection) -> Error {
             "the request body is not valid JSON",
         ),
         JsonRejection::JsonDataError(e) => Error::new(
-            ErrorCode::InvalidRequest,
+            shape,
             format!(
                 "the request body has the wrong shape: {}",
                 redact_values(&e.body_text())

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::context::Auth;
 use crate::error::ApiError;
-use crate::json::{ApiJson, ApiQuery};
+use crate::json::{ApiJson, ApiQuery, PolicyJson};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,7 +40,7 @@ pub async fn list(
 
 pub async fn create(
     auth: Auth,
-    ApiJson(req): ApiJson<PolicyRequest>,
+    PolicyJson(req): PolicyJson<PolicyRequest>,
 ) -> Result<Response, ApiError> {
     let p = auth.engine.create_policy(&auth.caller, req).await?;
     Ok((StatusCode::CREATED, Json(p)).into_response())
@@ -53,7 +53,7 @@ pub async fn get(auth: Auth, Path(id): Path<String>) -> Result<Response, ApiErro
 pub async fn replace(
     auth: Auth,
     Path(id): Path<String>,
-    ApiJson(req): ApiJson<PolicyRequest>,
+    PolicyJson(req): PolicyJson<PolicyRequest>,
 ) -> Result<Response, ApiError> {
     Ok(Json(
         auth.engine
@@ -66,7 +66,7 @@ pub async fn replace(
 pub async fn patch(
     auth: Auth,
     Path(id): Path<String>,
-    ApiJson(req): ApiJson<PolicyRequest>,
+    PolicyJson(req): PolicyJson<PolicyRequest>,
 ) -> Result<Response, ApiError> {
     Ok(Json(
         auth.engine
@@ -103,7 +103,7 @@ pub async fn bindings(auth: Auth, Path(id): Path<String>) -> Result<Json<Value>,
 pub async fn bind(
     auth: Auth,
     Path(id): Path<String>,
-    ApiJson(req): ApiJson<BindingRequest>,
+    PolicyJson(req): PolicyJson<BindingRequest>,
 ) -> Result<Response, ApiError> {
     let b = auth.engine.create_binding(&auth.caller, &id, req).await?;
     Ok((StatusCode::CREATED, Json(b)).into_response())

@@ -2,6 +2,7 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use scaivault_core::{Error, ErrorCode};
 use scaivault_engine::{
     RotateResult, RotationPolicyList, RotationPolicyRequest, RotationPolicyView, RotationStatus,
 };
@@ -115,7 +116,12 @@ pub async fn unassign(
     uri: Uri,
 ) -> Result<StatusCode, ApiError> {
     let prefix = format!("/v1/rotation/policies/{id}/secrets/");
-    let path = uri.path().strip_prefix(&prefix).unwrap_or("").to_owned();
+    // The secret may come as one URL-encoded segment (`rot%2Fauto`), as the reference shows.
+    let raw = uri.path().strip_prefix(&prefix).unwrap_or("");
+    let path = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| Error::new(ErrorCode::InvalidPath, "the path is not UTF-8 once decoded"))?
+        .into_owned();
     auth.engine
         .unassign_rotation(&auth.caller, &id, &path)
         .await?;
