@@ -475,6 +475,20 @@ fn system_endpoints() {
     assert_eq!((s, h["status"].as_str()), (200, Some("healthy")));
     let (s, r) = dev.req(Method::GET, "/v1/health/ready", None, None);
     assert_eq!((s, r["checks"]["encryption"].as_str()), (200, Some("ok")));
+    let (s, d) = dev.get("/v1/health/detailed", &dev.token);
+    assert_eq!(
+        (
+            s,
+            d["status"].as_str(),
+            d["checks"]["database"]["status"].as_str(),
+            d["checks"]["encryption"]["data_keys"].as_u64()
+        ),
+        (200, Some("healthy"), Some("ok"), Some(1)),
+        "{d}"
+    );
+    assert!(d["checks"]["database"]["latency_ms"].is_number() && d["uptime_seconds"].is_u64());
+    let (s, _) = dev.req(Method::GET, "/v1/health/detailed", None, None);
+    assert_eq!(s, 401, "the detailed health is for admins");
     let (s, doc) = dev.req(Method::GET, "/v1/openapi.json", None, None);
     assert_eq!((s, doc["openapi"].as_str()), (200, Some("3.1.0")));
     assert!(doc["paths"]["/v1/secrets/{path}"]["get"].is_object());
@@ -496,8 +510,10 @@ fn system_endpoints() {
         "scaivault_requests_total{",
         "scaivault_request_duration_seconds_bucket",
         "scaivault_secrets_total{tenant=\"local\"} 1",
-        "scaivault_secret_reads_total{tenant=\"local\"} 1",
+        "scaivault_secret_reads_total{tenant=\"local\",secret_type=\"kv\"} 1",
         "scaivault_secret_writes_total{tenant=\"local\"} 1",
+        "scaivault_secret_rotations_total{status=\"completed\"} 0",
+        "scaivault_secret_rotations_total{status=\"failed\"} 0",
     ] {
         assert!(text.contains(series), "metrics lack {series}:\n{text}");
     }

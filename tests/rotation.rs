@@ -63,6 +63,17 @@ fn rotation_policies_from_the_cli() {
             .iter()
             .any(|e| e["identity_id"] == "system:rotation-scheduler")
     );
+    let metrics = dev
+        .http
+        .get(format!("{}/v1/metrics", dev.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("scaivault_secret_rotations_total{status=\"completed\"} 1"),
+        "{metrics}"
+    );
     // The new version (and its secret.updated event, which takes the same author) names the
     // scheduler as the audit log does.
     let (_, history) = dev.get(&format!("/v1/versions/{path}"), &dev.token);

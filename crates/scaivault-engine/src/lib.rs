@@ -124,6 +124,9 @@ pub struct Engine {
     /// Webhooks with deliveries being sent (see `webhooks`): each is served by one task at a
     /// time, so its deliveries arrive in order.
     delivering: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Rotations finished since the vault was opened, by outcome: `[completed, failed]`
+    /// (the `scaivault_secret_rotations_total{status}` metric).
+    rotations: [std::sync::atomic::AtomicU64; 2],
 }
 
 /// Decrypted secret heads (metadata, never values) of recently read secrets, so a read
@@ -293,6 +296,7 @@ impl Engine {
             config: tokio::sync::Mutex::new(()),
             rotation_locks: Default::default(),
             delivering: Default::default(),
+            rotations: Default::default(),
         };
         engine.reload_policies()?;
         engine.reload_identities()?;

@@ -55,6 +55,15 @@ fn backoff(attempts: u32) -> Duration {
 }
 
 impl Engine {
+    /// Rotations finished since the vault was opened: `(completed, failed)`.
+    pub fn rotations_finished(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.rotations[0].load(Relaxed),
+            self.rotations[1].load(Relaxed),
+        )
+    }
+
     pub(crate) fn job(&self, path: &str) -> Option<RotationJob> {
         read(&self.rotation).jobs.get(path).cloned()
     }
@@ -267,6 +276,7 @@ impl Engine {
             crate::audit::append(tx, audit, &*clock).map(drop)
         })
         .await?;
+        self.rotations[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Outcome::Failed(why))
     }
 
@@ -346,10 +356,13 @@ impl Engine {
             })
             .await;
         match written {
-            Ok(w) => Ok(Outcome::Completed {
-                old_version: from,
-                new_version: w.version,
-            }),
+            Ok(w) => {
+                self.rotations[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(Outcome::Completed {
+                    old_version: from,
+                    new_version: w.version,
+                })
+            }
             Err(e) if e.code == ErrorCode::VersionConflict => {
                 self.fail_job(
                     job,

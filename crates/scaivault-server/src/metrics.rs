@@ -1,9 +1,10 @@
 //! Prometheus metrics, kept in atomics and a small map; rendered as text on `/v1/metrics`.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -31,7 +32,8 @@ pub(crate) struct Metrics {
     sum_micros: AtomicU64,
     active: AtomicI64,
     rate_limited: Mutex<BTreeMap<&'static str, u64>>,
-    pub secret_reads: AtomicU64,
+    /// Reads by secret type (types are few: the built-ins and the installed plugins').
+    secret_reads: RwLock<HashMap<String, AtomicU64>>,
     pub secret_writes: AtomicU64,
     /// Passes of the webhook delivery worker (each attempts every delivery due when it starts).
     pub delivery_passes: AtomicU64,
@@ -39,7 +41,35 @@ pub(crate) struct Metrics {
     pub unseal_failures: AtomicU64,
 }
 
+/// What the engine counts, for the exposition.
+pub(crate) struct EngineGauges {
+    pub secrets: usize,
+    pub deliveries_pending: usize,
+    pub deliveries_in_flight: usize,
+    /// `(completed, failed)`.
+    pub rotations: (u64, u64),
+}
+
 impl Metrics {
+    /// Counts `n` reads of secrets of type `secret_type`.
+    pub fn secret_read(&self, secret_type: &str, n: u64) {
+        if let Some(c) = self
+            .secret_reads
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(secret_type)
+        {
+            c.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        self.secret_reads
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(secret_type.to_owned())
+            .or_default()
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn begin(&self) {
         self.active.fetch_add(1, Ordering::Relaxed);
     }
@@ -73,7 +103,7 @@ impl Metrics {
 
     /// The text exposition. `engine_gauges` (secrets, pending deliveries, webhooks being
     /// delivered to) are absent while the vault is sealed.
-    pub fn render(&self, engine_gauges: Option<(usize, usize, usize)>) -> String {
+    pub fn render(&self, engine: Option<EngineGauges>) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP scaivault_requests_total HTTP requests by method, path category and status.\n",
@@ -135,37 +165,54 @@ impl Metrics {
                 "scaivault_rate_limit_hits_total{{category=\"{c}\"}} {n}"
             );
         }
-        let secrets_total = engine_gauges.map(|g| g.0);
-        if let Some(n) = secrets_total {
+        if let Some(g) = &engine {
             out.push_str("# TYPE scaivault_secrets_total gauge\n");
-            let _ = writeln!(out, "scaivault_secrets_total{{tenant=\"local\"}} {n}");
+            let _ = writeln!(
+                out,
+                "scaivault_secrets_total{{tenant=\"local\"}} {}",
+                g.secrets
+            );
         }
         out.push_str("# TYPE scaivault_secret_reads_total counter\n");
-        let _ = writeln!(
-            out,
-            "scaivault_secret_reads_total{{tenant=\"local\"}} {}",
-            self.secret_reads.load(Ordering::Relaxed)
-        );
+        let reads = self.secret_reads.read().unwrap_or_else(|p| p.into_inner());
+        let mut types: Vec<_> = reads.iter().collect();
+        types.sort_by(|a, b| a.0.cmp(b.0));
+        for (t, n) in types {
+            let _ = writeln!(
+                out,
+                "scaivault_secret_reads_total{{tenant=\"local\",secret_type=\"{}\"}} {}",
+                label(t),
+                n.load(Ordering::Relaxed)
+            );
+        }
+        drop(reads);
         out.push_str("# TYPE scaivault_secret_writes_total counter\n");
         let _ = writeln!(
             out,
             "scaivault_secret_writes_total{{tenant=\"local\"}} {}",
             self.secret_writes.load(Ordering::Relaxed)
         );
-        if let Some((_, pending, in_flight)) = engine_gauges {
+        if let Some(g) = &engine {
+            out.push_str("# HELP scaivault_secret_rotations_total Rotations finished since the vault was opened, by outcome.\n");
+            out.push_str("# TYPE scaivault_secret_rotations_total counter\n");
+            let _ = writeln!(
+                out,
+                "scaivault_secret_rotations_total{{status=\"completed\"}} {}\nscaivault_secret_rotations_total{{status=\"failed\"}} {}",
+                g.rotations.0, g.rotations.1
+            );
             metric(
                 &mut out,
                 "scaivault_webhook_deliveries_pending",
                 "gauge",
                 "Webhook deliveries not yet delivered or given up.",
-                pending as u64,
+                g.deliveries_pending as u64,
             );
             metric(
                 &mut out,
                 "scaivault_webhook_deliveries_in_flight",
                 "gauge",
                 "Webhooks being delivered to now.",
-                in_flight as u64,
+                g.deliveries_in_flight as u64,
             );
         }
         metric(
@@ -177,6 +224,13 @@ impl Metrics {
         );
         out
     }
+}
+
+/// A label value as the text format needs it: `\`, `"` and newlines escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// One unlabelled metric with its help and type lines.

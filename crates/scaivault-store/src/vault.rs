@@ -888,6 +888,12 @@ impl Vault {
         })
     }
 
+    /// How many data keys the vault holds and which one new writes use.
+    pub fn data_keys(&self) -> (usize, u32) {
+        let ring = self.keys.keyring.read().unwrap_or_else(|p| p.into_inner());
+        (ring.len(), ring.active_id())
+    }
+
     /// Writes a consistent, still-encrypted copy of the vault file.
     pub fn copy_to(&self, out: &Path) -> Result<(), StoreError> {
         self.backend.copy_to(out)

@@ -70,7 +70,7 @@ pub async fn read(
     let view = auth
         .engine
         .read_secret(&auth.caller, raw_tail(&uri, "/v1/secrets/"), q.version)?;
-    state.metrics.secret_reads.fetch_add(1, Ordering::Relaxed);
+    state.metrics.secret_read(&view.secret_type, 1);
     let note = note(&[("version", view.version.into())]);
     let mut resp = Json(view).into_response();
     resp.extensions_mut().insert(note);
@@ -248,8 +248,9 @@ pub async fn post(
             let req: BatchReadRequest = parse(body)?;
             let paths = req.paths.clone();
             let out = auth.engine.batch_read(&auth.caller, req)?;
-            let n = out.secrets.len() as u64;
-            state.metrics.secret_reads.fetch_add(n, Ordering::Relaxed);
+            for item in out.secrets.values() {
+                state.metrics.secret_read(&item.secret_type, 1);
+            }
             let mut resp = Json(&out).into_response();
             if let Some(Extension(audit)) = audit {
                 // One entry per path, as if each were read alone: who read what is asked of

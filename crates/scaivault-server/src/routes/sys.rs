@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 use crate::context::Auth;
 use crate::error::ApiError;
 use crate::json::ApiJson;
+use crate::metrics::EngineGauges;
 use crate::state::AppState;
 
 pub async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
@@ -46,6 +47,47 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// The reference's detailed health for operators: what `ready` says, with the time a read
+/// of the vault took and the data keys. Checks that exist only in a hosted deployment (redis,
+/// s3) are absent; the time of the last data-key rotation is not kept (`null`).
+pub async fn health_detailed(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+) -> Json<serde_json::Value> {
+    let vault = auth.engine.vault();
+    let started = std::time::Instant::now();
+    let read = vault.header();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let problem = match (&read, vault.write_blocked()) {
+        (Err(e), _) => Some(e.to_string()),
+        (Ok(_), blocked) => blocked,
+    };
+    let (data_keys, active) = vault.data_keys();
+    let mut database = json!({
+        "status": if problem.is_none() { "ok" } else { "error" },
+        "latency_ms": (latency_ms * 1000.0).round() / 1000.0,
+        "engine": "redb",
+    });
+    if let Some(why) = problem.as_ref() {
+        database["error"] = json!(why);
+    }
+    Json(json!({
+        "status": if problem.is_none() { "healthy" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "checks": {
+            "database": database,
+            "encryption": {
+                "status": "ok",
+                "key_status": "active",
+                "data_keys": data_keys,
+                "active_data_key": active,
+                "last_rotation": null,
+            },
+        },
+    }))
+}
+
 pub async fn openapi() -> Json<serde_json::Value> {
     Json(crate::openapi::document())
 }
@@ -66,12 +108,11 @@ pub async fn metrics(
         let auth = auth?;
         auth.engine.authorize(&auth.caller, Scope::Admin, None)?;
     }
-    let gauges = state.engine().ok().map(|e| {
-        (
-            e.secrets_total(),
-            e.deliveries_pending(),
-            e.deliveries_in_flight(),
-        )
+    let gauges = state.engine().ok().map(|e| EngineGauges {
+        secrets: e.secrets_total(),
+        deliveries_pending: e.deliveries_pending(),
+        deliveries_in_flight: e.deliveries_in_flight(),
+        rotations: e.rotations_finished(),
     });
     Ok((
         [("content-type", "text/plain; version=0.0.4")],
