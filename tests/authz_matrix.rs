@@ -18,6 +18,7 @@ const POLICY_CHECKED: &[&str] = &[
     "/v1/metadata/",
     "/v1/versions/",
     "/v1/restore/",
+    "/v1/rotate/",
 ];
 
 struct Caller {

@@ -210,3 +210,134 @@ fn secret_policies_make_the_rotated_values() {
         (409, Some("policy_in_use"))
     );
 }
+
+/// Rotate-now for one secret needs `secrets:rotate` and `rotate` on the path (not admin), and
+/// goes by the secret's own rotation policy; the expiring query lists what runs out soonest.
+#[test]
+fn a_service_rotates_its_own_secret_and_asks_what_expires() {
+    let dev = Dev::start_with(&["--test-clock"]);
+    dev.put(
+        "/v1/secrets/app/db",
+        &dev.token,
+        json!({"data": {"user": "app", "password": "pw-1"}}),
+    );
+    dev.put(
+        "/v1/secrets/app/plain",
+        &dev.token,
+        json!({"data": {"k": "v"}}),
+    );
+    let out = dev.cli(&[
+        "rotation",
+        "create",
+        "weekly",
+        "--interval",
+        "7d",
+        "--auto-generate",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        dev.cli(&["rotation", "assign", "rot_weekly", "app/db"])
+            .status
+            .success()
+    );
+    let rotator = service_account(
+        &dev,
+        "sa:rotator",
+        "rotator",
+        "app/**",
+        &["rotate", "list"],
+        &["secrets:rotate", "secrets:list"],
+    );
+    let reader = service_account(
+        &dev,
+        "sa:reader",
+        "reader",
+        "app/**",
+        &["read"],
+        &["secrets:read", "secrets:rotate"],
+    );
+
+    let out = dev.cli_as(&rotator, &["secrets", "rotate", "app/db"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("app/db: version 1 → 2"),
+        "{}",
+        stdout(&out)
+    );
+    let (_, cur) = dev.get("/v1/secrets/app/db", &dev.token);
+    assert_eq!(cur["version"], 2);
+    assert_ne!(cur["data"]["password"], "pw-1");
+    // No `rotate` on the path: refused, nothing rotated.
+    let out = dev.cli_as(&reader, &["secrets", "rotate", "app/db", "--json"], None);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("access_denied"), "{}", stderr(&out));
+    // Not attached to a rotation policy: says how to attach one.
+    let (s, b) = dev.post("/v1/rotate/app/plain", &rotator, json!({}));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rotation assign"),
+        "{b}"
+    );
+    let (s, b) = dev.post("/v1/rotate/app/none", &rotator, json!({}));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (404, Some("secret_not_found")),
+        "{b}"
+    );
+    let (_, cur) = dev.get("/v1/secrets/app/db", &dev.token);
+    assert_eq!(cur["version"], 2);
+
+    // Expiring: within the window, soonest first, expired ones marked; never values.
+    for (path, expires) in [
+        ("app/soon", "5d"),
+        ("app/later", "40d"),
+        ("app/sooner", "2d"),
+    ] {
+        let (s, b) = dev.put(
+            &format!("/v1/secrets/{path}"),
+            &dev.token,
+            json!({"data": {"k": "secret-value"}, "options": {"expires_in": expires}}),
+        );
+        assert!(s == 201, "{b}");
+    }
+    let out = dev.cli_as(
+        &rotator,
+        &[
+            "secrets", "expiring", "--days", "30", "--prefix", "app/", "--json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let paths: Vec<&str> = v["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["app/sooner", "app/soon"], "{v}");
+    assert_eq!(v["secrets"][0]["days_remaining"], 2, "{v}");
+    assert!(!stdout(&out).contains("secret-value"));
+    // A caller without secrets:list does not learn what expires.
+    let (s, v) = dev.get("/v1/expiring?days=30", &reader);
+    assert_eq!(s, 403, "secrets:list is needed: {v}");
+    let (s, b) = dev.get("/v1/expiring?days=0", &rotator);
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    // Three days on (the service tokens have expired by then; the root token has not).
+    let (s, _) = dev.post("/v1/sys/test/clock", &dev.token, json!({"advance": "3d"}));
+    assert_eq!(s, 200);
+    let (_, v) = dev.get("/v1/expiring?days=1&prefix=app/", &dev.token);
+    assert_eq!(v["secrets"][0]["path"], "app/sooner", "{v}");
+    assert_eq!(v["secrets"][0]["expired"], true, "{v}");
+    assert_eq!(v["secrets"].as_array().unwrap().len(), 1, "{v}");
+}

@@ -316,6 +316,23 @@ pub enum SecretsCmd {
         /// The secret's path, e.g. environments/production/billing/stripe.
         path: String,
     },
+    /// Rotate a secret now, as its rotation policy says (needs secrets:rotate, not admin).
+    Rotate {
+        /// The secret's path, e.g. environments/production/billing/database.
+        path: String,
+    },
+    /// Secrets expiring within --days (expired ones included), soonest first.
+    Expiring {
+        /// The window, in days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Only secrets under this folder.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// At most this many (the soonest).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Show metadata, or change it with --set k=v (k= removes k). No new version.
     Metadata {
         /// The secret's path, e.g. environments/production/billing/stripe.

@@ -68,6 +68,40 @@ fn looks_secret(key: &str) -> bool {
         && !key.ends_with("_path")
 }
 
+/// Prints what a rotate-now did, per secret; a failed rotation makes the command fail.
+pub(crate) fn report_rotated(res: &Value, out: &Out) -> CliResult<()> {
+    out.emit(res, || {
+        for r in res["rotated"].as_array().cloned().unwrap_or_default() {
+            match r["status"].as_str() {
+                Some("completed") => println!(
+                    "{}: version {} → {}",
+                    s(&r["secret_path"]),
+                    r["old_version"],
+                    r["new_version"]
+                ),
+                Some("pending") => println!(
+                    "{}: in progress ({}); next attempt {}",
+                    s(&r["secret_path"]),
+                    s(&r["rotation"]["last_error"]),
+                    s(&r["rotation"]["next_attempt_at"])
+                ),
+                _ => eprintln!(
+                    "{}: rotation failed: {} (the current value is unchanged)",
+                    s(&r["secret_path"]),
+                    s(&r["error"])
+                ),
+            }
+        }
+    });
+    let failed = res["rotated"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|r| r["status"] == "failed"));
+    if failed {
+        return Err(Error::new(ErrorCode::PluginFailed, "a rotation failed").into());
+    }
+    Ok(())
+}
+
 pub async fn run(target: &VaultClient, cmd: RotationCmd, out: &Out) -> CliResult<()> {
     match cmd {
         RotationCmd::Create {
@@ -223,35 +257,7 @@ pub async fn run(target: &VaultClient, cmd: RotationCmd, out: &Out) -> CliResult
                     )
                     .await?
             };
-            out.emit(&res, || {
-                for r in res["rotated"].as_array().cloned().unwrap_or_default() {
-                    match r["status"].as_str() {
-                        Some("completed") => println!(
-                            "{}: version {} → {}",
-                            s(&r["secret_path"]),
-                            r["old_version"],
-                            r["new_version"]
-                        ),
-                        Some("pending") => println!(
-                            "{}: in progress ({}); next attempt {}",
-                            s(&r["secret_path"]),
-                            s(&r["rotation"]["last_error"]),
-                            s(&r["rotation"]["next_attempt_at"])
-                        ),
-                        _ => eprintln!(
-                            "{}: rotation failed: {} (the current value is unchanged)",
-                            s(&r["secret_path"]),
-                            s(&r["error"])
-                        ),
-                    }
-                }
-            });
-            let failed = res["rotated"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|r| r["status"] == "failed"));
-            if failed {
-                return Err(Error::new(ErrorCode::PluginFailed, "a rotation failed").into());
-            }
+            report_rotated(&res, out)?;
         }
         RotationCmd::Status { path } => {
             let res = {

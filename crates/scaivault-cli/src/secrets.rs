@@ -290,6 +290,41 @@ pub async fn run(target: &VaultClient, cmd: SecretsCmd, out: &Out) -> CliResult<
                 print_table(&["VERSION", "CREATED", "BY", ""], rows);
             });
         }
+        SecretsCmd::Rotate { path } => {
+            let res = target.rotate_secret(&path).await?;
+            let res = serde_json::to_value(&res)
+                .map_err(|_| Error::internal("could not show the rotation"))?;
+            crate::rotation::report_rotated(&res, out)?;
+        }
+        SecretsCmd::Expiring {
+            days,
+            prefix,
+            limit,
+        } => {
+            let res = target.expiring_secrets(&prefix, days, limit).await?;
+            out.emit(&res, || {
+                let rows = res
+                    .secrets
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.path.clone(),
+                            e.expires_at.to_rfc3339(),
+                            if e.expired {
+                                "expired".into()
+                            } else {
+                                e.days_remaining.to_string()
+                            },
+                            e.secret_type.clone(),
+                        ]
+                    })
+                    .collect();
+                print_table(&["PATH", "EXPIRES", "DAYS LEFT", "TYPE"], rows);
+                if res.truncated {
+                    eprintln!("(the soonest shown; more match: raise --limit)");
+                }
+            });
+        }
         SecretsCmd::Metadata { path, set } => {
             let res = if set.is_empty() {
                 target.secret_metadata(&path).await?

@@ -107,6 +107,26 @@ impl VaultClient {
         self.call_as(Method::POST, &url, None::<&()>).await
     }
 
+    /// Rotates one secret now by its rotation policy (`secrets:rotate`).
+    pub async fn rotate_secret(&self, path: &str) -> Result<scaivault_engine::RotateResult> {
+        let url = format!("/v1/rotate/{}", secret_path(path)?);
+        self.call_as(Method::POST, &url, None::<&()>).await
+    }
+
+    /// Secrets under `prefix` expiring within `days`, soonest first.
+    pub async fn expiring_secrets(
+        &self,
+        prefix: &str,
+        days: u32,
+        limit: Option<usize>,
+    ) -> Result<scaivault_engine::ExpiringSecrets> {
+        let mut url = format!("/v1/expiring?prefix={}&days={days}", q(prefix));
+        if let Some(l) = limit {
+            url.push_str(&format!("&limit={l}"));
+        }
+        self.call_as(Method::GET, &url, None::<&()>).await
+    }
+
     pub async fn whoami(&self) -> Result<Whoami> {
         self.call_as(Method::GET, "/v1/auth/whoami", None::<&()>)
             .await

@@ -16,6 +16,10 @@ use scaivault_core::{Error, Result};
 use scaivault_store::Table;
 use serde_json::{Value, json};
 
+use scaivault_core::scope::{Permission, Scope};
+use serde::{Deserialize, Serialize};
+
+use crate::Caller;
 use crate::events::Event;
 use crate::records::SecretHead;
 use crate::rotation_state::RotationRecord;
@@ -80,7 +84,98 @@ fn due_notice(
     Some((format!("warn:{raw}"), "secret.expiring", data, settles))
 }
 
+/// A secret that expires within the asked window (or has expired).
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ExpiringSecret {
+    pub path: String,
+    pub secret_type: String,
+    pub version: u64,
+    pub expires_at: Timestamp,
+    /// Whole days left (0 on the last day; negative once expired).
+    pub days_remaining: i64,
+    pub expired: bool,
+}
+
+/// `GET /v1/expiring`: soonest first.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ExpiringSecrets {
+    pub secrets: Vec<ExpiringSecret>,
+    pub within_days: u32,
+    /// More secrets matched than `limit`; the ones shown are the soonest.
+    pub truncated: bool,
+}
+
+/// The longest window an expiring query may ask about.
+pub const MAX_EXPIRING_DAYS: u32 = 3650;
+
 impl Engine {
+    /// The live secrets under `prefix` the caller may list whose `expires_at` falls within
+    /// `days` from now, already expired ones included, soonest first, at most `limit`. Reads
+    /// the head of each secret under the prefix (no values).
+    pub fn expiring_secrets(
+        &self,
+        caller: &Caller,
+        prefix: &str,
+        days: u32,
+        limit: Option<usize>,
+    ) -> Result<ExpiringSecrets> {
+        self.authorize(caller, Scope::SecretsList, None)?;
+        scaivault_core::path::validate_prefix(prefix)?;
+        if days == 0 || days > MAX_EXPIRING_DAYS {
+            return Err(Error::invalid_request(format!(
+                "days must be between 1 and {MAX_EXPIRING_DAYS}"
+            )));
+        }
+        let limit = limit.unwrap_or(crate::limits::DEFAULT_LIST_LIMIT);
+        if limit == 0 || limit > crate::limits::MAX_LIST_LIMIT {
+            return Err(Error::invalid_request(format!(
+                "limit must be between 1 and {}",
+                crate::limits::MAX_LIST_LIMIT
+            )));
+        }
+        let now = self.now();
+        let horizon = now.plus(Duration::from_secs(u64::from(days) * 86_400));
+        let may_list = self.checker(caller, Permission::List);
+        let paths: Vec<String> = read(&self.paths)
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(p, _)| p.starts_with(prefix))
+            .filter(|(p, e)| !e.deleted && may_list(p))
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut found = Vec::new();
+        for path in paths {
+            let Some(head) = self.load_head(&path)? else {
+                continue;
+            };
+            let Some(expires_at) = head.expires_at.filter(|at| *at <= horizon) else {
+                continue;
+            };
+            if head.deleted_at.is_some() {
+                continue;
+            }
+            let left = expires_at.unix_seconds() - now.unix_seconds();
+            found.push(ExpiringSecret {
+                path,
+                secret_type: head.secret_type.clone(),
+                version: head.current_version,
+                expires_at,
+                days_remaining: left.div_euclid(86_400),
+                expired: left <= 0,
+            });
+        }
+        found.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then(a.path.cmp(&b.path)));
+        let truncated = found.len() > limit;
+        found.truncate(limit);
+        Ok(ExpiringSecrets {
+            secrets: found,
+            within_days: days,
+            truncated,
+        })
+    }
+
     /// One pass over the live secrets: queues the expiry notices that are due. Returns how
     /// many. Nothing is read while no webhook exists (a threshold reached meanwhile is sent
     /// once one does, while it still applies). The server runs it every five minutes and

@@ -16,6 +16,7 @@ mod clock;
 mod cursor;
 mod events;
 mod expiry;
+pub use expiry::{ExpiringSecret, ExpiringSecrets, MAX_EXPIRING_DAYS};
 mod identities;
 mod operations;
 mod outbox;

@@ -531,6 +531,46 @@ impl Engine {
         })
     }
 
+    /// Rotate-now for one secret (`POST /v1/rotate/{path}`, `scaivault secrets rotate`): the
+    /// caller needs `secrets:rotate` and a policy granting `rotate` on the path, not `admin`;
+    /// the secret's own rotation policy says how (its generator and backend), as the
+    /// scheduler would do it.
+    pub async fn rotate_secret(&self, caller: &Caller, path: &str) -> Result<RotateResult> {
+        let path = self.authorize_path(
+            caller,
+            path,
+            Scope::SecretsRotate,
+            scaivault_core::scope::Permission::Rotate,
+        )?;
+        let path = path.as_str();
+        let attached = read(&self.rotation).assigned.get(path).cloned();
+        let Some(id) = attached else {
+            if self.load_head(path)?.is_none() {
+                return Err(
+                    Error::new(ErrorCode::SecretNotFound, format!("no secret at {path}"))
+                        .with("path", path),
+                );
+            }
+            return Err(Error::invalid_request(format!(
+                "{path} has no rotation policy to rotate it by: attach one with `scaivault rotation assign POLICY {path}`, or write the new value with `scaivault secrets write`"
+            ))
+            .with("path", path));
+        };
+        let p = self.find_rotation_policy(&id)?;
+        if !p.auto_generate {
+            return Err(Error::invalid_request(format!(
+                "{} does not auto-generate values: write the new value with `scaivault secrets write {path} …`; that write is the rotation",
+                p.id
+            )));
+        }
+        let _turn = self.rotation_turn(path).await;
+        let outcome = self.rotate_one(&p, path).await?;
+        Ok(RotateResult {
+            policy_id: p.id,
+            rotated: vec![outcome],
+        })
+    }
+
     /// Starts (or resumes) the rotation of one secret and drives it as far as it can go now.
     /// The caller holds [`Engine::rotation_turn`].
     async fn rotate_one(&self, p: &RotationPolicy, path: &str) -> Result<RotationOutcome> {

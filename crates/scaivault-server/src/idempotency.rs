@@ -37,7 +37,14 @@ struct Slot {
 pub struct Idempotency {
     /// Keys the fingerprints, so what is kept in memory reveals nothing of a request's values.
     mac_key: Zeroizing<[u8; 32]>,
-    slots: Mutex<(HashMap<Id, Arc<Slot>>, VecDeque<(Id, Timestamp)>)>,
+    slots: Mutex<Slots>,
+}
+
+/// The remembered keys, and their order of arrival (the oldest are forgotten first).
+#[derive(Default)]
+struct Slots {
+    by_id: HashMap<Id, Arc<Slot>>,
+    order: VecDeque<(Id, Timestamp)>,
 }
 
 /// Whether a write ran or was answered from an earlier one.
@@ -50,7 +57,7 @@ impl Default for Idempotency {
     fn default() -> Self {
         Idempotency {
             mac_key: Zeroizing::new(scaivault_crypto::random_bytes()),
-            slots: Mutex::new((HashMap::new(), VecDeque::new())),
+            slots: Mutex::default(),
         }
     }
 }
@@ -113,7 +120,10 @@ impl Idempotency {
 
     fn slot(&self, id: Id, fingerprint: [u8; 32], now: Timestamp) -> Result<Arc<Slot>, Error> {
         let mut guard = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        let (slots, order) = &mut *guard;
+        let Slots {
+            by_id: slots,
+            order,
+        } = &mut *guard;
         let horizon = now.minus(KEEP);
         while let Some(&(old, at)) = order.front() {
             if at > horizon && slots.len() < CAPACITY {
@@ -144,7 +154,7 @@ impl Idempotency {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.slots.lock().unwrap().0.len()
+        self.slots.lock().unwrap().by_id.len()
     }
 }
 

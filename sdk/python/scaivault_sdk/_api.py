@@ -21,6 +21,7 @@ from .models import (
     CredentialList,
     CredentialRevoked,
     Deletion,
+    ExpiringSecrets,
     IssuedCredential,
     Policy,
     PolicyDecision,
@@ -84,6 +85,16 @@ class Secrets:
     def restore(self, path: str) -> SecretInfo:
         """Brings back a soft-deleted secret."""
         return self._t.run(calls.restore_secret(path))
+
+    def rotate(self, path: str) -> RotateResult:
+        """Rotates the secret now, as its rotation policy says (needs `secrets:rotate` and
+        `rotate` on the path). Never resent after a lost answer: check `client.rotation.status`."""
+        return self._t.run(calls.rotate_secret(path))
+
+    def expiring(self, days: int = 30, prefix: str = "", limit: int | None = None) -> ExpiringSecrets:
+        """Secrets under `prefix` expiring within `days` (expired ones included), soonest
+        first; `truncated` says more matched than `limit`."""
+        return self._t.run(calls.expiring(days, prefix, limit))
 
     def read_metadata(self, path: str) -> SecretInfo:
         """Everything about a secret but its value (needs only `secrets:list`)."""

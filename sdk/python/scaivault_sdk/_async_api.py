@@ -20,6 +20,7 @@ from .models import (
     CredentialList,
     CredentialRevoked,
     Deletion,
+    ExpiringSecrets,
     IssuedCredential,
     Policy,
     PolicyDecision,
@@ -83,6 +84,16 @@ class AsyncSecrets:
     async def restore(self, path: str) -> SecretInfo:
         """Brings back a soft-deleted secret."""
         return await self._t.run(calls.restore_secret(path))
+
+    async def rotate(self, path: str) -> RotateResult:
+        """Rotates the secret now, as its rotation policy says (needs `secrets:rotate` and
+        `rotate` on the path). Never resent after a lost answer: check `client.rotation.status`."""
+        return await self._t.run(calls.rotate_secret(path))
+
+    async def expiring(self, days: int = 30, prefix: str = "", limit: int | None = None) -> ExpiringSecrets:
+        """Secrets under `prefix` expiring within `days` (expired ones included), soonest
+        first; `truncated` says more matched than `limit`."""
+        return await self._t.run(calls.expiring(days, prefix, limit))
 
     async def read_metadata(self, path: str) -> SecretInfo:
         """Everything about a secret but its value (needs only `secrets:list`)."""

@@ -21,6 +21,7 @@ from .models import (
     CredentialList,
     CredentialRevoked,
     Deletion,
+    ExpiringSecrets,
     IssuedCredential,
     Page,
     Policy,
@@ -195,6 +196,15 @@ def batch_metadata(paths: list[str], expand_wildcards: bool) -> Call[BatchMetada
 
     body = {"paths": list(paths), "expand_wildcards": expand_wildcards}
     return Call("POST", "/v1/secrets/batch/metadata", json=body, parse=parse)
+
+
+def rotate_secret(path: str) -> Call[RotateResult]:
+    # Rotating is not idempotent: a lost answer is reported, never resent.
+    return Call("POST", f"/v1/rotate/{_p(path)}", safe_to_retry=False, changes=path.strip("/"))
+
+
+def expiring(days: int, prefix: str, limit: int | None) -> Call[ExpiringSecrets]:
+    return Call("GET", "/v1/expiring", params=_query({"days": days, "prefix": prefix, "limit": limit}))
 
 
 # -- policies ------------------------------------------------------------------------------

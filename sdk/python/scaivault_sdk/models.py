@@ -326,3 +326,18 @@ class CredentialRevoked(TypedDict):
     credential_id: str
     revoked: bool
     tokens_revoked: int
+
+
+class ExpiringSecret(TypedDict):
+    path: str
+    secret_type: str
+    version: int
+    expires_at: str
+    days_remaining: int
+    expired: bool
+
+
+class ExpiringSecrets(TypedDict):
+    secrets: list[ExpiringSecret]
+    within_days: int
+    truncated: bool

@@ -136,6 +136,14 @@ async def scenario(client: Any, dev: Dev) -> None:
     assert (await w(s.read("app/rotated"))).data["value"] != "v1"
     err = await raises(NotFoundError, lambda: r.rotate("rot_nope"))
     assert err.code == "rotation_policy_not_found"
+    # One secret, by its own policy, through `secrets` (the secrets:rotate scope suffices).
+    again = await w(s.rotate("app/rotated"))
+    assert (again["policy_id"], again["rotated"][0]["new_version"]) == ("rot_sdk-weekly", 3)
+    assert (await w(s.read("app/rotated"))).version == 3
+    await w(s.write(path=f"{BILLING}/cert", data={"pem": "x"}, expires_in="30d"))
+    soon = await w(s.expiring(days=60, prefix=f"{BILLING}/"))
+    assert [e["path"] for e in soon["secrets"]] == [f"{BILLING}/cert"], soon
+    assert soon["secrets"][0]["days_remaining"] in (29, 30) and soon["truncated"] is False
 
 
 def test_sync_client_covers_every_method(dev: Dev) -> None:

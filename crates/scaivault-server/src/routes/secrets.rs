@@ -504,3 +504,37 @@ pub async fn restore(auth: Auth, uri: Uri) -> Result<Json<Value>, ApiError> {
         serde_json::to_value(s).map_err(|_| Error::internal("serialization failed"))?,
     ))
 }
+
+pub async fn rotate(
+    auth: Auth,
+    uri: Uri,
+) -> Result<Json<scaivault_engine::RotateResult>, ApiError> {
+    Ok(Json(
+        auth.engine
+            .rotate_secret(&auth.caller, raw_tail(&uri, "/v1/rotate/"))
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiringQuery {
+    #[serde(default)]
+    days: Option<u32>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+pub async fn expiring(
+    auth: Auth,
+    ApiQuery(q): ApiQuery<ExpiringQuery>,
+) -> Result<Json<scaivault_engine::ExpiringSecrets>, ApiError> {
+    Ok(Json(auth.engine.expiring_secrets(
+        &auth.caller,
+        q.prefix.as_deref().unwrap_or(""),
+        q.days.unwrap_or(30),
+        q.limit,
+    )?))
+}

@@ -181,6 +181,10 @@ routes! {
         "Version history";
     POST "/v1/restore/{*path}" => secrets::restore [=> scaivault_engine::SecretSummary], s(SecretsDelete), Delete, Secret(A::Restore),
         "Undo a soft delete";
+    POST "/v1/rotate/{*path}" => secrets::rotate [=> scaivault_engine::RotateResult], s(SecretsRotate), Write, Secret(A::Rotate),
+        "Rotate one secret now, as its rotation policy says (secrets:rotate and `rotate` on the path)";
+    GET "/v1/expiring" => secrets::expiring [=> scaivault_engine::ExpiringSecrets], s(SecretsList), List, Action(A::List),
+        "Secrets expiring within ?days=N (default 30) under ?prefix=, soonest first (at most ?limit=)";
 
     GET "/v1/policies" => policies::list [=> scaivault_engine::PolicyList], s(PoliciesRead), Policy, Action(A::PolicyRead),
         "List access policies";
