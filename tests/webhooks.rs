@@ -139,6 +139,18 @@ fn secret_events_are_delivered_signed_filtered_and_without_values() {
         assert!(d.signature_ok && !d.via_previous, "{d:?}");
         assert_eq!(d.status, 200);
         assert_eq!(d.body["path"], "environments/production/billing/stripe");
+        // The reference's envelope: tenancy, and the request that raised the event.
+        assert_eq!(
+            (d.body["tenant_id"].as_str(), d.body["partner_id"].as_str()),
+            (Some("tnt_local"), Some("ptn_local"))
+        );
+        assert!(
+            d.body["request_id"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("req_")),
+            "{}",
+            d.body
+        );
         assert_eq!(
             d.headers["x-scaivault-event-id"],
             d.body["event_id"].as_str().unwrap()

@@ -15,6 +15,8 @@ pub struct Caller {
     /// root policy. Scopes are still checked (it has `admin`).
     pub root: bool,
     pub token_id: Option<String>,
+    /// The request this call serves (set by the server), for the events it raises.
+    pub request_id: Option<String>,
     pub token_expires_at: Option<Timestamp>,
     pub source_ip: Option<IpAddr>,
 }
@@ -32,6 +34,7 @@ impl Caller {
             groups: Vec::new(),
             root: true,
             token_id: None,
+            request_id: None,
             token_expires_at: None,
             source_ip: None,
         }

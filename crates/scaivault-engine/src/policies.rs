@@ -317,6 +317,7 @@ impl Engine {
             policy,
             PolicyChange::Created,
             &caller.identity_id.to_string(),
+            caller.request_id.clone(),
         )
         .await
     }
@@ -328,6 +329,7 @@ impl Engine {
         policy: Policy,
         change: PolicyChange,
         actor: &str,
+        request_id: Option<String>,
     ) -> Result<Policy> {
         let must_be_new_name = matches!(change, PolicyChange::Created);
         let compiled = CompiledPolicy::compile(policy.clone())?;
@@ -342,7 +344,12 @@ impl Engine {
                     ));
                 }
                 tx.put(Table::Policies, policy.id.as_bytes(), &encode(&policy));
-                sink.enqueue_in(tx, change.events(&policy, &actor, now), &[], now);
+                let events = change
+                    .events(&policy, &actor, now)
+                    .into_iter()
+                    .map(|e| e.in_request(request_id.as_deref()))
+                    .collect();
+                sink.enqueue_in(tx, events, &[], now);
                 tx.on_commit(move || {
                     let mut guard = write(&cache);
                     let mut next: Vec<CompiledPolicy> = guard
@@ -406,8 +413,13 @@ impl Engine {
             }
         }
         p.updated_at = self.now();
-        self.save_policy(p, PolicyChange::Updated, &caller.identity_id.to_string())
-            .await
+        self.save_policy(
+            p,
+            PolicyChange::Updated,
+            &caller.identity_id.to_string(),
+            caller.request_id.clone(),
+        )
+        .await
     }
 
     pub async fn delete_policy(&self, caller: &Caller, id: &str, force: bool) -> Result<()> {
@@ -434,7 +446,8 @@ impl Engine {
             None,
             serde_json::json!({ "policy_id": p.id, "name": p.name }),
             now,
-        );
+        )
+        .in_request(caller.request_id.as_deref());
         let sink = self.events.clone();
         self.vault
             .write(move |tx| {
@@ -503,6 +516,7 @@ impl Engine {
             p,
             PolicyChange::Bound(binding.clone()),
             &caller.identity_id.to_string(),
+            caller.request_id.clone(),
         )
         .await?;
         Ok(binding)
@@ -528,6 +542,7 @@ impl Engine {
             p,
             PolicyChange::Unbound(gone),
             &caller.identity_id.to_string(),
+            caller.request_id.clone(),
         )
         .await
         .map(|_| ())
@@ -577,7 +592,7 @@ impl Engine {
                 .partition(|b| &b.identity_id == identity);
             p.bindings = kept;
             p.updated_at = self.now();
-            self.save_policy(p, PolicyChange::Unbound(gone), "system")
+            self.save_policy(p, PolicyChange::Unbound(gone), "system", None)
                 .await?;
         }
         Ok(())

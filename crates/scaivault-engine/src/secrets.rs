@@ -318,6 +318,8 @@ struct PreparedWrite {
     cas: Option<u64>,
     now: Timestamp,
     actor: String,
+    /// The request the write serves, for its event.
+    request_id: Option<String>,
     accessed: Option<Timestamp>,
     /// Present when the write asks to attach a rotation policy and the caller may.
     attach: Option<crate::rotation_state::AttachGrant>,
@@ -358,10 +360,11 @@ fn apply_and_announce(
     sink: &crate::outbox::EventSink,
     is_rotation: bool,
 ) -> Result<WriteOutcome> {
-    let (actor, now) = (w.actor.clone(), w.now);
+    let (actor, now, request_id) = (w.actor.clone(), w.now, w.request_id.clone());
     let tags = w.req.metadata.as_ref().and_then(|m| m.get("tags")).cloned();
     let out = apply_write(tx, w)?;
-    let event = secret_written_event(&out, &actor, tags.as_ref(), is_rotation, now);
+    let event = secret_written_event(&out, &actor, tags.as_ref(), is_rotation, now)
+        .in_request(request_id.as_deref());
     sink.enqueue_in(tx, vec![event], &[], now);
     Ok(out)
 }
@@ -414,6 +417,7 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
         cas,
         now,
         actor,
+        request_id: _,
         accessed,
         attach,
         paths,
@@ -833,6 +837,7 @@ impl Engine {
             cas,
             now: self.now(),
             actor: caller.identity_id.to_string(),
+            request_id: caller.request_id.clone(),
             paths: self.paths.clone(),
             heads: self.heads.clone(),
             rotation: self.rotation.clone(),
@@ -1161,6 +1166,7 @@ impl Engine {
         let p = path.as_str().to_owned();
         let ix = self.indexes();
         let (sink, actor) = (self.events.clone(), caller.identity_id.to_string());
+        let request_id = caller.request_id.clone();
         let head = self
             .vault
             .write(move |tx| {
@@ -1185,7 +1191,8 @@ impl Engine {
                 if !permanent {
                     data["recoverable_until"] = json!(head.recoverable_until);
                 }
-                let event = Event::new("secret.deleted", &actor, Some(p.as_str()), data, now);
+                let event = Event::new("secret.deleted", &actor, Some(p.as_str()), data, now)
+                    .in_request(request_id.as_deref());
                 sink.enqueue_in(tx, vec![event], &[], now);
                 Ok(head)
             })

@@ -17,6 +17,11 @@ use crate::identities::identity_not_found;
 use crate::records::{TokenKind, TokenRecord, new_id};
 use crate::{Caller, Engine, decode, encode, load_all, read, write};
 
+/// The tenant and partner every caller of a local vault belongs to (the reference is
+/// multi-tenant; one vault is one tenant).
+pub(crate) const LOCAL_TENANT: &str = "tnt_local";
+pub(crate) const LOCAL_PARTNER: &str = "ptn_local";
+
 pub const TOKEN_PREFIX: &str = "skt_";
 const DEFAULT_TTL: Duration = Duration::from_secs(90 * 86_400);
 const CLIENT_CREDENTIALS_TTL: Duration = Duration::from_secs(3600);
@@ -343,6 +348,7 @@ impl Engine {
             scopes: record.scopes,
             root,
             token_id: Some(record.id),
+            request_id: None,
             token_expires_at: record.expires_at,
             source_ip,
         })
@@ -357,8 +363,8 @@ impl Engine {
             identity_id: caller.identity_id.to_string(),
             identity_type: wire_name(&caller.identity_type),
             display_name: display,
-            tenant_id: "tnt_local".into(),
-            partner_id: "ptn_local".into(),
+            tenant_id: LOCAL_TENANT.into(),
+            partner_id: LOCAL_PARTNER.into(),
             scopes: caller.scopes.to_strings(),
             groups: caller.groups.iter().map(|g| g.to_string()).collect(),
             roles: if caller.root {
@@ -383,7 +389,7 @@ impl Engine {
                         .map(|r| r.created_at),
                     identity_id: c.identity_id.to_string(),
                     identity_type: c.identity_type,
-                    tenant_id: "tnt_local".into(),
+                    tenant_id: LOCAL_TENANT.into(),
                     scopes: c.scopes.to_strings(),
                     expires_at: c.token_expires_at,
                     token_id: c.token_id,

@@ -530,7 +530,8 @@ impl Engine {
             None,
             json!({ "webhook_id": h.id }),
             now,
-        );
+        )
+        .in_request(caller.request_id.as_deref());
         let seq = self.events.seq.fetch_add(1, Ordering::SeqCst);
         let mut d = DeliveryRecord::new(seq, &h.id, &event, now);
         self.attempt(&h, &mut d).await;

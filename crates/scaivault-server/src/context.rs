@@ -372,6 +372,8 @@ pub(crate) async fn guard(
                 }
             }
         };
+        let mut caller = caller;
+        caller.request_id = Some(meta.request_id.clone());
         caller_seen = Some(caller.clone());
         // Only an authenticated caller learns how the route reads its path (a 405 for a
         // `POST /v1/secrets/…` that is not a batch).
