@@ -768,6 +768,16 @@ fn bad_input_is_rejected_and_changes_nothing() {
         ),
         (
             Method::POST,
+            "/v1/policies".into(),
+            Some((
+                "application/json",
+                r#"{"name":"p","rules":[{"path_pattern":"app/**","permissions":["read"],"effect":"deny"}]}"#,
+            )),
+            400,
+            "invalid_policy",
+        ),
+        (
+            Method::POST,
             "/v1/policies/pol_none/bindings".into(),
             Some(("application/json", r#"{"identity_id":7}"#)),
             400,
@@ -1107,9 +1117,18 @@ fn a_repeated_idempotency_key_writes_once() {
     assert_eq!((s, replayed), (200, false));
     let (_, cur) = dev.get("/v1/secrets/idem/db", &dev.token);
     assert_eq!(cur["version"], 2);
-    // A malformed key is refused.
+    // A malformed key is refused, and so are two keys.
     let (s, _, b) = put("has space", "pw-3", &sa);
     assert_eq!(s, 400, "{b}");
+    let two = common::http()
+        .put(format!("{}/v1/secrets/idem/db", dev.url))
+        .bearer_auth(&sa)
+        .header("Idempotency-Key", "retry-1")
+        .header("Idempotency-Key", "retry-2")
+        .json(&json!({"data": {"password": "pw-1"}}))
+        .send()
+        .unwrap();
+    assert_eq!(two.status().as_u16(), 400);
 
     // Once the policy no longer lets the caller write, no replay is answered.
     let (s, _) = dev.req(

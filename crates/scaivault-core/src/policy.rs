@@ -17,7 +17,11 @@ use crate::time::Timestamp;
 
 pub const MAX_RULES: usize = 100;
 
+/// An allow rule. Unknown fields are refused: a rule is never read as something else than
+/// what it says (an `"effect": "deny"` that was silently dropped would grant what it meant to
+/// deny; there are no deny rules).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Rule {
     pub path_pattern: String,
     pub permissions: Vec<Permission>,

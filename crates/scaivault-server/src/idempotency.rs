@@ -2,9 +2,11 @@
 //! client retrying after a lost answer) gets the first write's answer instead of writing a
 //! second version. An extension of the reference, as Stripe's API has it.
 //!
-//! Keys are per identity, remembered by this server process for [`KEEP`] and at most
-//! [`CAPACITY`] at once (the oldest go first); a restart forgets them, so a retry that spans
-//! a restart writes again (`cas` is the durable guard). The same key with another path or
+//! Keys are per identity, remembered by this server process for [`KEEP`], at most
+//! [`PER_IDENTITY`] per identity (an identity's oldest go first, so no caller can push out
+//! another's keys) and [`CAPACITY`] in all (then the oldest of the identity holding the most
+//! go); a restart forgets them, so a retry that spans a restart writes again (`cas` is the
+//! durable guard). The same key with another path or
 //! body is refused rather than answered with the other request's result. A request still
 //! running when its repeat arrives makes the repeat wait for it. A failed write is not
 //! remembered: its retry runs again.
@@ -21,8 +23,10 @@ use zeroize::Zeroizing;
 
 /// How long a key is remembered.
 pub const KEEP: Duration = Duration::from_secs(24 * 3600);
-/// How many keys are remembered at once.
-pub const CAPACITY: usize = 50_000;
+/// How many keys one identity may have remembered at once.
+pub const PER_IDENTITY: usize = 1_000;
+/// How many keys are remembered at once in all.
+pub const CAPACITY: usize = 100_000;
 /// The longest key accepted.
 pub const MAX_KEY_LEN: usize = 255;
 
@@ -40,11 +44,33 @@ pub struct Idempotency {
     slots: Mutex<Slots>,
 }
 
-/// The remembered keys, and their order of arrival (the oldest are forgotten first).
+/// The remembered keys, per identity, each identity's in their order of arrival (the oldest
+/// are forgotten first).
 #[derive(Default)]
 struct Slots {
+    by_identity: HashMap<String, Remembered>,
+    total: usize,
+}
+
+#[derive(Default)]
+struct Remembered {
     by_id: HashMap<Id, Arc<Slot>>,
     order: VecDeque<(Id, Timestamp)>,
+}
+
+impl Remembered {
+    /// Forgets the oldest key; false when there is none.
+    fn forget_oldest(&mut self) -> bool {
+        match self.order.pop_front() {
+            Some((old, at)) => {
+                if self.by_id.get(&old).is_some_and(|s| s.at == at) {
+                    self.by_id.remove(&old);
+                }
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Whether a write ran or was answered from an earlier one.
@@ -101,7 +127,7 @@ impl Idempotency {
         Fut: Future<Output = Result<WriteOutcome, Error>>,
     {
         let id = scaivault_crypto::sha256(format!("{identity}\0{key}").as_bytes());
-        let slot = self.slot(id, fingerprint, now)?;
+        let slot = self.slot(identity, id, fingerprint, now)?;
         let mut ran = false;
         let outcome = slot
             .outcome
@@ -118,43 +144,65 @@ impl Idempotency {
         })
     }
 
-    fn slot(&self, id: Id, fingerprint: [u8; 32], now: Timestamp) -> Result<Arc<Slot>, Error> {
+    fn slot(
+        &self,
+        identity: &str,
+        id: Id,
+        fingerprint: [u8; 32],
+        now: Timestamp,
+    ) -> Result<Arc<Slot>, Error> {
         let mut guard = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        let Slots {
-            by_id: slots,
-            order,
-        } = &mut *guard;
+        let slots = &mut *guard;
         let horizon = now.minus(KEEP);
-        while let Some(&(old, at)) = order.front() {
-            if at > horizon && slots.len() < CAPACITY {
-                break;
-            }
-            order.pop_front();
-            if slots.get(&old).is_some_and(|s| s.at == at) {
-                slots.remove(&old);
-            }
+        let mine = slots.by_identity.entry(identity.to_owned()).or_default();
+        let before = mine.by_id.len();
+        while mine
+            .order
+            .front()
+            .is_some_and(|&(_, at)| at <= horizon || mine.by_id.len() >= PER_IDENTITY)
+        {
+            mine.forget_oldest();
         }
-        if let Some(slot) = slots.get(&id) {
+        if let Some(slot) = mine.by_id.get(&id) {
+            let slot = slot.clone();
+            slots.total = slots.total + mine.by_id.len() - before;
             if !scaivault_crypto::constant_time_eq(&slot.fingerprint, &fingerprint) {
                 return Err(Error::invalid_request(
                     "this Idempotency-Key was used for a different request (another path or body); use a new key for a new write",
                 ));
             }
-            return Ok(slot.clone());
+            return Ok(slot);
         }
         let slot = Arc::new(Slot {
             fingerprint,
             at: now,
             outcome: tokio::sync::OnceCell::new(),
         });
-        slots.insert(id, slot.clone());
-        order.push_back((id, now));
+        mine.by_id.insert(id, slot.clone());
+        mine.order.push_back((id, now));
+        slots.total = slots.total + mine.by_id.len() - before;
+        // Over the total: the identity holding the most gives up its oldest.
+        while slots.total > CAPACITY {
+            let Some(heaviest) = slots.by_identity.values_mut().max_by_key(|r| r.by_id.len())
+            else {
+                break;
+            };
+            let n = heaviest.by_id.len();
+            if !heaviest.forget_oldest() {
+                break;
+            }
+            slots.total -= n - heaviest.by_id.len();
+        }
+        slots.by_identity.retain(|_, r| !r.by_id.is_empty());
         Ok(slot)
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.slots.lock().unwrap().by_id.len()
+        let slots = self.slots.lock().unwrap();
+        let counted: usize = slots.by_identity.values().map(|r| r.by_id.len()).sum();
+        assert_eq!(counted, slots.total, "the running total agrees");
+        counted
     }
 }
 
@@ -241,6 +289,37 @@ mod tests {
             .unwrap();
         assert!(matches!(again, Answer::Wrote(o) if o.version == 4));
         assert!(idem.len() <= 2, "expired keys are dropped");
+    }
+
+    #[tokio::test]
+    async fn one_identity_cannot_push_out_anothers_keys() {
+        let idem = Idempotency::default();
+        let now = Timestamp::from_unix_seconds(1_800_000_000);
+        let mine = fp(&idem, "a/b", "v");
+        idem.write("sa:alice", "keep", mine, now, || async { Ok(outcome(1)) })
+            .await
+            .unwrap();
+        for i in 0..PER_IDENTITY + 50 {
+            idem.write(
+                "sa:bob",
+                &format!("k{i}"),
+                fp(&idem, "b/c", "v"),
+                now,
+                || async { Ok(outcome(1)) },
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(
+            idem.len(),
+            PER_IDENTITY + 1,
+            "bob keeps his newest, alice hers"
+        );
+        let again = idem
+            .write("sa:alice", "keep", mine, now, || async { Ok(outcome(2)) })
+            .await
+            .unwrap();
+        assert!(matches!(again, Answer::Replayed(o) if o.version == 1));
     }
 
     #[test]

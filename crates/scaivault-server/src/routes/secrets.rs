@@ -119,6 +119,9 @@ pub async fn write(
             None => auth.engine.write_secret(&auth.caller, path, req).await,
         }
     };
+    if headers.get_all("idempotency-key").iter().count() > 1 {
+        return Err(Error::invalid_request("send one Idempotency-Key header, not several").into());
+    }
     let (out, replayed) = match headers.get("idempotency-key") {
         None => (run(req).await?, false),
         Some(raw) => {
