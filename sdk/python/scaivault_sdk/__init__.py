@@ -5,7 +5,7 @@
 """
 
 from ._cache import CacheConfig
-from ._client import AsyncClient, Client, Pending, ScaiVaultClient, SyncScaiVaultClient
+from ._client import AsyncClient, Client, NotAwaitedWarning, Pending, ScaiVaultClient, SyncScaiVaultClient
 from ._transport import USER_AGENT, __version__
 from .errors import (
     AccessDeniedError,
@@ -66,6 +66,7 @@ __all__ = [
     "ExpiringSecret",
     "ExpiringSecrets",
     "IssuedCredential",
+    "NotAwaitedWarning",
     "NotFoundError",
     "Page",
     "Pending",

@@ -130,7 +130,9 @@ class Policies:
         return self._t.run(calls.get_policy(policy_id))
 
     def create(self, name: str, rules: builtins.list[dict[str, Any]], description: str | None = None) -> Policy:
-        """A new policy (`pol_<name>`) from `rules` (`{"path", "permissions", "effect"}`)."""
+        """A new policy (`pol_<name>`) from allow rules: `{"path_pattern": "billing/**",
+        "permissions": ["read"], "conditions": {…}}` (there are no deny rules; an unknown field
+        is refused)."""
         return self._t.run(calls.create_policy(name, rules, description))
 
     def update(self, policy_id: str, **fields: Any) -> Policy:

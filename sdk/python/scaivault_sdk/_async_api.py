@@ -129,7 +129,9 @@ class AsyncPolicies:
         return await self._t.run(calls.get_policy(policy_id))
 
     async def create(self, name: str, rules: builtins.list[dict[str, Any]], description: str | None = None) -> Policy:
-        """A new policy (`pol_<name>`) from `rules` (`{"path", "permissions", "effect"}`)."""
+        """A new policy (`pol_<name>`) from allow rules: `{"path_pattern": "billing/**",
+        "permissions": ["read"], "conditions": {…}}` (there are no deny rules; an unknown field
+        is refused)."""
         return await self._t.run(calls.create_policy(name, rules, description))
 
     async def update(self, policy_id: str, **fields: Any) -> Policy:

@@ -55,7 +55,8 @@ class Call(Generic[T]):
     params: dict[str, Any] | None = None
     json: Any = None
     auth: bool = True
-    # Sending it again cannot apply it twice: reads, and writes with `cas` or an idempotency key.
+    # Sending it again cannot apply it twice, nor make a done change look failed: reads, and
+    # writes with an idempotency key. The others are sent once.
     safe_to_retry: bool = True
     idempotency_key: str | None = None
     # The secret whose current version this call reads (the cache may answer it) …
@@ -69,6 +70,17 @@ class Pages(Generic[I]):
     """A listing: `make(cursor)` is the call for one page."""
 
     make: Callable[[str | None], Call[Page[I]]]
+
+
+# `Call.changes` for a call that may change any secret.
+ALL = "*"
+
+
+def _checked_key(key: str | None) -> str | None:
+    """An idempotency key as the server takes it: 1 to 255 visible ASCII characters."""
+    if key is not None and not (0 < len(key) <= 255 and all(33 <= ord(c) <= 126 for c in key)):
+        raise ValueError("idempotency_key must be 1 to 255 visible ASCII characters (a UUID, say)")
+    return key
 
 
 def _clean(fields: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +122,7 @@ def read_secret(path: str, version: int | None) -> Call[Secret]:
         f"/v1/secrets/{_p(path)}",
         params=_query({"version": version}),
         parse=lambda d: Secret.from_json(d, path=path),
-        reads=path.strip("/") if version is None else None,
+        reads=path if version is None else None,
     )
 
 
@@ -139,8 +151,8 @@ def write_secret(
         json=body,
         parse=WriteResult.from_json,
         # The server answers a repeated key with the first write's result: retrying is safe.
-        idempotency_key=idempotency_key or uuid.uuid4().hex,
-        changes=path.strip("/"),
+        idempotency_key=_checked_key(idempotency_key) or uuid.uuid4().hex,
+        changes=path,
     )
 
 
@@ -160,12 +172,16 @@ def secret_versions(path: str) -> Call[list[VersionEntry]]:
 
 
 def delete_secret(path: str, permanent: bool) -> Call[Deletion]:
-    # Deleting twice ends where deleting once does (the second answers "not found").
-    return Call("DELETE", f"/v1/secrets/{_p(path)}", params=_query({"permanent": permanent or None}), changes=path.strip("/"))
+    # Sent once: a resend after a lost answer would answer "not found" for a delete that
+    # happened.
+    return Call(
+        "DELETE", f"/v1/secrets/{_p(path)}", params=_query({"permanent": permanent or None}),
+        safe_to_retry=False, changes=path,
+    )
 
 
 def restore_secret(path: str) -> Call[SecretInfo]:
-    return Call("POST", f"/v1/restore/{_p(path)}", parse=SecretInfo.from_json, changes=path.strip("/"))
+    return Call("POST", f"/v1/restore/{_p(path)}", parse=SecretInfo.from_json, safe_to_retry=False, changes=path)
 
 
 def read_metadata(path: str) -> Call[SecretInfo]:
@@ -173,7 +189,7 @@ def read_metadata(path: str) -> Call[SecretInfo]:
 
 
 def update_metadata(path: str, metadata: dict[str, Any]) -> Call[SecretInfo]:
-    return Call("PATCH", f"/v1/metadata/{_p(path)}", json={"metadata": metadata}, parse=SecretInfo.from_json, changes=path.strip("/"))
+    return Call("PATCH", f"/v1/metadata/{_p(path)}", json={"metadata": metadata}, parse=SecretInfo.from_json, changes=path)
 
 
 def batch_read(paths: list[str], include_metadata: bool, version: int | None) -> Call[BatchResult]:
@@ -200,7 +216,7 @@ def batch_metadata(paths: list[str], expand_wildcards: bool) -> Call[BatchMetada
 
 def rotate_secret(path: str) -> Call[RotateResult]:
     # Rotating is not idempotent: a lost answer is reported, never resent.
-    return Call("POST", f"/v1/rotate/{_p(path)}", safe_to_retry=False, changes=path.strip("/"))
+    return Call("POST", f"/v1/rotate/{_p(path)}", safe_to_retry=False, changes=path)
 
 
 def expiring(days: int, prefix: str, limit: int | None) -> Call[ExpiringSecrets]:
@@ -224,8 +240,8 @@ def get_policy(policy_id: str) -> Call[Policy]:
 
 
 def create_policy(name: str, rules: list[dict[str, Any]], description: str | None) -> Call[Policy]:
-    # A second create of the same name is refused (409), so a retry cannot make two.
-    return Call("POST", "/v1/policies", json=_clean({"name": name, "rules": rules, "description": description}))
+    # Sent once: a resend after a lost answer would be refused as a duplicate (409).
+    return Call("POST", "/v1/policies", json=_clean({"name": name, "rules": rules, "description": description}), safe_to_retry=False)
 
 
 def update_policy(policy_id: str, fields: dict[str, Any]) -> Call[Policy]:
@@ -233,7 +249,7 @@ def update_policy(policy_id: str, fields: dict[str, Any]) -> Call[Policy]:
 
 
 def delete_policy(policy_id: str, force: bool) -> Call[dict[str, Any]]:
-    return Call("DELETE", f"/v1/policies/{_seg(policy_id)}", params=_query({"force": force or None}))
+    return Call("DELETE", f"/v1/policies/{_seg(policy_id)}", params=_query({"force": force or None}), safe_to_retry=False)
 
 
 def policy_bindings(policy_id: str) -> Call[list[Binding]]:
@@ -247,7 +263,7 @@ def bind_policy(policy_id: str, identity_id: str, identity_type: str | None, exp
 
 
 def unbind_policy(policy_id: str, binding_id: str) -> Call[dict[str, Any]]:
-    return Call("DELETE", f"/v1/policies/{_seg(policy_id)}/bindings/{_seg(binding_id)}")
+    return Call("DELETE", f"/v1/policies/{_seg(policy_id)}/bindings/{_seg(binding_id)}", safe_to_retry=False)
 
 
 def test_policy(identity_id: str, path: str, permission: str, context: dict[str, Any] | None) -> Call[PolicyDecision]:
@@ -267,7 +283,7 @@ def list_rotation_policies() -> Pages[RotationPolicy]:
 
 
 def create_rotation_policy(name: str, interval: str, fields: dict[str, Any]) -> Call[RotationPolicy]:
-    return Call("POST", "/v1/rotation/policies", json={"name": name, "interval": interval, **fields})
+    return Call("POST", "/v1/rotation/policies", json={"name": name, "interval": interval, **fields}, safe_to_retry=False)
 
 
 def rotate(policy_id: str, secret_path: str | None) -> Call[RotateResult]:
@@ -277,12 +293,13 @@ def rotate(policy_id: str, secret_path: str | None) -> Call[RotateResult]:
         f"/v1/rotation/policies/{_seg(policy_id)}/rotate",
         json=_clean({"secret_path": secret_path}),
         safe_to_retry=False,
-        changes=secret_path.strip("/") if secret_path else None,
+        # Without a path, any attached secret may change: the whole cache goes.
+        changes=secret_path if secret_path else ALL,
     )
 
 
 def assign_rotation(policy_id: str, secret_path: str) -> Call[RotationAssignment]:
-    return Call("POST", f"/v1/rotation/policies/{_seg(policy_id)}/secrets", json={"secret_path": secret_path})
+    return Call("POST", f"/v1/rotation/policies/{_seg(policy_id)}/secrets", json={"secret_path": secret_path}, safe_to_retry=False)
 
 
 def rotation_status(path: str | None) -> Call[list[SecretRotation]]:
@@ -336,4 +353,4 @@ def list_credentials(identity_id: str) -> Call[CredentialList]:
 
 
 def revoke_credential(identity_id: str, credential_id: str) -> Call[CredentialRevoked]:
-    return Call("DELETE", f"/v1/identities/{_seg(identity_id)}/credentials/{_seg(credential_id)}")
+    return Call("DELETE", f"/v1/identities/{_seg(identity_id)}/credentials/{_seg(credential_id)}", safe_to_retry=False)

@@ -2,9 +2,10 @@
 
 * `Client` blocks; `AsyncClient` is awaited (as httpx has both). Use these.
 * `ScaiVaultClient` is the tutorial's client: a plain call from synchronous code returns the
-  result; inside a running event loop it returns something to `await`. Using that without
-  awaiting it (a synchronous helper called from async code) raises a `TypeError` that says
-  so, never a silent coroutine. `SyncScaiVaultClient` is `Client` under its old name.
+  result; inside a running event loop it returns something to `await`. Using that result
+  without awaiting it (a synchronous helper called from async code) raises a `TypeError` that
+  says so, never a silent coroutine; a call whose result is dropped unawaited does nothing,
+  and says so in a `NotAwaitedWarning` each time. `SyncScaiVaultClient` is `Client`.
 
 Every client reads its settings as `_config` describes (arguments, `SCAIVAULT_URL` /
 `SCAIVAULT_TOKEN` / `SCAIVAULT_CACERT`, the CLI's saved settings), pools its connections, and
@@ -146,6 +147,14 @@ _NOT_AWAITED = (
 )
 
 
+class NotAwaitedWarning(RuntimeWarning):
+    """A `ScaiVaultClient` call made inside an event loop was never awaited: it did nothing."""
+
+
+# Every such call is reported, not only the first from each line of code.
+warnings.simplefilter("always", NotAwaitedWarning)
+
+
 class Pending:
     """What `ScaiVaultClient` returns inside an event loop: await it (or `async for` a
     listing). Anything else done with it raises a `TypeError` saying so."""
@@ -181,7 +190,11 @@ class Pending:
         if not self._awaited:
             if asyncio.iscoroutine(self._aw):
                 self._aw.close()
-            warnings.warn(_NOT_AWAITED.format(what="a result") + " (it was never awaited)", RuntimeWarning, stacklevel=1)
+            warnings.warn(
+                _NOT_AWAITED.format(what="a result") + " (it was never awaited, so it did nothing)",
+                NotAwaitedWarning,
+                stacklevel=1,
+            )
 
 
 class _Dual:
@@ -273,4 +286,4 @@ class ScaiVaultClient:
         await self.aclose()
 
 
-__all__ = ["AsyncClient", "Client", "Pending", "ScaiVaultClient", "SyncScaiVaultClient"]
+__all__ = ["AsyncClient", "Client", "NotAwaitedWarning", "Pending", "ScaiVaultClient", "SyncScaiVaultClient"]

@@ -1,17 +1,23 @@
 """Running a `Call`: blocking (`SyncTransport`) or awaited (`AsyncTransport`), with one retry
 policy and one deadline.
 
-* A call gets `timeout` seconds in all: every attempt, every wait between attempts and a token
-  fetch come out of it, so `timeout=1` against a server that never answers fails after ~1 s.
-* A call is sent again only when that cannot apply it twice: a 429 (the server did nothing),
-  a connection that never opened, or a call that is safe to repeat (reads; writes carry an
-  `Idempotency-Key` the server answers repeats of with the first result).
-* `Retry-After` is honoured; a wait that would pass the deadline is not started.
+* A call gets `timeout` seconds in all: every attempt, every wait between attempts, a token
+  fetch and reading the answer come out of it, so `timeout=1` against a server that never
+  answers (or trickles its answer) fails after ~1 s. (The blocking client reads the status
+  line and headers with per-read timeouts: a server that trickles its *headers* can hold it
+  longer; the awaited client is bounded throughout.)
+* A call is sent again only when that cannot apply it twice or make a done change look
+  failed: after a 429 (the server did nothing), a connection that never opened, or for a call
+  safe to repeat (reads; writes carry an `Idempotency-Key` the server answers repeats of
+  with the first result).
+* `Retry-After` is honoured; a wait that would pass the deadline is not started, and the
+  429 is the answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 import time
@@ -79,14 +85,16 @@ class _Attempts:
         self.deadline = time.monotonic() + settings.timeout
         self.attempt = 0
 
-    def remaining(self) -> float:
+    def remaining(self) -> float | None:
         left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise TransportError("timeout", f"no answer within {self.settings.timeout:g} s")
-        return left
+        return left if left > 0 else None
 
-    def timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.remaining())
+    def timed_out(self, sent: bool) -> TransportError:
+        return TransportError(
+            "timeout",
+            f"no answer from the vault within {self.settings.timeout:g} s",
+            maybe_applied=sent and self.call.method != "GET",
+        )
 
     def _wait(self, retry_after: float | None) -> float | None:
         if self.attempt >= self.settings.retries:
@@ -97,42 +105,41 @@ class _Attempts:
         self.attempt += 1
         return delay
 
-    def after_failure(self, e: httpx.TransportError) -> float:
+    def after_failure(self, e: Exception) -> float:
         """The wait before sending again, or raises: only a connection that never opened, or a
         call safe to repeat, is sent again."""
         never_sent = isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout))
         delay = self._wait(None) if (never_sent or self.call.safe_to_retry) else None
         if delay is None:
-            raise _unreachable(e) from None
+            raise _unreachable(e, maybe_applied=not never_sent and self.call.method != "GET") from None
         return delay
 
-    def after_answer(self, resp: httpx.Response) -> float | None:
+    def after_answer(self, status: int, headers: httpx.Headers) -> float | None:
         """The wait before sending again, or `None` to take this answer."""
-        status = resp.status_code
         if status == 429 or (status == 503 and self.call.safe_to_retry):
-            return self._wait(retry_after_seconds(resp.headers))
+            return self._wait(retry_after_seconds(headers))
         return None
 
 
-def _unreachable(e: httpx.TransportError) -> TransportError:
-    if isinstance(e, httpx.TimeoutException):
-        return TransportError("timeout", f"no answer from the vault in time ({type(e).__name__})")
+def _unreachable(e: Exception, maybe_applied: bool) -> TransportError:
+    if isinstance(e, (httpx.TimeoutException, asyncio.TimeoutError)):
+        return TransportError("timeout", f"no answer from the vault in time ({type(e).__name__})", maybe_applied=maybe_applied)
     if "CERTIFICATE_VERIFY_FAILED" in str(e) or "certificate verify failed" in str(e):
         # Said as such: a certificate problem is not an outage (the CLI says the same).
         return TransportError(
             "connection_error",
             "the vault's TLS certificate is not trusted: give ca_cert= (or SCAIVAULT_CACERT) for a private CA",
         )
-    return TransportError("connection_error", f"cannot reach the vault ({type(e).__name__})")
+    return TransportError("connection_error", f"cannot reach the vault ({type(e).__name__})", maybe_applied=maybe_applied)
 
 
-def _decode(resp: httpx.Response, call: Call[T]) -> T:
+def _decode(status: int, headers: httpx.Headers, content: bytes, call: Call[T]) -> T:
     try:
-        body = resp.json() if resp.content else None
+        body = json.loads(content) if content else None
     except ValueError:
         body = None
-    if resp.status_code >= 400:
-        raise from_response(resp.status_code, body, resp.headers)
+    if status >= 400:
+        raise from_response(status, body, headers)
     return call.parse(body)
 
 
@@ -164,18 +171,31 @@ class SyncTransport:
 
     def _send(self, call: Call[T], attempts: _Attempts) -> T:
         http = self.http()
+        last: tuple[int, httpx.Headers, bytes] | None = None
         while True:
+            left = attempts.remaining()
+            if left is None:
+                if last is not None:  # the deadline came while waiting out a 429: that is the answer
+                    return _decode(*last, call)
+                raise attempts.timed_out(sent=False)
             try:
-                resp = http.request(
+                with http.stream(
                     call.method, call.path, params=call.params, json=call.json,
-                    headers=self.tokens.headers(call), timeout=attempts.timeout(),
-                )
+                    headers=self.tokens.headers(call), timeout=httpx.Timeout(left),
+                ) as resp:
+                    chunks = []
+                    for chunk in resp.iter_bytes():
+                        chunks.append(chunk)
+                        if attempts.remaining() is None:  # an answer trickled past the deadline
+                            raise attempts.timed_out(sent=True)
+                    answer = (resp.status_code, resp.headers, b"".join(chunks))
             except httpx.TransportError as e:
                 time.sleep(attempts.after_failure(e))
                 continue
-            delay = attempts.after_answer(resp)
+            delay = attempts.after_answer(answer[0], answer[1])
             if delay is None:
-                return _decode(resp, call)
+                return _decode(*answer, call)
+            last = answer
             time.sleep(delay)
 
     def _authorised(self, call: Call[T], attempts: _Attempts) -> T:
@@ -205,10 +225,12 @@ class SyncTransport:
             if isinstance(result, Secret):
                 cache.store(call.reads, result, generation)
             return result
-        result = self._authorised(call, _Attempts(self.settings, call))
-        if cache is not None and call.changes is not None:
-            cache.invalidate(call.changes)
-        return result
+        try:
+            return self._authorised(call, _Attempts(self.settings, call))
+        finally:
+            # Whatever the answer (a lost one may hide a change that happened).
+            if cache is not None and call.changes is not None:
+                cache.invalidate(call.changes)
 
     def _refresh(self, call: Call[Any]) -> None:
         assert self.cache is not None and call.reads is not None
@@ -264,18 +286,31 @@ class AsyncTransport:
 
     async def _send(self, call: Call[T], attempts: _Attempts) -> T:
         http = self.http()
+        last: tuple[int, httpx.Headers, bytes] | None = None
         while True:
-            try:
+            left = attempts.remaining()
+            if left is None:
+                if last is not None:
+                    return _decode(*last, call)
+                raise attempts.timed_out(sent=False)
+
+            async def attempt() -> tuple[int, httpx.Headers, bytes]:
                 resp = await http.request(
                     call.method, call.path, params=call.params, json=call.json,
-                    headers=self.tokens.headers(call), timeout=attempts.timeout(),
+                    headers=self.tokens.headers(call), timeout=httpx.Timeout(left),
                 )
-            except httpx.TransportError as e:
+                return resp.status_code, resp.headers, resp.content
+
+            try:
+                # The whole attempt, headers and body, within what is left.
+                answer = await asyncio.wait_for(attempt(), timeout=left)
+            except (httpx.TransportError, asyncio.TimeoutError) as e:
                 await asyncio.sleep(attempts.after_failure(e))
                 continue
-            delay = attempts.after_answer(resp)
+            delay = attempts.after_answer(answer[0], answer[1])
             if delay is None:
-                return _decode(resp, call)
+                return _decode(*answer, call)
+            last = answer
             await asyncio.sleep(delay)
 
     async def _authorised(self, call: Call[T], attempts: _Attempts) -> T:
@@ -305,10 +340,11 @@ class AsyncTransport:
             if isinstance(result, Secret):
                 cache.store(call.reads, result, generation)
             return result
-        result = await self._authorised(call, _Attempts(self.settings, call))
-        if cache is not None and call.changes is not None:
-            cache.invalidate(call.changes)
-        return result
+        try:
+            return await self._authorised(call, _Attempts(self.settings, call))
+        finally:
+            if cache is not None and call.changes is not None:
+                cache.invalidate(call.changes)
 
     async def _refresh(self, call: Call[Any]) -> None:
         assert self.cache is not None and call.reads is not None

@@ -16,6 +16,7 @@ server said when to come back. Messages never contain secret values.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 
@@ -51,7 +52,13 @@ class ScaiVaultError(Exception):
 
 class TransportError(ScaiVaultError):
     """No answer: the server could not be reached (`connection_error`) or did not answer in
-    time (`timeout`). The moment to fall back to environment variables."""
+    time (`timeout`). For a read, the moment to fall back to environment variables. For a
+    change, `maybe_applied` says whether the request may have reached the server (then the
+    change may have happened: look before doing it again)."""
+
+    def __init__(self, code: str, message: str, *, maybe_applied: bool = False) -> None:
+        super().__init__(code, message)
+        self.maybe_applied = maybe_applied
 
 
 class AuthenticationError(ScaiVaultError):
@@ -101,9 +108,11 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """`Retry-After` in seconds, when the server sent a number."""
     value = headers.get("retry-after")
     try:
-        return float(value) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None
+    # A negative, infinite or NaN wait is no instruction.
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
 def from_response(status: int, body: Any, headers: Mapping[str, str]) -> ScaiVaultError:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -23,6 +23,7 @@ from scaivault_sdk import (
     AsyncClient,
     CacheConfig,
     Client,
+    NotFoundError,
     RateLimitError,
     ScaiVaultClient,
     ScaiVaultError,
@@ -35,7 +36,8 @@ from scaivault_sdk._cache import SecretCache
 class Proxy:
     """A TCP proxy in front of the dev server that misbehaves on purpose: `hold` delays every
     answer by `delay` seconds; `drop_first` passes the first request on and then closes the
-    client's connection without its answer (a lost answer to a write that happened)."""
+    client's connection without its answer (a lost answer to a write that happened);
+    `drop_deletes` does that to every DELETE."""
 
     def __init__(self, upstream: str, mode: str, delay: float = 1.5) -> None:
         host, port = upstream.removeprefix("http://").split(":")
@@ -60,9 +62,13 @@ class Proxy:
     def _serve(self, client: socket.socket, n: int) -> None:
         up = socket.create_connection(self.upstream)
 
+        deleting = threading.Event()
+
         def forward() -> None:
             try:
                 while data := client.recv(65536):
+                    if data.startswith(b"DELETE "):
+                        deleting.set()
                     up.sendall(data)
             except OSError:
                 pass
@@ -70,7 +76,7 @@ class Proxy:
         threading.Thread(target=forward, daemon=True).start()
         try:
             while data := up.recv(65536):
-                if self.mode == "drop_first" and n == 0:
+                if (self.mode == "drop_first" and n == 0) or (self.mode == "drop_deletes" and deleting.is_set()):
                     client.shutdown(socket.SHUT_RDWR)
                     return
                 if self.mode == "hold":
@@ -299,3 +305,163 @@ def test_mypy_strict_catches_a_misspelt_field(tmp_path: pathlib.Path) -> None:
     assert r.returncode == 1, r.stdout
     assert '"Secret" has no attribute "dataa"' in r.stdout, r.stdout
     assert "Incompatible types in assignment" in r.stdout, r.stdout
+
+
+class Scripted:
+    """A raw HTTP server that answers every request with `answer(conn)`: what a broken or
+    hostile network path does, which no real vault would."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.requests = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            while conn.recv(65536):
+                self.requests += 1
+                self.answer(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def trickle(conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+    for _ in range(100):
+        conn.sendall(b" ")
+        time.sleep(0.3)  # the hostile server's pace, not a wait in the test
+
+
+def trickle_headers(conn: socket.socket) -> None:
+    for b in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100:
+        conn.sendall(bytes([b]))
+        time.sleep(0.3)
+
+
+def test_a_trickled_answer_ends_at_the_timeout() -> None:
+    body = Scripted(trickle)
+    headers = Scripted(trickle_headers)
+    try:
+        makers: list[Callable[[], object]] = [
+            lambda: Client(body.url, "skt_x", timeout=1.0).secrets.read("a/b"),
+            lambda: asyncio.run(AsyncClient(body.url, "skt_x", timeout=1.0).secrets.read("a/b")),
+            lambda: asyncio.run(AsyncClient(headers.url, "skt_x", timeout=1.0).secrets.read("a/b")),
+        ]
+        for make in makers:
+            started = time.monotonic()
+            with pytest.raises(TransportError) as e:
+                make()
+            assert e.value.code == "timeout"
+            assert time.monotonic() - started < 1.8
+    finally:
+        body.close()
+        headers.close()
+
+
+def test_rate_limits_end_as_rate_limited_and_bad_retry_after_is_ignored() -> None:
+    def limited(value: str) -> Any:
+        def answer(conn: socket.socket) -> None:
+            body = b'{"error":{"code":"rate_limited","message":"slow down","details":{},"request_id":"req_1"}}'
+            conn.sendall(b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: "
+                         + value.encode() + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        return answer
+
+    for value in ("0", "-1", "nan", "inf"):
+        server = Scripted(limited(value))
+        try:
+            with pytest.raises(RateLimitError) as e:
+                Client(server.url, "skt_x", timeout=1.0, retries=1000, backoff=0.01).secrets.read("a/b")
+            assert e.value.code == "rate_limited" and e.value.status == 429
+            assert server.requests >= 2, "a 429 is retried"
+        finally:
+            server.close()
+
+
+def test_a_change_whose_answer_is_lost_is_not_resent_and_says_it_may_have_happened(dev: Dev, admin: Client) -> None:
+    proxy = Proxy(dev.url, "drop_first")
+    try:
+        c = Client(proxy.url, dev.token, retries=3, backoff=0.01)
+        with pytest.raises(TransportError) as e:
+            c.policies.create("lost", [{"path_pattern": "lost/**", "permissions": ["read"]}])
+        assert e.value.maybe_applied is True
+        assert proxy.connections == 1, "a create is sent once"
+    finally:
+        proxy.close()
+    assert admin.policies.get("lost")["name"] == "lost", "it happened, as maybe_applied said"
+    # A read that never connected says it was not applied.
+    silent = Client("http://127.0.0.1:9", dev.token, retries=0)
+    with pytest.raises(TransportError) as e:
+        silent.secrets.read("a/b")
+    assert e.value.maybe_applied is False
+
+
+def test_the_cache_forgets_what_a_lost_answer_may_have_changed(dev: Dev, admin: Client) -> None:
+    admin.secrets.write("svc/gone", {"pw": "OLD"})
+    proxy = Proxy(dev.url, "drop_deletes")
+    try:
+        c = Client(proxy.url, dev.token, retries=3, backoff=0.01, cache=CacheConfig(ttl=3600))
+        assert c.secrets.read("svc/./gone").data["pw"] == "OLD"
+        with pytest.raises(TransportError) as e:
+            c.secrets.delete("svc/gone")  # happens; its answer is lost
+        assert e.value.maybe_applied is True
+        with pytest.raises(NotFoundError):
+            c.secrets.read("svc/gone")  # not the cached OLD
+        # A rotation by policy (no path) may change any attached secret: the cache empties.
+        admin.secrets.write("svc/rot", {"password": "ORIGINAL"})
+        admin.rotation.create_policy("r", "30d", auto_generate=True)
+        admin.rotation.assign("rot_r", "svc/rot")
+        assert c.secrets.read("svc/rot").data["password"] == "ORIGINAL"
+        c.rotation.rotate("rot_r")
+        assert c.secrets.read("svc/rot").version == 2
+    finally:
+        proxy.close()
+
+
+def test_odd_keys_and_a_broken_cli_config_are_named(dev: Dev, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = Client(dev.url, dev.token)
+    for key in ("café", "two\nlines", "", "x" * 256):
+        with pytest.raises(ValueError, match="idempotency_key"):
+            c.secrets.write("svc/k", {"k": "v"}, idempotency_key=key)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SCAIVAULT_URL", raising=False)
+    monkeypatch.delenv("SCAIVAULT_TOKEN", raising=False)
+    (tmp_path / ".scaivault").mkdir()
+    config = tmp_path / ".scaivault" / "config.json"
+    for text in ("not json", "[]", '{"token": {"a": "b"}}'):
+        config.write_text(text)
+        with pytest.raises(ValueError, match="config.json"):
+            Client()
+    # With the address and token given, a broken saved file is not in the way.
+    assert Client(dev.url, dev.token).auth.whoami()["identity_id"] == "user:root"
+    with pytest.raises(ValueError, match="cannot use the CA certificate /nonexistent/ca.pem"):
+        Client(dev.url, dev.token, ca_cert="/nonexistent/ca.pem")
+
+
+def test_every_unawaited_call_is_reported(dev: Dev) -> None:
+    from scaivault_sdk import NotAwaitedWarning
+
+    dual = ScaiVaultClient(base_url=dev.url, token=dev.token)
+
+    async def forgetful() -> None:
+        for _ in range(2):
+            dual.secrets.write("svc/k", {"k": "v"})
+
+    with pytest.warns(NotAwaitedWarning) as seen:
+        asyncio.run(forgetful())
+        gc.collect()
+    assert len([w for w in seen if issubclass(w.category, NotAwaitedWarning)]) == 2
