@@ -615,3 +615,77 @@ fn a_stalled_endpoint_holds_up_no_other_webhook() {
     stall.release();
     settled(&dev);
 }
+
+/// Every denial raises `policy.violation` (the reference's rule): the refused action, the
+/// code and the path, with the request's id, and never a value; a request allowed raises none.
+#[test]
+fn denials_raise_policy_violation() {
+    let r = Receiver::start(SECRET);
+    let dev = start(&r);
+    create_hook(&dev, &r, json!(["policy.violation"]), json!({}));
+    dev.put(
+        "/v1/secrets/other/db",
+        &dev.token,
+        json!({"data": {"password": "other-value-1"}}),
+    );
+    dev.put(
+        "/v1/secrets/app/db",
+        &dev.token,
+        json!({"data": {"password": "app-value-1"}}),
+    );
+    let sa = service_account(
+        &dev,
+        "sa:narrow",
+        "narrow",
+        "app/**",
+        &["read"],
+        &["secrets:read"],
+    );
+    let (s, _) = dev.get("/v1/secrets/app/db", &sa);
+    assert_eq!(s, 200);
+    let (s, _) = dev.get("/v1/secrets/other/db", &sa);
+    assert_eq!(s, 403);
+    let (s, _) = dev.put(
+        "/v1/secrets/app/db",
+        &sa,
+        json!({"data": {"password": "x"}}),
+    );
+    assert_eq!(s, 403);
+    let got = wait_for_deliveries(&r, 2);
+    settled(&dev);
+    let got = if got.len() < r.deliveries().len() {
+        r.deliveries()
+    } else {
+        got
+    };
+    let seen: Vec<(String, Value, Value)> = got
+        .iter()
+        .map(|d| {
+            (
+                d.event_type.clone(),
+                d.body["path"].clone(),
+                d.body["data"]["code"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "policy.violation".to_owned(),
+                json!("other/db"),
+                json!("access_denied")
+            ),
+            (
+                "policy.violation".to_owned(),
+                json!("app/db"),
+                json!("insufficient_scope")
+            ),
+        ]
+    );
+    for d in &got {
+        assert_eq!(d.body["identity_id"], "sa:narrow");
+        assert!(d.body["request_id"].as_str().unwrap().starts_with("req_"));
+        assert!(!d.body.to_string().contains("value-1"));
+    }
+}

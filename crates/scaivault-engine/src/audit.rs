@@ -406,7 +406,7 @@ impl Engine {
     /// same transaction.
     pub async fn record_audit(&self, input: AuditInput) -> Result<AuditEntry> {
         let clock = self.clock.clone();
-        let (sink, accessed) = (self.events.clone(), self.accessed_events(&[&input]));
+        let (sink, accessed) = (self.events.clone(), self.audit_events(&[&input]));
         self.vault
             .write(move |tx| {
                 let entry = append(tx, input, &*clock)?;
@@ -424,7 +424,7 @@ impl Engine {
         let clock = self.clock.clone();
         let (sink, accessed) = (
             self.events.clone(),
-            self.accessed_events(&inputs.iter().collect::<Vec<_>>()),
+            self.audit_events(&inputs.iter().collect::<Vec<_>>()),
         );
         self.vault
             .write(move |tx| {
@@ -437,6 +437,57 @@ impl Engine {
                 Ok(())
             })
             .await
+    }
+
+    /// The events audit entries raise: `secret.accessed` and `policy.violation`.
+    fn audit_events(&self, inputs: &[&AuditInput]) -> Vec<crate::events::Event> {
+        let mut events = self.accessed_events(inputs);
+        events.extend(self.violation_events(inputs));
+        events
+    }
+
+    /// `policy.violation` for each request refused by a scope, a policy or one of its
+    /// conditions, as the reference has every denial emit it (if a webhook listens: a denial
+    /// storm must not cost deliveries nobody wants). The refused action, its code and the
+    /// path, never a value.
+    fn violation_events(&self, inputs: &[&AuditInput]) -> Vec<crate::events::Event> {
+        const DENIALS: &[&str] = &[
+            "access_denied",
+            "insufficient_scope",
+            "ip_not_allowed",
+            "time_window_violation",
+            "mfa_required",
+        ];
+        if !self.events.wanted("policy.violation") {
+            return Vec::new();
+        }
+        let now = self.now();
+        inputs
+            .iter()
+            .filter(|i| !i.success)
+            .filter_map(|i| {
+                let code = i.extra_data.get("error_code")?.as_str()?;
+                if !DENIALS.contains(&code) {
+                    return None;
+                }
+                let data = json!({
+                    "code": code,
+                    "action": i.action,
+                    "identity_type": i.identity_type,
+                    "source_ip": i.source_ip,
+                });
+                let actor = i.identity_id.as_deref().unwrap_or("-");
+                let event = crate::events::Event::new(
+                    "policy.violation",
+                    actor,
+                    i.secret_path.as_deref(),
+                    data,
+                    now,
+                )
+                .in_request(Some(&i.request_id));
+                Some(event)
+            })
+            .collect()
     }
 
     /// `secret.accessed` for each successful read among `inputs`, if any webhook listens for

@@ -19,6 +19,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "policy.deleted",
     "policy.binding.created",
     "policy.binding.deleted",
+    "policy.violation",
     "rotation.due",
     "rotation.overdue",
     "rotation.completed",
