@@ -36,9 +36,10 @@ pub(crate) struct EventSink {
     pub(crate) notify: Arc<tokio::sync::Notify>,
 }
 
-/// Events only an exact subscription receives: one per read is far more than a webhook that
-/// asked for `secret.*` or `*` bargained for.
-const EXPLICIT_ONLY: &[&str] = &["secret.accessed"];
+/// Events only an exact subscription receives: one per read (or per refused request, which
+/// any token holder can make) is far more than a webhook that asked for `secret.*` or `*`
+/// bargained for.
+const EXPLICIT_ONLY: &[&str] = &["secret.accessed", "policy.violation"];
 
 /// Whether a webhook subscribed to `event_type`: exact, `*`, or a group such as `secret.*`.
 pub(crate) fn subscribed(events: &[String], event_type: &str) -> bool {
