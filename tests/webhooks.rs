@@ -342,7 +342,8 @@ fn rotation_events_reach_the_policy_webhooks() {
     assert_eq!(seen[0].1["threshold"], "7d");
     assert_eq!(seen[1].1["threshold"], "1d");
     assert_eq!(seen[2].1["due_now"], true);
-    // A PUT is the rotation: a new cycle, and no more notices for the old one.
+    // A PUT is the rotation: `secret.rotated` to the policy's webhooks (made by the client,
+    // not generated), a new cycle, and no more notices for the old one.
     dev.put(
         "/v1/secrets/apps/db",
         &dev.token,
@@ -350,7 +351,29 @@ fn rotation_events_reach_the_policy_webhooks() {
     );
     dev.post("/v1/sys/test/clock", &dev.token, json!({"advance": "1d"}));
     settled(&dev);
-    assert_eq!(r.deliveries().len(), 4);
+    let got = r.deliveries();
+    assert_eq!(
+        got.len(),
+        5,
+        "{:?}",
+        got.iter().map(|d| &d.event_type).collect::<Vec<_>>()
+    );
+    let rotated = &got[4];
+    assert_eq!(rotated.event_type, "secret.rotated");
+    let d = &rotated.body["data"];
+    assert_eq!(
+        (
+            &d["old_version"],
+            &d["new_version"],
+            &d["rotation_policy_id"],
+            &d["auto_generated"]
+        ),
+        (&json!(1), &json!(2), &json!("rot_manual"), &json!(false)),
+        "{d}"
+    );
+    assert!(d["grace_period_ends"].is_string(), "{d}");
+    assert_eq!(rotated.body["identity_id"], "user:root");
+    assert!(!rotated.body.to_string().contains("p1"));
 }
 
 /// Policy changes raise their events from the same transaction as the change: a refused

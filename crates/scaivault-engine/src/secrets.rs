@@ -362,10 +362,35 @@ fn apply_and_announce(
 ) -> Result<WriteOutcome> {
     let (actor, now, request_id) = (w.actor.clone(), w.now, w.request_id.clone());
     let tags = w.req.metadata.as_ref().and_then(|m| m.get("tags")).cloned();
-    let out = apply_write(tx, w)?;
-    let event = secret_written_event(&out, &actor, tags.as_ref(), is_rotation, now)
-        .in_request(request_id.as_deref());
-    sink.enqueue_in(tx, vec![event], &[], now);
+    let rotation = w.rotation.clone();
+    let (out, rotated) = apply_write(tx, w)?;
+    // A client's write to an attached secret is its rotation: `secret.rotated` too, to the
+    // policy's webhooks as the scheduler's would go. (The scheduler raises its own.)
+    let manual = rotated.filter(|_| !is_rotation);
+    let written = secret_written_event(
+        &out,
+        &actor,
+        tags.as_ref(),
+        is_rotation || manual.is_some(),
+        now,
+    )
+    .in_request(request_id.as_deref());
+    sink.enqueue_in(tx, vec![written], &[], now);
+    if let Some(r) = manual {
+        let state = read(&rotation);
+        let policy = state.policies.get(&r.policy_id);
+        let hooks = policy.map(|p| p.webhook_ids.clone()).unwrap_or_default();
+        let data = json!({
+            "old_version": r.old_version, "new_version": out.version,
+            "rotation_policy_id": r.policy_id,
+            "rotation_policy_name": policy.map(|p| p.name.clone()),
+            "grace_period_ends": r.grace_until, "auto_generated": false,
+        });
+        let event = Event::new("secret.rotated", &actor, Some(&out.path), data, now)
+            .in_request(request_id.as_deref());
+        drop(state);
+        sink.enqueue_in(tx, vec![event], &hooks, now);
+    }
     Ok(out)
 }
 
@@ -406,8 +431,19 @@ pub(crate) fn forget_in(tx: &mut WriteTx<'_, '_>, p: &str, ix: &Indexes) {
     });
 }
 
+/// What a write to a secret attached to a rotation policy did: it counts as the secret's
+/// rotation (README, "Decisions").
+struct Rotated {
+    policy_id: String,
+    old_version: u64,
+    grace_until: Option<Timestamp>,
+}
+
 /// The writer-thread half of a write: check-and-set, versioning, pruning, index updates.
-fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcome> {
+fn apply_write(
+    tx: &mut WriteTx<'_, '_>,
+    w: PreparedWrite,
+) -> Result<(WriteOutcome, Option<Rotated>)> {
     let PreparedWrite {
         path,
         req,
@@ -519,15 +555,26 @@ fn apply_write(tx: &mut WriteTx<'_, '_>, w: PreparedWrite) -> Result<WriteOutcom
     if created {
         set_path_state(tx, &paths, &path, false);
     }
-    Ok(WriteOutcome {
-        path,
-        version,
-        secret_type: head.secret_type,
-        created,
-        created_at: head.created_at,
-        updated_at: now,
-        expires_at: head.expires_at,
-    })
+    let rotated = match &head.rotation_policy_id {
+        Some(policy_id) if replaced > 0 => Some(Rotated {
+            policy_id: policy_id.clone(),
+            old_version: replaced,
+            grace_until: head.grace_until,
+        }),
+        _ => None,
+    };
+    Ok((
+        WriteOutcome {
+            path,
+            version,
+            secret_type: head.secret_type,
+            created,
+            created_at: head.created_at,
+            updated_at: now,
+            expires_at: head.expires_at,
+        },
+        rotated,
+    ))
 }
 
 fn not_found(path: &str) -> Error {
