@@ -1157,3 +1157,117 @@ fn a_repeated_idempotency_key_writes_once() {
         .count();
     assert_eq!((wrote, replays), (1, 3), "{logs}");
 }
+
+/// The reference's admin roles and identity resolution: who may change roles (a super_admin
+/// or partner_admin; super_admin only by a super_admin; nobody raises their own), and an
+/// identity with its groups and roles.
+#[test]
+fn roles_follow_the_reference_rules_and_identities_resolve() {
+    let dev = Dev::start();
+    for id in ["user:alice", "user:bob", "group:sre"] {
+        let (s, b) = dev.post("/v1/identities", &dev.token, json!({ "identity_id": id }));
+        assert_eq!(s, 201, "{b}");
+    }
+    dev.post(
+        "/v1/identities/group:sre/members",
+        &dev.token,
+        json!({"member_id": "user:alice"}),
+    );
+    let token = |id: &str| {
+        let (s, t) = dev.post(
+            "/v1/auth/tokens",
+            &dev.token,
+            json!({"identity_id": id, "scopes": ["identity:admin", "identity:read"], "ttl": "1h"}),
+        );
+        assert_eq!(s, 201, "{t}");
+        t["token"].as_str().unwrap().to_owned()
+    };
+    let (alice, bob) = (token("user:alice"), token("user:bob"));
+    let set = |who: &str, target: &str, roles: serde_json::Value| {
+        dev.req(
+            Method::PUT,
+            &format!("/v1/identity/users/{target}/roles"),
+            Some(who),
+            Some(json!({ "roles": roles })),
+        )
+    };
+
+    let (s, r) = dev.get("/v1/identity/roles", &bob);
+    let names: Vec<&str> = r["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (s, names),
+        (200, vec!["super_admin", "partner_admin", "tenant_admin"])
+    );
+
+    // The root (a super_admin) makes alice a partner_admin.
+    let (s, b) = set(&dev.token, "alice", json!(["partner_admin"]));
+    assert_eq!((s, &b["roles"]), (200, &json!(["partner_admin"])), "{b}");
+    let (_, me) = dev.get("/v1/auth/whoami", &alice);
+    assert_eq!(me["roles"], json!(["partner_admin"]));
+    // A partner_admin may give roles, but not super_admin, and not raise her own.
+    let (s, b) = set(&alice, "user:bob", json!(["tenant_admin"]));
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = set(&alice, "bob", json!(["super_admin"]));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{b}"
+    );
+    let (s, b) = set(&alice, "alice", json!(["partner_admin", "tenant_admin"]));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{b}"
+    );
+    // A tenant_admin may not change roles at all; an unknown role is invalid_role.
+    let (s, b) = set(&bob, "alice", json!([]));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{b}"
+    );
+    let (s, b) = set(&dev.token, "bob", json!(["root"]));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("invalid_role")),
+        "{b}"
+    );
+    let (_, b) = dev.get("/v1/identity/users/user:bob/roles", &alice);
+    assert_eq!(
+        b["roles"],
+        json!(["tenant_admin"]),
+        "nothing refused was kept"
+    );
+    // Lowering one's own roles is allowed.
+    let (s, b) = set(&alice, "alice", json!([]));
+    assert_eq!((s, &b["roles"]), (200, &json!([])), "{b}");
+
+    let (s, r) = dev.get("/v1/identity/resolve/user/alice", &bob);
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (&r["identity_id"], &r["groups"], &r["tenant_id"]),
+        (
+            &json!("user:alice"),
+            &json!(["group:sre"]),
+            &json!("tnt_local")
+        )
+    );
+    let (_, r) = dev.get("/v1/identity/resolve/user/user:bob", &bob);
+    assert_eq!(r["roles"], json!(["tenant_admin"]));
+    for missing in [
+        "/v1/identity/resolve/service_account/none",
+        "/v1/identity/resolve/service_account/alice",
+    ] {
+        let (s, b) = dev.get(missing, &bob);
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (404, Some("identity_not_found")),
+            "{b}"
+        );
+    }
+}

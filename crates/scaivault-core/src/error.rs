@@ -30,6 +30,7 @@ pub enum ErrorCode {
     InvalidIdentity,
     InvalidConfig,
     InvalidPlugin,
+    InvalidRole,
     ValidationError,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -91,6 +92,7 @@ impl ErrorCode {
         Self::InvalidIdentity,
         Self::InvalidConfig,
         Self::InvalidPlugin,
+        Self::InvalidRole,
         Self::ValidationError,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
@@ -151,6 +153,7 @@ impl ErrorCode {
             Self::InvalidIdentity => "invalid_identity",
             Self::InvalidConfig => "invalid_config",
             Self::InvalidPlugin => "invalid_plugin",
+            Self::InvalidRole => "invalid_role",
             Self::ValidationError => "validation_error",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -206,7 +209,8 @@ impl ErrorCode {
             AccessDenied | InsufficientScope | MfaRequired | IpNotAllowed | TimeWindowViolation
             | Forbidden => 403,
             InvalidRequest | InvalidPath | InvalidSecretType | InvalidDuration | InvalidCursor
-            | InvalidPolicy | InvalidGlob | InvalidIdentity | InvalidConfig | InvalidPlugin => 400,
+            | InvalidPolicy | InvalidGlob | InvalidIdentity | InvalidConfig | InvalidPlugin
+            | InvalidRole => 400,
             ValidationError => 422,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,

@@ -57,6 +57,7 @@ actions! {
     CredentialCreate => "credential_create",
     CredentialList => "credential_list",
     CredentialRevoke => "credential_revoke",
+    RoleUpdate => "role_update",
     Unseal => "unseal",
     Seal => "seal",
     KeyRotate => "key_rotate",

@@ -176,7 +176,7 @@ impl Engine {
         }
     }
 
-    async fn save_identity(&self, record: IdentityRecord) -> Result<IdentityRecord> {
+    pub(crate) async fn save_identity(&self, record: IdentityRecord) -> Result<IdentityRecord> {
         let cache = self.identities.clone();
         self.vault
             .write(move |tx| {
@@ -226,6 +226,7 @@ impl Engine {
             created_at: self.now(),
             members: Vec::new(),
             credentials: Vec::new(),
+            roles: Vec::new(),
             id,
         };
         let r = self.save_identity(record).await?;

@@ -25,6 +25,7 @@ mod plugins;
 mod policies;
 mod records;
 mod repair;
+mod roles;
 mod rotation;
 mod rotation_job;
 mod rotation_state;
@@ -57,6 +58,7 @@ pub use policies::{BindingRequest, PolicyList, PolicyRequest, PolicySummary, Pol
 pub use records::{IdentityRecord, SecretHead, TokenRecord};
 pub use records::{SecretData, VersionInfo};
 pub use repair::DamagedDestroyed;
+pub use roles::{ROLES, ResolvedIdentity, RoleInfo, RoleList, UserRoles};
 pub use rotation::RotationPolicyRequest;
 pub use rotation_job::MAX_ATTEMPTS;
 pub use rotation_state::{JobStatus, RecipeField, RotationJob, RotationPolicy, SecretPolicy, Step};

@@ -202,6 +202,9 @@ pub struct IdentityRecord {
     /// Service accounts only.
     #[serde(default)]
     pub credentials: Vec<ClientCredential>,
+    /// Users only: admin roles (`roles.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -367,11 +367,7 @@ impl Engine {
             partner_id: LOCAL_PARTNER.into(),
             scopes: caller.scopes.to_strings(),
             groups: caller.groups.iter().map(|g| g.to_string()).collect(),
-            roles: if caller.root {
-                vec!["super_admin".into()]
-            } else {
-                Vec::new()
-            },
+            roles: self.roles_of(caller),
             mfa_verified_at: None,
             token_expires_at: caller.token_expires_at,
             token_id: caller.token_id.clone(),

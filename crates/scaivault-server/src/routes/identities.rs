@@ -116,3 +116,43 @@ pub async fn revoke_credential(
             .await?,
     ))
 }
+
+pub async fn roles(auth: Auth) -> Json<scaivault_engine::RoleList> {
+    Json(auth.engine.assignable_roles())
+}
+
+pub async fn user_roles(
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<scaivault_engine::UserRoles>, ApiError> {
+    Ok(Json(auth.engine.user_roles(&auth.caller, &id)?))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolesRequest {
+    roles: Vec<String>,
+}
+
+pub async fn set_user_roles(
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RolesRequest>,
+) -> Result<Json<scaivault_engine::UserRoles>, ApiError> {
+    Ok(Json(
+        auth.engine
+            .set_user_roles(&auth.caller, &id, req.roles)
+            .await?,
+    ))
+}
+
+pub async fn resolve(
+    auth: Auth,
+    Path((kind, id)): Path<(String, String)>,
+) -> Result<Json<scaivault_engine::ResolvedIdentity>, ApiError> {
+    Ok(Json(auth.engine.resolve_identity(
+        &auth.caller,
+        &kind,
+        &id,
+    )?))
+}

@@ -255,6 +255,14 @@ routes! {
     DELETE "/v1/auth/tokens/{id}" => auth::revoke_token [=> scaivault_engine::TokenRevoked], s(Admin), Admin, Action(A::TokenRevoke),
         "Revoke a token";
 
+    GET "/v1/identity/roles" => identities::roles [=> scaivault_engine::RoleList], Token, Admin, No,
+        "The admin roles there are";
+    GET "/v1/identity/users/{id}/roles" => identities::user_roles [=> scaivault_engine::UserRoles], s(IdentityRead), Admin, Action(A::IdentityRead),
+        "A user's admin roles";
+    PUT "/v1/identity/users/{id}/roles" => identities::set_user_roles [identities::RolesRequest => scaivault_engine::UserRoles], s(IdentityAdmin), Admin, Action(A::RoleUpdate),
+        "Replace a user's admin roles (only a super_admin or partner_admin; super_admin only by a super_admin; never one's own raised)";
+    GET "/v1/identity/resolve/{identity_type}/{id}" => identities::resolve [=> scaivault_engine::ResolvedIdentity], s(IdentityRead), Admin, Action(A::IdentityRead),
+        "An identity with its groups and roles";
     GET "/v1/identities" => identities::list, s(IdentityRead), Admin, Action(A::IdentityRead),
         "List identities";
     POST "/v1/identities" => identities::create [scaivault_engine::CreateIdentity], s(Admin), Admin, Action(A::IdentityCreate),
