@@ -26,29 +26,8 @@ from ._config import Settings, Verify, resolve
 from ._transport import AsyncTransport, SyncTransport, Tokens
 
 
-def _settings(
-    base_url: str | None,
-    token: str | None,
-    client_id: str | None,
-    client_secret: str | None,
-    timeout: float,
-    retries: int,
-    backoff: float,
-    max_connections: int,
-    verify: Verify | None,
-    ca_cert: str | None,
-) -> Settings:
-    return resolve(base_url, token, client_id, client_secret, timeout, retries, backoff, max_connections, verify, ca_cert)
-
-
-class Client:
-    """Blocking client.
-
-    `Client()` with no arguments reads `SCAIVAULT_URL` and `SCAIVAULT_TOKEN` (then the CLI's
-    saved settings). `client_id` + `client_secret` log in as a service account and renew the
-    token before it expires. `timeout` bounds each call in all, retries included. `verify`
-    (bool, CA file or `ssl.SSLContext`) or `ca_cert` (a CA file) for a private CA.
-    """
+class _ClientBase:
+    """The settings every client takes (`_config` says where the ones left out come from)."""
 
     def __init__(
         self,
@@ -65,20 +44,34 @@ class Client:
         ca_cert: str | None = None,
         cache: CacheConfig | None = None,
     ) -> None:
-        s = _settings(base_url, token, client_id, client_secret, timeout, retries, backoff, max_connections, verify, ca_cert)
-        self._init(SyncTransport(s, Tokens(s), SecretCache(cache) if cache else None))
+        s = resolve(base_url, token, client_id, client_secret, timeout, retries, backoff, max_connections, verify, ca_cert)
+        self.base_url = s.base_url
+        self._start(s, Tokens(s), SecretCache(cache) if cache else None)
 
-    def _init(self, transport: SyncTransport) -> None:
+    def _start(self, settings: Settings, tokens: Tokens, cache: SecretCache | None) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+
+class Client(_ClientBase):
+    """Blocking client.
+
+    `Client()` with no arguments reads `SCAIVAULT_URL` and `SCAIVAULT_TOKEN` (then the CLI's
+    saved settings). `client_id` + `client_secret` log in as a service account and renew the
+    token before it expires. `timeout` bounds each call in all, retries included. `verify`
+    (bool, CA file or `ssl.SSLContext`) or `ca_cert` (a CA file) for a private CA.
+    """
+
+    def _start(self, settings: Settings, tokens: Tokens, cache: SecretCache | None) -> None:
+        transport = SyncTransport(settings, tokens, cache)
         self._transport = transport
-        self.base_url = transport.settings.base_url
         self.secrets = Secrets(transport)
         self.policies = Policies(transport)
         self.rotation = Rotation(transport)
         self.audit = Audit(transport)
         self.auth = Auth(transport)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r})"
 
     def close(self) -> None:
         """Closes the connection pool (the client opens a new one if used again)."""
@@ -91,39 +84,18 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_ClientBase):
     """Awaited client; the same settings as `Client`. One instance may serve several event
     loops in turn (each `asyncio.run()` gets its own connection pool)."""
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        token: str | None = None,
-        *,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        timeout: float = 10.0,
-        retries: int = 2,
-        backoff: float = 0.1,
-        max_connections: int = 20,
-        verify: Verify | None = None,
-        ca_cert: str | None = None,
-        cache: CacheConfig | None = None,
-    ) -> None:
-        s = _settings(base_url, token, client_id, client_secret, timeout, retries, backoff, max_connections, verify, ca_cert)
-        self._init(AsyncTransport(s, Tokens(s), SecretCache(cache) if cache else None))
-
-    def _init(self, transport: AsyncTransport) -> None:
+    def _start(self, settings: Settings, tokens: Tokens, cache: SecretCache | None) -> None:
+        transport = AsyncTransport(settings, tokens, cache)
         self._transport = transport
-        self.base_url = transport.settings.base_url
         self.secrets = AsyncSecrets(transport)
         self.policies = AsyncPolicies(transport)
         self.rotation = AsyncRotation(transport)
         self.audit = AsyncAudit(transport)
         self.auth = AsyncAuth(transport)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r})"
 
     async def aclose(self) -> None:
         """Closes the connection pool of the running event loop."""
@@ -227,42 +199,24 @@ def _in_loop() -> bool:
         return False
 
 
-class ScaiVaultClient:
+class ScaiVaultClient(_ClientBase):
     """The tutorial's client: results from plain calls in synchronous code, awaitables inside
     a running event loop. New code should prefer `Client` or `AsyncClient`, whose types say
     which they return. Takes the same arguments as `Client`."""
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        token: str | None = None,
-        *,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        timeout: float = 10.0,
-        retries: int = 2,
-        backoff: float = 0.1,
-        max_connections: int = 20,
-        verify: Verify | None = None,
-        ca_cert: str | None = None,
-        cache: CacheConfig | None = None,
-    ) -> None:
-        s = _settings(base_url, token, client_id, client_secret, timeout, retries, backoff, max_connections, verify, ca_cert)
-        tokens = Tokens(s)  # one login shared by both halves
-        shared = SecretCache(cache) if cache else None
+    def _start(self, settings: Settings, tokens: Tokens, cache: SecretCache | None) -> None:
+        # Both halves share one login and one cache.
         self._blocking = Client.__new__(Client)
-        self._blocking._init(SyncTransport(s, tokens, shared))
+        self._blocking.base_url = settings.base_url
+        self._blocking._start(settings, tokens, cache)
         self._awaited = AsyncClient.__new__(AsyncClient)
-        self._awaited._init(AsyncTransport(s, tokens, shared))
-        self.base_url = s.base_url
+        self._awaited.base_url = settings.base_url
+        self._awaited._start(settings, tokens, cache)
         self.secrets: Any = _Dual(self._blocking.secrets, self._awaited.secrets)
         self.policies: Any = _Dual(self._blocking.policies, self._awaited.policies)
         self.rotation: Any = _Dual(self._blocking.rotation, self._awaited.rotation)
         self.audit: Any = _Dual(self._blocking.audit, self._awaited.audit)
         self.auth: Any = _Dual(self._blocking.auth, self._awaited.auth)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r})"
 
     def close(self) -> None:
         """Closes the blocking connection pool."""

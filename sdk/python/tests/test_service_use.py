@@ -33,7 +33,33 @@ from scaivault_sdk import (
 from scaivault_sdk._cache import SecretCache
 
 
-class Proxy:
+class Listener:
+    """A loopback TCP server that serves each connection on its own thread."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            n = self.connections
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn, n), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, n: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Proxy(Listener):
     """A TCP proxy in front of the dev server that misbehaves on purpose: `hold` delays every
     answer by `delay` seconds; `drop_first` passes the first request on and then closes the
     client's connection without its answer (a lost answer to a write that happened);
@@ -44,20 +70,7 @@ class Proxy:
         self.upstream = (host, int(port))
         self.mode = mode
         self.delay = delay
-        self.connections = 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            n = self.connections
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(client, n), daemon=True).start()
+        super().__init__()
 
     def _serve(self, client: socket.socket, n: int) -> None:
         up = socket.create_connection(self.upstream)
@@ -87,9 +100,6 @@ class Proxy:
         finally:
             client.close()
             up.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
@@ -307,26 +317,16 @@ def test_mypy_strict_catches_a_misspelt_field(tmp_path: pathlib.Path) -> None:
     assert "Incompatible types in assignment" in r.stdout, r.stdout
 
 
-class Scripted:
+class Scripted(Listener):
     """A raw HTTP server that answers every request with `answer(conn)`: what a broken or
     hostile network path does, which no real vault would."""
 
     def __init__(self, answer: Any) -> None:
         self.answer = answer
         self.requests = 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, n: int) -> None:
         try:
             while conn.recv(65536):
                 self.requests += 1
@@ -335,9 +335,6 @@ class Scripted:
             pass
         finally:
             conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def trickle(conn: socket.socket) -> None:
