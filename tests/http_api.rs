@@ -1243,6 +1243,17 @@ fn roles_follow_the_reference_rules_and_identities_resolve() {
         json!(["tenant_admin"]),
         "nothing refused was kept"
     );
+    // Only a super_admin takes super_admin away.
+    let (s, _) = set(&dev.token, "bob", json!(["super_admin"]));
+    assert_eq!(s, 200);
+    let (s, b) = set(&alice, "bob", json!([]));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{b}"
+    );
+    let (s, _) = set(&dev.token, "bob", json!(["tenant_admin"]));
+    assert_eq!(s, 200);
     // Lowering one's own roles is allowed.
     let (s, b) = set(&alice, "alice", json!([]));
     assert_eq!((s, &b["roles"]), (200, &json!([])), "{b}");

@@ -61,24 +61,18 @@ fn rotation_policies_from_the_cli() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["identity_id"] == "system:rotation-scheduler")
+            .any(|e| e["identity_id"] == "user:root")
     );
-    let metrics = dev
-        .http
-        .get(format!("{}/v1/metrics", dev.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = dev.metrics();
     assert!(
         metrics.contains("scaivault_secret_rotations_total{status=\"completed\"} 1"),
         "{metrics}"
     );
-    // The new version (and its secret.updated event, which takes the same author) names the
-    // scheduler as the audit log does.
+    // A rotate-now is its caller's: the new version (and its events, which take the same
+    // author) name who asked, as the audit log does; the scheduler's name the scheduler.
     let (_, history) = dev.get(&format!("/v1/versions/{path}"), &dev.token);
     assert_eq!(
-        history["versions"][1]["created_by"], "system:rotation-scheduler",
+        history["versions"][1]["created_by"], "user:root",
         "{history}"
     );
 
@@ -267,6 +261,11 @@ fn a_service_rotates_its_own_secret_and_asks_what_expires() {
     let (_, cur) = dev.get("/v1/secrets/app/db", &dev.token);
     assert_eq!(cur["version"], 2);
     assert_ne!(cur["data"]["password"], "pw-1");
+    let (_, history) = dev.get("/v1/versions/app/db", &dev.token);
+    assert_eq!(
+        history["versions"][1]["created_by"], "sa:rotator",
+        "{history}"
+    );
     // No `rotate` on the path: refused, nothing rotated.
     let out = dev.cli_as(&reader, &["secrets", "rotate", "app/db", "--json"], None);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));

@@ -385,6 +385,11 @@ fn webhook_backend_through_the_binary_with_signed_deliveries() {
     assert_eq!(moved["rotations"][0]["status"], "completed", "{moved}");
     let (_, cur) = dev.get(&format!("/v1/secrets/{PATH}"), &dev.token);
     assert_eq!(cur["version"], 2);
+    let (_, history) = dev.get(&format!("/v1/versions/{PATH}"), &dev.token);
+    assert_eq!(
+        history["versions"][1]["created_by"], "system:rotation-scheduler",
+        "the scheduler's rotation is the scheduler's: {history}"
+    );
     assert_eq!(receiver.applied(), Some(cur["data"].clone()));
     assert!(
         receiver

@@ -38,14 +38,8 @@ fn wait_for_log(dev: &Dev, id: &str, query: &str, done: impl Fn(&Value) -> bool)
 
 /// A counter or gauge from `/v1/metrics`.
 fn metric(dev: &Dev, name: &str) -> u64 {
-    let text = dev
-        .http
-        .get(format!("{}/v1/metrics", dev.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
+    dev.metrics()
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in the metrics"))
 }

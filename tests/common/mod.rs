@@ -89,6 +89,16 @@ impl Dev {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// The Prometheus text of `/v1/metrics` (public on `dev`).
+    pub fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/v1/metrics", self.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
     pub fn get(&self, path: &str, token: &str) -> (u16, Value) {
         self.req(reqwest::Method::GET, path, Some(token), None)
     }

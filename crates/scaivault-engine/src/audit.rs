@@ -457,6 +457,7 @@ impl Engine {
             "ip_not_allowed",
             "time_window_violation",
             "mfa_required",
+            "forbidden",
         ];
         if !self.events.wanted("policy.violation") {
             return Vec::new();

@@ -58,6 +58,7 @@ actions! {
     CredentialList => "credential_list",
     CredentialRevoke => "credential_revoke",
     RoleUpdate => "role_update",
+    HealthRead => "health_read",
     Unseal => "unseal",
     Seal => "seal",
     KeyRotate => "key_rotate",

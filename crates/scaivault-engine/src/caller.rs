@@ -4,6 +4,11 @@ use scaivault_core::identity::{IdentityId, IdentityType};
 use scaivault_core::scope::ScopeSet;
 use scaivault_core::time::Timestamp;
 
+/// The tenant and partner every caller of a local vault belongs to (the reference is
+/// multi-tenant; one vault is one tenant).
+pub(crate) const LOCAL_TENANT: &str = "tnt_local";
+pub(crate) const LOCAL_PARTNER: &str = "ptn_local";
+
 /// An authenticated principal, as the engine sees it.
 #[derive(Debug, Clone)]
 pub struct Caller {

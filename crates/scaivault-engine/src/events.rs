@@ -47,11 +47,11 @@ pub struct Event {
 }
 
 fn local_tenant() -> String {
-    crate::tokens::LOCAL_TENANT.to_owned()
+    crate::caller::LOCAL_TENANT.to_owned()
 }
 
 fn local_partner() -> String {
-    crate::tokens::LOCAL_PARTNER.to_owned()
+    crate::caller::LOCAL_PARTNER.to_owned()
 }
 
 impl Event {
@@ -67,8 +67,8 @@ impl Event {
             event_id: format!("evt_{}", hex::encode(id)),
             event_type: event_type.to_owned(),
             timestamp: now,
-            tenant_id: crate::tokens::LOCAL_TENANT.to_owned(),
-            partner_id: crate::tokens::LOCAL_PARTNER.to_owned(),
+            tenant_id: crate::caller::LOCAL_TENANT.to_owned(),
+            partner_id: crate::caller::LOCAL_PARTNER.to_owned(),
             identity_id: identity_id.to_owned(),
             path: path.map(str::to_owned),
             data,

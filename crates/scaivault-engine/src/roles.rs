@@ -3,7 +3,7 @@
 //! The reference's roles — `super_admin`, `partner_admin`, `tenant_admin` — are held by users.
 //! In this vault they are recorded on the identity and reported (`whoami`, `resolve`), and
 //! they decide who may change roles: only a `super_admin` or `partner_admin`, only a
-//! `super_admin` grants `super_admin`, and nobody raises their own. What a caller may do with
+//! `super_admin` grants or takes away `super_admin`, and nobody raises their own. What a caller may do with
 //! secrets is still its token's scopes and its policies; the bootstrap root is `super_admin`.
 
 use scaivault_core::identity::{IdentityId, IdentityType};
@@ -154,10 +154,12 @@ impl Engine {
             .identity(id.as_str())
             .ok_or_else(|| identity_not_found(id.as_str()))?;
         let adds = |r: &str| wanted.iter().any(|w| w == r) && !record.roles.iter().any(|h| h == r);
-        if adds("super_admin") && !has("super_admin") {
+        let removes =
+            |r: &str| record.roles.iter().any(|h| h == r) && !wanted.iter().any(|w| w == r);
+        if (adds("super_admin") || removes("super_admin")) && !has("super_admin") {
             return Err(Error::new(
                 ErrorCode::Forbidden,
-                "only a super_admin may grant super_admin",
+                "only a super_admin may grant or take away super_admin",
             ));
         }
         if record.id == caller.identity_id && wanted.iter().any(|w| adds(w)) {
@@ -193,8 +195,8 @@ impl Engine {
             identity_id: r.id,
             identity_type: r.identity_type,
             display_name: r.display_name,
-            tenant_id: crate::tokens::LOCAL_TENANT.into(),
-            partner_id: crate::tokens::LOCAL_PARTNER.into(),
+            tenant_id: crate::caller::LOCAL_TENANT.into(),
+            partner_id: crate::caller::LOCAL_PARTNER.into(),
             roles: r.roles,
             created_at: r.created_at,
         })

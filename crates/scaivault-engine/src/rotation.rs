@@ -20,7 +20,7 @@ use scaivault_store::Table;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::rotation_job::Outcome;
+use crate::rotation_job::{Initiator, Outcome};
 use crate::rotation_state::{
     JobStatus, RotationPolicy, RotationRecord, RotationState, assignment_key, attach_in, not_found,
     notice_key,
@@ -507,12 +507,13 @@ impl Engine {
         }
         // One secret's failure is that secret's answer; the others still rotate.
         let single = path.is_some();
+        let by = Initiator::of(caller);
         let rotated: Vec<RotationOutcome> = futures_util::stream::iter(targets)
             .map(|sp| {
-                let p = &p;
+                let (p, by) = (&p, &by);
                 async move {
                     let _turn = self.rotation_turn(&sp).await;
-                    self.rotate_one(p, &sp).await.map_err(|e| (sp, e))
+                    self.rotate_one(p, &sp, by).await.map_err(|e| (sp, e))
                 }
             })
             .buffered(ROTATIONS_AT_ONCE)
@@ -564,7 +565,7 @@ impl Engine {
             )));
         }
         let _turn = self.rotation_turn(path).await;
-        let outcome = self.rotate_one(&p, path).await?;
+        let outcome = self.rotate_one(&p, path, &Initiator::of(caller)).await?;
         Ok(RotateResult {
             policy_id: p.id,
             rotated: vec![outcome],
@@ -573,9 +574,14 @@ impl Engine {
 
     /// Starts (or resumes) the rotation of one secret and drives it as far as it can go now.
     /// The caller holds [`Engine::rotation_turn`].
-    async fn rotate_one(&self, p: &RotationPolicy, path: &str) -> Result<RotationOutcome> {
+    async fn rotate_one(
+        &self,
+        p: &RotationPolicy,
+        path: &str,
+        by: &Initiator,
+    ) -> Result<RotationOutcome> {
         self.create_job(p, path).await?;
-        self.outcome_view(path, self.drive_job(path, None).await?)
+        self.outcome_view(path, self.drive_job(path, None, by).await?)
     }
 
     fn outcome_view(&self, path: &str, o: Outcome) -> Result<RotationOutcome> {
@@ -606,7 +612,9 @@ impl Engine {
     #[cfg(any(test, feature = "test-hooks"))]
     pub async fn advance_rotation(&self, path: &str, steps: usize) -> Result<RotationOutcome> {
         let _turn = self.rotation_turn(path).await;
-        let o = self.drive_job(path, Some(steps)).await?;
+        let o = self
+            .drive_job(path, Some(steps), &Initiator::scheduler())
+            .await?;
         self.outcome_view(path, o)
     }
 
@@ -680,7 +688,7 @@ impl Engine {
             _ if !p.auto_generate => None,
             Some(j) if j.status == JobStatus::Running => {
                 if j.next_attempt_at <= now {
-                    let o = self.drive_job(path, None).await?;
+                    let o = self.drive_job(path, None, &Initiator::scheduler()).await?;
                     Some(self.outcome_view(path, o)?)
                 } else {
                     None
@@ -688,7 +696,7 @@ impl Engine {
             }
             Some(j) => {
                 if now >= j.updated_at.plus(interval) {
-                    Some(self.rotate_one(p, path).await?)
+                    Some(self.rotate_one(p, path, &Initiator::scheduler()).await?)
                 } else {
                     None
                 }
@@ -699,7 +707,7 @@ impl Engine {
                     .unwrap_or(head.created_at)
                     .plus(interval);
                 if now >= due {
-                    Some(self.rotate_one(p, path).await?)
+                    Some(self.rotate_one(p, path, &Initiator::scheduler()).await?)
                 } else {
                     None
                 }

@@ -22,6 +22,30 @@ use crate::backends::{AdminCredential, BackendServices};
 
 /// Who automatic rotations are by, in versions, events and the audit log.
 pub(crate) const SCHEDULER: &str = "system:rotation-scheduler";
+
+/// Who a rotation is finished (or given up) for: the scheduler, or the caller of a rotate-now,
+/// whose identity and request the new version, the events and the audit entry then name.
+#[derive(Debug, Clone)]
+pub(crate) struct Initiator {
+    pub actor: String,
+    pub request_id: Option<String>,
+}
+
+impl Initiator {
+    pub(crate) fn scheduler() -> Initiator {
+        Initiator {
+            actor: SCHEDULER.into(),
+            request_id: None,
+        }
+    }
+
+    pub(crate) fn of(caller: &Caller) -> Initiator {
+        Initiator {
+            actor: caller.identity_id.to_string(),
+            request_id: caller.request_id.clone(),
+        }
+    }
+}
 use crate::events::Event;
 use crate::records::SecretData;
 use crate::rotation_state::{
@@ -145,7 +169,12 @@ impl Engine {
 
     /// Runs the job's remaining steps (at most `max_steps` of them) until it completes, waits
     /// for a retry, or fails.
-    pub(crate) async fn drive_job(&self, path: &str, max_steps: Option<usize>) -> Result<Outcome> {
+    pub(crate) async fn drive_job(
+        &self,
+        path: &str,
+        max_steps: Option<usize>,
+        by: &Initiator,
+    ) -> Result<Outcome> {
         let mut steps = 0;
         loop {
             let Some(mut job) = self.job(path) else {
@@ -161,7 +190,7 @@ impl Engine {
             let policy = read(&self.rotation).policies.get(&job.policy_id).cloned();
             let Some(policy) = policy else {
                 return self
-                    .fail_job(job, "its rotation policy was deleted".into(), false)
+                    .fail_job(job, "its rotation policy was deleted".into(), false, by)
                     .await;
             };
             let backend = policy.backend.clone();
@@ -175,7 +204,7 @@ impl Engine {
                     .call_backend(&policy, b, "test", &job, &job.pending)
                     .await
                     .map(|_| Step::Tested),
-                (Step::Tested, _) => return self.finish_job(&policy, job).await,
+                (Step::Tested, _) => return self.finish_job(&policy, job, by).await,
             };
             match result {
                 Ok(next) => {
@@ -208,7 +237,7 @@ impl Engine {
                         return Ok(Outcome::Pending);
                     }
                     let applied = job.step == Step::Applied;
-                    return self.fail_job(job, what, applied).await;
+                    return self.fail_job(job, what, applied, by).await;
                 }
             }
         }
@@ -216,7 +245,13 @@ impl Engine {
 
     /// Marks the job failed, keeps the current value, and if the backend had applied the
     /// pending value, asks it to put the current one back.
-    async fn fail_job(&self, mut job: RotationJob, why: String, applied: bool) -> Result<Outcome> {
+    async fn fail_job(
+        &self,
+        mut job: RotationJob,
+        why: String,
+        applied: bool,
+        by: &Initiator,
+    ) -> Result<Outcome> {
         if applied {
             let policy = read(&self.rotation).policies.get(&job.policy_id).cloned();
             if let Some(p) = policy
@@ -254,15 +289,16 @@ impl Engine {
         let now = self.now();
         let event = Event::new(
             "rotation.failed",
-            SCHEDULER,
+            &by.actor,
             Some(&path),
             json!({ "rotation_policy_id": job.policy_id, "step": job.step, "attempts": job.attempts,
                     "error": why, "reverted": job.reverted }),
             now,
-        );
+        )
+        .in_request(by.request_id.as_deref());
         let audit = AuditInput {
             action: "rotation_failed".into(),
-            identity_id: Some(SCHEDULER.into()),
+            identity_id: Some(by.actor.clone()),
             secret_path: Some(path),
             success: false,
             request_id: format!("rotation:{}", now.0),
@@ -283,7 +319,12 @@ impl Engine {
     /// The last step: the pending value becomes current, the job is removed and the rotation
     /// audited, all in one transaction. A write since the job began makes it fail instead
     /// (the check-and-set on `from_version`).
-    async fn finish_job(&self, p: &RotationPolicy, job: RotationJob) -> Result<Outcome> {
+    async fn finish_job(
+        &self,
+        p: &RotationPolicy,
+        job: RotationJob,
+        by: &Initiator,
+    ) -> Result<Outcome> {
         let req: WriteRequest = serde_json::from_value(json!({
             "data": job.pending.to_value(),
             "secret_type": job.secret_type,
@@ -308,8 +349,9 @@ impl Engine {
             p.name.clone(),
             p.grace_period_seconds,
         );
+        let (actor, request_id) = (by.actor.clone(), by.request_id.clone());
         let written = self
-            .write_secret_with(&system, SCHEDULER, &path, req, move |tx, out| {
+            .write_secret_with(&system, &by.actor, &path, req, move |tx, out| {
                 tx.delete(scaivault_store::Table::Rotation, &job_key(&out.path));
                 let mut extra = Map::new();
                 extra.insert("event".into(), json!("rotation.completed"));
@@ -323,7 +365,7 @@ impl Engine {
                     tx,
                     AuditInput {
                         action: "rotate".into(),
-                        identity_id: Some(SCHEDULER.into()),
+                        identity_id: Some(actor.clone()),
                         secret_path: Some(out.path.clone()),
                         success: true,
                         request_id: format!("{pid}:{}", out.version),
@@ -338,14 +380,10 @@ impl Engine {
                     "grace_period_ends": now.plus(Duration::from_secs(grace)),
                 });
                 let events = vec![
-                    Event::new(
-                        "secret.rotated",
-                        SCHEDULER,
-                        Some(&out.path),
-                        data.clone(),
-                        now,
-                    ),
-                    Event::new("rotation.completed", SCHEDULER, Some(&out.path), data, now),
+                    Event::new("secret.rotated", &actor, Some(&out.path), data.clone(), now)
+                        .in_request(request_id.as_deref()),
+                    Event::new("rotation.completed", &actor, Some(&out.path), data, now)
+                        .in_request(request_id.as_deref()),
                 ];
                 sink.enqueue_in(tx, events, &hooks, now);
                 let p2 = out.path.clone();
@@ -368,6 +406,7 @@ impl Engine {
                     job,
                     "superseded: the secret was written after this rotation began; the external system may hold the pending value".into(),
                     false,
+                    by,
                 )
                 .await
             }

@@ -780,7 +780,7 @@ impl Engine {
             return Err(Error::new(
                 ErrorCode::VersionNotFound,
                 format!(
-                    "version {v} of {path} was replaced by a rotation and its grace period is over"
+                    "version {v} of {path} is no longer readable: a secret under rotation keeps only its current version and, until its grace period ends, the one the last rotation replaced"
                 ),
             )
             .with("path", path)

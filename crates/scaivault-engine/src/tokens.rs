@@ -12,15 +12,10 @@ use scaivault_store::Table;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::caller::ROOT_IDENTITY;
+use crate::caller::{LOCAL_PARTNER, LOCAL_TENANT, ROOT_IDENTITY};
 use crate::identities::identity_not_found;
 use crate::records::{TokenKind, TokenRecord, new_id};
 use crate::{Caller, Engine, decode, encode, load_all, read, write};
-
-/// The tenant and partner every caller of a local vault belongs to (the reference is
-/// multi-tenant; one vault is one tenant).
-pub(crate) const LOCAL_TENANT: &str = "tnt_local";
-pub(crate) const LOCAL_PARTNER: &str = "ptn_local";
 
 pub const TOKEN_PREFIX: &str = "skt_";
 const DEFAULT_TTL: Duration = Duration::from_secs(90 * 86_400);

@@ -51,11 +51,14 @@ fn request_id(headers: &HeaderMap) -> String {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         // A client's own id is kept for tracing, but never one of the forms the vault mints
-        // for entries no request made (`agg_…` failure counts, `local_…` CLI entries).
+        // (`req_…` for requests, so a client cannot pass its request off as another's in the
+        // audit log and events; `agg_…` failure counts, `local_…` CLI entries).
         .filter(|s| {
+            let lower = s.to_ascii_lowercase();
             !s.is_empty()
-                && !s.to_ascii_lowercase().starts_with("agg_")
-                && !s.to_ascii_lowercase().starts_with("local_")
+                && !["agg_", "local_", "req_"]
+                    .iter()
+                    .any(|p| lower.starts_with(p))
                 && s.len() <= 128
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
@@ -548,9 +551,20 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-request-id", HeaderValue::from_static("trace-42"));
         assert_eq!(request_id(&h), "trace-42");
-        for forged in ["agg_1764662400", "local_4242", "Local_4242", "AGG_1"] {
+        for forged in [
+            "agg_1764662400",
+            "local_4242",
+            "Local_4242",
+            "AGG_1",
+            "req_183c6a866331452c84eab5ec",
+            "REQ_1",
+        ] {
             h.insert("x-request-id", HeaderValue::from_static(forged));
-            assert!(request_id(&h).starts_with("req_"), "{forged} was kept");
+            let got = request_id(&h);
+            assert!(
+                got.starts_with("req_") && got != forged,
+                "{forged} was kept"
+            );
         }
     }
 }

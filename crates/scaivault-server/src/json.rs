@@ -18,13 +18,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(ApiError(map_rejection(
-                rejection,
-                ErrorCode::InvalidRequest,
-            ))),
-        }
+        body(req, state, ErrorCode::InvalidRequest)
+            .await
+            .map(ApiJson)
     }
 }
 
@@ -41,11 +37,22 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(PolicyJson(v)),
-            Err(rejection) => Err(ApiError(map_rejection(rejection, ErrorCode::InvalidPolicy))),
-        }
+        body(req, state, ErrorCode::InvalidPolicy)
+            .await
+            .map(PolicyJson)
     }
+}
+
+/// The body as `T`; `shape` is the code when it is JSON of another shape.
+async fn body<S, T>(req: Request, state: &S, shape: ErrorCode) -> Result<T, ApiError>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    axum::Json::<T>::from_request(req, state)
+        .await
+        .map(|axum::Json(v)| v)
+        .map_err(|rejection| ApiError(map_rejection(rejection, shape)))
 }
 
 /// `shape` is the code for a body that is JSON but not of the expected shape.

@@ -135,6 +135,7 @@ mod tests {
             "/v1/sys/rotate-key",
             "/v1/sys/verify",
             "/v1/restore/{path}",
+            "/v1/rotate/{path}",
             "/v1/plugins/verify",
             "/v1/rotation/policies/{id}/enable",
             "/v1/rotation/policies/{id}/disable",

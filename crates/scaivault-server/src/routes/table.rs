@@ -134,7 +134,7 @@ const fn s(scope: Scope) -> Access {
 routes! {
     GET "/v1/health" => sys::health, Public, Public, No, "Liveness";
     GET "/v1/health/ready" => sys::ready, Public, Public, No, "Readiness (503 while sealed)";
-    GET "/v1/health/detailed" => sys::health_detailed, s(Admin), Admin, No,
+    GET "/v1/health/detailed" => sys::health_detailed, s(Admin), Admin, Action(A::HealthRead),
         "Status, version, uptime, and the database (latency) and encryption (data keys) checks";
     GET "/v1/version" => sys::version, Public, Public, No, "Version and file-format version";
     GET "/v1/metrics" => sys::metrics, Metrics, Public, No, "Prometheus metrics";
