@@ -156,10 +156,12 @@ impl Idempotency {
         let horizon = now.minus(KEEP);
         let mine = slots.by_identity.entry(identity.to_owned()).or_default();
         let before = mine.by_id.len();
+        // Expired keys go; a new key makes room for itself among the identity's own.
+        let adding = !mine.by_id.contains_key(&id);
         while mine
             .order
             .front()
-            .is_some_and(|&(_, at)| at <= horizon || mine.by_id.len() >= PER_IDENTITY)
+            .is_some_and(|&(_, at)| at <= horizon || (adding && mine.by_id.len() >= PER_IDENTITY))
         {
             mine.forget_oldest();
         }
@@ -314,6 +316,26 @@ mod tests {
             idem.len(),
             PER_IDENTITY + 1,
             "bob keeps his newest, alice hers"
+        );
+        // A replay at the cap makes no room: bob's oldest kept key is still there.
+        for _ in 0..3 {
+            let again = idem
+                .write("sa:bob", "k1049", fp(&idem, "b/c", "v"), now, || async {
+                    Ok(outcome(9))
+                })
+                .await
+                .unwrap();
+            assert!(matches!(again, Answer::Replayed(_)));
+        }
+        let kept = idem
+            .write("sa:bob", "k50", fp(&idem, "b/c", "v"), now, || async {
+                Ok(outcome(9))
+            })
+            .await
+            .unwrap();
+        assert!(
+            matches!(kept, Answer::Replayed(_)),
+            "a replay pushed out k50"
         );
         let again = idem
             .write("sa:alice", "keep", mine, now, || async { Ok(outcome(2)) })
