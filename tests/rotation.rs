@@ -298,6 +298,7 @@ fn a_service_rotates_its_own_secret_and_asks_what_expires() {
         ("app/soon", "5d"),
         ("app/later", "40d"),
         ("app/sooner", "2d"),
+        ("other/soonest", "1d"),
     ] {
         let (s, b) = dev.put(
             &format!("/v1/secrets/{path}"),
@@ -324,6 +325,12 @@ fn a_service_rotates_its_own_secret_and_asks_what_expires() {
     assert_eq!(paths, ["app/sooner", "app/soon"], "{v}");
     assert_eq!(v["secrets"][0]["days_remaining"], 2, "{v}");
     assert!(!stdout(&out).contains("secret-value"));
+    // Without a prefix, only what the caller may list: never other/soonest.
+    let (_, v) = dev.get("/v1/expiring?days=30", &rotator);
+    assert_eq!(v["secrets"].as_array().map(Vec::len), Some(2), "{v}");
+    assert!(!v.to_string().contains("other/"), "{v}");
+    let (_, all) = dev.get("/v1/expiring?days=30", &dev.token);
+    assert_eq!(all["secrets"][0]["path"], "other/soonest", "{all}");
     // A caller without secrets:list does not learn what expires.
     let (s, v) = dev.get("/v1/expiring?days=30", &reader);
     assert_eq!(s, 403, "secrets:list is needed: {v}");
