@@ -920,7 +920,7 @@ impl Engine {
         A: FnOnce(&WriteOutcome) -> crate::AuditInput + Send + 'static,
     {
         let clock = self.clock.clone();
-        self.write_one(caller, path, req, false, move |tx, out| {
+        self.write_one(caller, None, path, req, false, move |tx, out| {
             crate::audit::append(tx, audit(out), &*clock).map(drop)
         })
         .await
@@ -939,23 +939,16 @@ impl Engine {
     where
         F: FnOnce(&mut WriteTx<'_, '_>, &WriteOutcome) -> Result<()> + Send + 'static,
     {
-        let mut w = self.prepare_write(caller, path, req)?;
-        // The version's author and the event's actor, as the audit entry names them.
-        w.actor = actor.to_owned();
-        self.validate_prepared(std::slice::from_mut(&mut w)).await?;
-        let sink = self.events.clone();
-        self.vault
-            .write(move |tx| {
-                let out = apply_and_announce(tx, w, &sink, true)?;
-                extra(tx, &out)?;
-                Ok(out)
-            })
+        self.write_one(caller, Some(actor), path, req, true, extra)
             .await
     }
 
+    /// One write and what commits with it. `actor`, when given, names the version's author
+    /// and the event's actor instead of the caller (a rotation's finish names who started it).
     async fn write_one<F>(
         &self,
         caller: &Caller,
+        actor: Option<&str>,
         path: &str,
         req: WriteRequest,
         is_rotation: bool,
@@ -965,6 +958,9 @@ impl Engine {
         F: FnOnce(&mut WriteTx<'_, '_>, &WriteOutcome) -> Result<()> + Send + 'static,
     {
         let mut w = self.prepare_write(caller, path, req)?;
+        if let Some(actor) = actor {
+            w.actor = actor.to_owned();
+        }
         self.validate_prepared(std::slice::from_mut(&mut w)).await?;
         let sink = self.events.clone();
         self.vault
