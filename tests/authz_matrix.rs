@@ -271,4 +271,42 @@ fn fields_acting_on_other_resources_need_that_resources_permission() {
     );
     assert_eq!(attach, 403);
     assert_eq!(write, attach, "{b}");
+
+    // A subscription's `paths` name secrets: its events are those its owner may read.
+    let watcher = service_account(
+        &dev,
+        "sa:watcher",
+        "watcher",
+        "w/**",
+        &["read"],
+        &["subscriptions:read", "subscriptions:write"],
+    );
+    let (s, sub) = dev.post(
+        "/v1/subscriptions",
+        &watcher,
+        json!({"name": "all", "paths": ["**"], "events": ["*"], "delivery": {"type": "polling"}}),
+    );
+    assert_eq!(s, 201, "{sub}");
+    for path in ["w/y", "elsewhere/y"] {
+        let (s, _) = dev.put(
+            &format!("/v1/secrets/{path}"),
+            &dev.token,
+            json!({"data": {"k": "v"}}),
+        );
+        assert_eq!(s, 201);
+    }
+    let (_, polled) = dev.get(
+        &format!(
+            "/v1/subscriptions/{}/poll?timeout=0",
+            sub["id"].as_str().unwrap()
+        ),
+        &watcher,
+    );
+    let paths: Vec<&str> = polled["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    assert_eq!(paths, ["w/y"], "{polled}");
 }

@@ -42,6 +42,7 @@ pub enum ErrorCode {
     RotationPolicyNotFound,
     PluginNotFound,
     WebhookNotFound,
+    SubscriptionNotFound,
     SecretPolicyNotFound,
     TokenNotFound,
     RouteNotFound,
@@ -104,6 +105,7 @@ impl ErrorCode {
         Self::RotationPolicyNotFound,
         Self::PluginNotFound,
         Self::WebhookNotFound,
+        Self::SubscriptionNotFound,
         Self::SecretPolicyNotFound,
         Self::TokenNotFound,
         Self::RouteNotFound,
@@ -165,6 +167,7 @@ impl ErrorCode {
             Self::RotationPolicyNotFound => "rotation_policy_not_found",
             Self::PluginNotFound => "plugin_not_found",
             Self::WebhookNotFound => "webhook_not_found",
+            Self::SubscriptionNotFound => "subscription_not_found",
             Self::SecretPolicyNotFound => "secret_policy_not_found",
             Self::TokenNotFound => "token_not_found",
             Self::RouteNotFound => "not_found",
@@ -222,6 +225,7 @@ impl ErrorCode {
             | RotationPolicyNotFound
             | PluginNotFound
             | WebhookNotFound
+            | SubscriptionNotFound
             | SecretPolicyNotFound
             | TokenNotFound
             | RouteNotFound

@@ -20,6 +20,8 @@ pub enum Scope {
     AuditExport,
     IdentityRead,
     IdentityAdmin,
+    SubscriptionsRead,
+    SubscriptionsWrite,
     Admin,
 }
 
@@ -36,6 +38,8 @@ impl Scope {
         Scope::AuditExport,
         Scope::IdentityRead,
         Scope::IdentityAdmin,
+        Scope::SubscriptionsRead,
+        Scope::SubscriptionsWrite,
         Scope::Admin,
     ];
 
@@ -52,6 +56,8 @@ impl Scope {
             Scope::AuditExport => "audit:export",
             Scope::IdentityRead => "identity:read",
             Scope::IdentityAdmin => "identity:admin",
+            Scope::SubscriptionsRead => "subscriptions:read",
+            Scope::SubscriptionsWrite => "subscriptions:write",
             Scope::Admin => "admin",
         }
     }

@@ -77,6 +77,12 @@ actions! {
     WebhookUpdate => "webhook_update",
     WebhookDelete => "webhook_delete",
     WebhookTest => "webhook_test",
+    SubscriptionRead => "subscription_read",
+    SubscriptionCreate => "subscription_create",
+    SubscriptionUpdate => "subscription_update",
+    SubscriptionDelete => "subscription_delete",
+    // A poll or an acknowledgement (the reference's `subscription_event`).
+    SubscriptionEvent => "subscription_event",
     PluginRead => "plugin_read",
     PluginInstall => "plugin_install",
     PluginVerify => "plugin_verify",

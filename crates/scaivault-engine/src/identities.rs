@@ -55,6 +55,11 @@ pub(crate) struct IdentityIndex {
 }
 
 impl IdentityIndex {
+    /// The groups `id` is a direct member of.
+    pub(crate) fn groups(&self, id: &str) -> Vec<IdentityId> {
+        self.groups_of.get(id).cloned().unwrap_or_default()
+    }
+
     fn new(all: Vec<IdentityRecord>) -> IdentityIndex {
         let mut idx = IdentityIndex {
             by_id: all.into_iter().map(|r| (r.id.to_string(), r)).collect(),

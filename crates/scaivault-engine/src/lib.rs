@@ -32,6 +32,7 @@ mod rotation_state;
 mod rotation_views;
 mod secret_policies;
 mod secrets;
+mod subscriptions;
 mod tokens;
 mod webhook_records;
 mod webhooks;
@@ -73,6 +74,10 @@ pub use secrets::{
     BatchError, BatchItem, BatchMetadata, BatchMetadataRequest, BatchRead, BatchReadRequest,
     BatchWritten, Deletion, ListPage, MAX_BATCH_METADATA_RESULTS, SecretSummary, SecretView,
     VersionHistory, WriteOptions, WriteOutcome, WriteRequest,
+};
+pub use subscriptions::{
+    AckRequest, Acknowledged, DeliveryRequest, PollQuery, PollResult, SubscriptionDeliveryView,
+    SubscriptionList, SubscriptionRequest, SubscriptionView,
 };
 pub use tokens::{
     ActiveToken, CreateToken, Introspection, IssuedToken, TokenGrant, TokenList, TokenRevoked,
@@ -127,6 +132,8 @@ pub struct Engine {
     /// Webhooks with deliveries being sent (see `webhooks`): each is served by one task at a
     /// time, so its deliveries arrive in order.
     delivering: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Long-polls of subscriptions held open, per owner (bounded: each holds a connection).
+    poll_slots: subscriptions::PollSlots,
     /// Rotations finished since the vault was opened, by outcome: `[completed, failed]`
     /// (the `scaivault_secret_rotations_total{status}` metric).
     rotations: [std::sync::atomic::AtomicU64; 2],
@@ -274,12 +281,17 @@ impl Engine {
             )
         })
         .collect::<BTreeMap<_, _>>();
+        // The outbox checks subscription owners against the same policies and identities.
+        let readers = outbox::Readers {
+            policies: Arc::default(),
+            identities: Arc::default(),
+        };
         let engine = Engine {
             vault,
             clock,
             paths: Arc::new(RwLock::new(paths)),
-            policies: Arc::default(),
-            identities: Arc::default(),
+            policies: readers.policies.clone(),
+            identities: readers.identities.clone(),
             tokens: Arc::default(),
             heads: Arc::default(),
             rotation: Arc::default(),
@@ -290,6 +302,8 @@ impl Engine {
                 state: Arc::default(),
                 seq: Arc::default(),
                 notify: Arc::default(),
+                polled: Arc::default(),
+                readers,
             },
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
@@ -299,6 +313,7 @@ impl Engine {
             config: tokio::sync::Mutex::new(()),
             rotation_locks: Default::default(),
             delivering: Default::default(),
+            poll_slots: Default::default(),
             rotations: Default::default(),
         };
         engine.reload_policies()?;

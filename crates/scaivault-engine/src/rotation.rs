@@ -218,7 +218,15 @@ impl Engine {
         }
         if let Some(ids) = req.webhook_ids {
             let hooks = read(&self.events.state);
-            if let Some(missing) = ids.iter().find(|id| !hooks.hooks.contains_key(*id)) {
+            // Webhooks only: a subscription receives what its owner may read, never what a
+            // rotation policy sends it regardless of its paths.
+            let is_webhook = |id: &String| {
+                hooks
+                    .hooks
+                    .get(id)
+                    .is_some_and(|h| h.subscription.is_none())
+            };
+            if let Some(missing) = ids.iter().find(|id| !is_webhook(id)) {
                 return Err(Error::new(
                     ErrorCode::WebhookNotFound,
                     format!("no webhook {missing}"),

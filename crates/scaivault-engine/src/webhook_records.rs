@@ -1,6 +1,8 @@
-//! What table `webhooks` holds: webhooks (subscriptions with their signing secrets) and the
-//! delivery log. Data only; `outbox` queues deliveries as changes commit and `webhooks` sends
-//! them and serves the API.
+//! What table `webhooks` holds: every consumer of events — webhooks (with their signing
+//! secrets) and subscriptions (a webhook or a polled buffer owned by one identity, for the
+//! paths it may read) — and the deliveries: the webhook delivery log and the subscriptions'
+//! buffered events. Data only; `outbox` queues deliveries as changes commit, `webhooks` sends
+//! them and serves the webhook API, `subscriptions` serves the subscription API.
 
 use scaivault_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -50,6 +52,30 @@ pub struct WebhookRecord {
     pub consecutive_failures: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Set on a subscription (spec §2.9): what makes it one. A webhook has none; the webhook
+    /// API neither lists nor changes subscriptions, and the subscription API no webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) subscription: Option<SubscriptionSpec>,
+}
+
+/// A subscription's owner, paths and kind of delivery. It is delivered only the events whose
+/// path matches one of its globs **and** that its owner's policies let it read — checked as
+/// the event is queued and again as it is sent or polled, so a narrowed policy holds back
+/// what was queued before.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SubscriptionSpec {
+    pub(crate) owner: String,
+    pub(crate) paths: Vec<String>,
+    pub(crate) delivery: SubscriptionDelivery,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum SubscriptionDelivery {
+    /// Signed POSTs to the record's URL, as a webhook's (retries, allow-list, delivery log).
+    Webhook,
+    /// Kept for `GET …/poll` until acknowledged; past `buffer_size` the oldest is dropped.
+    Polling { buffer_size: usize },
 }
 
 impl std::fmt::Debug for WebhookRecord {

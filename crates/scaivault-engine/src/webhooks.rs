@@ -36,7 +36,7 @@ pub struct WebhookRequest {
     pub previous_secret_ttl: Option<String>,
 }
 
-fn validation(field: &str, problem: &str) -> Error {
+pub(crate) fn validation(field: &str, problem: &str) -> Error {
     Error::new(ErrorCode::ValidationError, format!("{field}: {problem}"))
         .with("fields", json!({ field: problem }))
 }
@@ -78,6 +78,7 @@ impl Engine {
     pub(crate) fn reload_webhooks(&self) -> Result<()> {
         let mut state = WebhookState::default();
         let mut max_seq = 0;
+        let mut deliveries = Vec::new();
         for item in load_all(&self.vault, Table::Webhooks, |b| {
             decode::<WebhookItem>(Table::Webhooks, b)
         })? {
@@ -85,18 +86,22 @@ impl Engine {
                 WebhookItem::Hook(h) => {
                     state.hooks.insert(h.id.clone(), h);
                 }
-                WebhookItem::Delivery(d) => {
-                    max_seq = max_seq.max(d.seq);
-                    if d.status == DeliveryStatus::Pending {
-                        state.pending.insert(d.seq, d);
-                    } else {
-                        state
-                            .finished
-                            .entry(d.webhook_id.clone())
-                            .or_default()
-                            .insert(d.seq);
-                    }
-                }
+                WebhookItem::Delivery(d) => deliveries.push(d),
+            }
+        }
+        // (Deliveries sort before their webhooks in the table: sorted once all are known.)
+        for d in deliveries {
+            max_seq = max_seq.max(d.seq);
+            if let Some(size) = state.polled(&d.webhook_id) {
+                state.buffer(d, size);
+            } else if d.status == DeliveryStatus::Pending {
+                state.pending.insert(d.seq, d);
+            } else {
+                state
+                    .finished
+                    .entry(d.webhook_id.clone())
+                    .or_default()
+                    .insert(d.seq);
             }
         }
         *write(&self.events.state) = state;
@@ -114,7 +119,7 @@ impl Engine {
         self.events.notify.clone()
     }
 
-    fn check_url(&self, url: &str) -> Result<()> {
+    pub(crate) fn check_url(&self, url: &str) -> Result<()> {
         let u = reqwest::Url::parse(url).map_err(|_| validation("url", "is not a valid URL"))?;
         let host = u.host_str().unwrap_or_default().to_owned();
         let loopback = host == "localhost"
@@ -147,7 +152,7 @@ impl Engine {
         Ok(())
     }
 
-    fn check_events(events: &[String]) -> Result<()> {
+    pub(crate) fn check_events(events: &[String]) -> Result<()> {
         if events.is_empty() {
             return Err(validation("events", "must name at least one event type"));
         }
@@ -164,7 +169,7 @@ impl Engine {
         Ok(())
     }
 
-    fn check_secret(secret: &str) -> Result<()> {
+    pub(crate) fn check_secret(secret: &str) -> Result<()> {
         if secret.len() < 16 {
             return Err(validation(
                 "secret",
@@ -174,7 +179,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn save_webhook(&self, h: WebhookRecord) -> Result<WebhookView> {
+    pub(crate) async fn save_webhook(&self, h: WebhookRecord) -> Result<WebhookView> {
         let state = self.events.state.clone();
         let view = h.view();
         self.vault
@@ -235,14 +240,17 @@ impl Engine {
             consecutive_failures: 0,
             created_at: now,
             updated_at: now,
+            subscription: None,
         };
         self.save_webhook(h).await
     }
 
+    /// A webhook (never a subscription: those have their own API and owners).
     fn find_webhook(&self, id: &str) -> Result<WebhookRecord> {
         read(&self.events.state)
             .hooks
             .get(id)
+            .filter(|h| h.subscription.is_none())
             .cloned()
             .ok_or_else(|| not_found(id))
     }
@@ -251,12 +259,12 @@ impl Engine {
     /// (names need not be unique; an ambiguous one asks for the id).
     fn resolve_webhook(&self, id_or_name: &str) -> Result<String> {
         let s = read(&self.events.state);
-        if s.hooks.contains_key(id_or_name) {
+        let mut hooks = s.hooks.values().filter(|h| h.subscription.is_none());
+        if hooks.clone().any(|h| h.id == id_or_name) {
             return Ok(id_or_name.to_owned());
         }
-        let named: Vec<&String> = s
-            .hooks
-            .values()
+        let named: Vec<&String> = hooks
+            .by_ref()
             .filter(|h| h.name == id_or_name)
             .map(|h| &h.id)
             .collect();
@@ -279,6 +287,7 @@ impl Engine {
         let webhooks = read(&self.events.state)
             .hooks
             .values()
+            .filter(|h| h.subscription.is_none())
             .map(WebhookRecord::view)
             .collect();
         Ok(WebhookList {
@@ -389,9 +398,14 @@ impl Engine {
         let id = id.as_str();
         let _change = self.config_change().await;
         self.find_webhook(id)?;
+        self.remove_consumer(id).await
+    }
+
+    /// Deletes a webhook or subscription with every delivery it has: pending, finished and
+    /// buffered. The caller holds the configuration turn.
+    pub(crate) async fn remove_consumer(&self, id: &str) -> Result<()> {
         let state = self.events.state.clone();
         let key = id.to_owned();
-        // Its whole delivery log goes with it, pending and finished.
         let (pending, finished): (Vec<u64>, Vec<u64>) = {
             let s = read(&self.events.state);
             (
@@ -399,6 +413,12 @@ impl Engine {
                     .values()
                     .filter(|d| d.webhook_id == id)
                     .map(|d| d.seq)
+                    .chain(
+                        s.buffers
+                            .get(id)
+                            .into_iter()
+                            .flat_map(|b| b.keys().copied()),
+                    )
                     .collect(),
                 s.finished
                     .get(id)
@@ -416,6 +436,7 @@ impl Engine {
                     let mut s = write(&state);
                     s.hooks.remove(&key);
                     s.finished.remove(&key);
+                    s.buffers.remove(&key);
                     for seq in pending {
                         s.pending.remove(&seq);
                     }
@@ -810,6 +831,15 @@ impl Engine {
             d.status = DeliveryStatus::Failed;
             d.last_error = Some("the webhook is disabled".into());
             return self.save_delivery(d, None).await;
+        }
+        // A subscription's owner must still be allowed to read what it is sent.
+        if let Some(sub) = &h.subscription {
+            let path = d.event.path.as_deref().unwrap_or_default();
+            if !self.events.readers.may_read(&sub.owner, path, self.now()) {
+                d.status = DeliveryStatus::Failed;
+                d.last_error = Some("the subscription's owner may no longer read the path".into());
+                return self.save_delivery(d, None).await;
+            }
         }
         self.attempt(&h, &mut d).await;
         let health = match d.status {

@@ -46,6 +46,8 @@ pub(crate) struct EngineGauges {
     pub secrets: usize,
     pub deliveries_pending: usize,
     pub deliveries_in_flight: usize,
+    /// Long-polls of subscriptions waiting now.
+    pub polls_waiting: usize,
     /// `(completed, failed)`.
     pub rotations: (u64, u64),
 }
@@ -213,6 +215,13 @@ impl Metrics {
                 "gauge",
                 "Webhooks being delivered to now.",
                 g.deliveries_in_flight as u64,
+            );
+            metric(
+                &mut out,
+                "scaivault_subscription_polls_waiting",
+                "gauge",
+                "Long-polls of subscriptions waiting for an event now.",
+                g.polls_waiting as u64,
             );
         }
         metric(

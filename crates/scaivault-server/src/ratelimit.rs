@@ -38,6 +38,10 @@ pub(crate) enum Category {
     /// Secrets written by batch writes, counted per secret (a batch request also counts once
     /// in `Batch`): what one identity can make the single writer do in bulk.
     BulkWrite,
+    /// Creating, reading, changing, deleting subscriptions.
+    Subscription,
+    /// Polling and acknowledging (one long-poll is one unit).
+    SubscriptionPoll,
     Public,
 }
 
@@ -56,6 +60,8 @@ impl Category {
             Category::Admin => "admin",
             Category::Grant => "grant",
             Category::BulkWrite => "bulk_write",
+            Category::Subscription => "subscription",
+            Category::SubscriptionPoll => "subscription_poll",
             Category::Public => "public",
         }
     }
@@ -74,6 +80,8 @@ impl Category {
             Category::Auth => 300.0,
             Category::Grant => 30.0,
             Category::BulkWrite => 10_000.0,
+            Category::Subscription => 20.0,
+            Category::SubscriptionPoll => 240.0,
             Category::Public => f64::INFINITY,
         }
     }

@@ -9,6 +9,7 @@ mod policies;
 mod rotation;
 mod secret_policies;
 mod secrets;
+mod subscriptions;
 mod sys;
 pub mod table;
 mod webhooks;

@@ -111,6 +111,7 @@ pub async fn metrics(
     let gauges = state.engine().ok().map(|e| EngineGauges {
         secrets: e.secrets_total(),
         deliveries_pending: e.deliveries_pending(),
+        polls_waiting: e.polls_waiting(),
         deliveries_in_flight: e.deliveries_in_flight(),
         rotations: e.rotations_finished(),
     });

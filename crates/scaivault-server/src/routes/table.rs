@@ -18,7 +18,7 @@ use scaivault_core::scope::Scope;
 use scaivault_engine::AuditAction;
 
 use super::{audit, auth, identities, plugins, policies, rotation, secret_policies, secrets};
-use super::{sys, webhooks};
+use super::{subscriptions, sys, webhooks};
 use crate::ratelimit::Category;
 use crate::state::AppState;
 
@@ -309,6 +309,24 @@ routes! {
         "Send a webhook.test event now";
     GET "/v1/webhooks/{id}/deliveries" => webhooks::deliveries [=> scaivault_engine::DeliveryPage], s(Admin), Admin,
         Action(A::WebhookRead), "The delivery log, newest first";
+
+    GET "/v1/subscriptions" => subscriptions::list [=> scaivault_engine::SubscriptionList], s(SubscriptionsRead), Subscription,
+        Action(A::SubscriptionRead), "List the caller's subscriptions (an admin's: all)";
+    POST "/v1/subscriptions" => subscriptions::create [scaivault_engine::SubscriptionRequest => scaivault_engine::SubscriptionView],
+        s(SubscriptionsWrite), Subscription, Action(A::SubscriptionCreate),
+        "Subscribe to events on paths the caller may read (webhook or polling delivery)";
+    GET "/v1/subscriptions/{id}" => subscriptions::get [=> scaivault_engine::SubscriptionView], s(SubscriptionsRead), Subscription,
+        Action(A::SubscriptionRead), "Get a subscription (owner or admin)";
+    PATCH "/v1/subscriptions/{id}" => subscriptions::patch [scaivault_engine::SubscriptionRequest => scaivault_engine::SubscriptionView],
+        s(SubscriptionsWrite), Subscription, Action(A::SubscriptionUpdate),
+        "Change a subscription's paths, events, filters or delivery (owner or admin)";
+    DELETE "/v1/subscriptions/{id}" => subscriptions::delete, s(SubscriptionsWrite), Subscription,
+        Action(A::SubscriptionDelete), "Delete a subscription and its buffered events (owner or admin)";
+    GET "/v1/subscriptions/{id}/poll" => subscriptions::poll [=> scaivault_engine::PollResult], s(SubscriptionsRead), SubscriptionPoll,
+        Action(A::SubscriptionEvent), "Long-poll a polling subscription's events (owner only)";
+    POST "/v1/subscriptions/{id}/ack" => subscriptions::ack [scaivault_engine::AckRequest => scaivault_engine::Acknowledged],
+        s(SubscriptionsRead), SubscriptionPoll, Action(A::SubscriptionEvent),
+        "Acknowledge polled events: they leave the buffer (owner only)";
 
     GET "/v1/plugins" => plugins::list [=> scaivault_engine::PluginList], s(Admin), Admin, Action(A::PluginRead), "List plugins";
     POST "/v1/plugins" => plugins::install [plugins::InstallRequest => scaivault_engine::PluginInfo], s(Admin), Admin, Action(A::PluginInstall),
