@@ -678,7 +678,7 @@ pub enum PluginsCmd {
     Verify,
     /// Run a generator and print what it made (nothing is stored).
     Generate {
-        /// random, hex, uuid, template, static, ssh_keypair
+        /// random, hex, uuid, template, static, rsa_keypair, ec_keypair, ssh_keypair, bcrypt_hash
         generator: String,
         /// Generator settings as key=value (numbers and true/false are typed).
         config: Vec<String>,

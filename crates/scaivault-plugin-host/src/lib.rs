@@ -667,12 +667,6 @@ impl PluginHost {
         let e = self
             .provider(|p| p.generators.iter().any(|x| x == generator))
             .ok_or_else(|| {
-                if NOT_BUILT_GENERATORS.contains(&generator) {
-                    return Error::new(
-                        ErrorCode::NotImplemented,
-                        format!("the {generator} generator is not built yet"),
-                    );
-                }
                 let known: Vec<String> = read(&self.entries)
                     .values()
                     .flat_map(|e| e.manifest.provides.generators.clone())
@@ -698,9 +692,6 @@ impl PluginHost {
             .map(|e| e.manifest.name.clone())
     }
 }
-
-/// Generators the spec names (§1.7) that no built-in plugin provides yet.
-const NOT_BUILT_GENERATORS: &[&str] = &["rsa_keypair", "ec_keypair", "bcrypt_hash"];
 
 fn not_found(name: &str) -> Error {
     Error::new(

@@ -94,7 +94,9 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub const MAX_FUEL: u64 = 10_000_000_000;
+    /// About a minute and a half of guest instructions: past the deadline, which is then
+    /// what stops a runaway call (RSA key generation needs tens of billions).
+    pub const MAX_FUEL: u64 = 1_000_000_000_000;
     pub const MAX_MEMORY: u64 = 128 * 1024 * 1024;
     pub const MAX_TIMEOUT_MS: u64 = 60_000;
     pub const MAX_OUTPUT: u64 = 4 * 1024 * 1024;

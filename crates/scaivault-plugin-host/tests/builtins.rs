@@ -511,17 +511,119 @@ fn hex_uuid_template_and_static() {
         generate(&h, "nope", json!({})).unwrap_err().code,
         ErrorCode::ValidationError
     );
-    assert_eq!(
-        generate(&h, "rsa_keypair", json!({})).unwrap_err().code,
-        ErrorCode::NotImplemented
+    for (g, bad) in [
+        ("rsa_keypair", json!({"bits": 1024})),
+        ("rsa_keypair", json!({"bits": 4096})),
+        ("ec_keypair", json!({"curve": "P-521"})),
+        ("ssh_keypair", json!({"key_type": "dsa"})),
+        ("ssh_keypair", json!({"key_type": "ed25519", "bits": 4096})),
+        ("bcrypt_hash", json!({"rounds": 4})),
+        ("bcrypt_hash", json!({"length": 73})),
+    ] {
+        assert_eq!(
+            generate(&h, g, bad.clone()).unwrap_err().code,
+            ErrorCode::ValidationError,
+            "{g} {bad}"
+        );
+    }
+}
+
+/// Runs `openssl ARGS` with `input` on stdin; its stdout.
+fn openssl(args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// What OpenSSL makes of a generated pair: the private key checks out, its public half is the
+/// public key given, and the text names the algorithm and size.
+fn check_pem_pair(v: &Value, algorithm: &str, size: &str) {
+    let private = v["values"]["private_key"].as_str().unwrap();
+    let public = v["values"]["public_key"].as_str().unwrap();
+    assert!(private.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{v}");
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{v}");
+    let derived = openssl(&["pkey", "-pubout"], private);
+    assert_eq!(derived, public);
+    let text = openssl(&["pkey", "-pubin", "-noout", "-text"], public);
+    assert!(text.contains(size), "{algorithm} {size}: {text}");
+    if algorithm == "rsa" {
+        openssl(&["pkey", "-noout", "-check"], private);
+    }
+}
+
+#[test]
+fn rsa_and_ec_keypairs_are_keys_openssl_accepts() {
+    let h = host();
+    let v = generate(&h, "rsa_keypair", json!({"bits": 3072})).unwrap();
+    check_pem_pair(&v, "rsa", "Public-Key: (3072 bit)");
+    let v = generate(&h, "rsa_keypair", json!({})).unwrap();
+    check_pem_pair(&v, "rsa", "Public-Key: (2048 bit)");
+    for (curve, name) in [("P-256", "prime256v1"), ("P-384", "secp384r1")] {
+        let v = generate(&h, "ec_keypair", json!({"curve": curve})).unwrap();
+        check_pem_pair(&v, "ec", name);
+    }
+    let v = generate(&h, "ec_keypair", json!({})).unwrap();
+    check_pem_pair(&v, "ec", "prime256v1");
+    // Two runs, two keys.
+    let a = generate(&h, "ec_keypair", json!({})).unwrap();
+    assert_ne!(a["values"]["private_key"], v["values"]["private_key"]);
+}
+
+#[test]
+fn bcrypt_hash_gives_a_password_and_a_hash_that_verifies_it() {
+    let h = host();
+    let v = generate(&h, "bcrypt_hash", json!({"length": 24, "rounds": 11})).unwrap();
+    let password = v["values"]["password"].as_str().unwrap();
+    let hash = v["values"]["hash"].as_str().unwrap();
+    assert_eq!(password.len(), 24);
+    assert!(hash.starts_with("$2b$11$") && hash.len() == 60, "{hash}");
+    // Checked by the `bcrypt` crate's own parser and verifier, built for the host (the
+    // guest has only its raw function and formats the string itself).
+    assert!(bcrypt::verify(password, hash).unwrap(), "{hash}");
+    assert!(!bcrypt::verify("not-the-password", hash).unwrap());
+    let again = generate(&h, "bcrypt_hash", json!({})).unwrap();
+    assert!(
+        again["values"]["hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("$2b$10$")
+    );
+    assert_ne!(again["values"]["password"], v["values"]["password"]);
 }
 
 #[test]
 fn ssh_keypair_is_a_real_openssh_key() {
     let h = host();
+    for config in [
+        json!({"comment": "deploy@billing"}),
+        json!({"key_type": "rsa", "bits": 2048, "comment": "deploy@billing"}),
+    ] {
+        ssh_key_checks_out(&h, config);
+    }
+}
+
+fn ssh_key_checks_out(h: &PluginHost, config: Value) {
+    let h = h;
     let dir = tempfile::tempdir().unwrap();
-    let v = generate(&h, "ssh_keypair", json!({"comment": "deploy@billing"})).unwrap();
+    let v = generate(h, "ssh_keypair", config.clone()).unwrap();
     let private = v["values"]["private_key"].as_str().unwrap();
     let public = v["values"]["public_key"].as_str().unwrap();
     let path = dir.path().join("id");
@@ -539,10 +641,16 @@ fn ssh_keypair_is_a_real_openssh_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     let derived = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(derived.trim(), public);
+    assert_eq!(derived.trim(), public, "{config}");
+    let want = if config["key_type"] == "rsa" {
+        "ssh-rsa "
+    } else {
+        "ssh-ed25519 "
+    };
+    assert!(public.starts_with(want), "{public}");
     // And the type plugin accepts what the generator made.
     validate(
-        &h,
+        h,
         "ssh_key",
         json!({"private_key": private, "public_key": public}),
     )

@@ -1,10 +1,13 @@
 //! ScaiVault's built-in value generators (spec §1.7): `random`, `hex`, `uuid` (v4, v7),
-//! `template`, `static` and the key-pair generator `ssh_keypair` (Ed25519). Randomness comes from
-//! the host's CSPRNG through the `random` capability, time through `clock`.
+//! `template`, `static`, the key pairs `rsa_keypair`, `ec_keypair` and `ssh_keypair` (Ed25519 or
+//! RSA), and `bcrypt_hash`. Randomness comes from the host's CSPRNG through the `random`
+//! capability, time through `clock`.
 //!
 //! `generate` takes `{"generator", "config"}` and returns `{"value": "..."}` for a single string
-//! or `{"values": {"private_key", "public_key"}}` for a key pair.
+//! or `{"values": {...}}` for several: `private_key` and `public_key` for a key pair,
+//! `password` and `hash` for a bcrypt hash.
 
+mod keys;
 mod ssh;
 
 use scaivault_plugin_sdk::{host, input, json, plugin, Error, Map, Result, Value};
@@ -25,7 +28,10 @@ fn describe(_: Value) -> Result<Value> {
             {"name": "uuid", "config": ["version"]},
             {"name": "template", "config": ["template"], "placeholders": ["{{random:N}}", "{{hex:N}}", "{{uuid}}", "{{timestamp}}"]},
             {"name": "static", "config": ["value"]},
-            {"name": "ssh_keypair", "config": ["key_type", "comment"], "outputs": ["private_key", "public_key"]},
+            {"name": "rsa_keypair", "config": ["bits"], "outputs": ["private_key", "public_key"]},
+            {"name": "ec_keypair", "config": ["curve"], "outputs": ["private_key", "public_key"]},
+            {"name": "ssh_keypair", "config": ["key_type", "bits", "comment"], "outputs": ["private_key", "public_key"]},
+            {"name": "bcrypt_hash", "config": ["length", "charset", "rounds"], "outputs": ["password", "hash"]},
         ]
     }))
 }
@@ -50,12 +56,15 @@ fn generate(request: Value) -> Result<Value> {
         "template" => template(input::str_field(config, "template")?)?,
         "static" => input::str_field(config, "value")?.to_string(),
         "ssh_keypair" => return ssh_keypair(config),
-        "rsa_keypair" | "ec_keypair" | "bcrypt_hash" => {
-            return Err(Error::new(
-                "not_implemented",
-                format!("the {} generator is not built yet; ssh_keypair (Ed25519) is", generator),
-            ))
+        "rsa_keypair" => {
+            let bits = keys::rsa_bits(input::opt_u64(config, "bits")?, 2048)?;
+            return key_pair(keys::rsa_pem(bits)?);
         }
+        "ec_keypair" => {
+            let curve = input::opt_str(config, "curve")?.unwrap_or("P-256");
+            return key_pair(keys::ec_pem(curve)?);
+        }
+        "bcrypt_hash" => return bcrypt_hash(config),
         other => {
             return Err(Error::validation("generator", format!("unknown generator {:?}", other)))
         }
@@ -209,26 +218,66 @@ fn template(t: &str) -> Result<String> {
     Ok(out)
 }
 
-fn ssh_keypair(config: &Map<String, Value>) -> Result<Value> {
-    match input::opt_str(config, "key_type")?.unwrap_or("ed25519") {
-        "ed25519" => {}
-        "rsa" => {
-            return Err(Error::new(
-                "not_implemented",
-                "RSA SSH keys are not generated yet; use key_type ed25519",
-            ))
-        }
-        other => return Err(Error::validation("key_type", format!("unknown key type {:?}", other))),
+fn key_pair((private_key, public_key): (String, String)) -> Result<Value> {
+    Ok(json!({ "values": { "private_key": private_key, "public_key": public_key } }))
+}
+
+/// A random password (the `random` generator's `length` and `charset`, 32 alphanumerics by
+/// default) and its bcrypt hash: the password for whoever logs in, the hash for the system that
+/// checks it (an htpasswd file, a database's users table).
+fn bcrypt_hash(config: &Map<String, Value>) -> Result<Value> {
+    let rounds = input::opt_u64(config, "rounds")?.unwrap_or(10);
+    if !keys::BCRYPT_ROUNDS.contains(&rounds) {
+        return Err(Error::validation("rounds", "must be between 10 and 14"));
     }
+    if input::opt_u64(config, "length")?.unwrap_or(32) > 72 {
+        return Err(Error::validation(
+            "length",
+            "must be at most 72: bcrypt ignores what follows",
+        ));
+    }
+    let mut settings = Map::new();
+    for key in ["length", "charset"] {
+        if let Some(v) = config.get(key) {
+            settings.insert(key.to_string(), v.clone());
+        }
+    }
+    let password = random(&settings)?;
+    let hash = keys::bcrypt_hash(&password, rounds as u32);
+    Ok(json!({ "values": { "password": password, "hash": hash } }))
+}
+
+fn ssh_keypair(config: &Map<String, Value>) -> Result<Value> {
+    let key_type = input::opt_str(config, "key_type")?.unwrap_or("ed25519");
+    let bits = input::opt_u64(config, "bits")?;
     let comment = input::opt_str(config, "comment")?.unwrap_or("");
     if comment.chars().any(char::is_control) {
         return Err(Error::validation("comment", "must be one line"));
     }
-    let mut seed = [0u8; 32];
-    host::random_bytes(&mut seed);
     let mut check = [0u8; 4];
     host::random_bytes(&mut check);
-    let (private_key, public_key) = ssh::ed25519_openssh(&seed, u32::from_le_bytes(check), comment);
-    seed.iter_mut().for_each(|b| *b = 0);
-    Ok(json!({ "values": { "private_key": private_key, "public_key": public_key } }))
+    let check = u32::from_le_bytes(check);
+    let (private_key, public_key) = match key_type {
+        "ed25519" => {
+            if bits.is_some() {
+                return Err(Error::validation("bits", "only applies to key_type rsa"));
+            }
+            let mut seed = [0u8; 32];
+            host::random_bytes(&mut seed);
+            let pair = ssh::ed25519_openssh(&seed, check, comment);
+            seed.iter_mut().for_each(|b| *b = 0);
+            pair
+        }
+        "rsa" => {
+            let key = keys::rsa_key(keys::rsa_bits(bits, 3072)?)?;
+            ssh::rsa_openssh(&key, check, comment)
+        }
+        other => {
+            return Err(Error::validation(
+                "key_type",
+                format!("unknown key type {:?} (ed25519 or rsa)", other),
+            ))
+        }
+    };
+    key_pair((private_key, public_key))
 }
