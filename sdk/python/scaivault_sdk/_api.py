@@ -1,4 +1,4 @@
-"""The blocking API: `Client.secrets`, `.policies`, `.rotation`, `.audit`, `.auth`.
+"""The blocking API: `Client.secrets`, `.policies`, `.rotation`, `.audit`, `.auth`, `.subscriptions`.
 
 `_async_api.py` is made from this file by `sdk/python/tools/unasync.py` (every `run` awaited,
 every iterator asynchronous); edit this one and run the tool. A test checks they agree.
@@ -12,6 +12,7 @@ from typing import Any, Iterator
 from . import _calls as calls
 from ._transport import SyncTransport
 from .models import (
+    Acknowledged,
     AuditEntry,
     AuditSummary,
     AuditVerification,
@@ -26,6 +27,7 @@ from .models import (
     Policy,
     PolicyDecision,
     PolicySummary,
+    PollResult,
     RotateResult,
     RotationAssignment,
     RotationPolicy,
@@ -33,6 +35,7 @@ from .models import (
     SecretInfo,
     SecretMetadata,
     SecretRotation,
+    Subscription,
     VersionEntry,
     Whoami,
     WriteResult,
@@ -233,3 +236,57 @@ class Auth:
     def revoke_credential(self, identity_id: str, credential_id: str) -> CredentialRevoked:
         """Revokes one client credential; the tokens it minted stop working with it."""
         return self._t.run(calls.revoke_credential(identity_id, credential_id))
+
+
+class Subscriptions:
+    """`client.subscriptions`: feeds of events on the paths the client's identity may read,
+    long-polled and acknowledged, or sent to a webhook."""
+
+    def __init__(self, t: SyncTransport) -> None:
+        self._t = t
+
+    def create(
+        self,
+        name: str,
+        paths: builtins.list[str],
+        events: builtins.list[str],
+        delivery: dict[str, Any] | None = None,
+        filters: dict[str, Any] | None = None,
+    ) -> Subscription:
+        """A subscription owned by the client's identity: `paths` are globs (`apps/billing/**`),
+        `events` types (`secret.*`); `delivery` is `{"type": "polling", "buffer_size": N}` (the
+        default) or `{"type": "webhook", "url": ..., "secret": ...}`. Needs
+        `subscriptions:write`; never resent after a lost answer."""
+        return self._t.run(calls.create_subscription(name, paths, events, delivery or {"type": "polling"}, filters))
+
+    def list(self) -> builtins.list[Subscription]:
+        """The identity's subscriptions (an admin's: every one)."""
+        return self._t.run(calls.list_subscriptions())
+
+    def get(self, subscription_id: str) -> Subscription:
+        """One subscription, with how many events wait in its buffer."""
+        return self._t.run(calls.get_subscription(subscription_id))
+
+    def update(self, subscription_id: str, **fields: Any) -> Subscription:
+        """Changes `name`, `paths`, `events`, `filters`, `enabled` or `delivery` (not its type)."""
+        return self._t.run(calls.update_subscription(subscription_id, fields))
+
+    def delete(self, subscription_id: str) -> None:
+        """Deletes it and the events waiting in its buffer."""
+        return self._t.run(calls.delete_subscription(subscription_id))
+
+    def poll(
+        self,
+        subscription_id: str,
+        timeout: int = 30,
+        since_event_id: str | None = None,
+        max_events: int | None = None,
+    ) -> PollResult:
+        """Waits up to `timeout` seconds (at most 60) for events, oldest first. Events stay
+        until acknowledged: a poll after a crash gets them again (pass `since_event_id` to
+        start after one). The client's own timeout is added to the wait."""
+        return self._t.run(calls.poll_subscription(subscription_id, timeout, since_event_id, max_events))
+
+    def ack(self, subscription_id: str, event_ids: builtins.list[str]) -> Acknowledged:
+        """Acknowledges events: they leave the buffer and are not polled again."""
+        return self._t.run(calls.ack_subscription(subscription_id, event_ids))

@@ -1,4 +1,4 @@
-"""The awaited API: `AsyncClient.secrets`, `.policies`, `.rotation`, `.audit`, `.auth`.
+"""The awaited API: `AsyncClient.secrets`, `.policies`, `.rotation`, `.audit`, `.auth`, `.subscriptions`.
 
 Made from `_api.py` by `sdk/python/tools/unasync.py`: do not edit; edit `_api.py` and run it.
 """
@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator
 from . import _calls as calls
 from ._transport import AsyncTransport
 from .models import (
+    Acknowledged,
     AuditEntry,
     AuditSummary,
     AuditVerification,
@@ -25,6 +26,7 @@ from .models import (
     Policy,
     PolicyDecision,
     PolicySummary,
+    PollResult,
     RotateResult,
     RotationAssignment,
     RotationPolicy,
@@ -32,6 +34,7 @@ from .models import (
     SecretInfo,
     SecretMetadata,
     SecretRotation,
+    Subscription,
     VersionEntry,
     Whoami,
     WriteResult,
@@ -232,3 +235,57 @@ class AsyncAuth:
     async def revoke_credential(self, identity_id: str, credential_id: str) -> CredentialRevoked:
         """Revokes one client credential; the tokens it minted stop working with it."""
         return await self._t.run(calls.revoke_credential(identity_id, credential_id))
+
+
+class AsyncSubscriptions:
+    """`client.subscriptions`: feeds of events on the paths the client's identity may read,
+    long-polled and acknowledged, or sent to a webhook."""
+
+    def __init__(self, t: AsyncTransport) -> None:
+        self._t = t
+
+    async def create(
+        self,
+        name: str,
+        paths: builtins.list[str],
+        events: builtins.list[str],
+        delivery: dict[str, Any] | None = None,
+        filters: dict[str, Any] | None = None,
+    ) -> Subscription:
+        """A subscription owned by the client's identity: `paths` are globs (`apps/billing/**`),
+        `events` types (`secret.*`); `delivery` is `{"type": "polling", "buffer_size": N}` (the
+        default) or `{"type": "webhook", "url": ..., "secret": ...}`. Needs
+        `subscriptions:write`; never resent after a lost answer."""
+        return await self._t.run(calls.create_subscription(name, paths, events, delivery or {"type": "polling"}, filters))
+
+    async def list(self) -> builtins.list[Subscription]:
+        """The identity's subscriptions (an admin's: every one)."""
+        return await self._t.run(calls.list_subscriptions())
+
+    async def get(self, subscription_id: str) -> Subscription:
+        """One subscription, with how many events wait in its buffer."""
+        return await self._t.run(calls.get_subscription(subscription_id))
+
+    async def update(self, subscription_id: str, **fields: Any) -> Subscription:
+        """Changes `name`, `paths`, `events`, `filters`, `enabled` or `delivery` (not its type)."""
+        return await self._t.run(calls.update_subscription(subscription_id, fields))
+
+    async def delete(self, subscription_id: str) -> None:
+        """Deletes it and the events waiting in its buffer."""
+        return await self._t.run(calls.delete_subscription(subscription_id))
+
+    async def poll(
+        self,
+        subscription_id: str,
+        timeout: int = 30,
+        since_event_id: str | None = None,
+        max_events: int | None = None,
+    ) -> PollResult:
+        """Waits up to `timeout` seconds (at most 60) for events, oldest first. Events stay
+        until acknowledged: a poll after a crash gets them again (pass `since_event_id` to
+        start after one). The client's own timeout is added to the wait."""
+        return await self._t.run(calls.poll_subscription(subscription_id, timeout, since_event_id, max_events))
+
+    async def ack(self, subscription_id: str, event_ids: builtins.list[str]) -> Acknowledged:
+        """Acknowledges events: they leave the buffer and are not polled again."""
+        return await self._t.run(calls.ack_subscription(subscription_id, event_ids))

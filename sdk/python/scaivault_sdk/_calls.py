@@ -12,6 +12,7 @@ from typing import Any, Callable, Generic, TypeVar
 from urllib.parse import quote
 
 from .models import (
+    Acknowledged,
     AuditEntry,
     AuditSummary,
     AuditVerification,
@@ -27,6 +28,7 @@ from .models import (
     Policy,
     PolicyDecision,
     PolicySummary,
+    PollResult,
     RotateResult,
     RotationAssignment,
     RotationPolicy,
@@ -34,6 +36,7 @@ from .models import (
     SecretInfo,
     SecretMetadata,
     SecretRotation,
+    Subscription,
     VersionEntry,
     Whoami,
     WriteResult,
@@ -63,6 +66,9 @@ class Call(Generic[T]):
     reads: str | None = None
     # … or changes (its cached copy is dropped once the call succeeds).
     changes: str | None = None
+    # Seconds the server may hold the answer back by design (a long-poll's wait): added to
+    # the client's timeout, which is for the vault's own work.
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -354,3 +360,44 @@ def list_credentials(identity_id: str) -> Call[CredentialList]:
 
 def revoke_credential(identity_id: str, credential_id: str) -> Call[CredentialRevoked]:
     return Call("DELETE", f"/v1/identities/{_seg(identity_id)}/credentials/{_seg(credential_id)}", safe_to_retry=False)
+
+
+# -- subscriptions -------------------------------------------------------------------------
+def create_subscription(
+    name: str, paths: list[str], events: list[str], delivery: dict[str, Any], filters: dict[str, Any] | None
+) -> Call[Subscription]:
+    body: dict[str, Any] = {"name": name, "paths": paths, "events": events, "delivery": delivery}
+    if filters is not None:
+        body["filters"] = filters
+    # Resent after a lost answer, it would make a second subscription.
+    return Call("POST", "/v1/subscriptions", json=body, safe_to_retry=False)
+
+
+def list_subscriptions() -> Call[list[Subscription]]:
+    return Call("GET", "/v1/subscriptions", parse=lambda d: list(d["subscriptions"]))
+
+
+def get_subscription(subscription_id: str) -> Call[Subscription]:
+    return Call("GET", f"/v1/subscriptions/{_seg(subscription_id)}")
+
+
+def update_subscription(subscription_id: str, fields: dict[str, Any]) -> Call[Subscription]:
+    # Sets fields to given values: sending it twice changes nothing more.
+    return Call("PATCH", f"/v1/subscriptions/{_seg(subscription_id)}", json=fields)
+
+
+def delete_subscription(subscription_id: str) -> Call[None]:
+    # A resent delete answers 404 though it was done: sent once.
+    return Call("DELETE", f"/v1/subscriptions/{_seg(subscription_id)}", parse=lambda _: None, safe_to_retry=False)
+
+
+def poll_subscription(
+    subscription_id: str, timeout: int, since_event_id: str | None, max_events: int | None
+) -> Call[PollResult]:
+    params = _query({"timeout": timeout, "since_event_id": since_event_id, "max_events": max_events})
+    return Call("GET", f"/v1/subscriptions/{_seg(subscription_id)}/poll", params=params, wait=timeout)
+
+
+def ack_subscription(subscription_id: str, event_ids: list[str]) -> Call[Acknowledged]:
+    # Acknowledging twice removes nothing more.
+    return Call("POST", f"/v1/subscriptions/{_seg(subscription_id)}/ack", json={"event_ids": event_ids})

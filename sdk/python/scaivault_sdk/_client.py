@@ -19,8 +19,8 @@ import warnings
 from types import TracebackType
 from typing import Any, Callable, Generator
 
-from ._api import Audit, Auth, Policies, Rotation, Secrets
-from ._async_api import AsyncAudit, AsyncAuth, AsyncPolicies, AsyncRotation, AsyncSecrets
+from ._api import Audit, Auth, Policies, Rotation, Secrets, Subscriptions
+from ._async_api import AsyncAudit, AsyncAuth, AsyncPolicies, AsyncRotation, AsyncSecrets, AsyncSubscriptions
 from ._cache import CacheConfig, SecretCache
 from ._config import Settings, Verify, resolve
 from ._transport import AsyncTransport, SyncTransport, Tokens
@@ -72,6 +72,7 @@ class Client(_ClientBase):
         self.rotation = Rotation(transport)
         self.audit = Audit(transport)
         self.auth = Auth(transport)
+        self.subscriptions = Subscriptions(transport)
 
     def close(self) -> None:
         """Closes the connection pool (the client opens a new one if used again)."""
@@ -96,6 +97,7 @@ class AsyncClient(_ClientBase):
         self.rotation = AsyncRotation(transport)
         self.audit = AsyncAudit(transport)
         self.auth = AsyncAuth(transport)
+        self.subscriptions = AsyncSubscriptions(transport)
 
     async def aclose(self) -> None:
         """Closes the connection pool of the running event loop."""
@@ -217,6 +219,7 @@ class ScaiVaultClient(_ClientBase):
         self.rotation: Any = _Dual(self._blocking.rotation, self._awaited.rotation)
         self.audit: Any = _Dual(self._blocking.audit, self._awaited.audit)
         self.auth: Any = _Dual(self._blocking.auth, self._awaited.auth)
+        self.subscriptions: Any = _Dual(self._blocking.subscriptions, self._awaited.subscriptions)
 
     def close(self) -> None:
         """Closes the blocking connection pool."""

@@ -82,7 +82,8 @@ class _Attempts:
     def __init__(self, settings: Settings, call: Call[Any]) -> None:
         self.settings = settings
         self.call = call
-        self.deadline = time.monotonic() + settings.timeout
+        self.allowed = settings.timeout + call.wait
+        self.deadline = time.monotonic() + self.allowed
         self.attempt = 0
 
     def remaining(self) -> float | None:
@@ -92,7 +93,7 @@ class _Attempts:
     def timed_out(self, sent: bool) -> TransportError:
         return TransportError(
             "timeout",
-            f"no answer from the vault within {self.settings.timeout:g} s",
+            f"no answer from the vault within {self.allowed:g} s",
             maybe_applied=sent and self.call.method != "GET",
         )
 

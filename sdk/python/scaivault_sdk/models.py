@@ -341,3 +341,50 @@ class ExpiringSecrets(TypedDict):
     secrets: list[ExpiringSecret]
     within_days: int
     truncated: bool
+
+
+class SubscriptionDelivery(TypedDict, total=False):
+    type: str
+    url: str
+    buffer_size: int
+    buffered: int
+
+
+class Subscription(TypedDict, total=False):
+    """A feed of events on paths its owner may read (`identity_id`), polled or sent to a
+    webhook; `status` is `active`, `paused` or `failing`."""
+
+    id: str
+    name: str
+    status: str
+    identity_id: str
+    paths: list[str]
+    events: list[str]
+    delivery: SubscriptionDelivery
+    filters: dict[str, Any]
+    enabled: bool
+    created_at: str
+    updated_at: str
+
+
+class Event(TypedDict, total=False):
+    """An event in the reference's envelope: never a secret's value."""
+
+    event_id: str
+    event_type: str
+    timestamp: str
+    tenant_id: str
+    partner_id: str
+    identity_id: str
+    path: str
+    data: dict[str, Any]
+    request_id: str | None
+
+
+class PollResult(TypedDict):
+    events: list[Event]
+    has_more: bool
+
+
+class Acknowledged(TypedDict):
+    acknowledged: int

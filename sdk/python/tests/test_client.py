@@ -145,6 +145,22 @@ async def scenario(client: Any, dev: Dev) -> None:
     assert [e["path"] for e in soon["secrets"]] == [f"{BILLING}/cert"], soon
     assert soon["secrets"][0]["days_remaining"] in (29, 30) and soon["truncated"] is False
 
+    sub = client.subscriptions
+    feed = await w(sub.create("billing-feed", [f"{BILLING}/**"], ["secret.*"]))
+    assert (feed["identity_id"], feed["delivery"]["type"], feed["status"]) == ("user:root", "polling", "active")
+    assert [f["id"] for f in await w(sub.list())] == [feed["id"]]
+    await w(s.write(path=f"{BILLING}/stripe", data={"secret_key": "sk_live_3"}))
+    got = await w(sub.poll(feed["id"], timeout=5))
+    assert [(e["event_type"], e["path"]) for e in got["events"]] == [("secret.updated", f"{BILLING}/stripe")], got
+    assert "sk_live" not in str(got) and got["has_more"] is False
+    assert (await w(sub.ack(feed["id"], [e["event_id"] for e in got["events"]])))["acknowledged"] == 1
+    assert (await w(sub.get(feed["id"])))["delivery"]["buffered"] == 0
+    paused = await w(sub.update(feed["id"], enabled=False))
+    assert paused["status"] == "paused"
+    await w(sub.delete(feed["id"]))
+    err = await raises(NotFoundError, lambda: sub.get(feed["id"]))
+    assert err.code == "subscription_not_found"
+
 
 def test_sync_client_covers_every_method(dev: Dev) -> None:
     with SyncScaiVaultClient(base_url=dev.url, token=dev.token) as c:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -462,3 +463,29 @@ def test_every_unawaited_call_is_reported(dev: Dev) -> None:
         asyncio.run(forgetful())
         gc.collect()
     assert len([w for w in seen if issubclass(w.category, NotAwaitedWarning)]) == 2
+
+
+def test_a_long_poll_waits_past_the_client_timeout_and_wakes_on_a_write(dev: Dev) -> None:
+    # The client's timeout (1 s) is for the vault's work; a poll's own wait comes on top.
+    with Client(base_url=dev.url, token=dev.token, timeout=1) as c:
+        feed = c.subscriptions.create("app-feed", ["app/**"], ["secret.created"])
+        started = time.monotonic()
+        assert c.subscriptions.poll(feed["id"], timeout=2) == {"events": [], "has_more": False}
+        assert time.monotonic() - started >= 2
+        got: list[Any] = []
+        poller = threading.Thread(target=lambda: got.append(c.subscriptions.poll(feed["id"], timeout=60)))
+        poller.start()
+        # The poll is waiting (the server's gauge says so) before the write it must wake for.
+        deadline = time.monotonic() + 10
+        while "scaivault_subscription_polls_waiting 1" not in _metrics(dev):
+            assert time.monotonic() < deadline, "the poll never started waiting"
+            time.sleep(0.02)
+        c.secrets.write(path="app/new", data={"k": "v"})
+        poller.join(timeout=30)
+        assert not poller.is_alive(), "the poll was not woken by the write"
+        assert [e["path"] for e in got[0]["events"]] == ["app/new"]
+
+
+def _metrics(dev: Dev) -> str:
+    with urllib.request.urlopen(f"{dev.url}/v1/metrics") as r:
+        return str(r.read().decode())

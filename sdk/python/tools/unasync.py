@@ -17,8 +17,8 @@ PKG = pathlib.Path(__file__).resolve().parents[1] / "scaivault_sdk"
 
 def convert(src: str) -> str:
     out = src.replace(
-        '"""The blocking API: `Client.secrets`, `.policies`, `.rotation`, `.audit`, `.auth`.',
-        '"""The awaited API: `AsyncClient.secrets`, `.policies`, `.rotation`, `.audit`, `.auth`.',
+        '"""The blocking API: `Client.secrets`, `.policies`, `.rotation`, `.audit`, `.auth`, `.subscriptions`.',
+        '"""The awaited API: `AsyncClient.secrets`, `.policies`, `.rotation`, `.audit`, `.auth`, `.subscriptions`.',
     )
     out = out.replace(
         "`_async_api.py` is made from this file by `sdk/python/tools/unasync.py` (every `run` awaited,\n"
