@@ -368,15 +368,30 @@ fn a_full_buffer_drops_its_oldest_and_a_restart_keeps_the_rest() {
         ["secret.created apps/billing/c"],
         "after kill -9: the unacknowledged event, not the acknowledged or dropped ones: {page}"
     );
-    // A shrunken buffer drops at once.
-    let (s, b) = dev.req(
-        reqwest::Method::PATCH,
-        &format!("/v1/subscriptions/{id}"),
-        Some(&token),
-        Some(json!({"delivery": {"buffer_size": 1}, "paths": ["apps/billing/**"]})),
-    );
-    assert_eq!(s, 200, "{b}");
-    assert_eq!(b["paths"], json!(["apps/billing/**"]));
+    // A shrunken buffer drops at once, and for good: grown again and restarted, it does not
+    // get back what it dropped.
+    for n in ["d", "e"] {
+        write(&dev, &format!("apps/billing/{n}"), "x");
+    }
+    for body in [
+        json!({"delivery": {"buffer_size": 1}, "paths": ["apps/billing/**"]}),
+        json!({"delivery": {"buffer_size": 10}}),
+    ] {
+        let (s, b) = dev.req(
+            reqwest::Method::PATCH,
+            &format!("/v1/subscriptions/{id}"),
+            Some(&token),
+            Some(body),
+        );
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["paths"], json!(["apps/billing/**"]));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (mut child, url) = server(&vault, &[], &env);
+    let dev = dev_like(&url);
+    let page = poll(&dev, &token, &id, "timeout=0");
+    assert_eq!(paths_of(&page), ["secret.created apps/billing/e"], "{page}");
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -437,7 +452,7 @@ fn webhook_delivery_is_signed_and_bounded_by_the_owners_policy() {
 
 #[test]
 fn bad_subscriptions_are_refused_and_long_polls_are_bounded() {
-    let dev = Dev::start();
+    let dev = Dev::start_with(&["--allow-host", "127.0.0.1:9"]);
     let token = billing(&dev);
     for (body, status, field) in [
         (
@@ -483,12 +498,42 @@ fn bad_subscriptions_are_refused_and_long_polls_are_bounded() {
         (
             json!({"name": "n", "paths": ["apps/**"], "events": ["*"], "delivery": {"type": "webhook", "url": "http://example.com/", "secret": HOOK_SECRET}}),
             422,
-            "url",
+            "delivery.url",
         ),
         (
             json!({"name": "n", "paths": ["apps/**"], "events": ["*"], "delivery": {"type": "polling"}, "owner": "sa:other"}),
             400,
             "",
+        ),
+        (
+            json!({"name": "n", "paths": ["apps/**"], "events": ["policy.violation"], "delivery": {"type": "polling"}}),
+            422,
+            "events",
+        ),
+        (
+            json!({"name": "n", "paths": ["apps/**"], "events": ["secret.accessed"], "delivery": {"type": "polling"}}),
+            422,
+            "events",
+        ),
+        (
+            json!({"name": "n", "paths": ["apps/**"], "events": ["policy.*"], "delivery": {"type": "polling"}}),
+            422,
+            "events",
+        ),
+        (
+            json!({"name": "n", "paths": ["apps/**"], "events": ["*"], "delivery": {"type": "webhook", "url": "http://u:p@127.0.0.1:9/", "secret": HOOK_SECRET}}),
+            422,
+            "delivery.url",
+        ),
+        (
+            json!({"name": "n", "paths": ["apps/**"], "events": ["*"], "filters": {"tags": vec!["t"; 21]}, "delivery": {"type": "polling"}}),
+            422,
+            "filters.tags",
+        ),
+        (
+            json!({"name": "n", "paths": ["apps/**"], "events": ["*"], "delivery": {"type": "WEBHOOK"}}),
+            422,
+            "delivery.type",
         ),
     ] {
         let (s, b) = dev.post("/v1/subscriptions", &token, body.clone());
@@ -556,4 +601,78 @@ fn bad_subscriptions_are_refused_and_long_polls_are_bounded() {
         json!({"name": "n", "paths": ["apps/**"], "events": ["*"], "delivery": {"type": "polling"}}),
     );
     assert_eq!(s, 422, "{b}");
+}
+
+#[test]
+fn a_waiting_poll_ends_with_its_token_and_with_the_server() {
+    let dev = Dev::start();
+    let token = billing(&dev);
+    let id = polling(&dev, &token, json!(["apps/billing/**"]), json!({}));
+    let waiting = |n: usize| {
+        assert!(receiver::eventually(Duration::from_secs(10), || {
+            dev.metrics()
+                .lines()
+                .any(|l| l == format!("scaivault_subscription_polls_waiting {n}"))
+        }));
+    };
+    // Revoked while it waits: the event raised afterwards is not handed out.
+    let (_, who) = dev.get("/v1/auth/whoami", &token);
+    let token_id = who["token_id"]
+        .as_str()
+        .expect("whoami names its token")
+        .to_owned();
+    std::thread::scope(|s| {
+        let poll = s.spawn(|| dev.get(&format!("/v1/subscriptions/{id}/poll?timeout=60"), &token));
+        waiting(1);
+        let (st, b) = dev.req(
+            reqwest::Method::DELETE,
+            &format!("/v1/auth/tokens/{token_id}"),
+            Some(&dev.token),
+            None,
+        );
+        assert!(st == 200 || st == 204, "{st} {b}");
+        write(&dev, "apps/billing/after-revocation", "x");
+        let (st, b) = poll.join().unwrap();
+        assert_eq!(
+            (st, b["error"]["code"].as_str()),
+            (401, Some("token_revoked")),
+            "{b}"
+        );
+    });
+
+    // A server shutting down answers its waiting polls (empty) instead of cutting them off.
+    let fresh = {
+        let (s, t) = dev.post(
+            "/v1/auth/tokens",
+            &dev.token,
+            json!({"identity_id": "sa:billing", "scopes": SCOPES, "ttl": "1h"}),
+        );
+        assert_eq!(s, 201, "{t}");
+        t["token"].as_str().unwrap().to_owned()
+    };
+    // (The event raised after the revocation waits in the buffer for the identity's next token.)
+    let held = poll(&dev, &fresh, &id, "timeout=0");
+    assert_eq!(
+        paths_of(&held),
+        ["secret.created apps/billing/after-revocation"]
+    );
+    let (s, _) = dev.post(
+        &format!("/v1/subscriptions/{id}/ack"),
+        &fresh,
+        json!({"event_ids": ids_of(&held)}),
+    );
+    assert_eq!(s, 200);
+    let url = format!("{}/v1/subscriptions/{id}/poll?timeout=60", dev.url);
+    let poll = std::thread::spawn(move || {
+        let r = http()
+            .get(url)
+            .bearer_auth(fresh)
+            .send()
+            .expect("an answer, not a cut connection");
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    });
+    waiting(1);
+    dev.terminate();
+    let (st, b) = poll.join().unwrap();
+    assert_eq!((st, b), (200, json!({"events": [], "has_more": false})));
 }

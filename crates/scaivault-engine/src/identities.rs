@@ -277,6 +277,10 @@ impl Engine {
             self.save_identity(g).await?;
         }
         self.unbind_everywhere(&r.id).await?;
+        // Its subscriptions go with it: a new identity given the same id later is someone else.
+        for sub in self.subscriptions_of(r.id.as_str()) {
+            self.remove_consumer(&sub).await?;
+        }
         let cache = self.identities.clone();
         let key = r.id.to_string();
         self.vault

@@ -134,6 +134,8 @@ pub struct Engine {
     delivering: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Long-polls of subscriptions held open, per owner (bounded: each holds a connection).
     poll_slots: subscriptions::PollSlots,
+    /// Set at shutdown: long-polls answer with what they have.
+    polls_ending: std::sync::atomic::AtomicBool,
     /// Rotations finished since the vault was opened, by outcome: `[completed, failed]`
     /// (the `scaivault_secret_rotations_total{status}` metric).
     rotations: [std::sync::atomic::AtomicU64; 2],
@@ -304,6 +306,7 @@ impl Engine {
                 notify: Arc::default(),
                 polled: Arc::default(),
                 readers,
+                not_queued: Arc::default(),
             },
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
@@ -314,6 +317,7 @@ impl Engine {
             rotation_locks: Default::default(),
             delivering: Default::default(),
             poll_slots: Default::default(),
+            polls_ending: Default::default(),
             rotations: Default::default(),
         };
         engine.reload_policies()?;

@@ -28,7 +28,12 @@ use crate::{encode, read, write};
 pub(crate) struct WebhookState {
     /// Webhooks and subscriptions, by id.
     pub(crate) hooks: BTreeMap<String, WebhookRecord>,
+    /// Deliveries waiting to be sent; changed only through `add_pending`/`remove_pending`,
+    /// which keep `pending_of` in step.
     pub(crate) pending: BTreeMap<u64, DeliveryRecord>,
+    /// Consumer id → how many of its deliveries are pending (the bound on what one endpoint
+    /// that never answers can make the vault hold).
+    pending_of: HashMap<String, usize>,
     /// Webhook id → sequence numbers of its finished deliveries (the records stay in the
     /// file): the delivery log is pruned and read by key, never by decrypting the table.
     pub(crate) finished: BTreeMap<String, std::collections::BTreeSet<u64>>,
@@ -40,7 +45,41 @@ pub(crate) struct WebhookState {
     pub(crate) dropped: Vec<u64>,
 }
 
+/// Deliveries one webhook may have waiting; past it new events are not queued for it (and
+/// counted): an endpoint that fails for hours, fed by events anyone can cause, must not fill
+/// the file. A subscription's webhook gets the polled buffer's largest size.
+pub(crate) const MAX_PENDING_PER_WEBHOOK: usize = 10_000;
+pub(crate) const MAX_PENDING_PER_SUBSCRIPTION: usize = crate::subscriptions::MAX_BUFFER_SIZE;
+
 impl WebhookState {
+    pub(crate) fn add_pending(&mut self, d: DeliveryRecord) {
+        let id = d.webhook_id.clone();
+        if self.pending.insert(d.seq, d).is_none() {
+            *self.pending_of.entry(id).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn remove_pending(&mut self, seq: u64) {
+        if let Some(d) = self.pending.remove(&seq)
+            && let Some(n) = self.pending_of.get_mut(&d.webhook_id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_of.remove(&d.webhook_id);
+            }
+        }
+    }
+
+    /// Whether `h` can take another pending delivery.
+    fn has_room(&self, h: &WebhookRecord, queued_now: usize) -> bool {
+        let cap = if h.subscription.is_some() {
+            MAX_PENDING_PER_SUBSCRIPTION
+        } else {
+            MAX_PENDING_PER_WEBHOOK
+        };
+        self.pending_of.get(&h.id).copied().unwrap_or(0) + queued_now < cap
+    }
+
     /// Adds a polled event to its subscription's buffer, dropping the oldest past its size.
     pub(crate) fn buffer(&mut self, d: DeliveryRecord, size: usize) {
         let buf = self.buffers.entry(d.webhook_id.clone()).or_default();
@@ -110,6 +149,19 @@ pub(crate) struct EventSink {
     /// Wakes every long-poll when buffered events were committed.
     pub(crate) polled: Arc<tokio::sync::Notify>,
     pub(crate) readers: Readers,
+    /// Deliveries not queued because their webhook had too many waiting.
+    pub(crate) not_queued: Arc<AtomicU64>,
+}
+
+/// An event as a subscription receives it: a failed rotation's error text is the backend's
+/// (hosts, users, configuration) and an admin's business; the path's reader learns that it
+/// failed, at which step and how often.
+fn for_subscriber(e: &Event) -> Event {
+    let mut e = e.clone();
+    if let Some(data) = e.data.as_object_mut() {
+        data.remove("error");
+    }
+    e
 }
 
 /// Events only an exact subscription receives: one per read (or per refused request, which
@@ -142,11 +194,12 @@ fn matches(h: &WebhookRecord, e: &Event, extra: &[String], readers: &Readers) ->
         let Some(path) = e.path.as_deref() else {
             return false;
         };
-        let globbed = sub
-            .paths
-            .iter()
-            .any(|g| scaivault_core::glob::Glob::parse(g).is_ok_and(|g| g.matches(path)));
-        if !globbed || !readers.may_read(&sub.owner, path, e.timestamp) {
+        // Audit-grade events (who read what, who was refused) are for admin webhooks only,
+        // whatever an old record says.
+        if EXPLICIT_ONLY.contains(&e.event_type.as_str()) {
+            return false;
+        }
+        if !sub.covers(path) || !readers.may_read(&sub.owner, path, e.timestamp) {
             return false;
         }
     }
@@ -204,24 +257,32 @@ impl EventSink {
             if s.hooks.is_empty() {
                 return;
             }
-            let records = events
-                .iter()
-                .flat_map(|e| {
-                    s.hooks
-                        .values()
-                        .filter(|h| matches(h, e, extra, &self.readers))
-                        .map(|h| {
-                            let d = DeliveryRecord::new(
-                                self.seq.fetch_add(1, Ordering::SeqCst),
-                                &h.id,
-                                e,
-                                now,
-                            );
-                            (d, s.polled(&h.id))
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect::<Vec<_>>();
+            let mut queued: HashMap<&str, usize> = HashMap::new();
+            let mut records = Vec::new();
+            for e in &events {
+                for h in s
+                    .hooks
+                    .values()
+                    .filter(|h| matches(h, e, extra, &self.readers))
+                {
+                    let polled = s.polled(&h.id);
+                    if polled.is_none() {
+                        let n = queued.entry(h.id.as_str()).or_default();
+                        if !s.has_room(h, *n) {
+                            self.not_queued.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        *n += 1;
+                    }
+                    let event = if h.subscription.is_some() {
+                        for_subscriber(e)
+                    } else {
+                        e.clone()
+                    };
+                    let seq = self.seq.fetch_add(1, Ordering::SeqCst);
+                    records.push((DeliveryRecord::new(seq, &h.id, &event, now), polled));
+                }
+            }
             // The events these push out of a full buffer (its oldest) are deleted in this
             // transaction, with any dropped earlier and not yet deleted.
             let mut dropped = s.dropped.clone();
@@ -263,9 +324,7 @@ impl EventSink {
                         s.buffer(r, size);
                         buffered = true;
                     }
-                    None if r.status == DeliveryStatus::Pending => {
-                        s.pending.insert(r.seq, r);
-                    }
+                    None if r.status == DeliveryStatus::Pending => s.add_pending(r),
                     None => {}
                 }
             }
@@ -278,5 +337,46 @@ impl EventSink {
                 polled.notify_waiters();
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook_records::WebhookRecord;
+
+    fn hook(id: &str) -> WebhookRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": id, "url": "https://example.com/", "secret": "s".repeat(16),
+            "events": ["*"], "enabled": true,
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_webhook_holds_at_most_its_cap_of_pending_deliveries() {
+        let mut s = WebhookState::default();
+        let h = hook("wh_1");
+        let e = Event::new(
+            "secret.created",
+            "user:root",
+            Some("a"),
+            Value::Null,
+            Timestamp(0),
+        );
+        for seq in 0..MAX_PENDING_PER_WEBHOOK as u64 {
+            assert!(s.has_room(&h, 0));
+            s.add_pending(DeliveryRecord::new(seq, "wh_1", &e, Timestamp(0)));
+        }
+        assert!(!s.has_room(&h, 0), "full");
+        // Another webhook's room is its own.
+        assert!(s.has_room(&hook("wh_2"), 0));
+        // A delivery that finishes frees a place; one re-saved while pending takes none.
+        s.add_pending(DeliveryRecord::new(3, "wh_1", &e, Timestamp(0)));
+        assert!(!s.has_room(&h, 0));
+        s.remove_pending(3);
+        assert!(s.has_room(&h, 0));
+        assert!(!s.has_room(&h, 1), "what this change queues counts too");
     }
 }

@@ -22,10 +22,11 @@ use zeroize::Zeroizing;
 
 use crate::events::Event;
 use crate::webhook_records::{
-    SubscriptionDelivery, SubscriptionSpec, WebhookFilters, WebhookRecord, delivery_key,
+    SubscriptionDelivery, SubscriptionSpec, WebhookFilters, WebhookItem, WebhookRecord,
+    delivery_key, hook_key,
 };
 use crate::webhooks::validation;
-use crate::{Caller, Engine, Error, ErrorCode, Result, read, write};
+use crate::{Caller, Engine, Error, ErrorCode, Result, encode, read, write};
 
 /// A polling buffer's size when the request names none (the reference's default).
 pub const DEFAULT_BUFFER_SIZE: usize = 1000;
@@ -230,6 +231,100 @@ fn check_buffer(size: usize) -> Result<usize> {
     Ok(size)
 }
 
+/// The event types a subscription may name: those that carry a path (a subscription is
+/// path-scoped) and are not audit-grade (`secret.accessed` says who read what,
+/// `policy.violation` who was refused; both go to admin webhooks only — and anyone can raise
+/// them by the thousand, which would flush a subscriber's buffer).
+const SUBSCRIBABLE: &[&str] = &[
+    "secret.created",
+    "secret.updated",
+    "secret.deleted",
+    "secret.rotated",
+    "secret.expiring",
+    "secret.expired",
+    "rotation.due",
+    "rotation.overdue",
+    "rotation.completed",
+    "rotation.failed",
+];
+
+fn check_events(events: &[String]) -> Result<()> {
+    Engine::check_events(events)?;
+    for e in events {
+        let ok =
+            e == "*" || e == "secret.*" || e == "rotation.*" || SUBSCRIBABLE.contains(&e.as_str());
+        if !ok {
+            return Err(validation(
+                "events",
+                &format!(
+                    "{e:?} cannot be subscribed to: subscriptions receive secret and rotation events on their paths (secret.accessed, policy.violation and policy events go to admin webhooks)"
+                ),
+            )
+            .with("allowed", SUBSCRIBABLE.to_vec()));
+        }
+    }
+    Ok(())
+}
+
+/// Filters are matched against every event: bounded.
+fn check_filters(f: &WebhookFilters) -> Result<()> {
+    let long = |s: &str| s.len() > 256;
+    if f.tags.len() > 20 || f.tags.iter().any(|t| long(t)) {
+        return Err(validation(
+            "filters.tags",
+            "at most 20 tags of 256 characters",
+        ));
+    }
+    if f.path_prefix.as_deref().is_some_and(long) || f.secret_type.as_deref().is_some_and(long) {
+        return Err(validation(
+            "filters",
+            "path_prefix and secret_type are at most 256 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The delivery kind a request names, checked before anything else about the delivery.
+fn delivery_kind(kind: Option<&str>) -> Result<Option<&str>> {
+    match kind {
+        None | Some("webhook") | Some("polling") => Ok(kind),
+        Some(other) => Err(validation(
+            "delivery.type",
+            &format!("{other:?} is not a delivery type: webhook or polling"),
+        )),
+    }
+}
+
+/// Re-labels a webhook check's error with the subscription's field name.
+fn as_delivery_field(e: Error, field: &str) -> Error {
+    if e.code != ErrorCode::ValidationError {
+        return e;
+    }
+    let problem = e
+        .message
+        .split_once(": ")
+        .map_or(e.message.clone(), |(_, p)| p.to_owned());
+    validation(field, &problem)
+}
+
+impl Engine {
+    /// A subscription's webhook URL: a webhook's rules, and no credentials in it (they would
+    /// be shown to whoever reads the subscription; the signing secret is what authenticates).
+    fn check_delivery_url(&self, url: &str) -> Result<()> {
+        self.check_url(url)
+            .map_err(|e| as_delivery_field(e, "delivery.url"))?;
+        if reqwest::Url::parse(url)
+            .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+        {
+            return Err(validation(
+                "delivery.url",
+                "must not carry credentials; the signing secret authenticates deliveries",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl WebhookRecord {
     fn subscription_view(&self, buffered: usize) -> Option<SubscriptionView> {
         let sub = self.subscription.as_ref()?;
@@ -269,6 +364,31 @@ impl WebhookRecord {
 }
 
 impl Engine {
+    /// The ids of the subscriptions `owner` owns.
+    pub(crate) fn subscriptions_of(&self, owner: &str) -> Vec<String> {
+        read(&self.events.state)
+            .hooks
+            .values()
+            .filter(|h| h.subscription.as_ref().is_some_and(|s| s.owner == owner))
+            .map(|h| h.id.clone())
+            .collect()
+    }
+
+    /// Ends every long-poll with what it has (the server is shutting down: its clients get an
+    /// answer, not a cut connection). Polls that start afterwards answer at once.
+    pub fn end_long_polls(&self) {
+        self.polls_ending
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.events.polled.notify_waiters();
+    }
+
+    /// Deliveries not queued because their webhook had too many waiting, for metrics.
+    pub fn deliveries_not_queued(&self) -> u64 {
+        self.events
+            .not_queued
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Long-polls waiting now, for metrics.
     pub fn polls_waiting(&self) -> usize {
         self.poll_slots
@@ -334,11 +454,13 @@ impl Engine {
         let events = req
             .events
             .ok_or_else(|| validation("events", "is required"))?;
-        Self::check_events(&events)?;
+        check_events(&events)?;
+        let filters = req.filters.unwrap_or_default();
+        check_filters(&filters)?;
         let delivery = req
             .delivery
             .ok_or_else(|| validation("delivery", "is required"))?;
-        let (kind, url, secret) = match delivery.kind.as_deref() {
+        let (kind, url, secret) = match delivery_kind(delivery.kind.as_deref())? {
             Some("webhook") => {
                 if delivery.buffer_size.is_some() {
                     return Err(validation(
@@ -349,14 +471,14 @@ impl Engine {
                 let url = delivery.url.ok_or_else(|| {
                     validation("delivery.url", "is required for webhook delivery")
                 })?;
-                self.check_url(&url)?;
+                self.check_delivery_url(&url)?;
                 let secret = delivery.secret.ok_or_else(|| {
                     validation("delivery.secret", "is required for webhook delivery")
                 })?;
-                Self::check_secret(&secret)?;
+                Self::check_secret(&secret).map_err(|e| as_delivery_field(e, "delivery.secret"))?;
                 (SubscriptionDelivery::Webhook, url, secret)
             }
-            Some("polling") => {
+            Some(_) => {
                 if delivery.url.is_some() || delivery.secret.is_some() {
                     return Err(validation(
                         "delivery.url",
@@ -370,20 +492,26 @@ impl Engine {
                     String::new(),
                 )
             }
-            _ => {
+            None => {
                 return Err(validation(
                     "delivery.type",
                     "is required: webhook or polling",
                 ));
             }
         };
+        let mut spec = SubscriptionSpec {
+            owner: caller.identity_id.to_string(),
+            paths,
+            delivery: kind,
+            globs: Vec::new(),
+        };
+        spec.compile()?;
         let _change = self.config_change().await;
-        let owner = caller.identity_id.to_string();
         {
             let s = read(&self.events.state);
             let subs = s.hooks.values().filter_map(|h| h.subscription.as_ref());
             let (all, own) = subs.fold((0, 0), |(a, o), sub| {
-                (a + 1, o + usize::from(sub.owner == owner))
+                (a + 1, o + usize::from(sub.owner == spec.owner))
             });
             if own >= MAX_SUBSCRIPTIONS_PER_OWNER || all >= MAX_SUBSCRIPTIONS {
                 return Err(Error::new(
@@ -391,7 +519,10 @@ impl Engine {
                     format!(
                         "at most {MAX_SUBSCRIPTIONS_PER_OWNER} subscriptions per identity and {MAX_SUBSCRIPTIONS} in all; delete one first"
                     ),
-                ));
+                )
+                .with("max_per_identity", MAX_SUBSCRIPTIONS_PER_OWNER)
+                .with("max_total", MAX_SUBSCRIPTIONS)
+                .with("owned", own));
             }
         }
         let id: [u8; 8] = scaivault_crypto::unique_id_bytes();
@@ -404,16 +535,12 @@ impl Engine {
             previous_secret: None,
             previous_secret_expires_at: None,
             events,
-            filters: req.filters.unwrap_or_default(),
+            filters,
             enabled: req.enabled.unwrap_or(true),
             consecutive_failures: 0,
             created_at: now,
             updated_at: now,
-            subscription: Some(SubscriptionSpec {
-                owner,
-                paths,
-                delivery: kind,
-            }),
+            subscription: Some(spec),
         };
         self.save_webhook(h.clone()).await?;
         Ok(self.subscription_view(&h))
@@ -457,6 +584,23 @@ impl Engine {
         let Some(sub) = h.subscription.as_mut() else {
             return Err(not_found(id));
         };
+        // An admin stops another identity's feed (pauses or deletes it); where its events go
+        // and which they are stay its owner's: an admin must not read a service's feed
+        // through a URL or a glob it sets.
+        if sub.owner != caller.identity_id.as_str() {
+            let only_enabled = req.name.is_none()
+                && req.paths.is_none()
+                && req.events.is_none()
+                && req.delivery.is_none()
+                && req.filters.is_none();
+            if !only_enabled {
+                return Err(Error::new(
+                    ErrorCode::AccessDenied,
+                    "only a subscription's owner changes it; an admin may pause it (enabled: false) or delete it",
+                )
+                .with("subscription_id", id));
+            }
+        }
         if let Some(n) = req.name {
             check_name(&n)?;
             h.name = n;
@@ -464,12 +608,14 @@ impl Engine {
         if let Some(p) = req.paths {
             check_paths(&p)?;
             sub.paths = p;
+            sub.compile()?;
         }
         if let Some(e) = req.events {
-            Self::check_events(&e)?;
+            check_events(&e)?;
             h.events = e;
         }
         if let Some(f) = req.filters {
+            check_filters(&f)?;
             h.filters = f;
         }
         if let Some(en) = req.enabled {
@@ -479,9 +625,9 @@ impl Engine {
             }
         }
         if let Some(d) = req.delivery {
-            match (sub.delivery, d.kind.as_deref()) {
-                (_, None) => {}
-                (SubscriptionDelivery::Webhook, Some("webhook"))
+            match (sub.delivery, delivery_kind(d.kind.as_deref())?) {
+                (_, None)
+                | (SubscriptionDelivery::Webhook, Some("webhook"))
                 | (SubscriptionDelivery::Polling { .. }, Some("polling")) => {}
                 _ => {
                     return Err(validation(
@@ -499,11 +645,12 @@ impl Engine {
                         ));
                     }
                     if let Some(u) = d.url {
-                        self.check_url(&u)?;
+                        self.check_delivery_url(&u)?;
                         h.url = u;
                     }
                     if let Some(s) = d.secret {
-                        Self::check_secret(&s)?;
+                        Self::check_secret(&s)
+                            .map_err(|e| as_delivery_field(e, "delivery.secret"))?;
                         h.secret = Zeroizing::new(s);
                     }
                 }
@@ -521,22 +668,48 @@ impl Engine {
             }
         }
         h.updated_at = self.now();
-        self.save_webhook(h.clone()).await?;
-        // A smaller buffer drops its oldest events now (the file follows with the next change
-        // that queues events).
-        if let Some(SubscriptionDelivery::Polling { buffer_size }) =
-            h.subscription.as_ref().map(|s| s.delivery)
-        {
-            let mut s = write(&self.events.state);
-            let state = &mut *s;
-            if let Some(buf) = state.buffers.get_mut(&h.id) {
-                while buf.len() > buffer_size {
-                    if let Some((seq, _)) = buf.pop_first() {
-                        state.dropped.push(seq);
-                    }
+        // A smaller buffer drops its oldest events, in the same transaction as the change:
+        // none can come back after a restart.
+        let size = h.subscription.as_ref().and_then(|s| match s.delivery {
+            SubscriptionDelivery::Polling { buffer_size } => Some(buffer_size),
+            SubscriptionDelivery::Webhook => None,
+        });
+        let drop: Vec<u64> = match size {
+            Some(size) => read(&self.events.state)
+                .buffers
+                .get(id)
+                .map_or(Vec::new(), |b| {
+                    b.keys()
+                        .take(b.len().saturating_sub(size))
+                        .copied()
+                        .collect()
+                }),
+            None => Vec::new(),
+        };
+        let state = self.events.state.clone();
+        let record = h.clone();
+        self.vault
+            .write(move |tx| {
+                tx.put(
+                    Table::Webhooks,
+                    &hook_key(&record.id),
+                    &encode(&WebhookItem::Hook(record.clone())),
+                );
+                for seq in &drop {
+                    tx.delete(Table::Webhooks, &delivery_key(*seq));
                 }
-            }
-        }
+                tx.on_commit(move || {
+                    let mut s = write(&state);
+                    if let Some(buf) = s.buffers.get_mut(&record.id) {
+                        for seq in &drop {
+                            buf.remove(seq);
+                        }
+                    }
+                    s.hooks.insert(record.id.clone(), record);
+                });
+                Ok::<_, Error>(())
+            })
+            .await?;
         Ok(self.subscription_view(&h))
     }
 
@@ -610,7 +783,16 @@ impl Engine {
                 out.truncate(max);
                 (out, more)
             };
-            if !events.is_empty() || tokio::time::Instant::now() >= deadline {
+            let ending = self.polls_ending.load(std::sync::atomic::Ordering::SeqCst);
+            if !events.is_empty() || ending || tokio::time::Instant::now() >= deadline {
+                // A token revoked (or an identity deleted) while the poll waited gets nothing
+                // raised since.
+                if !self.still_authenticated(caller) {
+                    return Err(Error::new(
+                        ErrorCode::TokenRevoked,
+                        "the token was revoked while the poll waited",
+                    ));
+                }
                 return Ok(PollResult { events, has_more });
             }
             tokio::select! {

@@ -298,6 +298,21 @@ impl Engine {
     }
 
     /// Resolves a bearer token to a caller, or answers with the spec's 401 codes.
+    /// Whether the token `caller` came with still stands — not revoked, not expired, its
+    /// identity not deleted — for a request that waits (a long-poll) before it answers.
+    pub(crate) fn still_authenticated(&self, caller: &Caller) -> bool {
+        let Some(id) = &caller.token_id else {
+            return true; // the local operator holds the file, not a token
+        };
+        let record = read(&self.tokens).values().find(|r| &r.id == id).cloned();
+        let Some(r) = record else {
+            return false;
+        };
+        r.revoked_at.is_none()
+            && r.expires_at.is_none_or(|e| e > self.now())
+            && (r.kind == TokenKind::Root || self.identity(r.identity_id.as_str()).is_some())
+    }
+
     pub fn authenticate(&self, token: &str, source_ip: Option<std::net::IpAddr>) -> Result<Caller> {
         if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
             return Err(auth_error(

@@ -67,6 +67,26 @@ pub(crate) struct SubscriptionSpec {
     pub(crate) owner: String,
     pub(crate) paths: Vec<String>,
     pub(crate) delivery: SubscriptionDelivery,
+    /// `paths` compiled (every event raised is matched against them on the writer thread).
+    #[serde(skip)]
+    pub(crate) globs: Vec<scaivault_core::glob::Glob>,
+}
+
+impl SubscriptionSpec {
+    /// Compiles `paths`; a record read back from the file is compiled once, at load.
+    pub(crate) fn compile(&mut self) -> scaivault_core::Result<()> {
+        self.globs = self
+            .paths
+            .iter()
+            .map(|p| scaivault_core::glob::Glob::parse(p))
+            .collect::<scaivault_core::Result<_>>()?;
+        Ok(())
+    }
+
+    /// Whether one of the globs matches `path`.
+    pub(crate) fn covers(&self, path: &str) -> bool {
+        self.globs.iter().any(|g| g.matches(path))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -83,7 +83,14 @@ impl Engine {
             decode::<WebhookItem>(Table::Webhooks, b)
         })? {
             match item {
-                WebhookItem::Hook(h) => {
+                WebhookItem::Hook(mut h) => {
+                    if let Some(sub) = h.subscription.as_mut() {
+                        // Validated when stored; a record that no longer compiles matches
+                        // nothing rather than stopping the vault.
+                        if sub.compile().is_err() {
+                            tracing::warn!(id = %h.id, "a subscription's paths do not compile; it receives nothing");
+                        }
+                    }
                     state.hooks.insert(h.id.clone(), h);
                 }
                 WebhookItem::Delivery(d) => deliveries.push(d),
@@ -95,7 +102,7 @@ impl Engine {
             if let Some(size) = state.polled(&d.webhook_id) {
                 state.buffer(d, size);
             } else if d.status == DeliveryStatus::Pending {
-                state.pending.insert(d.seq, d);
+                state.add_pending(d);
             } else {
                 state
                     .finished
@@ -438,7 +445,7 @@ impl Engine {
                     s.finished.remove(&key);
                     s.buffers.remove(&key);
                     for seq in pending {
-                        s.pending.remove(&seq);
+                        s.remove_pending(seq);
                     }
                 });
                 Ok::<_, Error>(())
@@ -666,7 +673,7 @@ impl Engine {
                 let Some(stored) = tx.get(Table::Webhooks, &hook_key(&d.webhook_id))? else {
                     tx.delete(Table::Webhooks, &delivery_key(d.seq));
                     tx.on_commit(move || {
-                        write(&state).pending.remove(&d.seq);
+                        write(&state).remove_pending(d.seq);
                     });
                     return Ok(());
                 };
@@ -696,9 +703,9 @@ impl Engine {
                 tx.on_commit(move || {
                     let mut s = write(&state);
                     if d.status == DeliveryStatus::Pending {
-                        s.pending.insert(d.seq, d);
+                        s.add_pending(d);
                     } else {
-                        s.pending.remove(&d.seq);
+                        s.remove_pending(d.seq);
                         let log = s.finished.entry(d.webhook_id.clone()).or_default();
                         log.insert(d.seq);
                         for seq in &prune {

@@ -621,7 +621,6 @@ fn ssh_keypair_is_a_real_openssh_key() {
 }
 
 fn ssh_key_checks_out(h: &PluginHost, config: Value) {
-    let h = h;
     let dir = tempfile::tempdir().unwrap();
     let v = generate(h, "ssh_keypair", config.clone()).unwrap();
     let private = v["values"]["private_key"].as_str().unwrap();

@@ -48,6 +48,8 @@ pub(crate) struct EngineGauges {
     pub deliveries_in_flight: usize,
     /// Long-polls of subscriptions waiting now.
     pub polls_waiting: usize,
+    /// Deliveries not queued: their webhook had too many waiting.
+    pub deliveries_not_queued: u64,
     /// `(completed, failed)`.
     pub rotations: (u64, u64),
 }
@@ -222,6 +224,13 @@ impl Metrics {
                 "gauge",
                 "Long-polls of subscriptions waiting for an event now.",
                 g.polls_waiting as u64,
+            );
+            metric(
+                &mut out,
+                "scaivault_webhook_deliveries_not_queued_total",
+                "counter",
+                "Deliveries not queued because their webhook already had the most it may have waiting.",
+                g.deliveries_not_queued,
             );
         }
         metric(

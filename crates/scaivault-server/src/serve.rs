@@ -219,7 +219,21 @@ pub async fn serve(
         })
     };
     ready(bound);
-    let result = accept_loop(listener, tls, app, &state.config, max_connections).await;
+    let engine_state = state.clone();
+    let end_waits = move || {
+        if let Ok(engine) = engine_state.engine() {
+            engine.end_long_polls();
+        }
+    };
+    let result = accept_loop(
+        listener,
+        tls,
+        app,
+        &state.config,
+        max_connections,
+        end_waits,
+    )
+    .await;
     failures.abort();
     record_failure_counts(&state, true).await;
     flusher.abort();
@@ -320,14 +334,16 @@ fn tls_acceptor(
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts connections until a shutdown signal, at most `max_connections` at once, then waits
-/// up to 30 s for the requests in flight.
+/// Accepts connections until a shutdown signal, at most `max_connections` at once, then ends
+/// what waits by design (`end_waits`: long-polls answer with what they have) and waits up to
+/// 30 s for the requests in flight.
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: axum::Router,
     config: &crate::state::ServerConfig,
     max_connections: usize,
+    end_waits: impl FnOnce(),
 ) -> std::io::Result<()> {
     let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let per_address = Arc::new(PerAddress::new(config.max_connections_per_address));
@@ -409,6 +425,7 @@ async fn accept_loop(
     }
     tracing::info!("shutting down: finishing in-flight requests");
     drop(listener);
+    end_waits();
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
         .await
         .is_err()

@@ -112,6 +112,7 @@ pub async fn metrics(
         secrets: e.secrets_total(),
         deliveries_pending: e.deliveries_pending(),
         polls_waiting: e.polls_waiting(),
+        deliveries_not_queued: e.deliveries_not_queued(),
         deliveries_in_flight: e.deliveries_in_flight(),
         rotations: e.rotations_finished(),
     });
