@@ -156,6 +156,45 @@ fn secret_policies_make_the_rotated_values() {
         json!({"name": "broken", "fields": [{"name": "p", "generator": "random", "config": {"charset": "emoji"}}]}),
     );
     assert_eq!(s, 422, "{b}");
+    // Key pairs and hashes in a recipe: their outputs have fixed names, so two that would
+    // overwrite each other are refused rather than one silently lost.
+    let (s, b) = dev.post(
+        "/v1/secret-policies",
+        &dev.token,
+        json!({"name": "signing", "fields": [
+            {"name": "key", "generator": "ec_keypair", "config": {"curve": "P-384"}},
+            {"name": "admin", "generator": "bcrypt_hash", "config": {"length": 20}}]}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (_, g) = dev.post(
+        "/v1/secret-policies/sp_signing/generate",
+        &dev.token,
+        json!({}),
+    );
+    let keys: Vec<&String> = g["data"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["hash", "password", "private_key", "public_key"],
+        "{keys:?}"
+    );
+    for fields in [
+        json!([{"name": "a", "generator": "ec_keypair"}, {"name": "b", "generator": "ec_keypair"}]),
+        json!([{"name": "password", "generator": "random"}, {"name": "h", "generator": "bcrypt_hash"}]),
+    ] {
+        let (s, b) = dev.post(
+            "/v1/secret-policies",
+            &dev.token,
+            json!({"name": "clash", "fields": fields}),
+        );
+        assert_eq!(s, 422, "{b}");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("an earlier field makes too"),
+            "{b}"
+        );
+    }
 
     let path = "environments/production/billing/database";
     dev.put(

@@ -108,14 +108,35 @@ impl Engine {
                         services.clone(),
                     )
                     .map_err(|e| e.with("field", f.name.as_str()))?;
+                // A key-pair generator's outputs have fixed names: two such fields, or one
+                // and a field of the same name, would silently overwrite each other.
+                let taken = |data: &Map<String, Value>, key: &str| {
+                    data.contains_key(key).then(|| {
+                        validation(
+                            "fields",
+                            &format!(
+                                "field {:?} ({}) makes {key:?}, which an earlier field makes too: one secret holds one value per name",
+                                f.name, f.generator
+                            ),
+                        )
+                    })
+                };
                 match (
                     out.get("value"),
                     out.get("values").and_then(Value::as_object),
                 ) {
                     (Some(v), _) => {
+                        if let Some(e) = taken(&data, &f.name) {
+                            return Err(e);
+                        }
                         data.insert(f.name.clone(), v.clone());
                     }
-                    (None, Some(values)) => data.extend(values.clone()),
+                    (None, Some(values)) => {
+                        if let Some(e) = values.keys().find_map(|k| taken(&data, k)) {
+                            return Err(e);
+                        }
+                        data.extend(values.clone());
+                    }
                     _ => {
                         return Err(Error::new(
                             ErrorCode::PluginFailed,

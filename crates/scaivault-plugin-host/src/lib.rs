@@ -114,13 +114,16 @@ struct Slots {
 
 impl Slots {
     fn new(origin: &Origin) -> Slots {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Slots::with_limit(match origin {
+            // Built-ins are ours and run on every write: bounded only by the sandbox pool.
+            Origin::Builtin => usize::MAX,
+            Origin::External => half_the_cores(),
+        })
+    }
+
+    fn with_limit(limit: usize) -> Slots {
         Slots {
-            limit: match origin {
-                // Built-ins are ours and run on every write: bounded only by the sandbox pool.
-                Origin::Builtin => usize::MAX,
-                Origin::External => (cores / 2).max(1),
-            },
+            limit,
             used: std::sync::Mutex::new(0),
             freed: std::sync::Condvar::new(),
         }
@@ -141,6 +144,24 @@ impl Slots {
         Some(SlotGuard(self))
     }
 }
+
+fn half_the_cores() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores / 2).max(1)
+}
+
+/// Generators that take seconds of CPU (an RSA prime search, a bcrypt hash at a high cost):
+/// a token that may generate values must not be able to occupy every core with them.
+fn costly(generator: &str, config: &Value) -> bool {
+    match generator {
+        "rsa_keypair" | "bcrypt_hash" => true,
+        "ssh_keypair" => config.get("key_type").and_then(Value::as_str) == Some("rsa"),
+        _ => false,
+    }
+}
+
+/// How long a costly generator waits for its turn before it answers busy (retryable).
+const COSTLY_WAIT: Duration = Duration::from_secs(30);
 
 struct SlotGuard<'a>(&'a Slots);
 
@@ -205,6 +226,8 @@ pub struct PluginHost {
     sandbox: &'static Sandbox,
     granted: BTreeSet<Capability>,
     entries: RwLock<BTreeMap<String, Arc<Entry>>>,
+    /// Costly generator calls running at once: at most half the cores.
+    costly: Slots,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -242,6 +265,7 @@ impl PluginHost {
             sandbox,
             granted,
             entries: RwLock::new(entries),
+            costly: Slots::with_limit(half_the_cores()),
         })
     }
 
@@ -678,6 +702,15 @@ impl PluginHost {
                 .with("fields", json!({ "generator": "unknown generator" }))
                 .with("allowed", known)
             })?;
+        let _turn = if costly(generator, config) {
+            Some(
+                self.costly
+                    .acquire(COSTLY_WAIT)
+                    .ok_or_else(|| PluginError::Busy.into_error(&e.manifest.name))?,
+            )
+        } else {
+            None
+        };
         self.call_entry(
             &e,
             "generate",
@@ -699,4 +732,31 @@ fn not_found(name: &str) -> Error {
         format!("no plugin named {name:?} is installed"),
     )
     .with("plugin", name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costly_generators_wait_for_a_turn_and_give_up_as_busy() {
+        for (g, config, heavy) in [
+            ("rsa_keypair", json!({}), true),
+            ("bcrypt_hash", json!({}), true),
+            ("ssh_keypair", json!({"key_type": "rsa"}), true),
+            ("ssh_keypair", json!({}), false),
+            ("ec_keypair", json!({}), false),
+            ("random", json!({}), false),
+        ] {
+            assert_eq!(costly(g, &config), heavy, "{g} {config}");
+        }
+        let slots = Slots::with_limit(1);
+        let first = slots.acquire(Duration::from_millis(10)).expect("a free turn");
+        assert!(
+            slots.acquire(Duration::from_millis(10)).is_none(),
+            "the second waits, then gives up"
+        );
+        drop(first);
+        assert!(slots.acquire(Duration::from_millis(10)).is_some());
+    }
 }

@@ -519,6 +519,12 @@ fn hex_uuid_template_and_static() {
         ("ssh_keypair", json!({"key_type": "ed25519", "bits": 4096})),
         ("bcrypt_hash", json!({"rounds": 4})),
         ("bcrypt_hash", json!({"length": 73})),
+        // A misspelt setting is refused, not ignored into another key than asked for.
+        ("ssh_keypair", json!({"type": "rsa"})),
+        ("rsa_keypair", json!({"bit": 3072})),
+        ("bcrypt_hash", json!({"cost": 14})),
+        ("random", json!({"lenght": 8})),
+        ("ssh_keypair", json!({"comment": "c".repeat(257)})),
     ] {
         assert_eq!(
             generate(&h, g, bad.clone()).unwrap_err().code,
@@ -590,10 +596,15 @@ fn rsa_and_ec_keypairs_are_keys_openssl_accepts() {
 #[test]
 fn bcrypt_hash_gives_a_password_and_a_hash_that_verifies_it() {
     let h = host();
-    let v = generate(&h, "bcrypt_hash", json!({"length": 24, "rounds": 11})).unwrap();
+    let v = generate(
+        &h,
+        "bcrypt_hash",
+        json!({"length": 72, "charset": "ascii", "rounds": 11}),
+    )
+    .unwrap();
     let password = v["values"]["password"].as_str().unwrap();
     let hash = v["values"]["hash"].as_str().unwrap();
-    assert_eq!(password.len(), 24);
+    assert_eq!(password.len(), 72);
     assert!(hash.starts_with("$2b$11$") && hash.len() == 60, "{hash}");
     // Checked by the `bcrypt` crate's own parser and verifier, built for the host (the
     // guest has only its raw function and formats the string itself).

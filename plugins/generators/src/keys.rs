@@ -86,7 +86,10 @@ pub fn ec_pem(curve: &str) -> Result<(String, String)> {
     match curve {
         "P-256" | "p256" | "prime256v1" | "secp256r1" => pair!(p256),
         "P-384" | "p384" | "secp384r1" => pair!(p384),
-        _ => Err(Error::validation("curve", "must be P-256 or P-384")),
+        _ => Err(Error::validation(
+            "curve",
+            "must be P-256 (also prime256v1, secp256r1) or P-384 (also secp384r1)",
+        )),
     }
 }
 

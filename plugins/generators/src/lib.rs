@@ -45,6 +45,7 @@ fn generate(request: Value) -> Result<Value> {
         Some(Value::Object(m)) => m,
         Some(_) => return Err(Error::validation("config", "must be a JSON object")),
     };
+    check_settings(generator, config)?;
     let value = match generator {
         "random" => random(config)?,
         "hex" => hex(length(config, 32)?),
@@ -70,6 +71,45 @@ fn generate(request: Value) -> Result<Value> {
         }
     };
     Ok(json!({ "value": value }))
+}
+
+const RANDOM_SETTINGS: &[&str] =
+    &["length", "charset", "require_upper", "require_lower", "require_digit", "require_symbol"];
+
+/// The settings each generator takes. Any other is refused: `{"type": "rsa"}` for `key_type`,
+/// or `{"cost": 14}` for `rounds`, must not quietly give a different key or hash than the one
+/// asked for.
+fn settings_of(generator: &str) -> Option<Vec<&'static str>> {
+    Some(match generator {
+        "random" => RANDOM_SETTINGS.to_vec(),
+        "hex" => vec!["length"],
+        "uuid" => vec!["version"],
+        "template" => vec!["template"],
+        "static" => vec!["value"],
+        "rsa_keypair" => vec!["bits"],
+        "ec_keypair" => vec!["curve"],
+        "ssh_keypair" => vec!["key_type", "bits", "comment"],
+        "bcrypt_hash" => {
+            let mut v = RANDOM_SETTINGS.to_vec();
+            v.push("rounds");
+            v
+        }
+        _ => return None,
+    })
+}
+
+fn check_settings(generator: &str, config: &Map<String, Value>) -> Result<()> {
+    let known = match settings_of(generator) {
+        Some(k) => k,
+        None => return Ok(()), // an unknown generator is reported as such below
+    };
+    match config.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(Error::validation(
+            k,
+            format!("is not a setting of {}; it takes {}", generator, known.join(", ")),
+        )),
+        None => Ok(()),
+    }
 }
 
 const CHARSETS: &[(&str, &str)] = &[
@@ -101,7 +141,7 @@ fn random(config: &Map<String, Value>) -> Result<String> {
         .map(|(_, v)| v.chars().collect())
         .ok_or_else(|| {
             let names: Vec<&str> = CHARSETS.iter().map(|(k, _)| *k).collect();
-            Error::validation("charset", format!("unknown charset {:?}; one of {}", name, names.join(", ")))
+            Error::validation("charset", format!("unknown charset; one of {}", names.join(", ")))
         })?;
     let classes: [(&str, fn(&char) -> bool); 4] = [
         ("require_upper", |c| c.is_ascii_uppercase()),
@@ -236,12 +276,8 @@ fn bcrypt_hash(config: &Map<String, Value>) -> Result<Value> {
             "must be at most 72: bcrypt ignores what follows",
         ));
     }
-    let mut settings = Map::new();
-    for key in ["length", "charset"] {
-        if let Some(v) = config.get(key) {
-            settings.insert(key.to_string(), v.clone());
-        }
-    }
+    let mut settings = config.clone();
+    settings.remove("rounds");
     let password = random(&settings)?;
     let hash = keys::bcrypt_hash(&password, rounds as u32);
     Ok(json!({ "values": { "password": password, "hash": hash } }))
@@ -253,6 +289,9 @@ fn ssh_keypair(config: &Map<String, Value>) -> Result<Value> {
     let comment = input::opt_str(config, "comment")?.unwrap_or("");
     if comment.chars().any(char::is_control) {
         return Err(Error::validation("comment", "must be one line"));
+    }
+    if comment.len() > 256 {
+        return Err(Error::validation("comment", "must be at most 256 bytes"));
     }
     let mut check = [0u8; 4];
     host::random_bytes(&mut check);
@@ -269,15 +308,17 @@ fn ssh_keypair(config: &Map<String, Value>) -> Result<Value> {
             pair
         }
         "rsa" => {
-            let key = keys::rsa_key(keys::rsa_bits(bits, 3072)?)?;
+            let bits = keys::rsa_bits(bits, 3072).map_err(|e| match bits {
+                Some(4096) => Error::validation(
+                    "bits",
+                    "4096-bit keys take 20 to 60 s to generate in the WebAssembly sandbox, too close to its deadline; use 2048 or 3072, or make one with `ssh-keygen -t rsa -b 4096` and store it",
+                ),
+                _ => e,
+            })?;
+            let key = keys::rsa_key(bits)?;
             ssh::rsa_openssh(&key, check, comment)
         }
-        other => {
-            return Err(Error::validation(
-                "key_type",
-                format!("unknown key type {:?} (ed25519 or rsa)", other),
-            ))
-        }
+        _ => return Err(Error::validation("key_type", "must be ed25519 or rsa")),
     };
     key_pair((private_key, public_key))
 }
