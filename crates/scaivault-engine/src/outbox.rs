@@ -47,9 +47,10 @@ pub(crate) struct WebhookState {
 
 /// Deliveries one webhook may have waiting; past it new events are not queued for it (and
 /// counted): an endpoint that fails for hours, fed by events anyone can cause, must not fill
-/// the file. A subscription's webhook gets the polled buffer's largest size.
+/// the file. A subscription's webhook gets the polled buffer's largest size (10,000, as
+/// `subscriptions::MAX_BUFFER_SIZE`).
 pub(crate) const MAX_PENDING_PER_WEBHOOK: usize = 10_000;
-pub(crate) const MAX_PENDING_PER_SUBSCRIPTION: usize = crate::subscriptions::MAX_BUFFER_SIZE;
+pub(crate) const MAX_PENDING_PER_SUBSCRIPTION: usize = 10_000;
 
 impl WebhookState {
     pub(crate) fn add_pending(&mut self, d: DeliveryRecord) {
