@@ -751,7 +751,9 @@ mod tests {
             assert_eq!(costly(g, &config), heavy, "{g} {config}");
         }
         let slots = Slots::with_limit(1);
-        let first = slots.acquire(Duration::from_millis(10)).expect("a free turn");
+        let first = slots
+            .acquire(Duration::from_millis(10))
+            .expect("a free turn");
         assert!(
             slots.acquire(Duration::from_millis(10)).is_none(),
             "the second waits, then gives up"
