@@ -1,6 +1,7 @@
 //! Runs the real `scaivault` binary for end-to-end tests.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod receiver;
 
 use std::io::{BufRead, BufReader};

@@ -42,8 +42,15 @@ pub enum Format {
 #[derive(Debug, Args, Clone)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// Work directly on this vault file instead of talking to a server.
-    #[arg(long, global = true, env = "SCAIVAULT_VAULT")]
+    /// Work directly on this vault instead of talking to a server: a file, or a PostgreSQL
+    /// database (`--storage postgresql://USER@HOST:PORT/DB`; SCAIVAULT_STORAGE). Put a
+    /// database password in SCAIVAULT_STORAGE or the server's config file, not here.
+    #[arg(
+        long,
+        global = true,
+        env = "SCAIVAULT_VAULT",
+        visible_alias = "storage"
+    )]
     pub vault: Option<PathBuf>,
     /// Read the passphrase from this file (else SCAIVAULT_PASSPHRASE, else a prompt).
     #[arg(long, global = true)]
@@ -1007,6 +1014,18 @@ pub enum OperatorCmd {
     },
     /// Check every record, the indexes and the audit chain; names each problem.
     Verify,
+    /// Copy the vault as it is (sealed records, audit chain) into a new file or an empty
+    /// PostgreSQL database, either way round, then open the copy with the vault's passphrase
+    /// and verify it. Stop the server on the source first. A database password goes in
+    /// PGPASSWORD, not in the connection string here.
+    Migrate {
+        /// The vault to copy: a file, or postgresql://USER@HOST:PORT/DB.
+        #[arg(long)]
+        from: PathBuf,
+        /// The new vault: a file that does not exist, or an empty database.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Destroy what is left of a damaged secret (one that answers integrity_error), so its
     /// path can be written again. To get it back instead: `operator restore --backup B --path P`.
     DestroyDamaged {

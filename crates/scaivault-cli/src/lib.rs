@@ -50,7 +50,16 @@ pub fn main() -> i32 {
         default_hook(info);
     }));
     let cli = match Cli::try_parse() {
-        Ok(c) => c,
+        Ok(mut c) => {
+            // A vault on PostgreSQL is named by SCAIVAULT_STORAGE as well (the and
+            // the operator guide's name for it); --vault/--storage and SCAIVAULT_VAULT first.
+            if c.global.vault.is_none()
+                && let Some(s) = std::env::var_os("SCAIVAULT_STORAGE").filter(|s| !s.is_empty())
+            {
+                c.global.vault = Some(s.into());
+            }
+            c
+        }
         Err(e) => {
             use clap::error::ErrorKind;
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {

@@ -136,7 +136,9 @@ pub fn open_local(g: &Global) -> Result<Arc<Engine>, Error> {
 
 pub async fn init(g: &Global, args: InitArgs, out: &Out) -> CliResult<()> {
     let path = need_vault(g)?.to_owned();
-    if path.exists() {
+    warn_if_exposed(&path);
+    // (A database is checked for an existing vault when it is connected to.)
+    if scaivault_store::database_url(&path).is_none() && path.exists() {
         return Err(Error::new(
             ErrorCode::VaultExists,
             format!("{} exists; refusing to overwrite a vault", path.display()),
@@ -169,6 +171,8 @@ pub async fn init(g: &Global, args: InitArgs, out: &Out) -> CliResult<()> {
     let engine = Engine::load_with(Arc::new(vault), Arc::new(SystemClock), plugin_settings(g)?)?;
     let root = engine.create_root_token(None).await?;
     let recovery = new_recovery_key(engine.vault(), args.recovery_key_file.as_deref()).await?;
+    // As the vault names itself: a database without its password.
+    let path = engine.vault().path().to_owned();
     engine.vault().shutdown();
     let res = json!({
         "vault": path, "root_token": root.token, "token_id": root.token_id,
@@ -348,9 +352,45 @@ pub async fn dev(g: &Global, args: DevArgs, out: &Out) -> CliResult<()> {
 
 /// Warns (on stderr) when other local users can read the vault file.
 fn warn_if_exposed(path: &std::path::Path) {
+    if let Some(url) = scaivault_store::database_url(path) {
+        // A password in a connection string on the command line is in the process list,
+        // readable by every local user.
+        let has_password = tokio_postgres_password(url);
+        if has_password && std::env::args().any(|a| a.contains(url)) {
+            eprintln!(
+                "warning: the database password is on the command line, where every local user can read it; give the connection string in SCAIVAULT_STORAGE or the server's config file"
+            );
+        }
+        return;
+    }
     if let Some(why) = scaivault_store::private_fs::exposure(path) {
         eprintln!("warning: {why}");
     }
+}
+
+/// Removes a copy that did not verify: the file, or the database's records.
+fn discard_copy(to: &std::path::Path) {
+    match scaivault_store::database_url(to) {
+        Some(url) => {
+            if let Ok(db) = scaivault_store::PgBackend::connect(url, false) {
+                let _ = db.clear();
+            }
+        }
+        None => {
+            let _ = std::fs::remove_file(to);
+        }
+    }
+}
+
+/// Whether a connection string carries a password (`postgresql://u:pw@h/db` or `password=`).
+fn tokio_postgres_password(url: &str) -> bool {
+    let authority = url
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split(['/', '?']).next().unwrap_or(""));
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        || url.contains("password=")
 }
 
 pub async fn server(g: &Global, args: ServerArgs) -> CliResult<()> {
@@ -661,6 +701,67 @@ pub async fn operator(
                 )
                 .into());
             }
+        }
+        OperatorCmd::Migrate { from, to } => {
+            warn_if_exposed(&from);
+            warn_if_exposed(&to);
+            let pass = passphrase::require(
+                g.passphrase_file.as_deref(),
+                "SCAIVAULT_PASSPHRASE",
+                "Vault passphrase (to verify the copy): ",
+                false,
+            )?;
+            let (f, t) = (from.clone(), to.clone());
+            let report = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+                let copied = Vault::copy_store(&f, &t)?;
+                // The copy must open with the vault's key and pass every check, or it is
+                // not kept.
+                let checked = (|| {
+                    let vault = Vault::open(&t, Unlock::Passphrase(&pass))?;
+                    let engine = Engine::load_with(
+                        Arc::new(vault),
+                        Arc::new(SystemClock),
+                        Default::default(),
+                    )?;
+                    let report = engine.verify_vault(&scaivault_engine::Caller::local_operator());
+                    engine.vault().shutdown();
+                    report
+                })();
+                match checked {
+                    Ok(r) if r.ok => Ok((copied, r)),
+                    other => {
+                        discard_copy(&t);
+                        match other {
+                            Err(e) => Err(e),
+                            Ok(r) => Err(Error::new(
+                                ErrorCode::IntegrityError,
+                                "the copy does not verify; nothing was kept",
+                            )
+                            .with("problems", r.problems)),
+                        }
+                    }
+                }
+            })
+            .await
+            .map_err(|_| Error::internal("migrate task failed"))??;
+            let (copied, r) = report;
+            let shown = |p: &std::path::Path| {
+                scaivault_store::database_url(p).map_or_else(
+                    || p.display().to_string(),
+                    scaivault_store::redacted_location,
+                )
+            };
+            let res = json!({
+                "from": shown(&from), "to": shown(&to), "records": copied, "verified": r.checked,
+            });
+            out.emit(&res, || {
+                println!(
+                    "Copied {copied} records from {} to {} and verified the copy: {}",
+                    shown(&from),
+                    shown(&to),
+                    res["verified"]
+                )
+            });
         }
         OperatorCmd::KeyFile { out: file } => {
             let engine = file_engine(g, "a key file is set up on the file")?;

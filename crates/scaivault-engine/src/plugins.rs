@@ -62,6 +62,12 @@ impl HostServices for EngineServices {
 
 pub(crate) fn plugin_dir(vault: &Vault, settings: &PluginSettings) -> PathBuf {
     settings.dir.clone().unwrap_or_else(|| {
+        if scaivault_store::database_url(vault.path()).is_some() {
+            // A vault on a database has no file to sit beside: each node keeps its plugins'
+            // bytes in its own directory (the catalogue, with their pinned hashes, is shared).
+            let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+            return PathBuf::from(home).join(".scaivault").join("plugins");
+        }
         let mut p = vault.path().as_os_str().to_owned();
         p.push(".plugins");
         PathBuf::from(p)

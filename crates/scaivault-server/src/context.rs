@@ -140,10 +140,11 @@ pub(crate) struct AuditRecorded;
 /// What a request whose audit entry could not be made durable answers instead.
 pub(crate) fn unrecorded(request_id: &str, e: &Error) -> Error {
     tracing::error!(request_id = %request_id, code = e.code.as_str(), "audit entry could not be made durable; request failed");
-    let code = if e.code == ErrorCode::StorageFull {
-        ErrorCode::StorageFull
-    } else {
-        ErrorCode::InternalError
+    // A full disk and an unreachable database say so (the second is retryable); anything
+    // else is ours.
+    let code = match e.code {
+        ErrorCode::StorageFull | ErrorCode::ServiceUnavailable => e.code,
+        _ => ErrorCode::InternalError,
     };
     Error::new(
         code,

@@ -29,6 +29,8 @@ pub enum StoreError {
     Refused(String),
     /// The writer has stopped (shutdown, or an earlier fatal error).
     Closed,
+    /// The database holding the vault cannot be reached now; the same call may succeed later.
+    Unavailable(String),
 }
 
 impl fmt::Display for StoreError {
@@ -58,6 +60,7 @@ impl fmt::Display for StoreError {
             StoreError::Io(d) => write!(f, "I/O error: {d}"),
             StoreError::Refused(d) => f.write_str(d),
             StoreError::Closed => f.write_str("the vault is closed"),
+            StoreError::Unavailable(d) => write!(f, "the vault's database is unavailable: {d}"),
         }
     }
 }
@@ -74,7 +77,7 @@ impl From<StoreError> for Error {
             StoreError::AlreadyExists(_) => ErrorCode::VaultExists,
             StoreError::NotFound(_) => ErrorCode::VaultNotFound,
             StoreError::StorageFull => ErrorCode::StorageFull,
-            StoreError::Locked => ErrorCode::ServiceUnavailable,
+            StoreError::Locked | StoreError::Unavailable(_) => ErrorCode::ServiceUnavailable,
             StoreError::Io(_) => ErrorCode::InternalError,
             StoreError::Refused(_) => ErrorCode::InvalidRequest,
         };

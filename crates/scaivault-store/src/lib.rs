@@ -15,6 +15,7 @@ mod backup;
 mod error;
 mod header;
 mod ledger;
+mod pg_backend;
 mod pipeline;
 pub mod private_fs;
 mod redb_backend;
@@ -28,6 +29,9 @@ pub use backup::{BackupTrailer, extract_backup, inspect_backup};
 pub use error::StoreError;
 pub use header::{FORMAT_VERSION, Header};
 pub use ledger::CHECKED_AT_OPEN;
+pub use pg_backend::{PgBackend, redacted as redacted_location};
 pub use redb_backend::{DEFAULT_CACHE_MIB, RedbBackend, set_cache_mib};
 pub use table::Table;
-pub use vault::{ReadView, RecordKey, RootChange, Unlock, Vault, VaultStats, WriteTx};
+pub use vault::{
+    ReadView, RecordKey, RootChange, Unlock, Vault, VaultStats, WriteTx, database_url,
+};

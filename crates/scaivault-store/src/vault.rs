@@ -14,6 +14,7 @@ use crate::backend::{Backend, Mutation};
 use crate::error::StoreError;
 use crate::header::{FORMAT_VERSION, Header};
 use crate::ledger::{CHECKED_AT_OPEN, Digests, Ledger, STATE_KEY, Tally, mismatch};
+use crate::pg_backend::{PgBackend, redacted};
 use crate::pipeline::{Completion, Found, Job, Pipeline, RawTx, WriterKeys, commit_with_ledger};
 use crate::redb_backend::RedbBackend;
 use crate::table::Table;
@@ -80,6 +81,56 @@ pub struct VaultStats {
     pub data_keys: usize,
     pub active_data_key: u32,
     pub records: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// A vault's location names a PostgreSQL database when it is a `postgresql://` (or
+/// `postgres://`) connection string; anything else is a file.
+pub fn database_url(location: &Path) -> Option<&str> {
+    location
+        .to_str()
+        .filter(|s| s.starts_with("postgresql://") || s.starts_with("postgres://"))
+}
+
+/// How a vault's location is shown (in logs, status, errors): a database without its
+/// password.
+fn shown(location: &Path) -> PathBuf {
+    match database_url(location) {
+        Some(url) => PathBuf::from(redacted(url)),
+        None => location.to_owned(),
+    }
+}
+
+/// Every record of `src`, from one consistent view, into `dst` in batches.
+pub(crate) fn copy_records(src: &dyn Backend, dst: &dyn Backend) -> Result<u64, StoreError> {
+    let snap = src.snapshot()?;
+    let mut n = 0u64;
+    for t in Table::ALL {
+        let mut batch = Vec::new();
+        let mut failed = None;
+        snap.scan(*t, &mut |k, v| {
+            batch.push(Mutation::Put {
+                table: *t,
+                key: k.to_vec(),
+                value: v.to_vec(),
+            });
+            n += 1;
+            if batch.len() >= 10_000
+                && let Err(e) = dst.commit(&std::mem::take(&mut batch))
+            {
+                failed = Some(e);
+                return false;
+            }
+            true
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        dst.commit(&batch)?;
+    }
+    if dst.get(Table::Meta, HEADER_KEY)?.is_none() {
+        return Err(StoreError::Corrupt("the source has no vault header".into()));
+    }
+    Ok(n)
 }
 
 /// The header and its bytes as stored.
@@ -151,6 +202,21 @@ fn open_root(
     }
     .map_err(crypto_to_unlock)?;
     Ok((root, slot, key))
+}
+
+/// Opens the header with `unlock` and checks it: its tag, and the slot's proof.
+#[allow(clippy::type_complexity)]
+fn unlock_header(
+    header: Header,
+    raw: &[u8],
+    unlock: &Unlock<'_>,
+) -> Result<(RootKey, Keyring, Slot, UnlockKey, Header), StoreError> {
+    let (root, slot, key) = open_root(&header, unlock)?;
+    let keyring = open_keyring(&header, &root)?;
+    check_header_tag(&header, raw, &root, &keyring)?;
+    let mut header = header;
+    check_slot_proof(&mut header, slot, &key, &keyring)?;
+    Ok((root, keyring, slot, key, header))
 }
 
 fn open_keyring(header: &Header, root: &RootKey) -> Result<Keyring, StoreError> {
@@ -352,6 +418,10 @@ fn when_free(
 impl Vault {
     /// Creates a new vault file protected by `passphrase`.
     pub fn create(path: &Path, passphrase: &[u8], kdf: KdfParams) -> Result<Vault, StoreError> {
+        if let Some(url) = database_url(path) {
+            let backend = PgBackend::connect(url, true)?;
+            return Self::create_with_backend(&shown(path), Arc::new(backend), passphrase, kdf);
+        }
         let backend = RedbBackend::create(path)?;
         Self::create_with_backend(path, Arc::new(backend), passphrase, kdf)
     }
@@ -396,8 +466,44 @@ impl Vault {
         Self::start_with(path, backend, root, keyring, Digests::default(), &header)
     }
 
+    /// Copies every record of the vault at `from` into a new, empty store at `to` (a file or
+    /// a database, either way round) as it is: the header, the sealed records under their
+    /// blinded keys, the ledger and the audit chain. Nothing is decrypted and no key is
+    /// needed; the copy opens with the same passphrase, key file or recovery key, and its
+    /// audit chain continues from the same head. A copy that fails leaves no vault at `to`.
+    /// Returns the number of records copied.
+    pub fn copy_store(from: &Path, to: &Path) -> Result<u64, StoreError> {
+        let src: Box<dyn Backend> = match database_url(from) {
+            Some(url) => Box::new(PgBackend::connect(url, false)?),
+            None => Box::new(RedbBackend::open_read_only(from)?),
+        };
+        let copied = match database_url(to) {
+            Some(url) => {
+                let dst = PgBackend::connect(url, true)?;
+                let r = copy_records(&*src, &dst);
+                if r.is_err() {
+                    dst.clear()?;
+                }
+                r
+            }
+            None => {
+                let dst = RedbBackend::create(to)?;
+                let r = copy_records(&*src, &dst);
+                drop(dst);
+                if r.is_err() {
+                    let _ = std::fs::remove_file(to);
+                }
+                r
+            }
+        }?;
+        Ok(copied)
+    }
+
     /// Reads the header without writing anything (for status while sealed).
     pub fn read_header(path: &Path) -> Result<Header, StoreError> {
+        if let Some(url) = database_url(path) {
+            return Ok(read_header(&PgBackend::connect(url, false)?)?.0);
+        }
         Ok(read_header(&RedbBackend::open_read_only(path)?)?.0)
     }
 
@@ -420,15 +526,19 @@ impl Vault {
         unlock: Unlock<'_>,
         patience: Duration,
     ) -> Result<Vault, StoreError> {
+        if let Some(url) = database_url(path) {
+            // A database has no read-only handle to check the key on first: nothing is written
+            // before the key has opened the header anyway.
+            let backend: Arc<dyn Backend> = Arc::new(PgBackend::connect(url, false)?);
+            let (header, raw) = read_header(&*backend)?;
+            let (root, keyring, slot, key, header) = unlock_header(header, &raw, &unlock)?;
+            return Self::finish_open(&shown(path), backend, root, keyring, slot, &key, header);
+        }
         let deadline = Instant::now() + patience;
         let (root, keyring, slot, key, header, raw) = {
             let ro = when_free(deadline, || RedbBackend::open_read_only(path))?;
             let (header, raw) = read_header(&ro)?;
-            let (root, slot, key) = open_root(&header, &unlock)?;
-            let keyring = open_keyring(&header, &root)?;
-            check_header_tag(&header, &raw, &root, &keyring)?;
-            let mut header = header;
-            check_slot_proof(&mut header, slot, &key, &keyring)?;
+            let (root, keyring, slot, key, header) = unlock_header(header, &raw, &unlock)?;
             (root, keyring, slot, key, header, raw)
         };
         let backend: Arc<dyn Backend> = Arc::new(when_free(deadline, || RedbBackend::open(path))?);
@@ -438,8 +548,22 @@ impl Vault {
                 "the vault header changed while it was checked",
             ));
         }
+        Self::finish_open(path, backend, root, keyring, slot, &key, header)
+    }
+
+    /// The rest of an unseal once the key has opened the header: the ledger check, a legacy
+    /// slot's conversion or a format-1 upgrade, and the writer's start.
+    fn finish_open(
+        path: &Path,
+        backend: Arc<dyn Backend>,
+        root: RootKey,
+        keyring: Keyring,
+        slot: Slot,
+        key: &UnlockKey,
+        header: Header,
+    ) -> Result<Vault, StoreError> {
         if !keyring.has_lineage() {
-            return Self::upgrade(path, backend, root, keyring, header, slot, &key);
+            return Self::upgrade(path, backend, root, keyring, header, slot, key);
         }
         let ledger = Ledger::new(root.authenticator("ledger"));
         let digests = read_ledger(&*backend.snapshot()?, &keyring)?;
@@ -452,7 +576,7 @@ impl Vault {
             keyring.rotate();
             header.keyring = hex::encode(root.seal_keyring(&keyring));
             set_recipient(&mut header, slot, &key.recipient(), &root);
-            prove_slot(&mut header, slot, &key, &keyring);
+            prove_slot(&mut header, slot, key, &keyring);
             tag_header(&mut header, &root);
             return Self::start_with(path, backend, root, keyring, digests, &header);
         }

@@ -1,0 +1,653 @@
+//! The PostgreSQL backend: the same sealed records as the file, in one PostgreSQL table, for
+//! a vault that lives on a database with its own replication and failover (issue #21).
+//!
+//! PostgreSQL sees what the file shows and nothing more: a table id, a blinded key and a
+//! sealed value per record, and the plaintext header (KDF parameters, salt, wrapped keys).
+//!
+//! The [`Backend`] trait is synchronous (redb is); tokio-postgres is asynchronous. The backend
+//! runs its connections on a small runtime of its own and each call waits for its answer on a
+//! channel, so it can be called from any thread — the writer thread, or a request handler on
+//! the server's runtime — without nesting runtimes.
+//!
+//! One node at a time: the backend holds a session advisory lock for as long as it is open,
+//! and a second node refuses to start. Several nodes at once need every node's in-memory
+//! indexes kept in step with the others' commits, which is not built yet.
+
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::backend::{Backend, Mutation, Snapshot};
+use crate::error::StoreError;
+use crate::table::Table;
+
+/// The schema, one step per version; a database is brought to the last in one transaction.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE scaivault_records (
+         tbl smallint NOT NULL,
+         key bytea NOT NULL,
+         value bytea NOT NULL,
+         PRIMARY KEY (tbl, key)
+     )",
+)];
+
+/// The advisory lock a node holds while it has the database open (any fixed number: the
+/// database is the vault's own).
+const NODE_LOCK: i64 = 0x5343_4149_5641_554c; // "SCAIVAUL"
+
+/// A record as a scan returns it: key, value.
+type Pair = (Vec<u8>, Vec<u8>);
+
+/// Rows fetched per round trip by scans.
+const PAGE: i64 = 1000;
+
+/// Connections kept open for reads and snapshots (the writer has its own).
+const POOL: usize = 8;
+
+fn table_id(t: Table) -> i16 {
+    Table::ALL
+        .iter()
+        .position(|x| *x == t)
+        .expect("every table is in ALL") as i16
+}
+
+/// A connection failure is the database being unreachable: retryable, and readiness says so.
+fn unavailable(e: tokio_postgres::Error) -> StoreError {
+    if e.is_closed() || e.as_db_error().is_none() {
+        StoreError::Unavailable(format!("the PostgreSQL server is unreachable: {e}"))
+    } else {
+        let db = e.as_db_error().expect("checked");
+        StoreError::Io(format!(
+            "PostgreSQL: {} ({})",
+            db.message(),
+            db.code().code()
+        ))
+    }
+}
+
+/// Where a vault on PostgreSQL lives, as the operator wrote it, without its password.
+pub fn redacted(url: &str) -> String {
+    match tokio_postgres::Config::from_str(url) {
+        Ok(c) => {
+            let hosts: Vec<String> = c
+                .get_hosts()
+                .iter()
+                .zip(c.get_ports().iter().chain(std::iter::repeat(&5432)))
+                .map(|(h, p)| match h {
+                    tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
+                    tokio_postgres::config::Host::Unix(d) => d.display().to_string(),
+                })
+                .collect();
+            format!(
+                "postgresql://{}@{}/{}",
+                c.get_user().unwrap_or(""),
+                hosts.join(","),
+                c.get_dbname().unwrap_or("")
+            )
+        }
+        Err(_) => "postgresql://(unparsable)".to_owned(),
+    }
+}
+
+/// The backend's own runtime, shut down without waiting when the backend goes (it may go on
+/// a thread of another runtime, where a blocking shutdown would panic).
+struct Rt(Option<tokio::runtime::Runtime>);
+
+impl Rt {
+    fn spawn<F>(&self, f: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if let Some(rt) = &self.0 {
+            rt.spawn(f);
+        }
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Runs `f` on `rt` and waits for it on this thread: callable from any thread, a thread of
+/// another runtime included.
+fn wait_on<T: Send + 'static>(
+    rt: &Rt,
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(f.await);
+    });
+    rx.recv()
+        .map_err(|_| StoreError::Unavailable("the PostgreSQL task ended".into()))
+}
+
+pub struct PgBackend {
+    rt: Rt,
+    config: tokio_postgres::Config,
+    /// The writer's connection (the pipeline commits one batch at a time).
+    writer: Mutex<Option<Client>>,
+    idle: Mutex<Vec<Client>>,
+    /// The session holding the node lock; the lock ends with it (the backend dropped, or the
+    /// connection lost — then the next commit takes it again, or stops writing).
+    lock: Mutex<Option<Client>>,
+    /// Set while the database cannot be reached: readiness reports it.
+    down: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for PgBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgBackend").finish_non_exhaustive()
+    }
+}
+
+impl PgBackend {
+    /// Connects, takes the node lock and brings the schema up to date. `create` insists on an
+    /// empty vault (no records); otherwise the vault must exist.
+    pub fn connect(url: &str, create: bool) -> Result<PgBackend, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Refused(format!("not a PostgreSQL connection string: {e}")))?;
+        // libpq's convention, so that a password need not be in the connection string (and
+        // with it on a command line).
+        if config.get_password().is_none()
+            && let Some(pw) = std::env::var_os("PGPASSWORD")
+        {
+            config.password(pw.into_encoded_bytes());
+        }
+        let rt = Rt(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("scaivault-pg")
+                .enable_all()
+                .build()
+                .map_err(|e| StoreError::Io(e.to_string()))?,
+        ));
+        let c = config.clone();
+        let (lock, locked) = wait_on(&rt, async move {
+            let lock = open(&c).await?;
+            // A session this process just closed (a status read before the unseal, a seal
+            // before an unseal) may hold the lock for a moment longer on the server.
+            for _ in 0..20 {
+                let got = lock
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK])
+                    .await
+                    .map(|r| r.get::<_, bool>(0))
+                    .map_err(unavailable)?;
+                if got {
+                    return Ok::<_, StoreError>((lock, true));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Ok((lock, false))
+        })??;
+        if !locked {
+            return Err(StoreError::Refused(
+                "another ScaiVault node has this database open; several nodes on one database are not supported yet (issue #21): stop the other node first"
+                    .into(),
+            ));
+        }
+        let backend = PgBackend {
+            rt,
+            config,
+            writer: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
+            lock: Mutex::new(Some(lock)),
+            down: Mutex::new(None),
+        };
+        backend.migrate()?;
+        let empty = backend.block(|c| async move {
+            let r = c
+                .query_opt("SELECT 1 FROM scaivault_records LIMIT 1", &[])
+                .await;
+            (c, r)
+        })?;
+        match (create, empty.map_err(unavailable)?.is_none()) {
+            (true, false) => Err(StoreError::AlreadyExists(redacted(url))),
+            (false, true) => Err(StoreError::NotFound(redacted(url))),
+            _ => Ok(backend),
+        }
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let config = self.config.clone();
+        let at = self.wait(async move {
+            let mut c = open(&config).await?;
+            let run = async {
+                let tx = c.transaction().await?;
+                // One node migrates at a time (the node lock is per session; this one is
+                // for the transaction).
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(NODE_LOCK + 1)])
+                    .await?;
+                tx.batch_execute(
+                    "CREATE TABLE IF NOT EXISTS scaivault_schema (version integer NOT NULL)",
+                )
+                .await?;
+                let at: i32 = tx
+                    .query_one("SELECT max(version) FROM scaivault_schema", &[])
+                    .await?
+                    .get::<_, Option<i32>>(0)
+                    .unwrap_or(0);
+                for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > at) {
+                    tx.batch_execute(sql).await?;
+                    tx.execute("INSERT INTO scaivault_schema VALUES ($1)", &[v])
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok::<i32, tokio_postgres::Error>(at)
+            };
+            run.await.map_err(unavailable)
+        })??;
+        let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        if at > newest {
+            // A newer binary's schema: this one does not know what it holds.
+            return Err(StoreError::UnsupportedFormat(at as u32));
+        }
+        Ok(())
+    }
+
+    /// Makes sure this node still holds the node lock: after a lost connection the session
+    /// (and the lock with it) is gone, and another node may have started meanwhile. Then this
+    /// node takes the lock again, or writes nothing more.
+    fn ensure_lock(&self) -> Result<(), StoreError> {
+        let mut held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if held.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(());
+        }
+        let config = self.config.clone();
+        let (c, got) = self.wait(async move {
+            let c = open(&config).await?;
+            let got = c
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK])
+                .await
+                .map(|r| r.get::<_, bool>(0))
+                .map_err(unavailable)?;
+            Ok::<_, StoreError>((c, got))
+        })??;
+        if !got {
+            return Err(StoreError::Unavailable(
+                "another ScaiVault node took this database while this node's connection was lost; this node writes nothing more (stop one of them)".into(),
+            ));
+        }
+        *held = Some(c);
+        Ok(())
+    }
+
+    /// Removes every record (a copy into this database that failed part-way).
+    pub fn clear(&self) -> Result<(), StoreError> {
+        self.block(|c| async move {
+            let r = c.batch_execute("TRUNCATE scaivault_records").await;
+            (c, r)
+        })?
+        .map_err(unavailable)
+    }
+
+    /// An idle connection, or a new one if none is idle (or the idle one was lost).
+    fn checkout(&self) -> Result<Client, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(c) if !c.is_closed() => Ok(c),
+            _ => {
+                let config = self.config.clone();
+                self.wait(async move { open(&config).await })?
+            }
+        }
+    }
+
+    /// Gives a connection back to the pool, unless it failed or the pool is full.
+    fn checkin(&self, c: Client) {
+        if !c.is_closed() {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < POOL {
+                idle.push(c);
+            }
+        }
+    }
+
+    fn wait<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        wait_on(&self.rt, f)
+    }
+
+    /// Runs `f` with a pooled connection and waits for it.
+    fn block<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Client) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = (Client, T)> + Send,
+    {
+        let client = self.checkout().inspect_err(|e| self.mark_err(e))?;
+        let (client, out) = self.wait(async move { f(client).await })?;
+        // A connection that failed during the call was closed by the failure.
+        if client.is_closed() {
+            self.mark_err(&StoreError::Unavailable(
+                "a PostgreSQL connection was lost".into(),
+            ));
+        }
+        self.checkin(client);
+        Ok(out)
+    }
+
+    fn mark_err(&self, e: &StoreError) {
+        if let StoreError::Unavailable(why) = e {
+            *self.down.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+        }
+    }
+
+    fn mark(&self, r: &Result<(), StoreError>) {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        *down = match r {
+            Err(StoreError::Unavailable(why)) => Some(why.clone()),
+            _ => None,
+        };
+    }
+
+    /// Every record of `table` with a key after `after` (or from the start), a page at a time,
+    /// ascending or (`rev`, keys below `after`) descending.
+    fn page(
+        &self,
+        table: Table,
+        after: Option<Vec<u8>>,
+        rev: bool,
+    ) -> Result<Vec<Pair>, StoreError> {
+        let t = table_id(table);
+        let sql = match (rev, after.is_some()) {
+            (false, false) => {
+                "SELECT key, value FROM scaivault_records WHERE tbl = $1 ORDER BY key LIMIT $2"
+            }
+            (false, true) => {
+                "SELECT key, value FROM scaivault_records WHERE tbl = $1 AND key > $3 ORDER BY key LIMIT $2"
+            }
+            (true, false) => {
+                "SELECT key, value FROM scaivault_records WHERE tbl = $1 ORDER BY key DESC LIMIT $2"
+            }
+            (true, true) => {
+                "SELECT key, value FROM scaivault_records WHERE tbl = $1 AND key < $3 ORDER BY key DESC LIMIT $2"
+            }
+        };
+        self.block(move |c| async move {
+            let rows = match &after {
+                Some(k) => c.query(sql, &[&t, &PAGE, k]).await,
+                None => c.query(sql, &[&t, &PAGE]).await,
+            };
+            (c, rows)
+        })?
+        .map_err(unavailable)
+        .map(|rows| rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn walk(
+        &self,
+        table: Table,
+        start: Option<Vec<u8>>,
+        rev: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut after = start;
+        loop {
+            let rows = self.page(table, after.take(), rev)?;
+            let full = rows.len() as i64 == PAGE;
+            for (k, v) in &rows {
+                if !visit(k, v) {
+                    return Ok(());
+                }
+            }
+            match rows.into_iter().last() {
+                Some((k, _)) if full => after = Some(k),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+async fn open(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
+    let mut config = config.clone();
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    let (client, conn) = config.connect(NoTls).await.map_err(unavailable)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!("a PostgreSQL connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// A read-only, repeatable-read transaction on a connection of its own: every read sees the
+/// same commit. Ended (and its connection given back) when dropped.
+struct PgSnapshot<'a> {
+    backend: &'a PgBackend,
+    client: Mutex<Option<Client>>,
+}
+
+impl PgSnapshot<'_> {
+    fn run<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Vec<Box<dyn tokio_postgres::types::ToSql + Send + Sync>>,
+        read: fn(Vec<tokio_postgres::Row>) -> T,
+    ) -> Result<T, StoreError> {
+        let client = self
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| StoreError::Unavailable("the snapshot's connection was lost".into()))?;
+        let (client, r) = self.backend.wait(async move {
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                params.iter().map(|p| &**p as _).collect();
+            let r = client.query(sql, &refs).await;
+            (client, r)
+        })?;
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(client);
+        r.map(read).map_err(unavailable)
+    }
+}
+
+impl Snapshot for PgSnapshot<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(
+            "SELECT value FROM scaivault_records WHERE tbl = $1 AND key = $2",
+            vec![Box::new(table_id(table)), Box::new(key.to_vec())],
+            |rows| rows.into_iter().next().map(|r| r.get(0)),
+        )
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let rows = match after.take() {
+                None => self.run(
+                    "SELECT key, value FROM scaivault_records WHERE tbl = $1 ORDER BY key LIMIT 1000",
+                    vec![Box::new(table_id(table))],
+                    pairs,
+                )?,
+                Some(k) => self.run(
+                    "SELECT key, value FROM scaivault_records WHERE tbl = $1 AND key > $2 ORDER BY key LIMIT 1000",
+                    vec![Box::new(table_id(table)), Box::new(k)],
+                    pairs,
+                )?,
+            };
+            let full = rows.len() as i64 == PAGE;
+            for (k, v) in &rows {
+                if !visit(k, v) {
+                    return Ok(());
+                }
+            }
+            match rows.into_iter().last() {
+                Some((k, _)) if full => after = Some(k),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+fn pairs(rows: Vec<tokio_postgres::Row>) -> Vec<Pair> {
+    rows.into_iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+impl Drop for PgSnapshot<'_> {
+    fn drop(&mut self) {
+        let Some(client) = self.client.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        // The connection goes back once its transaction is over (a failed end drops it).
+        if let Ok((client, true)) = self.backend.wait(async move {
+            let ok = client.batch_execute("COMMIT").await.is_ok();
+            (client, ok)
+        }) {
+            self.backend.checkin(client);
+        }
+    }
+}
+
+impl Backend for PgBackend {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let (t, k) = (table_id(table), key.to_vec());
+        self.block(move |c| async move {
+            let r = c
+                .query_opt(
+                    "SELECT value FROM scaivault_records WHERE tbl = $1 AND key = $2",
+                    &[&t, &k],
+                )
+                .await;
+            (c, r)
+        })?
+        .map(|row| row.map(|r| r.get(0)))
+        .map_err(unavailable)
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, StoreError> {
+        let client = self.checkout()?;
+        let (client, begun) = self.wait(async move {
+            let r = client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await;
+            (client, r)
+        })?;
+        begun.map_err(unavailable)?;
+        Ok(Box::new(PgSnapshot {
+            backend: self,
+            client: Mutex::new(Some(client)),
+        }))
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.walk(table, None, false, visit)
+    }
+
+    fn scan_rev(
+        &self,
+        table: Table,
+        before: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.walk(table, before.map(<[u8]>::to_vec), true, visit)
+    }
+
+    /// One transaction per batch (the pipeline's group commit), durable when PostgreSQL says
+    /// it committed (its `synchronous_commit` decides what that means: on by default).
+    fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError> {
+        if let Err(e) = self.ensure_lock() {
+            self.mark(&Err(e.clone()));
+            return Err(e);
+        }
+        // The batch's net effect per key, in order: the last mutation of a key wins.
+        let mut last: std::collections::BTreeMap<(i16, Vec<u8>), Option<Vec<u8>>> =
+            Default::default();
+        for m in batch {
+            match m {
+                Mutation::Put { table, key, value } => {
+                    last.insert((table_id(*table), key.clone()), Some(value.clone()));
+                }
+                Mutation::Delete { table, key } => {
+                    last.insert((table_id(*table), key.clone()), None);
+                }
+            }
+        }
+        let (mut pt, mut pk, mut pv, mut dt, mut dk) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for ((t, k), v) in last {
+            match v {
+                Some(v) => {
+                    pt.push(t);
+                    pk.push(k);
+                    pv.push(v);
+                }
+                None => {
+                    dt.push(t);
+                    dk.push(k);
+                }
+            }
+        }
+        let taken = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let config = self.config.clone();
+        let (client, r) = self.wait(async move {
+            let mut client = match taken {
+                Some(c) if !c.is_closed() => c,
+                _ => match open(&config).await {
+                    Ok(c) => c,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            let r = async {
+                let t = client.transaction().await?;
+                if !pt.is_empty() {
+                    t.execute(
+                        "INSERT INTO scaivault_records (tbl, key, value)
+                         SELECT * FROM unnest($1::smallint[], $2::bytea[], $3::bytea[])
+                         ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value",
+                        &[&pt, &pk, &pv],
+                    )
+                    .await?;
+                }
+                if !dt.is_empty() {
+                    t.execute(
+                        "DELETE FROM scaivault_records r
+                         USING unnest($1::smallint[], $2::bytea[]) AS d(tbl, key)
+                         WHERE r.tbl = d.tbl AND r.key = d.key",
+                        &[&dt, &dk],
+                    )
+                    .await?;
+                }
+                t.commit().await
+            }
+            .await
+            .map_err(unavailable);
+            (Some(client), r)
+        })?;
+        if let Some(c) = client.filter(|c| !c.is_closed()) {
+            *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+        }
+        self.mark(&r);
+        r
+    }
+
+    /// A consistent copy as a vault *file*: backups of a vault on PostgreSQL are files like
+    /// any other, restorable anywhere.
+    fn copy_to(&self, out: &std::path::Path) -> Result<(), StoreError> {
+        let file = crate::redb_backend::RedbBackend::create(out)?;
+        crate::vault::copy_records(self, &file).map(drop)
+    }
+
+    fn write_blocked(&self) -> Option<String> {
+        self.down.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
