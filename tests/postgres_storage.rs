@@ -173,6 +173,34 @@ fn a_vault_on_postgresql_keeps_nothing_readable_there_and_survives_its_node() {
     let (s, b) = call(&url, &root, reqwest::Method::GET, "/v1/audit/verify", None);
     assert_eq!((s, &b["ok"]), (200, &json!(true)), "{b}");
 
+    // Many readers at once share a bounded pool: PostgreSQL's connection limit is shared
+    // by every node and client.
+    std::thread::scope(|s| {
+        for _ in 0..40 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    let (st, _) = call(
+                        &url,
+                        &root,
+                        reqwest::Method::GET,
+                        "/v1/secrets/apps/zebrafinch-ledger/db",
+                        None,
+                    );
+                    assert_eq!(st, 200);
+                }
+            });
+        }
+    });
+    let conns: usize = pg
+        .scalar(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'admin'",
+        )
+        .parse()
+        .unwrap();
+    // 16 pooled, the writer's, the node lock's, and psql's own.
+    assert!(conns <= 19, "{conns} connections");
+
     // PostgreSQL sees blinded keys and sealed values only.
     let dump = pg.dump("postgres");
     assert!(

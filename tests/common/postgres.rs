@@ -131,6 +131,32 @@ impl Postgres {
         )
     }
 
+    /// One value a query of `db` answers, as psql prints it.
+    pub fn scalar(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "admin",
+                "-d",
+                db,
+                "-tAc",
+                sql,
+            ])
+            .env("PGPASSWORD", PG_ADMIN_PASS)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// `pg_dump` of `db`: everything the database holds, as text.
     pub fn dump(&self, db: &str) -> String {
         let out = Command::new(self.bin.join("pg_dump"))

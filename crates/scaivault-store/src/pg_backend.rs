@@ -44,8 +44,11 @@ type Pair = (Vec<u8>, Vec<u8>);
 /// Rows fetched per round trip by scans.
 const PAGE: i64 = 1000;
 
-/// Connections kept open for reads and snapshots (the writer has its own).
-const POOL: usize = 8;
+/// Connections for reads and snapshots at most (the writer and the node lock have their own):
+/// every request may need one, and PostgreSQL's own limit (100 by default) is shared by every
+/// node and client. A call that waits longer than [`CONNECTION_WAIT`] for one answers 503.
+const POOL: usize = 16;
+const CONNECTION_WAIT: Duration = Duration::from_secs(10);
 
 fn table_id(t: Table) -> i16 {
     Table::ALL
@@ -135,6 +138,9 @@ pub struct PgBackend {
     /// The writer's connection (the pipeline commits one batch at a time).
     writer: Mutex<Option<Client>>,
     idle: Mutex<Vec<Client>>,
+    /// Pooled connections checked out now (at most [`POOL`]), and their return.
+    out: Mutex<usize>,
+    returned: std::sync::Condvar,
     /// The session holding the node lock; the lock ends with it (the backend dropped, or the
     /// connection lost — then the next commit takes it again, or stops writing).
     lock: Mutex<Option<Client>>,
@@ -198,6 +204,8 @@ impl PgBackend {
             config,
             writer: Mutex::new(None),
             idle: Mutex::new(Vec::new()),
+            out: Mutex::new(0),
+            returned: std::sync::Condvar::new(),
             lock: Mutex::new(Some(lock)),
             down: Mutex::new(None),
         };
@@ -288,26 +296,49 @@ impl PgBackend {
         .map_err(unavailable)
     }
 
-    /// An idle connection, or a new one if none is idle (or the idle one was lost).
+    /// A pooled connection: an idle one, or a new one if none is idle (or the idle one was
+    /// lost), once fewer than [`POOL`] are out. Every checkout is matched by a `release`.
     fn checkout(&self) -> Result<Client, StoreError> {
+        {
+            let deadline = std::time::Instant::now() + CONNECTION_WAIT;
+            let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            while *out >= POOL {
+                let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                    return Err(StoreError::Unavailable(format!(
+                        "all {POOL} connections to PostgreSQL are busy"
+                    )));
+                };
+                out = self
+                    .returned
+                    .wait_timeout(out, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            *out += 1;
+        }
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match idle {
+        let got = match idle {
             Some(c) if !c.is_closed() => Ok(c),
             _ => {
                 let config = self.config.clone();
-                self.wait(async move { open(&config).await })?
+                self.wait(async move { open(&config).await })
+                    .and_then(|r| r)
             }
+        };
+        if got.is_err() {
+            self.release(None);
         }
+        got
     }
 
-    /// Gives a connection back to the pool, unless it failed or the pool is full.
-    fn checkin(&self, c: Client) {
-        if !c.is_closed() {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < POOL {
-                idle.push(c);
-            }
+    /// Gives a checked-out connection back (`None`: it was lost), keeping it if it works.
+    fn release(&self, c: Option<Client>) {
+        if let Some(c) = c.filter(|c| !c.is_closed()) {
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
         }
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        *out = out.saturating_sub(1);
+        self.returned.notify_one();
     }
 
     fn wait<T: Send + 'static>(
@@ -325,14 +356,20 @@ impl PgBackend {
         Fut: std::future::Future<Output = (Client, T)> + Send,
     {
         let client = self.checkout().inspect_err(|e| self.mark_err(e))?;
-        let (client, out) = self.wait(async move { f(client).await })?;
+        let (client, out) = match self.wait(async move { f(client).await }) {
+            Ok(done) => done,
+            Err(e) => {
+                self.release(None);
+                return Err(e);
+            }
+        };
         // A connection that failed during the call was closed by the failure.
         if client.is_closed() {
             self.mark_err(&StoreError::Unavailable(
                 "a PostgreSQL connection was lost".into(),
             ));
         }
-        self.checkin(client);
+        self.release(Some(client));
         Ok(out)
     }
 
@@ -502,15 +539,19 @@ fn pairs(rows: Vec<tokio_postgres::Row>) -> Vec<Pair> {
 impl Drop for PgSnapshot<'_> {
     fn drop(&mut self) {
         let Some(client) = self.client.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            // Lost during a read: still counted as out.
+            self.backend.release(None);
             return;
         };
         // The connection goes back once its transaction is over (a failed end drops it).
-        if let Ok((client, true)) = self.backend.wait(async move {
+        let ended = self.backend.wait(async move {
             let ok = client.batch_execute("COMMIT").await.is_ok();
             (client, ok)
-        }) {
-            self.backend.checkin(client);
-        }
+        });
+        self.backend.release(match ended {
+            Ok((client, true)) => Some(client),
+            _ => None,
+        });
     }
 }
 
@@ -532,13 +573,23 @@ impl Backend for PgBackend {
 
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, StoreError> {
         let client = self.checkout()?;
-        let (client, begun) = self.wait(async move {
+        let begun = self.wait(async move {
             let r = client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await;
             (client, r)
-        })?;
-        begun.map_err(unavailable)?;
+        });
+        let client = match begun {
+            Ok((client, Ok(()))) => client,
+            Ok((_, Err(e))) => {
+                self.release(None);
+                return Err(unavailable(e));
+            }
+            Err(e) => {
+                self.release(None);
+                return Err(e);
+            }
+        };
         Ok(Box::new(PgSnapshot {
             backend: self,
             client: Mutex::new(Some(client)),
