@@ -428,19 +428,29 @@ impl PgBackend {
         rev: bool,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let mut after = start;
-        loop {
-            let rows = self.page(table, after.take(), rev)?;
-            let full = rows.len() as i64 == PAGE;
-            for (k, v) in &rows {
-                if !visit(k, v) {
-                    return Ok(());
-                }
+        paged(start, |after| self.page(table, after, rev), visit)
+    }
+}
+
+/// Visits the records `fetch` returns a page at a time (each page after the last key of the
+/// one before) until a short page or `visit` says stop.
+fn paged(
+    start: Option<Vec<u8>>,
+    mut fetch: impl FnMut(Option<Vec<u8>>) -> Result<Vec<Pair>, StoreError>,
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) -> Result<(), StoreError> {
+    let mut after = start;
+    loop {
+        let rows = fetch(after.take())?;
+        let full = rows.len() as i64 == PAGE;
+        for (k, v) in &rows {
+            if !visit(k, v) {
+                return Ok(());
             }
-            match rows.into_iter().last() {
-                Some((k, _)) if full => after = Some(k),
-                _ => return Ok(()),
-            }
+        }
+        match rows.into_iter().last() {
+            Some((k, _)) if full => after = Some(k),
+            _ => return Ok(()),
         }
     }
 }
@@ -504,31 +514,25 @@ impl Snapshot for PgSnapshot<'_> {
         table: Table,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let rows = match after.take() {
+        let t = table_id(table);
+        paged(
+            None,
+            |after| {
+                match after {
                 None => self.run(
                     "SELECT key, value FROM scaivault_records WHERE tbl = $1 ORDER BY key LIMIT 1000",
-                    vec![Box::new(table_id(table))],
+                    vec![Box::new(t)],
                     pairs,
-                )?,
+                ),
                 Some(k) => self.run(
                     "SELECT key, value FROM scaivault_records WHERE tbl = $1 AND key > $2 ORDER BY key LIMIT 1000",
-                    vec![Box::new(table_id(table)), Box::new(k)],
+                    vec![Box::new(t), Box::new(k)],
                     pairs,
-                )?,
-            };
-            let full = rows.len() as i64 == PAGE;
-            for (k, v) in &rows {
-                if !visit(k, v) {
-                    return Ok(());
-                }
+                ),
             }
-            match rows.into_iter().last() {
-                Some((k, _)) if full => after = Some(k),
-                _ => return Ok(()),
-            }
-        }
+            },
+            visit,
+        )
     }
 }
 
