@@ -474,3 +474,60 @@ fn a_node_that_lost_its_database_writes_nothing_once_another_node_took_it() {
         n.wait().unwrap();
     }
 }
+
+#[test]
+fn a_node_whose_sessions_were_cut_while_someone_else_wrote_stops_writing() {
+    let pg = Postgres::start();
+    let storage = pg.url("postgres");
+    let root = init(&storage)["root_token"].as_str().unwrap().to_owned();
+    let (mut first, url) = node(&storage).unwrap();
+    let put = |v: &str| {
+        call(
+            &url,
+            &root,
+            reqwest::Method::PUT,
+            "/v1/secrets/app/a",
+            Some(json!({"data": {"k": v}})),
+        )
+    };
+    assert_eq!(put("v1").0, 201);
+    // Every session of the node is cut (an idle timeout, a proxy, a failover), and while its
+    // lock is free a local command writes.
+    pg.scalar(
+        "postgres",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'admin' AND pid <> pg_backend_pid()",
+    );
+    let out = cli_env(
+        &["secrets", "write", "app/b", "k=written-meanwhile"],
+        &[
+            ("SCAIVAULT_STORAGE", &storage),
+            ("SCAIVAULT_PASSPHRASE", PASS),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The node takes its lock back, sees the vault changed under it, and writes nothing:
+    // its indexes, tokens and ledger are behind.
+    let (s, b) = put("v2");
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (503, Some("service_unavailable")),
+        "{b}"
+    );
+    let ready = http().get(format!("{url}/v1/health/ready")).send().unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Restarted, it reads the vault as it is: both writes, and a chain that verifies.
+    let (mut again, url) = node(&storage).unwrap();
+    let (s, b) = call(&url, &root, reqwest::Method::GET, "/v1/secrets/app/b", None);
+    assert_eq!(
+        (s, &b["data"]["k"]),
+        (200, &json!("written-meanwhile")),
+        "{b}"
+    );
+    let (_, v) = call(&url, &root, reqwest::Method::GET, "/v1/audit/verify", None);
+    assert_eq!(v["ok"], true, "{v}");
+    again.kill().unwrap();
+    again.wait().unwrap();
+}

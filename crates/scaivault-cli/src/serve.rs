@@ -355,7 +355,7 @@ fn warn_if_exposed(path: &std::path::Path) {
     if let Some(url) = scaivault_store::database_url(path) {
         // A password in a connection string on the command line is in the process list,
         // readable by every local user.
-        let has_password = tokio_postgres_password(url);
+        let has_password = carries_password(url);
         if has_password && std::env::args().any(|a| a.contains(url)) {
             eprintln!(
                 "warning: the database password is on the command line, where every local user can read it; give the connection string in SCAIVAULT_STORAGE or the server's config file"
@@ -383,7 +383,7 @@ fn discard_copy(to: &std::path::Path) {
 }
 
 /// Whether a connection string carries a password (`postgresql://u:pw@h/db` or `password=`).
-fn tokio_postgres_password(url: &str) -> bool {
+fn carries_password(url: &str) -> bool {
     let authority = url
         .split_once("://")
         .map_or("", |(_, rest)| rest.split(['/', '?']).next().unwrap_or(""));
@@ -540,8 +540,9 @@ pub async fn operator(
         OperatorCmd::Status => {
             let res = match &g.vault {
                 Some(p) => {
+                    warn_if_exposed(p);
                     let h = Vault::read_header(p)?;
-                    json!({ "vault": p, "file_format_version": h.format_version, "kdf": h.kdf, "key_file": h.wrapped_root_keyfile.is_some() })
+                    json!({ "vault": scaivault_store::shown_location(p), "file_format_version": h.format_version, "kdf": h.kdf, "key_file": h.wrapped_root_keyfile.is_some() })
                 }
                 None => target()?.get("/v1/sys/status").await?,
             };

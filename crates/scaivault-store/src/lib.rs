@@ -34,4 +34,5 @@ pub use redb_backend::{DEFAULT_CACHE_MIB, RedbBackend, set_cache_mib};
 pub use table::Table;
 pub use vault::{
     ReadView, RecordKey, RootChange, Unlock, Vault, VaultStats, WriteTx, database_url,
+    shown_location,
 };

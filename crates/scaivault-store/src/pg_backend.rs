@@ -38,6 +38,10 @@ const MIGRATIONS: &[(i32, &str)] = &[(
 /// database is the vault's own).
 const NODE_LOCK: i64 = 0x5343_4149_5641_554c; // "SCAIVAUL"
 
+/// The longest a call waits for PostgreSQL (statements time out at 15 s on the server; a
+/// connect at 10 s).
+const CALL_DEADLINE: Duration = Duration::from_secs(20);
+
 /// A record as a scan returns it: key, value.
 type Pair = (Vec<u8>, Vec<u8>);
 
@@ -128,8 +132,16 @@ fn wait_on<T: Send + 'static>(
     rt.spawn(async move {
         let _ = tx.send(f.await);
     });
-    rx.recv()
-        .map_err(|_| StoreError::Unavailable("the PostgreSQL task ended".into()))
+    // Past the statement timeout: the server did not even answer that.
+    rx.recv_timeout(CALL_DEADLINE).map_err(|e| match e {
+        std::sync::mpsc::RecvTimeoutError::Timeout => StoreError::Unavailable(format!(
+            "PostgreSQL did not answer within {} s",
+            CALL_DEADLINE.as_secs()
+        )),
+        std::sync::mpsc::RecvTimeoutError::Disconnected => {
+            StoreError::Unavailable("the PostgreSQL task ended".into())
+        }
+    })
 }
 
 pub struct PgBackend {
@@ -146,6 +158,14 @@ pub struct PgBackend {
     lock: Mutex<Option<Client>>,
     /// Set while the database cannot be reached: readiness reports it.
     down: Mutex<Option<String>>,
+    /// The ledger record as this node last knew it committed (read at connect, then each
+    /// commit's): every commit by anyone rewrites it, so finding another one in the database
+    /// means someone else wrote, and this node's indexes are behind.
+    ledger: Mutex<Option<Vec<u8>>>,
+    /// Why this node writes nothing more, once it cannot be sure its view of the vault is the
+    /// database's (another node wrote while it had lost its lock, or a commit's outcome is
+    /// unknown). Cleared only by opening the vault again (a restart, or seal and unseal).
+    stale: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -208,8 +228,12 @@ impl PgBackend {
             returned: std::sync::Condvar::new(),
             lock: Mutex::new(Some(lock)),
             down: Mutex::new(None),
+            ledger: Mutex::new(None),
+            stale: Mutex::new(None),
         };
         backend.migrate()?;
+        *backend.ledger.lock().unwrap_or_else(|p| p.into_inner()) =
+            backend.get(Table::Integrity, crate::ledger::STATE_KEY)?;
         let empty = backend.block(|c| async move {
             let r = c
                 .query_opt("SELECT 1 FROM scaivault_records LIMIT 1", &[])
@@ -255,7 +279,9 @@ impl PgBackend {
         let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
         if at > newest {
             // A newer binary's schema: this one does not know what it holds.
-            return Err(StoreError::UnsupportedFormat(at as u32));
+            return Err(StoreError::Refused(format!(
+                "the database's ScaiVault schema is version {at}; this binary knows versions up to {newest}: use a newer binary"
+            )));
         }
         Ok(())
     }
@@ -279,12 +305,27 @@ impl PgBackend {
             Ok::<_, StoreError>((c, got))
         })??;
         if !got {
-            return Err(StoreError::Unavailable(
-                "another ScaiVault node took this database while this node's connection was lost; this node writes nothing more (stop one of them)".into(),
+            return Err(self.go_stale(
+                "another ScaiVault node took this database while this node's connection was lost; this node writes nothing more (stop one of them)",
+            ));
+        }
+        // The lock was free for a while: if anyone committed meanwhile, this node's indexes,
+        // tokens and ledger tally are behind what the database holds.
+        let now = self.get(Table::Integrity, crate::ledger::STATE_KEY)?;
+        if now != *self.ledger.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err(self.go_stale(
+                "the vault changed in the database while this node's connection was lost; restart this node (or seal and unseal it) to read it again",
             ));
         }
         *held = Some(c);
         Ok(())
+    }
+
+    /// Stops this node writing for good (until the vault is opened again) and says why.
+    fn go_stale(&self, why: &str) -> StoreError {
+        tracing::error!("{why}");
+        *self.stale.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_owned());
+        StoreError::Unavailable(why.to_owned())
     }
 
     /// Removes every record (a copy into this database that failed part-way).
@@ -418,7 +459,7 @@ impl PgBackend {
             (c, rows)
         })?
         .map_err(unavailable)
-        .map(|rows| rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        .and_then(pairs)
     }
 
     fn walk(
@@ -460,6 +501,14 @@ async fn open(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
+    // A database that stalls (a table lock, a network that drops packets) must not hold a
+    // request, and the thread serving it, for ever.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
+    if config.get_options().is_none() {
+        config.options("-c statement_timeout=15000 -c lock_timeout=10000");
+    }
     let (client, conn) = config.connect(NoTls).await.map_err(unavailable)?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
@@ -481,7 +530,7 @@ impl PgSnapshot<'_> {
         &self,
         sql: &'static str,
         params: Vec<Box<dyn tokio_postgres::types::ToSql + Send + Sync>>,
-        read: fn(Vec<tokio_postgres::Row>) -> T,
+        read: fn(Vec<tokio_postgres::Row>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let client = self
             .client
@@ -496,7 +545,7 @@ impl PgSnapshot<'_> {
             (client, r)
         })?;
         *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(client);
-        r.map(read).map_err(unavailable)
+        r.map_err(unavailable).and_then(read)
     }
 }
 
@@ -505,7 +554,7 @@ impl Snapshot for PgSnapshot<'_> {
         self.run(
             "SELECT value FROM scaivault_records WHERE tbl = $1 AND key = $2",
             vec![Box::new(table_id(table)), Box::new(key.to_vec())],
-            |rows| rows.into_iter().next().map(|r| r.get(0)),
+            first_value,
         )
     }
 
@@ -536,8 +585,24 @@ impl Snapshot for PgSnapshot<'_> {
     }
 }
 
-fn pairs(rows: Vec<tokio_postgres::Row>) -> Vec<Pair> {
-    rows.into_iter().map(|r| (r.get(0), r.get(1))).collect()
+fn pairs(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Pair>, StoreError> {
+    rows.into_iter()
+        .map(|r| Ok((r.try_get(0).map_err(shape)?, r.try_get(1).map_err(shape)?)))
+        .collect()
+}
+
+fn first_value(rows: Vec<tokio_postgres::Row>) -> Result<Option<Vec<u8>>, StoreError> {
+    rows.into_iter()
+        .next()
+        .map(|r| r.try_get(0).map_err(shape))
+        .transpose()
+}
+
+/// A row that is not what the schema says (a column changed by hand).
+fn shape(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Corrupt(format!(
+        "the table scaivault_records is not as this binary made it: {e}"
+    ))
 }
 
 impl Drop for PgSnapshot<'_> {
@@ -571,8 +636,8 @@ impl Backend for PgBackend {
                 .await;
             (c, r)
         })?
-        .map(|row| row.map(|r| r.get(0)))
         .map_err(unavailable)
+        .and_then(|row| row.map(|r| r.try_get(0).map_err(shape)).transpose())
     }
 
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, StoreError> {
@@ -620,10 +685,21 @@ impl Backend for PgBackend {
     /// One transaction per batch (the pipeline's group commit), durable when PostgreSQL says
     /// it committed (its `synchronous_commit` decides what that means: on by default).
     fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError> {
+        if let Some(why) = self.stale.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Err(StoreError::Unavailable(why));
+        }
         if let Err(e) = self.ensure_lock() {
             self.mark(&Err(e.clone()));
             return Err(e);
         }
+        let new_ledger = batch.iter().rev().find_map(|m| match m {
+            Mutation::Put { table, key, value }
+                if *table == Table::Integrity && key.as_slice() == crate::ledger::STATE_KEY =>
+            {
+                Some(value.clone())
+            }
+            _ => None,
+        });
         // The batch's net effect per key, in order: the last mutation of a key wins.
         let mut last: std::collections::BTreeMap<(i16, Vec<u8>), Option<Vec<u8>>> =
             Default::default();
@@ -691,6 +767,33 @@ impl Backend for PgBackend {
         if let Some(c) = client.filter(|c| !c.is_closed()) {
             *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
         }
+        // A connection lost around COMMIT leaves its outcome unknown: the ledger record
+        // tells (each batch rewrites it). Committed: say so. Not: the error stands. Cannot
+        // tell: this node stops writing, since its tally may be behind the database.
+        let r = match (r, new_ledger) {
+            (Err(StoreError::Unavailable(why)), Some(mine)) => {
+                match self.get(Table::Integrity, crate::ledger::STATE_KEY) {
+                    Ok(Some(now)) if now == mine => Ok(()),
+                    Ok(now) if now == *self.ledger.lock().unwrap_or_else(|p| p.into_inner()) => {
+                        Err(StoreError::Unavailable(why))
+                    }
+                    Ok(_) => Err(self.go_stale(
+                        "the vault changed in the database by another writer; restart this node (or seal and unseal it)",
+                    )),
+                    Err(_) => Err(self.go_stale(
+                        "the database went away during a commit, whose outcome is unknown; restart this node (or seal and unseal it) once the database is back",
+                    )),
+                }
+                .map(|()| {
+                    *self.ledger.lock().unwrap_or_else(|p| p.into_inner()) = Some(mine.clone());
+                })
+            }
+            (Ok(()), Some(mine)) => {
+                *self.ledger.lock().unwrap_or_else(|p| p.into_inner()) = Some(mine);
+                Ok(())
+            }
+            (r, _) => r,
+        };
         self.mark(&r);
         r
     }
@@ -703,6 +806,37 @@ impl Backend for PgBackend {
     }
 
     fn write_blocked(&self) -> Option<String> {
-        self.down.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let stale = self.stale.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        stale.or_else(|| self.down.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::database_url;
+    use std::path::Path;
+
+    #[test]
+    fn connection_strings_are_recognised_and_shown_without_their_password() {
+        for (location, db) in [
+            ("postgresql://u:pw@h:5433/v", true),
+            ("postgres://u@h/v", true),
+            ("host=h port=5433 user=u password=pw dbname=v", true),
+            ("dbname=v", true),
+            ("vault.db", false),
+            ("./host.db", false),
+        ] {
+            assert_eq!(
+                database_url(Path::new(location)).is_some(),
+                db,
+                "{location}"
+            );
+            if db {
+                let shown = redacted(location);
+                assert!(!shown.contains("pw"), "{location} → {shown}");
+                assert!(shown.ends_with("/v"), "{location} → {shown}");
+            }
+        }
     }
 }

@@ -83,16 +83,27 @@ pub struct VaultStats {
     pub records: std::collections::BTreeMap<&'static str, u64>,
 }
 
-/// A vault's location names a PostgreSQL database when it is a `postgresql://` (or
-/// `postgres://`) connection string; anything else is a file.
+/// A vault's location names a PostgreSQL database when it is a connection string: a URL
+/// (`postgresql://`, `postgres://`) or libpq's keyword form (`host=… dbname=…`); anything else
+/// is a file. (A keyword-form string was once taken for a file name, password and all.)
 pub fn database_url(location: &Path) -> Option<&str> {
-    location
-        .to_str()
-        .filter(|s| s.starts_with("postgresql://") || s.starts_with("postgres://"))
+    location.to_str().filter(|s| {
+        s.starts_with("postgresql://")
+            || s.starts_with("postgres://")
+            || s.split_whitespace().any(|w| {
+                ["host=", "dbname=", "hostaddr="]
+                    .iter()
+                    .any(|k| w.starts_with(k))
+            })
+    })
 }
 
 /// How a vault's location is shown (in logs, status, errors): a database without its
 /// password.
+pub fn shown_location(location: &Path) -> PathBuf {
+    shown(location)
+}
+
 fn shown(location: &Path) -> PathBuf {
     match database_url(location) {
         Some(url) => PathBuf::from(redacted(url)),
