@@ -1,7 +1,8 @@
-//! A vault on PostgreSQL (issue #21, its first part): `init` and `server` with
-//! `--storage postgresql://…` against a real PostgreSQL server started by the test. The
-//! database holds what the file would — blinded keys and sealed records — and nothing
-//! readable; a node that restarts or loses its database recovers; one node at a time.
+//! A vault on PostgreSQL (issue #21): `init` and `server` with `--storage postgresql://…`
+//! against a real PostgreSQL server started by the test. The database holds what the file
+//! would — blinded keys and sealed records — and nothing readable; a node that restarts or
+//! loses its database recovers; several nodes serve one vault, each seeing the others'
+//! changes from the next request on, with one audit chain and one leader.
 #![allow(clippy::disallowed_methods)] // tests make their fixture files as they please
 
 mod common;
@@ -43,10 +44,15 @@ fn init(storage: &str) -> Value {
 }
 
 /// `scaivault server` on the database; its URL, or its exit status and log if it stopped.
-#[allow(clippy::zombie_processes)] // a node that started is the caller's to kill and wait for
 fn node(storage: &str) -> Result<(Child, String), String> {
+    node_with(storage, &[])
+}
+
+#[allow(clippy::zombie_processes)] // a node that started is the caller's to kill and wait for
+fn node_with(storage: &str, extra: &[&str]) -> Result<(Child, String), String> {
     let mut child = Command::new(bin())
         .args(["server", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .env("SCAIVAULT_STORAGE", storage)
         .env("SCAIVAULT_PASSPHRASE", PASS)
         .env_remove("SCAIVAULT_VAULT")
@@ -150,10 +156,6 @@ fn a_vault_on_postgresql_keeps_nothing_readable_there_and_survives_its_node() {
     );
     assert_eq!(s, 201, "{b}");
 
-    // One node at a time: a second one on the same database refuses to start.
-    let refused = node(&storage).expect_err("a second node starts");
-    assert!(refused.contains("another ScaiVault node"), "{refused}");
-
     // kill -9, then a new node: every acknowledged write is there.
     first.kill().unwrap();
     first.wait().unwrap();
@@ -198,7 +200,7 @@ fn a_vault_on_postgresql_keeps_nothing_readable_there_and_survives_its_node() {
         )
         .parse()
         .unwrap();
-    // 16 pooled, the writer's, the node lock's, and psql's own.
+    // 16 pooled, the writer's, the leader lock's, and psql's own.
     assert!(conns <= 19, "{conns} connections");
 
     // PostgreSQL sees blinded keys and sealed values only.
@@ -429,58 +431,371 @@ fn a_file_vault_moves_to_postgresql_and_back_with_its_audit_chain() {
     server.wait().unwrap();
 }
 
+fn metric(url: &str, name: &str) -> u64 {
+    http()
+        .get(format!("{url}/v1/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics"))
+}
+
+fn kill(mut n: Child) {
+    let _ = n.kill();
+    let _ = n.wait();
+}
+
+/// A service account with one policy over `pattern` and a token on it; `(policy id, token
+/// id, token)`.
+fn reader(url: &str, root: &str, id: &str, pattern: &str) -> (String, String, String) {
+    let (s, b) = call(
+        url,
+        root,
+        reqwest::Method::POST,
+        "/v1/identities",
+        Some(json!({"identity_id": id})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, p) = call(
+        url,
+        root,
+        reqwest::Method::POST,
+        "/v1/policies",
+        Some(
+            json!({"name": format!("{}-read", id.replace(':', "-")), "rules": [{"path_pattern": pattern, "permissions": ["read"]}]}),
+        ),
+    );
+    assert_eq!(s, 201, "{p}");
+    let policy = p["id"].as_str().unwrap().to_owned();
+    let (s, b) = call(
+        url,
+        root,
+        reqwest::Method::POST,
+        &format!("/v1/policies/{policy}/bindings"),
+        Some(json!({"identity_type": "service_account", "identity_id": id})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, t) = call(
+        url,
+        root,
+        reqwest::Method::POST,
+        "/v1/auth/tokens",
+        Some(json!({"identity_id": id, "scopes": ["secrets:read"], "ttl": "1h"})),
+    );
+    assert_eq!(s, 201, "{t}");
+    (
+        policy,
+        t["token_id"].as_str().unwrap().to_owned(),
+        t["token"].as_str().unwrap().to_owned(),
+    )
+}
+
 #[test]
-fn a_node_that_lost_its_database_writes_nothing_once_another_node_took_it() {
+fn two_nodes_see_each_others_changes_from_the_next_request() {
     let pg = Postgres::start();
     let storage = pg.url("postgres");
     let root = init(&storage)["root_token"].as_str().unwrap().to_owned();
-    let (mut first, url1) = node(&storage).unwrap();
-    let put = |url: &str, v: &str| {
+    let (a, ua) = node(&storage).unwrap();
+    let (b, ub) = node(&storage).unwrap();
+    let put = |url: &str, body: Value| {
         call(
             url,
             &root,
             reqwest::Method::PUT,
-            "/v1/secrets/app/a",
-            Some(json!({"data": {"k": v}})),
+            "/v1/secrets/apps/shop/db",
+            Some(body),
         )
     };
-    assert_eq!(put(&url1, "v1").0, 201);
-    // The database restarts: the first node's session, and the node lock with it, are gone,
-    // and a second node starts before the first writes again.
-    pg.stop();
-    pg.run();
-    let (mut second, url2) =
-        node(&storage).expect("the lock is free while the first node is cut off");
-    assert_eq!(put(&url2, "v2").0, 200);
-    let (s, b) = put(&url1, "v3");
+    let get = |url: &str, token: &str| {
+        call(
+            url,
+            token,
+            reqwest::Method::GET,
+            "/v1/secrets/apps/shop/db",
+            None,
+        )
+    };
+
+    // Read-your-writes across nodes, both ways; version numbers continue across them.
+    let (s, w) = put(&ua, json!({"data": {"password": "one"}}));
+    assert_eq!((s, w["version"].as_u64()), (201, Some(1)), "{w}");
+    let (s, r) = get(&ub, &root);
+    assert_eq!((s, &r["data"]["password"]), (200, &json!("one")), "{r}");
+    let (s, w) = put(&ub, json!({"data": {"password": "two"}}));
+    assert_eq!((s, w["version"].as_u64()), (200, Some(2)), "{w}");
+    let (_, r) = get(&ua, &root);
     assert_eq!(
-        (s, b["error"]["code"].as_str()),
-        (503, Some("service_unavailable")),
-        "{b}"
+        (&r["data"]["password"], r["version"].as_u64()),
+        (&json!("two"), Some(2)),
+        "{r}"
     );
-    let (_, cur) = call(
-        &url2,
+
+    // Check-and-set is decided in the database: the second writer of version 2 loses,
+    // whichever node it asked.
+    let (s, w) = put(
+        &ua,
+        json!({"data": {"password": "three"}, "options": {"cas": 2}}),
+    );
+    assert_eq!((s, w["version"].as_u64()), (200, Some(3)), "{w}");
+    let (s, w) = put(
+        &ub,
+        json!({"data": {"password": "stale"}, "options": {"cas": 2}}),
+    );
+    assert_eq!(
+        (s, w["error"]["code"].as_str()),
+        (409, Some("version_conflict")),
+        "{w}"
+    );
+
+    // A token made on one node works on the other; a policy narrowed, a token revoked, an
+    // identity deleted on one node hold on the other from its next request.
+    let (policy, token_id, token) = reader(&ua, &root, "sa:shop", "apps/**");
+    assert_eq!(get(&ub, &token).0, 200);
+    let (s, p) = call(
+        &ua,
         &root,
-        reqwest::Method::GET,
-        "/v1/secrets/app/a",
+        reqwest::Method::PUT,
+        &format!("/v1/policies/{policy}"),
+        Some(
+            json!({"name": "sa-shop-read", "rules": [{"path_pattern": "other/**", "permissions": ["read"]}]}),
+        ),
+    );
+    assert_eq!(s, 200, "{p}");
+    let (s, r) = get(&ub, &token);
+    assert_eq!(s, 403, "the narrowed policy holds on the other node: {r}");
+    let (s, r) = call(
+        &ua,
+        &root,
+        reqwest::Method::DELETE,
+        &format!("/v1/auth/tokens/{token_id}"),
         None,
     );
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = get(&ub, &token);
     assert_eq!(
-        cur["data"]["k"], "v2",
-        "the cut-off node wrote nothing: {cur}"
+        (s, r["error"]["code"].as_str()),
+        (401, Some("token_revoked")),
+        "{r}"
     );
-    for n in [&mut first, &mut second] {
-        n.kill().unwrap();
-        n.wait().unwrap();
-    }
+
+    let (_, _, second) = reader(&ub, &root, "sa:gone", "apps/**");
+    assert_eq!(get(&ua, &second).0, 200);
+    let (s, r) = call(
+        &ub,
+        &root,
+        reqwest::Method::DELETE,
+        "/v1/identities/sa:gone",
+        None,
+    );
+    assert_eq!(s, 204, "{r}");
+    let (s, r) = get(&ua, &second);
+    assert_eq!(
+        s, 401,
+        "the deleted identity's token fails on the other node: {r}"
+    );
+
+    // A secret created on one node is listed by the other.
+    let (s, _) = call(
+        &ub,
+        &root,
+        reqwest::Method::PUT,
+        "/v1/secrets/apps/shop/api",
+        Some(json!({"data": {"key": "k"}})),
+    );
+    assert_eq!(s, 201);
+    let (_, l) = call(
+        &ua,
+        &root,
+        reqwest::Method::GET,
+        "/v1/secrets?prefix=apps/shop/",
+        None,
+    );
+    assert!(l.to_string().contains("apps/shop/api"), "{l}");
+    kill(a);
+    kill(b);
 }
 
 #[test]
-fn a_node_whose_sessions_were_cut_while_someone_else_wrote_stops_writing() {
+fn writes_on_two_nodes_at_once_keep_one_history_and_one_audit_chain_when_one_is_killed() {
     let pg = Postgres::start();
     let storage = pg.url("postgres");
     let root = init(&storage)["root_token"].as_str().unwrap().to_owned();
-    let (mut first, url) = node(&storage).unwrap();
+    let (a, ua) = node(&storage).unwrap();
+    let (b, ub) = node(&storage).unwrap();
+    let (s, w) = call(
+        &ua,
+        &root,
+        reqwest::Method::PUT,
+        "/v1/secrets/apps/hot",
+        Some(json!({"data": {"v": "first"}, "options": {"max_versions": 1000}})),
+    );
+    assert_eq!(s, 201, "{w}");
+    let a = std::sync::Mutex::new(Some(a));
+    // Four writers per node on one secret, and readers; the first node is killed (-9)
+    // while they write. Every acknowledged version is kept, no number is given twice.
+    let acked: Vec<(u64, String)> = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for (n, url) in [(0, &ua), (1, &ub)] {
+            for w in 0..4 {
+                let root = &root;
+                let a = &a;
+                handles.push(s.spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..15 {
+                        if n == 0
+                            && w == 0
+                            && i == 8
+                            && let Some(c) = a.lock().unwrap().take()
+                        {
+                            kill(c);
+                        }
+                        let value = format!("n{n}-w{w}-i{i}");
+                        let resp = http()
+                            .put(format!("{url}/v1/secrets/apps/hot"))
+                            .bearer_auth(root)
+                            .json(&json!({"data": {"v": value}}))
+                            .send();
+                        let Ok(resp) = resp else {
+                            // The killed node: nothing more from it.
+                            assert_eq!(n, 0, "the surviving node stopped answering");
+                            break;
+                        };
+                        if let Ok(b) = resp.json::<Value>()
+                            && let Some(v) = b["version"].as_u64()
+                        {
+                            mine.push((v, value));
+                        }
+                    }
+                    mine
+                }));
+            }
+        }
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let mut versions: Vec<u64> = acked.iter().map(|(v, _)| *v).collect();
+    versions.sort();
+    let n = versions.len();
+    versions.dedup();
+    assert_eq!(versions.len(), n, "a version number was given twice");
+    assert!(n >= 60, "the surviving node kept writing: {n} acknowledged");
+    // Every acknowledged write is there, read from the surviving node.
+    let (_, head) = call(
+        &ub,
+        &root,
+        reqwest::Method::GET,
+        "/v1/secrets/apps/hot",
+        None,
+    );
+    let last = head["version"].as_u64().unwrap();
+    assert_eq!(last, *versions.last().unwrap(), "{head}");
+    for (v, value) in &acked {
+        let (s, r) = call(
+            &ub,
+            &root,
+            reqwest::Method::GET,
+            &format!("/v1/secrets/apps/hot?version={v}"),
+            None,
+        );
+        assert_eq!(
+            (s, &r["data"]["v"]),
+            (200, &json!(value)),
+            "version {v}: {r}"
+        );
+    }
+    // One audit chain across both nodes, intact; a node started now verifies it too.
+    let (s, v) = call(&ub, &root, reqwest::Method::GET, "/v1/audit/verify", None);
+    assert_eq!((s, &v["ok"]), (200, &json!(true)), "{v}");
+    let (c, uc) = node(&storage).unwrap();
+    let (s, v) = call(&uc, &root, reqwest::Method::GET, "/v1/audit/verify", None);
+    assert_eq!((s, &v["ok"]), (200, &json!(true)), "{v}");
+    let out = cli_env(
+        &["operator", "verify", "--json"],
+        &[
+            ("SCAIVAULT_STORAGE", &storage),
+            ("SCAIVAULT_PASSPHRASE", PASS),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    kill(b);
+    kill(c);
+}
+
+#[test]
+fn one_node_leads_and_another_takes_over_when_it_dies() {
+    let pg = Postgres::start();
+    let storage = pg.url("postgres");
+    let root = init(&storage)["root_token"].as_str().unwrap().to_owned();
+    let r = common::receiver::Receiver::start("whsec-leader-0123456789");
+    let allow = format!("127.0.0.1:{}", r.port);
+    let (a, ua) = node_with(&storage, &["--allow-host", &allow]).unwrap();
+    let (b, ub) = node_with(&storage, &["--allow-host", &allow]).unwrap();
+    let wait = Duration::from_secs(30);
+    let leaders = || metric(&ua, "scaivault_node_leader") + metric(&ub, "scaivault_node_leader");
+    assert!(common::receiver::eventually(wait, || leaders() == 1));
+    let (leader, leader_url, other, other_url) = if metric(&ua, "scaivault_node_leader") == 1 {
+        (a, ua, b, ub)
+    } else {
+        (b, ub, a, ua)
+    };
+    // A webhook made on one node, a change on the other: delivered once, by the leader.
+    let (s, h) = call(
+        &other_url,
+        &root,
+        reqwest::Method::POST,
+        "/v1/webhooks",
+        Some(
+            json!({"name": "lead", "url": r.url, "secret": "whsec-leader-0123456789", "events": ["secret.created"]}),
+        ),
+    );
+    assert_eq!(s, 201, "{h}");
+    let (s, _) = call(
+        &other_url,
+        &root,
+        reqwest::Method::PUT,
+        "/v1/secrets/apps/first",
+        Some(json!({"data": {"k": "v"}})),
+    );
+    assert_eq!(s, 201);
+    assert!(common::receiver::eventually(wait, || r.deliveries().len() == 1));
+    // Both nodes' delivery workers look twice more: still one delivery.
+    let passes = |u: &str| metric(u, "scaivault_webhook_delivery_passes_total");
+    let (pl, po) = (passes(&leader_url), passes(&other_url));
+    assert!(common::receiver::eventually(wait, || passes(&leader_url)
+        >= pl + 2
+        && passes(&other_url) >= po + 2));
+    assert_eq!(r.deliveries().len(), 1, "{:?}", r.event_types());
+
+    // The leader dies; the other node takes the lead and delivers the next change.
+    kill(leader);
+    assert!(common::receiver::eventually(wait, || metric(
+        &other_url,
+        "scaivault_node_leader"
+    ) == 1));
+    let (s, _) = call(
+        &other_url,
+        &root,
+        reqwest::Method::PUT,
+        "/v1/secrets/apps/second",
+        Some(json!({"data": {"k": "v"}})),
+    );
+    assert_eq!(s, 201);
+    assert!(common::receiver::eventually(wait, || r.deliveries().len() == 2));
+    kill(other);
+}
+
+#[test]
+fn a_node_whose_sessions_were_cut_while_someone_else_wrote_follows_and_writes_on() {
+    let pg = Postgres::start();
+    let storage = pg.url("postgres");
+    let root = init(&storage)["root_token"].as_str().unwrap().to_owned();
+    let (first, url) = node(&storage).unwrap();
     let put = |v: &str| {
         call(
             &url,
@@ -491,8 +806,8 @@ fn a_node_whose_sessions_were_cut_while_someone_else_wrote_stops_writing() {
         )
     };
     assert_eq!(put("v1").0, 201);
-    // Every session of the node is cut (an idle timeout, a proxy, a failover), and while its
-    // lock is free a local command writes.
+    // Every session of the node is cut (an idle timeout, a proxy, a failover), and a local
+    // command writes meanwhile.
     pg.scalar(
         "postgres",
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'admin' AND pid <> pg_backend_pid()",
@@ -506,28 +821,29 @@ fn a_node_whose_sessions_were_cut_while_someone_else_wrote_stops_writing() {
         None,
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    // The node takes its lock back, sees the vault changed under it, and writes nothing:
-    // its indexes, tokens and ledger are behind.
+    // The node reconnects, follows the change, and writes on after it.
     let (s, b) = put("v2");
-    assert_eq!(
-        (s, b["error"]["code"].as_str()),
-        (503, Some("service_unavailable")),
-        "{b}"
-    );
-    let ready = http().get(format!("{url}/v1/health/ready")).send().unwrap();
-    assert_eq!(ready.status().as_u16(), 503);
-    first.kill().unwrap();
-    first.wait().unwrap();
-    // Restarted, it reads the vault as it is: both writes, and a chain that verifies.
-    let (mut again, url) = node(&storage).unwrap();
+    assert_eq!((s, b["version"].as_u64()), (200, Some(2)), "{b}");
     let (s, b) = call(&url, &root, reqwest::Method::GET, "/v1/secrets/app/b", None);
     assert_eq!(
         (s, &b["data"]["k"]),
         (200, &json!("written-meanwhile")),
         "{b}"
     );
+    let (_, l) = call(
+        &url,
+        &root,
+        reqwest::Method::GET,
+        "/v1/secrets?prefix=app/",
+        None,
+    );
+    assert!(
+        l.to_string().contains("app/b"),
+        "the listing follows too: {l}"
+    );
     let (_, v) = call(&url, &root, reqwest::Method::GET, "/v1/audit/verify", None);
     assert_eq!(v["ok"], true, "{v}");
-    again.kill().unwrap();
-    again.wait().unwrap();
+    let ready = http().get(format!("{url}/v1/health/ready")).send().unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    kill(first);
 }

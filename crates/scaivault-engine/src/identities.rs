@@ -142,15 +142,17 @@ pub struct CredentialRevoked {
     pub tokens_revoked: usize,
 }
 
-impl Engine {
-    pub(crate) fn reload_identities(&self) -> Result<()> {
-        let all = load_all(&self.vault, Table::Identities, |b| {
+impl crate::memory::Memory {
+    pub(crate) fn reload_identities(&self, vault: &scaivault_store::Vault) -> Result<()> {
+        let all = load_all(vault, Table::Identities, |b| {
             decode::<IdentityRecord>(Table::Identities, b)
         })?;
         *write(&self.identities) = IdentityIndex::new(all);
         Ok(())
     }
+}
 
+impl Engine {
     /// The groups `id` is a direct member of.
     pub fn groups_of(&self, id: &IdentityId) -> Vec<IdentityId> {
         read(&self.identities)

@@ -18,6 +18,7 @@ mod events;
 mod expiry;
 pub use expiry::{ExpiringSecret, ExpiringSecrets, MAX_EXPIRING_DAYS};
 mod identities;
+mod memory;
 mod operations;
 mod outbox;
 mod path_locks;
@@ -174,6 +175,14 @@ impl HeadCache {
         map.insert(path.to_owned(), head);
     }
 
+    /// Forgets every head (another node changed secrets): readers that took their snapshot
+    /// before this do not cache what they read.
+    pub(crate) fn clear(&self) {
+        let mut map = write(&self.map);
+        self.seq.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        map.clear();
+    }
+
     /// Called after a durable commit that changed `path`'s head.
     pub(crate) fn invalidate(&self, path: &str) {
         let mut map = write(&self.map);
@@ -268,21 +277,6 @@ impl Engine {
             settings.allow.clone(),
         )?);
         let plugin_dir = plugins::plugin_dir(&vault, &settings);
-        plugins::load_catalogue(&vault, &plugins, &plugin_dir)?;
-        let paths = load_all(&vault, Table::Paths, |b| {
-            unpack::<records::PathRecord>(Table::Paths, b)
-        })?
-        .into_iter()
-        .map(|r| {
-            (
-                r.path,
-                PathEntry {
-                    deleted: r.deleted,
-                    last_accessed: AtomicI64::new(0),
-                },
-            )
-        })
-        .collect::<BTreeMap<_, _>>();
         // The outbox checks subscription owners against the same policies and identities.
         let readers = outbox::Readers {
             policies: Arc::default(),
@@ -291,7 +285,7 @@ impl Engine {
         let engine = Engine {
             vault,
             clock,
-            paths: Arc::new(RwLock::new(paths)),
+            paths: Arc::default(),
             policies: readers.policies.clone(),
             identities: readers.identities.clone(),
             tokens: Arc::default(),
@@ -320,13 +314,40 @@ impl Engine {
             polls_ending: Default::default(),
             rotations: Default::default(),
         };
-        engine.reload_policies()?;
-        engine.reload_identities()?;
-        engine.reload_rotation()?;
-        engine.reload_tokens()?;
-        engine.reload_webhooks()?;
+        let memory = engine.memory();
+        memory.reload_all(&engine.vault)?;
+        engine
+            .vault
+            .set_follower(memory.follower(Arc::downgrade(&engine.vault)));
         engine.check_audit_tail()?;
         Ok(engine)
+    }
+
+    /// The in-memory indexes, as a handle that reloads them.
+    pub(crate) fn memory(&self) -> memory::Memory {
+        memory::Memory {
+            paths: self.paths.clone(),
+            heads: self.heads.clone(),
+            policies: self.policies.clone(),
+            identities: self.identities.clone(),
+            tokens: self.tokens.clone(),
+            rotation: self.rotation.clone(),
+            events: self.events.clone(),
+            plugins: self.plugins.clone(),
+            plugin_dir: self.plugin_dir.clone(),
+        }
+    }
+
+    /// Brings the in-memory indexes up to other nodes' commits (a vault on a database several
+    /// nodes share; nothing on a file). Every authenticated request starts with it.
+    pub fn follow(&self) -> Result<()> {
+        self.vault.follow().map_err(store_err)
+    }
+
+    /// Whether this node runs the once-per-vault work — rotation schedule, expiry passes,
+    /// purges, webhook deliveries (always, on a file).
+    pub fn leads(&self) -> bool {
+        self.vault.leads()
     }
 
     pub fn vault(&self) -> &Arc<Vault> {

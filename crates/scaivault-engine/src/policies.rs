@@ -136,16 +136,18 @@ pub struct PolicySummary {
     pub updated_at: Timestamp,
 }
 
-impl Engine {
-    pub(crate) fn reload_policies(&self) -> Result<()> {
-        let mut all = load_all(&self.vault, Table::Policies, |b| {
+impl crate::memory::Memory {
+    pub(crate) fn reload_policies(&self, vault: &scaivault_store::Vault) -> Result<()> {
+        let mut all = load_all(vault, Table::Policies, |b| {
             decode::<Policy>(Table::Policies, b).and_then(CompiledPolicy::compile)
         })?;
         all.sort_by(|a, b| a.policy.name.cmp(&b.policy.name));
         *write(&self.policies) = Arc::new(all);
         Ok(())
     }
+}
 
+impl Engine {
     fn subject(&self, caller: &Caller) -> Subject {
         Subject {
             identity_id: caller.identity_id.clone(),

@@ -60,10 +60,10 @@ pub struct RotationPolicyRequest {
     pub backend_config: Option<Map<String, Value>>,
 }
 
-impl Engine {
-    pub(crate) fn reload_rotation(&self) -> Result<()> {
+impl crate::memory::Memory {
+    pub(crate) fn reload_rotation(&self, vault: &scaivault_store::Vault) -> Result<()> {
         let mut state = RotationState::default();
-        for r in load_all(&self.vault, Table::Rotation, |b| {
+        for r in load_all(vault, Table::Rotation, |b| {
             decode::<RotationRecord>(Table::Rotation, b)
         })? {
             match r {
@@ -101,7 +101,9 @@ impl Engine {
         *write(&self.rotation) = state;
         Ok(())
     }
+}
 
+impl Engine {
     fn policy_view(&self, p: &RotationPolicy) -> RotationPolicyView {
         let count = read(&self.rotation)
             .assigned

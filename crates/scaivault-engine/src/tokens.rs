@@ -184,9 +184,9 @@ pub struct Whoami {
     pub token_id: Option<String>,
 }
 
-impl Engine {
-    pub(crate) fn reload_tokens(&self) -> Result<()> {
-        let all = load_all(&self.vault, Table::Tokens, |b| {
+impl crate::memory::Memory {
+    pub(crate) fn reload_tokens(&self, vault: &scaivault_store::Vault) -> Result<()> {
+        let all = load_all(vault, Table::Tokens, |b| {
             decode::<TokenRecord>(Table::Tokens, b)
         })?
         .into_iter()
@@ -195,7 +195,9 @@ impl Engine {
         *write(&self.tokens) = all;
         Ok(())
     }
+}
 
+impl Engine {
     async fn store_token(&self, record: TokenRecord) -> Result<()> {
         let cache = self.tokens.clone();
         self.vault
@@ -320,6 +322,8 @@ impl Engine {
                 "the token is not a ScaiVault token",
             ));
         }
+        // Another node may have revoked it, or changed what it may do, a moment ago.
+        self.follow()?;
         let hash = self.vault.token_hasher().hash(token);
         let record = {
             let tokens = read(&self.tokens);

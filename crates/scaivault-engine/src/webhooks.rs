@@ -74,12 +74,12 @@ impl Drop for InFlight<'_> {
     }
 }
 
-impl Engine {
-    pub(crate) fn reload_webhooks(&self) -> Result<()> {
+impl crate::memory::Memory {
+    pub(crate) fn reload_webhooks(&self, vault: &scaivault_store::Vault) -> Result<()> {
         let mut state = WebhookState::default();
         let mut max_seq = 0;
         let mut deliveries = Vec::new();
-        for item in load_all(&self.vault, Table::Webhooks, |b| {
+        for item in load_all(vault, Table::Webhooks, |b| {
             decode::<WebhookItem>(Table::Webhooks, b)
         })? {
             match item {
@@ -115,7 +115,9 @@ impl Engine {
         self.events.seq.store(max_seq + 1, Ordering::SeqCst);
         Ok(())
     }
+}
 
+impl Engine {
     /// Wakes when an event was queued (the server's delivery worker waits on it).
     /// Deliveries not yet delivered or given up (due now or waiting for a retry).
     pub fn deliveries_pending(&self) -> usize {

@@ -52,6 +52,8 @@ pub(crate) struct EngineGauges {
     pub deliveries_not_queued: u64,
     /// `(completed, failed)`.
     pub rotations: (u64, u64),
+    /// Whether this node runs the once-per-vault work (several nodes on one database).
+    pub leads: bool,
 }
 
 impl Metrics {
@@ -224,6 +226,13 @@ impl Metrics {
                 "gauge",
                 "Long-polls of subscriptions waiting for an event now.",
                 g.polls_waiting as u64,
+            );
+            metric(
+                &mut out,
+                "scaivault_node_leader",
+                "gauge",
+                "1 if this node runs the rotation schedule, expiry passes and webhook deliveries (always, on a file; one node of several on a database).",
+                u64::from(g.leads),
             );
             metric(
                 &mut out,

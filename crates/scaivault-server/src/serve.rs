@@ -90,7 +90,7 @@ pub async fn serve(
             let mut tick = tokio::time::interval(Duration::from_secs(30));
             loop {
                 tick.tick().await;
-                if let Ok(engine) = state.engine() {
+                if let Some(engine) = leading(&state) {
                     match engine.rotation_tick().await {
                         Ok(done) if !done.is_empty() => {
                             tracing::info!(rotated = done.len(), "rotation tick")
@@ -112,7 +112,7 @@ pub async fn serve(
             let mut pass = 0u64;
             loop {
                 tick.tick().await;
-                let Ok(engine) = state.engine() else {
+                let Some(engine) = leading(&state) else {
                     continue;
                 };
                 match engine.expiry_tick().await {
@@ -148,12 +148,14 @@ pub async fn serve(
                     continue;
                 };
                 let queued = engine.deliveries_queued();
-                engine.dispatch_deliveries();
+                drop(engine);
+                if let Some(engine) = leading(&state) {
+                    engine.dispatch_deliveries();
+                }
                 state
                     .metrics
                     .delivery_passes
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                drop(engine);
                 let _ = tokio::time::timeout(Duration::from_secs(2), queued.notified()).await;
             }
         })
@@ -164,7 +166,7 @@ pub async fn serve(
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 tick.tick().await;
-                if let Ok(engine) = state.engine() {
+                if let Some(engine) = leading(&state) {
                     let before = engine.now().minus(keep);
                     match engine
                         .prune_audit(&scaivault_engine::Caller::local_operator(), before)
@@ -184,7 +186,9 @@ pub async fn serve(
             tick.tick().await; // the first tick is immediate; the first backup comes one interval in
             loop {
                 tick.tick().await;
-                let Ok(engine) = state.engine() else { continue };
+                let Some(engine) = leading(&state) else {
+                    continue;
+                };
                 let (dir, name) = (
                     dir.clone(),
                     format!("scaivault-{}.svbak", engine.now().unix_seconds()),
@@ -250,6 +254,21 @@ pub async fn serve(
 /// Writes the window's counted failed authentications as `auth_failures` entries. While the
 /// vault is sealed the counts stay where they are (drained only once they can be written),
 /// so failures made against a sealed server are recorded after unseal, not dropped.
+/// The engine, if this node runs the once-per-vault work now (always, on a file; on a
+/// database several nodes share, the node holding the leader lock), brought up to the other
+/// nodes' commits first.
+fn leading(state: &AppState) -> Option<Arc<scaivault_engine::Engine>> {
+    let engine = state.engine().ok()?;
+    if !engine.leads() {
+        return None;
+    }
+    if let Err(e) = engine.follow() {
+        tracing::warn!(error = %e, "could not follow the other nodes' changes; the pass waits");
+        return None;
+    }
+    Some(engine)
+}
+
 async fn record_failure_counts(state: &AppState, force: bool) {
     let Ok(engine) = state.engine() else {
         return;

@@ -51,6 +51,77 @@ pub trait Backend: Send + Sync + 'static {
     fn write_blocked(&self) -> Option<String> {
         None
     }
+
+    /// Starts a batch's turn to write: its reads see every commit made so far, by any node,
+    /// and no other writer commits until it ends. A file has one writer (the pipeline's
+    /// thread), so its turn is [`SoleWriter`]; a database several nodes share locks.
+    fn turn(&self) -> Result<Box<dyn Turn + '_>, StoreError>;
+
+    /// Where the committed state stands, on a database several nodes share (`None`: only
+    /// this process writes, so there is nothing to follow).
+    fn commits(&self) -> Result<Option<Commits>, StoreError> {
+        Ok(None)
+    }
+
+    /// Whether this node leads: runs the work that must happen once however many nodes
+    /// serve the vault (rotation schedule, expiry passes, webhook deliveries). A file's one
+    /// process always does.
+    fn leads(&self) -> bool {
+        true
+    }
+}
+
+/// The commit sequence of a shared database: how many batches anyone has committed, and for
+/// each table (indexed like [`Table::ALL`]) the one that last changed it. A node compares them
+/// with what its in-memory indexes have followed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Commits {
+    pub head: u64,
+    pub tables: Vec<u64>,
+}
+
+impl Commits {
+    pub fn of(&self, t: Table) -> u64 {
+        let i = Table::ALL.iter().position(|x| *x == t).unwrap_or(0);
+        self.tables.get(i).copied().unwrap_or(0)
+    }
+}
+
+/// A batch's turn to write (see [`Backend::turn`]): reads through it see the latest commit.
+/// Dropped without [`Turn::commit`], it ends and changes nothing.
+pub trait Turn: Snapshot {
+    /// Where the committed state stood when the turn began (`None`: a file's sole writer).
+    fn commits(&self) -> Option<&Commits>;
+
+    /// Applies every mutation atomically and ends the turn; returns once durable.
+    fn commit(self: Box<Self>, batch: &[Mutation]) -> Result<(), StoreError>;
+}
+
+/// The turn of a backend with one writer: reads and commits go straight to it.
+pub struct SoleWriter<'a>(pub &'a dyn Backend);
+
+impl Snapshot for SoleWriter<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.0.scan(table, visit)
+    }
+}
+
+impl Turn for SoleWriter<'_> {
+    fn commits(&self) -> Option<&Commits> {
+        None
+    }
+
+    fn commit(self: Box<Self>, batch: &[Mutation]) -> Result<(), StoreError> {
+        self.0.commit(batch)
+    }
 }
 
 /// Reads from one consistent view of the store.

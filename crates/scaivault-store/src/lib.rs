@@ -13,6 +13,7 @@
 mod backend;
 mod backup;
 mod error;
+mod follow;
 mod header;
 mod ledger;
 mod pg_backend;
@@ -24,9 +25,10 @@ mod table;
 pub mod testing;
 mod vault;
 
-pub use backend::{Backend, Mutation, Snapshot};
+pub use backend::{Backend, Commits, Mutation, Snapshot, SoleWriter, Turn};
 pub use backup::{BackupTrailer, extract_backup, inspect_backup};
 pub use error::StoreError;
+pub use follow::Follower;
 pub use header::{FORMAT_VERSION, Header};
 pub use ledger::CHECKED_AT_OPEN;
 pub use pg_backend::{PgBackend, redacted as redacted_location};

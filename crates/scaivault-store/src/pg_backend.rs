@@ -9,9 +9,10 @@
 //! channel, so it can be called from any thread — the writer thread, or a request handler on
 //! the server's runtime — without nesting runtimes.
 //!
-//! One node at a time: the backend holds a session advisory lock for as long as it is open,
-//! and a second node refuses to start. Several nodes at once need every node's in-memory
-//! indexes kept in step with the others' commits, which is not built yet.
+//! Several nodes at once: each batch takes its turn under a row lock (so batches from all
+//! nodes are serialized, each reading the latest commit), and bumps a commit sequence per
+//! table, which every node follows (see `follow`). One node leads — runs the once-per-vault
+//! work — by holding a session advisory lock; when its session ends, another takes it.
 
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -19,24 +20,43 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
-use crate::backend::{Backend, Mutation, Snapshot};
+use crate::backend::{Backend, Commits, Mutation, Snapshot, Turn};
 use crate::error::StoreError;
 use crate::table::Table;
 
 /// The schema, one step per version; a database is brought to the last in one transaction.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE scaivault_records (
-         tbl smallint NOT NULL,
-         key bytea NOT NULL,
-         value bytea NOT NULL,
-         PRIMARY KEY (tbl, key)
-     )",
-)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE scaivault_records (
+             tbl smallint NOT NULL,
+             key bytea NOT NULL,
+             value bytea NOT NULL,
+             PRIMARY KEY (tbl, key)
+         )",
+    ),
+    (
+        2,
+        // The commit sequence: the one row every batch locks for its turn, and the commit
+        // that last changed each table (what other nodes follow).
+        "CREATE TABLE scaivault_commits (
+             id smallint PRIMARY KEY CHECK (id = 1),
+             head bigint NOT NULL
+         );
+         INSERT INTO scaivault_commits VALUES (1, 0);
+         CREATE TABLE scaivault_table_commits (
+             tbl smallint PRIMARY KEY,
+             seq bigint NOT NULL
+         )",
+    ),
+];
 
-/// The advisory lock a node holds while it has the database open (any fixed number: the
-/// database is the vault's own).
-const NODE_LOCK: i64 = 0x5343_4149_5641_554c; // "SCAIVAUL"
+/// The advisory lock the leading node holds (any fixed number: the database is the vault's
+/// own); the one above it serializes migrations.
+const LEADER_LOCK: i64 = 0x5343_4149_5641_554c; // "SCAIVAUL"
+
+/// How often a node that does not lead tries to.
+const LEAD_RETRY: Duration = Duration::from_secs(1);
 
 /// The longest a call waits for PostgreSQL (statements time out at 15 s on the server; a
 /// connect at 10 s).
@@ -153,19 +173,18 @@ pub struct PgBackend {
     /// Pooled connections checked out now (at most [`POOL`]), and their return.
     out: Mutex<usize>,
     returned: std::sync::Condvar,
-    /// The session holding the node lock; the lock ends with it (the backend dropped, or the
-    /// connection lost — then the next commit takes it again, or stops writing).
-    lock: Mutex<Option<Client>>,
+    /// The session that holds (or tries for) the leader lock, whether it holds it, and when
+    /// it last tried. The lock ends with the session: the node gone, or its connection lost.
+    leader: Mutex<Leader>,
     /// Set while the database cannot be reached: readiness reports it.
     down: Mutex<Option<String>>,
-    /// The ledger record as this node last knew it committed (read at connect, then each
-    /// commit's): every commit by anyone rewrites it, so finding another one in the database
-    /// means someone else wrote, and this node's indexes are behind.
-    ledger: Mutex<Option<Vec<u8>>>,
-    /// Why this node writes nothing more, once it cannot be sure its view of the vault is the
-    /// database's (another node wrote while it had lost its lock, or a commit's outcome is
-    /// unknown). Cleared only by opening the vault again (a restart, or seal and unseal).
-    stale: Mutex<Option<String>>,
+}
+
+#[derive(Default)]
+struct Leader {
+    session: Option<Client>,
+    leads: bool,
+    tried: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -175,7 +194,7 @@ impl std::fmt::Debug for PgBackend {
 }
 
 impl PgBackend {
-    /// Connects, takes the node lock and brings the schema up to date. `create` insists on an
+    /// Connects and brings the schema up to date. `create` insists on an
     /// empty vault (no records); otherwise the vault must exist.
     pub fn connect(url: &str, create: bool) -> Result<PgBackend, StoreError> {
         let mut config = tokio_postgres::Config::from_str(url)
@@ -195,30 +214,6 @@ impl PgBackend {
                 .build()
                 .map_err(|e| StoreError::Io(e.to_string()))?,
         ));
-        let c = config.clone();
-        let (lock, locked) = wait_on(&rt, async move {
-            let lock = open(&c).await?;
-            // A session this process just closed (a status read before the unseal, a seal
-            // before an unseal) may hold the lock for a moment longer on the server.
-            for _ in 0..20 {
-                let got = lock
-                    .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK])
-                    .await
-                    .map(|r| r.get::<_, bool>(0))
-                    .map_err(unavailable)?;
-                if got {
-                    return Ok::<_, StoreError>((lock, true));
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Ok((lock, false))
-        })??;
-        if !locked {
-            return Err(StoreError::Refused(
-                "another ScaiVault node has this database open; several nodes on one database are not supported yet (issue #21): stop the other node first"
-                    .into(),
-            ));
-        }
         let backend = PgBackend {
             rt,
             config,
@@ -226,14 +221,10 @@ impl PgBackend {
             idle: Mutex::new(Vec::new()),
             out: Mutex::new(0),
             returned: std::sync::Condvar::new(),
-            lock: Mutex::new(Some(lock)),
+            leader: Mutex::new(Leader::default()),
             down: Mutex::new(None),
-            ledger: Mutex::new(None),
-            stale: Mutex::new(None),
         };
         backend.migrate()?;
-        *backend.ledger.lock().unwrap_or_else(|p| p.into_inner()) =
-            backend.get(Table::Integrity, crate::ledger::STATE_KEY)?;
         let empty = backend.block(|c| async move {
             let r = c
                 .query_opt("SELECT 1 FROM scaivault_records LIMIT 1", &[])
@@ -253,9 +244,8 @@ impl PgBackend {
             let mut c = open(&config).await?;
             let run = async {
                 let tx = c.transaction().await?;
-                // One node migrates at a time (the node lock is per session; this one is
-                // for the transaction).
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(NODE_LOCK + 1)])
+                // One node migrates at a time.
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(LEADER_LOCK + 1)])
                     .await?;
                 tx.batch_execute(
                     "CREATE TABLE IF NOT EXISTS scaivault_schema (version integer NOT NULL)",
@@ -284,48 +274,6 @@ impl PgBackend {
             )));
         }
         Ok(())
-    }
-
-    /// Makes sure this node still holds the node lock: after a lost connection the session
-    /// (and the lock with it) is gone, and another node may have started meanwhile. Then this
-    /// node takes the lock again, or writes nothing more.
-    fn ensure_lock(&self) -> Result<(), StoreError> {
-        let mut held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        if held.as_ref().is_some_and(|c| !c.is_closed()) {
-            return Ok(());
-        }
-        let config = self.config.clone();
-        let (c, got) = self.wait(async move {
-            let c = open(&config).await?;
-            let got = c
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK])
-                .await
-                .map(|r| r.get::<_, bool>(0))
-                .map_err(unavailable)?;
-            Ok::<_, StoreError>((c, got))
-        })??;
-        if !got {
-            return Err(self.go_stale(
-                "another ScaiVault node took this database while this node's connection was lost; this node writes nothing more (stop one of them)",
-            ));
-        }
-        // The lock was free for a while: if anyone committed meanwhile, this node's indexes,
-        // tokens and ledger tally are behind what the database holds.
-        let now = self.get(Table::Integrity, crate::ledger::STATE_KEY)?;
-        if now != *self.ledger.lock().unwrap_or_else(|p| p.into_inner()) {
-            return Err(self.go_stale(
-                "the vault changed in the database while this node's connection was lost; restart this node (or seal and unseal it) to read it again",
-            ));
-        }
-        *held = Some(c);
-        Ok(())
-    }
-
-    /// Stops this node writing for good (until the vault is opened again) and says why.
-    fn go_stale(&self, why: &str) -> StoreError {
-        tracing::error!("{why}");
-        *self.stale.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_owned());
-        StoreError::Unavailable(why.to_owned())
     }
 
     /// Removes every record (a copy into this database that failed part-way).
@@ -380,6 +328,11 @@ impl PgBackend {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         *out = out.saturating_sub(1);
         self.returned.notify_one();
+    }
+
+    /// Gives the writer's connection back (`None`: it was lost; the next turn opens one).
+    fn give_writer(&self, c: Option<Client>) {
+        *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = c.filter(|c| !c.is_closed());
     }
 
     fn wait<T: Send + 'static>(
@@ -518,26 +471,26 @@ async fn open(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
     Ok(client)
 }
 
-/// A read-only, repeatable-read transaction on a connection of its own: every read sees the
-/// same commit. Ended (and its connection given back) when dropped.
-struct PgSnapshot<'a> {
+/// A transaction on a connection of its own: a snapshot (repeatable read, read only: every
+/// read sees the same commit) or a batch's turn (holding the commit row's lock). Ended when
+/// dropped: a snapshot's connection goes back to the pool, a turn's to the writer.
+struct Session<'a> {
     backend: &'a PgBackend,
     client: Mutex<Option<Client>>,
+    /// A turn's session: its connection is the writer's, not the pool's.
+    writer: bool,
 }
 
-impl PgSnapshot<'_> {
+impl Session<'_> {
     fn run<T: Send + 'static>(
         &self,
         sql: &'static str,
         params: Vec<Box<dyn tokio_postgres::types::ToSql + Send + Sync>>,
         read: fn(Vec<tokio_postgres::Row>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let client = self
-            .client
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .ok_or_else(|| StoreError::Unavailable("the snapshot's connection was lost".into()))?;
+        let client = self.take().ok_or_else(|| {
+            StoreError::Unavailable("the transaction's connection was lost".into())
+        })?;
         let (client, r) = self.backend.wait(async move {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(|p| &**p as _).collect();
@@ -547,9 +500,13 @@ impl PgSnapshot<'_> {
         *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(client);
         r.map_err(unavailable).and_then(read)
     }
+
+    fn take(&self) -> Option<Client> {
+        self.client.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
-impl Snapshot for PgSnapshot<'_> {
+impl Snapshot for Session<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.run(
             "SELECT value FROM scaivault_records WHERE tbl = $1 AND key = $2",
@@ -585,6 +542,183 @@ impl Snapshot for PgSnapshot<'_> {
     }
 }
 
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        let Some(client) = self.take() else {
+            // Lost during a read, or a turn's, committed: a pooled one is still counted out.
+            if !self.writer {
+                self.backend.release(None);
+            }
+            return;
+        };
+        // Nothing of a snapshot or an uncommitted turn is kept (a failed end drops it).
+        let ended = self.backend.wait(async move {
+            let ok = client.batch_execute("ROLLBACK").await.is_ok();
+            (client, ok)
+        });
+        let back = match ended {
+            Ok((client, true)) => Some(client),
+            _ => None,
+        };
+        if self.writer {
+            self.backend.give_writer(back);
+        } else {
+            self.backend.release(back);
+        }
+    }
+}
+
+/// A batch's turn: a transaction holding the lock on the commit row, so that no other node
+/// commits until it ends, and every read sees the latest commit.
+struct PgTurn<'a> {
+    session: Session<'a>,
+    commits: Commits,
+}
+
+impl Snapshot for PgTurn<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.session.get(table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.session.scan(table, visit)
+    }
+}
+
+impl Turn for PgTurn<'_> {
+    fn commits(&self) -> Option<&Commits> {
+        Some(&self.commits)
+    }
+
+    /// The batch, the next commit number and the tables it changed, in the turn's
+    /// transaction; durable when PostgreSQL says it committed (its `synchronous_commit`
+    /// decides what that means: on by default).
+    fn commit(self: Box<Self>, batch: &[Mutation]) -> Result<(), StoreError> {
+        let backend = self.session.backend;
+        let Some(client) = self.session.take() else {
+            return Err(StoreError::Unavailable(
+                "the transaction's connection was lost".into(),
+            ));
+        };
+        // The batch's net effect per key, in order: the last mutation of a key wins.
+        let mut last: std::collections::BTreeMap<(i16, Vec<u8>), Option<Vec<u8>>> =
+            Default::default();
+        for m in batch {
+            match m {
+                Mutation::Put { table, key, value } => {
+                    last.insert((table_id(*table), key.clone()), Some(value.clone()));
+                }
+                Mutation::Delete { table, key } => {
+                    last.insert((table_id(*table), key.clone()), None);
+                }
+            }
+        }
+        let (mut pt, mut pk, mut pv, mut dt, mut dk) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut tables: Vec<i16> = Vec::new();
+        for ((t, k), v) in last {
+            tables.push(t);
+            match v {
+                Some(v) => {
+                    pt.push(t);
+                    pk.push(k);
+                    pv.push(v);
+                }
+                None => {
+                    dt.push(t);
+                    dk.push(k);
+                }
+            }
+        }
+        tables.dedup();
+        let head = self.commits.head as i64 + 1;
+        let (client, r) = backend.wait(async move {
+            let r = async {
+                if !pt.is_empty() {
+                    client
+                        .execute(
+                            "INSERT INTO scaivault_records (tbl, key, value)
+                             SELECT * FROM unnest($1::smallint[], $2::bytea[], $3::bytea[])
+                             ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value",
+                            &[&pt, &pk, &pv],
+                        )
+                        .await?;
+                }
+                if !dt.is_empty() {
+                    client
+                        .execute(
+                            "DELETE FROM scaivault_records r
+                             USING unnest($1::smallint[], $2::bytea[]) AS d(tbl, key)
+                             WHERE r.tbl = d.tbl AND r.key = d.key",
+                            &[&dt, &dk],
+                        )
+                        .await?;
+                }
+                client
+                    .execute(
+                        "UPDATE scaivault_commits SET head = $1 WHERE id = 1",
+                        &[&head],
+                    )
+                    .await?;
+                client
+                    .execute(
+                        "INSERT INTO scaivault_table_commits (tbl, seq)
+                         SELECT unnest($1::smallint[]), $2
+                         ON CONFLICT (tbl) DO UPDATE SET seq = EXCLUDED.seq",
+                        &[&tables, &head],
+                    )
+                    .await?;
+                client.batch_execute("COMMIT").await
+            }
+            .await
+            .map_err(unavailable);
+            (client, r)
+        })?;
+        // A failed statement leaves the transaction aborted: the session's drop rolls it
+        // back. A lost COMMIT reply leaves the outcome unknown: the writer reads its tally
+        // again at the next turn, and this node's indexes follow whatever did commit.
+        if r.is_ok() {
+            backend.give_writer(Some(client));
+        } else {
+            *self
+                .session
+                .client
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(client);
+        }
+        backend.mark(&r);
+        r
+    }
+}
+
+/// Where the commit sequence stands: the head, then each table's last commit.
+const COMMITS: &str = "SELECT NULL::smallint, head FROM scaivault_commits WHERE id = 1
+     UNION ALL SELECT tbl, seq FROM scaivault_table_commits";
+
+fn read_commits(rows: &[tokio_postgres::Row]) -> Result<Commits, StoreError> {
+    let mut c = Commits {
+        head: 0,
+        tables: vec![0; Table::ALL.len()],
+    };
+    for r in rows {
+        let tbl: Option<i16> = r.try_get(0).map_err(shape)?;
+        let seq = r.try_get::<_, i64>(1).map_err(shape)?.max(0) as u64;
+        match tbl {
+            None => c.head = seq,
+            Some(t) => {
+                if let Some(slot) = usize::try_from(t).ok().and_then(|i| c.tables.get_mut(i)) {
+                    *slot = seq;
+                }
+            }
+        }
+    }
+    Ok(c)
+}
+
 fn pairs(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Pair>, StoreError> {
     rows.into_iter()
         .map(|r| Ok((r.try_get(0).map_err(shape)?, r.try_get(1).map_err(shape)?)))
@@ -603,25 +737,6 @@ fn shape(e: tokio_postgres::Error) -> StoreError {
     StoreError::Corrupt(format!(
         "the table scaivault_records is not as this binary made it: {e}"
     ))
-}
-
-impl Drop for PgSnapshot<'_> {
-    fn drop(&mut self) {
-        let Some(client) = self.client.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-            // Lost during a read: still counted as out.
-            self.backend.release(None);
-            return;
-        };
-        // The connection goes back once its transaction is over (a failed end drops it).
-        let ended = self.backend.wait(async move {
-            let ok = client.batch_execute("COMMIT").await.is_ok();
-            (client, ok)
-        });
-        self.backend.release(match ended {
-            Ok((client, true)) => Some(client),
-            _ => None,
-        });
-    }
 }
 
 impl Backend for PgBackend {
@@ -659,10 +774,103 @@ impl Backend for PgBackend {
                 return Err(e);
             }
         };
-        Ok(Box::new(PgSnapshot {
+        Ok(Box::new(Session {
             backend: self,
             client: Mutex::new(Some(client)),
+            writer: false,
         }))
+    }
+
+    /// Begins a transaction on the writer's connection and locks the commit row: batches
+    /// from every node take their turns one at a time.
+    fn turn(&self) -> Result<Box<dyn Turn + '_>, StoreError> {
+        let taken = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let config = self.config.clone();
+        let (client, r) = self.wait(async move {
+            let client = match taken {
+                Some(c) if !c.is_closed() => c,
+                _ => match open(&config).await {
+                    Ok(c) => c,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            let r = async {
+                client.batch_execute("BEGIN").await?;
+                client
+                    .query_one(
+                        "SELECT head FROM scaivault_commits WHERE id = 1 FOR UPDATE",
+                        &[],
+                    )
+                    .await?;
+                client.query(COMMITS, &[]).await
+            }
+            .await
+            .map_err(unavailable);
+            (Some(client), r)
+        })?;
+        let commits = r.and_then(|rows| read_commits(&rows));
+        self.mark(&commits.as_ref().map(drop).map_err(Clone::clone));
+        let session = Session {
+            backend: self,
+            client: Mutex::new(client),
+            writer: true,
+        };
+        Ok(Box::new(PgTurn {
+            commits: commits?,
+            session,
+        }))
+    }
+
+    fn commits(&self) -> Result<Option<Commits>, StoreError> {
+        let rows = self
+            .block(|c| async move {
+                let r = c.query(COMMITS, &[]).await;
+                (c, r)
+            })?
+            .map_err(unavailable)?;
+        read_commits(&rows).map(Some)
+    }
+
+    /// Holds the leader lock on a session of its own, or tries for it (at most once a
+    /// second); a lost session has lost it.
+    fn leads(&self) -> bool {
+        let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        let alive = l.session.as_ref().is_some_and(|c| !c.is_closed());
+        if alive && l.leads {
+            return true;
+        }
+        if l.leads {
+            tracing::warn!("this node lost its database session, and with it the lead");
+            l.leads = false;
+        }
+        if l.tried.is_some_and(|t| t.elapsed() < LEAD_RETRY) {
+            return false;
+        }
+        l.tried = Some(std::time::Instant::now());
+        let session = l.session.take().filter(|c| !c.is_closed());
+        let config = self.config.clone();
+        let got = self.wait(async move {
+            let c = match session {
+                Some(c) => c,
+                None => open(&config).await?,
+            };
+            let got = c
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
+                .await
+                .map(|r| r.get::<_, bool>(0))
+                .map_err(unavailable)?;
+            Ok::<_, StoreError>((c, got))
+        });
+        if let Ok(Ok((c, got))) = got {
+            l.session = Some(c);
+            l.leads = got;
+            if got {
+                tracing::info!(
+                    "this node now leads: it runs the rotation schedule, expiry passes and webhook deliveries"
+                );
+            }
+        }
+        l.leads
     }
 
     fn scan(
@@ -682,120 +890,9 @@ impl Backend for PgBackend {
         self.walk(table, before.map(<[u8]>::to_vec), true, visit)
     }
 
-    /// One transaction per batch (the pipeline's group commit), durable when PostgreSQL says
-    /// it committed (its `synchronous_commit` decides what that means: on by default).
+    /// One transaction per batch (the pipeline's group commit), in a turn of its own.
     fn commit(&self, batch: &[Mutation]) -> Result<(), StoreError> {
-        if let Some(why) = self.stale.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            return Err(StoreError::Unavailable(why));
-        }
-        if let Err(e) = self.ensure_lock() {
-            self.mark(&Err(e.clone()));
-            return Err(e);
-        }
-        let new_ledger = batch.iter().rev().find_map(|m| match m {
-            Mutation::Put { table, key, value }
-                if *table == Table::Integrity && key.as_slice() == crate::ledger::STATE_KEY =>
-            {
-                Some(value.clone())
-            }
-            _ => None,
-        });
-        // The batch's net effect per key, in order: the last mutation of a key wins.
-        let mut last: std::collections::BTreeMap<(i16, Vec<u8>), Option<Vec<u8>>> =
-            Default::default();
-        for m in batch {
-            match m {
-                Mutation::Put { table, key, value } => {
-                    last.insert((table_id(*table), key.clone()), Some(value.clone()));
-                }
-                Mutation::Delete { table, key } => {
-                    last.insert((table_id(*table), key.clone()), None);
-                }
-            }
-        }
-        let (mut pt, mut pk, mut pv, mut dt, mut dk) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for ((t, k), v) in last {
-            match v {
-                Some(v) => {
-                    pt.push(t);
-                    pk.push(k);
-                    pv.push(v);
-                }
-                None => {
-                    dt.push(t);
-                    dk.push(k);
-                }
-            }
-        }
-        let taken = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let config = self.config.clone();
-        let (client, r) = self.wait(async move {
-            let mut client = match taken {
-                Some(c) if !c.is_closed() => c,
-                _ => match open(&config).await {
-                    Ok(c) => c,
-                    Err(e) => return (None, Err(e)),
-                },
-            };
-            let r = async {
-                let t = client.transaction().await?;
-                if !pt.is_empty() {
-                    t.execute(
-                        "INSERT INTO scaivault_records (tbl, key, value)
-                         SELECT * FROM unnest($1::smallint[], $2::bytea[], $3::bytea[])
-                         ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value",
-                        &[&pt, &pk, &pv],
-                    )
-                    .await?;
-                }
-                if !dt.is_empty() {
-                    t.execute(
-                        "DELETE FROM scaivault_records r
-                         USING unnest($1::smallint[], $2::bytea[]) AS d(tbl, key)
-                         WHERE r.tbl = d.tbl AND r.key = d.key",
-                        &[&dt, &dk],
-                    )
-                    .await?;
-                }
-                t.commit().await
-            }
-            .await
-            .map_err(unavailable);
-            (Some(client), r)
-        })?;
-        if let Some(c) = client.filter(|c| !c.is_closed()) {
-            *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
-        }
-        // A connection lost around COMMIT leaves its outcome unknown: the ledger record
-        // tells (each batch rewrites it). Committed: say so. Not: the error stands. Cannot
-        // tell: this node stops writing, since its tally may be behind the database.
-        let r = match (r, new_ledger) {
-            (Err(StoreError::Unavailable(why)), Some(mine)) => {
-                match self.get(Table::Integrity, crate::ledger::STATE_KEY) {
-                    Ok(Some(now)) if now == mine => Ok(()),
-                    Ok(now) if now == *self.ledger.lock().unwrap_or_else(|p| p.into_inner()) => {
-                        Err(StoreError::Unavailable(why))
-                    }
-                    Ok(_) => Err(self.go_stale(
-                        "the vault changed in the database by another writer; restart this node (or seal and unseal it)",
-                    )),
-                    Err(_) => Err(self.go_stale(
-                        "the database went away during a commit, whose outcome is unknown; restart this node (or seal and unseal it) once the database is back",
-                    )),
-                }
-                .map(|()| {
-                    *self.ledger.lock().unwrap_or_else(|p| p.into_inner()) = Some(mine.clone());
-                })
-            }
-            (Ok(()), Some(mine)) => {
-                *self.ledger.lock().unwrap_or_else(|p| p.into_inner()) = Some(mine);
-                Ok(())
-            }
-            (r, _) => r,
-        };
-        self.mark(&r);
-        r
+        self.turn()?.commit(batch)
     }
 
     /// A consistent copy as a vault *file*: backups of a vault on PostgreSQL are files like
@@ -806,8 +903,7 @@ impl Backend for PgBackend {
     }
 
     fn write_blocked(&self) -> Option<String> {
-        let stale = self.stale.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        stale.or_else(|| self.down.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        self.down.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

@@ -9,9 +9,10 @@ use std::sync::mpsc;
 
 use scaivault_crypto::SecretBytes;
 
-use crate::backend::{Backend, Mutation};
+use crate::backend::{Backend, Mutation, Snapshot, Turn};
 use crate::error::StoreError;
-use crate::ledger::{Ledger, STATE_KEY, Tally};
+use crate::follow::Follow;
+use crate::ledger::{Digests, Ledger, STATE_KEY, Tally};
 use crate::table::Table;
 
 /// Called once the job's batch is durable (`Ok`) or failed (`Err`).
@@ -34,6 +35,9 @@ pub(crate) trait WriterKeys: Send + Sync + 'static {
 
     /// Called once a batch that moved the root key to `generation` is durable.
     fn committed(&self, generation: u64);
+
+    /// The ledger as committed in `view` (another node's commits moved it on).
+    fn read_ledger(&self, view: &dyn Snapshot) -> Result<Digests, StoreError>;
 }
 
 /// A write waiting in the batch.
@@ -56,10 +60,11 @@ pub(crate) enum Found {
     Plain(SecretBytes),
 }
 
-/// The raw view a job writes through: the committed state, overlaid with the earlier jobs of
-/// this batch, overlaid with this job's own writes. A job that fails leaves no trace.
+/// The raw view a job writes through: the committed state (as the batch's turn reads it),
+/// overlaid with the earlier jobs of this batch, overlaid with this job's own writes. A job
+/// that fails leaves no trace.
 pub struct RawTx<'a> {
-    backend: &'a dyn Backend,
+    backend: &'a dyn Snapshot,
     batch: BTreeMap<(Table, Vec<u8>), Pending>,
     job: BTreeMap<(Table, Vec<u8>), Pending>,
     /// Tables whose ledger digest this batch (or job) recomputes (see [`Ledger::reanchor`]).
@@ -68,7 +73,7 @@ pub struct RawTx<'a> {
 }
 
 impl<'a> RawTx<'a> {
-    fn new(backend: &'a dyn Backend) -> Self {
+    fn new(backend: &'a dyn Snapshot) -> Self {
         RawTx {
             backend,
             batch: BTreeMap::new(),
@@ -168,19 +173,24 @@ impl Pipeline {
         backend: Arc<dyn Backend>,
         keys: Arc<dyn WriterKeys>,
         tally: Tally,
+        follow: Arc<Follow>,
     ) -> Pipeline {
         let (tx, rx) = mpsc::channel::<Job>();
         let writer = std::thread::Builder::new()
             .name("scaivault-writer".into())
-            .spawn(move || writer_loop(&*backend, &*keys, tally, rx))
+            .spawn(move || writer_loop(&*backend, &*keys, tally, &follow, rx))
             .expect("spawning the writer thread");
         Pipeline { tx, writer }
     }
 
     /// Finishes the queued jobs, then stops the writer and releases its handle on the file.
+    /// (On the writer thread itself — the last handle on the vault dropped by a reload the
+    /// writer ran — it only closes the queue: the loop then ends by itself.)
     pub(crate) fn stop(self) {
         drop(self.tx);
-        let _ = self.writer.join();
+        if self.writer.thread().id() != std::thread::current().id() {
+            let _ = self.writer.join();
+        }
     }
 
     pub(crate) fn submit(&self, job: Job) -> Result<(), StoreError> {
@@ -192,12 +202,16 @@ fn writer_loop(
     backend: &dyn Backend,
     keys: &dyn WriterKeys,
     mut tally: Tally,
+    follow: &Follow,
     rx: mpsc::Receiver<Job>,
 ) {
     let mut ledger = keys.ledger();
     // Set once a commit that replaced the root key failed: the keys in memory have moved on
     // and the file's have not, so nothing more may be sealed until the vault is reopened.
     let mut poisoned: Option<StoreError> = None;
+    // On a shared database, the commit the tally was last known to match: after anyone
+    // else's commit (or one of ours whose outcome is unknown) it is read again.
+    let mut tally_at: Option<u64> = None;
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -206,7 +220,28 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let mut raw = RawTx::new(backend);
+        // Held until the batch's hooks have run (see `follow`).
+        let mut known = follow.lock();
+        let turn = backend.turn().and_then(|turn| {
+            if let Some(now) = turn.commits().cloned() {
+                follow.catch_up(&mut known, &now)?;
+                if tally_at != Some(now.head) {
+                    tally = Tally::new(keys.read_ledger(&*turn)?);
+                    tally_at = Some(now.head);
+                }
+            }
+            Ok(turn)
+        });
+        let (turn, failed) = match turn {
+            Ok(t) => (Some(t), None),
+            Err(e) => (None, Some(e)),
+        };
+        let unusable = Unusable(failed.clone().unwrap_or(StoreError::Closed));
+        let view: &dyn Snapshot = match &turn {
+            Some(t) => &**t,
+            None => &unusable,
+        };
+        let mut raw = RawTx::new(view);
         let mut completions = Vec::with_capacity(jobs.len());
         for job in jobs {
             // A panicking job loses its own writes and its reply (the caller sees the channel
@@ -218,83 +253,119 @@ fn writer_loop(
         }
         let reanchor = std::mem::take(&mut raw.batch_reanchor);
         let batch = raw.mutations(keys);
-        let result = if let Some(e) = &poisoned {
-            Err(e.clone())
-        } else if batch.is_empty() && reanchor.is_empty() {
-            Ok(())
-        } else if keys.generation() == ledger.0 {
-            commit_with_ledger(backend, keys, &ledger.1, &mut tally, batch, &reanchor)
-        } else {
-            let (generation, current) = keys.ledger();
-            // A job of this batch replaced the root key: the ledger moves to the new root
-            // key's MAC key, recomputed over every table in the same commit, so that someone
-            // who held only the old root key cannot recompute it.
-            // The file as it is must first match the ledger under the outgoing key: moving
-            // the ledger over records changed outside the vault would make them look
-            // genuine (a rollback or forgery the next verify would have named).
-            let moved = backend
-                .snapshot()
-                .and_then(|s| {
-                    let scan = |t: Table, v: &mut dyn FnMut(&[u8], &[u8]) -> bool| s.scan(t, v);
-                    let (was, now) = ledger.1.rebuild_with(&current, &scan)?;
-                    if let Some(t) = was.first_difference(&tally.digests) {
-                        return Err(crate::ledger::mismatch(t));
-                    }
-                    Ok(now)
+        drop(raw);
+        let before = turn.as_ref().and_then(|t| t.commits().cloned());
+        let wrote: Vec<Table> = {
+            let mut w: Vec<Table> = batch
+                .iter()
+                .map(|m| match m {
+                    Mutation::Put { table, .. } | Mutation::Delete { table, .. } => *table,
                 })
-                .and_then(|digests| {
-                    let mut fresh = Tally::new(digests);
-                    commit_with_ledger(backend, keys, &current, &mut fresh, batch, &reanchor)
-                        .map(|()| fresh)
-                });
-            match moved {
-                Ok(fresh) => {
-                    tally = fresh;
-                    ledger = (generation, current);
-                    keys.committed(generation);
-                    Ok(())
-                }
-                Err(e) => {
-                    poisoned = Some(StoreError::Refused(
-                        "a commit that replaced the root key failed, so the keys in memory no longer match the file's: restart the server (reopen the vault) before writing".into(),
-                    ));
-                    Err(e)
+                .collect();
+            w.sort();
+            w.dedup();
+            w
+        };
+        let result = match (turn, failed) {
+            (_, Some(e)) => Err(e),
+            (None, None) => Err(StoreError::Closed),
+            (Some(_), None) if poisoned.is_some() => Err(poisoned.clone().expect("checked")),
+            (Some(_), None) if batch.is_empty() && reanchor.is_empty() => Ok(()),
+            (Some(turn), None) if keys.generation() == ledger.0 => {
+                commit_with_ledger(turn, keys, &ledger.1, &mut tally, batch, &reanchor)
+            }
+            (Some(turn), None) => {
+                let (generation, current) = keys.ledger();
+                // A job of this batch replaced the root key: the ledger moves to the new root
+                // key's MAC key, recomputed over every table in the same commit, so that
+                // someone who held only the old root key cannot recompute it.
+                // The file as it is must first match the ledger under the outgoing key:
+                // moving the ledger over records changed outside the vault would make them
+                // look genuine (a rollback or forgery the next verify would have named).
+                let scan = |t: Table, v: &mut dyn FnMut(&[u8], &[u8]) -> bool| turn.scan(t, v);
+                let moved = ledger
+                    .1
+                    .rebuild_with(&current, &scan)
+                    .and_then(|(was, now)| {
+                        if let Some(t) = was.first_difference(&tally.digests) {
+                            return Err(crate::ledger::mismatch(t));
+                        }
+                        Ok(now)
+                    })
+                    .and_then(|digests| {
+                        let mut fresh = Tally::new(digests);
+                        commit_with_ledger(turn, keys, &current, &mut fresh, batch, &reanchor)
+                            .map(|()| fresh)
+                    });
+                match moved {
+                    Ok(fresh) => {
+                        tally = fresh;
+                        ledger = (generation, current);
+                        keys.committed(generation);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        poisoned = Some(StoreError::Refused(
+                            "a commit that replaced the root key failed, so the keys in memory no longer match the file's: restart the server (reopen the vault) before writing".into(),
+                        ));
+                        Err(e)
+                    }
                 }
             }
         };
         if let Err(e) = &result {
             tracing::error!(error = %e, jobs = completions.len(), "durable commit failed; batch rejected");
         }
+        let committed = result.is_ok() && !wrote.is_empty();
         for done in completions {
             done(result.clone());
         }
+        if let Some(before) = before {
+            if committed {
+                follow.committed(&mut known, &before, &wrote);
+                tally_at = tally_at.map(|_| before.head + 1);
+            } else if result.is_err() {
+                // The outcome may be unknown (a connection lost around COMMIT).
+                tally_at = None;
+            }
+        }
+        drop(known);
+    }
+}
+
+/// What a batch reads through when its turn could not begin: every read fails with why.
+struct Unusable(StoreError);
+
+impl Snapshot for Unusable {
+    fn get(&self, _: Table, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(self.0.clone())
+    }
+
+    fn scan(&self, _: Table, _: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
+        Err(self.0.clone())
     }
 }
 
 /// Commits `batch` together with the ledger record it leads to; the tally in memory moves on
 /// only if that commit is durable.
 pub(crate) fn commit_with_ledger(
-    backend: &dyn Backend,
+    turn: Box<dyn Turn + '_>,
     keys: &dyn WriterKeys,
     ledger: &Ledger,
     tally: &mut Tally,
     mut batch: Vec<Mutation>,
     reanchor: &std::collections::BTreeSet<Table>,
 ) -> Result<(), StoreError> {
-    let next = {
-        let committed = backend.snapshot()?;
-        let mut next = ledger.advance(tally, &*committed, &batch)?;
-        for &t in reanchor {
-            ledger.reanchor(&mut next, t, &*committed, &batch)?;
-        }
-        next
-    };
+    let mut next = ledger.advance(tally, &*turn, &batch)?;
+    for &t in reanchor {
+        ledger.reanchor(&mut next, t, &*turn, &batch)?;
+    }
     batch.push(Mutation::Put {
         table: Table::Integrity,
         key: STATE_KEY.to_vec(),
         value: keys.seal(Table::Integrity, STATE_KEY, &next.digests.encode()),
     });
-    backend.commit(&batch)?;
+    turn.commit(&batch)?;
     *tally = next;
     Ok(())
 }

@@ -299,6 +299,10 @@ fn get_in(
 }
 
 impl Backend for RedbBackend {
+    fn turn(&self) -> Result<Box<dyn crate::backend::Turn + '_>, StoreError> {
+        Ok(Box::new(crate::backend::SoleWriter(self)))
+    }
+
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         guard("read", || get_in(&self.begin_read()?, table, key))
     }

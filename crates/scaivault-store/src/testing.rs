@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::backend::{Backend, Mutation, Snapshot};
+use crate::backend::{Backend, Mutation, Snapshot, SoleWriter, Turn};
 use crate::error::StoreError;
 use crate::redb_backend::RedbBackend;
 use crate::table::Table;
@@ -59,5 +59,8 @@ impl Backend for FaultyBackend {
     }
     fn copy_to(&self, out: &Path) -> Result<(), StoreError> {
         self.inner.copy_to(out)
+    }
+    fn turn(&self) -> Result<Box<dyn Turn + '_>, StoreError> {
+        Ok(Box::new(SoleWriter(self)))
     }
 }

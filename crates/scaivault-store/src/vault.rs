@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::backend::{Backend, Mutation};
 use crate::error::StoreError;
+use crate::follow::Follow;
 use crate::header::{FORMAT_VERSION, Header};
 use crate::ledger::{CHECKED_AT_OPEN, Digests, Ledger, STATE_KEY, Tally, mismatch};
 use crate::pg_backend::{PgBackend, redacted};
@@ -72,6 +73,8 @@ pub struct Vault {
     keys: Arc<Keys>,
     /// Read-locked by every write submission, write-locked only to stop the writer.
     pipeline: RwLock<Option<Pipeline>>,
+    /// What the in-memory indexes have followed of other nodes' commits.
+    follow: Arc<Follow>,
 }
 
 /// Record counts per table: what the file reveals anyway, useful for status and benchmarks.
@@ -577,8 +580,11 @@ impl Vault {
             return Self::upgrade(path, backend, root, keyring, header, slot, key);
         }
         let ledger = Ledger::new(root.authenticator("ledger"));
-        let digests = read_ledger(&*backend.snapshot()?, &keyring)?;
-        ledger.check(&digests, CHECKED_AT_OPEN, &|t, v| backend.scan(t, v))?;
+        // One view for both: other nodes may be committing meanwhile.
+        let view = backend.snapshot()?;
+        let digests = read_ledger(&*view, &keyring)?;
+        ledger.check(&digests, CHECKED_AT_OPEN, &|t, v| view.scan(t, v))?;
+        drop(view);
         if slot_is_legacy(&header, slot) {
             // A slot still in its format-1 form (the file was upgraded while unsealed another
             // way): now that its key is at hand, wrap the root key to it as a recipient, so
@@ -591,12 +597,12 @@ impl Vault {
             tag_header(&mut header, &root);
             return Self::start_with(path, backend, root, keyring, digests, &header);
         }
-        Ok(Self::start(
+        Self::start(
             path,
             backend,
             Arc::new(Keys::new(root, keyring)),
             Tally::new(digests),
-        ))
+        )
     }
 
     /// A version-1 file's first unseal by this binary: the keyring keeps the root key as its
@@ -646,7 +652,7 @@ impl Vault {
         let (_, ledger) = keys.ledger();
         let mut tally = Tally::new(digests);
         commit_with_ledger(
-            &*backend,
+            backend.turn()?,
             &*keys,
             &ledger,
             &mut tally,
@@ -657,17 +663,56 @@ impl Vault {
             }],
             &Default::default(),
         )?;
-        Ok(Self::start(path, backend, keys, tally))
+        Self::start(path, backend, keys, tally)
     }
 
-    fn start(path: &Path, backend: Arc<dyn Backend>, keys: Arc<Keys>, tally: Tally) -> Vault {
-        let pipeline = Pipeline::start(backend.clone(), keys.clone(), tally);
-        Vault {
+    fn start(
+        path: &Path,
+        backend: Arc<dyn Backend>,
+        keys: Arc<Keys>,
+        tally: Tally,
+    ) -> Result<Vault, StoreError> {
+        // The engine loads its indexes after this: they hold at least this commit.
+        let follow = Arc::new(Follow::new(backend.commits()?.unwrap_or_default()));
+        let pipeline = Pipeline::start(backend.clone(), keys.clone(), tally, follow.clone());
+        Ok(Vault {
             path: path.to_owned(),
             backend,
             keys,
             pipeline: RwLock::new(Some(pipeline)),
+            follow,
+        })
+    }
+
+    /// Brings this node's in-memory indexes up to the other nodes' commits (a database
+    /// several nodes share; nothing to do on a file). One query when nothing moved; called at
+    /// the start of every authenticated request, so a change acknowledged by any node holds
+    /// for the next request on every node.
+    pub fn follow(&self) -> Result<(), StoreError> {
+        if let Some(why) = self.follow.broken() {
+            return Err(StoreError::Unavailable(why));
         }
+        let Some(now) = self.backend.commits()? else {
+            return Ok(());
+        };
+        if !self.follow.behind(&now) {
+            return Ok(());
+        }
+        let mut known = self.follow.lock();
+        // Again under the lock: the writer may have moved on while this waited.
+        let now = self.backend.commits()?.unwrap_or(now);
+        self.follow.catch_up(&mut known, &now)
+    }
+
+    /// What reloads the in-memory indexes of the given tables when another node changed them
+    /// (the engine's; see [`Vault::follow`]).
+    pub fn set_follower(&self, f: Arc<crate::Follower>) {
+        self.follow.set_follower(f);
+    }
+
+    /// Whether this node runs the once-per-vault work (see [`Backend::leads`]).
+    pub fn leads(&self) -> bool {
+        self.backend.leads()
     }
 
     pub fn path(&self) -> &Path {
@@ -956,6 +1001,7 @@ impl Vault {
             backend: Arc::new(backend),
             keys: self.keys.clone(),
             pipeline: RwLock::new(None),
+            follow: Arc::default(),
         })
     }
 
@@ -1128,6 +1174,13 @@ impl WriterKeys for Keys {
     fn committed(&self, generation: u64) {
         self.committed
             .store(generation, std::sync::atomic::Ordering::Release);
+    }
+
+    fn read_ledger(&self, view: &dyn crate::backend::Snapshot) -> Result<Digests, StoreError> {
+        read_ledger(
+            view,
+            &self.keyring.read().unwrap_or_else(|p| p.into_inner()),
+        )
     }
 }
 

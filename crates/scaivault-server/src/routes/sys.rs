@@ -66,7 +66,8 @@ pub async fn health_detailed(
     let mut database = json!({
         "status": if problem.is_none() { "ok" } else { "error" },
         "latency_ms": (latency_ms * 1000.0).round() / 1000.0,
-        "engine": "redb",
+        "engine": if scaivault_store::database_url(vault.path()).is_some() { "postgresql" } else { "redb" },
+        "leader": auth.engine.leads(),
     });
     if let Some(why) = problem.as_ref() {
         database["error"] = json!(why);
@@ -112,6 +113,7 @@ pub async fn metrics(
         secrets: e.secrets_total(),
         deliveries_pending: e.deliveries_pending(),
         polls_waiting: e.polls_waiting(),
+        leads: e.leads(),
         deliveries_not_queued: e.deliveries_not_queued(),
         deliveries_in_flight: e.deliveries_in_flight(),
         rotations: e.rotations_finished(),
