@@ -754,12 +754,16 @@ impl Engine {
         }
         let _slot = self.poll_slots.take(caller.identity_id.as_str())?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+        let shared = scaivault_store::database_url(self.vault.path()).is_some();
         loop {
             // Registered before the buffer is looked at: an event committed in between
             // still wakes this poll.
             let woken = self.events.polled.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
+            // Events other nodes queued, and a token revoked there, reach this node's memory
+            // only by following their commits (a file: nothing to follow).
+            self.follow()?;
             let may_read = self.checker(caller, Permission::Read);
             let (events, has_more) = {
                 let s = read(&self.events.state);
@@ -795,9 +799,15 @@ impl Engine {
                 }
                 return Ok(PollResult { events, has_more });
             }
+            // On a database several nodes share, another node's commit wakes nothing here:
+            // look again each second.
+            let next = match shared {
+                true => deadline.min(tokio::time::Instant::now() + Duration::from_secs(1)),
+                false => deadline,
+            };
             tokio::select! {
                 _ = &mut woken => {}
-                _ = tokio::time::sleep_until(deadline) => {}
+                _ = tokio::time::sleep_until(next) => {}
             }
         }
     }

@@ -554,6 +554,8 @@ impl Engine {
         let presented = self.vault.token_hasher().hash(client_secret);
         // In turn with identity deletion and credential changes (see `create_token`).
         let _change = self.config_change().await;
+        // A credential revoked on another node fails here from the next request on.
+        self.follow()?;
         let r = self.identity(client_id).ok_or_else(bad)?;
         let cred = r
             .credentials
