@@ -427,8 +427,10 @@ fn batch_writes_are_charged_per_secret_and_refusals_are_in_each_history() {
 /// and goes on, instead of failing part-way.
 #[test]
 fn an_import_waits_out_the_rate_limit() {
-    // 10,000 secrets a minute × 0.2: 2,000 a minute, 33 a second.
-    let dev = Dev::start_with(&["--rate-limit-multiplier", "0.2"]);
+    // 10,000 secrets a minute × 0.06: 600 a minute, 10 a second. The first import empties
+    // the bucket; the second needs 60, which takes 6 s to come back: it is held back unless
+    // it starts more than 6 s after the first ends (not on a loaded machine either).
+    let dev = Dev::start_with(&["--rate-limit-multiplier", "0.06"]);
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, n: usize| {
         let f = dir.path().join(name);
@@ -436,7 +438,7 @@ fn an_import_waits_out_the_rate_limit() {
         std::fs::write(&f, text).unwrap();
         f
     };
-    let (a, b) = (write("a.env", 2000), write("b.env", 60));
+    let (a, b) = (write("a.env", 600), write("b.env", 60));
     for (f, prefix) in [(&a, "first"), (&b, "second")] {
         let out = dev.cli(&[
             "import",
