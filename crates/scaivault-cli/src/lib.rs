@@ -109,10 +109,19 @@ pub fn main() -> i32 {
     if serving && let Some(w) = hardening {
         tracing::warn!("{w}");
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // The store's calls are synchronous and hold the worker that makes them; on a database
+    // each is a network round trip, during which a worker per core would leave the cores
+    // idle (2 workers: ~1,600 audited reads/s; see docs/PERFORMANCE.md, "Several nodes").
+    let on_database = cli
+        .global
+        .vault
+        .as_deref()
+        .is_some_and(|v| scaivault_store::database_url(v).is_some());
+    if serving && on_database {
+        runtime.worker_threads(DATABASE_WORKERS);
+    }
+    let rt = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -394,3 +403,6 @@ fn config_cmd(c: ConfigCmd, out: &Out) -> CliResult<()> {
     }
     Ok(())
 }
+
+/// Runtime workers of a server whose vault is on a database (see `main`).
+const DATABASE_WORKERS: usize = 32;

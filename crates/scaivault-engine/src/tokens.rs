@@ -200,8 +200,34 @@ impl crate::memory::Memory {
 impl Engine {
     async fn store_token(&self, record: TokenRecord) -> Result<()> {
         let cache = self.tokens.clone();
+        let identities = self.identities.clone();
         self.vault
             .write(move |tx| {
+                // Checked again in the writer's turn, where memory holds every node's commits:
+                // an identity deleted, or a credential revoked, on another node after this
+                // request checked it would otherwise get a token its revocation never saw.
+                if record.kind != TokenKind::Root {
+                    let ix = read(&identities);
+                    let who = ix
+                        .by_id
+                        .get(record.identity_id.as_str())
+                        .ok_or_else(|| identity_not_found(record.identity_id.as_str()))?;
+                    let credential = match record.kind {
+                        TokenKind::ClientCredentials => record
+                            .name
+                            .as_deref()
+                            .and_then(|n| n.strip_prefix(MINTED_PREFIX)),
+                        _ => None,
+                    };
+                    if let Some(c) = credential
+                        && !who.credentials.iter().any(|x| x.id == c)
+                    {
+                        return Err(Error::new(
+                            ErrorCode::InvalidCredentials,
+                            "invalid client_id or client_secret",
+                        ));
+                    }
+                }
                 tx.put(Table::Tokens, record.id.as_bytes(), &encode(&record));
                 tx.on_commit(move || {
                     write(&cache).insert(record.hash, record);
@@ -447,29 +473,31 @@ impl Engine {
         credential_id: &str,
     ) -> Result<usize> {
         let name = minted_name(credential_id);
-        let mine: Vec<TokenRecord> = read(&self.tokens)
-            .values()
-            .filter(|t| {
-                &t.identity_id == identity
-                    && t.revoked_at.is_none()
-                    && t.name.as_deref() == Some(name.as_str())
-            })
-            .cloned()
-            .collect();
-        self.revoke_live_tokens(mine).await
+        let identity = identity.clone();
+        self.revoke_live_tokens(move |t| {
+            t.identity_id == identity && t.name.as_deref() == Some(name.as_str())
+        })
+        .await
     }
 
-    /// Revokes `tokens` in one commit: a crash or a full disk half-way can never leave some
-    /// of an identity's tokens live after the caller was told they were revoked.
-    async fn revoke_live_tokens(&self, tokens: Vec<TokenRecord>) -> Result<usize> {
-        if tokens.is_empty() {
-            return Ok(0);
-        }
+    /// Revokes the live tokens `which` picks, in one commit: a crash or a full disk half-way
+    /// can never leave some of an identity's tokens live after the caller was told they were
+    /// revoked. They are picked in the writer's turn, where memory holds every node's
+    /// commits, so a token another node minted a moment before is among them.
+    async fn revoke_live_tokens(
+        &self,
+        which: impl Fn(&TokenRecord) -> bool + Send + 'static,
+    ) -> Result<usize> {
         let now = self.now();
-        let n = tokens.len();
         let cache = self.tokens.clone();
         self.vault
             .write(move |tx| {
+                let tokens: Vec<TokenRecord> = read(&cache)
+                    .values()
+                    .filter(|t| t.revoked_at.is_none() && which(t))
+                    .cloned()
+                    .collect();
+                let n = tokens.len();
                 let revoked: Vec<TokenRecord> = tokens
                     .into_iter()
                     .map(|mut t| {
@@ -484,10 +512,9 @@ impl Engine {
                         map.insert(t.hash, t);
                     }
                 });
-                Ok::<_, Error>(())
+                Ok::<_, Error>(n)
             })
-            .await?;
-        Ok(n)
+            .await
     }
 
     /// Deletes the records of tokens that expired more than a day ago: they can never be used
@@ -524,12 +551,10 @@ impl Engine {
     }
 
     pub(crate) async fn revoke_tokens_of(&self, identity: &IdentityId) -> Result<()> {
-        let mine: Vec<TokenRecord> = read(&self.tokens)
-            .values()
-            .filter(|t| &t.identity_id == identity && t.revoked_at.is_none())
-            .cloned()
-            .collect();
-        self.revoke_live_tokens(mine).await.map(drop)
+        let identity = identity.clone();
+        self.revoke_live_tokens(move |t| t.identity_id == identity)
+            .await
+            .map(drop)
     }
 
     /// The client-credentials grant: a service account's id and secret → a 1-hour token.
@@ -585,6 +610,9 @@ impl Engine {
 }
 
 /// The name of a token minted by the client credential `credential_id`.
+/// The name of a token a client credential minted: the prefix, then the credential's id.
+const MINTED_PREFIX: &str = "client-credentials ";
+
 fn minted_name(credential_id: &str) -> String {
-    format!("client-credentials {credential_id}")
+    format!("{MINTED_PREFIX}{credential_id}")
 }

@@ -142,14 +142,15 @@ pub(crate) fn unrecorded(request_id: &str, e: &Error) -> Error {
     tracing::error!(request_id = %request_id, code = e.code.as_str(), "audit entry could not be made durable; request failed");
     // A full disk and an unreachable database say so (the second is retryable); anything
     // else is ours.
-    let code = match e.code {
-        ErrorCode::StorageFull | ErrorCode::ServiceUnavailable => e.code,
-        _ => ErrorCode::InternalError,
-    };
-    Error::new(
-        code,
-        "the request could not be recorded in the audit log, so it returns nothing",
-    )
+    const WHAT: &str = "the request could not be recorded in the audit log, so it returns nothing";
+    match e.code {
+        // The store's reason (a full disk, a database out of reach, keys changed on another
+        // node) is what the operator acts on; it names no secret.
+        ErrorCode::StorageFull | ErrorCode::ServiceUnavailable => {
+            Error::new(e.code, format!("{WHAT}: {}", e.message))
+        }
+        _ => Error::new(ErrorCode::InternalError, WHAT),
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, Error> {

@@ -128,6 +128,12 @@ impl Turn for SoleWriter<'_> {
 pub trait Snapshot {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Several records at once, in the order asked (a database answers them in one round
+    /// trip: the ledger reads every record a batch replaces).
+    fn get_many(&self, keys: &[(Table, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|(t, k)| self.get(*t, k)).collect()
+    }
+
     /// Visits every record of `table` in key order until `visit` returns `false`.
     fn scan(
         &self,

@@ -221,18 +221,30 @@ impl Ledger {
             digests: before.digests.clone(),
             recent: Default::default(),
         };
-        for m in batch {
-            let (table, key, new) = match m {
-                Mutation::Put { table, key, value } => (*table, key, Some(value)),
-                Mutation::Delete { table, key } => (*table, key, None),
-            };
-            if table == Table::Integrity {
-                continue;
+        let changes = batch.iter().filter_map(|m| match m {
+            Mutation::Put { table, .. } | Mutation::Delete { table, .. }
+                if *table == Table::Integrity =>
+            {
+                None
             }
+            Mutation::Put { table, key, value } => Some((*table, key, Some(value))),
+            Mutation::Delete { table, key } => Some((*table, key, None)),
+        });
+        // The old values the last batch did not leave a term for, read in one go.
+        let unknown: Vec<(Table, &[u8])> = changes
+            .clone()
+            .filter(|(t, k, _)| !before.recent.contains_key(&(*t, k.to_vec())))
+            .map(|(t, k, _)| (t, k.as_slice()))
+            .collect();
+        let mut read = committed.get_many(&unknown)?.into_iter();
+        for (table, key, new) in changes {
             let old = match before.recent.get(&(table, key.clone())) {
                 Some(term) => *term,
-                None => committed
-                    .get(table, key)?
+                None => read
+                    .next()
+                    .ok_or_else(|| {
+                        StoreError::Io("a read of several records came back short".into())
+                    })?
                     .map(|old| self.term(table, key, &old)),
             };
             if let Some(term) = old {

@@ -55,8 +55,12 @@ const MIGRATIONS: &[(i32, &str)] = &[
 /// own); the one above it serializes migrations.
 const LEADER_LOCK: i64 = 0x5343_4149_5641_554c; // "SCAIVAUL"
 
-/// How often a node that does not lead tries to.
+/// How often a node that does not lead tries to (and the leader shows it is alive).
 const LEAD_RETRY: Duration = Duration::from_secs(1);
+
+/// How long the leader's session may stay silent before PostgreSQL ends it (and the lead
+/// goes to another node). The leader's loops ask at least every two seconds.
+const LEADER_SILENCE: Duration = Duration::from_secs(30);
 
 /// The longest a call waits for PostgreSQL (statements time out at 15 s on the server; a
 /// connect at 10 s).
@@ -82,17 +86,25 @@ fn table_id(t: Table) -> i16 {
 }
 
 /// A connection failure is the database being unreachable: retryable, and readiness says so.
+/// So are the errors of a database that is starting, stopping, failing over, out of
+/// connections, or holding a lock or a statement past its timeout: the same request can
+/// succeed once it is past (SQLSTATE classes 08, 53, 57; 55P03; 40001 and 40P01).
 fn unavailable(e: tokio_postgres::Error) -> StoreError {
-    if e.is_closed() || e.as_db_error().is_none() {
-        StoreError::Unavailable(format!("the PostgreSQL server is unreachable: {e}"))
+    let Some(db) = e.as_db_error().filter(|_| !e.is_closed()) else {
+        return StoreError::Unavailable(format!("the PostgreSQL server is unreachable: {e}"));
+    };
+    let code = db.code().code();
+    let what = format!("PostgreSQL: {} ({code})", db.message());
+    if retryable(code) {
+        StoreError::Unavailable(what)
     } else {
-        let db = e.as_db_error().expect("checked");
-        StoreError::Io(format!(
-            "PostgreSQL: {} ({})",
-            db.message(),
-            db.code().code()
-        ))
+        StoreError::Io(what)
     }
+}
+
+fn retryable(sqlstate: &str) -> bool {
+    ["08", "53", "57"].iter().any(|c| sqlstate.starts_with(c))
+        || ["55P03", "40001", "40P01"].contains(&sqlstate)
 }
 
 /// Where a vault on PostgreSQL lives, as the operator wrote it, without its password.
@@ -459,8 +471,13 @@ async fn open(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
     config
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30));
+    // A node that stops mid-transaction (frozen, or its process stopped) would hold the
+    // commit row's lock, and with it every node's writes, for as long as its session lives:
+    // PostgreSQL ends such a transaction after 15 s.
     if config.get_options().is_none() {
-        config.options("-c statement_timeout=15000 -c lock_timeout=10000");
+        config.options(
+            "-c statement_timeout=15000 -c lock_timeout=10000 -c idle_in_transaction_session_timeout=15000",
+        );
     }
     let (client, conn) = config.connect(NoTls).await.map_err(unavailable)?;
     tokio::spawn(async move {
@@ -513,6 +530,36 @@ impl Snapshot for Session<'_> {
             vec![Box::new(table_id(table)), Box::new(key.to_vec())],
             first_value,
         )
+    }
+
+    fn get_many(&self, keys: &[(Table, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.len() < 2 {
+            return keys.iter().map(|(t, k)| self.get(*t, k)).collect();
+        }
+        let tables: Vec<i16> = keys.iter().map(|(t, _)| table_id(*t)).collect();
+        let wanted: Vec<Vec<u8>> = keys.iter().map(|(_, k)| k.to_vec()).collect();
+        let rows = self.run(
+            "SELECT w.i, r.value
+             FROM unnest($1::smallint[], $2::bytea[]) WITH ORDINALITY AS w(tbl, key, i)
+             LEFT JOIN scaivault_records r ON r.tbl = w.tbl AND r.key = w.key",
+            vec![Box::new(tables), Box::new(wanted)],
+            |rows| {
+                rows.into_iter()
+                    .map(|r| {
+                        let i: i64 = r.try_get(0).map_err(shape)?;
+                        let v: Option<Vec<u8>> = r.try_get(1).map_err(shape)?;
+                        Ok((i, v))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            },
+        )?;
+        let mut out = vec![None; keys.len()];
+        for (i, v) in rows {
+            if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| out.get_mut(i)) {
+                *slot = v;
+            }
+        }
+        Ok(out)
     }
 
     fn scan(
@@ -578,6 +625,10 @@ struct PgTurn<'a> {
 impl Snapshot for PgTurn<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.session.get(table, key)
+    }
+
+    fn get_many(&self, keys: &[(Table, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.session.get_many(keys)
     }
 
     fn scan(
@@ -837,7 +888,28 @@ impl Backend for PgBackend {
         let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
         let alive = l.session.as_ref().is_some_and(|c| !c.is_closed());
         if alive && l.leads {
-            return true;
+            // Each pass that asks shows the database this leader is alive: a leader that
+            // stops asking (frozen, stopped) is idle past `idle_session_timeout` and loses
+            // its session and the lock with it.
+            if l.tried.is_some_and(|t| t.elapsed() < LEAD_RETRY) {
+                return true;
+            }
+            l.tried = Some(std::time::Instant::now());
+            let c = l.session.take().expect("alive");
+            match self.wait(async move {
+                let ok = c.batch_execute("SELECT 1").await.is_ok();
+                (c, ok)
+            }) {
+                Ok((c, true)) => {
+                    l.session = Some(c);
+                    return true;
+                }
+                _ => {
+                    tracing::warn!("this node lost its database session, and with it the lead");
+                    l.leads = false;
+                    return false;
+                }
+            }
         }
         if l.leads {
             tracing::warn!("this node lost its database session, and with it the lead");
@@ -859,6 +931,16 @@ impl Backend for PgBackend {
                 .await
                 .map(|r| r.get::<_, bool>(0))
                 .map_err(unavailable)?;
+            if got {
+                // The leader pings every pass (at least every few seconds): silent for 30 s,
+                // it is gone, and the lock goes to another node.
+                c.batch_execute(&format!(
+                    "SET idle_session_timeout = {}",
+                    LEADER_SILENCE.as_millis()
+                ))
+                .await
+                .map_err(unavailable)?;
+            }
             Ok::<_, StoreError>((c, got))
         });
         if let Ok(Ok((c, got))) = got {

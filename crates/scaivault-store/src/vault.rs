@@ -763,9 +763,12 @@ impl Vault {
         }
     }
 
-    /// Why writes cannot succeed now (a full disk), if they cannot.
+    /// Why writes cannot succeed now (a full disk, a database out of reach, keys changed on
+    /// another node), if they cannot.
     pub fn write_blocked(&self) -> Option<String> {
-        self.backend.write_blocked()
+        self.follow
+            .broken()
+            .or_else(|| self.backend.write_blocked())
     }
 
     pub fn token_hasher(&self) -> &TokenHasher {
