@@ -987,7 +987,8 @@ fn revocations_on_one_node_catch_tokens_minted_meanwhile_on_another() {
 }
 
 /// A node stopped in the middle of its turn holds every node's writes for at most the
-/// database's idle-in-transaction timeout (15 s), and a stopped leader loses the lead once
+/// database's idle-in-transaction timeout (5 s, less than the 10 s others wait for the lock),
+/// and a stopped leader loses the lead once
 /// it has been silent for 30 s.
 #[test]
 fn a_frozen_node_holds_up_the_others_only_briefly() {

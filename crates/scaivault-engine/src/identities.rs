@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::caller::ROOT_IDENTITY;
 use crate::records::{ClientCredential, IdentityRecord, new_id};
-use crate::{Caller, Engine, decode, encode, load_all, read, write};
+use crate::{Caller, Engine, encode, read, write};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -60,7 +60,7 @@ impl IdentityIndex {
         self.groups_of.get(id).cloned().unwrap_or_default()
     }
 
-    fn new(all: Vec<IdentityRecord>) -> IdentityIndex {
+    pub(crate) fn new(all: Vec<IdentityRecord>) -> IdentityIndex {
         let mut idx = IdentityIndex {
             by_id: all.into_iter().map(|r| (r.id.to_string(), r)).collect(),
             groups_of: HashMap::new(),
@@ -140,16 +140,6 @@ pub struct CredentialRevoked {
     pub credential_id: String,
     pub revoked: bool,
     pub tokens_revoked: usize,
-}
-
-impl crate::memory::Memory {
-    pub(crate) fn reload_identities(&self, vault: &scaivault_store::Vault) -> Result<()> {
-        let all = load_all(vault, Table::Identities, |b| {
-            decode::<IdentityRecord>(Table::Identities, b)
-        })?;
-        *write(&self.identities) = IdentityIndex::new(all);
-        Ok(())
-    }
 }
 
 impl Engine {

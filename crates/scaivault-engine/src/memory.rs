@@ -3,15 +3,21 @@
 //! calls back with the tables that moved; see `scaivault_store::Vault::follow`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
-use scaivault_core::policy::CompiledPolicy;
+use scaivault_core::policy::{CompiledPolicy, Policy};
 use scaivault_core::{ErrorCode, Result};
 use scaivault_store::{Follower, StoreError, Table, Vault};
 
-use crate::records::{PathRecord, TokenRecord};
-use crate::{HeadCache, PathEntry, identities, load_all, outbox, rotation_state, unpack, write};
+use crate::identities::IdentityIndex;
+use crate::outbox::WebhookState;
+use crate::records::{IdentityRecord, PathRecord, TokenRecord};
+use crate::rotation_state::{RotationRecord, RotationState};
+use crate::webhook_records::{DeliveryStatus, WebhookItem};
+use crate::{
+    HeadCache, PathEntry, decode, identities, load_all, outbox, rotation_state, unpack, write,
+};
 
 #[derive(Clone)]
 pub(crate) struct Memory {
@@ -53,6 +59,116 @@ impl Memory {
                 _ => {}
             }
         }
+        Ok(())
+    }
+
+    pub(crate) fn reload_identities(&self, vault: &scaivault_store::Vault) -> Result<()> {
+        let all = load_all(vault, Table::Identities, |b| {
+            decode::<IdentityRecord>(Table::Identities, b)
+        })?;
+        *write(&self.identities) = IdentityIndex::new(all);
+        Ok(())
+    }
+
+    pub(crate) fn reload_policies(&self, vault: &scaivault_store::Vault) -> Result<()> {
+        let mut all = load_all(vault, Table::Policies, |b| {
+            decode::<Policy>(Table::Policies, b).and_then(CompiledPolicy::compile)
+        })?;
+        all.sort_by(|a, b| a.policy.name.cmp(&b.policy.name));
+        *write(&self.policies) = Arc::new(all);
+        Ok(())
+    }
+
+    pub(crate) fn reload_rotation(&self, vault: &scaivault_store::Vault) -> Result<()> {
+        let mut state = RotationState::default();
+        for r in load_all(vault, Table::Rotation, |b| {
+            decode::<RotationRecord>(Table::Rotation, b)
+        })? {
+            match r {
+                RotationRecord::Policy(p) => {
+                    state.policies.insert(p.id.clone(), p);
+                }
+                RotationRecord::Assignment {
+                    policy_id,
+                    secret_path,
+                } => {
+                    state.assigned.insert(secret_path, policy_id);
+                }
+                RotationRecord::Job(j) => {
+                    state.jobs.insert(j.secret_path.clone(), j);
+                }
+                RotationRecord::Notices {
+                    secret_path,
+                    cycle,
+                    sent,
+                } => {
+                    state.notices.insert(secret_path, (cycle, sent));
+                }
+                RotationRecord::SecretPolicy(sp) => {
+                    state.secret_policies.insert(sp.id.clone(), sp);
+                }
+                RotationRecord::ExpiryNotices {
+                    secret_path,
+                    expires_at,
+                    sent,
+                } => {
+                    state.expiry.insert(secret_path, (expires_at, sent));
+                }
+            }
+        }
+        *write(&self.rotation) = state;
+        Ok(())
+    }
+
+    pub(crate) fn reload_tokens(&self, vault: &scaivault_store::Vault) -> Result<()> {
+        let all = load_all(vault, Table::Tokens, |b| {
+            decode::<TokenRecord>(Table::Tokens, b)
+        })?
+        .into_iter()
+        .map(|r| (r.hash, r))
+        .collect();
+        *write(&self.tokens) = all;
+        Ok(())
+    }
+
+    pub(crate) fn reload_webhooks(&self, vault: &scaivault_store::Vault) -> Result<()> {
+        let mut state = WebhookState::default();
+        let mut max_seq = 0;
+        let mut deliveries = Vec::new();
+        for item in load_all(vault, Table::Webhooks, |b| {
+            decode::<WebhookItem>(Table::Webhooks, b)
+        })? {
+            match item {
+                WebhookItem::Hook(mut h) => {
+                    if let Some(sub) = h.subscription.as_mut() {
+                        // Validated when stored; a record that no longer compiles matches
+                        // nothing rather than stopping the vault.
+                        if sub.compile().is_err() {
+                            tracing::warn!(id = %h.id, "a subscription's paths do not compile; it receives nothing");
+                        }
+                    }
+                    state.hooks.insert(h.id.clone(), h);
+                }
+                WebhookItem::Delivery(d) => deliveries.push(d),
+            }
+        }
+        // (Deliveries sort before their webhooks in the table: sorted once all are known.)
+        for d in deliveries {
+            max_seq = max_seq.max(d.seq);
+            if let Some(size) = state.polled(&d.webhook_id) {
+                state.buffer(d, size);
+            } else if d.status == DeliveryStatus::Pending {
+                state.add_pending(d);
+            } else {
+                state
+                    .finished
+                    .entry(d.webhook_id.clone())
+                    .or_default()
+                    .insert(d.seq);
+            }
+        }
+        *write(&self.events.state) = state;
+        self.events.seq.store(max_seq + 1, Ordering::SeqCst);
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::events::Event;
 use crate::records::new_id;
-use crate::{Caller, Engine, decode, encode, load_all, read, write};
+use crate::{Caller, Engine, encode, read, write};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -134,17 +134,6 @@ pub struct PolicySummary {
     pub scope: String,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-}
-
-impl crate::memory::Memory {
-    pub(crate) fn reload_policies(&self, vault: &scaivault_store::Vault) -> Result<()> {
-        let mut all = load_all(vault, Table::Policies, |b| {
-            decode::<Policy>(Table::Policies, b).and_then(CompiledPolicy::compile)
-        })?;
-        all.sort_by(|a, b| a.policy.name.cmp(&b.policy.name));
-        *write(&self.policies) = Arc::new(all);
-        Ok(())
-    }
 }
 
 impl Engine {

@@ -22,14 +22,13 @@ use serde_json::{Map, Value, json};
 
 use crate::rotation_job::{Initiator, Outcome};
 use crate::rotation_state::{
-    JobStatus, RotationPolicy, RotationRecord, RotationState, assignment_key, attach_in, not_found,
-    notice_key,
+    JobStatus, RotationPolicy, RotationRecord, assignment_key, attach_in, not_found, notice_key,
 };
 use crate::rotation_views::{
     JobView, OutcomeError, RotateResult, RotationAssignment, RotationOutcome, RotationPolicyList,
     RotationPolicyView, RotationStatus, SecretRotation,
 };
-use crate::{Caller, Engine, decode, encode, load_all, read, write};
+use crate::{Caller, Engine, encode, read, write};
 
 const DEFAULT_GRACE: &str = "48h";
 
@@ -58,49 +57,6 @@ pub struct RotationPolicyRequest {
     pub backend: Option<String>,
     #[serde(default)]
     pub backend_config: Option<Map<String, Value>>,
-}
-
-impl crate::memory::Memory {
-    pub(crate) fn reload_rotation(&self, vault: &scaivault_store::Vault) -> Result<()> {
-        let mut state = RotationState::default();
-        for r in load_all(vault, Table::Rotation, |b| {
-            decode::<RotationRecord>(Table::Rotation, b)
-        })? {
-            match r {
-                RotationRecord::Policy(p) => {
-                    state.policies.insert(p.id.clone(), p);
-                }
-                RotationRecord::Assignment {
-                    policy_id,
-                    secret_path,
-                } => {
-                    state.assigned.insert(secret_path, policy_id);
-                }
-                RotationRecord::Job(j) => {
-                    state.jobs.insert(j.secret_path.clone(), j);
-                }
-                RotationRecord::Notices {
-                    secret_path,
-                    cycle,
-                    sent,
-                } => {
-                    state.notices.insert(secret_path, (cycle, sent));
-                }
-                RotationRecord::SecretPolicy(sp) => {
-                    state.secret_policies.insert(sp.id.clone(), sp);
-                }
-                RotationRecord::ExpiryNotices {
-                    secret_path,
-                    expires_at,
-                    sent,
-                } => {
-                    state.expiry.insert(secret_path, (expires_at, sent));
-                }
-            }
-        }
-        *write(&self.rotation) = state;
-        Ok(())
-    }
 }
 
 impl Engine {

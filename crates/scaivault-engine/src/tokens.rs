@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use crate::caller::{LOCAL_PARTNER, LOCAL_TENANT, ROOT_IDENTITY};
 use crate::identities::identity_not_found;
 use crate::records::{TokenKind, TokenRecord, new_id};
-use crate::{Caller, Engine, decode, encode, load_all, read, write};
+use crate::{Caller, Engine, encode, read, write};
 
 pub const TOKEN_PREFIX: &str = "skt_";
 const DEFAULT_TTL: Duration = Duration::from_secs(90 * 86_400);
@@ -182,19 +182,6 @@ pub struct Whoami {
     pub token_expires_at: Option<Timestamp>,
     /// None for the local operator (`--vault FILE`), who has no token.
     pub token_id: Option<String>,
-}
-
-impl crate::memory::Memory {
-    pub(crate) fn reload_tokens(&self, vault: &scaivault_store::Vault) -> Result<()> {
-        let all = load_all(vault, Table::Tokens, |b| {
-            decode::<TokenRecord>(Table::Tokens, b)
-        })?
-        .into_iter()
-        .map(|r| (r.hash, r))
-        .collect();
-        *write(&self.tokens) = all;
-        Ok(())
-    }
 }
 
 impl Engine {

@@ -14,13 +14,12 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::events::{EVENT_TYPES, Event};
-use crate::outbox::WebhookState;
 use crate::webhook_records::{
     DELIVERY_ATTEMPTS, DeliveryPage, DeliveryRecord, DeliveryStatus, KEEP_DELIVERIES, LastDelivery,
     RETRY_DELAYS, WebhookDetail, WebhookFilters, WebhookItem, WebhookList, WebhookRecord,
     WebhookStatistics, WebhookTested, WebhookView, delivery_key, hook_key,
 };
-use crate::{Caller, Engine, Error, ErrorCode, Result, decode, encode, load_all, read, write};
+use crate::{Caller, Engine, Error, ErrorCode, Result, decode, encode, read, write};
 
 /// No `Debug`: it carries the signing secret.
 #[derive(Default, Deserialize, schemars::JsonSchema)]
@@ -71,49 +70,6 @@ impl Drop for InFlight<'_> {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&self.webhook_id);
         }
-    }
-}
-
-impl crate::memory::Memory {
-    pub(crate) fn reload_webhooks(&self, vault: &scaivault_store::Vault) -> Result<()> {
-        let mut state = WebhookState::default();
-        let mut max_seq = 0;
-        let mut deliveries = Vec::new();
-        for item in load_all(vault, Table::Webhooks, |b| {
-            decode::<WebhookItem>(Table::Webhooks, b)
-        })? {
-            match item {
-                WebhookItem::Hook(mut h) => {
-                    if let Some(sub) = h.subscription.as_mut() {
-                        // Validated when stored; a record that no longer compiles matches
-                        // nothing rather than stopping the vault.
-                        if sub.compile().is_err() {
-                            tracing::warn!(id = %h.id, "a subscription's paths do not compile; it receives nothing");
-                        }
-                    }
-                    state.hooks.insert(h.id.clone(), h);
-                }
-                WebhookItem::Delivery(d) => deliveries.push(d),
-            }
-        }
-        // (Deliveries sort before their webhooks in the table: sorted once all are known.)
-        for d in deliveries {
-            max_seq = max_seq.max(d.seq);
-            if let Some(size) = state.polled(&d.webhook_id) {
-                state.buffer(d, size);
-            } else if d.status == DeliveryStatus::Pending {
-                state.add_pending(d);
-            } else {
-                state
-                    .finished
-                    .entry(d.webhook_id.clone())
-                    .or_default()
-                    .insert(d.seq);
-            }
-        }
-        *write(&self.events.state) = state;
-        self.events.seq.store(max_seq + 1, Ordering::SeqCst);
-        Ok(())
     }
 }
 

@@ -473,10 +473,11 @@ async fn open(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
         .keepalives_idle(Duration::from_secs(30));
     // A node that stops mid-transaction (frozen, or its process stopped) would hold the
     // commit row's lock, and with it every node's writes, for as long as its session lives:
-    // PostgreSQL ends such a transaction after 15 s.
+    // PostgreSQL ends such a transaction after 5 s — sooner than the others wait for the
+    // lock (10 s), so their turns come. No turn of a live node sits idle that long.
     if config.get_options().is_none() {
         config.options(
-            "-c statement_timeout=15000 -c lock_timeout=10000 -c idle_in_transaction_session_timeout=15000",
+            "-c statement_timeout=15000 -c lock_timeout=10000 -c idle_in_transaction_session_timeout=5000",
         );
     }
     let (client, conn) = config.connect(NoTls).await.map_err(unavailable)?;
