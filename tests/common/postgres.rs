@@ -84,6 +84,65 @@ impl Postgres {
         pg
     }
 
+    /// A streaming-replication standby of this server on a port of its own, cloned with
+    /// `pg_basebackup` and started; it calls itself `name` to the primary (for
+    /// `synchronous_standby_names`).
+    pub fn standby(&self, name: &str) -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        if self.as_postgres {
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let standby = Postgres {
+            bin: self.bin.clone(),
+            dir,
+            port,
+            as_postgres: self.as_postgres,
+        };
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user=admin password={PG_ADMIN_PASS} application_name={name}",
+            self.port
+        );
+        let out = standby
+            .cmd("pg_basebackup")
+            .args(["-d", &conninfo, "-X", "stream", "-R", "-D"])
+            .arg(standby.dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        standby.run();
+        standby
+    }
+
+    /// Makes a standby the primary (`pg_ctl promote`), waiting until it is.
+    pub fn promote(&self) {
+        let out = self
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-w", "promote"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl promote: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Starts the server (again, after `stop`) and waits until it accepts connections.
     pub fn run(&self) {
         let opts = format!(

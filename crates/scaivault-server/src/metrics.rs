@@ -54,6 +54,8 @@ pub(crate) struct EngineGauges {
     pub rotations: (u64, u64),
     /// Whether this node runs the once-per-vault work (several nodes on one database).
     pub leads: bool,
+    /// A vault on a database: its pool and the time spent waiting for it.
+    pub database: Option<scaivault_store::DatabaseStats>,
 }
 
 impl Metrics {
@@ -227,6 +229,36 @@ impl Metrics {
                 "Long-polls of subscriptions waiting for an event now.",
                 g.polls_waiting as u64,
             );
+            if let Some(db) = &g.database {
+                metric(
+                    &mut out,
+                    "scaivault_database_connections_in_use",
+                    "gauge",
+                    "Pooled database connections checked out now.",
+                    db.connections_in_use as u64,
+                );
+                metric(
+                    &mut out,
+                    "scaivault_database_connections_max",
+                    "gauge",
+                    "The most pooled database connections this node opens.",
+                    db.connections_max as u64,
+                );
+                metric(
+                    &mut out,
+                    "scaivault_database_calls_total",
+                    "counter",
+                    "Calls to the database waited for (statements and transaction steps).",
+                    db.calls,
+                );
+                out.push_str("# HELP scaivault_database_call_seconds_total Seconds spent waiting for the database's answers (divide by the calls for the mean latency).\n");
+                out.push_str("# TYPE scaivault_database_call_seconds_total counter\n");
+                let _ = writeln!(
+                    out,
+                    "scaivault_database_call_seconds_total {:.6}",
+                    db.call_seconds
+                );
+            }
             metric(
                 &mut out,
                 "scaivault_node_leader",

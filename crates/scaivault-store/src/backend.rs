@@ -69,6 +69,23 @@ pub trait Backend: Send + Sync + 'static {
     fn leads(&self) -> bool {
         true
     }
+
+    /// Connections and the time spent waiting for the database, on a database (metrics).
+    fn database_stats(&self) -> Option<DatabaseStats> {
+        None
+    }
+}
+
+/// What a node's use of its database looks like now (see [`Backend::database_stats`]).
+#[derive(Clone, Debug, Default)]
+pub struct DatabaseStats {
+    /// Pooled connections checked out now, and the most there may be.
+    pub connections_in_use: usize,
+    pub connections_max: usize,
+    /// Calls made (statements, transactions' steps, connects) and the seconds spent waiting
+    /// for their answers, since the node started.
+    pub calls: u64,
+    pub call_seconds: f64,
 }
 
 /// The commit sequence of a shared database: how many batches anyone has committed, and for

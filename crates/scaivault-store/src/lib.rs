@@ -25,7 +25,7 @@ mod table;
 pub mod testing;
 mod vault;
 
-pub use backend::{Backend, Commits, Mutation, Snapshot, SoleWriter, Turn};
+pub use backend::{Backend, Commits, DatabaseStats, Mutation, Snapshot, SoleWriter, Turn};
 pub use backup::{BackupTrailer, extract_backup, inspect_backup};
 pub use error::StoreError;
 pub use follow::Follower;

@@ -190,6 +190,9 @@ pub struct PgBackend {
     leader: Mutex<Leader>,
     /// Set while the database cannot be reached: readiness reports it.
     down: Mutex<Option<String>>,
+    /// Calls waited for, and the microseconds spent waiting (metrics).
+    calls: std::sync::atomic::AtomicU64,
+    call_micros: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -235,6 +238,8 @@ impl PgBackend {
             returned: std::sync::Condvar::new(),
             leader: Mutex::new(Leader::default()),
             down: Mutex::new(None),
+            calls: Default::default(),
+            call_micros: Default::default(),
         };
         backend.migrate()?;
         let empty = backend.block(|c| async move {
@@ -351,7 +356,14 @@ impl PgBackend {
         &self,
         f: impl std::future::Future<Output = T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        wait_on(&self.rt, f)
+        let started = std::time::Instant::now();
+        let r = wait_on(&self.rt, f);
+        let micros = started.elapsed().as_micros() as u64;
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.call_micros
+            .fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+        r
     }
 
     /// Runs `f` with a pooled connection and waits for it.
@@ -934,13 +946,15 @@ impl Backend for PgBackend {
                 .map_err(unavailable)?;
             if got {
                 // The leader pings every pass (at least every few seconds): silent for 30 s,
-                // it is gone, and the lock goes to another node.
-                c.batch_execute(&format!(
+                // it is gone, and the lock goes to another node. (PostgreSQL 14 and later;
+                // before, a frozen leader keeps the lead until its session ends.)
+                let silence = format!(
                     "SET idle_session_timeout = {}",
                     LEADER_SILENCE.as_millis()
-                ))
-                .await
-                .map_err(unavailable)?;
+                );
+                if let Err(e) = c.batch_execute(&silence).await {
+                    tracing::warn!(error = %e, "PostgreSQL does not end a silent leader's session (idle_session_timeout needs version 14)");
+                }
             }
             Ok::<_, StoreError>((c, got))
         });
@@ -987,6 +1001,16 @@ impl Backend for PgBackend {
 
     fn write_blocked(&self) -> Option<String> {
         self.down.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn database_stats(&self) -> Option<crate::DatabaseStats> {
+        use std::sync::atomic::Ordering::Relaxed;
+        Some(crate::DatabaseStats {
+            connections_in_use: *self.out.lock().unwrap_or_else(|p| p.into_inner()),
+            connections_max: POOL,
+            calls: self.calls.load(Relaxed),
+            call_seconds: self.call_micros.load(Relaxed) as f64 / 1e6,
+        })
     }
 }
 

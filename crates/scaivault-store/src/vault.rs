@@ -710,6 +710,11 @@ impl Vault {
         self.follow.set_follower(f);
     }
 
+    /// Connections and call latency of a vault on a database (metrics).
+    pub fn database_stats(&self) -> Option<crate::DatabaseStats> {
+        self.backend.database_stats()
+    }
+
     /// Whether this node runs the once-per-vault work (see [`Backend::leads`]).
     pub fn leads(&self) -> bool {
         self.backend.leads()

@@ -114,6 +114,7 @@ pub async fn metrics(
         deliveries_pending: e.deliveries_pending(),
         polls_waiting: e.polls_waiting(),
         leads: e.leads(),
+        database: e.vault().database_stats(),
         deliveries_not_queued: e.deliveries_not_queued(),
         deliveries_in_flight: e.deliveries_in_flight(),
         rotations: e.rotations_finished(),
