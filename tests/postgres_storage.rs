@@ -990,6 +990,14 @@ fn revocations_on_one_node_catch_tokens_minted_meanwhile_on_another() {
                 .collect()
         });
         assert!(!minted.is_empty(), "trial {trial}: nothing was minted");
+        // A new identity given the same id is someone else: none of the old tokens is its.
+        let (s, r) = post(
+            &ub,
+            Some(&root),
+            "/v1/identities",
+            json!({"identity_id": id}),
+        );
+        assert_eq!(s, 201, "{r}");
         for t in &minted {
             for url in [&ua, &ub] {
                 let (s, w) = call(url, t, reqwest::Method::GET, "/v1/auth/whoami", None);

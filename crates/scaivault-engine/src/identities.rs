@@ -275,9 +275,14 @@ impl Engine {
         }
         let cache = self.identities.clone();
         let key = r.id.to_string();
+        let (tokens, now, gone) = (self.tokens.clone(), self.now(), r.id.clone());
         self.vault
             .write(move |tx| {
                 tx.delete(Table::Identities, key.as_bytes());
+                // Again, with the record: a token another node minted after the first
+                // revocation (it still found the identity) goes with it, and no later token
+                // can be minted for it (the mint checks the identity in its own turn).
+                crate::tokens::revoke_in(tx, &tokens, now, |t| t.identity_id == gone);
                 tx.on_commit(move || {
                     write(&cache).remove(&key);
                 });

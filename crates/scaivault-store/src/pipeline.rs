@@ -222,6 +222,15 @@ fn writer_loop(
         }
         // Held until the batch's hooks have run (see `follow`).
         let mut known = follow.lock();
+        // What other nodes changed is reloaded before the turn is taken, so that the reload
+        // does not hold every node's writes (nor leave the turn idle, which PostgreSQL ends
+        // after a few seconds); the turn then catches up on what came in between, usually
+        // nothing. A failure here is met again in the turn.
+        if let Ok(Some(now)) = backend.commits()
+            && follow.behind(&now)
+        {
+            let _ = follow.catch_up(&mut known, &now);
+        }
         let turn = backend.turn().and_then(|turn| {
             if let Some(now) = turn.commits().cloned() {
                 follow.catch_up(&mut known, &now)?;
