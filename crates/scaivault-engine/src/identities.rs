@@ -282,7 +282,7 @@ impl Engine {
                 // Again, with the record: a token another node minted after the first
                 // revocation (it still found the identity) goes with it, and no later token
                 // can be minted for it (the mint checks the identity in its own turn).
-                crate::tokens::revoke_in(tx, &tokens, now, |t| t.identity_id == gone);
+                crate::records::revoke_tokens_in(tx, &tokens, now, |t| t.identity_id == gone);
                 tx.on_commit(move || {
                     write(&cache).remove(&key);
                 });

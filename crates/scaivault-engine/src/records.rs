@@ -254,6 +254,39 @@ pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
+/// Revokes, inside a write job, the live tokens `which` picks from `cache` (which the
+/// writer has brought up to every node's commits); the map follows once durable.
+pub(crate) fn revoke_tokens_in(
+    tx: &mut scaivault_store::WriteTx<'_, '_>,
+    cache: &std::sync::Arc<std::sync::RwLock<std::collections::HashMap<[u8; 32], TokenRecord>>>,
+    now: Timestamp,
+    which: impl Fn(&TokenRecord) -> bool,
+) -> usize {
+    let revoked: Vec<TokenRecord> = crate::read(cache)
+        .values()
+        .filter(|t| t.revoked_at.is_none() && which(t))
+        .cloned()
+        .map(|mut t| {
+            t.revoked_at = Some(now);
+            tx.put(
+                scaivault_store::Table::Tokens,
+                t.id.as_bytes(),
+                &crate::encode(&t),
+            );
+            t
+        })
+        .collect();
+    let n = revoked.len();
+    let cache = cache.clone();
+    tx.on_commit(move || {
+        let mut map = crate::write(&cache);
+        for t in revoked {
+            map.insert(t.hash, t);
+        }
+    });
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -477,7 +477,9 @@ impl Engine {
     ) -> Result<usize> {
         let (now, cache) = (self.now(), self.tokens.clone());
         self.vault
-            .write(move |tx| Ok::<_, Error>(revoke_in(tx, &cache, now, which)))
+            .write(move |tx| {
+                Ok::<_, Error>(crate::records::revoke_tokens_in(tx, &cache, now, which))
+            })
             .await
     }
 
@@ -574,35 +576,6 @@ impl Engine {
 }
 
 /// The name of a token minted by the client credential `credential_id`.
-/// Revokes, inside a write job, the live tokens `which` picks from `cache` (which the
-/// writer has brought up to every node's commits); the map follows once durable.
-pub(crate) fn revoke_in(
-    tx: &mut scaivault_store::WriteTx<'_, '_>,
-    cache: &std::sync::Arc<std::sync::RwLock<std::collections::HashMap<[u8; 32], TokenRecord>>>,
-    now: Timestamp,
-    which: impl Fn(&TokenRecord) -> bool,
-) -> usize {
-    let revoked: Vec<TokenRecord> = read(cache)
-        .values()
-        .filter(|t| t.revoked_at.is_none() && which(t))
-        .cloned()
-        .map(|mut t| {
-            t.revoked_at = Some(now);
-            tx.put(Table::Tokens, t.id.as_bytes(), &encode(&t));
-            t
-        })
-        .collect();
-    let n = revoked.len();
-    let cache = cache.clone();
-    tx.on_commit(move || {
-        let mut map = write(&cache);
-        for t in revoked {
-            map.insert(t.hash, t);
-        }
-    });
-    n
-}
-
 /// The name of a token a client credential minted: the prefix, then the credential's id.
 const MINTED_PREFIX: &str = "client-credentials ";
 
