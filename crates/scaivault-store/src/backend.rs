@@ -99,8 +99,7 @@ pub struct Commits {
 
 impl Commits {
     pub fn of(&self, t: Table) -> u64 {
-        let i = Table::ALL.iter().position(|x| *x == t).unwrap_or(0);
-        self.tables.get(i).copied().unwrap_or(0)
+        self.tables.get(t.index()).copied().unwrap_or(0)
     }
 }
 

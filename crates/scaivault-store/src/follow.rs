@@ -129,10 +129,7 @@ fn followed() -> impl Iterator<Item = Table> {
 }
 
 fn set(c: &mut Commits, t: Table, seq: u64) {
-    let i = Table::ALL
-        .iter()
-        .position(|x| *x == t)
-        .expect("every table is in ALL");
+    let i = t.index();
     if c.tables.len() < Table::ALL.len() {
         c.tables.resize(Table::ALL.len(), 0);
     }

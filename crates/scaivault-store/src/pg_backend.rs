@@ -79,10 +79,7 @@ const POOL: usize = 16;
 const CONNECTION_WAIT: Duration = Duration::from_secs(10);
 
 fn table_id(t: Table) -> i16 {
-    Table::ALL
-        .iter()
-        .position(|x| *x == t)
-        .expect("every table is in ALL") as i16
+    t.index() as i16
 }
 
 /// A connection failure is the database being unreachable: retryable, and readiness says so.

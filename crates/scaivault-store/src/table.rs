@@ -44,6 +44,15 @@ impl Table {
         Table::Integrity,
     ];
 
+    /// Where the table stands in [`Table::ALL`]: its number in a database's rows and in
+    /// per-table lists.
+    pub fn index(self) -> usize {
+        Table::ALL
+            .iter()
+            .position(|x| *x == self)
+            .expect("every table is in ALL")
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Table::Meta => "meta",
