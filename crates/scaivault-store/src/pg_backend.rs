@@ -18,7 +18,8 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use crate::backend::{Backend, Commits, Mutation, Snapshot, Turn};
 use crate::error::StoreError;
@@ -173,12 +174,52 @@ fn wait_on<T: Send + 'static>(
     })
 }
 
+/// A connection and the statements prepared on it. tokio-postgres prepares a statement
+/// given as text before every query — a round trip of its own — so each statement is
+/// prepared once per connection and kept: a query is then one round trip, and PostgreSQL
+/// plans it once.
+struct Conn {
+    client: Client,
+    prepared: std::collections::HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    fn new(client: Client) -> Conn {
+        Conn {
+            client,
+            prepared: Default::default(),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    async fn statement(&mut self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).await?;
+        self.prepared.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    async fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let s = self.statement(sql).await?;
+        self.client.query(&s, params).await
+    }
+}
+
 pub struct PgBackend {
     rt: Rt,
     config: tokio_postgres::Config,
     /// The writer's connection (the pipeline commits one batch at a time).
-    writer: Mutex<Option<Client>>,
-    idle: Mutex<Vec<Client>>,
+    writer: Mutex<Option<Conn>>,
+    idle: Mutex<Vec<Conn>>,
     /// Pooled connections checked out now (at most [`POOL`]), and their return.
     out: Mutex<usize>,
     returned: std::sync::Condvar,
@@ -190,6 +231,8 @@ pub struct PgBackend {
     /// Calls waited for, and the microseconds spent waiting (metrics).
     calls: std::sync::atomic::AtomicU64,
     call_micros: std::sync::atomic::AtomicU64,
+    /// What the next turn reads with its lock.
+    warm: Mutex<Warm>,
 }
 
 #[derive(Default)]
@@ -237,10 +280,12 @@ impl PgBackend {
             down: Mutex::new(None),
             calls: Default::default(),
             call_micros: Default::default(),
+            warm: Default::default(),
         };
         backend.migrate()?;
         let empty = backend.block(|c| async move {
             let r = c
+                .client
                 .query_opt("SELECT 1 FROM scaivault_records LIMIT 1", &[])
                 .await;
             (c, r)
@@ -293,7 +338,7 @@ impl PgBackend {
     /// Removes every record (a copy into this database that failed part-way).
     pub fn clear(&self) -> Result<(), StoreError> {
         self.block(|c| async move {
-            let r = c.batch_execute("TRUNCATE scaivault_records").await;
+            let r = c.client.batch_execute("TRUNCATE scaivault_records").await;
             (c, r)
         })?
         .map_err(unavailable)
@@ -301,7 +346,7 @@ impl PgBackend {
 
     /// A pooled connection: an idle one, or a new one if none is idle (or the idle one was
     /// lost), once fewer than [`POOL`] are out. Every checkout is matched by a `release`.
-    fn checkout(&self) -> Result<Client, StoreError> {
+    fn checkout(&self) -> Result<Conn, StoreError> {
         {
             let deadline = std::time::Instant::now() + CONNECTION_WAIT;
             let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
@@ -324,7 +369,7 @@ impl PgBackend {
             Some(c) if !c.is_closed() => Ok(c),
             _ => {
                 let config = self.config.clone();
-                self.wait(async move { open(&config).await })
+                self.wait(async move { open(&config).await.map(Conn::new) })
                     .and_then(|r| r)
             }
         };
@@ -335,7 +380,7 @@ impl PgBackend {
     }
 
     /// Gives a checked-out connection back (`None`: it was lost), keeping it if it works.
-    fn release(&self, c: Option<Client>) {
+    fn release(&self, c: Option<Conn>) {
         if let Some(c) = c.filter(|c| !c.is_closed()) {
             self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
         }
@@ -345,7 +390,7 @@ impl PgBackend {
     }
 
     /// Gives the writer's connection back (`None`: it was lost; the next turn opens one).
-    fn give_writer(&self, c: Option<Client>) {
+    fn give_writer(&self, c: Option<Conn>) {
         *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = c.filter(|c| !c.is_closed());
     }
 
@@ -367,8 +412,8 @@ impl PgBackend {
     fn block<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(Client) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = (Client, T)> + Send,
+        F: FnOnce(Conn) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = (Conn, T)> + Send,
     {
         let client = self.checkout().inspect_err(|e| self.mark_err(e))?;
         let (client, out) = match self.wait(async move { f(client).await }) {
@@ -425,7 +470,7 @@ impl PgBackend {
                 "SELECT key, value FROM scaivault_records WHERE tbl = $1 AND key < $3 ORDER BY key DESC LIMIT $2"
             }
         };
-        self.block(move |c| async move {
+        self.block(move |mut c| async move {
             let rows = match &after {
                 Some(k) => c.query(sql, &[&t, &PAGE, k]).await,
                 None => c.query(sql, &[&t, &PAGE]).await,
@@ -503,9 +548,12 @@ async fn open(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
 /// dropped: a snapshot's connection goes back to the pool, a turn's to the writer.
 struct Session<'a> {
     backend: &'a PgBackend,
-    client: Mutex<Option<Client>>,
+    client: Mutex<Option<Conn>>,
     /// A turn's session: its connection is the writer's, not the pool's.
     writer: bool,
+    /// A snapshot's BEGIN, not sent yet: it goes with the first query (one round trip
+    /// less), and a snapshot never read from needs neither it nor a ROLLBACK.
+    begin: std::sync::atomic::AtomicBool,
 }
 
 impl Session<'_> {
@@ -513,22 +561,33 @@ impl Session<'_> {
         &self,
         sql: &'static str,
         params: Vec<Box<dyn tokio_postgres::types::ToSql + Send + Sync>>,
-        read: fn(Vec<tokio_postgres::Row>) -> Result<T, StoreError>,
+        read: impl FnOnce(Vec<Row>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let client = self.take().ok_or_else(|| {
+        let mut client = self.take().ok_or_else(|| {
             StoreError::Unavailable("the transaction's connection was lost".into())
         })?;
+        let begin = self.begin.swap(false, std::sync::atomic::Ordering::Relaxed);
         let (client, r) = self.backend.wait(async move {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(|p| &**p as _).collect();
-            let r = client.query(sql, &refs).await;
+            let r = match client.statement(sql).await {
+                Ok(s) if begin => {
+                    let c = &client.client;
+                    let (begun, rows) =
+                        futures_util::future::join(c.batch_execute(SNAPSHOT), c.query(&s, &refs))
+                            .await;
+                    begun.and(rows)
+                }
+                Ok(s) => client.client.query(&s, &refs).await,
+                Err(e) => Err(e),
+            };
             (client, r)
         })?;
         *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(client);
         r.map_err(unavailable).and_then(read)
     }
 
-    fn take(&self) -> Option<Client> {
+    fn take(&self) -> Option<Conn> {
         self.client.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
@@ -536,7 +595,7 @@ impl Session<'_> {
 impl Snapshot for Session<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.run(
-            "SELECT value FROM scaivault_records WHERE tbl = $1 AND key = $2",
+            GET,
             vec![Box::new(table_id(table)), Box::new(key.to_vec())],
             first_value,
         )
@@ -548,28 +607,10 @@ impl Snapshot for Session<'_> {
         }
         let tables: Vec<i16> = keys.iter().map(|(t, _)| table_id(*t)).collect();
         let wanted: Vec<Vec<u8>> = keys.iter().map(|(_, k)| k.to_vec()).collect();
-        let rows = self.run(
-            "SELECT w.i, r.value
-             FROM unnest($1::smallint[], $2::bytea[]) WITH ORDINALITY AS w(tbl, key, i)
-             LEFT JOIN scaivault_records r ON r.tbl = w.tbl AND r.key = w.key",
-            vec![Box::new(tables), Box::new(wanted)],
-            |rows| {
-                rows.into_iter()
-                    .map(|r| {
-                        let i: i64 = r.try_get(0).map_err(shape)?;
-                        let v: Option<Vec<u8>> = r.try_get(1).map_err(shape)?;
-                        Ok((i, v))
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>()
-            },
-        )?;
-        let mut out = vec![None; keys.len()];
-        for (i, v) in rows {
-            if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| out.get_mut(i)) {
-                *slot = v;
-            }
-        }
-        Ok(out)
+        let n = keys.len();
+        self.run(GET_MANY, vec![Box::new(tables), Box::new(wanted)], |rows| {
+            in_order(rows, n)
+        })
     }
 
     fn scan(
@@ -608,9 +649,14 @@ impl Drop for Session<'_> {
             }
             return;
         };
+        if self.begin.load(std::sync::atomic::Ordering::Relaxed) {
+            // A snapshot never read from: nothing was begun.
+            self.backend.release(Some(client));
+            return;
+        }
         // Nothing of a snapshot or an uncommitted turn is kept (a failed end drops it).
         let ended = self.backend.wait(async move {
-            let ok = client.batch_execute("ROLLBACK").await.is_ok();
+            let ok = client.client.batch_execute("ROLLBACK").await.is_ok();
             (client, ok)
         });
         let back = match ended {
@@ -630,15 +676,84 @@ impl Drop for Session<'_> {
 struct PgTurn<'a> {
     session: Session<'a>,
     commits: Commits,
+    /// The records read by every batch lately (the ledger, the audit chain's head), read
+    /// with the turn's lock in the same round trip: while a turn holds the lock, every
+    /// other node's writes wait, so each round trip in it costs all of them.
+    warmed: std::collections::HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    /// Every record this turn was asked for (what the next turn warms: see [`Warm`]).
+    asked: Mutex<Vec<(Table, Vec<u8>)>>,
+}
+
+/// The records the last two turns both read: a turn reads them with its lock.
+#[derive(Default)]
+struct Warm {
+    last: std::collections::HashSet<(Table, Vec<u8>)>,
+    both: Vec<(Table, Vec<u8>)>,
+}
+
+/// The most records a turn warms (a batch reads the ledger and the audit chain's head; a
+/// batch that reads many records reads most of them once).
+const WARM_MAX: usize = 16;
+
+impl Warm {
+    fn update(&mut self, asked: Vec<(Table, Vec<u8>)>) {
+        let asked: std::collections::HashSet<_> = asked.into_iter().collect();
+        self.both = asked
+            .intersection(&self.last)
+            .take(WARM_MAX)
+            .cloned()
+            .collect();
+        self.last = asked;
+    }
+}
+
+impl PgTurn<'_> {
+    fn ask(&self, table: Table, key: &[u8]) {
+        let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        if asked.len() < 4 * WARM_MAX {
+            asked.push((table, key.to_vec()));
+        }
+    }
+}
+
+impl Drop for PgTurn<'_> {
+    fn drop(&mut self) {
+        let asked = std::mem::take(&mut *self.asked.lock().unwrap_or_else(|p| p.into_inner()));
+        self.session
+            .backend
+            .warm
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .update(asked);
+    }
 }
 
 impl Snapshot for PgTurn<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.session.get(table, key)
+        self.ask(table, key);
+        match self.warmed.get(&(table, key.to_vec())) {
+            Some(v) => Ok(v.clone()),
+            None => self.session.get(table, key),
+        }
     }
 
     fn get_many(&self, keys: &[(Table, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.session.get_many(keys)
+        let mut out = vec![None; keys.len()];
+        let mut cold = Vec::new();
+        for (i, (t, k)) in keys.iter().enumerate() {
+            self.ask(*t, k);
+            match self.warmed.get(&(*t, k.to_vec())) {
+                Some(v) => out[i].clone_from(v),
+                None => cold.push(i),
+            }
+        }
+        if !cold.is_empty() {
+            let wanted: Vec<(Table, &[u8])> = cold.iter().map(|&i| keys[i]).collect();
+            for (i, v) in cold.into_iter().zip(self.session.get_many(&wanted)?) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
     }
 
     fn scan(
@@ -698,42 +813,40 @@ impl Turn for PgTurn<'_> {
         tables.dedup();
         let head = self.commits.head as i64 + 1;
         let (client, r) = backend.wait(async move {
+            let mut client = client;
             let r = async {
-                if !pt.is_empty() {
-                    client
-                        .execute(
-                            "INSERT INTO scaivault_records (tbl, key, value)
-                             SELECT * FROM unnest($1::smallint[], $2::bytea[], $3::bytea[])
-                             ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value",
-                            &[&pt, &pk, &pv],
-                        )
-                        .await?;
-                }
-                if !dt.is_empty() {
-                    client
-                        .execute(
-                            "DELETE FROM scaivault_records r
-                             USING unnest($1::smallint[], $2::bytea[]) AS d(tbl, key)
-                             WHERE r.tbl = d.tbl AND r.key = d.key",
-                            &[&dt, &dk],
-                        )
-                        .await?;
-                }
-                client
-                    .execute(
-                        "UPDATE scaivault_commits SET head = $1 WHERE id = 1",
-                        &[&head],
-                    )
-                    .await?;
-                client
-                    .execute(
-                        "INSERT INTO scaivault_table_commits (tbl, seq)
-                         SELECT unnest($1::smallint[]), $2
-                         ON CONFLICT (tbl) DO UPDATE SET seq = EXCLUDED.seq",
-                        &[&tables, &head],
-                    )
-                    .await?;
-                client.batch_execute("COMMIT").await
+                let upsert = client.statement(UPSERT).await?;
+                let delete = client.statement(DELETE).await?;
+                let bump = client.statement(BUMP).await?;
+                let mark = client.statement(MARK_TABLES).await?;
+                // Sent at once (tokio-postgres pipelines what is polled together): one round
+                // trip for the batch, not five. A statement that fails aborts the
+                // transaction, and the COMMIT after it then rolls back: every answer is
+                // checked, so a failure is never taken for a commit.
+                let c = &client.client;
+                let (written, deleted, bumped, marked, committed) = futures_util::future::join5(
+                    async {
+                        match pt.is_empty() {
+                            true => Ok(0),
+                            false => c.execute(&upsert, &[&pt, &pk, &pv]).await,
+                        }
+                    },
+                    async {
+                        match dt.is_empty() {
+                            true => Ok(0),
+                            false => c.execute(&delete, &[&dt, &dk]).await,
+                        }
+                    },
+                    c.execute(&bump, &[&head]),
+                    c.execute(&mark, &[&tables, &head]),
+                    c.batch_execute("COMMIT"),
+                )
+                .await;
+                written?;
+                deleted?;
+                bumped?;
+                marked?;
+                committed
             }
             .await
             .map_err(unavailable);
@@ -755,6 +868,45 @@ impl Turn for PgTurn<'_> {
         r
     }
 }
+
+/// A snapshot: every read in it sees the same commit.
+const SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// One record.
+const GET: &str = "SELECT value FROM scaivault_records WHERE tbl = $1 AND key = $2";
+
+/// Several records, numbered in the order asked.
+const GET_MANY: &str = "SELECT w.i, r.value
+     FROM unnest($1::smallint[], $2::bytea[]) WITH ORDINALITY AS w(tbl, key, i)
+     LEFT JOIN scaivault_records r ON r.tbl = w.tbl AND r.key = w.key";
+
+/// The values of a [`GET_MANY`] of `n` records, in the order asked.
+fn in_order(rows: Vec<Row>, n: usize) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    let mut out = vec![None; n];
+    for r in rows {
+        let i: i64 = r.try_get(0).map_err(shape)?;
+        let v: Option<Vec<u8>> = r.try_get(1).map_err(shape)?;
+        if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| out.get_mut(i)) {
+            *slot = v;
+        }
+    }
+    Ok(out)
+}
+
+/// A batch's records written, and deleted.
+const UPSERT: &str = "INSERT INTO scaivault_records (tbl, key, value)
+     SELECT * FROM unnest($1::smallint[], $2::bytea[], $3::bytea[])
+     ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value";
+const DELETE: &str = "DELETE FROM scaivault_records r
+     USING unnest($1::smallint[], $2::bytea[]) AS d(tbl, key)
+     WHERE r.tbl = d.tbl AND r.key = d.key";
+
+/// A turn's lock (held to its transaction's end), and its commit's new head and tables.
+const LOCK_COMMITS: &str = "SELECT head FROM scaivault_commits WHERE id = 1 FOR UPDATE";
+const BUMP: &str = "UPDATE scaivault_commits SET head = $1 WHERE id = 1";
+const MARK_TABLES: &str = "INSERT INTO scaivault_table_commits (tbl, seq)
+     SELECT unnest($1::smallint[]), $2
+     ON CONFLICT (tbl) DO UPDATE SET seq = EXCLUDED.seq";
 
 /// Where the commit sequence stands: the head, then each table's last commit.
 const COMMITS: &str = "SELECT NULL::smallint, head FROM scaivault_commits WHERE id = 1
@@ -803,42 +955,22 @@ fn shape(e: tokio_postgres::Error) -> StoreError {
 impl Backend for PgBackend {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let (t, k) = (table_id(table), key.to_vec());
-        self.block(move |c| async move {
-            let r = c
-                .query_opt(
-                    "SELECT value FROM scaivault_records WHERE tbl = $1 AND key = $2",
-                    &[&t, &k],
-                )
-                .await;
+        self.block(move |mut c| async move {
+            let r = c.query(GET, &[&t, &k]).await;
             (c, r)
         })?
         .map_err(unavailable)
-        .and_then(|row| row.map(|r| r.try_get(0).map_err(shape)).transpose())
+        .and_then(first_value)
     }
 
+    /// A repeatable-read transaction, begun with its first query.
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, StoreError> {
         let client = self.checkout()?;
-        let begun = self.wait(async move {
-            let r = client
-                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .await;
-            (client, r)
-        });
-        let client = match begun {
-            Ok((client, Ok(()))) => client,
-            Ok((_, Err(e))) => {
-                self.release(None);
-                return Err(unavailable(e));
-            }
-            Err(e) => {
-                self.release(None);
-                return Err(e);
-            }
-        };
         Ok(Box::new(Session {
             backend: self,
             client: Mutex::new(Some(client)),
             writer: false,
+            begin: true.into(),
         }))
     }
 
@@ -847,44 +979,74 @@ impl Backend for PgBackend {
     fn turn(&self) -> Result<Box<dyn Turn + '_>, StoreError> {
         let taken = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
         let config = self.config.clone();
+        let warm = self
+            .warm
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .both
+            .clone();
+        let tables: Vec<i16> = warm.iter().map(|(t, _)| table_id(*t)).collect();
+        let wanted: Vec<Vec<u8>> = warm.iter().map(|(_, k)| k.clone()).collect();
         let (client, r) = self.wait(async move {
             let client = match taken {
                 Some(c) if !c.is_closed() => c,
                 _ => match open(&config).await {
-                    Ok(c) => c,
+                    Ok(c) => Conn::new(c),
                     Err(e) => return (None, Err(e)),
                 },
             };
+            let mut client = client;
             let r = async {
-                client.batch_execute("BEGIN").await?;
-                client
-                    .query_one(
-                        "SELECT head FROM scaivault_commits WHERE id = 1 FOR UPDATE",
-                        &[],
-                    )
-                    .await?;
-                client.query(COMMITS, &[]).await
+                let lock = client.statement(LOCK_COMMITS).await?;
+                let commits = client.statement(COMMITS).await?;
+                let get_many = client.statement(GET_MANY).await?;
+                // One round trip: begin, wait for the commit row, read where commits stand
+                // and the warm records. Each statement after the lock sees every commit
+                // made before it was granted (read committed: a snapshot per statement).
+                let c = &client.client;
+                let (begun, locked, rows, warmed) = futures_util::future::join4(
+                    c.batch_execute("BEGIN"),
+                    c.query_one(&lock, &[]),
+                    c.query(&commits, &[]),
+                    async {
+                        match tables.is_empty() {
+                            true => Ok(Vec::new()),
+                            false => c.query(&get_many, &[&tables, &wanted]).await,
+                        }
+                    },
+                )
+                .await;
+                begun?;
+                locked?;
+                Ok::<_, tokio_postgres::Error>((rows?, warmed?))
             }
             .await
             .map_err(unavailable);
             (Some(client), r)
         })?;
-        let commits = r.and_then(|rows| read_commits(&rows));
-        self.mark(&commits.as_ref().map(drop).map_err(Clone::clone));
+        let read = r.and_then(|(rows, warmed)| {
+            let values = in_order(warmed, warm.len())?;
+            Ok((read_commits(&rows)?, warm.into_iter().zip(values).collect()))
+        });
+        self.mark(&read.as_ref().map(drop).map_err(Clone::clone));
         let session = Session {
             backend: self,
             client: Mutex::new(client),
             writer: true,
+            begin: false.into(),
         };
+        let (commits, warmed) = read?;
         Ok(Box::new(PgTurn {
-            commits: commits?,
+            commits,
             session,
+            warmed,
+            asked: Default::default(),
         }))
     }
 
     fn commits(&self) -> Result<Option<Commits>, StoreError> {
         let rows = self
-            .block(|c| async move {
+            .block(|mut c| async move {
                 let r = c.query(COMMITS, &[]).await;
                 (c, r)
             })?
@@ -1016,6 +1178,26 @@ mod tests {
     use super::*;
     use crate::vault::database_url;
     use std::path::Path;
+
+    #[test]
+    fn a_turn_warms_what_the_last_two_turns_both_read() {
+        let k = |t: Table, k: &str| (t, k.as_bytes().to_vec());
+        let mut warm = Warm::default();
+        warm.update(vec![k(Table::Integrity, "ledger"), k(Table::Versions, "a")]);
+        assert!(warm.both.is_empty(), "one turn is not a habit");
+        warm.update(vec![k(Table::Integrity, "ledger"), k(Table::Versions, "b")]);
+        assert_eq!(warm.both, vec![k(Table::Integrity, "ledger")]);
+        let many: Vec<_> = (0..100)
+            .map(|i| k(Table::Versions, &i.to_string()))
+            .collect();
+        warm.update(many.clone());
+        warm.update(many);
+        assert_eq!(
+            warm.both.len(),
+            WARM_MAX,
+            "a turn warms a bounded number of records"
+        );
+    }
 
     #[test]
     fn connection_strings_are_recognised_and_shown_without_their_password() {
