@@ -47,6 +47,7 @@ actions! {
     TokenList => "token_list",
     TokenRevoke => "token_revoke",
     Whoami => "whoami",
+    MountsRead => "mounts_read",
     Introspect => "introspect",
     AuthFailures => "auth_failures",
     IdentityRead => "identity_read",

@@ -160,11 +160,14 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
             "send Authorization: Bearer <token>",
         )
     };
-    let v = headers
-        .get("authorization")
-        .ok_or_else(missing)?
-        .to_str()
-        .map_err(|_| missing())?;
+    // Vault's clients send their token in a header of their own.
+    let Some(v) = headers.get("authorization") else {
+        return match headers.get("x-vault-token").map(|v| v.to_str()) {
+            Some(Ok(t)) if !t.trim().is_empty() => Ok(t.trim()),
+            _ => Err(missing()),
+        };
+    };
+    let v = v.to_str().map_err(|_| missing())?;
     let (scheme, token) = v.split_once(' ').ok_or_else(missing)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(missing());
@@ -201,6 +204,7 @@ pub(crate) async fn request_context(
         request_id(req.headers())
     };
     let method = req.method().clone();
+    let vault_shaped = crate::routes::is_vault_path(req.uri().path());
     let source_ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -225,8 +229,11 @@ pub(crate) async fn request_context(
     if let Some(PendingError(e)) = resp.extensions_mut().remove::<PendingError>() {
         error_code = Some(e.code);
         let status = resp.status();
-        let body = envelope(&e, &rid);
-        let mut rendered = (status, axum::Json(body)).into_response();
+        let mut rendered = if vault_shaped {
+            crate::routes::vault_error(status, &e)
+        } else {
+            (status, axum::Json(envelope(&e, &rid))).into_response()
+        };
         std::mem::swap(rendered.headers_mut(), resp.headers_mut());
         rendered
             .headers_mut()

@@ -43,6 +43,30 @@ where
     }
 }
 
+/// [`ApiJson`] for the Vault-compatible routes: Vault's clients send JSON without saying so
+/// (no `Content-Type`), as Vault reads every body as JSON.
+pub struct VaultJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for VaultJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(mut req: Request, state: &S) -> Result<Self, ApiError> {
+        if !req.headers().contains_key(axum::http::header::CONTENT_TYPE) {
+            req.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            );
+        }
+        body(req, state, ErrorCode::InvalidRequest)
+            .await
+            .map(VaultJson)
+    }
+}
+
 /// The body as `T`; `shape` is the code when it is JSON of another shape.
 async fn body<S, T>(req: Request, state: &S, shape: ErrorCode) -> Result<T, ApiError>
 where

@@ -12,6 +12,7 @@ mod secrets;
 mod subscriptions;
 mod sys;
 pub mod table;
+mod vault;
 mod webhooks;
 
 use std::sync::Arc;
@@ -42,7 +43,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         router = router.route(spec.path, route);
     }
     let unrouted = || axum::middleware::from_fn_with_state((state.clone(), &UNROUTED), guard);
-    router
+    let router = router
         .fallback((|| async { ApiError::from(ErrorCode::RouteNotFound) }).layer(unrouted()))
         .method_not_allowed_fallback(
             (|| async { ApiError::from(ErrorCode::MethodNotAllowed) }).layer(unrouted()),
@@ -52,8 +53,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             request_context,
         ))
-        .with_state(state)
+        .with_state(state);
+    // Before routing: a Vault client's listing becomes a route of its own (see `vault`).
+    Router::new().fallback_service(tower::Layer::layer(
+        &axum::middleware::map_request(vault::listing_as_route),
+        router,
+    ))
 }
+
+pub(crate) use vault::{is_vault_path, vault_error};
 
 /// The raw (still percent-encoded) path after `prefix`: secret paths are matched on the
 /// bytes the client sent, so `%2F` or `%2e%2e` can never turn into `/` or `..`.

@@ -18,7 +18,7 @@ use scaivault_core::scope::Scope;
 use scaivault_engine::AuditAction;
 
 use super::{audit, auth, identities, plugins, policies, rotation, secret_policies, secrets};
-use super::{subscriptions, sys, webhooks};
+use super::{subscriptions, sys, vault, webhooks};
 use crate::ratelimit::Category;
 use crate::state::AppState;
 
@@ -327,6 +327,26 @@ routes! {
     POST "/v1/subscriptions/{id}/ack" => subscriptions::ack [scaivault_engine::AckRequest => scaivault_engine::Acknowledged],
         s(SubscriptionsRead), SubscriptionPoll, Action(A::SubscriptionEvent),
         "Acknowledge polled events: they leave the buffer (owner only)";
+
+    GET "/v1/secret/data/{*path}" => vault::kv_read, s(SecretsRead), Read, Secret(A::Read),
+        "Vault KV v2: read a secret (current or ?version=N), in Vault's shape";
+    POST "/v1/secret/data/{*path}" => vault::kv_write [vault::KvWrite], s(SecretsWrite), Write, ByHandler(A::Write),
+        "Vault KV v2: write a new version ({data, options: {cas}})";
+    PUT "/v1/secret/data/{*path}" => vault::kv_write [vault::KvWrite], s(SecretsWrite), Write, ByHandler(A::Write),
+        "Vault KV v2: write a new version (as POST)";
+    GET "/v1/secret/metadata/{*path}" => vault::kv_metadata, s(SecretsList), List, Secret(A::MetadataRead),
+        "Vault KV v2: a secret's versions and custom metadata";
+    GET "/v1/secret/list" => vault::kv_list, s(SecretsList), List, Action(A::List),
+        "Vault KV v2: the names at the mount's root (what LIST /v1/secret/metadata/ reaches)";
+    GET "/v1/secret/list/{*path}" => vault::kv_list, s(SecretsList), List, Action(A::List),
+        "Vault KV v2: the names under a prefix (what LIST /v1/secret/metadata/{path} and ?list=true reach)";
+    GET "/v1/sys/health" => vault::health, Public, Public, No, "Vault's health (200 unsealed, 503 sealed)";
+    GET "/v1/sys/seal-status" => vault::seal_status, Public, Public, No, "Vault's seal status";
+    GET "/v1/sys/mounts" => vault::mounts, Token, Auth, Action(A::MountsRead), "Vault's mounts: secret/, key/value version 2";
+    GET "/v1/sys/internal/ui/mounts/{*path}" => vault::mount_of, Token, Auth, Action(A::MountsRead),
+        "The mount a path is in (Vault clients ask it to learn the KV version)";
+    GET "/v1/auth/token/lookup-self" => vault::lookup_self, Token, Auth, Action(A::Whoami),
+        "Vault's token lookup of the caller's own token (never its value)";
 
     GET "/v1/plugins" => plugins::list [=> scaivault_engine::PluginList], s(Admin), Admin, Action(A::PluginRead), "List plugins";
     POST "/v1/plugins" => plugins::install [plugins::InstallRequest => scaivault_engine::PluginInfo], s(Admin), Admin, Action(A::PluginInstall),

