@@ -153,7 +153,7 @@ pub(crate) fn unrecorded(request_id: &str, e: &Error) -> Error {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
     let missing = || {
         Error::new(
             ErrorCode::AuthenticationRequired,

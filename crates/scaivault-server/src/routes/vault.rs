@@ -413,23 +413,28 @@ pub async fn seal_status(State(state): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
-/// `GET /v1/auth/token/lookup-self`: the caller's token as Vault describes one. The token's
-/// value is never echoed: `id` is its public id, as `accessor` is.
+/// `GET /v1/auth/token/lookup-self`: the caller's token as Vault describes one. As in Vault,
+/// `id` is the token the caller sent (Vault Agent's token-file login takes it from there);
+/// `accessor` is its public id, what the audit log names.
 pub async fn lookup_self(
     State(state): State<Arc<AppState>>,
     meta: Option<Extension<RequestMeta>>,
     auth: Auth,
+    headers: axum::http::HeaderMap,
 ) -> Json<Value> {
     let me = auth.engine.whoami(&auth.caller);
     let now = state.clock.now().unix_seconds();
     let ttl = me
         .token_expires_at
         .map_or(0, |t| (t.unix_seconds() - now).max(0));
-    let id = me.token_id.clone().unwrap_or_default();
+    let accessor = me.token_id.clone().unwrap_or_default();
+    let id = crate::context::bearer(&headers)
+        .unwrap_or_default()
+        .to_owned();
     wrapped(
         &request_id(&meta),
         json!({
-            "accessor": id,
+            "accessor": accessor,
             "creation_time": 0,
             "creation_ttl": ttl,
             "display_name": me.display_name,
