@@ -161,3 +161,29 @@ def test_hvac_kv_v2_and_authentication(dev: Dev) -> None:
     health = client.sys.read_health_status(method="GET")
     assert health["initialized"] is True and health["sealed"] is False
     assert client.sys.read_seal_status()["sealed"] is False
+
+
+def test_approle_login_is_a_client_credentials_grant(dev: Dev) -> None:
+    dev.cli("secrets", "write", "app/db", "password=pw")
+    dev.cli("identity", "create", "sa:app")
+    dev.cli("policies", "create", "app-reader", "--rule", "app/**:read")
+    dev.cli("policies", "bind", "app-reader", "--identity-id", "sa:app")
+    cred = json.loads(dev.cli("identity", "credentials", "sa:app", "--scope", "secrets:read", "--json"))
+    env = dict(os.environ, BAO_ADDR=dev.url, HOME=str(ROOT / "target"))
+    env.pop("BAO_TOKEN", None)
+    login = subprocess.run(
+        [str(BAO), "write", "-format=json", "auth/approle/login", f"role_id={cred['client_id']}", f"secret_id={cred['client_secret']}"],
+        env=env, check=True, capture_output=True, text=True, timeout=60,
+    )
+    auth = json.loads(login.stdout)["auth"]
+    assert auth["policies"] == ["secrets:read"] and auth["lease_duration"] > 0
+    assert bao(dev, "kv", "get", "-field=password", "secret/app/db", token=auth["client_token"]).stdout == "pw"
+    # The minted token is held to the service account's policy and the credential's scopes.
+    assert bao(dev, "kv", "put", "secret/app/db", "password=x", token=auth["client_token"], check=False).returncode != 0
+
+    client = hvac.Client(url=dev.url)
+    client.auth.approle.login(role_id=cred["client_id"], secret_id=cred["client_secret"])
+    assert client.is_authenticated()
+    assert client.secrets.kv.v2.read_secret_version(path="app/db", raise_on_deleted_version=True)["data"]["data"] == {"password": "pw"}
+    with pytest.raises(hvac.exceptions.Forbidden):
+        hvac.Client(url=dev.url).auth.approle.login(role_id=cred["client_id"], secret_id="wrong")

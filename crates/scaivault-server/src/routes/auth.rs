@@ -51,8 +51,19 @@ pub async fn client_credentials(
     {
         return Err(Error::invalid_request("grant_type must be client_credentials").into());
     }
-    if req.client_id.len() > 256 {
-        return Err(Error::invalid_request("client_id is at most 256 bytes").into());
+    Ok(Json(
+        grant(&state, &req.client_id, &req.client_secret).await?,
+    ))
+}
+
+/// A token for a client credential (the grant above, and Vault's AppRole login).
+pub(crate) async fn grant(
+    state: &crate::state::AppState,
+    client_id: &str,
+    client_secret: &str,
+) -> Result<scaivault_engine::TokenGrant, Error> {
+    if client_id.len() > 256 {
+        return Err(Error::invalid_request("client_id is at most 256 bytes"));
     }
     let engine = state.engine()?;
     // Each grant mints and stores a token: a client may ask for a few a minute (a service
@@ -60,7 +71,7 @@ pub async fn client_credentials(
     // without it can spend the client's allowance; failed attempts count against the
     // caller's address instead (the route's guard).
     let admit = || match state.limiter.check(
-        &format!("grant:{}", req.client_id),
+        &format!("grant:{client_id}"),
         crate::ratelimit::Category::Grant,
     ) {
         Some(v) if !v.allowed => Err(Error::new(
@@ -74,11 +85,9 @@ pub async fn client_credentials(
         .with("retry_after", v.retry_after)),
         _ => Ok(()),
     };
-    Ok(Json(
-        engine
-            .client_credentials(&req.client_id, &req.client_secret, admit)
-            .await?,
-    ))
+    engine
+        .client_credentials(client_id, client_secret, admit)
+        .await
 }
 
 #[derive(Deserialize)]

@@ -345,6 +345,10 @@ routes! {
     GET "/v1/sys/mounts" => vault::mounts, Token, Auth, Action(A::MountsRead), "Vault's mounts: secret/, key/value version 2";
     GET "/v1/sys/internal/ui/mounts/{*path}" => vault::mount_of, Token, Auth, Action(A::MountsRead),
         "The mount a path is in (Vault clients ask it to learn the KV version)";
+    POST "/v1/auth/approle/login" => vault::approle_login [vault::AppRoleLogin], Public, Public, Action(A::TokenIssue),
+        "Vault's AppRole login over client credentials (role_id: client id, secret_id: client secret)";
+    PUT "/v1/auth/approle/login" => vault::approle_login [vault::AppRoleLogin], Public, Public, Action(A::TokenIssue),
+        "Vault's AppRole login (as POST: Vault's CLI writes with PUT)";
     GET "/v1/auth/token/lookup-self" => vault::lookup_self, Token, Auth, Action(A::Whoami),
         "Vault's token lookup of the caller's own token (never its value)";
 

@@ -38,6 +38,7 @@ pub(crate) const KV_MOUNT: &str = "secret/";
 pub(crate) fn is_vault_path(path: &str) -> bool {
     path.starts_with("/v1/secret/")
         || path.starts_with("/v1/auth/token/")
+        || path.starts_with("/v1/auth/approle/")
         || matches!(
             path,
             "/v1/sys/health" | "/v1/sys/seal-status" | "/v1/sys/mounts"
@@ -471,4 +472,63 @@ pub(crate) fn vault_error(status: StatusCode, e: &Error) -> Response {
         message.push_str(" (permission denied)");
     }
     (status, Json(json!({ "errors": [message] }))).into_response()
+}
+
+/// Vault's AppRole login, over ScaiVault's client credentials: `role_id` is the client id,
+/// `secret_id` the client secret (`scaivault identity create-credential`).
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppRoleLogin {
+    role_id: String,
+    #[schemars(with = "String")]
+    secret_id: zeroize::Zeroizing<String>,
+}
+
+#[derive(Serialize)]
+struct AppRoleAuth<'a> {
+    client_token: &'a str,
+    accessor: &'a str,
+    policies: Vec<&'a str>,
+    token_policies: Vec<&'a str>,
+    metadata: Value,
+    lease_duration: u64,
+    renewable: bool,
+    entity_id: &'a str,
+    token_type: &'a str,
+    orphan: bool,
+}
+
+/// `POST /v1/auth/approle/login`: the client-credentials grant (the same limits: per address
+/// before the secret is checked, per client after), answered as Vault answers a login.
+pub async fn approle_login(
+    State(state): State<Arc<AppState>>,
+    meta: Option<Extension<RequestMeta>>,
+    VaultJson(req): VaultJson<AppRoleLogin>,
+) -> Result<Json<Value>, ApiError> {
+    let grant = super::auth::grant(&state, &req.role_id, &req.secret_id).await?;
+    let scopes: Vec<&str> = grant.scope.split(' ').filter(|s| !s.is_empty()).collect();
+    let auth = AppRoleAuth {
+        client_token: &grant.access_token,
+        accessor: &grant.token_id,
+        policies: scopes.clone(),
+        token_policies: scopes,
+        metadata: json!({ "role_name": req.role_id }),
+        lease_duration: grant.expires_in,
+        renewable: false,
+        entity_id: &req.role_id,
+        token_type: "service",
+        orphan: true,
+    };
+    let mut body = json!({
+        "request_id": request_id(&meta),
+        "lease_id": "",
+        "renewable": false,
+        "lease_duration": 0,
+        "data": null,
+        "wrap_info": null,
+        "warnings": null,
+    });
+    body["auth"] =
+        serde_json::to_value(&auth).map_err(|_| Error::internal("serialization failed"))?;
+    Ok(Json(body))
 }
