@@ -21,6 +21,9 @@ const POLICY_CHECKED: &[&str] = &[
     "/v1/rotate/",
     "/v1/secret/data/",
     "/v1/secret/metadata/",
+    "/v1/secret/delete/",
+    "/v1/secret/undelete/",
+    "/v1/secret/destroy/",
 ];
 
 /// The stable error code of an answer: ScaiVault's `error.code`, or on the Vault-compatible

@@ -8,6 +8,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -64,6 +65,26 @@ def test_bao_cli_reads_and_writes_scaivault_secrets(dev: Dev) -> None:
     # A path ScaiVault cannot hold gets a 400 that says why.
     bad = bao(dev, "kv", "put", "secret/Billing/Key.Name", "x=1", check=False)
     assert bad.returncode != 0 and "Code: 400" in bad.stderr and "upper-case" in bad.stderr
+
+    # Deletes: ScaiVault deletes and restores a secret with all its versions.
+    bao(dev, "kv", "delete", f"secret/{path}")
+    assert bao(dev, "kv", "get", f"secret/{path}", check=False).returncode != 0
+    assert api(dev, "/v1/secrets/environments/production/api/db")["data"] == {"password": "p"}, "only that secret"
+    older = bao(dev, "kv", "undelete", "-versions=1", f"secret/{path}", check=False)
+    assert older.returncode == 0, "restoring names any version: the secret comes back whole"
+    assert json.loads(bao(dev, "kv", "get", "-format=json", f"secret/{path}").stdout)["data"]["metadata"]["version"] == 2
+    only_old = bao(dev, "kv", "delete", "-versions=1", f"secret/{path}", check=False)
+    assert only_old.returncode != 0 and "not single older versions" in only_old.stderr
+    destroy = bao(dev, "kv", "destroy", "-versions=2", f"secret/{path}", check=False)
+    assert destroy.returncode != 0 and "metadata delete" in destroy.stderr
+    assert api(dev, f"/v1/secrets/{path}")["version"] == 2, "refused deletes change nothing"
+    bao(dev, "kv", "delete", "-versions=2", f"secret/{path}")
+    bao(dev, "kv", "undelete", "-versions=2", f"secret/{path}")
+    bao(dev, "kv", "metadata", "delete", f"secret/{path}")
+    gone = urllib.request.Request(dev.url + f"/v1/secrets/{path}", headers={"Authorization": f"Bearer {dev.token}"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(gone, timeout=10)
+    assert e.value.code == 404
 
     looked = json.loads(bao(dev, "token", "lookup", "-format=json").stdout)
     assert looked["data"]["entity_id"] == "user:root"
@@ -157,6 +178,15 @@ def test_hvac_kv_v2_and_authentication(dev: Dev) -> None:
     # Identical through the ScaiVault API.
     view = api(dev, "/v1/secrets/app/db")
     assert view["version"] == 2 and view["data"] == {"user": "app", "password": "pw2"}
+
+    kv.delete_latest_version_of_secret(path="app/db")
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        kv.read_secret_version(path="app/db", raise_on_deleted_version=True)
+    kv.undelete_secret_versions(path="app/db", versions=[2])
+    assert kv.read_secret_version(path="app/db", raise_on_deleted_version=True)["data"]["metadata"]["version"] == 2
+    kv.delete_metadata_and_all_versions(path="app/db")
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        kv.read_secret_metadata(path="app/db")
 
     health = client.sys.read_health_status(method="GET")
     assert health["initialized"] is True and health["sealed"] is False

@@ -334,6 +334,22 @@ routes! {
         "Vault KV v2: write a new version ({data, options: {cas}})";
     PUT "/v1/secret/data/{*path}" => vault::kv_write [vault::KvWrite], s(SecretsWrite), Write, ByHandler(A::Write),
         "Vault KV v2: write a new version (as POST)";
+    DELETE "/v1/secret/data/{*path}" => vault::kv_delete, s(SecretsDelete), Delete, Secret(A::Delete),
+        "Vault KV v2: soft-delete the secret (all its versions, restorable)";
+    POST "/v1/secret/delete/{*path}" => vault::kv_delete_versions [vault::KvVersions], s(SecretsDelete), Delete, Secret(A::Delete),
+        "Vault KV v2: soft-delete the secret when `versions` names the current one";
+    PUT "/v1/secret/delete/{*path}" => vault::kv_delete_versions [vault::KvVersions], s(SecretsDelete), Delete, Secret(A::Delete),
+        "Vault KV v2: as POST (Vault's CLI writes with PUT)";
+    POST "/v1/secret/undelete/{*path}" => vault::kv_undelete [vault::KvVersions], s(SecretsDelete), Delete, Secret(A::Restore),
+        "Vault KV v2: restore a soft-deleted secret";
+    PUT "/v1/secret/undelete/{*path}" => vault::kv_undelete [vault::KvVersions], s(SecretsDelete), Delete, Secret(A::Restore),
+        "Vault KV v2: as POST";
+    POST "/v1/secret/destroy/{*path}" => vault::kv_destroy [vault::KvVersions], s(SecretsDelete), Delete, Secret(A::Delete),
+        "Vault KV v2: refused (ScaiVault destroys whole secrets: DELETE /v1/secret/metadata/{path})";
+    PUT "/v1/secret/destroy/{*path}" => vault::kv_destroy [vault::KvVersions], s(SecretsDelete), Delete, Secret(A::Delete),
+        "Vault KV v2: as POST";
+    DELETE "/v1/secret/metadata/{*path}" => vault::kv_destroy_all, s(SecretsDelete), Delete, Secret(A::Delete),
+        "Vault KV v2: destroy the secret and every version, for good";
     GET "/v1/secret/metadata/{*path}" => vault::kv_metadata, s(SecretsList), List, Secret(A::MetadataRead),
         "Vault KV v2: a secret's versions and custom metadata";
     GET "/v1/secret/list" => vault::kv_list, s(SecretsList), List, Action(A::List),

@@ -18,6 +18,7 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use scaivault_core::scope::{Permission, Scope};
 use scaivault_core::time::Timestamp;
 use scaivault_core::{Error, ErrorCode};
 use scaivault_engine::{SecretData, WriteOptions, WriteRequest};
@@ -531,4 +532,121 @@ pub async fn approle_login(
     body["auth"] =
         serde_json::to_value(&auth).map_err(|_| Error::internal("serialization failed"))?;
     Ok(Json(body))
+}
+
+/// The versions a KV `delete`, `undelete` or `destroy` names (numbers, or numbers as strings
+/// as Vault's CLI sends them).
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KvVersions {
+    #[serde(default)]
+    #[schemars(with = "Vec<Value>")]
+    versions: Vec<Value>,
+}
+
+impl KvVersions {
+    fn numbers(&self) -> Result<Vec<u64>, Error> {
+        if self.versions.is_empty() {
+            return Err(Error::invalid_request("no versions provided"));
+        }
+        self.versions
+            .iter()
+            .map(|v| match v {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            })
+            .collect::<Option<Vec<u64>>>()
+            .ok_or_else(|| Error::invalid_request("versions are version numbers"))
+    }
+}
+
+/// ScaiVault deletes and restores a secret, not one of its versions: a KV delete is taken
+/// when it names the current version (the secret is soft-deleted, restorable as
+/// `DELETE /v1/secrets/{path}` leaves it), and refused, saying why, when it names only older
+/// ones.
+fn whole_secret(versions: &[u64], current: u64, verb: &str) -> Result<(), Error> {
+    if versions.contains(&current) {
+        return Ok(());
+    }
+    Err(Error::invalid_request(format!(
+        "ScaiVault {verb}s a secret with all its versions, not single older versions: name the current version ({current})"
+    )))
+}
+
+/// `DELETE /v1/secret/data/{path}`: soft-deletes the secret (Vault deletes its latest
+/// version; here the older versions go with it, restorable together).
+pub async fn kv_delete(auth: Auth, uri: Uri) -> Result<StatusCode, ApiError> {
+    let path = kv_path(&uri, "/v1/secret/data/");
+    auth.engine
+        .delete_secret(&auth.caller, &path, false)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/secret/delete/{path}` `{"versions": [...]}`: as [`kv_delete`], when the
+/// versions name the current one.
+pub async fn kv_delete_versions(
+    auth: Auth,
+    uri: Uri,
+    VaultJson(body): VaultJson<KvVersions>,
+) -> Result<StatusCode, ApiError> {
+    let path = kv_path(&uri, "/v1/secret/delete/");
+    auth.engine.authorize(
+        &auth.caller,
+        Scope::SecretsDelete,
+        Some((&path, Permission::Delete)),
+    )?;
+    let versions = body.numbers()?;
+    let current = auth.engine.secret_metadata(&auth.caller, &path)?.version;
+    whole_secret(&versions, current, "delete")?;
+    auth.engine
+        .delete_secret(&auth.caller, &path, false)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/secret/undelete/{path}` `{"versions": [...]}`: restores a soft-deleted secret.
+pub async fn kv_undelete(
+    auth: Auth,
+    uri: Uri,
+    VaultJson(body): VaultJson<KvVersions>,
+) -> Result<StatusCode, ApiError> {
+    let path = kv_path(&uri, "/v1/secret/undelete/");
+    auth.engine.authorize(
+        &auth.caller,
+        Scope::SecretsDelete,
+        Some((&path, Permission::Delete)),
+    )?;
+    body.numbers()?;
+    auth.engine.restore_secret(&auth.caller, &path).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/secret/destroy/{path}`: refused, saying why — ScaiVault destroys a secret with
+/// all its versions (`DELETE /v1/secret/metadata/{path}`), never single versions.
+pub async fn kv_destroy(
+    auth: Auth,
+    uri: Uri,
+    VaultJson(body): VaultJson<KvVersions>,
+) -> Result<StatusCode, ApiError> {
+    let path = kv_path(&uri, "/v1/secret/destroy/");
+    auth.engine.authorize(
+        &auth.caller,
+        Scope::SecretsDelete,
+        Some((&path, Permission::Delete)),
+    )?;
+    body.numbers()?;
+    Err(Error::invalid_request(
+        "ScaiVault destroys a secret with all its versions, not single versions: use `kv metadata delete` (DELETE /v1/secret/metadata/{path})",
+    )
+    .into())
+}
+
+/// `DELETE /v1/secret/metadata/{path}`: destroys the secret and every version, for good
+/// (`DELETE /v1/secrets/{path}?permanent=true`).
+pub async fn kv_destroy_all(auth: Auth, uri: Uri) -> Result<StatusCode, ApiError> {
+    let path = kv_path(&uri, "/v1/secret/metadata/");
+    auth.engine.delete_secret(&auth.caller, &path, true).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
