@@ -93,15 +93,17 @@ fn request(spec: &RouteSpec, tail: Option<&str>, allowed: bool) -> (String, Opti
     (url, body)
 }
 
-/// The scope a route (with this tail) needs, or `None` when any valid token will do.
-fn needed(spec: &RouteSpec, tail: Option<&str>) -> Option<Scope> {
+/// The scopes a route (with this tail) needs (none: any valid token will do).
+fn needed(spec: &RouteSpec, tail: Option<&str>) -> Vec<Scope> {
     match spec.access {
-        Access::Scope(s) => Some(s),
+        Access::Scope(s) => vec![s],
+        Access::Both(a, b) => vec![a, b],
         Access::Tail(t) => t
             .iter()
-            .find(|(x, _, _)| Some(*x) == tail)
-            .map(|(_, s, _)| *s),
-        _ => None,
+            .filter(|(x, _, _)| Some(*x) == tail)
+            .map(|(_, s, _)| *s)
+            .collect(),
+        _ => vec![],
     }
 }
 
@@ -199,9 +201,8 @@ fn every_route_enforces_its_scope_and_the_path_policy() {
                         (_, None) => no_token_refusal(status, &code)
                             .then_some(())
                             .ok_or_else(|| "401 without a token".into()),
-                        _ => match needed(spec, tail) {
-                            Some(s) if !c.holds(s) => (status == 403
-                                && code == "insufficient_scope")
+                        _ => match needed(spec, tail).into_iter().find(|s| !c.holds(*s)) {
+                            Some(s) => (status == 403 && code == "insufficient_scope")
                                 .then_some(())
                                 .ok_or_else(|| format!("403 insufficient_scope (needs {s})")),
                             _ if no_token_refusal(status, &code)

@@ -281,7 +281,7 @@ fn required(
         Access::Metrics if public_metrics => (None, action),
         Access::Metrics => (Some(scaivault_core::scope::Scope::Admin), action),
         Access::Token => (None, action),
-        Access::Scope(s) => (Some(s), action),
+        Access::Scope(s) | Access::Both(s, _) => (Some(s), action),
         Access::Tail(tails) => {
             let tail = spec
                 .tail_prefix()
@@ -410,8 +410,13 @@ pub(crate) async fn guard(
                 .with("retry_after", retry));
             }
         }
+        let second = match spec.access {
+            Access::Both(_, b) => Some(b),
+            _ => None,
+        };
         if let Some(needed) = scope
-            && !caller.scopes.allows(needed)
+            .filter(|s| !caller.scopes.allows(*s))
+            .or(second.filter(|s| !caller.scopes.allows(*s)))
         {
             return Err(Error::new(
                 ErrorCode::InsufficientScope,

@@ -52,6 +52,9 @@ pub(crate) fn document() -> Value {
             Access::Public | Access::Metrics => op["security"] = json!([]),
             Access::Token => {}
             Access::Scope(s) => op["x-scaivault-scope"] = json!(s.as_str()),
+            Access::Both(a, b) => {
+                op["x-scaivault-scope"] = json!(format!("{} {}", a.as_str(), b.as_str()))
+            }
             Access::Tail(tails) => {
                 op["x-scaivault-scope"] = json!(
                     tails

@@ -56,6 +56,24 @@ def test_bao_cli_reads_and_writes_scaivault_secrets(dev: Dev) -> None:
     assert meta["data"]["current_version"] == 2
     assert sorted(meta["data"]["versions"]) == ["1", "2"]
 
+    # A patch merges into the current version (JSON merge patch) as the next version.
+    bao(dev, "kv", "patch", f"secret/{path}", "webhook=whsec_3", "region=eu")
+    patched = api(dev, f"/v1/secrets/{path}")
+    assert patched["version"] == 3
+    assert patched["data"] == {"api_key": "sk_live_2", "webhook": "whsec_3", "region": "eu"}
+    late = bao(dev, "kv", "patch", "-cas=2", f"secret/{path}", "region=us", check=False)
+    assert late.returncode != 0 and "check-and-set" in late.stderr
+
+    # Custom metadata is the secret's metadata, through either API.
+    bao(dev, "kv", "metadata", "put", "-custom-metadata=owner=billing", f"secret/{path}")
+    bao(dev, "kv", "metadata", "patch", "-custom-metadata=tier=1", f"secret/{path}")
+    assert api(dev, f"/v1/metadata/{path}")["metadata"] == {"owner": "billing", "tier": "1"}
+    got_meta = json.loads(bao(dev, "kv", "metadata", "get", "-format=json", f"secret/{path}").stdout)
+    assert got_meta["data"]["custom_metadata"] == {"owner": "billing", "tier": "1"}
+    strict = bao(dev, "kv", "metadata", "put", "-cas-required=true", f"secret/{path}", check=False)
+    assert strict.returncode != 0 and "check-and-set" in strict.stderr
+    assert api(dev, f"/v1/secrets/{path}")["version"] == 3, "metadata writes make no version"
+
     # Listing, as Vault lists: the names directly under a prefix, folders with a slash.
     dev.cli("secrets", "write", "environments/production/api/db", "password=p")
     listed = json.loads(bao(dev, "kv", "list", "-format=json", "secret/environments/production").stdout)
@@ -72,14 +90,14 @@ def test_bao_cli_reads_and_writes_scaivault_secrets(dev: Dev) -> None:
     assert api(dev, "/v1/secrets/environments/production/api/db")["data"] == {"password": "p"}, "only that secret"
     older = bao(dev, "kv", "undelete", "-versions=1", f"secret/{path}", check=False)
     assert older.returncode == 0, "restoring names any version: the secret comes back whole"
-    assert json.loads(bao(dev, "kv", "get", "-format=json", f"secret/{path}").stdout)["data"]["metadata"]["version"] == 2
+    assert json.loads(bao(dev, "kv", "get", "-format=json", f"secret/{path}").stdout)["data"]["metadata"]["version"] == 3
     only_old = bao(dev, "kv", "delete", "-versions=1", f"secret/{path}", check=False)
     assert only_old.returncode != 0 and "not single older versions" in only_old.stderr
-    destroy = bao(dev, "kv", "destroy", "-versions=2", f"secret/{path}", check=False)
+    destroy = bao(dev, "kv", "destroy", "-versions=3", f"secret/{path}", check=False)
     assert destroy.returncode != 0 and "metadata delete" in destroy.stderr
-    assert api(dev, f"/v1/secrets/{path}")["version"] == 2, "refused deletes change nothing"
-    bao(dev, "kv", "delete", "-versions=2", f"secret/{path}")
-    bao(dev, "kv", "undelete", "-versions=2", f"secret/{path}")
+    assert api(dev, f"/v1/secrets/{path}")["version"] == 3, "refused deletes change nothing"
+    bao(dev, "kv", "delete", "-versions=3", f"secret/{path}")
+    bao(dev, "kv", "undelete", "-versions=3", f"secret/{path}")
     bao(dev, "kv", "metadata", "delete", f"secret/{path}")
     gone = urllib.request.Request(dev.url + f"/v1/secrets/{path}", headers={"Authorization": f"Bearer {dev.token}"})
     with pytest.raises(urllib.error.HTTPError) as e:
@@ -179,11 +197,15 @@ def test_hvac_kv_v2_and_authentication(dev: Dev) -> None:
     view = api(dev, "/v1/secrets/app/db")
     assert view["version"] == 2 and view["data"] == {"user": "app", "password": "pw2"}
 
+    kv.patch(path="app/db", secret={"port": "5432"})  # hvac reads, updates and writes with cas
+    assert api(dev, "/v1/secrets/app/db")["data"] == {"user": "app", "password": "pw2", "port": "5432"}
+    assert kv.read_configuration()["data"]["cas_required"] is False
+
     kv.delete_latest_version_of_secret(path="app/db")
     with pytest.raises(hvac.exceptions.InvalidPath):
         kv.read_secret_version(path="app/db", raise_on_deleted_version=True)
-    kv.undelete_secret_versions(path="app/db", versions=[2])
-    assert kv.read_secret_version(path="app/db", raise_on_deleted_version=True)["data"]["metadata"]["version"] == 2
+    kv.undelete_secret_versions(path="app/db", versions=[3])
+    assert kv.read_secret_version(path="app/db", raise_on_deleted_version=True)["data"]["metadata"]["version"] == 3
     kv.delete_metadata_and_all_versions(path="app/db")
     with pytest.raises(hvac.exceptions.InvalidPath):
         kv.read_secret_metadata(path="app/db")

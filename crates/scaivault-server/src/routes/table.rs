@@ -33,6 +33,8 @@ pub enum Access {
     Token,
     /// A token holding this scope (`admin` holds every scope).
     Scope(Scope),
+    /// A token holding both scopes (Vault's KV patch reads the secret it writes).
+    Both(Scope, Scope),
     /// The scope depends on the rest of the path (`POST /v1/secrets/batch` reads values,
     /// `…/batch/metadata` reads metadata); a tail not listed answers 405.
     Tail(&'static [(&'static str, Scope, AuditAction)]),
@@ -330,6 +332,8 @@ routes! {
 
     GET "/v1/secret/data/{*path}" => vault::kv_read, s(SecretsRead), Read, Secret(A::Read),
         "Vault KV v2: read a secret (current or ?version=N), in Vault's shape";
+    PATCH "/v1/secret/data/{*path}" => vault::kv_patch [vault::KvPatch], Access::Both(SecretsWrite, SecretsRead), Write, ByHandler(A::Write),
+        "Vault KV v2: a new version from the current one and a JSON merge patch (needs read and write)";
     POST "/v1/secret/data/{*path}" => vault::kv_write [vault::KvWrite], s(SecretsWrite), Write, ByHandler(A::Write),
         "Vault KV v2: write a new version ({data, options: {cas}})";
     PUT "/v1/secret/data/{*path}" => vault::kv_write [vault::KvWrite], s(SecretsWrite), Write, ByHandler(A::Write),
@@ -350,6 +354,14 @@ routes! {
         "Vault KV v2: as POST";
     DELETE "/v1/secret/metadata/{*path}" => vault::kv_destroy_all, s(SecretsDelete), Delete, Secret(A::Delete),
         "Vault KV v2: destroy the secret and every version, for good";
+    POST "/v1/secret/metadata/{*path}" => vault::kv_metadata_write [vault::KvMetadataWrite], s(SecretsWrite), Write, Secret(A::MetadataUpdate),
+        "Vault KV v2: merge custom_metadata into the secret's metadata; no new version";
+    PUT "/v1/secret/metadata/{*path}" => vault::kv_metadata_write [vault::KvMetadataWrite], s(SecretsWrite), Write, Secret(A::MetadataUpdate),
+        "Vault KV v2: as POST";
+    PATCH "/v1/secret/metadata/{*path}" => vault::kv_metadata_write [vault::KvMetadataWrite], s(SecretsWrite), Write, Secret(A::MetadataUpdate),
+        "Vault KV v2: as POST (custom_metadata is always merged)";
+    GET "/v1/secret/config" => vault::kv_config, Token, Auth, Action(A::MountsRead),
+        "Vault KV v2: the mount's settings (fixed: no cas_required, no delete_version_after)";
     GET "/v1/secret/metadata/{*path}" => vault::kv_metadata, s(SecretsList), List, Secret(A::MetadataRead),
         "Vault KV v2: a secret's versions and custom metadata";
     GET "/v1/secret/list" => vault::kv_list, s(SecretsList), List, Action(A::List),

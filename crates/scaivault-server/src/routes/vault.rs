@@ -198,12 +198,23 @@ pub async fn kv_write(
         },
         cas: None,
     };
+    write_answer(auth, audit, meta, &path, req).await
+}
+
+/// Writes `req` as the next version of `path` with its audit entry, answered in Vault's shape.
+async fn write_answer(
+    auth: Auth,
+    audit: Option<Extension<HandlerAudit>>,
+    meta: Option<Extension<RequestMeta>>,
+    path: &str,
+    req: WriteRequest,
+) -> Result<Response, ApiError> {
     let recorded = audit.is_some();
     let out = match audit {
         Some(Extension(audit)) => {
             let caller = auth.caller.clone();
             auth.engine
-                .write_secret_audited(&auth.caller, &path, req, move |out| {
+                .write_secret_audited(&auth.caller, path, req, move |out| {
                     let status = if out.created {
                         StatusCode::CREATED
                     } else {
@@ -217,7 +228,7 @@ pub async fn kv_write(
                 })
                 .await
         }
-        None => auth.engine.write_secret(&auth.caller, &path, req).await,
+        None => auth.engine.write_secret(&auth.caller, path, req).await,
     }
     .map_err(|e| match e.code {
         // The audit entry went with the write; a commit that failed lost both.
@@ -649,4 +660,151 @@ pub async fn kv_destroy_all(auth: Auth, uri: Uri) -> Result<StatusCode, ApiError
     let path = kv_path(&uri, "/v1/secret/metadata/");
     auth.engine.delete_secret(&auth.caller, &path, true).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A KV patch: a JSON merge patch (RFC 7386) of the secret's fields.
+#[derive(Deserialize, schemars::JsonSchema)]
+pub struct KvPatch {
+    /// Defaulted, so that a caller the path's policy refuses learns that first.
+    #[serde(default)]
+    data: Map<String, Value>,
+    #[serde(default)]
+    options: KvWriteOptions,
+}
+
+/// RFC 7386: `null` removes a field, an object merges into an object, anything else replaces.
+fn merge_patch(target: &mut Map<String, Value>, patch: Map<String, Value>) {
+    for (k, v) in patch {
+        match v {
+            Value::Null => {
+                target.remove(&k);
+            }
+            Value::Object(p) => match target.get_mut(&k) {
+                Some(Value::Object(t)) => merge_patch(t, p),
+                _ => {
+                    let mut fresh = Map::new();
+                    merge_patch(&mut fresh, p);
+                    target.insert(k, Value::Object(fresh));
+                }
+            },
+            v => {
+                target.insert(k, v);
+            }
+        }
+    }
+}
+
+/// `PATCH /v1/secret/data/{path}`: the current version with a JSON merge patch applied,
+/// written as the next version — checked-and-set against the version it read, so a write
+/// from elsewhere in between is never lost (it answers 400, as a cas mismatch does).
+pub async fn kv_patch(
+    auth: Auth,
+    audit: Option<Extension<HandlerAudit>>,
+    meta: Option<Extension<RequestMeta>>,
+    uri: Uri,
+    VaultJson(body): VaultJson<KvPatch>,
+) -> Result<Response, ApiError> {
+    let path = kv_path(&uri, "/v1/secret/data/");
+    let current = auth.engine.read_secret(&auth.caller, &path, None)?;
+    if let Some(cas) = body.options.cas
+        && cas != current.version
+    {
+        return Err(Error::new(
+            ErrorCode::VersionConflict,
+            format!(
+                "check-and-set failed: expected version {cas}, current is {}",
+                current.version
+            ),
+        )
+        .into());
+    }
+    let mut fields: Map<String, Value> = serde_json::to_value(&current.data)
+        .ok()
+        .and_then(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .ok_or_else(|| Error::internal("the secret's fields are not an object"))?;
+    merge_patch(&mut fields, body.data);
+    let data: SecretData = serde_json::from_value(Value::Object(fields))
+        .map_err(|_| Error::invalid_request("the patched fields are not a secret's fields"))?;
+    let req = WriteRequest {
+        data,
+        secret_type: Some(current.secret_type.clone()),
+        metadata: None,
+        options: WriteOptions {
+            cas: Some(current.version),
+            ..Default::default()
+        },
+        cas: None,
+    };
+    write_answer(auth, audit, meta, &path, req).await
+}
+
+/// A KV metadata write. ScaiVault keeps what KV v2 calls custom metadata as the secret's
+/// metadata; the per-secret settings it has no equivalent for are refused unless they ask
+/// for what ScaiVault does anyway.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KvMetadataWrite {
+    #[serde(default)]
+    max_versions: Option<u64>,
+    #[serde(default)]
+    cas_required: Option<bool>,
+    #[serde(default)]
+    delete_version_after: Option<String>,
+    /// Merged into the secret's metadata; a key set to `null` is removed.
+    #[serde(default)]
+    custom_metadata: Option<Map<String, Value>>,
+}
+
+/// `POST`/`PUT`/`PATCH /v1/secret/metadata/{path}`: `custom_metadata` merged into the
+/// secret's metadata (`PATCH /v1/metadata/{path}`); no new version.
+pub async fn kv_metadata_write(
+    auth: Auth,
+    uri: Uri,
+    VaultJson(body): VaultJson<KvMetadataWrite>,
+) -> Result<StatusCode, ApiError> {
+    let path = kv_path(&uri, "/v1/secret/metadata/");
+    auth.engine.authorize(
+        &auth.caller,
+        Scope::SecretsWrite,
+        Some((&path, Permission::Write)),
+    )?;
+    if body.cas_required == Some(true) {
+        return Err(Error::invalid_request(
+            "ScaiVault does not require check-and-set per secret: send options.cas with each write",
+        )
+        .into());
+    }
+    if body
+        .delete_version_after
+        .as_deref()
+        .is_some_and(|d| !matches!(d, "" | "0" | "0s"))
+    {
+        return Err(Error::invalid_request(
+            "ScaiVault keeps versions until the secret's max_versions (or a delete): delete_version_after is not supported",
+        )
+        .into());
+    }
+    if body.max_versions.is_some_and(|n| n != 0) {
+        return Err(Error::invalid_request(
+            "set a secret's max_versions with a write (options.max_versions on PUT /v1/secrets/{path})",
+        )
+        .into());
+    }
+    if let Some(custom) = body.custom_metadata {
+        auth.engine
+            .update_metadata(&auth.caller, &path, custom)
+            .await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/secret/config`: the mount's settings, which are ScaiVault's and fixed.
+pub async fn kv_config(meta: Option<Extension<RequestMeta>>, _auth: Auth) -> Json<Value> {
+    wrapped(
+        &request_id(&meta),
+        json!({ "cas_required": false, "delete_version_after": "0s", "max_versions": 0 }),
+    )
 }
