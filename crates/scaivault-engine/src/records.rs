@@ -256,16 +256,47 @@ pub(crate) fn new_id(prefix: &str) -> String {
 
 /// Revokes, inside a write job, the live tokens `which` picks from `cache` (which the
 /// writer has brought up to every node's commits); the map follows once durable.
+/// How a token made with another names its maker in `created_by`.
+pub(crate) const MADE_WITH: &str = "token:";
+
+/// The id of the token `t` was made with (Vault's `auth/token/create`), if it was.
+pub(crate) fn parent_of(t: &TokenRecord) -> Option<&str> {
+    t.created_by.strip_prefix(MADE_WITH)
+}
+
 pub(crate) fn revoke_tokens_in(
     tx: &mut scaivault_store::WriteTx<'_, '_>,
     cache: &std::sync::Arc<std::sync::RwLock<std::collections::HashMap<[u8; 32], TokenRecord>>>,
     now: Timestamp,
     which: impl Fn(&TokenRecord) -> bool,
 ) -> usize {
-    let revoked: Vec<TokenRecord> = crate::read(cache)
+    let live: Vec<TokenRecord> = crate::read(cache)
         .values()
-        .filter(|t| t.revoked_at.is_none() && which(t))
+        .filter(|t| t.revoked_at.is_none())
         .cloned()
+        .collect();
+    // A token made with another (Vault's `auth/token/create`) goes with it, and its own
+    // children with it: picked until no live token names a picked one as its maker.
+    let mut picked: std::collections::HashSet<String> = live
+        .iter()
+        .filter(|t| which(t))
+        .map(|t| t.id.clone())
+        .collect();
+    loop {
+        let more: Vec<String> = live
+            .iter()
+            .filter(|t| !picked.contains(&t.id))
+            .filter(|t| parent_of(t).is_some_and(|p| picked.contains(p)))
+            .map(|t| t.id.clone())
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        picked.extend(more);
+    }
+    let revoked: Vec<TokenRecord> = live
+        .into_iter()
+        .filter(|t| picked.contains(&t.id))
         .map(|mut t| {
             t.revoked_at = Some(now);
             tx.put(

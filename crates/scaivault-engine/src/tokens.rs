@@ -215,6 +215,15 @@ impl Engine {
                         ));
                     }
                 }
+                // A child token whose parent was revoked meanwhile (here or on another node)
+                // would outlive the revocation that was to take it along.
+                if let Some(parent) = crate::records::parent_of(&record)
+                    && !read(&cache)
+                        .values()
+                        .any(|t| t.id == parent && t.revoked_at.is_none())
+                {
+                    return Err(Error::new(ErrorCode::TokenInvalid, "the token was revoked"));
+                }
                 tx.put(Table::Tokens, record.id.as_bytes(), &encode(&record));
                 tx.on_commit(move || {
                     write(&cache).insert(record.hash, record);
@@ -438,19 +447,97 @@ impl Engine {
         })
     }
 
-    /// Revokes a token by id; takes effect for the next request.
+    /// Revokes a token by id, and the tokens made with it; takes effect for the next request.
     pub async fn revoke_token(&self, caller: &Caller, token_id: &str) -> Result<TokenView> {
         self.authorize(caller, Scope::Admin, None)?;
+        self.revoke_with_children(token_id).await
+    }
+
+    /// Vault's `auth/token/revoke-self`: the caller's own token, and the tokens made with it.
+    pub async fn revoke_own_token(&self, caller: &Caller) -> Result<TokenView> {
+        let Some(id) = caller.token_id.clone() else {
+            return Err(Error::invalid_request(
+                "the local operator holds the vault file, not a token",
+            ));
+        };
+        self.revoke_with_children(&id).await
+    }
+
+    async fn revoke_with_children(&self, token_id: &str) -> Result<TokenView> {
         let mut record = read(&self.tokens)
             .values()
             .find(|t| t.id == token_id)
             .cloned()
             .ok_or_else(|| Error::new(ErrorCode::TokenNotFound, format!("no token {token_id}")))?;
-        if record.revoked_at.is_none() {
-            record.revoked_at = Some(self.now());
-            self.store_token(record.clone()).await?;
-        }
+        let id = record.id.clone();
+        self.revoke_live_tokens(move |t| t.id == id).await?;
+        record.revoked_at = record.revoked_at.or(Some(self.now()));
         Ok(view(&record))
+    }
+
+    /// Vault's `auth/token/create`: a token for the caller's own identity made with the
+    /// caller's token, never more than it: its scopes among the parent's (all of them when
+    /// none are asked), its life within the parent's, and revoked with the parent.
+    pub async fn create_child_token(
+        &self,
+        caller: &Caller,
+        scopes: Option<Vec<String>>,
+        ttl: Option<Duration>,
+        name: Option<String>,
+    ) -> Result<IssuedToken> {
+        let Some(parent_id) = caller.token_id.clone() else {
+            return Err(Error::invalid_request(
+                "a child token is made with a token; the local operator has none",
+            ));
+        };
+        let _change = self.config_change().await;
+        let parent = read(&self.tokens)
+            .values()
+            .find(|t| t.id == parent_id && t.revoked_at.is_none())
+            .cloned()
+            .ok_or_else(|| Error::new(ErrorCode::TokenInvalid, "the token was revoked"))?;
+        let scopes = match scopes {
+            None => parent.scopes.clone(),
+            Some(asked) => {
+                let asked = ScopeSet::parse_list(&asked)?;
+                if let Some(more) = asked.iter().find(|s| !parent.scopes.allows(*s)) {
+                    return Err(Error::new(
+                        ErrorCode::InsufficientScope,
+                        format!("a child token cannot have the scope {more}: its parent lacks it"),
+                    )
+                    .with("required_scope", more.as_str()));
+                }
+                asked
+            }
+        };
+        if scopes.iter().next().is_none() {
+            return Err(Error::invalid_request("a token needs at least one scope"));
+        }
+        let now = self.now();
+        let left = parent.expires_at.map(|e| {
+            Duration::from_secs(u64::try_from(e.unix_seconds() - now.unix_seconds()).unwrap_or(0))
+        });
+        let ttl = match (ttl.unwrap_or(DEFAULT_TTL), left) {
+            (_, Some(left)) if left.is_zero() => {
+                return Err(Error::new(ErrorCode::TokenExpired, "the token has expired"));
+            }
+            (asked, Some(left)) => asked.min(left),
+            (asked, None) => asked,
+        };
+        let kind = match parent.kind {
+            TokenKind::Root => TokenKind::Root,
+            _ => TokenKind::Personal,
+        };
+        let name = name.map(|n| n.chars().take(64).collect());
+        self.mint(
+            kind,
+            parent.identity_id.clone(),
+            scopes,
+            Some(ttl),
+            name,
+            format!("{}{}", crate::records::MADE_WITH, parent.id),
+        )
+        .await
     }
 
     /// Revokes the live tokens the client credential `credential_id` minted.

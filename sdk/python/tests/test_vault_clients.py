@@ -239,3 +239,26 @@ def test_approle_login_is_a_client_credentials_grant(dev: Dev) -> None:
     assert client.secrets.kv.v2.read_secret_version(path="app/db", raise_on_deleted_version=True)["data"]["data"] == {"password": "pw"}
     with pytest.raises(hvac.exceptions.Forbidden):
         hvac.Client(url=dev.url).auth.approle.login(role_id=cred["client_id"], secret_id="wrong")
+
+
+def test_a_child_token_never_has_more_than_its_parent_and_dies_with_it(dev: Dev) -> None:
+    dev.cli("secrets", "write", "app/db", "password=pw")
+    parent = service_account(dev, "sa:app", "app/**", "read,list", "secrets:read,secrets:list")
+    child = bao(dev, "token", "create", "-policy=secrets:read", "-ttl=10m", "-field=token", token=parent).stdout
+    assert bao(dev, "kv", "get", "-field=password", "secret/app/db", token=child).stdout == "pw"
+    more = bao(dev, "token", "create", "-policy=secrets:write", token=parent, check=False)
+    assert more.returncode != 0 and "insufficient_scope" in more.stderr
+    longer = json.loads(bao(dev, "token", "create", "-ttl=48h", "-format=json", token=child).stdout)["auth"]
+    assert longer["policies"] == ["secrets:read"], "a child's child has its parent's scopes"
+    assert 0 < longer["lease_duration"] <= 600, "and no longer a life than its parent has left"
+    grandchild = longer["client_token"]
+    assert bao(dev, "token", "renew", token=child, check=False).returncode != 0
+
+    # Revoking the parent revokes the tokens made with it, and theirs.
+    bao(dev, "token", "revoke", "-self", token=parent)
+    for t in (parent, child, grandchild):
+        gone = bao(dev, "kv", "get", "secret/app/db", token=t, check=False)
+        assert gone.returncode != 0 and "token_revoked" in gone.stderr
+    tokens = json.loads(dev.cli("tokens", "list", "--json"))
+    made = [t for t in tokens["tokens"] if t["identity_id"] == "sa:app"]
+    assert len(made) == 3 and all(t["revoked_at"] for t in made)

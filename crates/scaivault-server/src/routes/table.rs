@@ -377,6 +377,18 @@ routes! {
         "Vault's AppRole login over client credentials (role_id: client id, secret_id: client secret)";
     PUT "/v1/auth/approle/login" => vault::approle_login [vault::AppRoleLogin], Public, Public, Action(A::TokenIssue),
         "Vault's AppRole login (as POST: Vault's CLI writes with PUT)";
+    POST "/v1/auth/token/create" => vault::token_create [vault::TokenCreate], Token, Grant, Action(A::TokenCreate),
+        "Vault's token create: a child of the caller's token, never more than it (scopes, life), revoked with it";
+    PUT "/v1/auth/token/create" => vault::token_create [vault::TokenCreate], Token, Grant, Action(A::TokenCreate),
+        "Vault's token create (as POST)";
+    POST "/v1/auth/token/revoke-self" => vault::revoke_self, Token, Auth, Action(A::TokenRevoke),
+        "Vault's revoke-self: the caller's token and every token made with it";
+    PUT "/v1/auth/token/revoke-self" => vault::revoke_self, Token, Auth, Action(A::TokenRevoke),
+        "Vault's revoke-self (as POST)";
+    POST "/v1/auth/token/renew-self" => vault::renew_self, Token, Auth, Action(A::TokenCreate),
+        "Vault's renew-self: refused (ScaiVault tokens are not renewable)";
+    PUT "/v1/auth/token/renew-self" => vault::renew_self, Token, Auth, Action(A::TokenCreate),
+        "Vault's renew-self (as POST)";
     GET "/v1/auth/token/lookup-self" => vault::lookup_self, Token, Auth, Action(A::Whoami),
         "Vault's token lookup of the caller's own token (never its value)";
 

@@ -497,6 +497,7 @@ pub struct AppRoleLogin {
 }
 
 #[derive(Serialize)]
+/// A login's `auth` (AppRole and token create).
 struct AppRoleAuth<'a> {
     client_token: &'a str,
     accessor: &'a str,
@@ -531,8 +532,16 @@ pub async fn approle_login(
         token_type: "service",
         orphan: true,
     };
+    login_answer(&meta, &auth)
+}
+
+/// A login's answer: Vault's envelope with the token under `auth`.
+fn login_answer(
+    meta: &Option<Extension<RequestMeta>>,
+    auth: &AppRoleAuth<'_>,
+) -> Result<Json<Value>, ApiError> {
     let mut body = json!({
-        "request_id": request_id(&meta),
+        "request_id": request_id(meta),
         "lease_id": "",
         "renewable": false,
         "lease_duration": 0,
@@ -541,7 +550,7 @@ pub async fn approle_login(
         "warnings": null,
     });
     body["auth"] =
-        serde_json::to_value(&auth).map_err(|_| Error::internal("serialization failed"))?;
+        serde_json::to_value(auth).map_err(|_| Error::internal("serialization failed"))?;
     Ok(Json(body))
 }
 
@@ -807,4 +816,184 @@ pub async fn kv_config(meta: Option<Extension<RequestMeta>>, _auth: Auth) -> Jso
         &request_id(&meta),
         json!({ "cas_required": false, "delete_version_after": "0s", "max_versions": 0 }),
     )
+}
+
+/// Vault's `auth/token/create` body: `policies` are ScaiVault scopes here.
+#[derive(Deserialize, schemars::JsonSchema)]
+pub struct TokenCreate {
+    /// The child's scopes (Vault's policies); the parent's when absent.
+    #[serde(default)]
+    policies: Option<Vec<String>>,
+    /// `"1h"`, `"30m"`, or seconds.
+    #[serde(default)]
+    ttl: Option<Value>,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+/// `POST /v1/auth/token/create`: a child of the caller's token (see
+/// `Engine::create_child_token`), answered as Vault answers a login.
+pub async fn token_create(
+    State(state): State<Arc<AppState>>,
+    meta: Option<Extension<RequestMeta>>,
+    auth: Auth,
+    VaultJson(req): VaultJson<TokenCreate>,
+) -> Result<Json<Value>, ApiError> {
+    let secs = match &req.ttl {
+        None => 0,
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(bad_ttl)?,
+        Some(Value::String(s)) => go_duration(s).ok_or_else(bad_ttl)?,
+        Some(_) => return Err(bad_ttl().into()),
+    };
+    // Vault's CLI sends "0s" when no TTL was asked for: the default (within the parent's).
+    let ttl = (secs > 0).then(|| std::time::Duration::from_secs(secs));
+    let issued = auth
+        .engine
+        .create_child_token(&auth.caller, req.policies, ttl, req.display_name)
+        .await?;
+    let now = state.clock.now().unix_seconds();
+    let scopes = issued.scopes.to_strings();
+    let names: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    let auth_body = AppRoleAuth {
+        client_token: &issued.token,
+        accessor: &issued.token_id,
+        policies: names.clone(),
+        token_policies: names,
+        metadata: Value::Null,
+        lease_duration: issued
+            .expires_at
+            .map_or(0, |e| (e.unix_seconds() - now).max(0) as u64),
+        renewable: false,
+        entity_id: issued.identity_id.as_str(),
+        token_type: "service",
+        orphan: false,
+    };
+    login_answer(&meta, &auth_body)
+}
+
+/// `POST /v1/auth/token/revoke-self`: the caller's token, and every token made with it.
+pub async fn revoke_self(auth: Auth) -> Result<StatusCode, ApiError> {
+    auth.engine.revoke_own_token(&auth.caller).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/auth/token/renew-self`: refused, saying why — ScaiVault tokens are not
+/// renewable (lookups say `renewable: false`, so Vault Agent does not ask).
+pub async fn renew_self(_auth: Auth) -> Result<StatusCode, ApiError> {
+    Err(Error::invalid_request(
+        "ScaiVault tokens are not renewable: make a new one (auth/token/create, or log in again)",
+    )
+    .into())
+}
+
+fn bad_ttl() -> Error {
+    Error::new(
+        ErrorCode::InvalidDuration,
+        "ttl is a duration such as \"1h\", \"90m\" or \"1h30m0s\", or seconds",
+    )
+}
+
+/// Seconds in a TTL as Vault's clients write one: seconds (`"3600"`), or Go's duration form
+/// (`"1h30m0s"`, `"10m"`), with `d` for days as ScaiVault writes them. Whole seconds only.
+fn go_duration(s: &str) -> Option<u64> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(secs);
+    }
+    let (mut total, mut digits, mut any) = (0u64, String::new(), false);
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        let n: u64 = digits.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        digits.clear();
+        any = true;
+    }
+    (any && digits.is_empty()).then_some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_read_as_vaults_clients_write_them() {
+        assert_eq!(go_duration("0s"), Some(0));
+        assert_eq!(go_duration("10m0s"), Some(600));
+        assert_eq!(go_duration("1h30m0s"), Some(5400));
+        assert_eq!(go_duration("3600"), Some(3600));
+        assert_eq!(go_duration("2d"), Some(172_800));
+        for bad in ["", "1x", "h", "1h5", "1.5h", "-1h", "99999999999999999999h"] {
+            assert_eq!(go_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_merge_patch_removes_merges_and_replaces() {
+        let mut target = json!({"a": "1", "b": {"x": "1", "y": "2"}, "c": "3"})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let patch = json!({"a": null, "b": {"y": null, "z": "3"}, "c": {"n": "1"}, "d": "4"})
+            .as_object()
+            .cloned()
+            .unwrap();
+        merge_patch(&mut target, patch);
+        assert_eq!(
+            Value::Object(target),
+            json!({"b": {"x": "1", "z": "3"}, "c": {"n": "1"}, "d": "4"})
+        );
+    }
+
+    #[test]
+    fn listings_become_a_route_and_nothing_else_does() {
+        let rewrite = |method: &str, uri: &str| {
+            let req = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let out = futures_executor(listing_as_route(req));
+            (out.method().to_string(), out.uri().to_string())
+        };
+        assert_eq!(
+            rewrite("LIST", "/v1/secret/metadata/a/b/"),
+            ("GET".into(), "/v1/secret/list/a/b".into())
+        );
+        assert_eq!(
+            rewrite("GET", "/v1/secret/metadata/a?list=true&x=1"),
+            ("GET".into(), "/v1/secret/list/a?x=1".into())
+        );
+        assert_eq!(
+            rewrite("GET", "/v1/secret/metadata/?list=true"),
+            ("GET".into(), "/v1/secret/list".into())
+        );
+        assert_eq!(
+            rewrite("GET", "/v1/secret/metadata/a"),
+            ("GET".into(), "/v1/secret/metadata/a".into())
+        );
+        assert_eq!(
+            rewrite("LIST", "/v1/secrets/a"),
+            ("LIST".into(), "/v1/secrets/a".into())
+        );
+        assert_eq!(
+            rewrite("POST", "/v1/secret/metadata/a?list=true"),
+            ("POST".into(), "/v1/secret/metadata/a?list=true".into())
+        );
+    }
+
+    fn futures_executor<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
 }
