@@ -155,6 +155,9 @@ pub struct SecretSummary {
     pub last_accessed_at: Option<Timestamp>,
     pub rotation_policy_id: Option<String>,
     pub deleted: bool,
+    /// When a soft-deleted secret was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recoverable_until: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1142,6 +1145,7 @@ impl Engine {
             last_accessed_at: self.last_accessed(head),
             rotation_policy_id: head.rotation_policy_id.clone(),
             deleted: head.deleted_at.is_some(),
+            deleted_at: head.deleted_at,
             recoverable_until: head.recoverable_until.filter(|_| head.deleted_at.is_some()),
             versions: with_versions.then(|| head.versions.clone()),
         }

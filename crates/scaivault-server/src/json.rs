@@ -110,24 +110,47 @@ fn map_rejection(r: JsonRejection, shape: ErrorCode) -> Error {
     }
 }
 
-/// serde quotes offending string values in its messages (`invalid type: string "…"`); a
-/// value may be a secret, so everything between double quotes is dropped. Field names, which
-/// serde puts in backticks, stay.
+/// serde quotes offending values in its messages: strings in double quotes (`invalid type:
+/// string "…"`, escapes included), numbers and other scalars in backticks (`invalid type:
+/// integer `…``, `unknown variant `…``). A value may be a secret, so both are dropped;
+/// field names, which serde also puts in backticks (`missing field `cas``), stay.
 pub(crate) fn redact_values(msg: &str) -> String {
+    /// What serde writes before a backticked value (not before a field name).
+    const VALUE_KINDS: &[&str] = &[
+        "integer ",
+        "floating point ",
+        "boolean ",
+        "character ",
+        "string ",
+        "unknown variant ",
+        "byte array ",
+    ];
     let mut out = String::with_capacity(msg.len());
-    let mut in_quotes = false;
-    for c in msg.chars() {
-        match (c, in_quotes) {
-            ('"', false) => {
-                in_quotes = true;
-                out.push_str("\"…");
+    let mut chars = msg.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                out.push_str("\"…\"");
+                // To the closing quote; a backslash escapes the next character.
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
             }
-            ('"', true) => {
-                in_quotes = false;
-                out.push('"');
+            '`' if VALUE_KINDS.iter().any(|k| out.ends_with(k)) => {
+                out.push_str("`…`");
+                for c in chars.by_ref() {
+                    if c == '`' {
+                        break;
+                    }
+                }
             }
-            (_, true) => {}
-            (c, false) => out.push(c),
+            c => out.push(c),
         }
     }
     out
@@ -166,5 +189,17 @@ mod tests {
         );
         assert!(!m.contains("hunter2"));
         assert!(m.contains("`cas`"));
+        // An escaped quote does not end the value; scalars in backticks are values too.
+        let m = super::redact_values(
+            r#"options.cas: invalid type: string "hunter2\"TAIL-LEAKED", expected u64"#,
+        );
+        assert!(!m.contains("TAIL") && !m.contains("hunter2"), "{m}");
+        let m = super::redact_values(
+            "secret_id: invalid type: integer `1234567890123`, expected a string; missing field `role_id`",
+        );
+        assert!(!m.contains("1234567890123"), "{m}");
+        assert!(m.contains("`role_id`"), "{m}");
+        let m = super::redact_values("unknown variant `s3cr3t`, expected `rsa` or `ec`");
+        assert!(!m.contains("s3cr3t") && m.contains("`rsa`"), "{m}");
     }
 }

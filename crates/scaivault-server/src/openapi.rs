@@ -144,6 +144,8 @@ mod tests {
             "/v1/rotation/policies/{id}/disable",
             "/v1/webhooks/{id}/test",
             "/v1/secret-policies/{id}/generate",
+            "/v1/auth/token/revoke-self",
+            "/v1/auth/token/renew-self",
         ];
         let mut with_body = 0;
         for r in ROUTES.iter().filter(|r| !r.test_only) {

@@ -84,9 +84,17 @@ def test_bao_cli_reads_and_writes_scaivault_secrets(dev: Dev) -> None:
     bad = bao(dev, "kv", "put", "secret/Billing/Key.Name", "x=1", check=False)
     assert bad.returncode != 0 and "Code: 400" in bad.stderr and "upper-case" in bad.stderr
 
+    # What is not supported is refused, never skipped: a wrapped answer would be the secret.
+    wrapped = bao(dev, "kv", "get", "-wrap-ttl=60s", f"secret/{path}", check=False)
+    assert wrapped.returncode != 0 and "wrapping" in wrapped.stderr and "sk_live" not in wrapped.stdout
+    spaced = bao(dev, "kv", "get", "-namespace=team-b", f"secret/{path}", check=False)
+    assert spaced.returncode != 0 and "namespaces" in spaced.stderr
+
     # Deletes: ScaiVault deletes and restores a secret with all its versions.
     bao(dev, "kv", "delete", f"secret/{path}")
     assert bao(dev, "kv", "get", f"secret/{path}", check=False).returncode != 0
+    deleted = json.loads(bao(dev, "kv", "metadata", "get", "-format=json", f"secret/{path}").stdout)
+    assert all(v["deletion_time"] for v in deleted["data"]["versions"].values())
     assert api(dev, "/v1/secrets/environments/production/api/db")["data"] == {"password": "p"}, "only that secret"
     older = bao(dev, "kv", "undelete", "-versions=1", f"secret/{path}", check=False)
     assert older.returncode == 0, "restoring names any version: the secret comes back whole"

@@ -51,16 +51,40 @@ pub(crate) fn is_vault_path(path: &str) -> bool {
 /// turns `LIST` into that). Either becomes `GET /v1/secret/list/{path}`, a route of its own,
 /// so that a listing needs `secrets:list` and is audited as `list`, as `GET /v1/secrets` is.
 /// Applied before routing (the router matches on the method).
-pub(crate) async fn listing_as_route(mut req: Request) -> Request {
+pub(crate) async fn listing_as_route(mut req: Request) -> Result<Request, Response> {
+    // What this server does not do must not be silently skipped: a client that asked for a
+    // wrapped answer would get the secret itself, one that named a namespace another's.
+    if is_vault_path(req.uri().path()) {
+        let asked = |h: &str| {
+            req.headers()
+                .get(h)
+                .is_some_and(|v| !matches!(v.to_str().map(str::trim), Ok("" | "root" | "/")))
+        };
+        let refused = if asked("x-vault-wrap-ttl") {
+            Some(
+                "response wrapping is not supported: ScaiVault does not answer with wrapping tokens",
+            )
+        } else if asked("x-vault-namespace") {
+            Some("namespaces are not supported: ScaiVault has one namespace")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            return Err(vault_error(
+                StatusCode::BAD_REQUEST,
+                &Error::new(ErrorCode::InvalidRequest, why),
+            ));
+        }
+    }
     let path = req.uri().path();
     let Some(tail) = path.strip_prefix("/v1/secret/metadata") else {
-        return req;
+        return Ok(req);
     };
     let query = req.uri().query().unwrap_or("");
     let listed_by_query = query.split('&').any(|p| p == "list=true");
     let list_method = req.method().as_str() == "LIST";
     if !(list_method || (req.method() == Method::GET && listed_by_query)) {
-        return req;
+        return Ok(req);
     }
     let rest: Vec<&str> = query
         .split('&')
@@ -80,7 +104,7 @@ pub(crate) async fn listing_as_route(mut req: Request) -> Request {
         *req.uri_mut() = u;
         *req.method_mut() = Method::GET;
     }
-    req
+    Ok(req)
 }
 
 /// Vault's envelope around what a route answers.
@@ -215,11 +239,8 @@ async fn write_answer(
             let caller = auth.caller.clone();
             auth.engine
                 .write_secret_audited(&auth.caller, path, req, move |out| {
-                    let status = if out.created {
-                        StatusCode::CREATED
-                    } else {
-                        StatusCode::OK
-                    };
+                    // Vault answers a write with 200, new secret or not.
+                    let status = StatusCode::OK;
                     let extra = Map::from_iter([
                         ("version".into(), out.version.into()),
                         ("created".into(), out.created.into()),
@@ -261,12 +282,14 @@ pub async fn kv_metadata(
     let summary = auth.engine.secret_metadata(&auth.caller, &path)?;
     let versions = auth.engine.secret_versions(&auth.caller, &path)?;
     let oldest = versions.iter().map(|v| v.version).min().unwrap_or(0);
+    // A soft-deleted secret's versions are all deleted (restorable together).
+    let deleted = summary.deleted_at.map_or(Value::from(""), |t| json!(t));
     let listed: Map<String, Value> = versions
         .iter()
         .map(|v| {
             (
                 v.version.to_string(),
-                json!({ "created_time": v.created_at, "deletion_time": "", "destroyed": false }),
+                json!({ "created_time": v.created_at, "deletion_time": deleted, "destroyed": false }),
             )
         })
         .collect();
@@ -286,8 +309,9 @@ pub async fn kv_metadata(
     ))
 }
 
-/// The most secrets a listing looks through (its answer names each child once).
-const LIST_MAX: usize = 100_000;
+/// The most secrets a listing looks through (ten of ScaiVault's pages): a listing cut there
+/// says so in Vault's `warnings`.
+const LIST_MAX: usize = 10_000;
 
 /// `LIST /v1/secret/metadata/{prefix}` (routed here by [`listing_as_route`]): the names
 /// directly under the prefix, folders ending in `/`, as Vault lists them; only secrets the
@@ -332,7 +356,13 @@ pub async fn kv_list(
         )
         .into());
     }
-    Ok(wrapped(&request_id(&meta), json!({ "keys": keys })))
+    let mut body = wrapped(&request_id(&meta), json!({ "keys": keys })).0;
+    if seen >= LIST_MAX {
+        body["warnings"] = json!([format!(
+            "the listing stopped after {LIST_MAX} secrets: list a narrower prefix, or page through GET /v1/secrets?prefix="
+        )]);
+    }
+    Ok(Json(body))
 }
 
 /// The `secret/` mount as `sys/mounts` describes it.
@@ -961,7 +991,7 @@ mod tests {
                 .uri(uri)
                 .body(axum::body::Body::empty())
                 .unwrap();
-            let out = futures_executor(listing_as_route(req));
+            let out = futures_executor(listing_as_route(req)).unwrap();
             (out.method().to_string(), out.uri().to_string())
         };
         assert_eq!(
