@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The HTTP benchmark of docs/PERFORMANCE.md: one `scaivault dev` (release build, rate limits
 # off), a 1 KiB secret, a service-account token whose policy allows reading it, then wrk with
-# 64 keep-alive connections against /v1/health (baseline), authenticated reads, and writes.
+# 64 keep-alive connections against /v1/health (baseline), authenticated reads (through
+# ScaiVault's API and the Vault-compatible one), and writes.
 # Needs: wrk (apt-get install wrk). Usage: [ROUNDS=3] [BIN=path] bash docs/bench-http.sh [seconds]
 # BIN measures another build (an A/B comparison) instead of building this tree.
 set -euo pipefail
@@ -44,6 +45,9 @@ for round in $(seq "$rounds"); do
   echo "== round $round: authenticated reads of a 1 KiB secret (sa:bench, policy checked, audited)"
   wrk -t2 -c64 -d"${secs}s" --latency -H "Authorization: Bearer $token" "$url/v1/secrets/bench/secret-0" | tee "$out.read" | grep -E "Requests/sec|  50%|  99%|Non-2xx"
   echo "   reads / health: $(python3 -c "print(f'{$(rps "$out.read")/$(rps "$out.health"):.1%}')")"
+  echo "== round $round: the same reads through the Vault-compatible API (X-Vault-Token)"
+  wrk -t2 -c64 -d"${secs}s" --latency -H "X-Vault-Token: $token" "$url/v1/secret/data/bench/secret-0" | tee "$out.vault" | grep -E "Requests/sec|  50%|  99%|Non-2xx"
+  echo "   Vault API reads / reads: $(python3 -c "print(f'{$(rps "$out.vault")/$(rps "$out.read"):.2f}')")"
 done
 echo "== durable writes of 1 KiB (64 connections)"
 wrk -t2 -c64 -d"${secs}s" --latency -s "$lua" "$url" | grep -E "Requests/sec|  50%|  99%|Non-2xx"

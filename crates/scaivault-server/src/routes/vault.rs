@@ -615,13 +615,31 @@ impl KvVersions {
 /// when it names the current version (the secret is soft-deleted, restorable as
 /// `DELETE /v1/secrets/{path}` leaves it), and refused, saying why, when it names only older
 /// ones.
-fn whole_secret(versions: &[u64], current: u64, verb: &str) -> Result<(), Error> {
+fn whole_secret(versions: &[u64], current: u64) -> Result<(), Error> {
     if versions.contains(&current) {
         return Ok(());
     }
     Err(Error::invalid_request(format!(
-        "ScaiVault {verb}s a secret with all its versions, not single older versions: name the current version ({current})"
+        "ScaiVault deletes a secret with all its versions, not single older versions: name the current version ({current})"
     )))
+}
+
+/// The path of a `delete`, `undelete` or `destroy` (after `prefix`) and the versions it
+/// names, once the caller may delete there: a caller the path's policy refuses learns that
+/// before anything about its body.
+fn versions_request(
+    auth: &Auth,
+    uri: &Uri,
+    prefix: &str,
+    body: &KvVersions,
+) -> Result<(String, Vec<u64>), Error> {
+    let path = kv_path(uri, prefix);
+    auth.engine.authorize(
+        &auth.caller,
+        Scope::SecretsDelete,
+        Some((&path, Permission::Delete)),
+    )?;
+    Ok((path, body.numbers()?))
 }
 
 /// `DELETE /v1/secret/data/{path}`: soft-deletes the secret (Vault deletes its latest
@@ -641,15 +659,9 @@ pub async fn kv_delete_versions(
     uri: Uri,
     VaultJson(body): VaultJson<KvVersions>,
 ) -> Result<StatusCode, ApiError> {
-    let path = kv_path(&uri, "/v1/secret/delete/");
-    auth.engine.authorize(
-        &auth.caller,
-        Scope::SecretsDelete,
-        Some((&path, Permission::Delete)),
-    )?;
-    let versions = body.numbers()?;
+    let (path, versions) = versions_request(&auth, &uri, "/v1/secret/delete/", &body)?;
     let current = auth.engine.secret_metadata(&auth.caller, &path)?.version;
-    whole_secret(&versions, current, "delete")?;
+    whole_secret(&versions, current)?;
     auth.engine
         .delete_secret(&auth.caller, &path, false)
         .await?;
@@ -662,13 +674,7 @@ pub async fn kv_undelete(
     uri: Uri,
     VaultJson(body): VaultJson<KvVersions>,
 ) -> Result<StatusCode, ApiError> {
-    let path = kv_path(&uri, "/v1/secret/undelete/");
-    auth.engine.authorize(
-        &auth.caller,
-        Scope::SecretsDelete,
-        Some((&path, Permission::Delete)),
-    )?;
-    body.numbers()?;
+    let (path, _) = versions_request(&auth, &uri, "/v1/secret/undelete/", &body)?;
     auth.engine.restore_secret(&auth.caller, &path).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -680,13 +686,7 @@ pub async fn kv_destroy(
     uri: Uri,
     VaultJson(body): VaultJson<KvVersions>,
 ) -> Result<StatusCode, ApiError> {
-    let path = kv_path(&uri, "/v1/secret/destroy/");
-    auth.engine.authorize(
-        &auth.caller,
-        Scope::SecretsDelete,
-        Some((&path, Permission::Delete)),
-    )?;
-    body.numbers()?;
+    versions_request(&auth, &uri, "/v1/secret/destroy/", &body)?;
     Err(Error::invalid_request(
         "ScaiVault destroys a secret with all its versions, not single versions: use `kv metadata delete` (DELETE /v1/secret/metadata/{path})",
     )
