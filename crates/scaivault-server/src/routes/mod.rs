@@ -54,9 +54,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             request_context,
         ))
         .with_state(state);
-    // Before routing: a Vault client's listing becomes a route of its own (see `vault`).
+    // Before routing: a Vault client's listing becomes a route of its own, and what this
+    // server does not do is refused (see `vault`).
     Router::new().fallback_service(tower::Layer::layer(
-        &axum::middleware::map_request(vault::listing_as_route),
+        &axum::middleware::map_request(vault::vault_request),
         router,
     ))
 }

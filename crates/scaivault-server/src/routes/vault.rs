@@ -47,11 +47,12 @@ pub(crate) fn is_vault_path(path: &str) -> bool {
         || path.starts_with("/v1/sys/internal/ui/mounts")
 }
 
-/// Vault's clients list with the `LIST` method (hvac), or `GET …?list=true` (the Go client
-/// turns `LIST` into that). Either becomes `GET /v1/secret/list/{path}`, a route of its own,
+/// What a Vault client's request needs before routing: refused if it asks for what this
+/// server does not do, and a listing made a route of its own. Vault's clients list with the
+/// `LIST` method (hvac), or `GET …?list=true` (the Go client turns `LIST` into that). Either becomes `GET /v1/secret/list/{path}`, a route of its own,
 /// so that a listing needs `secrets:list` and is audited as `list`, as `GET /v1/secrets` is.
 /// Applied before routing (the router matches on the method).
-pub(crate) async fn listing_as_route(mut req: Request) -> Result<Request, Response> {
+pub(crate) async fn vault_request(mut req: Request) -> Result<Request, Response> {
     // What this server does not do must not be silently skipped: a client that asked for a
     // wrapped answer would get the secret itself, one that named a namespace another's.
     if is_vault_path(req.uri().path()) {
@@ -107,18 +108,31 @@ pub(crate) async fn listing_as_route(mut req: Request) -> Result<Request, Respon
     Ok(req)
 }
 
-/// Vault's envelope around what a route answers.
-fn wrapped(request_id: &str, data: impl Serialize) -> Json<Value> {
-    Json(json!({
-        "request_id": request_id,
-        "lease_id": "",
-        "renewable": false,
-        "lease_duration": 0,
-        "data": data,
-        "wrap_info": null,
-        "warnings": null,
-        "auth": null,
-    }))
+/// Vault's envelope around what a route answers. Serialized straight into the answer's
+/// bytes: a secret's fields are never copied into an intermediate JSON tree.
+#[derive(Serialize)]
+pub struct Envelope<T> {
+    request_id: String,
+    lease_id: &'static str,
+    renewable: bool,
+    lease_duration: u64,
+    data: T,
+    wrap_info: Option<()>,
+    warnings: Option<Vec<String>>,
+    auth: Option<()>,
+}
+
+fn wrapped<T: Serialize>(request_id: &str, data: T) -> Json<Envelope<T>> {
+    Json(Envelope {
+        request_id: request_id.to_owned(),
+        lease_id: "",
+        renewable: false,
+        lease_duration: 0,
+        data,
+        wrap_info: None,
+        warnings: None,
+        auth: None,
+    })
 }
 
 fn request_id(meta: &Option<Extension<RequestMeta>>) -> String {
@@ -277,7 +291,7 @@ pub async fn kv_metadata(
     auth: Auth,
     meta: Option<Extension<RequestMeta>>,
     uri: Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Envelope<Value>>, ApiError> {
     let path = kv_path(&uri, "/v1/secret/metadata/");
     let summary = auth.engine.secret_metadata(&auth.caller, &path)?;
     let versions = auth.engine.secret_versions(&auth.caller, &path)?;
@@ -313,14 +327,14 @@ pub async fn kv_metadata(
 /// says so in Vault's `warnings`.
 const LIST_MAX: usize = 10_000;
 
-/// `LIST /v1/secret/metadata/{prefix}` (routed here by [`listing_as_route`]): the names
+/// `LIST /v1/secret/metadata/{prefix}` (routed here by [`vault_request`]): the names
 /// directly under the prefix, folders ending in `/`, as Vault lists them; only secrets the
 /// caller may list are looked at.
 pub async fn kv_list(
     auth: Auth,
     meta: Option<Extension<RequestMeta>>,
     uri: Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Envelope<Value>>, ApiError> {
     let mut prefix = kv_path(&uri, "/v1/secret/list/");
     if !prefix.is_empty() {
         prefix.push('/');
@@ -356,13 +370,13 @@ pub async fn kv_list(
         )
         .into());
     }
-    let mut body = wrapped(&request_id(&meta), json!({ "keys": keys })).0;
+    let mut body = wrapped(&request_id(&meta), json!({ "keys": keys }));
     if seen >= LIST_MAX {
-        body["warnings"] = json!([format!(
+        body.warnings = Some(vec![format!(
             "the listing stopped after {LIST_MAX} secrets: list a narrower prefix, or page through GET /v1/secrets?prefix="
         )]);
     }
-    Ok(Json(body))
+    Ok(body)
 }
 
 /// The `secret/` mount as `sys/mounts` describes it.
@@ -386,7 +400,8 @@ fn kv_mount() -> Value {
 /// `GET /v1/sys/mounts`: the one mount.
 pub async fn mounts(meta: Option<Extension<RequestMeta>>, _auth: Auth) -> Json<Value> {
     let mounts = json!({ KV_MOUNT: kv_mount() });
-    let mut body = wrapped(&request_id(&meta), mounts.clone()).0;
+    let mut body =
+        serde_json::to_value(wrapped(&request_id(&meta), mounts.clone()).0).unwrap_or_default();
     // Vault answers the mounts at the top level too (older clients read them there).
     if let (Value::Object(b), Value::Object(m)) = (&mut body, mounts) {
         b.extend(m);
@@ -400,7 +415,7 @@ pub async fn mount_of(
     meta: Option<Extension<RequestMeta>>,
     _auth: Auth,
     uri: Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Envelope<Value>>, ApiError> {
     let path = raw_tail(&uri, "/v1/sys/internal/ui/mounts/");
     if !(path == "secret" || path.starts_with(KV_MOUNT)) {
         return Err(Error::new(
@@ -464,7 +479,7 @@ pub async fn lookup_self(
     meta: Option<Extension<RequestMeta>>,
     auth: Auth,
     headers: axum::http::HeaderMap,
-) -> Json<Value> {
+) -> Json<Envelope<Value>> {
     let me = auth.engine.whoami(&auth.caller);
     let now = state.clock.now().unix_seconds();
     let ttl = me
@@ -841,7 +856,7 @@ pub async fn kv_metadata_write(
 }
 
 /// `GET /v1/secret/config`: the mount's settings, which are ScaiVault's and fixed.
-pub async fn kv_config(meta: Option<Extension<RequestMeta>>, _auth: Auth) -> Json<Value> {
+pub async fn kv_config(meta: Option<Extension<RequestMeta>>, _auth: Auth) -> Json<Envelope<Value>> {
     wrapped(
         &request_id(&meta),
         json!({ "cas_required": false, "delete_version_after": "0s", "max_versions": 0 }),
@@ -991,7 +1006,7 @@ mod tests {
                 .uri(uri)
                 .body(axum::body::Body::empty())
                 .unwrap();
-            let out = futures_executor(listing_as_route(req)).unwrap();
+            let out = futures_executor(vault_request(req)).unwrap();
             (out.method().to_string(), out.uri().to_string())
         };
         assert_eq!(
