@@ -254,8 +254,6 @@ pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
-/// Revokes, inside a write job, the live tokens `which` picks from `cache` (which the
-/// writer has brought up to every node's commits); the map follows once durable.
 /// How a token made with another names its maker in `created_by`.
 pub(crate) const MADE_WITH: &str = "token:";
 
@@ -264,6 +262,9 @@ pub(crate) fn parent_of(t: &TokenRecord) -> Option<&str> {
     t.created_by.strip_prefix(MADE_WITH)
 }
 
+/// Revokes, inside a write job, the live tokens `which` picks from `cache` (which the
+/// writer has brought up to every node's commits), and the tokens made with them; the map
+/// follows once durable.
 pub(crate) fn revoke_tokens_in(
     tx: &mut scaivault_store::WriteTx<'_, '_>,
     cache: &std::sync::Arc<std::sync::RwLock<std::collections::HashMap<[u8; 32], TokenRecord>>>,
